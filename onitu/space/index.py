@@ -1,0 +1,219 @@
+"""Candidate orders: which stored tuples a template could match, oldest first, without scanning the space.
+
+:class:`FifoIndex` is the everyday order. Tuples are bucketed by shape (size, or key set for dicts), then by
+``(shape, first element)``, and inside a head bucket by second element, so a template with one or two leading
+constants only visits tuples that share them. Buckets are append-only id lists with lazy deletion: a removed id
+stays as a tombstone until the bucket is walked or compacted, which keeps removal O(1) and memory near 8 bytes
+per id per level. Single-tuple second-level buckets are stored as the bare id, because unique keys (a task
+number, a path) are the common case and a list per tuple would double the memory.
+
+:class:`RindaOrder` reproduces Ruby Rinda's bins (symbol-headed tuples per symbol, LIFO for take/read) for the
+differential tests; it scans and is not meant for large spaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+from typing import Protocol
+
+from onitu.space.template import Symbol, Template
+
+_NO_KEY = object()
+
+
+def _key(v: object) -> Hashable:
+    """An index key for a constant, or _NO_KEY when the value cannot be indexed (containers, NaN-like)."""
+    if type(v) in (list, tuple, dict):
+        return _NO_KEY
+    try:
+        hash(v)
+    except TypeError:
+        return _NO_KEY
+    return v
+
+
+def shape(tup: tuple | dict) -> Hashable:
+    """Tuples of one shape are the only ones a template of that shape can match; [] and {} share shape 0."""
+    if type(tup) is dict and tup:
+        return frozenset(tup)
+    return len(tup)
+
+
+class Bucket:
+    """Ids in insertion (= age) order; removals are tombstones, compacted when they outnumber the living."""
+
+    __slots__ = ("dead", "ids", "start")
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.start = 0
+        self.dead = 0
+
+    def __len__(self) -> int:
+        return len(self.ids) - self.start - self.dead
+
+    def add(self, eid: int) -> None:
+        self.ids.append(eid)
+
+    def discard(self, live: dict) -> None:
+        """Count one tombstone; compact when half the bucket is dead."""
+        self.dead += 1
+        if self.dead * 2 > len(self.ids) - self.start and self.dead > 8:
+            self.ids = [e for e in self.ids[self.start :] if e in live]
+            self.start = self.dead = 0
+
+    def walk(self, live: dict) -> Iterator[int]:
+        ids = self.ids
+        # Drop tombstones at the front for good, so FIFO takes stay O(1).
+        while self.start < len(ids) and ids[self.start] not in live:
+            self.start += 1
+            self.dead -= 1
+        if self.start > 64 and self.start * 2 > len(ids):
+            del ids[: self.start]
+            self.start = 0
+        for i in range(self.start, len(ids)):
+            eid = ids[i]
+            if eid in live:
+                yield eid
+
+    def walk_back(self, live: dict) -> Iterator[int]:
+        ids = self.ids
+        for i in range(len(ids) - 1, self.start - 1, -1):
+            if ids[i] in live:
+                yield ids[i]
+
+
+class Order(Protocol):
+    """How the store finds candidates; ``add``/``remove`` keep it in step with the live tuples."""
+
+    def add(self, eid: int, tup: tuple | dict) -> None: ...
+    def remove(self, eid: int, tup: tuple | dict, taken: bool) -> None: ...
+    def candidates(self, template: Template, all_matches: bool) -> Iterator[int]: ...
+
+
+class FifoIndex:
+    """Oldest-first candidates from the narrowest bucket the template's leading constants allow."""
+
+    def __init__(self, live: dict) -> None:
+        self.live = live
+        self.by_shape: dict[Hashable, Bucket] = {}
+        self.by_head: dict[tuple, Bucket] = {}
+        # second level, inside a head bucket: {second element: id | Bucket}
+        self.by_second: dict[tuple, dict[Hashable, int | Bucket]] = {}
+
+    def add(self, eid: int, tup: tuple | dict) -> None:
+        sk = shape(tup)
+        bucket = self.by_shape.get(sk)
+        if bucket is None:
+            bucket = self.by_shape[sk] = Bucket()
+        bucket.add(eid)
+        if type(tup) is dict or not tup or (h0 := _key(tup[0])) is _NO_KEY:
+            return
+        hk = (sk, h0)
+        bucket = self.by_head.get(hk)
+        if bucket is None:
+            bucket = self.by_head[hk] = Bucket()
+        bucket.add(eid)
+        if len(tup) < 2 or (h1 := _key(tup[1])) is _NO_KEY:
+            return
+        sub = self.by_second.get(hk)
+        if sub is None:
+            sub = self.by_second[hk] = {}
+        held = sub.get(h1)
+        if held is None:
+            sub[h1] = eid
+        else:
+            if type(held) is int:
+                held = sub[h1] = _bucket_of(held)
+            held.add(eid)
+
+    def remove(self, eid: int, tup: tuple | dict, taken: bool) -> None:
+        # Called after eid left `live`.
+        live = self.live
+        sk = shape(tup)
+        self._discard(self.by_shape, sk)
+        if type(tup) is dict or not tup or (h0 := _key(tup[0])) is _NO_KEY:
+            return
+        hk = (sk, h0)
+        self._discard(self.by_head, hk)
+        if len(tup) < 2 or (h1 := _key(tup[1])) is _NO_KEY:
+            return
+        sub = self.by_second[hk]
+        held = sub[h1]
+        if type(held) is int or len(held) <= 1:
+            del sub[h1]
+        else:
+            held.discard(live)
+        if not sub:
+            del self.by_second[hk]
+
+    def _discard(self, table: dict, key: Hashable) -> None:
+        bucket = table[key]
+        if len(bucket) <= 1:
+            del table[key]
+        else:
+            bucket.discard(self.live)
+
+    def candidates(self, template: Template, all_matches: bool) -> Iterator[int]:
+        if template.is_dict:
+            sk: Hashable = frozenset(template.pattern) if template.size else 0
+        else:
+            sk = template.size
+        head = template.head(1)
+        h0 = _key(head[0]) if head else _NO_KEY
+        if h0 is _NO_KEY:
+            bucket = self.by_shape.get(sk)
+            return bucket.walk(self.live) if bucket else iter(())
+        hk = (sk, h0)
+        head2 = template.head(2)
+        h1 = _key(head2[1]) if head2 else _NO_KEY
+        if h1 is not _NO_KEY:
+            held = self.by_second.get(hk, {}).get(h1)
+            if held is None:
+                return iter(())
+            return iter((held,)) if type(held) is int else held.walk(self.live)
+        bucket = self.by_head.get(hk)
+        return bucket.walk(self.live) if bucket else iter(())
+
+    def stats(self) -> dict[str, int]:
+        return {"shapes": len(self.by_shape), "heads": len(self.by_head)}
+
+
+def _bucket_of(eid: int) -> Bucket:
+    bucket = Bucket()
+    bucket.add(eid)
+    return bucket
+
+
+class RindaOrder:
+    """Ruby Rinda's TupleBag order (FORMAT.md rules 5-7), for the differential tests."""
+
+    def __init__(self, live: dict) -> None:
+        self.live = live
+        self.bins: dict[Hashable, list[int]] = {}  # in creation order
+
+    @staticmethod
+    def _bin(tup: tuple | dict) -> Hashable:
+        head = tup[0] if type(tup) is not dict and tup else None
+        return head if type(head) is Symbol else None
+
+    def add(self, eid: int, tup: tuple | dict) -> None:
+        self.bins.setdefault(self._bin(tup), []).append(eid)
+
+    def remove(self, eid: int, tup: tuple | dict, taken: bool) -> None:
+        key = self._bin(tup)
+        ids = self.bins[key]
+        ids.remove(eid)
+        # Rinda drops a bin only when a take empties it; expiry leaves the empty bin in place.
+        if not ids and taken:
+            del self.bins[key]
+
+    def candidates(self, template: Template, all_matches: bool) -> Iterator[int]:
+        key = self._bin(template.pattern)
+        if key is not None:
+            ids = self.bins.get(key, [])
+            return iter(list(ids) if all_matches else ids[::-1])
+        return iter([eid for ids in self.bins.values() for eid in ids])
+
+    def stats(self) -> dict[str, int]:
+        return {"bins": len(self.bins)}

@@ -1,0 +1,198 @@
+"""The in-process tuple space: thread-safe, blocking, the same methods as the network clients."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from onitu.space.errors import Cancelled, InvalidTuple, RequestExpired, SpaceError
+from onitu.space.handles import Entry, Event
+from onitu.space.store import Lease, Store
+from onitu.space.template import Template
+
+TemplateLike = Sequence | Mapping | Template
+
+
+def as_template(template: TemplateLike) -> Template:
+    return template if isinstance(template, Template) else Template(template)
+
+
+def check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0):
+        raise InvalidTuple(f"timeout must be None or seconds >= 0, not {timeout!r}")
+
+
+class _Result:
+    """A one-shot slot a waiter callback fills from the store's thread."""
+
+    __slots__ = ("done", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+
+    def set(self, value: Any) -> None:
+        self.value = value
+        self.done.set()
+
+
+class TupleSpace:
+    """A Linda tuple space in this process.
+
+    ``rinda_order=True`` reproduces Ruby Rinda's search order (symbol-headed tuples LIFO); the default is oldest
+    first. Tuples written with ``lease="session"`` live until :meth:`close`.
+    """
+
+    def __init__(self, *, rinda_order: bool = False, history: int = 100_000) -> None:
+        self._store = Store(rinda_order=rinda_order, history=history)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._session = os.urandom(16)
+        self._store.open_session(self._session, float("inf"))
+        self._closed = False
+        self._timer = threading.Thread(target=self._run_timers, name="onitu-space-timers", daemon=True)
+        self._timer.start()
+
+    # ---- operations --------------------------------------------------------------------------------------
+
+    def write(self, tup: Sequence | Mapping, lease: Lease = None) -> Entry:
+        with self._lock:
+            eid = self._store.write(tup, lease, self._session)
+            self._wake.notify()
+        return Entry(self, eid, tup)
+
+    def take(self, template: TemplateLike, timeout: float | None = None) -> Any:
+        return self._find(as_template(template), True, timeout)
+
+    def read(self, template: TemplateLike, timeout: float | None = None) -> Any:
+        return self._find(as_template(template), False, timeout)
+
+    def read_all(self, template: TemplateLike, limit: int | None = None) -> list[Any]:
+        with self._lock:
+            return self._store.read_all(as_template(template), limit)
+
+    def batch(self, ops: Iterable[Sequence]) -> list[Any]:
+        """Atomic ``[("write", tup, lease), ("take", template), ("read", template)]``: all or nothing."""
+        with self._lock:
+            results = self._store.batch(ops, self._session)
+            self._wake.notify()
+        return results
+
+    def notify(self, events: Iterable[str] | str, template: TemplateLike, lease: float | None = None,
+               since: int | None = None) -> Notification:
+        """Subscribe to ``events`` (write, take, delete, close) on tuples matching ``template``."""
+        events = [events] if isinstance(events, str) else events
+        note = Notification(self)
+        with self._lock:
+            note._sub = self._store.subscribe(events, as_template(template), note._queue.put, lease,
+                                              self._session, since)
+            self._wake.notify()
+        return note
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return self._store.stats()
+
+    def close(self) -> None:
+        """End the space's session (its session-leased tuples are deleted) and wake every blocked call."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._store.end_session(self._session)
+            for waiter in list(self._store.waiters):
+                self._store.cancel_wait(waiter, Cancelled("the tuple space was closed"))
+            for sub in list(self._store.subs):
+                self._store.close(sub)
+            self._wake.notify()
+
+    def __enter__(self) -> TupleSpace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- internals ---------------------------------------------------------------------------------------
+
+    def _find(self, template: Template, take: bool, timeout: float | None) -> Any:
+        check_timeout(timeout)
+        result = _Result()
+        with self._lock:
+            if self._closed:
+                raise Cancelled("the tuple space is closed")
+            found = self._store.take(template) if take else self._store.read(template)
+            if found is not None:
+                return found
+            if timeout == 0:
+                raise RequestExpired(f"no tuple matches {template.pattern!r}")
+            waiter = self._store.wait(template, take, result.set, timeout, self._session)
+            self._wake.notify()
+        try:
+            result.done.wait()
+        except BaseException:  # interrupted while blocked: withdraw the request so nothing is lost
+            with self._lock:
+                if waiter.active:
+                    self._store.cancel_wait(waiter)
+                elif take and not isinstance(result.value, SpaceError):
+                    self._store.write(result.value)
+            raise
+        if isinstance(result.value, SpaceError):
+            raise result.value
+        return result.value
+
+    def _renew(self, eid: int, lease: Lease) -> float | None:
+        with self._lock:
+            deadline = self._store.renew(eid, lease, self._session)
+            self._wake.notify()
+            return deadline
+
+    def _cancel(self, eid: int) -> Any:
+        with self._lock:
+            return self._store.cancel(eid)
+
+    def _unsubscribe(self, note: Notification) -> None:
+        with self._lock:
+            if note._sub is not None:
+                self._store.close(note._sub)
+
+    def _run_timers(self) -> None:
+        with self._lock:
+            while not self._closed:
+                self._store.reap()
+                deadline = self._store.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - self._store.clock())
+                self._wake.wait(timeout)
+
+
+class Notification:
+    """An iterator of :class:`Event` s; ends after the ``close`` event. ``close()`` ends it early."""
+
+    def __init__(self, space: TupleSpace) -> None:
+        self._space = space
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._sub: Any = None
+        self._ended = False
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> Event:
+        """The next event; RequestExpired if none arrives within ``timeout`` seconds."""
+        if self._ended:
+            raise StopIteration
+        try:
+            event = Event(*self._queue.get(timeout=timeout))
+        except queue.Empty:
+            raise RequestExpired(f"no event within {timeout} s") from None
+        if event.kind == "close":
+            self._ended = True
+        return event
+
+    def close(self) -> None:
+        self._space._unsubscribe(self)

@@ -1,0 +1,475 @@
+"""The tuple space's state machine: tuples, leases, sessions, blocked requests, subscriptions, events.
+
+The store is single-threaded and never blocks; front ends serialize calls (a lock in-process, the event loop in
+the server). A request that must wait registers a :class:`Waiter` whose callback fires when a write satisfies it,
+when it times out, or when its session ends. Every change that must survive a crash is appended to
+:attr:`Store.changes` for the durable layer (and the replication stream) to drain.
+
+Semantics follow Ruby Rinda: a write first satisfies every blocked ``read`` it matches, then at most one blocked
+``take`` (the oldest), and is stored only if no take consumed it; an already-expired write is announced
+(``write`` then ``delete``) but never stored.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
+from onitu.space.index import FifoIndex, Order, RindaOrder
+from onitu.space.template import Template, check_tuple
+
+Tuple = tuple | dict
+Lease = float | int | str | None
+SESSION = "session"
+EVENT_KINDS = frozenset({"write", "take", "delete", "close"})
+Event = tuple[int, str, Any]  # (event id, kind, tuple)
+
+
+@dataclass(eq=False)
+class Session:
+    """A client's liveness: tuples leased to it die when it misses its TTL."""
+
+    sid: bytes
+    ttl: float
+    deadline: float
+    tuples: set[int] = field(default_factory=set)
+    waiters: set[Waiter] = field(default_factory=set)
+    subs: set[Subscription] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class Waiter:
+    """A blocked take or read. ``callback(result)`` gets the tuple, or the SpaceError that ended the wait."""
+
+    template: Template
+    take: bool
+    callback: Callable[[Any], None]
+    deadline: float | None
+    session: Session | None
+    active: bool = True
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A notify: ``callback(event)`` for each matching event; a final ``close`` event ends it."""
+
+    template: Template
+    kinds: frozenset[str]
+    callback: Callable[[Event], None]
+    deadline: float | None
+    session: Session | None
+    active: bool = True
+
+
+def lease_deadline(lease: Lease, now: float) -> float | None:
+    """Absolute deadline of a lease given in seconds; None for forever (and for session leases)."""
+    if lease is None or lease == SESSION:
+        return None
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or lease < 0 or lease != lease:
+        raise InvalidTuple(f"lease must be None, 'session' or seconds >= 0, not {lease!r}")
+    return now + lease
+
+
+class Store:
+    """In-memory tuple space. Not thread-safe: callers serialize access."""
+
+    def __init__(self, *, rinda_order: bool = False, clock: Callable[[], float] = time.time,
+                 history: int = 100_000) -> None:
+        self.clock = clock
+        self.live: dict[int, Tuple] = {}
+        self.order: Order = RindaOrder(self.live) if rinda_order else FifoIndex(self.live)
+        self.next_id = 1
+        self.leases: dict[int, float] = {}  # id -> deadline, leased tuples only
+        self.owner: dict[int, Session] = {}  # id -> session, session-leased tuples only
+        self.sessions: dict[bytes, Session] = {}
+        self.waiters: dict[Waiter, None] = {}  # registration order
+        self.subs: dict[Subscription, None] = {}
+        self.event_id = 0
+        self.history: deque[Event] = deque(maxlen=history)
+        self.changes: list[tuple] = []
+        self._timers: list[tuple[float, int, Any]] = []
+        self._tick = itertools.count()
+
+    # ---- writing -----------------------------------------------------------------------------------------
+
+    def write(self, tup: Sequence | dict, lease: Lease = None, session: bytes | None = None) -> int:
+        """Store a tuple (or hand it to a blocked take); return its entry id."""
+        return self._write(check_tuple(tup), lease, session, self.reap())
+
+    def _write(self, tup: Tuple, lease: Lease, session: bytes | None, now: float) -> int:
+        deadline = lease_deadline(lease, now)
+        owner = self._owner(lease, session)
+        eid = self.next_id
+        self.next_id += 1
+        self._offer_to_readers(tup)
+        self._emit("write", tup)
+        if deadline is not None and deadline <= now:
+            self._emit("delete", tup)
+            return eid
+        taker = next((w for w in self.waiters if w.take and w.template.match(tup)), None)
+        if taker is not None:
+            self._finish(taker, tup)
+            self._emit("take", tup)
+            return eid
+        self._store(eid, tup, deadline, owner)
+        self.changes.append(("put", eid, tup, deadline, owner.sid if owner else None))
+        return eid
+
+    def _owner(self, lease: Lease, session: bytes | None) -> Session | None:
+        if lease != SESSION:
+            return None
+        owner = self.sessions.get(session) if session is not None else None
+        if owner is None:
+            raise InvalidTuple("lease='session' needs an open session")
+        return owner
+
+    def _store(self, eid: int, tup: Tuple, deadline: float | None, owner: Session | None) -> None:
+        self.live[eid] = tup
+        self.order.add(eid, tup)
+        if deadline is not None:
+            self.leases[eid] = deadline
+            self._at(deadline, eid)
+        if owner is not None:
+            self.owner[eid] = owner
+            owner.tuples.add(eid)
+
+    def _offer_to_readers(self, tup: Tuple) -> None:
+        for w in [w for w in self.waiters if not w.take and w.template.match(tup)]:
+            self._finish(w, tup)
+
+    # ---- finding -----------------------------------------------------------------------------------------
+
+    def take(self, template: Template) -> Tuple | None:
+        """Remove and return the first match (oldest first), or None."""
+        self.reap()
+        eid = self._find(template)
+        return None if eid is None else self._remove(eid, "take")
+
+    def read(self, template: Template) -> Tuple | None:
+        """Return the first match without removing it, or None."""
+        self.reap()
+        eid = self._find(template)
+        return None if eid is None else self.live[eid]
+
+    def read_all(self, template: Template, limit: int | None = None) -> list[Tuple]:
+        """Every match, in the order take would find them (Rinda: oldest first even for symbol bins)."""
+        self.reap()
+        live, out = self.live, []
+        for eid in self.order.candidates(template, True):
+            tup = live[eid]
+            if template.match(tup):
+                out.append(tup)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    def _find(self, template: Template, skip: set[int] | frozenset = frozenset()) -> int | None:
+        live = self.live
+        for eid in self.order.candidates(template, False):
+            if eid not in skip and template.match(live[eid]):
+                return eid
+        return None
+
+    def _remove(self, eid: int, kind: str) -> Tuple:
+        tup = self.live.pop(eid)
+        self.order.remove(eid, tup, kind == "take")
+        self.leases.pop(eid, None)
+        owner = self.owner.pop(eid, None)
+        if owner is not None:
+            owner.tuples.discard(eid)
+        self.changes.append(("del", eid))
+        self._emit(kind, tup)
+        return tup
+
+    # ---- batches -----------------------------------------------------------------------------------------
+
+    def batch(self, ops: Iterable[tuple], session: bytes | None = None) -> list[Any]:
+        """Apply ``("write", tuple, lease)``, ``("take", template)`` and ``("read", template)`` ops atomically.
+
+        Every take must find a tuple (an older one, or one written earlier in the batch) or nothing happens and
+        RequestExpired is raised. Returns per op: the entry id (write) or the tuple (take, read).
+        """
+        ops = [_check_op(op) for op in ops]
+        now = self.reap()
+        plan = self._plan(ops, now, session)
+        results: list[Any] = []
+        claimed_writes = {target for kind, target in plan if kind == "take" and type(target) is tuple}
+        for i, (op, (kind, target)) in enumerate(zip(ops, plan, strict=True)):
+            if kind == "write":
+                if ("w", i) in claimed_writes:
+                    results.append(self._reserve_id(op[1]))
+                else:
+                    results.append(self._write(op[1], op[2], session, now))
+            elif kind == "take":
+                if type(target) is tuple:
+                    tup = ops[target[1]][1]
+                    self._emit("take", tup)
+                    results.append(tup)
+                else:
+                    results.append(self._remove(target, "take"))
+            else:
+                results.append(self.live[target] if type(target) is int else ops[target[1]][1])
+        return results
+
+    def _plan(self, ops: list[tuple], now: float, session: bytes | None) -> list[tuple[str, Any]]:
+        taken: set[int] = set()
+        pending: list[tuple[int, Tuple]] = []  # writes earlier in the batch, not yet claimed
+        plan: list[tuple[str, Any]] = []
+        for i, op in enumerate(ops):
+            if op[0] == "write":
+                tup = op[1]
+                deadline = lease_deadline(op[2], now)
+                self._owner(op[2], session)
+                if deadline is None or deadline > now:
+                    pending.append((i, tup))
+                plan.append(("write", None))
+                continue
+            template = op[1]
+            eid = self._find(template, taken)
+            if eid is not None:
+                if op[0] == "take":
+                    taken.add(eid)
+                plan.append((op[0], eid))
+                continue
+            j = next((k for k, (_, tup) in enumerate(pending) if template.match(tup)), None)
+            if j is None:
+                raise RequestExpired(f"batch op {i}: no tuple matches {template.pattern!r}")
+            target = ("w", pending[j][0])
+            if op[0] == "take":
+                del pending[j]
+            plan.append((op[0], target))
+        return plan
+
+    def _reserve_id(self, tup: Tuple) -> int:
+        eid = self.next_id
+        self.next_id += 1
+        self._emit("write", tup)
+        return eid
+
+    # ---- waiting -----------------------------------------------------------------------------------------
+
+    def wait(self, template: Template, take: bool, callback: Callable[[Any], None],
+             timeout: float | None = None, session: bytes | None = None) -> Waiter:
+        """Register a blocked take/read (call after take/read returned None)."""
+        owner = self.sessions.get(session) if session is not None else None
+        deadline = None if timeout is None else self.clock() + timeout
+        waiter = Waiter(template, take, callback, deadline, owner)
+        self.waiters[waiter] = None
+        if owner is not None:
+            owner.waiters.add(waiter)
+        if deadline is not None:
+            self._at(deadline, waiter)
+        return waiter
+
+    def cancel_wait(self, waiter: Waiter, error: SpaceError | None = None) -> None:
+        """End a blocked request; its callback gets ``error`` (default Cancelled) unless it already finished."""
+        if waiter.active:
+            self._finish(waiter, error or Cancelled(f"request for {waiter.template.pattern!r} was cancelled"))
+
+    def _finish(self, waiter: Waiter, result: Any) -> None:
+        waiter.active = False
+        del self.waiters[waiter]
+        if waiter.session is not None:
+            waiter.session.waiters.discard(waiter)
+        waiter.callback(result)
+
+    # ---- leases ------------------------------------------------------------------------------------------
+
+    def cancel(self, eid: int) -> Tuple:
+        """Delete a tuple by entry id (Rinda ``entry.cancel``): emits ``delete``."""
+        self.reap()
+        if eid not in self.live:
+            raise NoSuchEntry(f"entry {eid} is not in the space (taken, expired or cancelled)")
+        return self._remove(eid, "delete")
+
+    def renew(self, eid: int, lease: Lease, session: bytes | None = None) -> float | None:
+        """Give a stored tuple a new lease; returns its new deadline (None: forever or session)."""
+        now = self.reap()
+        if eid not in self.live:
+            raise NoSuchEntry(f"entry {eid} is not in the space (taken, expired or cancelled)")
+        deadline = lease_deadline(lease, now)
+        owner = self._owner(lease, session)
+        old_owner = self.owner.pop(eid, None)
+        if old_owner is not None:
+            old_owner.tuples.discard(eid)
+        self.leases.pop(eid, None)
+        if deadline is not None and deadline <= now:
+            self._remove(eid, "delete")
+            return deadline
+        if deadline is not None:
+            self.leases[eid] = deadline
+            self._at(deadline, eid)
+        if owner is not None:
+            self.owner[eid] = owner
+            owner.tuples.add(eid)
+        self.changes.append(("lease", eid, deadline, owner.sid if owner else None))
+        return deadline
+
+    # ---- sessions ----------------------------------------------------------------------------------------
+
+    def open_session(self, sid: bytes, ttl: float) -> Session:
+        """Open (or re-attach to) a session; it lives while touched at least every ``ttl`` seconds."""
+        now = self.clock()
+        session = self.sessions.get(sid)
+        if session is None:
+            session = self.sessions[sid] = Session(sid, ttl, now + ttl)
+            self.changes.append(("session", sid, ttl))
+            self._at(session.deadline, session)
+        elif session.ttl != ttl:
+            session.ttl = ttl
+            self.changes.append(("session", sid, ttl))
+        session.deadline = max(session.deadline, now + ttl)
+        return session
+
+    def touch(self, sid: bytes) -> bool:
+        """Keep a session alive; False if it is unknown (expired)."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return False
+        session.deadline = self.clock() + session.ttl
+        return True
+
+    def end_session(self, sid: bytes) -> None:
+        """End a session now: its tuples are deleted, its requests cancelled, its notifies closed."""
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return
+        for waiter in list(session.waiters):
+            self.cancel_wait(waiter, Cancelled(f"session {sid.hex()} ended"))
+        for sub in list(session.subs):
+            self.close(sub)
+        for eid in sorted(session.tuples):
+            self._remove(eid, "delete")
+        self.changes.append(("end", sid))
+
+    # ---- notify ------------------------------------------------------------------------------------------
+
+    def subscribe(self, kinds: Iterable[str], template: Template, callback: Callable[[Event], None],
+                  lease: float | None = None, session: bytes | None = None, since: int | None = None
+                  ) -> Subscription:
+        """Deliver matching events to ``callback``; with ``since``, first replay retained events after it."""
+        kinds = frozenset(kinds)
+        if not kinds or not kinds <= EVENT_KINDS:
+            raise InvalidTuple(f"notify events must be among {sorted(EVENT_KINDS)}, not {sorted(kinds)}")
+        now = self.reap()
+        if since is not None:
+            oldest = self.history[0][0] if self.history else self.event_id + 1
+            if since + 1 < oldest and since < self.event_id:
+                raise EventsLost(f"events {since + 1}..{oldest - 1} are no longer retained")
+        deadline = lease_deadline(lease, now)
+        owner = self.sessions.get(session) if session is not None else None
+        sub = Subscription(template, kinds, callback, deadline, owner)
+        if since is not None:
+            for event in list(self.history):
+                if event[0] > since and event[1] in kinds and template.match(event[2]):
+                    callback(event)
+        self.subs[sub] = None
+        if owner is not None:
+            owner.subs.add(sub)
+        if deadline is not None:
+            self._at(deadline, sub)
+        return sub
+
+    def close(self, sub: Subscription) -> None:
+        """End a subscription: its callback gets a final ``close`` event."""
+        if not sub.active:
+            return
+        sub.active = False
+        del self.subs[sub]
+        if sub.session is not None:
+            sub.session.subs.discard(sub)
+        sub.callback((self.event_id, "close", None))
+
+    def _emit(self, kind: str, tup: Tuple) -> None:
+        self.event_id += 1
+        event = (self.event_id, kind, tup)
+        self.history.append(event)
+        for sub in self.subs:
+            if kind in sub.kinds and sub.template.match(tup):
+                sub.callback(event)
+
+    # ---- time --------------------------------------------------------------------------------------------
+
+    def _at(self, deadline: float, what: Any) -> None:
+        if deadline == float("inf"):
+            return
+        heapq.heappush(self._timers, (deadline, next(self._tick), what))
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`reap` next has work (a lease, timeout or session TTL falls due)."""
+        return self._timers[0][0] if self._timers else None
+
+    def reap(self) -> float:
+        """Expire due leases, time out due waiters, end sessions past their TTL. Returns the time used."""
+        now = self.clock()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            deadline, _, what = heapq.heappop(timers)
+            self._due(what, deadline, now)
+        return now
+
+    def _due(self, what: Any, deadline: float, now: float) -> None:
+        if type(what) is int:
+            current = self.leases.get(what)
+            if current is not None and current <= now:
+                self._remove(what, "delete")
+        elif type(what) is Waiter:
+            if what.active and what.deadline is not None and what.deadline <= now:
+                self._finish(what, RequestExpired(f"no tuple matched {what.template.pattern!r} in time"))
+        elif type(what) is Subscription:
+            if what.active and what.deadline is not None and what.deadline <= now:
+                self.close(what)
+        elif type(what) is Session and self.sessions.get(what.sid) is what:
+            if what.deadline <= now:
+                self.end_session(what.sid)
+            else:
+                self._at(what.deadline, what)
+
+    # ---- restore and inspection --------------------------------------------------------------------------
+
+    def restore(self, eid: int, tup: Tuple, deadline: float | None, owner: bytes | None) -> None:
+        """Load a tuple from disk (or a replica stream) without events or change records."""
+        session = self.sessions.get(owner) if owner is not None else None
+        if owner is not None and session is None:
+            return  # its session is gone: the tuple died with it
+        self._store(eid, tup, deadline, session)
+        self.next_id = max(self.next_id, eid + 1)
+
+    def restore_session(self, sid: bytes, ttl: float) -> None:
+        """Reload a session: a client gets a full TTL from now to come back before its tuples die."""
+        session = self.sessions[sid] = Session(sid, ttl, self.clock() + ttl)
+        self._at(session.deadline, session)
+
+    def drain(self) -> list[tuple]:
+        """Take the change records accumulated since the last drain."""
+        changes, self.changes = self.changes, []
+        return changes
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "tuples": len(self.live),
+            "leased": len(self.leases) + len(self.owner),
+            "sessions": len(self.sessions),
+            "waiting": len(self.waiters),
+            "subscriptions": len(self.subs),
+            "last_event": self.event_id,
+            **self.order.stats(),
+        }
+
+
+def _check_op(op: Any) -> tuple:
+    if not isinstance(op, list | tuple) or not op:
+        raise InvalidTuple(f"batch op must be a list like ['write', tuple, lease] or ['take', template], not {op!r}")
+    kind = op[0]
+    if kind == "write" and len(op) in (2, 3):
+        return ("write", check_tuple(op[1]), op[2] if len(op) == 3 else None)
+    if kind in ("take", "read") and len(op) == 2:
+        template = op[1] if isinstance(op[1], Template) else Template(op[1])
+        return (kind, template)
+    raise InvalidTuple(f"unknown batch op {op!r}: expected write, take or read")

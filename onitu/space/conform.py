@@ -48,6 +48,20 @@ class RubyRegex:
         return pattern
 
 
+def _python_regex(source: str, flags: str) -> Pattern:
+    bits = 0
+    for flag in flags:
+        bits |= RUBY_FLAGS[flag]
+    try:
+        return re.compile(source, bits)
+    except re.error as exc:
+        raise Malformed(f"bad $regex {source!r}: {exc}") from exc
+
+
+def _flag_letters(bits: int) -> str:
+    return "".join(letter for letter, bit in RUBY_FLAGS.items() if bits & bit)
+
+
 def _translate(source: str) -> str:
     """Rewrite the Ruby-only escapes: ``\\z`` (end of string), ``\\Z`` (before a final newline), ``\\h``."""
     out, i, in_class = [], 0, False
@@ -71,8 +85,9 @@ def _translate(source: str) -> str:
 class Codec:
     """FORMAT.md values <-> Python values."""
 
-    def __init__(self) -> None:
+    def __init__(self, ruby_regex: bool = True) -> None:
         self.regex = RubyRegex()
+        self.ruby_regex = ruby_regex
 
     def decode(self, v: Any) -> Any:
         if v is None or isinstance(v, bool | int | float | str):
@@ -90,6 +105,8 @@ class Codec:
             flags = obj.get("$flags", "")
             if not isinstance(flags, str) or set(flags) - set("imx") or len(set(flags)) != len(flags):
                 raise Malformed(f"$flags must be distinct letters from 'imx', not {flags!r}")
+            if not self.ruby_regex:
+                return _python_regex(obj["$regex"], flags)
             return self.regex.compile(obj["$regex"], flags)
         if len(obj) != 1:
             raise Malformed(f"object must have exactly one reserved key: {obj!r}")
@@ -159,7 +176,7 @@ class Codec:
             ends = [self.encode(v.lo), self.encode(v.hi)]
             return {"$range": [*ends, True] if v.exclusive else ends}
         if isinstance(v, Pattern):
-            source, flags = self.regex.sources[v]
+            source, flags = self.regex.sources.get(v) or (v.pattern, _flag_letters(v.flags))
             return {"$regex": source, "$flags": flags} if flags else {"$regex": source}
         raise Malformed(f"cannot encode {v!r}")
 

@@ -55,6 +55,12 @@ class NotPrimary(SpaceError):
     code = "not_primary"
 
 
+class SessionExpired(SpaceError):
+    """The client's session is unknown to the server (it missed its TTL, or never said hello)."""
+
+    code = "session_expired"
+
+
 class ServerError(SpaceError):
     """The server failed while handling a request; the message says why."""
 
@@ -65,6 +71,6 @@ ERRORS: dict[str, type[SpaceError]] = {
     cls.code: cls
     for cls in (
         SpaceError, InvalidTuple, RequestExpired, Cancelled, NoSuchEntry, EventsLost, ProtocolError,
-        Unavailable, NotPrimary, ServerError,
+        Unavailable, NotPrimary, SessionExpired, ServerError,
     )
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from onitu.space.errors import Cancelled, InvalidTuple, RequestExpired, SpaceError
@@ -14,6 +14,19 @@ from onitu.space.store import Lease, Store
 from onitu.space.template import Template
 
 TemplateLike = Sequence | Mapping | Template
+
+
+class WaitingRequest:
+    """A blocked take/read, handed to ``on_wait``: ``cancel()`` makes it raise Cancelled."""
+
+    def __init__(self, cancel: Callable[[], None]) -> None:
+        self._cancel = cancel
+
+    def cancel(self) -> None:
+        self._cancel()
+
+
+OnWait = Callable[[WaitingRequest], None] | None
 
 
 def as_template(template: TemplateLike) -> Template:
@@ -64,11 +77,17 @@ class TupleSpace:
             self._wake.notify()
         return Entry(self, eid, tup)
 
-    def take(self, template: TemplateLike, timeout: float | None = None) -> Any:
-        return self._find(as_template(template), True, timeout)
+    def take(self, template: TemplateLike, timeout: float | None = None, on_wait: OnWait = None) -> Any:
+        """Remove and return the oldest match, waiting up to ``timeout`` s (None: forever, 0: not at all).
 
-    def read(self, template: TemplateLike, timeout: float | None = None) -> Any:
-        return self._find(as_template(template), False, timeout)
+        ``on_wait(request)`` is called if the call has to wait; ``request.cancel()`` (from any thread) ends the
+        wait with Cancelled, like the template handle Rinda passes to a block.
+        """
+        return self._find(as_template(template), True, timeout, on_wait)
+
+    def read(self, template: TemplateLike, timeout: float | None = None, on_wait: OnWait = None) -> Any:
+        """Like :meth:`take`, but leaves the tuple in place."""
+        return self._find(as_template(template), False, timeout, on_wait)
 
     def read_all(self, template: TemplateLike, limit: int | None = None) -> list[Any]:
         with self._lock:
@@ -117,7 +136,7 @@ class TupleSpace:
 
     # ---- internals ---------------------------------------------------------------------------------------
 
-    def _find(self, template: Template, take: bool, timeout: float | None) -> Any:
+    def _find(self, template: Template, take: bool, timeout: float | None, on_wait: OnWait) -> Any:
         check_timeout(timeout)
         result = _Result()
         with self._lock:
@@ -130,6 +149,8 @@ class TupleSpace:
                 raise RequestExpired(f"no tuple matches {template.pattern!r}")
             waiter = self._store.wait(template, take, result.set, timeout, self._session)
             self._wake.notify()
+        if on_wait is not None:
+            on_wait(WaitingRequest(lambda: self._withdraw(waiter)))
         try:
             result.done.wait()
         except BaseException:  # interrupted while blocked: withdraw the request so nothing is lost
@@ -142,6 +163,10 @@ class TupleSpace:
         if isinstance(result.value, SpaceError):
             raise result.value
         return result.value
+
+    def _withdraw(self, waiter: Any) -> None:
+        with self._lock:
+            self._store.cancel_wait(waiter)
 
     def _renew(self, eid: int, lease: Lease) -> float | None:
         with self._lock:

@@ -1,0 +1,25 @@
+"""The ``onitu`` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+from onitu.space.cli import keys_app, space_app
+
+app = typer.Typer(help="Onitu: a replicated tuple space and the tools built on it.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+app.add_typer(space_app, name="space")
+app.add_typer(keys_app, name="keys")
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more (info level).")) -> None:
+    level = logging.INFO if verbose else getattr(logging, os.environ.get("ONITU_LOG", "WARNING").upper(), 30)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,135 @@
+"""CURVE keys: the server's key pair, client key pairs, and the directory of client keys the server accepts.
+
+Layout under ``DATA/keys``: ``NAME.key`` (public) and ``NAME.key_secret`` (secret, mode 600) per key pair, in
+ZeroMQ's certificate format; ``authorized/NAME.key`` holds the public keys of the clients the server lets in.
+A server creates its own pair and one authorized ``client`` pair on first start, so a client on the same machine
+(same data dir) connects over CURVE with no setup; remote clients get their public key authorized with
+``onitu keys allow``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+
+from onitu.space.errors import SpaceError
+
+SERVER, CLIENT = "server", "client"
+
+
+class KeysError(SpaceError):
+    """A key file is missing or malformed."""
+
+    code = "keys"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    name: str
+    public: str
+    has_secret: bool
+    authorized: bool
+
+
+def keys_dir(data_dir: Path) -> Path:
+    return data_dir / "keys"
+
+
+def authorized_dir(data_dir: Path) -> Path:
+    return keys_dir(data_dir) / "authorized"
+
+
+def create_pair(data_dir: Path, name: str, authorize: bool = False) -> Path:
+    """Create ``NAME.key`` + ``NAME.key_secret``; optionally authorize it. Returns the secret file."""
+    if not name or "/" in name or name.startswith("."):
+        raise KeysError(f"bad key name {name!r}")
+    kdir = keys_dir(data_dir)
+    kdir.mkdir(parents=True, exist_ok=True)
+    if (kdir / f"{name}.key_secret").exists():
+        raise KeysError(f"key pair {name!r} already exists in {kdir}")
+    public, secret = zmq.auth.create_certificates(kdir, name)
+    os.chmod(secret, 0o600)
+    if authorize:
+        allow(data_dir, Path(public))
+    return Path(secret)
+
+
+def allow(data_dir: Path, public_file: Path) -> Path:
+    """Authorize a client public key file (copied into ``authorized/``)."""
+    public, _ = load_pair(public_file)
+    adir = authorized_dir(data_dir)
+    adir.mkdir(parents=True, exist_ok=True)
+    dest = adir / public_file.name
+    if dest.resolve() != public_file.resolve():
+        shutil.copyfile(public_file, dest)
+    return dest
+
+
+def revoke(data_dir: Path, name: str) -> bool:
+    target = authorized_dir(data_dir) / f"{name}.key"
+    if target.exists():
+        target.unlink()
+        return True
+    return False
+
+
+def load_pair(path: Path) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) from a ``.key`` or ``.key_secret`` file."""
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise KeysError(f"cannot read key file {path}: {exc}") from exc
+    if public is None or len(public) != 40:
+        raise KeysError(f"{path} holds no valid CURVE public key")
+    return public, secret
+
+
+def ensure_server_keys(data_dir: Path) -> tuple[bytes, bytes]:
+    """The server's key pair, created (with an authorized local ``client`` pair) on first use."""
+    kdir = keys_dir(data_dir)
+    secret_file = kdir / f"{SERVER}.key_secret"
+    if not secret_file.exists():
+        create_pair(data_dir, SERVER)
+        if not (kdir / f"{CLIENT}.key_secret").exists():
+            create_pair(data_dir, CLIENT, authorize=True)
+    public, secret = load_pair(secret_file)
+    if secret is None:
+        raise KeysError(f"{secret_file} holds no secret key")
+    return public, secret
+
+
+def list_keys(data_dir: Path) -> list[KeyInfo]:
+    kdir, adir = keys_dir(data_dir), authorized_dir(data_dir)
+    allowed = {load_pair(p)[0] for p in adir.glob("*.key")} if adir.is_dir() else set()
+    out = []
+    for path in sorted(kdir.glob("*.key")) if kdir.is_dir() else []:
+        public, _ = load_pair(path)
+        name = path.stem
+        out.append(KeyInfo(name, public.decode(), (kdir / f"{name}.key_secret").exists(), public in allowed))
+    for path in sorted(adir.glob("*.key")) if adir.is_dir() else []:
+        if not (kdir / path.name).exists():
+            out.append(KeyInfo(path.stem, load_pair(path)[0].decode(), False, True))
+    return out
+
+
+def client_keys(data_dir: Path, name: str = CLIENT) -> tuple[bytes, bytes]:
+    """A client's key pair from the data dir."""
+    public, secret = load_pair(keys_dir(data_dir) / f"{name}.key_secret")
+    if secret is None:
+        raise KeysError(f"{name}.key_secret holds no secret key")
+    return public, secret
+
+
+def server_public_key(data_dir: Path) -> bytes:
+    return load_pair(keys_dir(data_dir) / f"{SERVER}.key")[0]
+
+
+def configure_client(sock: zmq.Socket, server_key: bytes, public: bytes, secret: bytes) -> None:
+    sock.curve_serverkey = server_key
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret

@@ -1,0 +1,412 @@
+"""Network clients of the space: the protocol logic both share, and the blocking client.
+
+Every request carries (session, sequence number). A request is re-sent, with the same number, when its reply is
+late or the server restarted (its boot id changed); the server answers a retry of a finished mutation from its
+reply cache and re-routes a retry of a blocked take, so each take removes exactly one tuple however often it is
+sent. A keepalive thread pings the server every third of the session TTL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from onitu.space import auth
+from onitu.space.errors import (
+    EventsLost,
+    ProtocolError,
+    RequestExpired,
+    SessionExpired,
+    SpaceError,
+    Unavailable,
+)
+from onitu.space.handles import Entry, Event
+from onitu.space.local import OnWait, TemplateLike, WaitingRequest, check_timeout
+from onitu.space.protocol import ERROR, EVENT, as_tuple, error_from, parse_reply, request
+from onitu.space.store import Lease
+from onitu.space.template import Template, check_tuple
+
+log = logging.getLogger("onitu.space.client")
+
+RETRY_INTERVAL = 1.0  # resend a request whose reply is this late
+BLOCKED_RESEND = 5.0  # re-register a blocked request this often, in case the server forgot it
+
+
+def _pattern(template: TemplateLike) -> Any:
+    return template.pattern if isinstance(template, Template) else check_tuple(template, "template")
+
+
+class Security:
+    """How to reach a CURVE endpoint: the server's public key and this client's key pair."""
+
+    def __init__(self, server_key: bytes, public: bytes, secret: bytes) -> None:
+        self.server_key, self.public, self.secret = server_key, public, secret
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path, name: str = auth.CLIENT) -> Security:
+        public, secret = auth.client_keys(data_dir, name)
+        return cls(auth.server_public_key(data_dir), public, secret)
+
+
+class Core:
+    """Session, sequence numbers and acknowledgements: the protocol state shared by a client's connections."""
+
+    def __init__(self, endpoints: Sequence[str], security: Security | None, ttl: float) -> None:
+        if not endpoints:
+            raise Unavailable("no space endpoint given (and none discovered)")
+        self.endpoints = list(endpoints)
+        self.security = security
+        self.ttl = ttl
+        self.sid = os.urandom(16)
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self._outstanding: set[int] = set()
+        self.boot: str | None = None
+        self.generation = 0  # bumps when the server restarts: every pending request must be re-sent
+        self.last_event = 0
+
+    def begin(self) -> int:
+        with self._lock:
+            seq = next(self._seq)
+            self._outstanding.add(seq)
+            return seq
+
+    def end(self, seq: int) -> None:
+        with self._lock:
+            self._outstanding.discard(seq)
+
+    def ack(self) -> int:
+        """Every reply below this number has arrived (the server may forget them)."""
+        with self._lock:
+            return min(self._outstanding, default=0)
+
+    def frame(self, op: str, seq: int, args: dict[str, Any]) -> bytes:
+        return request(op, self.sid, seq, self.ack(), args)
+
+    def seen_boot(self, boot: str) -> None:
+        with self._lock:
+            if self.boot is not None and boot != self.boot:
+                self.generation += 1
+                log.info("space server restarted (boot %s -> %s); re-sending pending requests", self.boot, boot)
+            self.boot = boot
+
+    def socket(self, ctx: zmq.Context, sock_type: int = zmq.DEALER) -> zmq.Socket:
+        sock = ctx.socket(sock_type)
+        sock.linger = 0
+        sock.sndhwm = sock.rcvhwm = 100_000
+        if self.security is not None and self.endpoints[0].startswith("tcp://"):
+            auth.configure_client(sock, self.security.server_key, self.security.public, self.security.secret)
+        sock.connect(self.endpoints[0])
+        return sock
+
+
+def result_of(status: int, body: Any) -> Any:
+    if status == ERROR:
+        raise error_from(body)
+    return body
+
+
+def _decode_found(body: Any) -> Any:
+    return as_tuple(body) if isinstance(body, list | dict) else body
+
+
+class SpaceClient:
+    """A blocking client: the same methods as :class:`onitu.space.TupleSpace`, over the network.
+
+    Thread-safe: each thread uses its own connection, all in one session.
+    """
+
+    def __init__(self, endpoints: Sequence[str], *, security: Security | None = None, session_ttl: float = 5.0,
+                 connect_timeout: float = 10.0) -> None:
+        self.core = Core(endpoints, security, session_ttl)
+        self.connect_timeout = connect_timeout
+        self.ctx = zmq.Context()
+        self._local = threading.local()
+        self._socks: list[zmq.Socket] = []
+        self._socks_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._hello()
+        self._keepalive = threading.Thread(target=self._keep_alive, name="onitu-space-keepalive", daemon=True)
+        self._keepalive.start()
+
+    # ---- operations --------------------------------------------------------------------------------------
+
+    def write(self, tup: Sequence | Mapping, lease: Lease = None) -> Entry:
+        tup = check_tuple(tup)
+        return Entry(self, self._call("write", {"t": tup, "lease": lease}), tup)
+
+    def take(self, template: TemplateLike, timeout: float | None = None, on_wait: OnWait = None) -> Any:
+        """See :meth:`onitu.space.TupleSpace.take`."""
+        return self._find("take", template, timeout, on_wait)
+
+    def read(self, template: TemplateLike, timeout: float | None = None, on_wait: OnWait = None) -> Any:
+        """See :meth:`onitu.space.TupleSpace.read`."""
+        return self._find("read", template, timeout, on_wait)
+
+    def _find(self, op: str, template: TemplateLike, timeout: float | None, on_wait: OnWait) -> Any:
+        check_timeout(timeout)
+        args = {"p": _pattern(template), "timeout": timeout}
+        return _decode_found(self._call(op, args, blocking=timeout, on_wait=on_wait))
+
+    def read_all(self, template: TemplateLike, limit: int | None = None) -> list[Any]:
+        return [as_tuple(t) for t in self._call("read_all", {"p": _pattern(template), "limit": limit})]
+
+    def batch(self, ops: Iterable[Sequence]) -> list[Any]:
+        """Atomic ``[("write", tup, lease), ("take", template), ("read", template)]``: all or nothing."""
+        wire = [[op[0], _pattern(op[1]) if op[0] != "write" else check_tuple(op[1]), *op[2:]] for op in ops]
+        return [_decode_found(r) for r in self._call("batch", {"ops": wire})]
+
+    def notify(self, events: Iterable[str] | str, template: TemplateLike, lease: float | None = None,
+               since: int | None = None) -> RemoteNotification:
+        events = [events] if isinstance(events, str) else list(events)
+        return RemoteNotification(self, events, _pattern(template), lease, since)
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("stats", {})
+
+    def close(self) -> None:
+        """End the session (its session-leased tuples are deleted) and release every socket."""
+        if self._closed.is_set():
+            return
+        try:
+            self._call("bye", {}, give_up=1.0)
+        except SpaceError:
+            pass
+        self._closed.set()
+        self._keepalive.join(timeout=2)
+        with self._socks_lock:
+            for sock in self._socks:
+                sock.close(0)
+            self._socks.clear()
+        self.ctx.term()
+
+    def __enter__(self) -> SpaceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _renew(self, eid: int, lease: Lease) -> float | None:
+        return self._call("renew", {"id": eid, "lease": lease})
+
+    def _cancel(self, eid: int) -> None:
+        self._call("cancel", {"id": eid})
+
+    # ---- requests ----------------------------------------------------------------------------------------
+
+    def _sock(self) -> zmq.Socket:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = self._local.sock = self.core.socket(self.ctx)
+            with self._socks_lock:
+                self._socks.append(sock)
+        return sock
+
+    def _hello(self) -> None:
+        info = self._call("hello", {"ttl": self.core.ttl}, give_up=self.connect_timeout)
+        self.core.seen_boot(info["boot"])
+
+    def _call(self, op: str, args: dict[str, Any], blocking: float | None = 0, give_up: float | None = None,
+              on_wait: OnWait = None) -> Any:
+        """Send one request and wait for its reply, re-sending it while the server is away or restarts.
+
+        ``blocking`` is the server-side wait of a take/read (None: forever, 0: not a blocking request).
+        """
+        if self._closed.is_set():
+            raise Unavailable("the client is closed")
+        core, sock = self.core, self._sock()
+        seq = core.begin()
+        start = time.monotonic()
+        limit = give_up if give_up is not None else self.connect_timeout
+        try:
+            sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+            if on_wait is not None and blocking != 0:
+                on_wait(WaitingRequest(lambda: self._call("withdraw", {"seq": seq})))
+            while True:
+                if sock.poll(100):
+                    got, status, body = parse_reply(sock.recv())
+                    if got == seq:
+                        return result_of(status, body)
+                    if got == 0 and status == ERROR:
+                        raise error_from(body)
+                    continue
+                now = time.monotonic()
+                waited_out = blocking is not None and blocking != 0 and now - start > blocking + limit
+                if (blocking == 0 and now - start > limit) or waited_out:
+                    raise Unavailable(f"no answer from the space at {core.endpoints[0]} for {op} within {limit} s")
+                resend = RETRY_INTERVAL if blocking == 0 else BLOCKED_RESEND
+                if core.generation != generation or now - sent_at > resend:
+                    sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+        finally:
+            core.end(seq)
+
+    def _send(self, sock: zmq.Socket, op: str, seq: int, args: dict, blocking: float | None, start: float) -> float:
+        if blocking:  # a re-sent blocked request keeps its original deadline
+            args = {**args, "timeout": max(0.0, blocking - (time.monotonic() - start))}
+        sock.send(self.core.frame(op, seq, args))
+        return time.monotonic()
+
+    def _keep_alive(self) -> None:
+        while not self._closed.wait(self.core.ttl / 3):
+            try:
+                self.core.seen_boot(self._call("ping", {}, give_up=self.core.ttl)["boot"])
+            except SessionExpired:
+                log.warning("session %s expired on the server; its session-leased tuples are gone; reopening",
+                            self.core.sid.hex())
+                try:
+                    self._hello()
+                except SpaceError as exc:
+                    log.warning("cannot reopen session: %s", exc)
+            except SpaceError as exc:
+                if not self._closed.is_set():
+                    log.warning("keepalive to %s failed: %s", self.core.endpoints[0], exc)
+
+
+class NotifyState:
+    """The protocol side of one notify: the request to (re)send and what each incoming message means."""
+
+    RESUBSCRIBE = object()
+
+    def __init__(self, core: Core, events: list[str], pattern: Any, lease: float | None, since: int | None) -> None:
+        self.core, self.events, self.pattern, self.lease = core, events, pattern, lease
+        self.last = since
+        self.ended = False
+        self.seq = 0
+        self.generation = 0
+        self.delivered = 0
+        self.sent_at = 0.0
+        self.confirmed = False
+
+    def request(self) -> bytes:
+        """The notify request, with a new sequence number, resuming after the last event seen."""
+        if self.seq:
+            self.core.end(self.seq)
+        self.seq = self.core.begin()
+        self.generation, self.delivered, self.confirmed = self.core.generation, 0, False
+        self.sent_at = time.monotonic()
+        return self.core.frame("notify", self.seq, {"events": self.events, "p": self.pattern,
+                                                    "lease": self.lease, "since": self.last})
+
+    def stale(self) -> bool:
+        """Should the subscription be re-sent (server restarted, or no confirmation in time)?"""
+        return self.core.generation != self.generation or (
+            not self.confirmed and time.monotonic() - self.sent_at > RETRY_INTERVAL)
+
+    def message(self, status: int, body: Any) -> Any:
+        """An Event, None (nothing for the caller), or RESUBSCRIBE; raises the server's error."""
+        if status == ERROR:
+            exc = error_from(body)
+            if isinstance(exc, EventsLost | SessionExpired) or not self.confirmed:
+                raise exc
+            return None
+        if status != EVENT:
+            self.confirmed = True
+            if self.last is None:  # resume point if the server restarts before any event reaches us
+                self.last = body
+            return None
+        if not isinstance(body, list) or len(body) != 4:
+            raise ProtocolError(f"malformed event {body!r:.200}")
+        event_id, kind, tup, n = body
+        if n != self.delivered + 1:  # the server dropped events for us: catch up from the last one we saw
+            return self.RESUBSCRIBE
+        self.delivered = n
+        if kind == "close":
+            self.ended = True
+            self.core.end(self.seq)
+            return Event(event_id, kind, None)
+        self.last = event_id
+        return Event(event_id, kind, as_tuple(tup) if isinstance(tup, list | dict) else tup)
+
+    def finish(self) -> bool:
+        """Mark ended; True if the server should be told to stop sending."""
+        if self.ended:
+            return False
+        self.ended = True
+        self.core.end(self.seq)
+        return True
+
+
+class RemoteNotification:
+    """Notify events from the server; re-subscribes from the last event id if the server restarts."""
+
+    def __init__(self, client: SpaceClient, events: list[str], pattern: Any, lease: float | None,
+                 since: int | None) -> None:
+        self.client = client
+        self.state = NotifyState(client.core, events, pattern, lease, since)
+        self.sock = client.core.socket(client.ctx)
+        with client._socks_lock:
+            client._socks.append(self.sock)
+        self._buffer: deque[Event] = deque()
+        self.sock.send(self.state.request())
+        # Return only once the server holds the subscription, so no later write can slip past it.
+        deadline = time.monotonic() + client.connect_timeout
+        while not self.state.confirmed:
+            if time.monotonic() > deadline:
+                raise Unavailable(f"the space did not confirm a notify within {client.connect_timeout} s")
+            event = self._poll()
+            if event is not None:
+                self._buffer.append(event)
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> Event:
+        """The next event; RequestExpired if none arrives within ``timeout`` seconds."""
+        if self._buffer:
+            return self._buffer.popleft()
+        if self.state.ended:
+            raise StopIteration
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            event = self._poll()
+            if event is not None:
+                return event
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RequestExpired(f"no event within {timeout} s")
+
+    def _poll(self) -> Event | None:
+        state = self.state
+        if self.sock.poll(100):
+            seq, status, body = parse_reply(self.sock.recv())
+            result = state.message(status, body) if seq == state.seq else None
+            if result is NotifyState.RESUBSCRIBE:
+                self.sock.send(state.request())
+            elif result is not None:
+                return result
+        elif state.stale():
+            self.sock.send(state.request())
+        return None
+
+    @property
+    def last(self) -> int | None:
+        """Id of the last event received: pass it as ``since`` to resume elsewhere."""
+        return self.state.last
+
+    def close(self) -> None:
+        """End the subscription (the server stops sending)."""
+        if self.state.finish():
+            try:
+                self.client._call("unnotify", {"seq": self.state.seq}, give_up=1.0)
+            except SpaceError:
+                pass
+
+
+def read_info(data_dir: Path) -> dict[str, Any] | None:
+    """The ``space.json`` a running server publishes in its data dir, or None."""
+    try:
+        return json.loads((data_dir / "space.json").read_text())
+    except (OSError, ValueError):
+        return None

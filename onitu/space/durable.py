@@ -1,0 +1,157 @@
+"""The space on disk: SQLite in WAL mode, one transaction per group of requests.
+
+A tuple is a row (entry id, msgpack body, lease deadline, owning session). Alongside: sessions with their TTL,
+the replies to mutating requests that a client has not yet acknowledged (so a retried take returns the same
+tuple after a crash), and counters. The server commits every change it made in one event-loop turn before any
+reply of that turn leaves, so an acknowledged mutation is on disk; a tuple written and taken within one turn
+never touches the disk at all.
+
+``sync="normal"`` (the default) survives the death of the process (kill -9): SQLite's WAL is in the OS page
+cache before the reply. ``sync="full"`` also survives power loss, at the price of an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from onitu.space.errors import SpaceError
+from onitu.space.protocol import as_tuple, packb, unpackb
+from onitu.space.store import Store
+
+log = logging.getLogger("onitu.space.durable")
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tuples (id INTEGER PRIMARY KEY, body BLOB NOT NULL, deadline REAL, owner BLOB);
+CREATE TABLE IF NOT EXISTS sessions (sid BLOB PRIMARY KEY, ttl REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS replies (sid BLOB, seq INTEGER, body BLOB NOT NULL, PRIMARY KEY (sid, seq)) WITHOUT ROWID;
+"""
+
+
+class StorageError(SpaceError):
+    """The data directory cannot be used (corrupt database, newer schema, unwritable)."""
+
+    code = "storage"
+
+
+class Durable:
+    """The SQLite file behind one space server."""
+
+    def __init__(self, path: Path, sync: str = "normal") -> None:
+        if sync not in ("normal", "full"):
+            raise StorageError(f"sync must be 'normal' or 'full', not {sync!r}")
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={sync.upper()}")
+            # Checkpoints (WAL -> database file) run in a thread of their own, off the commit path.
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
+            self.db.executescript(SCHEMA)
+            version = self.meta("schema", SCHEMA_VERSION)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{path}: not a usable space database: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            raise StorageError(f"{path}: schema version {version} is not supported (expected {SCHEMA_VERSION})")
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint, name="onitu-space-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def _checkpoint(self, every: float = 0.5) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            while not self._stop.wait(every):
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the writer keeps working; the WAL just grows until the next start
+            log.warning("checkpoint of %s failed: %s", self.path, exc)
+        finally:
+            db.close()
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def load(self, store: Store) -> dict[tuple[bytes, int], bytes]:
+        """Fill an empty store from disk; returns the cached replies by (session, seq)."""
+        try:
+            # Tuples of sessions that ended while we were down died with them.
+            self.db.execute("DELETE FROM tuples WHERE owner IS NOT NULL AND owner NOT IN (SELECT sid FROM sessions)")
+            for sid, ttl in self.db.execute("SELECT sid, ttl FROM sessions"):
+                store.restore_session(sid, ttl)
+            for eid, body, deadline, owner in self.db.execute("SELECT id, body, deadline, owner FROM tuples ORDER BY id"):
+                store.restore(eid, as_tuple(unpackb(body)), deadline, owner)
+            replies = {(sid, seq): body for sid, seq, body in self.db.execute("SELECT sid, seq, body FROM replies")}
+        except (sqlite3.DatabaseError, SpaceError) as exc:
+            raise StorageError(f"{self.path}: cannot load the space: {exc}") from exc
+        # Ids are (generation << 32) + n: a new generation per start means counters never need a write per
+        # commit, yet an id is never reused (an old Entry handle cannot cancel a newer tuple).
+        generation = self.meta("generation", 0) + 1
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (generation,))
+        store.next_id = max(store.next_id, generation << 32)
+        store.event_id = max(store.event_id, generation << 32)
+        return replies
+
+    def commit(self, changes: Iterable[tuple], replies: Iterable[tuple[bytes, int, bytes]],
+               acks: dict[bytes, int]) -> None:
+        """Write one group of changes, cached replies and acknowledgements in one transaction.
+
+        ``acks`` (forgettable replies) may lag: a reply kept too long costs a row, never correctness.
+        """
+        puts: dict[int, list] = {}
+        dels: list[tuple[int]] = []
+        leases: list[tuple] = []
+        sessions: dict[bytes, float | None] = {}
+        for change in changes:
+            kind = change[0]
+            if kind == "put":
+                _, eid, tup, deadline, owner = change
+                puts[eid] = [eid, packb(tup), deadline, owner]
+            elif kind == "del":
+                if puts.pop(change[1], None) is None:
+                    dels.append((change[1],))
+            elif kind == "lease":
+                _, eid, deadline, owner = change
+                if eid in puts:
+                    puts[eid][2:] = [deadline, owner]
+                else:
+                    leases.append((deadline, owner, eid))
+            elif kind == "session":
+                sessions[change[1]] = change[2]
+            elif kind == "end":
+                sessions[change[1]] = None
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            if puts:
+                db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", puts.values())
+            if dels:
+                db.executemany("DELETE FROM tuples WHERE id = ?", dels)
+            if leases:
+                db.executemany("UPDATE tuples SET deadline = ?, owner = ? WHERE id = ?", leases)
+            for sid, ttl in sessions.items():
+                if ttl is None:
+                    db.execute("DELETE FROM sessions WHERE sid = ?", (sid,))
+                    db.execute("DELETE FROM replies WHERE sid = ?", (sid,))
+                else:
+                    db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?)", (sid, ttl))
+            if replies:
+                db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?)", replies)
+            if acks:
+                db.executemany("DELETE FROM replies WHERE sid = ? AND seq < ?", acks.items())
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join()
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.close()

@@ -1,0 +1,506 @@
+"""The space server: ZeroMQ ROUTER sockets on an asyncio loop, durable before it answers.
+
+Each loop turn drains every request waiting on the sockets, applies them to the :class:`Store`, commits the
+resulting changes (and the replies to mutating requests, for idempotent retries) in one SQLite transaction, and
+only then sends the replies and notify events of that turn. A request is identified by (session, sequence): a
+retry of a finished mutation gets the remembered reply, a retry of a blocked request re-routes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from onitu.space import auth, ring
+from onitu.space.durable import Durable
+from onitu.space.errors import InvalidTuple, ProtocolError, RequestExpired, SessionExpired, SpaceError
+from onitu.space.local import check_timeout
+from onitu.space.protocol import (
+    MAX_FRAME,
+    as_tuple,
+    error_reply,
+    event_message,
+    parse_request,
+    reply,
+)
+from onitu.space.store import Store, Subscription, Waiter
+from onitu.space.template import Template
+
+log = logging.getLogger("onitu.space.server")
+
+POLLIN = int(zmq.POLLIN)
+MAX_BATCH = 4096  # requests per turn: bounds the latency one turn adds to the next
+MAX_CACHED_REPLIES = 10_000  # per session, for clients that never acknowledge
+TTL_RANGE = (0.2, 3600.0)
+
+
+class ConfigError(SpaceError):
+    """The server was given an endpoint or option it cannot use."""
+
+    code = "config"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(endpoint: str, insecure_loopback: bool) -> bool:
+    """Validate an endpoint; True when it must use CURVE."""
+    parts = urlsplit(endpoint)
+    if parts.scheme == "ipc" and endpoint[len("ipc://"):]:
+        return False
+    if parts.scheme != "tcp" or not parts.hostname:
+        raise ConfigError(f"endpoint {endpoint!r}: expected ipc://PATH or tcp://HOST:PORT")
+    if insecure_loopback:
+        if not is_loopback(parts.hostname):
+            raise ConfigError(f"endpoint {endpoint!r}: --insecure-loopback only allows 127.0.0.1, ::1 or localhost")
+        return False
+    return True
+
+
+@dataclass(eq=False)
+class Route:
+    """Where the reply (or the events) of a request go; a retry from a new connection moves it."""
+
+    sock: zmq.Socket
+    ident: bytes
+    sid: bytes
+    seq: int
+    handle: Waiter | Subscription | None = None
+    delivered: int = 0
+
+
+class SpaceServer:
+    """One tuple space served on ``listen`` endpoints, stored under ``data_dir``."""
+
+    def __init__(self, data_dir: Path, listen: list[str], *, insecure_loopback: bool = False,
+                 sync: str = "normal", history: int = 100_000, max_frame: int = MAX_FRAME,
+                 discovery: tuple[str, int] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.curve = {ep: check_endpoint(ep, insecure_loopback) for ep in listen}
+        if not listen:
+            raise ConfigError("no endpoint to listen on")
+        self.max_frame = max_frame
+        self.discovery = discovery
+        self._responder: asyncio.DatagramTransport | None = None
+        self.store = Store(history=history)
+        self.durable = Durable(self.data_dir / "space.db", sync)
+        self.replies: dict[bytes, dict[int, bytes]] = {}
+        for (sid, seq), body in self.durable.load(self.store).items():
+            self.replies.setdefault(sid, {})[seq] = body
+        self.routes: dict[tuple[bytes, int], Route] = {}
+        self.boot = os.urandom(8).hex()
+        self.counters: Counter[str] = Counter()
+        self.endpoints: list[str] = []
+        self.public_key: bytes | None = None
+        self.ctx = zmq.Context()
+        self.socks: list[zmq.Socket] = []
+        self._auth: ThreadAuthenticator | None = None
+        self._outbox: list[tuple[zmq.Socket, bytes, bytes]] = []
+        self._new_replies: list[tuple[bytes, int, bytes]] = []
+        self._acks: dict[bytes, int] = {}
+        self._acked: dict[bytes, int] = {}
+        self._acks_since = time.monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._drain_scheduled = False
+        self._stopped: asyncio.Event | None = None
+        self.ops: dict[str, Callable[[Route, dict], Any]] = {
+            "hello": self.op_hello, "ping": self.op_ping, "bye": self.op_bye, "write": self.op_write,
+            "take": self.op_take, "read": self.op_read, "read_all": self.op_read_all, "cancel": self.op_cancel,
+            "renew": self.op_renew, "batch": self.op_batch, "notify": self.op_notify,
+            "unnotify": self.op_unnotify, "withdraw": self.op_withdraw, "stats": self.op_stats,
+        }
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    def bind(self) -> None:
+        """Open the sockets (CURVE ones behind the authenticator) and publish ``space.json``."""
+        plain = [ep for ep, curve in self.curve.items() if not curve]
+        secure = [ep for ep, curve in self.curve.items() if curve]
+        if plain:
+            self.socks.append(self._router(plain, None))
+        if secure:
+            public, secret = auth.ensure_server_keys(self.data_dir)
+            self.public_key = public
+            auth.authorized_dir(self.data_dir).mkdir(parents=True, exist_ok=True)
+            self._auth = ThreadAuthenticator(self.ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(auth.authorized_dir(self.data_dir)))
+            self.socks.append(self._router(secure, secret))
+        self._write_info()
+
+    def _router(self, endpoints: list[str], secret: bytes | None) -> zmq.Socket:
+        sock = self.ctx.socket(zmq.ROUTER)
+        sock.linger = 0
+        sock.sndhwm = sock.rcvhwm = 100_000
+        sock.maxmsgsize = self.max_frame * 4  # hard stop; frames above max_frame get a clear error reply
+        if secret is not None:
+            sock.curve_server = True
+            sock.curve_secretkey = secret
+        for ep in endpoints:
+            if ep.startswith("ipc://"):
+                Path(ep[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                sock.bind(ep)
+            except zmq.ZMQError as exc:
+                sock.close()
+                raise ConfigError(f"cannot listen on {ep}: {exc}") from exc
+            self.endpoints.append(sock.last_endpoint.decode())
+        return sock
+
+    def _write_info(self) -> None:
+        info = {"pid": os.getpid(), **self.describe(True)}
+        tmp = self.data_dir / "space.json.tmp"
+        tmp.write_text(json.dumps(info))
+        tmp.replace(self.data_dir / "space.json")
+
+    async def serve(self) -> None:
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT when run from the CLI)."""
+        if not self.socks:
+            self.bind()
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        for sock in self.socks:
+            self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        self._schedule_drain()
+        self._turn(self.store.reap)
+        if self.discovery is not None:
+            self._responder = await ring.start_responder(self.describe, self.counters, *self.discovery)
+        log.info("space serving on %s", ", ".join(self.endpoints))
+        try:
+            await self._stopped.wait()
+        finally:
+            self.close()
+
+    def describe(self, local: bool) -> dict[str, Any]:
+        """What discovery tells a peer: endpoints it can use (ipc only for this host) and the public key."""
+        endpoints = [ep for ep in self.endpoints if local or not ep.startswith("ipc://")]
+        return {"endpoints": endpoints, "boot": self.boot,
+                "public_key": self.public_key.decode() if self.public_key else None}
+
+    def stop(self) -> None:
+        if self._stopped is not None:
+            self._stopped.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+
+    def close(self) -> None:
+        """Release everything: sockets, ipc files, the authenticator, the database, ``space.json``."""
+        if self._timer:
+            self._timer.cancel()
+        if self._responder is not None:
+            self._responder.close()
+        for sock in self.socks:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.getsockopt(zmq.FD))
+            sock.close(0)
+        self.socks.clear()
+        if self._auth:
+            self._auth.stop()
+            self._auth = None
+        self.ctx.term()
+        for ep in self.endpoints:
+            if ep.startswith("ipc://"):
+                Path(ep[len("ipc://"):]).unlink(missing_ok=True)
+        (self.data_dir / "space.json").unlink(missing_ok=True)
+        self.durable.close()
+
+    # ---- the turn ----------------------------------------------------------------------------------------
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled and self._loop is not None:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        self._turn(self._receive)
+
+    def _receive(self) -> None:
+        n = 0
+        for sock in self.socks:
+            while n < MAX_BATCH and sock.get(zmq.EVENTS) & POLLIN:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+                n += 1
+                self._request(sock, frames)
+
+    def _turn(self, work: Callable[[], Any]) -> None:
+        """Do some work, make its effects durable, then let its replies and events out."""
+        work()
+        changes = self.store.drain()
+        for change in changes:
+            if change[0] == "end":  # a session ended: forget its cached replies
+                self.replies.pop(change[1], None)
+                self._acked.pop(change[1], None)
+        # Forgetting acknowledged replies on disk can wait for a commit that happens anyway, or a second.
+        acks: dict[bytes, int] = {}
+        if self._acks and time.monotonic() - self._acks_since > 1.0:
+            acks, self._acks, self._acks_since = self._acks, {}, time.monotonic()
+        if changes or self._new_replies or acks:
+            try:
+                self.durable.commit(changes, self._new_replies, acks)
+            except Exception:
+                # Memory and disk now disagree: stop without answering; a restart recovers from disk.
+                log.critical("commit to %s failed; stopping without replying", self.durable.path, exc_info=True)
+                os._exit(70)
+            self.counters["commits"] += 1
+            self._new_replies = []
+        outbox, self._outbox = self._outbox, []
+        for sock, ident, frame in outbox:
+            try:
+                sock.send_multipart((ident, frame), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.counters["dropped_replies"] += 1
+        self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self.store.next_deadline()
+        if deadline != self._timer_at and self._loop is not None:
+            if self._timer:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = None if deadline is None else self._loop.call_later(
+                max(0.0, deadline - time.time()), self._on_timer)
+        # zmq's FD is edge-triggered and a send can consume the edge: look again before sleeping.
+        for sock in self.socks:
+            if sock.get(zmq.EVENTS) & POLLIN:
+                self._schedule_drain()
+                break
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self._turn(self.store.reap)
+
+    # ---- one request -------------------------------------------------------------------------------------
+
+    def _request(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+        ident = frames[0]
+        self.counters["requests"] += 1
+        if len(frames) != 2:
+            return self._malformed(sock, ident, ProtocolError(f"expected one frame per request, got {len(frames) - 1}"))
+        if len(frames[1]) > self.max_frame:
+            return self._malformed(sock, ident, ProtocolError(
+                f"frame of {len(frames[1])} bytes exceeds the {self.max_frame}-byte limit"))
+        try:
+            op, sid, seq, ack, args = parse_request(frames[1])
+        except SpaceError as exc:
+            return self._malformed(sock, ident, exc)
+        self._acknowledge(sid, ack)
+        route = self.routes.get((sid, seq))
+        if route is not None:  # a retry of a request still waiting: answer it on the new connection
+            route.sock, route.ident = sock, ident
+            return None
+        cached = self.replies.get(sid, {}).get(seq)
+        if cached is not None:
+            self.counters["retries_answered"] += 1
+            self._outbox.append((sock, ident, cached))
+            return None
+        handler = self.ops.get(op)
+        if handler is None:
+            return self._send_error(sock, ident, seq, ProtocolError(f"unknown op {op!r}"))
+        if op != "hello" and not self.store.touch(sid):
+            return self._send_error(sock, ident, seq, SessionExpired(f"session {sid.hex()} is not open; say hello"))
+        route = Route(sock, ident, sid, seq)
+        try:
+            handler(route, args)
+        except SpaceError as exc:
+            self._send_error(sock, ident, seq, exc)
+        except Exception as exc:  # a bug must not take the space down with it
+            log.exception("op %s from session %s failed", op, sid.hex())
+            self._send_error(sock, ident, seq, SpaceError(f"server error in {op}: {type(exc).__name__}: {exc}"))
+        return None
+
+    def _malformed(self, sock: zmq.Socket, ident: bytes, exc: SpaceError) -> None:
+        self.counters["malformed"] += 1
+        log.warning("malformed request from %s: %s", ident.hex(), exc)
+        self._send_error(sock, ident, 0, exc)
+
+    def _send_error(self, sock: zmq.Socket, ident: bytes, seq: int, exc: SpaceError) -> None:
+        self.counters["errors"] += 1
+        self._outbox.append((sock, ident, error_reply(seq, exc)))
+
+    def _answer(self, route: Route, result: Any, remember: bool) -> None:
+        body = reply(route.seq, result)
+        if remember:
+            cache = self.replies.setdefault(route.sid, {})
+            cache[route.seq] = body
+            if len(cache) > MAX_CACHED_REPLIES:
+                del cache[next(iter(cache))]
+            self._new_replies.append((route.sid, route.seq, body))
+        self._outbox.append((route.sock, route.ident, body))
+
+    def _acknowledge(self, sid: bytes, ack: int) -> None:
+        if ack <= self._acked.get(sid, 0):
+            return
+        self._acked[sid] = ack
+        cache = self.replies.get(sid)
+        if cache:
+            for seq in [s for s in cache if s < ack]:
+                del cache[seq]
+            self._acks[sid] = ack
+
+    # ---- ops ---------------------------------------------------------------------------------------------
+
+    def op_hello(self, route: Route, args: dict) -> None:
+        ttl = args.get("ttl", 5.0)
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not TTL_RANGE[0] <= ttl <= TTL_RANGE[1]:
+            raise InvalidTuple(f"session ttl must be seconds in {TTL_RANGE}, not {ttl!r}")
+        self.store.open_session(route.sid, float(ttl))
+        self._answer(route, self._info(), False)
+
+    def _info(self) -> dict[str, Any]:
+        return {"boot": self.boot, "event_id": self.store.event_id}
+
+    def op_ping(self, route: Route, args: dict) -> None:
+        self._answer(route, self._info(), False)
+
+    def op_bye(self, route: Route, args: dict) -> None:
+        self.store.end_session(route.sid)
+        self.replies.pop(route.sid, None)
+        self._acked.pop(route.sid, None)
+        self._answer(route, None, False)
+
+    def op_write(self, route: Route, args: dict) -> None:
+        eid = self.store.write(as_tuple(args.get("t")), args.get("lease"), route.sid)
+        self._answer(route, eid, True)
+
+    def op_take(self, route: Route, args: dict) -> None:
+        self._find(route, args, True)
+
+    def op_read(self, route: Route, args: dict) -> None:
+        self._find(route, args, False)
+
+    def _find(self, route: Route, args: dict, take: bool) -> None:
+        template = Template(args.get("p"))
+        timeout = args.get("timeout")
+        check_timeout(timeout)
+        found = self.store.take(template) if take else self.store.read(template)
+        if found is not None:
+            return self._answer(route, found, take)
+        if timeout == 0:
+            raise RequestExpired(f"no tuple matches {template.pattern!r}")
+        self.routes[(route.sid, route.seq)] = route
+        route.handle = self.store.wait(template, take, lambda result: self._woken(route, take, result),
+                                       timeout, route.sid)
+        return None
+
+    def _woken(self, route: Route, take: bool, result: Any) -> None:
+        self.routes.pop((route.sid, route.seq), None)
+        if isinstance(result, SpaceError):
+            self._send_error(route.sock, route.ident, route.seq, result)
+        else:
+            self._answer(route, result, take)
+
+    def op_read_all(self, route: Route, args: dict) -> None:
+        limit = args.get("limit")
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidTuple(f"limit must be an int >= 0, not {limit!r}")
+        self._answer(route, self.store.read_all(Template(args.get("p")), limit), False)
+
+    def op_cancel(self, route: Route, args: dict) -> None:
+        self.store.cancel(_entry_id(args))
+        self._answer(route, None, True)
+
+    def op_renew(self, route: Route, args: dict) -> None:
+        self._answer(route, self.store.renew(_entry_id(args), args.get("lease"), route.sid), True)
+
+    def op_batch(self, route: Route, args: dict) -> None:
+        ops = args.get("ops")
+        if not isinstance(ops, list):
+            raise InvalidTuple("batch needs a list of ops")
+        decoded = [_batch_op(op) for op in ops]
+        self._answer(route, self.store.batch(decoded, route.sid), True)
+
+    def op_notify(self, route: Route, args: dict) -> None:
+        events = args.get("events")
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            raise InvalidTuple("notify needs a list of event names")
+        since = args.get("since")
+        if since is not None and (type(since) is not int or since < 0):
+            raise InvalidTuple(f"since must be an event id, not {since!r}")
+        lease = args.get("lease")
+        # Replayed events (since) go out before this OK; clients buffer them.
+        route.handle = self.store.subscribe(events, Template(args.get("p")), lambda event: self._push(route, event),
+                                            lease, route.sid, since)
+        self.routes[(route.sid, route.seq)] = route
+        self._answer(route, self.store.event_id, False)
+
+    def _push(self, route: Route, event: tuple) -> None:
+        route.delivered += 1
+        self._outbox.append((route.sock, route.ident, event_message(route.seq, (*event, route.delivered))))
+        if event[1] == "close":
+            self.routes.pop((route.sid, route.seq), None)
+
+    def op_unnotify(self, route: Route, args: dict) -> None:
+        target = self.routes.get((route.sid, args.get("seq")))
+        if target is not None and isinstance(target.handle, Subscription):
+            self.store.close(target.handle)
+        self._answer(route, None, False)
+
+    def op_withdraw(self, route: Route, args: dict) -> None:
+        """Cancel this session's blocked take/read number ``seq`` (it answers Cancelled)."""
+        target = self.routes.get((route.sid, args.get("seq")))
+        if target is not None and isinstance(target.handle, Waiter):
+            self.store.cancel_wait(target.handle)
+        self._answer(route, None, False)
+
+    def op_stats(self, route: Route, args: dict) -> None:
+        stats = {**self.store.stats(), **self.counters, "boot": self.boot, "pid": os.getpid(),
+                 "endpoints": self.endpoints}
+        self._answer(route, stats, False)
+
+
+def _entry_id(args: dict) -> int:
+    eid = args.get("id")
+    if type(eid) is not int:
+        raise InvalidTuple(f"entry id must be an int, not {eid!r}")
+    return eid
+
+
+def _batch_op(op: Any) -> tuple:
+    if not isinstance(op, list) or not op or op[0] not in ("write", "take", "read"):
+        raise InvalidTuple(f"batch op must be ['write', tuple, lease], ['take', template] or ['read', template]: {op!r}")
+    if op[0] == "write":
+        if len(op) not in (2, 3):
+            raise InvalidTuple(f"batch write must be ['write', tuple] or ['write', tuple, lease]: {op!r}")
+        return ("write", as_tuple(op[1]), op[2] if len(op) == 3 else None)
+    if len(op) != 2:
+        raise InvalidTuple(f"batch {op[0]} must be ['{op[0]}', template]: {op!r}")
+    return (op[0], Template(op[1]))
+
+
+def run(data_dir: Path, listen: list[str], **options: Any) -> None:
+    """Serve in the foreground until SIGTERM/SIGINT."""
+    server = SpaceServer(data_dir, listen, **options)
+
+    async def main() -> None:
+        server.bind()
+        server.install_signal_handlers()
+        await server.serve()
+
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+from tests.helpers import server  # noqa: F401  (fixture)

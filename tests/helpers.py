@@ -1,0 +1,81 @@
+"""Real space servers for tests: started as processes on loopback, stopped (or killed) by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+class ServerProcess:
+    """``onitu space serve`` in a data dir; ``endpoints`` come from the space.json it publishes."""
+
+    def __init__(self, data: Path, *args: str, tcp: str = "tcp://127.0.0.1:*", insecure: bool = True) -> None:
+        self.data, self.args, self.tcp, self.insecure = data, args, tcp, insecure
+        self.proc: subprocess.Popen | None = None
+        self.endpoints: list[str] = []
+        self.info: dict = {}
+
+    def start(self, timeout: float = 15.0) -> ServerProcess:
+        (self.data / "space.json").unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "onitu.cli", "space", "serve", "--data", str(self.data),
+               "--listen", f"ipc://{self.data}/space.sock", "--listen", self.tcp, "--no-discovery", *self.args]
+        if self.insecure:
+            cmd.append("--insecure-loopback")
+        self.log = open(self.data / "server.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"space server exited with {self.proc.returncode}: {self.read_log()}")
+            try:
+                self.info = json.loads((self.data / "space.json").read_text())
+                if self.info.get("pid") == self.proc.pid:
+                    self.endpoints = self.info["endpoints"]
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"space server did not start: {self.read_log()}")
+
+    @property
+    def ipc(self) -> str:
+        return next(ep for ep in self.endpoints if ep.startswith("ipc://"))
+
+    @property
+    def tcp_endpoint(self) -> str:
+        return next(ep for ep in self.endpoints if ep.startswith("tcp://"))
+
+    def read_log(self) -> str:
+        return (self.data / "server.log").read_text(errors="replace")[-3000:]
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = ServerProcess(tmp_path / "space").start() if (tmp_path / "space").mkdir() is None else None
+    yield srv
+    srv.stop()

@@ -22,6 +22,7 @@ from onitu.space.client import (
     _decode_found,
     _pattern,
     result_of,
+    send,
 )
 from onitu.space.errors import RequestExpired, SessionExpired, SpaceError, Unavailable
 from onitu.space.handles import Entry, Event
@@ -148,7 +149,7 @@ class AsyncSpaceClient:
         args = call.args
         if call.blocking:  # a re-sent blocked request keeps its original deadline
             args = {**args, "timeout": max(0.0, call.blocking - (time.monotonic() - call.start))}
-        self.sock.send(self.core.frame(call.op, seq, args), zmq.NOBLOCK)
+        send(self.sock, self.core.frame(call.op, seq, args))
         call.sent_at, call.generation = time.monotonic(), self.core.generation
 
     async def _read(self) -> None:
@@ -176,6 +177,8 @@ class AsyncSpaceClient:
         while True:
             await asyncio.sleep(0.1)
             now = time.monotonic()
+            if any(now - call.sent_at > RETRY_INTERVAL for call in self._calls.values() if call.blocking == 0):
+                self.core.reconnect(self.sock)  # silence: the connection may be dead or refused for good
             for seq, call in list(self._calls.items()):
                 self._check(seq, call, now)
             for note in list(self._notes.values()):
@@ -238,7 +241,7 @@ class AsyncNotification:
         self.client._notes.pop(self.state.seq, None)
         frame = self.state.request()
         self.client._notes[self.state.seq] = self
-        self.client.sock.send(frame, zmq.NOBLOCK)
+        send(self.client.sock, frame)
 
     def deliver(self, status: int, body: Any) -> None:
         try:

@@ -69,6 +69,7 @@ def serve(
     sync: str = typer.Option("normal", help="normal: survives kill -9; full: also power loss (fsync)."),
     discovery_port: int = typer.Option(ring.DEFAULT_PORT, help="UDP port answering discovery lookups."),
     discovery: bool = typer.Option(True, help="Answer discovery lookups."),
+    max_frame: int = typer.Option(16 * 1024 * 1024, help="Largest request frame accepted (bytes)."),
 ) -> None:
     """Serve a durable tuple space."""
     from onitu.space.server import run
@@ -79,7 +80,7 @@ def serve(
     where = ("127.0.0.1" if loopback_only else "0.0.0.0", discovery_port) if discovery else None
     err.print(f"onitu space: data {data}, listening on {', '.join(listen)}", highlight=False)
     try:
-        run(data, listen, insecure_loopback=insecure_loopback, sync=sync, discovery=where)
+        run(data, listen, insecure_loopback=insecure_loopback, sync=sync, discovery=where, max_frame=max_frame)
     except SpaceError as exc:
         raise fail(str(exc)) from None
 

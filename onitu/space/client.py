@@ -109,6 +109,22 @@ class Core:
         sock.connect(self.endpoints[0])
         return sock
 
+    def reconnect(self, sock: zmq.Socket) -> None:
+        """Start a fresh connection: zmq gives up on a peer that refused our key, even once it accepts it."""
+        try:
+            sock.disconnect(self.endpoints[0])
+        except zmq.ZMQError:
+            pass
+        sock.connect(self.endpoints[0])
+
+
+def send(sock: zmq.Socket, frame: bytes) -> None:
+    """Send without blocking: with no server connected (down, or refusing our key) the retry loop resends."""
+    try:
+        sock.send(frame, zmq.NOBLOCK)
+    except zmq.Again:
+        log.debug("space not connected; will retry")
+
 
 def result_of(status: int, body: Any) -> Any:
     if status == ERROR:
@@ -245,6 +261,8 @@ class SpaceClient:
                 if (blocking == 0 and now - start > limit) or waited_out:
                     raise Unavailable(f"no answer from the space at {core.endpoints[0]} for {op} within {limit} s")
                 resend = RETRY_INTERVAL if blocking == 0 else BLOCKED_RESEND
+                if now - sent_at > resend:
+                    core.reconnect(sock)
                 if core.generation != generation or now - sent_at > resend:
                     sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
         finally:
@@ -253,7 +271,7 @@ class SpaceClient:
     def _send(self, sock: zmq.Socket, op: str, seq: int, args: dict, blocking: float | None, start: float) -> float:
         if blocking:  # a re-sent blocked request keeps its original deadline
             args = {**args, "timeout": max(0.0, blocking - (time.monotonic() - start))}
-        sock.send(self.core.frame(op, seq, args))
+        send(sock, self.core.frame(op, seq, args))
         return time.monotonic()
 
     def _keep_alive(self) -> None:
@@ -347,7 +365,7 @@ class RemoteNotification:
         with client._socks_lock:
             client._socks.append(self.sock)
         self._buffer: deque[Event] = deque()
-        self.sock.send(self.state.request())
+        send(self.sock, self.state.request())
         # Return only once the server holds the subscription, so no later write can slip past it.
         deadline = time.monotonic() + client.connect_timeout
         while not self.state.confirmed:
@@ -383,11 +401,11 @@ class RemoteNotification:
             seq, status, body = parse_reply(self.sock.recv())
             result = state.message(status, body) if seq == state.seq else None
             if result is NotifyState.RESUBSCRIBE:
-                self.sock.send(state.request())
+                send(self.sock, state.request())
             elif result is not None:
                 return result
         elif state.stale():
-            self.sock.send(state.request())
+            send(self.sock, state.request())
         return None
 
     @property

@@ -116,6 +116,7 @@ class SpaceServer:
         self.ctx = zmq.Context()
         self.socks: list[zmq.Socket] = []
         self._auth: ThreadAuthenticator | None = None
+        self._keys_stamp: tuple[int, int] | None = None
         self._outbox: list[tuple[zmq.Socket, bytes, bytes]] = []
         self._new_replies: list[tuple[bytes, int, bytes]] = []
         self._acks: dict[bytes, int] = {}
@@ -147,9 +148,19 @@ class SpaceServer:
             auth.authorized_dir(self.data_dir).mkdir(parents=True, exist_ok=True)
             self._auth = ThreadAuthenticator(self.ctx)
             self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(auth.authorized_dir(self.data_dir)))
+            self._reload_keys()
             self.socks.append(self._router(secure, secret))
         self._write_info()
+
+    def _reload_keys(self) -> None:
+        """(Re)load the authorized client keys when ``keys/authorized`` changed; checked every second."""
+        adir = auth.authorized_dir(self.data_dir)
+        stamp = (adir.stat().st_mtime_ns, len(list(adir.glob("*.key"))))
+        if self._auth is not None and stamp != self._keys_stamp:
+            self._keys_stamp = stamp
+            self._auth.configure_curve(domain="*", location=str(adir))
+        if self._loop is not None and self._auth is not None:
+            self._loop.call_later(1.0, self._reload_keys)
 
     def _router(self, endpoints: list[str], secret: bytes | None) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
@@ -186,6 +197,8 @@ class SpaceServer:
             self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
         self._schedule_drain()
         self._turn(self.store.reap)
+        if self._auth is not None:
+            self._loop.call_later(1.0, self._reload_keys)
         if self.discovery is not None:
             self._responder = await ring.start_responder(self.describe, self.counters, *self.discovery)
         log.info("space serving on %s", ", ".join(self.endpoints))

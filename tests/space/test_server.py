@@ -1,0 +1,190 @@
+"""The server facing hostile and retried input: raw frames over a real socket, then the CURVE gate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import msgpack
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from onitu.space import Unavailable, connect
+from onitu.space.protocol import ERROR, OK, VERSION, parse_reply, request
+from tests.helpers import ServerProcess
+
+
+class Raw:
+    """A bare DEALER speaking frames to the server, so tests can send anything at all."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(endpoint)
+        self.sid = os.urandom(16)
+        self.seq = 0
+
+    def send(self, *frames: bytes, timeout_ms: int = 5000):
+        self.sock.send_multipart(frames)
+        assert self.sock.poll(timeout_ms), "server did not answer"
+        return parse_reply(self.sock.recv())
+
+    def call(self, op: str, args: dict, seq: int | None = None):
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        return self.send(request(op, self.sid, seq, 0, args))
+
+    def close(self) -> None:
+        self.sock.close()
+        self.ctx.term()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    data = tmp_path_factory.mktemp("hostile")
+    srv = ServerProcess(data, "--max-frame", str(1 << 20)).start()
+    raw = Raw(srv.ipc)
+    assert raw.call("hello", {"ttl": 60})[1] == OK
+    assert raw.call("write", {"t": ["keep", 1]})[1] == OK
+    yield srv, raw
+    raw.close()
+    assert srv.stop() == 0, srv.read_log()
+
+
+def alive_and_intact(raw: Raw) -> None:
+    seq, status, body = raw.call("read_all", {"p": ["keep", None]})
+    assert status == OK and body == [["keep", 1]]
+
+
+def error_code(reply) -> str:
+    _, status, body = reply
+    assert status == ERROR, reply
+    return body[0]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200))
+def test_random_bytes_get_an_error_reply(live, junk):
+    srv, raw = live
+    reply = raw.send(junk)
+    assert reply[1] == ERROR or junk == b""  # an empty frame is still answered with an error below
+    alive_and_intact(raw)
+
+
+message_parts = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=8),
+              st.binary(max_size=20)),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12)
+ops = st.sampled_from(["write", "take", "read", "read_all", "batch", "notify", "cancel", "renew", "bogus", "stats"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops, message_parts, st.dictionaries(st.sampled_from(["t", "p", "timeout", "lease", "ops", "id", "events",
+                                                            "since", "limit"]), message_parts, max_size=4))
+def test_well_framed_nonsense_is_refused_cleanly(live, op, junk, args):
+    srv, raw = live
+    if op in ("take", "read"):
+        args["timeout"] = 0  # never leave a blocked request behind
+    if op in ("write", "batch"):
+        args.pop("lease", None)
+    for frame in (msgpack.packb([VERSION, op, raw.sid, 10_000_000, 0, args]),
+                  msgpack.packb([VERSION, op, raw.sid, junk, 0, args]),
+                  msgpack.packb([junk, op, raw.sid, 1, 0, args])):
+        try:
+            raw.send(frame)
+        except AssertionError:
+            pytest.fail(f"no answer to {frame!r}")
+    raw.call("take", {"p": [None] * 9, "timeout": 0})
+    seq, status, body = raw.call("read_all", {"p": ["keep", None]})
+    assert status == OK and ["keep", 1] in body
+
+
+def test_truncated_frames(live):
+    srv, raw = live
+    frame = request("write", raw.sid, 99, 0, {"t": ["truncated", "x" * 50]})
+    for cut in range(1, len(frame), 7):
+        assert error_code(raw.send(frame[:cut])) == "protocol"
+    alive_and_intact(raw)
+    assert raw.call("read_all", {"p": ["truncated", None]})[2] == []
+
+
+def test_oversize_frame(live):
+    srv, raw = live
+    reply = raw.send(request("write", raw.sid, 98, 0, {"t": ["big", b"x" * (1 << 20)]}))
+    assert error_code(reply) == "protocol" and "limit" in reply[2][1]
+    alive_and_intact(raw)
+
+
+def test_wrong_version_unknown_op_and_extra_frames(live):
+    srv, raw = live
+    reply = raw.send(msgpack.packb([VERSION + 1, "write", raw.sid, 1, 0, {"t": ["x"]}]))
+    assert error_code(reply) == "protocol" and "version" in reply[2][1]
+    reply = raw.call("explode", {})
+    assert error_code(reply) == "protocol" and "unknown op" in reply[2][1]
+    assert error_code(raw.send(b"a", b"b")) == "protocol"
+    alive_and_intact(raw)
+
+
+def test_unknown_session_must_say_hello(live):
+    srv, raw = live
+    other = Raw(srv.ipc)
+    try:
+        assert error_code(other.call("write", {"t": ["x"]})) == "session_expired"
+    finally:
+        other.close()
+
+
+def test_malformed_frames_are_counted(live):
+    srv, raw = live
+    before = raw.call("stats", {})[2]["malformed"]
+    raw.send(b"\xc1")
+    assert raw.call("stats", {})[2]["malformed"] == before + 1
+
+
+def test_retried_mutations_are_applied_once(live):
+    srv, raw = live
+    first = raw.call("write", {"t": ["once", 1]}, seq=500)
+    again = raw.call("write", {"t": ["once", 1]}, seq=500)
+    assert first[1:] == again[1:]
+    assert raw.call("read_all", {"p": ["once", None]})[2] == [["once", 1]]
+    raw.call("write", {"t": ["once", 2]}, seq=501)
+    took = raw.call("take", {"p": ["once", None], "timeout": 0}, seq=502)
+    retried = raw.call("take", {"p": ["once", None], "timeout": 0}, seq=502)
+    assert took[2] == retried[2] == ["once", 1]
+    assert raw.call("read_all", {"p": ["once", None]})[2] == [["once", 2]]
+
+
+def test_unknown_curve_key_is_refused(tmp_path):
+    data = tmp_path / "space"
+    data.mkdir()
+    srv = ServerProcess(data, insecure=False).start()
+    try:
+        with connect(srv.tcp_endpoint, data_dir=data) as client:  # the local client key is authorized
+            client.write(["curve", 1])
+        stranger = tmp_path / "stranger"
+        subprocess.run([sys.executable, "-m", "onitu.cli", "keys", "new", "stranger", "--data", str(stranger),
+                        "--no-allow"], check=True, capture_output=True)
+        key = stranger / "keys" / "stranger.key_secret"
+        with pytest.raises(Unavailable):
+            connect(srv.tcp_endpoint, data_dir=data, client_key=key, connect_timeout=1.5)
+        with pytest.raises(Unavailable):
+            connect(srv.tcp_endpoint, insecure=True, connect_timeout=1.5)  # no CURVE at all
+        subprocess.run([sys.executable, "-m", "onitu.cli", "keys", "allow", str(stranger / "keys" / "stranger.key"),
+                        "--data", str(data)], check=True, capture_output=True)
+        with connect(srv.tcp_endpoint, data_dir=data, client_key=key, connect_timeout=5) as client:
+            assert client.read_all(["curve", None]) == [("curve", 1)]
+    finally:
+        srv.stop()
+
+
+def test_plain_tcp_off_loopback_is_refused(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "onitu.cli", "space", "serve", "--data", str(tmp_path),
+                          "--listen", "tcp://0.0.0.0:0", "--insecure-loopback", "--no-discovery"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "loopback" in out.stderr

@@ -1,0 +1,134 @@
+"""The store's bookkeeping: Rinda's TupleBag cases, leases, sessions, and that indexes bound the work."""
+
+from __future__ import annotations
+
+import pytest
+
+from onitu.space import NoSuchEntry, Symbol, Template
+from onitu.space.index import FifoIndex
+from onitu.space.store import Store
+
+V = Symbol("val")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_tuplebag_delete_keeps_the_twin():
+    store = Store()
+    e1 = store.write((V, 1))
+    store.write((V, 1))
+    store.cancel(e1)
+    assert store.read_all(Template((V, 1))) == [(V, 1)]
+    with pytest.raises(NoSuchEntry):
+        store.cancel(e1)
+
+
+def test_tuplebag_find_skips_cancelled_and_expired():
+    clock = Clock()
+    store = Store(clock=clock)
+    template = Template((V, None))
+    store.write((Symbol("other"), 1))
+    assert store.read(template) is None
+    e2 = store.write((V, 1))
+    assert store.read(template) == (V, 1)
+    store.cancel(e2)
+    assert store.read(template) is None
+    store.write((V, 3), lease=5)
+    assert store.read_all(template) == [(V, 3)]
+    clock.now += 5
+    assert store.read(template) is None and store.read_all(template) == []
+
+
+def test_waiters_are_served_in_registration_order():
+    store = Store()
+    got: list = []
+    store.wait(Template((V, None)), True, lambda r: got.append(("first", r)))
+    store.wait(Template((V, None)), True, lambda r: got.append(("second", r)))
+    store.write((V, 1))
+    store.write((V, 2))
+    assert got == [("first", (V, 1)), ("second", (V, 2))]
+    assert store.read_all(Template((V, None))) == []
+
+
+def test_session_end_deletes_its_tuples_with_delete_events():
+    store = Store()
+    events: list = []
+    store.subscribe(["delete"], Template((None,)), events.append)
+    store.open_session(b"s" * 16, 5.0)
+    store.write(("mine",), lease="session", session=b"s" * 16)
+    store.write(("kept",))
+    store.end_session(b"s" * 16)
+    assert store.read_all(Template((None,))) == [("kept",)]
+    assert [(kind, tup) for _, kind, tup in events] == [("delete", ("mine",))]
+
+
+def test_session_ttl_expiry():
+    clock = Clock()
+    store = Store(clock=clock)
+    store.open_session(b"s" * 16, 2.0)
+    store.write(("mine",), lease="session", session=b"s" * 16)
+    clock.now += 1.5
+    assert store.touch(b"s" * 16)
+    clock.now += 1.5
+    store.reap()
+    assert store.read_all(Template((None,))) == [("mine",)]  # touched: still alive
+    clock.now += 2.5
+    store.reap()
+    assert store.read_all(Template((None,))) == [] and not store.touch(b"s" * 16)
+
+
+class CountingIndex(FifoIndex):
+    """Counts the candidates a lookup yields, to check that unrelated tuples are never visited."""
+
+    visited = 0
+
+    def candidates(self, template, all_matches):
+        for eid in super().candidates(template, all_matches):
+            CountingIndex.visited += 1
+            yield eid
+
+
+def test_leading_constants_do_not_scan_unrelated_tuples():
+    store = Store()
+    store.order = CountingIndex(store.live)
+    for i in range(20_000):
+        store.write(("noise", i, "x"))
+        store.write(("task", i % 100, "y"))
+    CountingIndex.visited = 0
+    assert store.take(Template(("task", 42, None))) == ("task", 42, "y")
+    assert CountingIndex.visited == 1
+    CountingIndex.visited = 0
+    assert store.read(Template(("task", None, "y"))) == ("task", 0, "y")
+    assert CountingIndex.visited == 1
+    CountingIndex.visited = 0
+    assert len(store.read_all(Template(("task", 7, None)))) == 200
+    assert CountingIndex.visited == 200  # exactly the ("task", 7) bucket
+
+
+def test_fifo_takes_stay_constant_work_after_many_removals():
+    store = Store()
+    store.order = CountingIndex(store.live)
+    for i in range(10_000):
+        store.write(("q", i))
+    for i in range(9_000):
+        assert store.take(Template(("q", None))) == ("q", i)
+    CountingIndex.visited = 0
+    assert store.take(Template(("q", None))) == ("q", 9000)
+    assert CountingIndex.visited == 1  # tombstones were dropped, not walked again
+
+
+def test_index_handles_unhashable_and_mixed_heads():
+    store = Store()
+    store.write(([1], "list head"))
+    store.write((1, "int head"))
+    store.write((True, "bool head"))
+    store.write((1.0, "float head"))
+    assert store.read_all(Template((1, None))) == [(1, "int head"), (1.0, "float head")]
+    assert store.read_all(Template(([1.0], None))) == [([1], "list head")]
+    assert store.read_all(Template((True, None))) == [(True, "bool head")]

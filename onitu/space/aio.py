@@ -186,15 +186,14 @@ class AsyncSpaceClient:
                     note.send()
             if now >= next_ping:
                 next_ping = now + self.core.ttl / 3
-                asyncio.create_task(self._ping())
+                self._tasks.append(asyncio.create_task(self._ping()))
+                self._tasks = [t for t in self._tasks if not t.done()]
 
     def _check(self, seq: int, call: _Call, now: float) -> None:
         if call.future.done():
             return
-        if call.blocking is None:  # blocked forever: only the server's answer ends it
-            overdue = False
-        else:
-            overdue = now - call.start > call.blocking + call.give_up
+        # a request blocked forever ends only with the server's answer
+        overdue = call.blocking is not None and now - call.start > call.blocking + call.give_up
         if overdue:
             call.future.set_exception(Unavailable(
                 f"no answer from the space at {self.core.endpoints[0]} for {call.op} within {call.give_up} s"))

@@ -61,7 +61,7 @@ def create_pair(data_dir: Path, name: str, authorize: bool = False) -> Path:
 
 def allow(data_dir: Path, public_file: Path) -> Path:
     """Authorize a client public key file (copied into ``authorized/``)."""
-    public, _ = load_pair(public_file)
+    _public, _ = load_pair(public_file)
     adir = authorized_dir(data_dir)
     adir.mkdir(parents=True, exist_ok=True)
     dest = adir / public_file.name

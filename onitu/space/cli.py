@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +16,10 @@ from rich.table import Table
 from onitu import paths
 from onitu.space import auth, ring
 from onitu.space.conform import Codec, Malformed, run_lines
-from onitu.space.errors import SpaceError
+from onitu.space.errors import RequestExpired, SpaceError
+
+if TYPE_CHECKING:
+    from onitu.space.client import SpaceClient
 
 space_app = typer.Typer(help="The tuple space: serve it, inspect it, test it.", no_args_is_help=True)
 keys_app = typer.Typer(help="CURVE key pairs for tcp:// clients and servers.", no_args_is_help=True)
@@ -52,11 +57,16 @@ def show(value: Any) -> str:
     return json.dumps(Codec(ruby_regex=False).encode(value), ensure_ascii=False)
 
 
-def client(space: str | None, data: Path | None, insecure: bool):
+@contextlib.contextmanager
+def client(space: str | None, data: Path | None, insecure: bool) -> Iterator[SpaceClient]:
+    """A connected client; a space error becomes a one-line message (exit 2 when nothing matched, else 1)."""
     from onitu.space.connect import connect
 
     try:
-        return connect(space, data_dir=data, insecure=insecure, connect_timeout=5.0)
+        with connect(space, data_dir=data, insecure=insecure, connect_timeout=5.0) as c:
+            yield c
+    except RequestExpired as exc:
+        raise fail(str(exc), 2) from None
     except SpaceError as exc:
         raise fail(str(exc)) from None
 
@@ -106,10 +116,7 @@ def write(tup: str = typer.Argument(..., metavar="TUPLE", help="JSON tuple, e.g.
     """Write a tuple; prints its entry id."""
     value = parse_json(tup, "tuple")
     with client(space, data, insecure) as c:
-        try:
-            console.print(c.write(value, lease).id)
-        except SpaceError as exc:
-            raise fail(str(exc)) from None
+        console.print(c.write(value, lease).id)
 
 
 @space_app.command("take")
@@ -119,10 +126,7 @@ def take(template: str = typer.Argument(..., help="JSON template."),
     """Take (remove) the oldest tuple matching a template and print it."""
     pattern = parse_json(template, "template")
     with client(space, data, insecure) as c:
-        try:
-            console.print(show(c.take(pattern, timeout)), highlight=False, soft_wrap=True)
-        except SpaceError as exc:
-            raise fail(str(exc), 2) from None
+        console.print(show(c.take(pattern, timeout)), highlight=False, soft_wrap=True)
 
 
 @space_app.command("stats")

@@ -8,6 +8,7 @@ sent. A keepalive thread pings the server every third of the session TTL.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -111,10 +112,8 @@ class Core:
 
     def reconnect(self, sock: zmq.Socket) -> None:
         """Start a fresh connection: zmq gives up on a peer that refused our key, even once it accepts it."""
-        try:
+        with contextlib.suppress(zmq.ZMQError):
             sock.disconnect(self.endpoints[0])
-        except zmq.ZMQError:
-            pass
         sock.connect(self.endpoints[0])
 
 
@@ -194,10 +193,8 @@ class SpaceClient:
         """End the session (its session-leased tuples are deleted) and release every socket."""
         if self._closed.is_set():
             return
-        try:
+        with contextlib.suppress(SpaceError):
             self._call("bye", {}, give_up=1.0)
-        except SpaceError:
-            pass
         self._closed.set()
         self._keepalive.join(timeout=2)
         with self._socks_lock:
@@ -416,10 +413,8 @@ class RemoteNotification:
     def close(self) -> None:
         """End the subscription (the server stops sending)."""
         if self.state.finish():
-            try:
+            with contextlib.suppress(SpaceError):
                 self.client._call("unnotify", {"seq": self.state.seq}, give_up=1.0)
-            except SpaceError:
-                pass
 
 
 def read_info(data_dir: Path) -> dict[str, Any] | None:

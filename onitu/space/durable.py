@@ -85,7 +85,8 @@ class Durable:
             self.db.execute("DELETE FROM tuples WHERE owner IS NOT NULL AND owner NOT IN (SELECT sid FROM sessions)")
             for sid, ttl in self.db.execute("SELECT sid, ttl FROM sessions"):
                 store.restore_session(sid, ttl)
-            for eid, body, deadline, owner in self.db.execute("SELECT id, body, deadline, owner FROM tuples ORDER BY id"):
+            rows = self.db.execute("SELECT id, body, deadline, owner FROM tuples ORDER BY id")
+            for eid, body, deadline, owner in rows:
                 store.restore(eid, as_tuple(unpackb(body)), deadline, owner)
             replies = {(sid, seq): body for sid, seq, body in self.db.execute("SELECT sid, seq, body FROM replies")}
         except (sqlite3.DatabaseError, SpaceError) as exc:

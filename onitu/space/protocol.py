@@ -34,14 +34,19 @@ def _default(obj: Any) -> msgpack.ExtType:
     if kind is Symbol:
         return msgpack.ExtType(EXT_SYMBOL, obj.name.encode())
     if kind is Range:
-        return msgpack.ExtType(EXT_RANGE, packb([obj.lo, obj.hi, obj.exclusive]))
+        return msgpack.ExtType(EXT_RANGE, _pack_inner([obj.lo, obj.hi, obj.exclusive]))
     if kind is Pattern:
         if not isinstance(obj.pattern, str):
             raise InvalidTuple(f"only str regexes can be sent, not {obj!r}")
-        return msgpack.ExtType(EXT_REGEX, packb([obj.pattern, obj.flags & REGEX_FLAGS]))
+        return msgpack.ExtType(EXT_REGEX, _pack_inner([obj.pattern, obj.flags & REGEX_FLAGS]))
     if isinstance(obj, type) and obj in TYPE_NAMES:
         return msgpack.ExtType(EXT_TYPE, TYPE_NAMES[obj].encode())
     raise InvalidTuple(f"cannot send a {kind.__name__} value: {obj!r}")
+
+
+def _pack_inner(obj: Any) -> bytes:
+    # An ext payload is packed while the shared packer is mid-message: it needs a packer of its own.
+    return msgpack.packb(obj, use_bin_type=True)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:

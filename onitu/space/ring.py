@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections import Counter
@@ -64,9 +65,15 @@ async def start_responder(describe: Callable[[bool], dict[str, Any]], counters: 
     return transport
 
 
-def lookup(port: int = DEFAULT_PORT, timeout: float = 1.0, hosts: tuple[str, ...] = ("127.0.0.1", "<broadcast>")
-           ) -> dict[str, Any]:
+def lookup_hosts() -> tuple[str, ...]:
+    """Where lookups go: ``$ONITU_DISCOVERY_HOSTS`` (comma-separated), else this host and the LAN broadcast."""
+    env = os.environ.get("ONITU_DISCOVERY_HOSTS")
+    return tuple(h.strip() for h in env.split(",") if h.strip()) if env else ("127.0.0.1", "<broadcast>")
+
+
+def lookup(port: int = DEFAULT_PORT, timeout: float = 1.0, hosts: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Ask the LAN (and this host) where the space is; the first well-formed answer wins."""
+    hosts = hosts or lookup_hosts()
     query = msgpack.packb({"onitu": "lookup", "v": VERSION})
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)

@@ -497,7 +497,8 @@ def _entry_id(args: dict) -> int:
 
 def _batch_op(op: Any) -> tuple:
     if not isinstance(op, list) or not op or op[0] not in ("write", "take", "read"):
-        raise InvalidTuple(f"batch op must be ['write', tuple, lease], ['take', template] or ['read', template]: {op!r}")
+        raise InvalidTuple(f"batch op must be ['write', tuple, lease], ['take', template] or ['read', template], "
+                           f"not {op!r}")
     if op[0] == "write":
         if len(op) not in (2, 3):
             raise InvalidTuple(f"batch write must be ['write', tuple] or ['write', tuple, lease]: {op!r}")

@@ -32,7 +32,7 @@ def in_thread(fn):
     def run():
         try:
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the test thread)
+        except BaseException as exc:
             box["error"] = exc
 
     th = threading.Thread(target=run, daemon=True)

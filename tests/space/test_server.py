@@ -57,7 +57,7 @@ def live(tmp_path_factory):
 
 
 def alive_and_intact(raw: Raw) -> None:
-    seq, status, body = raw.call("read_all", {"p": ["keep", None]})
+    _seq, status, body = raw.call("read_all", {"p": ["keep", None]})
     assert status == OK and body == [["keep", 1]]
 
 
@@ -70,7 +70,7 @@ def error_code(reply) -> str:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=200))
 def test_random_bytes_get_an_error_reply(live, junk):
-    srv, raw = live
+    _srv, raw = live
     reply = raw.send(junk)
     assert reply[1] == ERROR or junk == b""  # an empty frame is still answered with an error below
     alive_and_intact(raw)
@@ -88,7 +88,7 @@ ops = st.sampled_from(["write", "take", "read", "read_all", "batch", "notify", "
 @given(ops, message_parts, st.dictionaries(st.sampled_from(["t", "p", "timeout", "lease", "ops", "id", "events",
                                                             "since", "limit"]), message_parts, max_size=4))
 def test_well_framed_nonsense_is_refused_cleanly(live, op, junk, args):
-    srv, raw = live
+    _srv, raw = live
     if op in ("take", "read"):
         args["timeout"] = 0  # never leave a blocked request behind
     if op in ("write", "batch"):
@@ -101,12 +101,12 @@ def test_well_framed_nonsense_is_refused_cleanly(live, op, junk, args):
         except AssertionError:
             pytest.fail(f"no answer to {frame!r}")
     raw.call("take", {"p": [None] * 9, "timeout": 0})
-    seq, status, body = raw.call("read_all", {"p": ["keep", None]})
+    _seq, status, body = raw.call("read_all", {"p": ["keep", None]})
     assert status == OK and ["keep", 1] in body
 
 
 def test_truncated_frames(live):
-    srv, raw = live
+    _srv, raw = live
     frame = request("write", raw.sid, 99, 0, {"t": ["truncated", "x" * 50]})
     for cut in range(1, len(frame), 7):
         assert error_code(raw.send(frame[:cut])) == "protocol"
@@ -115,14 +115,14 @@ def test_truncated_frames(live):
 
 
 def test_oversize_frame(live):
-    srv, raw = live
+    _srv, raw = live
     reply = raw.send(request("write", raw.sid, 98, 0, {"t": ["big", b"x" * (1 << 20)]}))
     assert error_code(reply) == "protocol" and "limit" in reply[2][1]
     alive_and_intact(raw)
 
 
 def test_wrong_version_unknown_op_and_extra_frames(live):
-    srv, raw = live
+    _srv, raw = live
     reply = raw.send(msgpack.packb([VERSION + 1, "write", raw.sid, 1, 0, {"t": ["x"]}]))
     assert error_code(reply) == "protocol" and "version" in reply[2][1]
     reply = raw.call("explode", {})
@@ -132,7 +132,7 @@ def test_wrong_version_unknown_op_and_extra_frames(live):
 
 
 def test_unknown_session_must_say_hello(live):
-    srv, raw = live
+    srv, _raw = live
     other = Raw(srv.ipc)
     try:
         assert error_code(other.call("write", {"t": ["x"]})) == "session_expired"
@@ -141,14 +141,14 @@ def test_unknown_session_must_say_hello(live):
 
 
 def test_malformed_frames_are_counted(live):
-    srv, raw = live
+    _srv, raw = live
     before = raw.call("stats", {})[2]["malformed"]
     raw.send(b"\xc1")
     assert raw.call("stats", {})[2]["malformed"] == before + 1
 
 
 def test_retried_mutations_are_applied_once(live):
-    srv, raw = live
+    _srv, raw = live
     first = raw.call("write", {"t": ["once", 1]}, seq=500)
     again = raw.call("write", {"t": ["once", 1]}, seq=500)
     assert first[1:] == again[1:]

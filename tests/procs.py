@@ -1,0 +1,57 @@
+"""Client processes for multi-process tests: `python -m tests.procs MODE ENDPOINT ...`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from onitu.space import connect
+
+
+def taker(endpoint: str, count: str) -> None:
+    with connect(endpoint) as space:
+        print("ready", flush=True)
+        for _ in range(int(count)):
+            print(json.dumps(list(space.take(["job", int], timeout=60))), flush=True)
+
+
+def leaser(endpoint: str, ttl: str) -> None:
+    space = connect(endpoint, session_ttl=float(ttl))
+    space.write(["lease", os.getpid()], lease="session")
+    print("ready", flush=True)
+    time.sleep(3600)  # until killed
+
+
+
+
+def churn(endpoint: str, name: str, log_path: str, stop_path: str) -> None:
+    """Write and take until told to stop; log each operation only after the space acknowledged it."""
+    import random
+
+    rng = random.Random(name)
+    with connect(endpoint, connect_timeout=120) as space, open(log_path, "a") as log:
+        print("ready", flush=True)
+        i = 0
+        while not os.path.exists(stop_path):
+            if rng.random() < 0.6:
+                space.write(["d", name, i])
+                log.write(json.dumps(["w", "d", name, i]) + "\n")
+                i += 1
+            else:
+                try:
+                    got = space.take(["d", None, None], timeout=0)
+                except Exception as exc:
+                    if type(exc).__name__ != "RequestExpired":
+                        raise
+                    continue
+                log.write(json.dumps(["t", *got]) + "\n")
+            log.flush()
+
+
+MODES = {"taker": taker, "leaser": leaser, "churn": churn}
+
+
+if __name__ == "__main__":
+    MODES[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,56 @@
+"""The debug CLI against a real server, key management, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def onitu(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "onitu.cli", *args], capture_output=True, text=True, timeout=60)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_write_ls_take_stats(server):
+    space = ["--space", server.ipc]
+    entry = onitu("space", "write", '["hello", 1, {"$sym": "s"}]', *space).stdout.strip()
+    assert entry.isdigit()
+    onitu("space", "write", '{"kind": "dict", "n": 2}', *space)
+    listed = onitu("space", "ls", '["hello", {"$type": "Integer"}, null]', *space).stdout.splitlines()
+    assert [json.loads(line) for line in listed] == [["hello", 1, {"$sym": "s"}]]
+    assert json.loads(onitu("space", "ls", '{"kind": null, "n": {"$range": [1, 3]}}', *space).stdout) == {
+        "$hash": {"kind": "dict", "n": 2}}
+    assert json.loads(onitu("space", "take", '["hello", null, null]', *space).stdout) == ["hello", 1, {"$sym": "s"}]
+    missing = onitu("space", "take", '["hello", null, null]', *space, check=False)
+    assert missing.returncode == 2 and "no tuple matches" in missing.stderr
+    stats = json.loads(onitu("space", "stats", "--json", *space).stdout)
+    assert stats["tuples"] == 1 and stats["requests"] > 0
+
+
+def test_bad_json_is_a_clear_error(server):
+    out = onitu("space", "write", "[1, 2", "--space", server.ipc, check=False)
+    assert out.returncode == 1 and "tuple is not JSON" in out.stderr
+    out = onitu("space", "ls", '{"$nope": 1}', "--space", server.ipc, check=False)
+    assert out.returncode == 1 and "$nope" in out.stderr
+
+
+def test_keys_new_list_revoke(tmp_path):
+    data = str(tmp_path)
+    onitu("keys", "new", "worker1", "--data", data)
+    dup = onitu("keys", "new", "worker1", "--data", data, check=False)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    keys = json.loads(onitu("keys", "list", "--json", "--data", data).stdout)
+    assert [(k["name"], k["has_secret"], k["authorized"]) for k in keys] == [("worker1", True, True)]
+    assert len(keys[0]["public"]) == 40
+    onitu("keys", "revoke", "worker1", "--data", data)
+    assert json.loads(onitu("keys", "list", "--json", "--data", data).stdout)[0]["authorized"] is False
+
+
+def test_corrupt_database_is_named_and_left_alone(tmp_path):
+    (tmp_path / "space.db").write_bytes(b"this is not sqlite" * 100)
+    out = onitu("space", "serve", "--data", str(tmp_path), "--no-discovery", check=False)
+    assert out.returncode == 1 and "space.db" in out.stderr
+    assert (tmp_path / "space.db").read_bytes() == b"this is not sqlite" * 100

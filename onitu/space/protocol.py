@@ -29,10 +29,18 @@ EXT_SYMBOL, EXT_RANGE, EXT_REGEX, EXT_TYPE = 1, 2, 3, 4
 REGEX_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE | re.ASCII
 
 
+_symbol_exts: dict[Symbol, msgpack.ExtType] = {}
+
+
 def _default(obj: Any) -> msgpack.ExtType:
     kind = type(obj)
     if kind is Symbol:
-        return msgpack.ExtType(EXT_SYMBOL, obj.name.encode())
+        ext = _symbol_exts.get(obj)
+        if ext is None:
+            ext = msgpack.ExtType(EXT_SYMBOL, obj.name.encode())
+            if len(_symbol_exts) < 10_000:
+                _symbol_exts[obj] = ext
+        return ext
     if kind is Range:
         return msgpack.ExtType(EXT_RANGE, _pack_inner([obj.lo, obj.hi, obj.exclusive]))
     if kind is Pattern:
@@ -95,7 +103,7 @@ def as_tuple(value: Any) -> tuple | dict:
     """The top level of a decoded tuple; short strings are interned so a million tuples share their heads."""
     tup = check_tuple(value)
     if type(tup) is tuple:
-        return tuple(sys.intern(x) if type(x) is str and len(x) <= 64 else x for x in tup)
+        return tuple([sys.intern(x) if type(x) is str and len(x) <= 64 else x for x in tup])
     return tup
 
 

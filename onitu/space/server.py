@@ -43,6 +43,7 @@ from onitu.space.template import Template
 log = logging.getLogger("onitu.space.server")
 
 POLLIN = int(zmq.POLLIN)
+SNDMORE_NOBLOCK = zmq.SNDMORE | zmq.NOBLOCK
 MAX_BATCH = 4096  # requests per turn: bounds the latency one turn adds to the next
 MAX_CACHED_REPLIES = 10_000  # per session, for clients that never acknowledge
 TTL_RANGE = (0.2, 3600.0)
@@ -286,7 +287,8 @@ class SpaceServer:
         outbox, self._outbox = self._outbox, []
         for sock, ident, frame in outbox:
             try:
-                sock.send_multipart((ident, frame), zmq.NOBLOCK)
+                sock.send(ident, SNDMORE_NOBLOCK)
+                sock.send(frame, zmq.NOBLOCK)
             except zmq.ZMQError:
                 self.counters["dropped_replies"] += 1
         self._rearm()

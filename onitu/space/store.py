@@ -103,20 +103,23 @@ class Store:
         return self._write(check_tuple(tup), lease, session, self.reap())
 
     def _write(self, tup: Tuple, lease: Lease, session: bytes | None, now: float) -> int:
-        deadline = lease_deadline(lease, now)
-        owner = self._owner(lease, session)
+        deadline = None if lease is None else lease_deadline(lease, now)
+        owner = None if lease is None else self._owner(lease, session)
         eid = self.next_id
         self.next_id += 1
-        self._offer_to_readers(tup)
+        waiters = self.waiters
+        if waiters:
+            self._offer_to_readers(tup)
         self._emit("write", tup)
         if deadline is not None and deadline <= now:
             self._emit("delete", tup)
             return eid
-        taker = next((w for w in self.waiters if w.take and w.template.match(tup)), None)
-        if taker is not None:
-            self._finish(taker, tup)
-            self._emit("take", tup)
-            return eid
+        if waiters:
+            taker = next((w for w in waiters if w.take and w.template.match(tup)), None)
+            if taker is not None:
+                self._finish(taker, tup)
+                self._emit("take", tup)
+                return eid
         self._store(eid, tup, deadline, owner)
         self.changes.append(("put", eid, tup, deadline, owner.sid if owner else None))
         return eid
@@ -390,9 +393,10 @@ class Store:
         self.event_id += 1
         event = (self.event_id, kind, tup)
         self.history.append(event)
-        for sub in self.subs:
-            if kind in sub.kinds and sub.template.match(tup):
-                sub.callback(event)
+        if self.subs:
+            for sub in list(self.subs):
+                if kind in sub.kinds and sub.template.match(tup):
+                    sub.callback(event)
 
     # ---- time --------------------------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numbers
 import re
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,17 +30,21 @@ Pattern = re.Pattern
 class Symbol:
     """An interned, immutable name distinct from ``str`` (Ruby's Symbol): ``Symbol("task") != "task"``."""
 
-    __slots__ = ("__weakref__", "name")
-    _interned: weakref.WeakValueDictionary[str, Symbol] = weakref.WeakValueDictionary()
+    __slots__ = ("_hash", "name")
+    _interned: dict[str, Symbol] = {}
+    _INTERN_LIMIT = 100_000  # past this many names (a hostile peer?), new ones are no longer interned
     name: str
 
     def __new__(cls, name: str) -> Symbol:
+        sym = cls._interned.get(name)
+        if sym is not None:
+            return sym
         if not isinstance(name, str):
             raise TypeError(f"Symbol name must be str, not {type(name).__name__}")
-        sym = cls._interned.get(name)
-        if sym is None:
-            sym = super().__new__(cls)
-            object.__setattr__(sym, "name", name)
+        sym = super().__new__(cls)
+        object.__setattr__(sym, "name", name)
+        object.__setattr__(sym, "_hash", hash((Symbol, name)))
+        if len(cls._interned) < cls._INTERN_LIMIT:
             cls._interned[name] = sym
         return sym
 
@@ -52,7 +55,7 @@ class Symbol:
         return self is other or (type(other) is Symbol and other.name == self.name)
 
     def __hash__(self) -> int:
-        return hash((Symbol, self.name))
+        return self._hash
 
     def __repr__(self) -> str:
         return f"Symbol({self.name!r})"

@@ -76,6 +76,9 @@ class ServerProcess:
 
 @pytest.fixture
 def server(tmp_path: Path):
-    srv = ServerProcess(tmp_path / "space").start() if (tmp_path / "space").mkdir() is None else None
+    """A real space server (ipc and plain loopback tcp) in a fresh data dir."""
+    data = tmp_path / "space"
+    data.mkdir()
+    srv = ServerProcess(data).start()
     yield srv
     srv.stop()

@@ -21,4 +21,4 @@ def ts(request, tmp_path):
     client = connect(srv.ipc)
     yield client
     client.close()
-    srv.stop()
+    assert srv.stop() == 0, srv.read_log()  # a clean exit, and no traceback hidden in the log

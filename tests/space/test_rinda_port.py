@@ -222,3 +222,20 @@ def test_batch_is_all_or_nothing(ts):
     out = ts.batch([("take", ["a", 1]), ("write", ["b", 2]), ("take", ["b", None]), ("write", ["c", 3])])
     assert out[0] == ("a", 1) and out[2] == ("b", 2)
     assert ts.read_all([None, None]) == [("c", 3)]
+
+
+def test_notify_resumes_after_an_event_id(ts):
+    first = ts.notify(["write", "take"], ["r", None])
+    ts.write(["r", 1])
+    seen = first.next(2)
+    first.close()
+    ts.take(["r", 1])
+    ts.write(["r", 2])
+    ts.write(["other", 0])
+    resumed = ts.notify(["write", "take"], ["r", None], since=seen.id)
+    got = [resumed.next(2) for _ in range(2)]
+    assert [(e.kind, e.tuple) for e in got] == [("take", ("r", 1)), ("write", ("r", 2))]
+    assert got[0].id > seen.id and got[1].id > got[0].id
+    ts.write(["r", 3])
+    assert resumed.next(2).tuple == ("r", 3)  # then live events, no gap, no duplicate
+    resumed.close()

@@ -132,3 +132,16 @@ def test_index_handles_unhashable_and_mixed_heads():
     assert store.read_all(Template((1, None))) == [(1, "int head"), (1.0, "float head")]
     assert store.read_all(Template(([1.0], None))) == [([1], "list head")]
     assert store.read_all(Template((True, None))) == [(True, "bool head")]
+
+
+def test_resume_beyond_the_retained_history_is_refused():
+    from onitu.space import EventsLost
+
+    store = Store(history=3)
+    for i in range(6):
+        store.write(("e", i))
+    with pytest.raises(EventsLost):
+        store.subscribe(["write"], Template(("e", None)), lambda e: None, since=1)
+    replayed: list = []
+    store.subscribe(["write"], Template(("e", None)), replayed.append, since=store.event_id - 2)
+    assert [tup for _, _, tup in replayed] == [("e", 4), ("e", 5)]

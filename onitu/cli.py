@@ -8,11 +8,15 @@ import os
 import typer
 
 from onitu.space.cli import keys_app, space_app
+from onitu.watchdog import cli as watchdog_cli
 
 app = typer.Typer(help="Onitu: a replicated tuple space and the tools built on it.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 app.add_typer(space_app, name="space")
 app.add_typer(keys_app, name="keys")
+app.command("start")(watchdog_cli.start)
+app.command("stop")(watchdog_cli.stop)
+app.command("status")(watchdog_cli.status)
 
 
 @app.callback()

@@ -24,7 +24,7 @@ from onitu.space.client import (
     result_of,
     send,
 )
-from onitu.space.errors import RequestExpired, SessionExpired, SpaceError, Unavailable
+from onitu.space.errors import NotPrimary, RequestExpired, SessionExpired, SpaceError, Unavailable
 from onitu.space.handles import Entry, Event
 from onitu.space.local import TemplateLike, check_timeout
 from onitu.space.protocol import ERROR, as_tuple, error_from, parse_reply
@@ -164,6 +164,10 @@ class AsyncSpaceClient:
             if call is not None and not call.future.done():
                 try:
                     call.future.set_result(result_of(status, body))
+                except NotPrimary:  # a secondary or a demoted primary: on to the next server
+                    self.core.rotate(self.core.where(self.sock))
+                    self.core.follow(self.sock)
+                    self._send(seq, call)
                 except SpaceError as exc:
                     call.future.set_exception(exc)
             elif seq in self._notes:
@@ -178,7 +182,9 @@ class AsyncSpaceClient:
             await asyncio.sleep(0.1)
             now = time.monotonic()
             if any(now - call.sent_at > RETRY_INTERVAL for call in self._calls.values() if call.blocking == 0):
-                self.core.reconnect(self.sock)  # silence: the connection may be dead or refused for good
+                # silence: that server may be gone (try the next one) or may refuse our key for good
+                self.core.rotate(self.core.where(self.sock))
+                self.core.reconnect(self.sock)
             for seq, call in list(self._calls.items()):
                 self._check(seq, call, now)
             for note in list(self._notes.values()):
@@ -196,7 +202,7 @@ class AsyncSpaceClient:
         overdue = call.blocking is not None and now - call.start > call.blocking + call.give_up
         if overdue:
             call.future.set_exception(Unavailable(
-                f"no answer from the space at {self.core.endpoints[0]} for {call.op} within {call.give_up} s"))
+                f"no answer from the space at {self.core.endpoint} for {call.op} within {call.give_up} s"))
             return
         resend = RETRY_INTERVAL if call.blocking == 0 else BLOCKED_RESEND
         if call.generation != self.core.generation or now - call.sent_at > resend:
@@ -212,7 +218,7 @@ class AsyncSpaceClient:
                 await self._call("hello", {"ttl": self.core.ttl})
         except SpaceError as exc:
             if not self._closed:
-                log.warning("keepalive to %s failed: %s", self.core.endpoints[0], exc)
+                log.warning("keepalive to %s failed: %s", self.core.endpoint, exc)
 
 
 class AsyncEntry(Entry):
@@ -245,6 +251,11 @@ class AsyncNotification:
     def deliver(self, status: int, body: Any) -> None:
         try:
             result = self.state.message(status, body)
+        except NotPrimary:
+            self.client.core.rotate(self.client.core.where(self.client.sock))
+            self.client.core.follow(self.client.sock)
+            self.send()
+            return
         except SpaceError as exc:
             if not self.confirmed.is_set():
                 self.error = exc

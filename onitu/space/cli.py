@@ -80,6 +80,10 @@ def serve(
     discovery_port: int = typer.Option(ring.DEFAULT_PORT, help="UDP port answering discovery lookups."),
     discovery: bool = typer.Option(True, help="Answer discovery lookups."),
     max_frame: int = typer.Option(16 * 1024 * 1024, help="Largest request frame accepted (bytes)."),
+    role: str = typer.Option("primary", help="primary, or secondary (a replica taking batches from its peer)."),
+    epoch: int = typer.Option(0, help="Epoch to start at (the watchdog's; the server keeps the highest seen)."),
+    replica_listen: str = typer.Option(None, help="Endpoint where this server takes replication traffic."),
+    peer: str = typer.Option(None, help="The other server's replication endpoint (a primary ships there)."),
 ) -> None:
     """Serve a durable tuple space."""
     from onitu.space.server import run
@@ -90,9 +94,11 @@ def serve(
     where = ("127.0.0.1" if loopback_only else "0.0.0.0", discovery_port) if discovery else None
     err.print(f"onitu space: data {data}, listening on {', '.join(listen)}", highlight=False)
     try:
-        run(data, listen, insecure_loopback=insecure_loopback, sync=sync, discovery=where, max_frame=max_frame)
+        status = run(data, listen, insecure_loopback=insecure_loopback, sync=sync, discovery=where,
+                     max_frame=max_frame, role=role, epoch=epoch, replica_listen=replica_listen, peer=peer)
     except SpaceError as exc:
         raise fail(str(exc)) from None
+    raise typer.Exit(status)
 
 
 @space_app.command("ls")

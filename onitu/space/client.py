@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import zmq
 from onitu.space import auth
 from onitu.space.errors import (
     EventsLost,
+    NotPrimary,
     ProtocolError,
     RequestExpired,
     SessionExpired,
@@ -66,6 +68,7 @@ class Core:
         if not endpoints:
             raise Unavailable("no space endpoint given (and none discovered)")
         self.endpoints = list(endpoints)
+        self.current = 0  # index of the endpoint believed to be the primary
         self.security = security
         self.ttl = ttl
         self.sid = os.urandom(16)
@@ -75,6 +78,7 @@ class Core:
         self.boot: str | None = None
         self.generation = 0  # bumps when the server restarts: every pending request must be re-sent
         self.last_event = 0
+        self._where: weakref.WeakKeyDictionary[zmq.Socket, str] = weakref.WeakKeyDictionary()
 
     def begin(self) -> int:
         with self._lock:
@@ -101,20 +105,45 @@ class Core:
                 log.info("space server restarted (boot %s -> %s); re-sending pending requests", self.boot, boot)
             self.boot = boot
 
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self.current]
+
     def socket(self, ctx: zmq.Context, sock_type: int = zmq.DEALER) -> zmq.Socket:
         sock = ctx.socket(sock_type)
         sock.linger = 0
         sock.sndhwm = sock.rcvhwm = 100_000
-        if self.security is not None and self.endpoints[0].startswith("tcp://"):
-            auth.configure_client(sock, self.security.server_key, self.security.public, self.security.secret)
-        sock.connect(self.endpoints[0])
+        self._connect(sock, self.endpoint)
         return sock
 
+    def _connect(self, sock: zmq.Socket, endpoint: str) -> None:
+        if self.security is not None and endpoint.startswith("tcp://"):
+            auth.configure_client(sock, self.security.server_key, self.security.public, self.security.secret)
+        sock.connect(endpoint)
+        self._where[sock] = endpoint
+
     def reconnect(self, sock: zmq.Socket) -> None:
-        """Start a fresh connection: zmq gives up on a peer that refused our key, even once it accepts it."""
-        with contextlib.suppress(zmq.ZMQError):
-            sock.disconnect(self.endpoints[0])
-        sock.connect(self.endpoints[0])
+        """A fresh connection to the current endpoint: zmq gives up on a peer that once refused our key."""
+        old = self._where.get(sock)
+        if old is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disconnect(old)
+        self._connect(sock, self.endpoint)
+
+    def where(self, sock: zmq.Socket) -> str:
+        return self._where.get(sock, self.endpoint)
+
+    def follow(self, sock: zmq.Socket) -> None:
+        """Point the socket at the current endpoint if another thread moved on to the next server."""
+        if self._where.get(sock) != self.endpoint:
+            self.reconnect(sock)
+
+    def rotate(self, seen: str) -> None:
+        """The server at ``seen`` is not (or no longer) the primary: try the next endpoint."""
+        with self._lock:
+            if len(self.endpoints) > 1 and self.endpoint == seen:
+                self.current = (self.current + 1) % len(self.endpoints)
+                log.info("space at %s is not the primary; trying %s", seen, self.endpoint)
 
 
 def send(sock: zmq.Socket, frame: bytes) -> None:
@@ -248,18 +277,29 @@ class SpaceClient:
             while True:
                 if sock.poll(100):
                     got, status, body = parse_reply(sock.recv())
-                    if got == seq:
-                        return result_of(status, body)
                     if got == 0 and status == ERROR:
                         raise error_from(body)
-                    continue
+                    if got != seq:
+                        continue
+                    try:
+                        return result_of(status, body)
+                    except NotPrimary:  # a secondary, or a demoted primary: on to the next server
+                        core.rotate(core.where(sock))
+                        core.follow(sock)
+                        sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+                        time.sleep(0.05)
+                        continue
                 now = time.monotonic()
                 waited_out = blocking is not None and blocking != 0 and now - start > blocking + limit
                 if (blocking == 0 and now - start > limit) or waited_out:
-                    raise Unavailable(f"no answer from the space at {core.endpoints[0]} for {op} within {limit} s")
+                    raise Unavailable(f"no answer from the space at {core.endpoint} for {op} within {limit} s")
                 resend = RETRY_INTERVAL if blocking == 0 else BLOCKED_RESEND
-                if now - sent_at > resend:
+                if now - sent_at > resend:  # silence: that server may be gone, or refusing our key
+                    if blocking == 0:
+                        core.rotate(core.where(sock))
                     core.reconnect(sock)
+                elif core.generation != generation:
+                    core.follow(sock)
                 if core.generation != generation or now - sent_at > resend:
                     sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
         finally:
@@ -284,7 +324,7 @@ class SpaceClient:
                     log.warning("cannot reopen session: %s", exc)
             except SpaceError as exc:
                 if not self._closed.is_set():
-                    log.warning("keepalive to %s failed: %s", self.core.endpoints[0], exc)
+                    log.warning("keepalive to %s failed: %s", self.core.endpoint, exc)
 
 
 class NotifyState:
@@ -393,15 +433,23 @@ class RemoteNotification:
                 raise RequestExpired(f"no event within {timeout} s")
 
     def _poll(self) -> Event | None:
-        state = self.state
+        state, core = self.state, self.client.core
         if self.sock.poll(100):
             seq, status, body = parse_reply(self.sock.recv())
-            result = state.message(status, body) if seq == state.seq else None
+            try:
+                result = state.message(status, body) if seq == state.seq else None
+            except NotPrimary:
+                core.rotate(core.where(self.sock))
+                result = NotifyState.RESUBSCRIBE
             if result is NotifyState.RESUBSCRIBE:
+                core.follow(self.sock)
                 send(self.sock, state.request())
             elif result is not None:
                 return result
         elif state.stale():
+            if not state.confirmed:
+                core.rotate(core.where(self.sock))
+            core.follow(self.sock)
             send(self.sock, state.request())
         return None
 

@@ -93,14 +93,14 @@ class Durable:
             raise StorageError(f"{self.path}: cannot load the space: {exc}") from exc
         # Ids are (generation << 32) + n: a new generation per start means counters never need a write per
         # commit, yet an id is never reused (an old Entry handle cannot cancel a newer tuple).
-        generation = self.meta("generation", 0) + 1
+        generation = max(self.meta("generation", 0), self.meta("next_id", 0) >> 32, self.meta("event_id", 0) >> 32) + 1
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (generation,))
         store.next_id = max(store.next_id, generation << 32)
         store.event_id = max(store.event_id, generation << 32)
         return replies
 
     def commit(self, changes: Iterable[tuple], replies: Iterable[tuple[bytes, int, bytes]],
-               acks: dict[bytes, int]) -> None:
+               acks: dict[bytes, int], counters: tuple[int, int] | None = None) -> None:
         """Write one group of changes, cached replies and acknowledgements in one transaction.
 
         ``acks`` (forgettable replies) may lag: a reply kept too long costs a row, never correctness.
@@ -146,10 +146,35 @@ class Durable:
                 db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?)", replies)
             if acks:
                 db.executemany("DELETE FROM replies WHERE sid = ? AND seq < ?", acks.items())
+            if counters is not None:  # a replica keeps the primary's counters, to number on after a promotion
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?), ('event_id', ?)", counters)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ---- a replica's snapshot: one transaction from begin to end, so a crash midway keeps the old state ----
+
+    def begin_snapshot(self, sessions: list, replies: list, next_id: int, event_id: int) -> None:
+        db = self.db
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.execute("BEGIN")
+        for table in ("tuples", "sessions", "replies"):
+            db.execute(f"DELETE FROM {table}")
+        db.executemany("INSERT INTO sessions VALUES (?, ?)", sessions)
+        db.executemany("INSERT INTO replies VALUES (?, ?, ?)", replies)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?), ('event_id', ?)", (next_id, event_id))
+
+    def snapshot_rows(self, rows: list) -> None:
+        self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)",
+                            ([eid, packb(tup), deadline, owner] for eid, tup, deadline, owner in rows))
+
+    def end_snapshot(self) -> None:
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self._stop.set()

@@ -9,13 +9,14 @@ retry of a finished mutation gets the remembered reply, a retry of a blocked req
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
 import os
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,14 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from onitu.space import auth, ring
 from onitu.space.durable import Durable
-from onitu.space.errors import InvalidTuple, ProtocolError, RequestExpired, SessionExpired, SpaceError
+from onitu.space.errors import (
+    InvalidTuple,
+    NotPrimary,
+    ProtocolError,
+    RequestExpired,
+    SessionExpired,
+    SpaceError,
+)
 from onitu.space.local import check_timeout
 from onitu.space.protocol import (
     MAX_FRAME,
@@ -37,8 +45,11 @@ from onitu.space.protocol import (
     parse_request,
     reply,
 )
+from onitu.space.replication import PrimaryLink, SecondarySink
+from onitu.space.roles import Roles
 from onitu.space.store import Store, Subscription, Waiter
 from onitu.space.template import Template
+from onitu.watchdog.heartbeat import Responder
 
 log = logging.getLogger("onitu.space.server")
 
@@ -90,12 +101,13 @@ class Route:
     delivered: int = 0
 
 
-class SpaceServer:
+class SpaceServer(Roles):
     """One tuple space served on ``listen`` endpoints, stored under ``data_dir``."""
 
     def __init__(self, data_dir: Path, listen: list[str], *, insecure_loopback: bool = False,
                  sync: str = "normal", history: int = 100_000, max_frame: int = MAX_FRAME,
-                 discovery: tuple[str, int] | None = None) -> None:
+                 discovery: tuple[str, int] | None = None, role: str = "primary", epoch: int = 0,
+                 replica_listen: str | None = None, peer: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.curve = {ep: check_endpoint(ep, insecure_loopback) for ep in listen}
@@ -104,11 +116,24 @@ class SpaceServer:
         self.max_frame = max_frame
         self.discovery = discovery
         self._responder: asyncio.DatagramTransport | None = None
+        if role not in ("primary", "secondary"):
+            raise ConfigError(f"role must be primary or secondary, not {role!r}")
+        self.role = role
         self.store = Store(history=history)
         self.durable = Durable(self.data_dir / "space.db", sync)
+        self.epoch = max(epoch, self.durable.meta("epoch", 0))
+        self.durable.set_meta("epoch", self.epoch)
         self.replies: dict[bytes, dict[int, bytes]] = {}
-        for (sid, seq), body in self.durable.load(self.store).items():
-            self.replies.setdefault(sid, {})[seq] = body
+        if role == "primary":
+            self._load()
+        self.replica_listen, self.peer = replica_listen, peer
+        self.link: PrimaryLink | None = None
+        self.sink: SecondarySink | None = None
+        self.require_ack = False  # paired with a synced secondary: replies wait for its acknowledgement
+        self._held: deque[tuple[int, list]] = deque()
+        self._shipped_event = 0
+        self.exit_code = 0
+        self._responder: Responder | None = None
         self.routes: dict[tuple[bytes, int], Route] = {}
         self.boot = os.urandom(8).hex()
         self.counters: Counter[str] = Counter()
@@ -135,6 +160,10 @@ class SpaceServer:
             "unnotify": self.op_unnotify, "withdraw": self.op_withdraw, "stats": self.op_stats,
         }
 
+    def _load(self) -> None:
+        for (sid, seq), body in self.durable.load(self.store).items():
+            self.replies.setdefault(sid, {})[seq] = body
+
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
     def bind(self) -> None:
@@ -151,6 +180,14 @@ class SpaceServer:
             self._auth.start()
             self._reload_keys()
             self.socks.append(self._router(secure, secret))
+        if self.replica_listen:
+            repl = self.ctx.socket(zmq.ROUTER)
+            repl.linger = 0
+            repl.sndhwm = repl.rcvhwm = 0
+            repl.bind(self.replica_listen)
+            self.sink = SecondarySink(self, repl)
+        if self.role == "primary" and self.peer:
+            self.link = PrimaryLink(self, self.peer)
         self._write_info()
 
     def _reload_keys(self) -> None:
@@ -196,6 +233,10 @@ class SpaceServer:
         self._stopped = asyncio.Event()
         for sock in self.socks:
             self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        self._watch_replication()
+        self._responder = Responder.from_env(self.status, self.command)
+        if self._responder is not None:
+            self._responder.attach(self._loop)
         self._schedule_drain()
         self._turn(self.store.reap)
         if self._auth is not None:
@@ -218,6 +259,10 @@ class SpaceServer:
         if self._stopped is not None:
             self._stopped.set()
 
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon(self._turn, fn)
+
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -229,16 +274,21 @@ class SpaceServer:
             self._timer.cancel()
         if self._responder is not None:
             self._responder.close()
-        for sock in self.socks:
+            self._responder = None
+        repl = [self.sink.sock] if self.sink else []
+        if self.link is not None:
+            repl.append(self.link.sock)
+        for sock in self.socks + repl:
             if self._loop is not None:
-                self._loop.remove_reader(sock.getsockopt(zmq.FD))
+                with contextlib.suppress(ValueError, zmq.ZMQError):
+                    self._loop.remove_reader(sock.getsockopt(zmq.FD))
             sock.close(0)
         self.socks.clear()
         if self._auth:
             self._auth.stop()
             self._auth = None
         self.ctx.term()
-        for ep in self.endpoints:
+        for ep in [*self.endpoints, self.replica_listen or ""]:
             if ep.startswith("ipc://"):
                 Path(ep[len("ipc://"):]).unlink(missing_ok=True)
         (self.data_dir / "space.json").unlink(missing_ok=True)
@@ -283,15 +333,44 @@ class SpaceServer:
                 log.critical("commit to %s failed; stopping without replying", self.durable.path, exc_info=True)
                 os._exit(70)
             self.counters["commits"] += 1
+            if self.link is not None:
+                self._ship(changes, acks)
             self._new_replies = []
         outbox, self._outbox = self._outbox, []
+        if self.link is not None and (self.require_ack or self._held):
+            # Nothing leaves before the secondary holds every batch it may depend on (reads included).
+            self._held.append((self.link.lsn, outbox))
+            self.release()
+        else:
+            self._send_all(outbox)
+        self._rearm()
+
+    def _ship(self, changes: list, acks: dict) -> None:
+        history = self.store.history
+        events = []
+        for event in reversed(history):
+            if event[0] <= self._shipped_event:
+                break
+            events.append(event)
+        events.reverse()
+        self._shipped_event = self.store.event_id
+        self.link.ship([changes, self._new_replies, acks, events, (self.store.next_id, self.store.event_id)])
+
+    def release(self) -> None:
+        """Send the replies whose batches the secondary has acknowledged (all of them when not paired)."""
+        while self._held and (not self.require_ack or self._held[0][0] <= self.link.acked):
+            if self.fenced:
+                self._held.clear()
+                return
+            self._send_all(self._held.popleft()[1])
+
+    def _send_all(self, outbox: list) -> None:
         for sock, ident, frame in outbox:
             try:
                 sock.send(ident, SNDMORE_NOBLOCK)
                 sock.send(frame, zmq.NOBLOCK)
             except zmq.ZMQError:
                 self.counters["dropped_replies"] += 1
-        self._rearm()
 
     def _rearm(self) -> None:
         deadline = self.store.next_deadline()
@@ -306,6 +385,7 @@ class SpaceServer:
             if sock.get(zmq.EVENTS) & POLLIN:
                 self._schedule_drain()
                 break
+        self._recheck_replication()
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
@@ -325,6 +405,9 @@ class SpaceServer:
             op, sid, seq, ack, args = parse_request(frames[1])
         except SpaceError as exc:
             return self._malformed(sock, ident, exc)
+        if self.role != "primary" or self.fenced:
+            return self._send_error(sock, ident, seq, NotPrimary(
+                f"this space server is a {self.role if not self.fenced else 'demoted primary'} (epoch {self.epoch})"))
         self._acknowledge(sid, ack)
         route = self.routes.get((sid, seq))
         if route is not None:  # a retry of a request still waiting: answer it on the new connection
@@ -389,7 +472,7 @@ class SpaceServer:
         self._answer(route, self._info(), False)
 
     def _info(self) -> dict[str, Any]:
-        return {"boot": self.boot, "event_id": self.store.event_id}
+        return {"boot": self.boot, "event_id": self.store.event_id, "epoch": self.epoch}
 
     def op_ping(self, route: Route, args: dict) -> None:
         self._answer(route, self._info(), False)
@@ -510,8 +593,8 @@ def _batch_op(op: Any) -> tuple:
     return (op[0], Template(op[1]))
 
 
-def run(data_dir: Path, listen: list[str], **options: Any) -> None:
-    """Serve in the foreground until SIGTERM/SIGINT."""
+def run(data_dir: Path, listen: list[str], **options: Any) -> int:
+    """Serve in the foreground until SIGTERM/SIGINT (or demotion); returns the exit status."""
     server = SpaceServer(data_dir, listen, **options)
 
     async def main() -> None:
@@ -520,3 +603,4 @@ def run(data_dir: Path, listen: list[str], **options: Any) -> None:
         await server.serve()
 
     asyncio.run(main())
+    return server.exit_code

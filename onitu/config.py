@@ -1,0 +1,299 @@
+"""Onitu's one config file, ``onitu.yaml``: loading, validation and error messages that point at the mistake.
+
+Every setting has a default, so no file (``load(None)``) or an empty file is a valid config. Errors are reported as
+``FILE:LINE: KEY.PATH: problem``, the first one in file order only.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, get_args
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from onitu import paths
+
+RESERVED_NAMES = frozenset({"space-a", "space-b", "watchdog"})
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_SECTIONS = ("heartbeat", "restart", "space", "agents", "workers")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used. ``str()`` is ``FILE[:LINE]: [KEY: ]PROBLEM``, ready to show the user."""
+
+    def __init__(self, file: str, line: int | None, key: str, problem: str) -> None:
+        self.file, self.line, self.key, self.problem = file, line, key, problem
+        where = file if line is None else f"{file}:{line}"
+        super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+
+
+class _Located(ValueError):
+    """A failure about a key below the object being validated; pydantic hands it back to us in the error's ctx."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+class _Model(BaseModel):
+    # YAML reads `PORT: 8080` or `args: [-j, 4]` as numbers; users mean the text.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+def _positive(default: float) -> Any:
+    return Field(default, gt=0, allow_inf_nan=False)
+
+
+class HeartbeatConfig(_Model):
+    """How the watchdog checks that heartbeat-speaking agents are alive."""
+
+    interval: float = _positive(0.5)
+    misses: int = Field(3, ge=1)
+    startup: float = _positive(10.0)  # grace before the first answer is due
+
+
+class RestartConfig(_Model):
+    """How crashed agents are restarted: exponential backoff, and giving up on an agent that keeps crashing fast."""
+
+    backoff: float = _positive(0.5)
+    max_backoff: float = _positive(30.0)
+    fast_crash: float = _positive(10.0)  # a crash within this many seconds of starting counts as fast
+    max_fast_crashes: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> Self:
+        if self.max_backoff < self.backoff:
+            raise _Located(("max_backoff",), f"must be at least restart.backoff ({self.backoff:g})")
+        return self
+
+
+def _endpoint(value: str) -> str:
+    if not value.startswith(("ipc://", "tcp://")) or len(value) <= len("tcp://"):
+        raise ValueError("must be an endpoint starting with 'ipc://' or 'tcp://'")
+    return value
+
+
+class SpaceConfig(_Model):
+    """The two tuple-space servers the watchdog runs."""
+
+    listen: list[Annotated[str, AfterValidator(_endpoint)]] = []  # extra client endpoints
+    insecure_loopback: bool = False
+    sync: Literal["normal", "full"] = "normal"
+    session_ttl: float = _positive(5.0)
+
+
+class AgentConfig(_Model):
+    """One supervised process. ``command`` may be given as a string in YAML; it is split like a shell would."""
+
+    name: str
+    command: list[str]
+    heartbeat: bool = False  # True: the agent speaks Onitu's heartbeat protocol
+    env: dict[str, str] = {}
+    cwd: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError("must be non-empty and use only letters, digits, '_', '.' and '-'")
+        if name in RESERVED_NAMES:
+            raise ValueError(f"{name!r} is reserved (reserved names: {', '.join(sorted(RESERVED_NAMES))})")
+        return name
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, command: Any) -> Any:
+        if isinstance(command, str):
+            try:
+                command = shlex.split(command)
+            except ValueError as exc:  # e.g. "No closing quotation"
+                raise ValueError(f"cannot split into words: {exc}") from None
+        if not isinstance(command, list) or not command:
+            raise ValueError("must be a non-empty list of strings or a string")
+        return command
+
+
+class WorkersConfig(_Model):
+    """Identical ``onitu worker`` agents, named worker-1 .. worker-N."""
+
+    count: int = Field(0, ge=0)
+    args: list[str] = []
+
+
+_UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+
+
+class Config(_Model):
+    """The whole config. ``source`` is the file it came from (None for the embedded default)."""
+
+    data: _UserPath = Field(default_factory=paths.data_dir, validate_default=True)
+    heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
+    restart: RestartConfig = Field(default_factory=RestartConfig)
+    space: SpaceConfig = Field(default_factory=SpaceConfig)
+    agents: list[AgentConfig] = []
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    source: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_sections(cls, values: Any) -> Any:
+        # `heartbeat:` with every setting commented out is null in YAML; the user means "the defaults".
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if v is not None or k not in _SECTIONS}
+        return values
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        seen: dict[str, int] = {}
+        for i, agent in enumerate(self.all_agents()):
+            first = seen.setdefault(agent.name, i)
+            if first != i and i < len(self.agents):
+                raise _Located(("agents", i, "name"), f"duplicate agent name {agent.name!r} (as agents[{first}])")
+            if first != i:  # a worker's generated name: the configured agent is the one to rename
+                clash = f"{agent.name!r} is also the name of a worker (workers.count: {self.workers.count})"
+                raise _Located(("agents", first, "name"), clash)
+        return self
+
+    def all_agents(self) -> list[AgentConfig]:
+        """The configured agents followed by ``workers.count`` worker agents named worker-1 .. worker-N."""
+        command = [sys.executable, "-m", "onitu.cli", "worker", *self.workers.args]
+        workers = [AgentConfig(name=f"worker-{n}", command=command) for n in range(1, self.workers.count + 1)]
+        return [*self.agents, *workers]
+
+
+def default_path() -> Path | None:
+    """``onitu.yaml`` in the current directory if it exists, else None (meaning: the embedded default)."""
+    path = Path("onitu.yaml")
+    return path if path.exists() else None
+
+
+def load(path: Path | None) -> Config:
+    """Read and validate a config file; None gives the embedded default. Raises :class:`ConfigError`."""
+    if path is None:
+        return Config()
+    file, source = str(path), Path(path).absolute()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, None, "", f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    walker = _Walker(file)
+    try:
+        walker.loader = loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            raw = None if root is None else walker.value(root, ())
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark, problem = exc.problem_mark or exc.context_mark, exc.problem or exc.context
+        if exc.context and exc.problem and problem.startswith("but "):
+            problem = f"{exc.context}, {problem}"
+        elif exc.context and exc.problem and exc.context_mark and mark and exc.context_mark.line != mark.line:
+            # PyYAML notices the problem where parsing fails; the construct to fix often began earlier.
+            problem += f" ({exc.context} on line {exc.context_mark.line + 1})"
+        raise ConfigError(file, mark.line + 1 if mark else None, "", f"invalid YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(file, line, "", f"invalid YAML: unacceptable character #x{exc.character:04x}") from None
+    if raw is None:
+        return Config(source=source)
+    if not isinstance(raw, dict):
+        raise ConfigError(file, walker.lines[()], "", "the top level must be a mapping of settings")
+    if "source" in raw:
+        raise ConfigError(file, walker.lines[("source",)], "source", _unknown(("source",)))
+    if isinstance(raw.get("data"), str):
+        # Relative to the file, not to wherever the watchdog happens to be started from.
+        raw["data"] = source.parent / Path(raw["data"]).expanduser()
+    try:
+        return Config.model_validate({**raw, "source": source})
+    except ValidationError as exc:
+        raise walker.explain(exc) from None
+
+
+class _Walker:
+    """Turns the YAML node tree into plain data, remembering the line of every key path and rejecting duplicates."""
+
+    def __init__(self, file: str) -> None:
+        self.file, self.loader = file, None
+        self.lines: dict[tuple[str | int, ...], int] = {}
+        self.active: set[int] = set()
+
+    def value(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self.loader.construct_object(node)
+        if id(node) in self.active:
+            raise ConfigError(self.file, self.lines[path], _dotted(path), "an alias refers to a value containing it")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                line = key_node.start_mark.line + 1
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise ConfigError(self.file, line, _dotted(path), "setting names must be plain text")
+                # The key's text, not its YAML value: `on:` or `1:` are names here, not a boolean or a number.
+                key, key_path = key_node.value, (*path, key_node.value)
+                if key in result:
+                    first = f"first given on line {self.lines[key_path]}"
+                    raise ConfigError(self.file, line, _dotted(key_path), f"duplicate key ({first})")
+                self.lines[key_path] = line
+                result[key] = self.value(value_node, key_path)
+            return result
+        finally:
+            self.active.discard(id(node))
+
+    def explain(self, exc: ValidationError) -> ConfigError:
+        """The pydantic error that comes first in the file, located and reworded for people editing YAML."""
+        found = []
+        for err in exc.errors():
+            loc = tuple(part for part in err["loc"] if part != "[key]")
+            cause = err.get("ctx", {}).get("error")
+            loc += cause.loc if isinstance(cause, _Located) else ()
+            at = loc
+            while at not in self.lines:  # a missing key: point at the mapping that lacks it
+                at = at[:-1]
+            found.append((self.lines[at], loc, _problem(err, loc, isinstance(cause, _Located))))
+        line, loc, problem = min(found, key=lambda f: f[0])
+        return ConfigError(self.file, line, _dotted(loc), problem)
+
+
+# pydantic's wording for these talks about Python classes; people editing YAML think in mappings and paths.
+_PLAIN = {"model_type": "must be a mapping of settings", "dict_type": "must be a mapping", "path_type": "must be text"}
+
+
+def _problem(err: Any, loc: tuple[str | int, ...], located: bool) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "missing required setting"
+    if kind == "extra_forbidden":
+        return _unknown(loc)
+    msg = _PLAIN.get(kind, err["msg"])
+    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    msg = re.sub(r"^(Input|String|List|Dictionary) should", "must", msg)
+    return msg if located else f"{msg} (found {_show(err['input'])})"
+
+
+def _unknown(loc: tuple[str | int, ...]) -> str:
+    model: Any = Config
+    for part in loc[:-1]:
+        model = model.model_fields[part].annotation if isinstance(part, str) else get_args(model)[0]
+    return f"unknown setting (expected one of: {', '.join(f for f in model.model_fields if f != 'source')})"
+
+
+def _show(value: Any) -> str:
+    if value is None or isinstance(value, dict | list):
+        kind = {type(None): "nothing", dict: "mapping", list: "list"}[type(value)]
+        return kind if value is None else f"a {kind}" if value else f"an empty {kind}"
+    text = repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    return text[1:] if text.startswith(".") else text

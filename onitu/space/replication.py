@@ -1,0 +1,197 @@
+"""Primary -> secondary replication: every committed batch is shipped; a fresh secondary gets a snapshot first.
+
+Every space server binds a replication endpoint. The primary connects to its peer's and sends
+``["batch", epoch, boot, lsn, body]`` after each commit (``body`` is what it committed: changes, cached replies,
+acknowledgements and the events of the turn). The secondary applies a batch only if it continues the stream it
+is synced to (same primary boot, next lsn), commits it, and answers ``["ack", epoch, lsn]``; otherwise it answers
+``["need", epoch]`` and the primary streams a snapshot (``snap_begin``, ``snap_rows`` chunks, ``snap_end``)
+taken at a turn boundary, then the batches after it. Batches that arrive during a snapshot wait for its end.
+
+Fencing: every message carries the sender's epoch. A server that receives a message from a lower epoch answers
+``["stale", its epoch]``; a primary that learns of a higher epoch (that answer, or a batch from a newer primary)
+stops acknowledging anything and demotes itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from onitu.space.protocol import packb, unpackb
+
+if TYPE_CHECKING:
+    from onitu.space.server import SpaceServer
+
+log = logging.getLogger("onitu.space.replication")
+
+SNAPSHOT_CHUNK = 5000
+
+
+def _message(frame: bytes) -> list | None:
+    try:
+        msg = unpackb(frame)
+    except Exception:  # hostile or corrupt: ignored (and counted by the caller)
+        return None
+    if isinstance(msg, list) and len(msg) >= 2 and isinstance(msg[0], str) and type(msg[1]) is int:
+        return msg
+    return None
+
+
+class PrimaryLink:
+    """The primary's side: ship batches, follow acknowledgements, stream snapshots on demand."""
+
+    def __init__(self, server: SpaceServer, peer: str) -> None:
+        self.server, self.peer = server, peer
+        self.sock = server.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.sndhwm = self.sock.rcvhwm = 0  # never drop a batch: the stream must be gap-free
+        self.sock.connect(peer)
+        self.lsn = 0  # last batch shipped
+        self.acked = 0  # last batch the secondary made durable
+        self.synced = False  # the secondary holds everything up to `acked` (it had a snapshot from us)
+        self._snapshot: deque[list] | None = None
+
+    def ship(self, body: list) -> int:
+        self.lsn += 1
+        self._send(["batch", self.server.epoch, self.server.boot, self.lsn, body])
+        return self.lsn
+
+    def probe(self) -> None:
+        if self._snapshot is None and not (self.synced and self.acked == self.lsn):
+            self._send(["probe", self.server.epoch, self.server.boot, self.lsn])
+
+    def _send(self, msg: list) -> None:
+        try:
+            self.sock.send(packb(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            self.synced = False  # cannot happen with an unlimited HWM; if it does, resync
+
+    def receive(self) -> None:
+        while self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            msg = _message(self.sock.recv(zmq.NOBLOCK))
+            if msg is None:
+                self.server.counters["replication_malformed"] += 1
+                continue
+            kind, epoch = msg[0], msg[1]
+            if epoch > self.server.epoch or kind == "stale":
+                self.server.demote(f"peer {self.peer} is at epoch {max(epoch, self.server.epoch)}")
+                return
+            if kind == "ack" and len(msg) == 3 and type(msg[2]) is int:
+                self.acked = max(self.acked, msg[2])
+                if self._snapshot is None:
+                    self.synced = True
+                self.server.release()
+            elif kind == "need" and self._snapshot is None:
+                self._start_snapshot()
+
+    def _start_snapshot(self) -> None:
+        """Copy the state at this turn boundary (tuples are immutable, so the copy is consistent)."""
+        server, store = self.server, self.server.store
+        self.synced = False
+        rows = [[eid, tup, store.leases.get(eid), store.owner[eid].sid if eid in store.owner else None]
+                for eid, tup in store.live.items()]
+        chunks: deque[list] = deque()
+        chunks.append(["snap_begin", server.epoch, server.boot, self.lsn,
+                       {"sessions": [[s.sid, s.ttl] for s in store.sessions.values()],
+                        "replies": [[sid, seq, body] for sid, cache in server.replies.items()
+                                    for seq, body in cache.items()],
+                        "events": list(store.history), "next_id": store.next_id, "event_id": store.event_id}])
+        for i in range(0, len(rows), SNAPSHOT_CHUNK):
+            chunks.append(["snap_rows", server.epoch, rows[i:i + SNAPSHOT_CHUNK]])
+        chunks.append(["snap_end", server.epoch, self.lsn])
+        self._snapshot = chunks
+        log.info("streaming a snapshot of %d tuples at lsn %d to %s", len(rows), self.lsn, self.peer)
+        self._continue_snapshot()
+
+    def _continue_snapshot(self) -> None:
+        # One chunk per loop turn, so clients (and heartbeats) are served while a big snapshot streams.
+        if self._snapshot is None:
+            return
+        self._send(self._snapshot.popleft())
+        if self._snapshot:
+            self.server.call_soon(self._continue_snapshot)
+        else:
+            self._snapshot = None
+
+    def status(self) -> dict[str, Any]:
+        return {"peer": self.peer, "lsn": self.lsn, "acked": self.acked,
+                "synced": self.synced and self.acked == self.lsn}
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+class SecondarySink:
+    """The secondary's side: apply the primary's batches to disk, in order, and keep its event history."""
+
+    def __init__(self, server: SpaceServer, sock: zmq.Socket) -> None:
+        self.server, self.sock = server, sock
+        self.stream: tuple[str, int] | None = None  # (primary boot, last lsn applied)
+        self.history: deque = deque(maxlen=server.store.history.maxlen)
+        self._in_snapshot: tuple[str, int] | None = None
+        self._waiting: list[list] = []
+
+    def receive(self, reply: Callable[[bytes, list], None]) -> None:
+        while self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            msg = _message(frames[-1]) if len(frames) == 2 else None
+            if msg is None:
+                self.server.counters["replication_malformed"] += 1
+                continue
+            answer = self.handle(msg)
+            if answer is not None:
+                reply(frames[0], answer)
+
+    def handle(self, msg: list) -> list | None:
+        server = self.server
+        kind, epoch = msg[0], msg[1]
+        if epoch < server.epoch:
+            return ["stale", server.epoch]
+        if server.role == "primary":  # a newer primary exists: we are the stale one
+            server.demote(f"received {kind} from a primary at epoch {epoch}")
+            return None
+        if epoch > server.epoch:
+            server.adopt_epoch(epoch)
+        if kind == "snap_begin":
+            _, _, boot, lsn, meta = msg
+            self._in_snapshot, self._waiting = (boot, lsn), []
+            server.durable.begin_snapshot(meta["sessions"], meta["replies"], meta["next_id"], meta["event_id"])
+            self.history.clear()
+            self.history.extend(tuple(e) for e in meta["events"])
+            return None
+        if kind == "snap_rows" and self._in_snapshot is not None:
+            server.durable.snapshot_rows(msg[2])
+            return None
+        if kind == "snap_end" and self._in_snapshot is not None:
+            server.durable.end_snapshot()
+            self.stream, self._in_snapshot = self._in_snapshot, None
+            log.info("snapshot applied at lsn %d", self.stream[1])
+            answers = [self._apply(batch) for batch in self._waiting]
+            self._waiting = []
+            return answers[-1] if answers and answers[-1] else ["ack", server.epoch, self.stream[1]]
+        if kind == "batch":
+            if self._in_snapshot is not None:
+                self._waiting.append(msg)
+                return None
+            return self._apply(msg)
+        if kind == "probe" and len(msg) == 4 and self._in_snapshot is None:
+            if self.stream is not None and self.stream == (msg[2], msg[3]):
+                return ["ack", server.epoch, msg[3]]
+            return ["need", server.epoch]
+        return None if kind == "probe" else ["need", server.epoch]
+
+    def _apply(self, msg: list) -> list:
+        _, _, boot, lsn, body = msg
+        if self.stream is None or self.stream[0] != boot or lsn > self.stream[1] + 1:
+            return ["need", self.server.epoch]
+        if lsn == self.stream[1] + 1:
+            changes, replies, acks, events, counters = body
+            self.server.durable.commit([tuple(c) for c in changes], [tuple(r) for r in replies], dict(acks),
+                                       counters)
+            self.history.extend(tuple(e) for e in events)
+            self.stream = (boot, lsn)
+        return ["ack", self.server.epoch, lsn]

@@ -1,0 +1,140 @@
+"""The watchdog process: supervises the space pair and every agent, writes ``run/status.json``, stops in order.
+
+Started by the launcher (``python -m onitu.watchdog.service``). A watchdog started with ``--adopt`` (because its
+predecessor died) takes over the processes still running from ``run/status.json`` instead of starting new ones:
+the space keeps serving while the watchdog is away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from onitu.config import Config, ConfigError, load
+from onitu.watchdog.failover import SpacePair
+from onitu.watchdog.supervisor import RUNNING, Child, Spec, Supervisor
+
+log = logging.getLogger("onitu.watchdog")
+
+STATUS_EVERY = 0.25
+
+
+def run_dir(config: Config) -> Path:
+    return config.data / "run"
+
+
+class Watchdog:
+    def __init__(self, config: Config, adopt: bool = False) -> None:
+        self.config, self.adopt = config, adopt
+        self.run = run_dir(config)
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.sup = Supervisor(self.run, config.heartbeat, config.restart)
+        self.pair = SpacePair(self.sup, config)
+        self.started = time.time()
+        self.stopping = False
+        self._status_at = 0.0
+
+    def start(self) -> None:
+        previous = self._previous_pids() if self.adopt else {}
+        self.pair.start(adopt=bool(previous))
+        for agent in self.config.all_agents():
+            self.sup.add(Spec(agent.name, agent.command, heartbeat=agent.heartbeat, env=agent.env, cwd=agent.cwd),
+                         start=not previous)
+        for child in self.sup.children.values():
+            if previous:
+                self._adopt(child, previous.get(child.name))
+
+    def _previous_pids(self) -> dict[str, int]:
+        try:
+            status = json.loads((self.run / "status.json").read_text())
+            return {p["name"]: p["pid"] for p in status["processes"] if isinstance(p.get("pid"), int)}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def _adopt(self, child: Child, pid: int | None) -> None:
+        try:
+            alive = pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            alive = False
+        if alive:
+            child.pid, child.started, child.state = pid, time.monotonic(), RUNNING
+            log.info("adopted %s (pid %d)", child.name, pid)
+        else:
+            self.sup.spawn(child)
+
+    def loop(self) -> None:
+        while not self.stopping:
+            self.sup.tick(0.05)
+            self.pair.tick()
+            if time.monotonic() - self._status_at > STATUS_EVERY:
+                self.write_status()
+
+    def write_status(self) -> None:
+        self._status_at = now = time.monotonic()
+        procs = []
+        for child in self.sup.children.values():
+            beat = child.last_heartbeat
+            procs.append({
+                "name": child.name, "role": child.last_status.get("role", child.spec.role), "pid": child.pid,
+                "epoch": child.last_status.get("epoch"), "state": child.state, "restarts": child.restarts,
+                "uptime": round(now - child.started, 1) if child.pid and child.state == RUNNING else None,
+                "last_heartbeat": None if beat is None else round(now - beat, 2), "reason": child.reason,
+                "detail": child.last_status,
+            })
+        status = {"watchdog": {"pid": os.getpid(), "started": self.started}, **self.pair.status(),
+                  "processes": procs, "written": time.time()}
+        tmp = self.run / "status.json.tmp"
+        tmp.write_text(json.dumps(status))
+        tmp.replace(self.run / "status.json")
+
+    def shutdown(self) -> None:
+        """Agents first (newest first), then the secondary, then the primary; then every file we made."""
+        names = [n for n in self.sup.children if n not in (self.pair.state.primary, self.pair.state.secondary)]
+        for name in [*reversed(names), self.pair.state.secondary, self.pair.state.primary]:
+            self.sup.stop(self.sup.children[name])
+            log.info("stopped %s", name)
+        self.sup.close()
+        for path in (self.run / "status.json", self.config.data / "space.json"):
+            path.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="onitu-watchdog")
+    ap.add_argument("--config", type=Path)
+    ap.add_argument("--adopt", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("ONITU_LOG", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    dog = Watchdog(config, adopt=args.adopt)
+
+    def stop(signum: int, frame: object) -> None:
+        dog.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        dog.start()
+        dog.loop()
+    except Exception:
+        # Leave the children running: the launcher starts a new watchdog, which adopts them.
+        log.exception("watchdog failed; its successor will adopt the running processes")
+        return 1
+    dog.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Supervision: start processes, ask them "are you alive?", restart the dead and the hung with backoff.
+
+Every child runs in a process group of its own, so killing it kills everything it started. A child that speaks
+the heartbeat protocol is alive while it answers pings; any other child is alive while its process runs and is not
+stopped. A child that crashes (or hangs) soon after starting counts as a fast crash; after ``max_fast_crashes`` of
+those in a row it is marked failed and left alone, instead of being restarted in a loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import psutil
+import zmq
+
+from onitu.config import HeartbeatConfig, RestartConfig
+from onitu.watchdog.heartbeat import ENV_ENDPOINT, ENV_NAME, decode
+
+log = logging.getLogger("onitu.watchdog")
+
+STARTING, RUNNING, BACKOFF, FAILED, STOPPED, STALE = "starting", "running", "backoff", "failed", "stopped", "stale"
+DEMOTED_EXIT = 3
+
+
+@dataclass
+class Spec:
+    """What to run: a name, a command line, and whether the process answers heartbeats."""
+
+    name: str
+    command: list[str]
+    heartbeat: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    role: str = "agent"
+    fence_on_hang: bool = False  # a hung space server is fenced (superseded), not killed at once
+
+
+@dataclass
+class Child:
+    """One supervised slot: its spec and everything the watchdog knows of its current process."""
+
+    spec: Spec
+    state: str = STOPPED
+    proc: subprocess.Popen | None = None
+    pid: int | None = None
+    started: float = 0.0
+    restarts: int = 0
+    fast_crashes: int = 0
+    restart_at: float = 0.0
+    last_heartbeat: float | None = None
+    last_status: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:  # adopted from a previous watchdog: not our child, so ask the system
+            return self.pid is not None and psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+
+class Supervisor:
+    """Keeps a set of children alive. Call :meth:`tick` in a loop (it waits for heartbeat answers)."""
+
+    def __init__(self, run_dir: Path, heartbeat: HeartbeatConfig, restart: RestartConfig) -> None:
+        self.run_dir, self.hb, self.restart = run_dir, heartbeat, restart
+        self.children: dict[str, Child] = {}
+        self.endpoint = f"ipc://{run_dir / 'watchdog.sock'}"
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.router_handover = 1  # a restarted child reclaims its name at once
+        self.sock.bind(self.endpoint)
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
+        self._n = 0
+        self._next_ping = 0.0
+        self.replies: dict[int, dict[str, Any]] = {}
+        self.malformed = 0
+
+    # ---- children ----------------------------------------------------------------------------------------
+
+    def add(self, spec: Spec, start: bool = True) -> Child:
+        child = self.children[spec.name] = Child(spec)
+        if start:
+            self.spawn(child)
+        return child
+
+    def spawn(self, child: Child) -> None:
+        env = {**os.environ, **child.spec.env, ENV_ENDPOINT: self.endpoint, ENV_NAME: child.name}
+        log_path = self.run_dir / f"{child.name}.log"
+        with open(log_path, "ab") as out:
+            try:
+                child.proc = subprocess.Popen(child.spec.command, env=env, cwd=child.spec.cwd, stdout=out,
+                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              start_new_session=True)
+            except OSError as exc:
+                log.error("cannot start %s (%s): %s", child.name, " ".join(child.spec.command), exc)
+                self._crashed(child, f"cannot start: {exc}")
+                return
+        child.pid, child.started, child.state = child.proc.pid, time.monotonic(), STARTING
+        child.last_heartbeat, child.exit_code, child.reason, child.last_status = None, None, "", {}
+        log.info("started %s (pid %d): %s", child.name, child.pid, " ".join(child.spec.command))
+
+    def kill(self, child: Child, sig: int = signal.SIGKILL) -> None:
+        """Signal the child's whole process group (it may have started processes of its own)."""
+        if child.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, sig)
+        if sig == signal.SIGKILL and child.proc is not None:
+            child.proc.wait()
+
+    def stop(self, child: Child, timeout: float = 5.0) -> None:
+        """SIGTERM the group, SIGKILL it if it does not exit in time; the slot is then stopped for good."""
+        child.state = STOPPED
+        if child.pid is None or not child.alive():
+            return
+        self.kill(child, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        self.kill(child, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while child.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if child.alive():
+            log.warning("%s ignored SIGTERM for %.0f s; killing it", child.name, timeout)
+        self.kill(child, signal.SIGKILL)
+        child.exit_code = child.proc.returncode if child.proc else None
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+
+    def tick(self, wait: float = 0.05) -> None:
+        """One round: read answers, ping when due, notice deaths and hangs, restart what is due."""
+        self._receive(wait)
+        now = time.monotonic()
+        if now >= self._next_ping:
+            self._next_ping = now + self.hb.interval
+            for child in self.children.values():
+                if child.spec.heartbeat and child.state in (STARTING, RUNNING):
+                    self.send(child, {"op": "ping"})
+        for child in list(self.children.values()):
+            self._check(child, now)
+
+    def send(self, child: Child, msg: dict[str, Any]) -> int:
+        self._n += 1
+        with contextlib.suppress(zmq.ZMQError):  # not connected (yet): counts as a missed answer
+            self.sock.send_multipart([child.name.encode(), msgpack.packb({**msg, "n": self._n})], zmq.NOBLOCK)
+        return self._n
+
+    def _receive(self, wait: float) -> None:
+        if not self.poller.poll(int(wait * 1000)):
+            return
+        while self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            msg = decode(frames[-1]) if len(frames) == 2 else None
+            child = self.children.get(frames[0].decode(errors="replace"))
+            if msg is None or child is None:
+                self.malformed += 1
+                continue
+            if msg["op"] == "pong" and msg.get("pid") == child.pid:
+                child.last_heartbeat = time.monotonic()
+                child.last_status = msg.get("status") or {}
+                if child.state in (STARTING, STALE):
+                    child.state = RUNNING
+            elif msg["op"] == "done" and isinstance(msg.get("n"), int):
+                self.replies[msg["n"]] = msg
+
+    def _check(self, child: Child, now: float) -> None:
+        if child.state in (STARTING, RUNNING, STALE) and not child.alive():
+            child.exit_code = child.proc.returncode if child.proc is not None else None
+            self._crashed(child, f"exited with status {child.exit_code}")
+        elif child.state in (STARTING, RUNNING) and self.hung(child, now):
+            if child.spec.fence_on_hang:
+                log.warning("%s (pid %s) is not answering; fencing it", child.name, child.pid)
+                child.state, child.reason = STALE, "hung (no answer to heartbeats)"
+                return
+            log.warning("%s (pid %s) is not answering; killing its process group", child.name, child.pid)
+            self.kill(child)
+            self._crashed(child, "hung (no answer to heartbeats)")
+        elif child.state == STARTING and not child.spec.heartbeat and now - child.started > self.hb.interval:
+            child.state = RUNNING
+        elif child.state == BACKOFF and now >= child.restart_at:
+            child.restarts += 1
+            self.spawn(child)
+
+    def hung(self, child: Child, now: float) -> bool:
+        """No answer for ``misses`` heartbeats (after the startup grace); or stopped, for a plain process."""
+        limit = self.hb.interval * self.hb.misses
+        if child.spec.heartbeat:
+            if child.last_heartbeat is None:
+                return now - child.started > self.hb.startup
+            return now - child.last_heartbeat > limit
+        try:
+            stopped = psutil.Process(child.pid).status() == psutil.STATUS_STOPPED
+        except psutil.Error:
+            return False
+        if not stopped:
+            child.last_heartbeat = now
+            return False
+        return child.last_heartbeat is not None and now - child.last_heartbeat > limit
+
+    def restart_soon(self, child: Child) -> None:
+        child.state, child.restart_at = BACKOFF, time.monotonic()
+
+    def _crashed(self, child: Child, reason: str) -> None:
+        """Decide what a death means: a restart after backoff, or failed after too many fast crashes."""
+        child.reason = reason
+        now = time.monotonic()
+        if child.exit_code == DEMOTED_EXIT:  # a superseded primary stepping down: not a crash
+            child.reason = "demoted"
+            log.info("%s demoted itself; restarting it in its new role", child.name)
+            self.restart_soon(child)
+            return
+        fast = now - child.started < self.restart.fast_crash
+        child.fast_crashes = child.fast_crashes + 1 if fast else 1
+        if child.fast_crashes >= self.restart.max_fast_crashes:
+            child.state = FAILED
+            log.error("%s failed: %s, %d fast crashes in a row; not restarting it", child.name, reason,
+                      child.fast_crashes)
+            return
+        delay = min(self.restart.max_backoff, self.restart.backoff * 2 ** (child.fast_crashes - 1))
+        child.state, child.restart_at = BACKOFF, now + delay
+        log.warning("%s %s; restarting in %.1f s", child.name, reason, delay)
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+        Path(self.endpoint[len("ipc://"):]).unlink(missing_ok=True)

@@ -50,7 +50,24 @@ def churn(endpoint: str, name: str, log_path: str, stop_path: str) -> None:
             log.flush()
 
 
-MODES = {"taker": taker, "leaser": leaser, "churn": churn}
+def heartbeat_agent(block_file: str) -> None:
+    """Answers the watchdog from its event loop, until `block_file` appears: then the loop gets stuck."""
+    import asyncio
+
+    from onitu.watchdog.heartbeat import Responder
+
+    async def main() -> None:
+        responder = Responder.from_env(lambda: {"role": "agent"})
+        responder.attach(asyncio.get_running_loop())
+        while not os.path.exists(block_file):
+            await asyncio.sleep(0.05)
+        os.unlink(block_file)  # only this instance gets stuck, not the one restarted after it
+        time.sleep(3600)  # stuck: the loop never runs again
+
+    asyncio.run(main())
+
+
+MODES = {"taker": taker, "leaser": leaser, "churn": churn, "heartbeat_agent": heartbeat_agent}
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ InsecureOpt = typer.Option(False, "--insecure", help="Plain tcp:// to a server r
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

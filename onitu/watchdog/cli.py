@@ -22,7 +22,7 @@ def _config(path: Path | None):
     try:
         return load(path or default_path())
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -35,7 +35,7 @@ def start(config: Path = ConfigOpt) -> None:
     try:
         launcher.lock()
     except AlreadyRunning as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     err.print(f"onitu: data {cfg.data}; `onitu status` to watch, Ctrl-C or `onitu stop` to stop", highlight=False)
     raise typer.Exit(launcher.serve())

@@ -10,6 +10,7 @@ Frames are msgpack maps; anything else is dropped and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -74,10 +75,8 @@ class Responder:
                 self._send({"op": "done", "n": msg.get("n"), **result})
 
     def _send(self, msg: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(zmq.Again):  # watchdog away: it will ask again
             self.sock.send(msgpack.packb(msg), zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # watchdog away: it will ask again
 
     def close(self) -> None:
         if self._loop is not None:

@@ -112,20 +112,27 @@ def start(config_path: Path | None) -> int:
 def stop(config: Config, timeout: float = 30.0) -> bool:
     """Ask the running launcher to stop and wait for it; False if none was running."""
     pid = read_pid(run_dir(config))
-    if pid is None or not psutil.pid_exists(pid):
+    if pid is None or not _running(pid):
         return False
     os.kill(pid, signal.SIGTERM)
-    try:
-        psutil.Process(pid).wait(timeout)
-    except psutil.NoSuchProcess:
-        pass
+    deadline = time.monotonic() + timeout
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return True
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a launcher started by another program stays one until that program reaps it)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def status(config: Config) -> dict[str, Any] | None:
     """What the watchdog last wrote, or None when Onitu is not running."""
     pid = read_pid(run_dir(config))
-    if pid is None or not psutil.pid_exists(pid):
+    if pid is None or not _running(pid):
         return None
     try:
         data = json.loads((run_dir(config) / "status.json").read_text())

@@ -1,0 +1,97 @@
+"""`onitu start` as a real process tree in a temporary data dir, and ways to look at it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+FAST = """
+heartbeat: {interval: 0.2, misses: 3, startup: 10}
+restart: {backoff: 0.1, max_backoff: 1, fast_crash: 5, max_fast_crashes: 3}
+"""
+
+
+class Onitu:
+    def __init__(self, tmp: Path, extra: str = "") -> None:
+        self.data = tmp / "data"
+        self.config = tmp / "onitu.yaml"
+        self.config.write_text(f"data: {self.data}\n{FAST}{extra}")
+        self.proc: subprocess.Popen | None = None
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        out = subprocess.run([sys.executable, "-m", "onitu.cli", *args, "-c", str(self.config)],
+                             capture_output=True, text=True, timeout=60)
+        if check:
+            assert out.returncode == 0, out.stderr
+        return out
+
+    def start(self, paired: bool = True) -> Onitu:
+        self.proc = subprocess.Popen([sys.executable, "-m", "onitu.cli", "start", "-c", str(self.config)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.wait(lambda s: s.get("mode") == "paired" if paired else bool(s.get("processes")), 30, "start")
+        return self
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.data / "run" / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def process(self, name: str) -> dict[str, Any]:
+        return next(p for p in self.status().get("processes", []) if p["name"] == name)
+
+    def wait(self, pred: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status and pred(status):
+                return status
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"onitu exited ({self.proc.returncode}) waiting for {what}: {self.logs()}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; status {self.status()}\n{self.logs()}")
+
+    def logs(self) -> str:
+        path = self.data / "run" / "watchdog.log"
+        return path.read_text()[-4000:] if path.exists() else ""
+
+    def primary_pid(self) -> int:
+        status = self.status()
+        return self.process(status["primary"])["pid"]
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.cli("stop")
+        self.proc.wait(30)
+
+    def kill_everything(self) -> None:
+        """Last resort for a failed test: no process may outlive it."""
+        for proc in psutil.process_iter(["cmdline"]):
+            if str(self.data) in " ".join(proc.info["cmdline"] or []) or str(self.config) in " ".join(
+                    proc.info["cmdline"] or []):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    proc.kill()
+
+
+def leftovers(data: Path, config: Path) -> list[str]:
+    """Processes, sockets, pid and lock files an Onitu run left behind."""
+    found = [f"process {p.pid}: {' '.join(p.info['cmdline'])}" for p in psutil.process_iter(["cmdline"])
+             if p.info["cmdline"] and (str(data) in " ".join(p.info["cmdline"])
+                                       or str(config) in " ".join(p.info["cmdline"]))]
+    for path in data.rglob("*") if data.exists() else []:
+        if path.is_socket() or path.suffix in (".pid", ".lock", ".sock") or path.name in ("status.json",
+                                                                                           "space.json"):
+            found.append(str(path))
+    return found

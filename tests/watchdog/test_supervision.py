@@ -1,0 +1,107 @@
+"""The watchdog supervising real processes: status, clean exit, crash loops, hung and stuck processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from onitu.space import connect
+from tests.watchdog.harness import leftovers
+
+
+def shm() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def test_start_status_stop_leaves_nothing_behind(onitu_factory, tmp_path):
+    before = shm()
+    run = onitu_factory("agents:\n  - {name: sleeper, command: sleep 600}\n").start()
+    status = json.loads(run.cli("status", "--json").stdout)
+    assert status["running"] and status["mode"] == "paired"
+    rows = {p["name"]: p for p in status["processes"]}
+    assert set(rows) == {"space-a", "space-b", "sleeper"}
+    assert rows["space-a"]["role"] == "primary" and rows["space-b"]["role"] == "secondary"
+    for row in rows.values():
+        assert row["state"] == "running" and row["pid"] and row["restarts"] == 0
+        assert {"epoch", "uptime", "last_heartbeat"} <= set(row)
+    assert rows["space-a"]["epoch"] == status["epoch"] and rows["space-a"]["last_heartbeat"] < 1
+    table = run.cli("status").stdout
+    assert "space-a" in table and "primary" in table
+    with connect(data_dir=run.data) as space:
+        space.write(["hello", 1])
+        assert space.read_all(["hello", None]) == [("hello", 1)]
+    run.stop()
+    assert run.proc.returncode == 0
+    assert leftovers(run.data, run.config) == []
+    assert shm() == before
+    assert run.cli("status", check=False).returncode == 3
+
+
+def test_second_start_on_the_same_data_is_refused(onitu_factory):
+    run = onitu_factory().start(paired=False)
+    again = run.cli("start", check=False)
+    assert again.returncode == 1 and "already running" in again.stderr
+
+
+def test_crash_loop_is_marked_failed(onitu_factory):
+    run = onitu_factory(f"agents:\n  - name: flaky\n    command: [{sys.executable}, -c, 'import time; "
+                        f"time.sleep(0.2)']\n").start(paired=False)
+    status = run.wait(lambda s: any(p["name"] == "flaky" and p["state"] == "failed" for p in s["processes"]),
+                      20, "flaky to be marked failed")
+    flaky = next(p for p in status["processes"] if p["name"] == "flaky")
+    assert flaky["restarts"] == 2  # three fast crashes: the first start and two restarts
+    time.sleep(1.0)
+    assert run.process("flaky")["restarts"] == 2 and run.process("flaky")["state"] == "failed"
+    assert "failed" in run.logs() and "flaky" in run.logs()
+
+
+def test_stopped_process_is_detected_and_restarted(onitu_factory):
+    run = onitu_factory("agents:\n  - {name: sleeper, command: sleep 600}\n").start(paired=False)
+    run.wait(lambda s: run.process("sleeper")["state"] == "running", 10, "sleeper")
+    pid = run.process("sleeper")["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    run.wait(lambda s: run.process("sleeper")["pid"] != pid and run.process("sleeper")["state"] == "running",
+             10, "sleeper to be restarted")
+    assert run.process("sleeper")["restarts"] == 1
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_stuck_event_loop_is_detected_and_restarted(onitu_factory, tmp_path):
+    block = tmp_path / "block"
+    run = onitu_factory(
+        f"agents:\n  - name: looper\n    heartbeat: true\n    cwd: {Path(__file__).resolve().parents[2]}\n"
+        f"    command: [{sys.executable}, -m, tests.procs, heartbeat_agent, {block}]\n").start(paired=False)
+    run.wait(lambda s: run.process("looper")["last_heartbeat"] is not None, 10, "looper's first heartbeat")
+    pid = run.process("looper")["pid"]
+    block.touch()
+    run.wait(lambda s: run.process("looper")["pid"] != pid, 10, "looper to be restarted")
+    run.wait(lambda s: run.process("looper")["state"] == "running" and run.process("looper")["restarts"] == 1,
+             10, "looper to answer again")
+    assert "not answering" in run.logs()
+
+
+BAD_CONFIGS = {  # line numbers count the `data:` line written first
+    "heartbeat:\n  interval: -1\n": ":3: heartbeat.interval",
+    "agents:\n  - {name: a, command: []}\n": ":3: agents[0].command",
+    "agents:\n  - {name: a, command: x}\n  - {name: a, command: y}\n": ":4: agents[1].name",
+    "space:\n  listen: [http://x]\n": ":3: space.listen",
+    "nonsense: 1\n": ":2: nonsense",
+    "agents: [\n": "invalid YAML",
+}
+
+
+def test_bad_configs_start_nothing(tmp_path):
+    for i, (text, expected) in enumerate(BAD_CONFIGS.items()):
+        data = tmp_path / f"data{i}"
+        config = tmp_path / f"bad{i}.yaml"
+        config.write_text(f"data: {data}\n" + text)
+        out = subprocess.run([sys.executable, "-m", "onitu.cli", "start", "-c", str(config)], capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 2, (text, out.stderr)
+        assert str(config) in out.stderr and expected in out.stderr, (text, out.stderr)
+        assert not data.exists() and leftovers(data, config) == []

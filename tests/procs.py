@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from onitu.space import connect
 
@@ -31,7 +32,8 @@ def churn(endpoint: str, name: str, log_path: str, stop_path: str) -> None:
     import random
 
     rng = random.Random(name)
-    with connect(endpoint, connect_timeout=120) as space, open(log_path, "a") as log:
+    target = {"data_dir": Path(endpoint[5:])} if endpoint.startswith("data:") else {"endpoint": endpoint}
+    with connect(**target, connect_timeout=120) as space, open(log_path, "a") as log:
         print("ready", flush=True)
         i = 0
         while not os.path.exists(stop_path):

@@ -61,7 +61,7 @@ class PrimaryLink:
         return self.lsn
 
     def probe(self) -> None:
-        if self._snapshot is None and not (self.synced and self.acked == self.lsn):
+        if self._snapshot is None and not self.synced:
             self._send(["probe", self.server.epoch, self.server.boot, self.lsn])
 
     def _send(self, msg: list) -> None:
@@ -77,9 +77,11 @@ class PrimaryLink:
                 self.server.counters["replication_malformed"] += 1
                 continue
             kind, epoch = msg[0], msg[1]
-            if epoch > self.server.epoch or kind == "stale":
-                self.server.demote(f"peer {self.peer} is at epoch {max(epoch, self.server.epoch)}")
+            if epoch > self.server.epoch:
+                self.server.demote(f"peer {self.peer} is at epoch {epoch}, we are at {self.server.epoch}")
                 return
+            if kind == "stale":  # an answer to something we sent before adopting our current epoch
+                continue
             if kind == "ack" and len(msg) == 3 and type(msg[2]) is int:
                 self.acked = max(self.acked, msg[2])
                 if self._snapshot is None:
@@ -118,8 +120,10 @@ class PrimaryLink:
             self._snapshot = None
 
     def status(self) -> dict[str, Any]:
+        # In sync = streaming from a snapshot of ours; batches still in flight are fine, a paired primary
+        # waits for their acknowledgements anyway.
         return {"peer": self.peer, "lsn": self.lsn, "acked": self.acked,
-                "synced": self.synced and self.acked == self.lsn}
+                "synced": self.synced and self._snapshot is None}
 
     def close(self) -> None:
         self.sock.close(0)

@@ -152,6 +152,7 @@ class SpaceServer(Roles):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._drain_scheduled = False
+        self._closed = False
         self._stopped: asyncio.Event | None = None
         self.ops: dict[str, Callable[[Route, dict], Any]] = {
             "hello": self.op_hello, "ping": self.op_ping, "bye": self.op_bye, "write": self.op_write,
@@ -270,6 +271,7 @@ class SpaceServer(Roles):
 
     def close(self) -> None:
         """Release everything: sockets, ipc files, the authenticator, the database, ``space.json``."""
+        self._closed = True
         if self._timer:
             self._timer.cancel()
         if self._responder is not None:
@@ -315,6 +317,8 @@ class SpaceServer(Roles):
 
     def _turn(self, work: Callable[[], Any]) -> None:
         """Do some work, make its effects durable, then let its replies and events out."""
+        if self._closed:  # a callback that was already queued when the server closed
+            return
         work()
         changes = self.store.drain()
         for change in changes:

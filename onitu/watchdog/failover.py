@@ -130,6 +130,7 @@ class SpacePair:
         tmp.replace(self.data / "space.json")
 
     def command(self, child: Child, name: str) -> None:
+        self._last_told = time.monotonic()
         n = self.sup.send(child, {"op": "command", "command": name, "epoch": self.state.epoch})
         self._pending[n] = f"{name} to {child.name}"
 

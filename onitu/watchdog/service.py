@@ -68,7 +68,9 @@ class Watchdog:
             child.pid, child.started, child.state = pid, time.monotonic(), RUNNING
             log.info("adopted %s (pid %d)", child.name, pid)
         else:
-            self.sup.spawn(child)
+            # Died while no watchdog was watching: a crash like any other (the pair rules see it too).
+            child.started = 0.0
+            self.sup.crashed(child, "gone while the watchdog was away")
 
     def loop(self) -> None:
         while not self.stopping:

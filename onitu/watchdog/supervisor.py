@@ -111,7 +111,7 @@ class Supervisor:
                                               start_new_session=True)
             except OSError as exc:
                 log.error("cannot start %s (%s): %s", child.name, " ".join(child.spec.command), exc)
-                self._crashed(child, f"cannot start: {exc}")
+                self.crashed(child, f"cannot start: {exc}")
                 return
         child.pid, child.started, child.state = child.proc.pid, time.monotonic(), STARTING
         child.last_heartbeat, child.exit_code, child.reason, child.last_status = None, None, "", {}
@@ -182,7 +182,7 @@ class Supervisor:
     def _check(self, child: Child, now: float) -> None:
         if child.state in (STARTING, RUNNING, STALE) and not child.alive():
             child.exit_code = child.proc.returncode if child.proc is not None else None
-            self._crashed(child, f"exited with status {child.exit_code}")
+            self.crashed(child, f"exited with status {child.exit_code}")
         elif child.state in (STARTING, RUNNING) and self.hung(child, now):
             if child.spec.fence_on_hang:
                 log.warning("%s (pid %s) is not answering; fencing it", child.name, child.pid)
@@ -190,7 +190,7 @@ class Supervisor:
                 return
             log.warning("%s (pid %s) is not answering; killing its process group", child.name, child.pid)
             self.kill(child)
-            self._crashed(child, "hung (no answer to heartbeats)")
+            self.crashed(child, "hung (no answer to heartbeats)")
         elif child.state == STARTING and not child.spec.heartbeat and now - child.started > self.hb.interval:
             child.state = RUNNING
         elif child.state == BACKOFF and now >= child.restart_at:
@@ -216,7 +216,7 @@ class Supervisor:
     def restart_soon(self, child: Child) -> None:
         child.state, child.restart_at = BACKOFF, time.monotonic()
 
-    def _crashed(self, child: Child, reason: str) -> None:
+    def crashed(self, child: Child, reason: str) -> None:
         """Decide what a death means: a restart after backoff, or failed after too many fast crashes."""
         child.reason = reason
         now = time.monotonic()

@@ -7,8 +7,8 @@ from tests.watchdog.harness import Onitu
 def onitu_factory(tmp_path):
     runs: list[Onitu] = []
 
-    def make(extra: str = "") -> Onitu:
-        run = Onitu(tmp_path, extra)
+    def make(extra: str = "", fast_crash: float = 5.0) -> Onitu:
+        run = Onitu(tmp_path, extra, fast_crash)
         runs.append(run)
         return run
 

@@ -16,15 +16,15 @@ import psutil
 
 FAST = """
 heartbeat: {interval: 0.2, misses: 3, startup: 10}
-restart: {backoff: 0.1, max_backoff: 1, fast_crash: 5, max_fast_crashes: 3}
+restart: {backoff: 0.1, max_backoff: 1, fast_crash: %s, max_fast_crashes: 3}
 """
 
 
 class Onitu:
-    def __init__(self, tmp: Path, extra: str = "") -> None:
+    def __init__(self, tmp: Path, extra: str = "", fast_crash: float = 5.0) -> None:
         self.data = tmp / "data"
         self.config = tmp / "onitu.yaml"
-        self.config.write_text(f"data: {self.data}\n{FAST}{extra}")
+        self.config.write_text(f"data: {self.data}\n{FAST % fast_crash}{extra}")
         self.proc: subprocess.Popen | None = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

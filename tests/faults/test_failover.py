@@ -1,0 +1,164 @@
+"""Failover under fire: kill -9 and SIGSTOP the primary, kill the secondary and the watchdog, lose nothing.
+
+``ONITU_SOAK=N`` kills the primary N times instead of 20.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import zmq
+
+from onitu.space import connect
+from onitu.space.protocol import ERROR, OK, parse_reply, request
+from tests.faults.test_kill9 import read_log
+from tests.watchdog.harness import Onitu
+
+KILLS = int(os.environ.get("ONITU_SOAK", "20"))
+
+
+@pytest.fixture
+def onitu(tmp_path):
+    run = Onitu(tmp_path, fast_crash=0.5)
+    yield run
+    try:
+        run.stop()
+    finally:
+        run.kill_everything()
+
+
+def churners(run: Onitu, tmp_path: Path, n: int = 2):
+    stop = tmp_path / "stop"
+    logs = [tmp_path / f"client{i}.log" for i in range(n)]
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.procs", "churn", f"data:{run.data}", f"c{i}",
+                               str(logs[i]), str(stop)], stdout=subprocess.PIPE, text=True) for i in range(n)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+
+    def finish() -> tuple[Counter, Counter]:
+        stop.touch()
+        for proc in procs:
+            proc.wait(timeout=180)
+            assert proc.returncode == 0
+        written, taken = Counter(), Counter()
+        for log in logs:
+            for kind, *tup in read_log(log):
+                (written if kind == "w" else taken)[tuple(tup)] += 1
+        return written, taken
+
+    return finish
+
+
+def check(run: Onitu, written: Counter, taken: Counter) -> None:
+    with connect(data_dir=run.data, connect_timeout=30) as space:
+        final = Counter(space.read_all(["d", None, None]))
+    assert sum(written.values()) > 100, "the clients did too little work to prove anything"
+    assert all(n == 1 for n in taken.values()), f"taken twice: {[t for t, n in taken.items() if n > 1]}"
+    assert all(n == 1 for n in final.values()), f"stored twice: {[t for t, n in final.items() if n > 1]}"
+    assert not set(final) & set(taken), "an acknowledged take came back"
+    lost = set(written) - set(final) - set(taken)
+    assert not lost, f"acknowledged writes lost: {sorted(lost)[:10]}"
+    assert set(final) | set(taken) == set(written)
+
+
+def paired(status: dict) -> bool:
+    procs = {p["name"]: p for p in status.get("processes", [])}
+    return status.get("mode") == "paired" and all(p["state"] == "running" for p in procs.values())
+
+
+def test_kill9_primary_repeatedly_under_load(onitu, tmp_path):
+    onitu.start()
+    finish = churners(onitu, tmp_path)
+    for i in range(KILLS):
+        status = onitu.wait(paired, 60, f"a synced pair before kill {i}")
+        primary = status["primary"]
+        os.kill(onitu.process(primary)["pid"], signal.SIGKILL)
+        onitu.wait(lambda s, old=primary: s["primary"] != old, 30, f"failover {i}")
+        time.sleep(0.2)
+    onitu.wait(paired, 60, "the pair after the last kill")
+    written, taken = finish()
+    check(onitu, written, taken)
+    assert onitu.status()["epoch"] >= 2 * KILLS
+
+
+def test_sigstopped_primary_is_superseded_and_demotes_itself(onitu, tmp_path):
+    onitu.start()
+    finish = churners(onitu, tmp_path, 1)
+    status = onitu.wait(paired, 30, "a synced pair")
+    old, old_pid = status["primary"], onitu.process(status["primary"])["pid"]
+    os.kill(old_pid, signal.SIGSTOP)
+    onitu.wait(lambda s: s["primary"] != old, 30, "the secondary to be promoted")
+    # A client that still talks to the old primary directly: nothing it sends may be acknowledged.
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.DEALER)
+    raw.linger = 0
+    raw.connect(f"ipc://{onitu.data / old / 'space.sock'}")
+    sid = os.urandom(16)
+    raw.send(request("hello", sid, 1, 0, {"ttl": 30}))
+    raw.send(request("write", sid, 2, 0, {"t": ["stale", 1]}))
+    os.kill(old_pid, signal.SIGCONT)
+    replies = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if raw.poll(100):
+            replies.append(parse_reply(raw.recv()))
+    raw.close()
+    ctx.term()
+    assert all(status == ERROR for _, status, _ in replies), replies
+    assert not any(seq == 2 and status == OK for seq, status, _ in replies)
+    onitu.wait(lambda s: onitu.process(old)["pid"] != old_pid, 30, "the old primary to step down")
+    assert "demoted itself" in onitu.logs()
+    onitu.wait(paired, 60, "the old primary back as secondary")
+    written, taken = finish()
+    check(onitu, written, taken)
+    with connect(data_dir=onitu.data) as space:
+        assert space.read_all(["stale", None]) == []
+
+
+def test_secondary_then_watchdog_killed_the_space_keeps_serving(onitu, tmp_path):
+    onitu.start()
+    acked: list[int] = []
+    stop = threading.Event()
+    gaps: list[float] = []
+
+    def writer() -> None:
+        with connect(data_dir=onitu.data, connect_timeout=60) as space:
+            i, last = 0, time.monotonic()
+            while not stop.is_set():
+                space.write(["w", i])
+                acked.append(i)
+                i += 1
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    status = onitu.wait(paired, 30, "a synced pair")
+    secondary = "space-b" if status["primary"] == "space-a" else "space-a"
+    os.kill(onitu.process(secondary)["pid"], signal.SIGKILL)
+    onitu.wait(lambda s: s["mode"] == "solo", 10, "the primary to go on alone")
+    watchdog = status["watchdog"]["pid"]
+    os.kill(watchdog, signal.SIGKILL)
+    n = len(acked)
+    time.sleep(1.0)
+    assert len(acked) > n, "writes stopped while the watchdog was down"
+    onitu.wait(lambda s: s["watchdog"]["pid"] != watchdog and paired(s), 60, "a new watchdog and a new pair")
+    assert "adopted" in onitu.logs()
+    time.sleep(0.5)
+    stop.set()
+    thread.join(60)
+    assert max(gaps) < 5, f"writes stalled for {max(gaps):.1f} s"
+    with connect(data_dir=onitu.data) as space:
+        assert sorted(t[1] for t in space.read_all(["w", None])) == acked
+    status = json.loads(onitu.cli("status", "--json").stdout)
+    assert {p["name"] for p in status["processes"]} == {"space-a", "space-b"}

@@ -84,6 +84,8 @@ def serve(
     epoch: int = typer.Option(0, help="Epoch to start at (the watchdog's; the server keeps the highest seen)."),
     replica_listen: str = typer.Option(None, help="Endpoint where this server takes replication traffic."),
     peer: str = typer.Option(None, help="The other server's replication endpoint (a primary ships there)."),
+    standby: list[str] = typer.Option(None, help="Endpoint to listen on while primary (repeatable)."),
+    keys: Path = typer.Option(None, help="Directory whose keys/ holds the CURVE keys (default: --data)."),
 ) -> None:
     """Serve a durable tuple space."""
     from onitu.space.server import run
@@ -95,7 +97,8 @@ def serve(
     err.print(f"onitu space: data {data}, listening on {', '.join(listen)}", highlight=False)
     try:
         status = run(data, listen, insecure_loopback=insecure_loopback, sync=sync, discovery=where,
-                     max_frame=max_frame, role=role, epoch=epoch, replica_listen=replica_listen, peer=peer)
+                     max_frame=max_frame, role=role, epoch=epoch, replica_listen=replica_listen, peer=peer,
+                     standby=standby or [], key_home=keys)
     except SpaceError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(status)

@@ -122,5 +122,6 @@ class Roles:
             self.link = PrimaryLink(self, self.peer)
             self._loop.add_reader(self.link.sock.getsockopt(zmq.FD), self._turn, self._replication_in)
             self._probe()
+        self.bind_standby()
         self._write_info()
         self.call_soon(self.store.reap)

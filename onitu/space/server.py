@@ -107,12 +107,17 @@ class SpaceServer(Roles):
     def __init__(self, data_dir: Path, listen: list[str], *, insecure_loopback: bool = False,
                  sync: str = "normal", history: int = 100_000, max_frame: int = MAX_FRAME,
                  discovery: tuple[str, int] | None = None, role: str = "primary", epoch: int = 0,
-                 replica_listen: str | None = None, peer: str | None = None) -> None:
+                 replica_listen: str | None = None, peer: str | None = None, standby: list[str] | None = None,
+                 key_home: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.curve = {ep: check_endpoint(ep, insecure_loopback) for ep in listen}
+        self.listen, self.standby = list(listen), list(standby or [])
+        self.curve = {ep: check_endpoint(ep, insecure_loopback) for ep in [*listen, *self.standby]}
         if not listen:
             raise ConfigError("no endpoint to listen on")
+        self.key_home = Path(key_home) if key_home else self.data_dir
+        self._standby_bound: set[str] = set()
+        self._secret: bytes | None = None
         self.max_frame = max_frame
         self.discovery = discovery
         self._responder: asyncio.DatagramTransport | None = None
@@ -169,31 +174,56 @@ class SpaceServer(Roles):
 
     def bind(self) -> None:
         """Open the sockets (CURVE ones behind the authenticator) and publish ``space.json``."""
-        plain = [ep for ep, curve in self.curve.items() if not curve]
-        secure = [ep for ep, curve in self.curve.items() if curve]
-        if plain:
-            self.socks.append(self._router(plain, None))
-        if secure:
-            public, secret = auth.ensure_server_keys(self.data_dir)
-            self.public_key = public
-            auth.authorized_dir(self.data_dir).mkdir(parents=True, exist_ok=True)
-            self._auth = ThreadAuthenticator(self.ctx)
-            self._auth.start()
-            self._reload_keys()
-            self.socks.append(self._router(secure, secret))
+        self._open(self.listen)
         if self.replica_listen:
             repl = self.ctx.socket(zmq.ROUTER)
             repl.linger = 0
             repl.sndhwm = repl.rcvhwm = 0
             repl.bind(self.replica_listen)
             self.sink = SecondarySink(self, repl)
-        if self.role == "primary" and self.peer:
-            self.link = PrimaryLink(self, self.peer)
+        if self.role == "primary":
+            if self.peer:
+                self.link = PrimaryLink(self, self.peer)
+            self.bind_standby()
         self._write_info()
+
+    def _open(self, endpoints: list[str]) -> list[zmq.Socket]:
+        plain = [ep for ep in endpoints if not self.curve[ep]]
+        secure = [ep for ep in endpoints if self.curve[ep]]
+        opened = []
+        if plain:
+            opened.append(self._router(plain, None))
+        if secure:
+            if self._auth is None:
+                self.public_key, self._secret = auth.ensure_server_keys(self.key_home)
+                auth.authorized_dir(self.key_home).mkdir(parents=True, exist_ok=True)
+                self._auth = ThreadAuthenticator(self.ctx)
+                self._auth.start()
+                self._reload_keys()
+            opened.append(self._router(secure, self._secret))
+        self.socks.extend(opened)
+        return opened
+
+    def bind_standby(self) -> None:
+        """Bind the endpoints that belong to whoever is primary; a superseded primary may still hold one for a
+        moment, so retry until it is free."""
+        for ep in [ep for ep in self.standby if ep not in self._standby_bound]:
+            try:
+                opened = self._open([ep])
+            except ConfigError as exc:
+                log.info("standby endpoint not free yet: %s", exc)
+                if self._loop is not None:
+                    self._loop.call_later(0.5, self.bind_standby)
+                continue
+            self._standby_bound.add(ep)
+            if self._loop is not None:
+                for sock in opened:
+                    self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+                self._write_info()
 
     def _reload_keys(self) -> None:
         """(Re)load the authorized client keys when ``keys/authorized`` changed; checked every second."""
-        adir = auth.authorized_dir(self.data_dir)
+        adir = auth.authorized_dir(self.key_home)
         stamp = (adir.stat().st_mtime_ns, len(list(adir.glob("*.key"))))
         if self._auth is not None and stamp != self._keys_stamp:
             self._keys_stamp = stamp

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from onitu.config import Config
+from onitu.space import auth
 from onitu.watchdog.supervisor import BACKOFF, FAILED, RUNNING, STALE, STARTING, Child, Spec, Supervisor
 
 log = logging.getLogger("onitu.watchdog.failover")
@@ -96,9 +97,9 @@ class SpacePair:
         cmd = [sys.executable, "-m", "onitu.cli", "space", "serve", "--data", str(self.dir(slot)),
                "--listen", self.client_endpoint(slot), "--role", role, "--epoch", str(self.state.epoch),
                "--replica-listen", self.replica_endpoint(slot), "--peer", self.replica_endpoint(other),
-               "--sync", space.sync, "--no-discovery"]
-        for endpoint in space.listen if role == "primary" else []:
-            cmd += ["--listen", endpoint]
+               "--sync", space.sync, "--no-discovery", "--keys", str(self.data)]
+        for endpoint in space.listen:  # bound by whichever server is primary, so remote clients follow it
+            cmd += ["--standby", endpoint]
         if space.insecure_loopback:
             cmd.append("--insecure-loopback")
         return Spec(slot, cmd, heartbeat=True, role=role, fence_on_hang=True)
@@ -106,11 +107,11 @@ class SpacePair:
     def start(self, adopt: bool = False) -> None:
         """A new epoch for this watchdog's reign; start (or adopt) both servers, primary first."""
         self.bump(self.state.mode if adopt else "solo")
+        self.publish()  # before the servers start: it makes the shared CURVE keys they will load
         for slot in (self.state.primary, self.state.secondary):
             self.dir(slot).mkdir(parents=True, exist_ok=True)
             role = "primary" if slot == self.state.primary else "secondary"
             self.sup.add(self.spec(slot, role), start=not adopt)
-        self.publish()
 
     def bump(self, mode: str, primary: str | None = None) -> None:
         self.state = PairState(self.state.epoch + 1, primary or self.state.primary, mode)
@@ -122,9 +123,12 @@ class SpacePair:
 
     def publish(self) -> None:
         """``DATA/space.json``: both endpoints, the primary first, for clients to follow."""
-        info = {"endpoints": [self.client_endpoint(self.state.primary), self.client_endpoint(self.state.secondary)],
-                "epoch": self.state.epoch, "primary": self.state.primary, "public_key": None,
-                "pid": os.getpid()}
+        endpoints = [self.client_endpoint(self.state.primary), self.client_endpoint(self.state.secondary)]
+        listen = self.config.space.listen
+        secure = not self.config.space.insecure_loopback and any(ep.startswith("tcp://") for ep in listen)
+        info = {"endpoints": [*endpoints, *listen], "epoch": self.state.epoch,
+                "primary": self.state.primary, "pid": os.getpid(),
+                "public_key": auth.ensure_server_keys(self.data)[0].decode() if secure else None}
         tmp = self.data / "space.json.tmp"
         tmp.write_text(json.dumps(info))
         tmp.replace(self.data / "space.json")

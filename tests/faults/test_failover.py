@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -162,3 +163,56 @@ def test_secondary_then_watchdog_killed_the_space_keeps_serving(onitu, tmp_path)
         assert sorted(t[1] for t in space.read_all(["w", None])) == acked
     status = json.loads(onitu.cli("status", "--json").stdout)
     assert {p["name"] for p in status["processes"]} == {"space-a", "space-b"}
+
+
+def test_blocked_take_and_notify_survive_failover(onitu):
+    onitu.start()
+    with connect(data_dir=onitu.data, connect_timeout=60) as space:
+        note = space.notify(["write"], ["ev", None])
+        got: dict[str, object] = {}
+        taker = threading.Thread(target=lambda: got.update(job=space.take(["job", None], timeout=60)))
+        taker.start()
+        for i in range(20):
+            space.write(["ev", i])
+        before = [note.next(10) for _ in range(20)]
+        status = onitu.wait(paired, 30, "a synced pair")
+        os.kill(onitu.process(status["primary"])["pid"], signal.SIGKILL)
+        onitu.wait(lambda s: s["primary"] != status["primary"], 30, "failover")
+        for i in range(20, 40):
+            space.write(["ev", i])
+        space.write(["job", "after failover"])
+        taker.join(30)
+        assert got["job"] == ("job", "after failover")
+        after = [note.next(20) for _ in range(20)]
+        events = before + after
+        assert [e.tuple for e in events] == [("ev", i) for i in range(40)]  # no gap, no duplicate
+        assert all(a.id < b.id for a, b in itertools.pairwise(events))
+        with pytest.raises(Exception, match="no event"):
+            note.next(1.0)
+        note.close()
+        assert space.read_all(["job", None]) == []
+
+
+def test_remote_tcp_clients_follow_the_primary_over_curve(tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = Onitu(tmp_path, f"space:\n  listen: [tcp://127.0.0.1:{port}]\n", fast_crash=0.5)
+    try:
+        run.start()
+        info = json.loads((run.data / "space.json").read_text())
+        assert info["public_key"] and f"tcp://127.0.0.1:{port}" in info["endpoints"]
+        endpoint = f"tcp://127.0.0.1:{port}"
+        with connect(endpoint, server_key=info["public_key"], client_key=run.data / "keys" / "client.key_secret",
+                     connect_timeout=30) as space:
+            space.write(["remote", 1])
+            status = run.wait(paired, 30, "a synced pair")
+            os.kill(run.process(status["primary"])["pid"], signal.SIGKILL)
+            run.wait(lambda s: s["primary"] != status["primary"], 30, "failover")
+            space.write(["remote", 2])  # same address, now served by the promoted secondary
+            assert space.read_all(["remote", None]) == [("remote", 1), ("remote", 2)]
+    finally:
+        run.stop()
+        run.kill_everything()

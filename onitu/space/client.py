@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from onitu.space.errors import (
     SpaceError,
     Unavailable,
 )
-from onitu.space.handles import Entry, Event
+from onitu.space.handles import Entry, Event, EventStream
 from onitu.space.local import OnWait, TemplateLike, WaitingRequest, check_timeout
 from onitu.space.protocol import ERROR, EVENT, as_tuple, error_from, parse_reply, request
 from onitu.space.store import Lease
@@ -391,7 +391,7 @@ class NotifyState:
         return True
 
 
-class RemoteNotification:
+class RemoteNotification(EventStream):
     """Notify events from the server; re-subscribes from the last event id if the server restarts."""
 
     def __init__(self, client: SpaceClient, events: list[str], pattern: Any, lease: float | None,
@@ -412,14 +412,7 @@ class RemoteNotification:
             if event is not None:
                 self._buffer.append(event)
 
-    def __iter__(self) -> Iterator[Event]:
-        return self
-
-    def __next__(self) -> Event:
-        return self.next()
-
     def next(self, timeout: float | None = None) -> Event:
-        """The next event; RequestExpired if none arrives within ``timeout`` seconds."""
         if self._buffer:
             return self._buffer.popleft()
         if self.state.ended:

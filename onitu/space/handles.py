@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol
 
 
@@ -36,3 +37,17 @@ class Entry:
 
     def __repr__(self) -> str:
         return f"Entry({self.id}, {self.tuple!r})"
+
+
+class EventStream:
+    """Notify events as a blocking iterator: ``for event in stream`` waits as long as it takes."""
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> Event:
+        """The next event; RequestExpired if none arrives within ``timeout`` seconds."""
+        raise NotImplementedError

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from onitu.space.errors import Cancelled, InvalidTuple, RequestExpired, SpaceError
-from onitu.space.handles import Entry, Event
+from onitu.space.handles import Entry, Event, EventStream
 from onitu.space.store import Lease, Store
 from onitu.space.template import Template
 
@@ -192,7 +192,7 @@ class TupleSpace:
                 self._wake.wait(timeout)
 
 
-class Notification:
+class Notification(EventStream):
     """An iterator of :class:`Event` s; ends after the ``close`` event. ``close()`` ends it early."""
 
     def __init__(self, space: TupleSpace) -> None:
@@ -201,14 +201,7 @@ class Notification:
         self._sub: Any = None
         self._ended = False
 
-    def __iter__(self) -> Iterator[Event]:
-        return self
-
-    def __next__(self) -> Event:
-        return self.next()
-
     def next(self, timeout: float | None = None) -> Event:
-        """The next event; RequestExpired if none arrives within ``timeout`` seconds."""
         if self._ended:
             raise StopIteration
         try:

@@ -135,6 +135,10 @@ class Store:
     def _store(self, eid: int, tup: Tuple, deadline: float | None, owner: Session | None) -> None:
         self.live[eid] = tup
         self.order.add(eid, tup)
+        self._hold(eid, deadline, owner)
+
+    def _hold(self, eid: int, deadline: float | None, owner: Session | None) -> None:
+        """Give a live tuple its lease: a deadline, or the session it dies with (or neither: forever)."""
         if deadline is not None:
             self.leases[eid] = deadline
             self._at(deadline, eid)
@@ -305,12 +309,7 @@ class Store:
         if deadline is not None and deadline <= now:
             self._remove(eid, "delete")
             return deadline
-        if deadline is not None:
-            self.leases[eid] = deadline
-            self._at(deadline, eid)
-        if owner is not None:
-            self.owner[eid] = owner
-            owner.tuples.add(eid)
+        self._hold(eid, deadline, owner)
         self.changes.append(("lease", eid, deadline, owner.sid if owner else None))
         return deadline
 

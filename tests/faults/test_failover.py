@@ -21,7 +21,7 @@ import zmq
 
 from onitu.space import connect
 from onitu.space.protocol import ERROR, OK, parse_reply, request
-from tests.faults.test_kill9 import read_log
+from tests.faults.invariants import check_nothing_lost, tally
 from tests.watchdog.harness import Onitu
 
 KILLS = int(os.environ.get("ONITU_SOAK", "20"))
@@ -50,11 +50,7 @@ def churners(run: Onitu, tmp_path: Path, n: int = 2):
         for proc in procs:
             proc.wait(timeout=180)
             assert proc.returncode == 0
-        written, taken = Counter(), Counter()
-        for log in logs:
-            for kind, *tup in read_log(log):
-                (written if kind == "w" else taken)[tuple(tup)] += 1
-        return written, taken
+        return tally(logs)
 
     return finish
 
@@ -62,13 +58,7 @@ def churners(run: Onitu, tmp_path: Path, n: int = 2):
 def check(run: Onitu, written: Counter, taken: Counter) -> None:
     with connect(data_dir=run.data, connect_timeout=30) as space:
         final = Counter(space.read_all(["d", None, None]))
-    assert sum(written.values()) > 100, "the clients did too little work to prove anything"
-    assert all(n == 1 for n in taken.values()), f"taken twice: {[t for t, n in taken.items() if n > 1]}"
-    assert all(n == 1 for n in final.values()), f"stored twice: {[t for t, n in final.items() if n > 1]}"
-    assert not set(final) & set(taken), "an acknowledged take came back"
-    lost = set(written) - set(final) - set(taken)
-    assert not lost, f"acknowledged writes lost: {sorted(lost)[:10]}"
-    assert set(final) | set(taken) == set(written)
+    check_nothing_lost(written, taken, final)
 
 
 def paired(status: dict) -> bool:

@@ -29,26 +29,21 @@ from zmq.auth.thread import ThreadAuthenticator
 from onitu.space import auth, ring
 from onitu.space.durable import Durable
 from onitu.space.errors import (
-    InvalidTuple,
     NotPrimary,
     ProtocolError,
-    RequestExpired,
     SessionExpired,
     SpaceError,
 )
-from onitu.space.local import check_timeout
+from onitu.space.ops import Ops
 from onitu.space.protocol import (
     MAX_FRAME,
-    as_tuple,
     error_reply,
-    event_message,
     parse_request,
     reply,
 )
 from onitu.space.replication import PrimaryLink, SecondarySink
 from onitu.space.roles import Roles
 from onitu.space.store import Store, Subscription, Waiter
-from onitu.space.template import Template
 from onitu.watchdog.heartbeat import Responder
 
 log = logging.getLogger("onitu.space.server")
@@ -57,7 +52,6 @@ POLLIN = int(zmq.POLLIN)
 SNDMORE_NOBLOCK = zmq.SNDMORE | zmq.NOBLOCK
 MAX_BATCH = 4096  # requests per turn: bounds the latency one turn adds to the next
 MAX_CACHED_REPLIES = 10_000  # per session, for clients that never acknowledge
-TTL_RANGE = (0.2, 3600.0)
 
 
 class ConfigError(SpaceError):
@@ -101,7 +95,7 @@ class Route:
     delivered: int = 0
 
 
-class SpaceServer(Roles):
+class SpaceServer(Roles, Ops):
     """One tuple space served on ``listen`` endpoints, stored under ``data_dir``."""
 
     def __init__(self, data_dir: Path, listen: list[str], *, insecure_loopback: bool = False,
@@ -159,7 +153,7 @@ class SpaceServer(Roles):
         self._drain_scheduled = False
         self._closed = False
         self._stopped: asyncio.Event | None = None
-        self.ops: dict[str, Callable[[Route, dict], Any]] = {
+        self.ops: dict[str, Callable[[Any, dict], Any]] = {
             "hello": self.op_hello, "ping": self.op_ping, "bye": self.op_bye, "write": self.op_write,
             "take": self.op_take, "read": self.op_read, "read_all": self.op_read_all, "cancel": self.op_cancel,
             "renew": self.op_renew, "batch": self.op_batch, "notify": self.op_notify,
@@ -495,137 +489,6 @@ class SpaceServer(Roles):
             for seq in [s for s in cache if s < ack]:
                 del cache[seq]
             self._acks[sid] = ack
-
-    # ---- ops ---------------------------------------------------------------------------------------------
-
-    def op_hello(self, route: Route, args: dict) -> None:
-        ttl = args.get("ttl", 5.0)
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not TTL_RANGE[0] <= ttl <= TTL_RANGE[1]:
-            raise InvalidTuple(f"session ttl must be seconds in {TTL_RANGE}, not {ttl!r}")
-        self.store.open_session(route.sid, float(ttl))
-        self._answer(route, self._info(), False)
-
-    def _info(self) -> dict[str, Any]:
-        return {"boot": self.boot, "event_id": self.store.event_id, "epoch": self.epoch}
-
-    def op_ping(self, route: Route, args: dict) -> None:
-        self._answer(route, self._info(), False)
-
-    def op_bye(self, route: Route, args: dict) -> None:
-        self.store.end_session(route.sid)
-        self.replies.pop(route.sid, None)
-        self._acked.pop(route.sid, None)
-        self._answer(route, None, False)
-
-    def op_write(self, route: Route, args: dict) -> None:
-        eid = self.store.write(as_tuple(args.get("t")), args.get("lease"), route.sid)
-        self._answer(route, eid, True)
-
-    def op_take(self, route: Route, args: dict) -> None:
-        self._find(route, args, True)
-
-    def op_read(self, route: Route, args: dict) -> None:
-        self._find(route, args, False)
-
-    def _find(self, route: Route, args: dict, take: bool) -> None:
-        template = Template(args.get("p"))
-        timeout = args.get("timeout")
-        check_timeout(timeout)
-        found = self.store.take(template) if take else self.store.read(template)
-        if found is not None:
-            return self._answer(route, found, take)
-        if timeout == 0:
-            raise RequestExpired(f"no tuple matches {template.pattern!r}")
-        self.routes[(route.sid, route.seq)] = route
-        route.handle = self.store.wait(template, take, lambda result: self._woken(route, take, result),
-                                       timeout, route.sid)
-        return None
-
-    def _woken(self, route: Route, take: bool, result: Any) -> None:
-        self.routes.pop((route.sid, route.seq), None)
-        if isinstance(result, SpaceError):
-            self._send_error(route.sock, route.ident, route.seq, result)
-        else:
-            self._answer(route, result, take)
-
-    def op_read_all(self, route: Route, args: dict) -> None:
-        limit = args.get("limit")
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise InvalidTuple(f"limit must be an int >= 0, not {limit!r}")
-        self._answer(route, self.store.read_all(Template(args.get("p")), limit), False)
-
-    def op_cancel(self, route: Route, args: dict) -> None:
-        self.store.cancel(_entry_id(args))
-        self._answer(route, None, True)
-
-    def op_renew(self, route: Route, args: dict) -> None:
-        self._answer(route, self.store.renew(_entry_id(args), args.get("lease"), route.sid), True)
-
-    def op_batch(self, route: Route, args: dict) -> None:
-        ops = args.get("ops")
-        if not isinstance(ops, list):
-            raise InvalidTuple("batch needs a list of ops")
-        decoded = [_batch_op(op) for op in ops]
-        self._answer(route, self.store.batch(decoded, route.sid), True)
-
-    def op_notify(self, route: Route, args: dict) -> None:
-        events = args.get("events")
-        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-            raise InvalidTuple("notify needs a list of event names")
-        since = args.get("since")
-        if since is not None and (type(since) is not int or since < 0):
-            raise InvalidTuple(f"since must be an event id, not {since!r}")
-        lease = args.get("lease")
-        # Replayed events (since) go out before this OK; clients buffer them.
-        route.handle = self.store.subscribe(events, Template(args.get("p")), lambda event: self._push(route, event),
-                                            lease, route.sid, since)
-        self.routes[(route.sid, route.seq)] = route
-        self._answer(route, self.store.event_id, False)
-
-    def _push(self, route: Route, event: tuple) -> None:
-        route.delivered += 1
-        self._outbox.append((route.sock, route.ident, event_message(route.seq, (*event, route.delivered))))
-        if event[1] == "close":
-            self.routes.pop((route.sid, route.seq), None)
-
-    def op_unnotify(self, route: Route, args: dict) -> None:
-        target = self.routes.get((route.sid, args.get("seq")))
-        if target is not None and isinstance(target.handle, Subscription):
-            self.store.close(target.handle)
-        self._answer(route, None, False)
-
-    def op_withdraw(self, route: Route, args: dict) -> None:
-        """Cancel this session's blocked take/read number ``seq`` (it answers Cancelled)."""
-        target = self.routes.get((route.sid, args.get("seq")))
-        if target is not None and isinstance(target.handle, Waiter):
-            self.store.cancel_wait(target.handle)
-        self._answer(route, None, False)
-
-    def op_stats(self, route: Route, args: dict) -> None:
-        stats = {**self.store.stats(), **self.counters, "boot": self.boot, "pid": os.getpid(),
-                 "endpoints": self.endpoints}
-        self._answer(route, stats, False)
-
-
-def _entry_id(args: dict) -> int:
-    eid = args.get("id")
-    if type(eid) is not int:
-        raise InvalidTuple(f"entry id must be an int, not {eid!r}")
-    return eid
-
-
-def _batch_op(op: Any) -> tuple:
-    if not isinstance(op, list) or not op or op[0] not in ("write", "take", "read"):
-        raise InvalidTuple(f"batch op must be ['write', tuple, lease], ['take', template] or ['read', template], "
-                           f"not {op!r}")
-    if op[0] == "write":
-        if len(op) not in (2, 3):
-            raise InvalidTuple(f"batch write must be ['write', tuple] or ['write', tuple, lease]: {op!r}")
-        return ("write", as_tuple(op[1]), op[2] if len(op) == 3 else None)
-    if len(op) != 2:
-        raise InvalidTuple(f"batch {op[0]} must be ['{op[0]}', template]: {op!r}")
-    return (op[0], Template(op[1]))
-
 
 def run(data_dir: Path, listen: list[str], **options: Any) -> int:
     """Serve in the foreground until SIGTERM/SIGINT (or demotion); returns the exit status."""

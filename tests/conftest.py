@@ -4,3 +4,13 @@ import os
 os.environ["ONITU_DISCOVERY_HOSTS"] = "127.0.0.1"
 
 from tests.helpers import server  # noqa: F401  (fixture)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak", type=int, default=None,
+                     help="kill the space server / primary this many times in the fault tests (default 8 / 20)")
+
+
+def pytest_configure(config):
+    if config.getoption("--soak"):
+        os.environ["ONITU_SOAK"] = str(config.getoption("--soak"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,8 +36,9 @@ class Onitu:
         return out
 
     def start(self, paired: bool = True) -> Onitu:
+        # A session of its own, like a terminal's foreground job: Ctrl-C can be sent to its whole group.
         self.proc = subprocess.Popen([sys.executable, "-m", "onitu.cli", "start", "-c", str(self.config)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait(lambda s: s.get("mode") == "paired" if paired else bool(s.get("processes")), 30, "start")
         return self
 
@@ -76,12 +78,18 @@ class Onitu:
 
     def kill_everything(self) -> None:
         """Last resort for a failed test: no process may outlive it."""
-        for proc in psutil.process_iter(["cmdline"]):
-            if str(self.data) in " ".join(proc.info["cmdline"] or []) or str(self.config) in " ".join(
-                    proc.info["cmdline"] or []):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
+        kill_all(str(self.data), str(self.config))
+
+
+def kill_all(*markers: str) -> None:
+    """SIGKILL the process group of every process whose command line mentions one of ``markers``."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.pid != os.getpid() and any(m in cmdline for m in markers):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                with contextlib.suppress(psutil.Error):
                     proc.kill()
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from onitu.space import connect
-from tests.watchdog.harness import leftovers
+from tests.watchdog.harness import kill_all, leftovers
 
 
 def shm() -> set[str]:
@@ -105,3 +105,34 @@ def test_bad_configs_start_nothing(tmp_path):
         assert out.returncode == 2, (text, out.stderr)
         assert str(config) in out.stderr and expected in out.stderr, (text, out.stderr)
         assert not data.exists() and leftovers(data, config) == []
+
+
+def test_ctrl_c_stops_everything_in_order(onitu_factory):
+    run = onitu_factory("agents:\n  - {name: sleeper, command: sleep 600}\n").start()
+    os.killpg(run.proc.pid, signal.SIGINT)  # what a terminal sends to its foreground job
+    assert run.proc.wait(30) == 0
+    assert leftovers(run.data, run.config) == []
+    log = run.logs()
+    order = [log.index(f"stopped {name}") for name in ("sleeper", "space-b", "space-a")]
+    assert order == sorted(order), log
+
+
+def test_embedded_default_without_a_config(tmp_path):
+    env = {**os.environ, "ONITU_DATA": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "onitu.cli", "start"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "data" / "space.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with connect(data_dir=tmp_path / "data", connect_timeout=20) as space:
+            space.write(["default", 1])
+            assert space.read_all(["default", None]) == [("default", 1)]
+        info = json.loads((tmp_path / "data" / "space.json").read_text())
+        assert all(ep.startswith("ipc://") for ep in info["endpoints"])  # loopback only: nothing on the network
+        out = subprocess.run([sys.executable, "-m", "onitu.cli", "stop"], cwd=tmp_path, env=env, timeout=60,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert proc.wait(30) == 0
+    finally:
+        kill_all(str(tmp_path))

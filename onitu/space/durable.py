@@ -99,15 +99,16 @@ class Durable:
         store.event_id = max(store.event_id, generation << 32)
         return replies
 
-    def commit(self, changes: Iterable[tuple], replies: Iterable[tuple[bytes, int, bytes]],
-               acks: dict[bytes, int], counters: tuple[int, int] | None = None) -> None:
-        """Write one group of changes, cached replies and acknowledgements in one transaction.
+    @staticmethod
+    def encode(changes: Iterable[tuple]) -> list[list]:
+        """Turn the store's change records into rows: ``[puts, dels, leases, sessions]``.
 
-        ``acks`` (forgettable replies) may lag: a reply kept too long costs a row, never correctness.
+        Each tuple is encoded here, once; a primary ships these same rows to its secondary. A tuple written and
+        removed within the group never becomes a row.
         """
         puts: dict[int, list] = {}
-        dels: list[tuple[int]] = []
-        leases: list[tuple] = []
+        dels: list[int] = []
+        leases: list[list] = []
         sessions: dict[bytes, float | None] = {}
         for change in changes:
             kind = change[0]
@@ -116,27 +117,36 @@ class Durable:
                 puts[eid] = [eid, packb(tup), deadline, owner]
             elif kind == "del":
                 if puts.pop(change[1], None) is None:
-                    dels.append((change[1],))
+                    dels.append(change[1])
             elif kind == "lease":
                 _, eid, deadline, owner = change
                 if eid in puts:
                     puts[eid][2:] = [deadline, owner]
                 else:
-                    leases.append((deadline, owner, eid))
+                    leases.append([deadline, owner, eid])
             elif kind == "session":
                 sessions[change[1]] = change[2]
             elif kind == "end":
                 sessions[change[1]] = None
+        return [list(puts.values()), dels, leases, [[sid, ttl] for sid, ttl in sessions.items()]]
+
+    def commit(self, rows: list[list], replies: Iterable[tuple[bytes, int, bytes]], acks: dict[bytes, int],
+               counters: tuple[int, int] | None = None) -> None:
+        """Write one group of rows (see :meth:`encode`), cached replies and acknowledgements in one transaction.
+
+        ``acks`` (forgettable replies) may lag: a reply kept too long costs a row, never correctness.
+        """
+        puts, dels, leases, sessions = rows
         db = self.db
         db.execute("BEGIN")
         try:
             if puts:
-                db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", puts.values())
+                db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", puts)
             if dels:
-                db.executemany("DELETE FROM tuples WHERE id = ?", dels)
+                db.executemany("DELETE FROM tuples WHERE id = ?", [(eid,) for eid in dels])
             if leases:
                 db.executemany("UPDATE tuples SET deadline = ?, owner = ? WHERE id = ?", leases)
-            for sid, ttl in sessions.items():
+            for sid, ttl in sessions:
                 if ttl is None:
                     db.execute("DELETE FROM sessions WHERE sid = ?", (sid,))
                     db.execute("DELETE FROM replies WHERE sid = ?", (sid,))
@@ -170,8 +180,8 @@ class Durable:
         db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?), ('event_id', ?)", (next_id, event_id))
 
     def snapshot_rows(self, rows: list) -> None:
-        self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)",
-                            ([eid, packb(tup), deadline, owner] for eid, tup, deadline, owner in rows))
+        """Rows as :meth:`encode` makes them: ``[id, encoded tuple, deadline, owner]``."""
+        self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", rows)
 
     def end_snapshot(self) -> None:
         self.db.execute("COMMIT")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from onitu.space.protocol import packb, unpackb
+from onitu.space.protocol import as_tuple, packb, unpackb
 
 if TYPE_CHECKING:
     from onitu.space.server import SpaceServer
@@ -39,6 +39,11 @@ def _message(frame: bytes) -> list | None:
     if isinstance(msg, list) and len(msg) >= 2 and isinstance(msg[0], str) and type(msg[1]) is int:
         return msg
     return None
+
+
+def _event(event: list) -> tuple:
+    event_id, kind, tup = event
+    return (event_id, kind, as_tuple(tup) if isinstance(tup, list) else tup)
 
 
 class PrimaryLink:
@@ -113,7 +118,10 @@ class PrimaryLink:
         # One chunk per loop turn, so clients (and heartbeats) are served while a big snapshot streams.
         if self._snapshot is None:
             return
-        self._send(self._snapshot.popleft())
+        chunk = self._snapshot.popleft()
+        if chunk[0] == "snap_rows":  # encoded here, a chunk per turn, rather than all at once at the copy
+            chunk[2] = [[eid, packb(tup), deadline, owner] for eid, tup, deadline, owner in chunk[2]]
+        self._send(chunk)
         if self._snapshot:
             self.server.call_soon(self._continue_snapshot)
         else:
@@ -165,7 +173,7 @@ class SecondarySink:
             self._in_snapshot, self._waiting = (boot, lsn), []
             server.durable.begin_snapshot(meta["sessions"], meta["replies"], meta["next_id"], meta["event_id"])
             self.history.clear()
-            self.history.extend(tuple(e) for e in meta["events"])
+            self.history.extend(_event(e) for e in meta["events"])
             return None
         if kind == "snap_rows" and self._in_snapshot is not None:
             server.durable.snapshot_rows(msg[2])
@@ -193,9 +201,8 @@ class SecondarySink:
         if self.stream is None or self.stream[0] != boot or lsn > self.stream[1] + 1:
             return ["need", self.server.epoch]
         if lsn == self.stream[1] + 1:
-            changes, replies, acks, events, counters = body
-            self.server.durable.commit([tuple(c) for c in changes], [tuple(r) for r in replies], dict(acks),
-                                       counters)
-            self.history.extend(tuple(e) for e in events)
+            rows, replies, acks, events, counters = body
+            self.server.durable.commit(rows, replies, dict(acks), counters)
+            self.history.extend(_event(e) for e in events)
             self.stream = (boot, lsn)
         return ["ack", self.server.epoch, lsn]

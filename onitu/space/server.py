@@ -354,15 +354,16 @@ class SpaceServer(Roles, Ops):
         if self._acks and time.monotonic() - self._acks_since > 1.0:
             acks, self._acks, self._acks_since = self._acks, {}, time.monotonic()
         if changes or self._new_replies or acks:
+            rows = self.durable.encode(changes)
             try:
-                self.durable.commit(changes, self._new_replies, acks)
+                self.durable.commit(rows, self._new_replies, acks)
             except Exception:
                 # Memory and disk now disagree: stop without answering; a restart recovers from disk.
                 log.critical("commit to %s failed; stopping without replying", self.durable.path, exc_info=True)
                 os._exit(70)
             self.counters["commits"] += 1
             if self.link is not None:
-                self._ship(changes, acks)
+                self._ship(rows, acks)
             self._new_replies = []
         outbox, self._outbox = self._outbox, []
         if self.link is not None and (self.require_ack or self._held):
@@ -373,7 +374,7 @@ class SpaceServer(Roles, Ops):
             self._send_all(outbox)
         self._rearm()
 
-    def _ship(self, changes: list, acks: dict) -> None:
+    def _ship(self, rows: list, acks: dict) -> None:
         history = self.store.history
         events = []
         for event in reversed(history):
@@ -382,7 +383,7 @@ class SpaceServer(Roles, Ops):
             events.append(event)
         events.reverse()
         self._shipped_event = self.store.event_id
-        self.link.ship([changes, self._new_replies, acks, events, (self.store.next_id, self.store.event_id)])
+        self.link.ship([rows, self._new_replies, acks, events, (self.store.next_id, self.store.event_id)])
 
     def release(self) -> None:
         """Send the replies whose batches the secondary has acknowledged (all of them when not paired)."""

@@ -90,6 +90,39 @@ def onitu_batched_pipelined(endpoint: str, total: int, per_batch: int = 1000, in
     return asyncio.run(run())
 
 
+def paired_pair(n: int, total: int) -> list[tuple[str, float]]:
+    """The same sequential pattern against `onitu start`'s replicated pair (each write waits for the secondary)."""
+    from onitu.space import Symbol, connect
+
+    tmp = Path(tempfile.mkdtemp(prefix="onitu-pair-"))
+    (tmp / "onitu.yaml").write_text(f"data: {tmp / 'data'}\n")
+    cfg = ["-c", str(tmp / "onitu.yaml")]
+    launcher = subprocess.Popen([sys.executable, "-m", "onitu.cli", "start", *cfg], stderr=subprocess.DEVNULL)
+    try:
+        status = tmp / "data" / "run" / "status.json"
+        while not (status.exists() and json.loads(status.read_text() or "{}").get("mode") == "paired"):
+            time.sleep(0.1)
+        task = Symbol("task")
+        with connect(data_dir=tmp / "data") as ts:
+            t0 = time.perf_counter()
+            for i in range(n):
+                ts.write((task, i, "payload"))
+            t1 = time.perf_counter()
+            for _ in range(n):
+                ts.take((task, None, None))
+            t2 = time.perf_counter()
+            for start in range(0, total, 1000):
+                ts.batch([("write", (task, i, "payload")) for i in range(start, start + 1000)])
+            t3 = time.perf_counter()
+        return [("replicated pair: sequential write", n / (t1 - t0)),
+                ("replicated pair: sequential take", n / (t2 - t1)),
+                ("replicated pair: batched writes, 1000/request", total / (t3 - t2))]
+    finally:
+        subprocess.run([sys.executable, "-m", "onitu.cli", "stop", *cfg], capture_output=True, timeout=60)
+        launcher.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def zmq_floor(n: int) -> float:
     """Round trips/s of a zero-work ROUTER echo in another process: the transport's own ceiling here."""
     import zmq
@@ -184,6 +217,8 @@ def main() -> None:
                      rinda_seq))
         rows.append(("batched writes, 4 requests in flight (asyncio, tcp)",
                      onitu_batched_pipelined(tcp, args.batched), rinda_seq))
+        pair = paired_pair(n, args.batched)
+        rows += [(label, rate, r1["take" if "take" in label else "write"]) for label, rate in pair]
     finally:
         rinda.terminate()
         onitu.terminate()

@@ -183,6 +183,8 @@ class SpacePair:
         log.warning("primary %s lost (%s): promoting %s", old.name, old.reason or old.state, new.name)
         self.bump("solo", primary=new.name)
         self.command(new, "promote")
+        # Promotion loads the replica's database on the server's event loop: as long as a start may take.
+        self.sup.grace(new, self.sup.hb.startup)
         self.publish()
 
     def _fence_stale(self, primary: Child, secondary: Child) -> None:

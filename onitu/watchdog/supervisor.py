@@ -213,6 +213,10 @@ class Supervisor:
             return False
         return child.last_heartbeat is not None and now - child.last_heartbeat > limit
 
+    def grace(self, child: Child, seconds: float) -> None:
+        """Do not count missed heartbeats for a while (the child was asked to do something long)."""
+        child.last_heartbeat = time.monotonic() + seconds
+
     def restart_soon(self, child: Child) -> None:
         child.state, child.restart_at = BACKOFF, time.monotonic()
 

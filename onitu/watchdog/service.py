@@ -88,7 +88,7 @@ class Watchdog:
                 "name": child.name, "role": child.last_status.get("role", child.spec.role), "pid": child.pid,
                 "epoch": child.last_status.get("epoch"), "state": child.state, "restarts": child.restarts,
                 "uptime": round(now - child.started, 1) if child.pid and child.state == RUNNING else None,
-                "last_heartbeat": None if beat is None else round(now - beat, 2), "reason": child.reason,
+                "last_heartbeat": None if beat is None else round(max(0.0, now - beat), 2), "reason": child.reason,
                 "detail": child.last_status,
             })
         status = {"watchdog": {"pid": os.getpid(), "started": self.started}, **self.pair.status(),

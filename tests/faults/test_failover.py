@@ -206,3 +206,28 @@ def test_remote_tcp_clients_follow_the_primary_over_curve(tmp_path):
     finally:
         run.stop()
         run.kill_everything()
+
+
+def test_asyncio_client_follows_the_primary(onitu):
+    import asyncio
+
+    from onitu.space import aconnect
+
+    onitu.start()
+
+    async def main() -> None:
+        space = await aconnect(data_dir=onitu.data, connect_timeout=30)
+        try:
+            taker = asyncio.create_task(space.take(["job", None], 60))
+            for i in range(50):
+                await space.write(["a", i])
+            status = onitu.wait(paired, 30, "a synced pair")
+            os.kill(onitu.process(status["primary"])["pid"], signal.SIGKILL)
+            await asyncio.gather(*(space.write(["a", i]) for i in range(50, 100)))
+            await space.write(["job", 1])
+            assert await asyncio.wait_for(taker, 30) == ("job", 1)
+            assert sorted(t[1] for t in await space.read_all(["a", None])) == list(range(100))
+        finally:
+            await space.close()
+
+    asyncio.run(main())

@@ -84,6 +84,7 @@ class SpaceConfig(_Model):
     insecure_loopback: bool = False
     sync: Literal["normal", "full"] = "normal"
     session_ttl: float = _positive(5.0)
+    discovery_port: int = Field(7647, ge=0, le=65535)  # UDP port answering "where is the space?"; 0: off
 
 
 class AgentConfig(_Model):

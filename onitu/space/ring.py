@@ -36,6 +36,17 @@ def _is_lookup(data: bytes) -> bool:
     return isinstance(msg, dict) and msg.get("onitu") == "lookup" and msg.get("v") == VERSION
 
 
+def answer(data: bytes, addr: tuple[str, int], describe: Callable[[bool], dict[str, Any]],
+           counters: Counter[str]) -> bytes | None:
+    """The reply to one datagram, or None (and counted) if it is not a lookup."""
+    if len(data) > MAX_DATAGRAM or not _is_lookup(data):
+        counters["discovery_malformed"] += 1
+        return None
+    counters["discovery_answered"] += 1
+    local = addr[0].startswith("127.") or addr[0] == "::1"
+    return msgpack.packb({"onitu": "space", "v": VERSION, **describe(local)})
+
+
 class Responder(asyncio.DatagramProtocol):
     """Answers lookups with what ``describe()`` returns (the server's current endpoints and key)."""
 
@@ -47,14 +58,9 @@ class Responder(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) > MAX_DATAGRAM or not _is_lookup(data):
-            self.counters["discovery_malformed"] += 1
-            return
-        self.counters["discovery_answered"] += 1
-        local = addr[0].startswith("127.") or addr[0] == "::1"
-        answer = {"onitu": "space", "v": VERSION, **self.describe(local)}
-        if self.transport is not None:
-            self.transport.sendto(msgpack.packb(answer), addr)
+        reply = answer(data, addr, self.describe, self.counters)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
 
 
 async def start_responder(describe: Callable[[bool], dict[str, Any]], counters: Counter[str],
@@ -63,6 +69,38 @@ async def start_responder(describe: Callable[[bool], dict[str, Any]], counters: 
     transport, _ = await loop.create_datagram_endpoint(lambda: Responder(describe, counters),
                                                        local_addr=(host, port), reuse_port=False)
     return transport
+
+
+class SyncResponder:
+    """The same answers from a plain non-blocking socket, for a loop that polls file descriptors."""
+
+    def __init__(self, describe: Callable[[bool], dict[str, Any]], counters: Counter[str], host: str,
+                 port: int) -> None:
+        self.describe, self.counters = describe, counters
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind((host, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def handle(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            reply = answer(data, addr, self.describe, self.counters)
+            if reply is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.sendto(reply, addr)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def lookup_hosts() -> tuple[str, ...]:

@@ -121,14 +121,17 @@ class SpacePair:
                 role = "primary" if slot == self.state.primary else "secondary"
                 self.sup.children[slot].spec = self.spec(slot, role)
 
-    def publish(self) -> None:
-        """``DATA/space.json``: both endpoints, the primary first, for clients to follow."""
-        endpoints = [self.client_endpoint(self.state.primary), self.client_endpoint(self.state.secondary)]
+    def describe(self, local: bool) -> dict[str, object]:
+        """Where clients find the space: both servers (the primary first) on this host, the tcp ones elsewhere."""
+        ipc = [self.client_endpoint(self.state.primary), self.client_endpoint(self.state.secondary)]
         listen = self.config.space.listen
         secure = not self.config.space.insecure_loopback and any(ep.startswith("tcp://") for ep in listen)
-        info = {"endpoints": [*endpoints, *listen], "epoch": self.state.epoch,
-                "primary": self.state.primary, "pid": os.getpid(),
+        return {"endpoints": [*ipc, *listen] if local else list(listen), "epoch": self.state.epoch,
                 "public_key": auth.ensure_server_keys(self.data)[0].decode() if secure else None}
+
+    def publish(self) -> None:
+        """``DATA/space.json``: both endpoints, the primary first, for clients to follow."""
+        info = {**self.describe(True), "primary": self.state.primary, "pid": os.getpid()}
         tmp = self.data / "space.json.tmp"
         tmp.write_text(json.dumps(info))
         tmp.replace(self.data / "space.json")

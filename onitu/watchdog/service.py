@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 
 import psutil
+import zmq
 
 from onitu.config import Config, ConfigError, load
+from onitu.space.ring import SyncResponder
 from onitu.watchdog.failover import SpacePair
 from onitu.watchdog.supervisor import RUNNING, Child, Spec, Supervisor
 
@@ -41,6 +43,21 @@ class Watchdog:
         self.started = time.time()
         self.stopping = False
         self._status_at = 0.0
+        self.ring = self._discovery()
+
+    def _discovery(self) -> SyncResponder | None:
+        """Answer LAN lookups for the pair; on loopback only when no endpoint is reachable from elsewhere."""
+        port = self.config.space.discovery_port
+        if not port:
+            return None
+        remote = any(not ep.startswith("ipc://") and "127.0.0.1" not in ep for ep in self.config.space.listen)
+        try:
+            ring = SyncResponder(self.pair.describe, self.sup.counters, "0.0.0.0" if remote else "127.0.0.1", port)
+        except OSError as exc:
+            log.warning("discovery is off: cannot listen on UDP port %d: %s", port, exc)
+            return None
+        self.sup.poller.register(ring, zmq.POLLIN)
+        return ring
 
     def start(self) -> None:
         previous = self._previous_pids() if self.adopt else {}
@@ -75,6 +92,8 @@ class Watchdog:
     def loop(self) -> None:
         while not self.stopping:
             self.sup.tick(0.05)
+            if self.ring is not None:
+                self.ring.handle()
             self.pair.tick()
             if time.monotonic() - self._status_at > STATUS_EVERY:
                 self.write_status()
@@ -92,6 +111,7 @@ class Watchdog:
                 "detail": child.last_status,
             })
         status = {"watchdog": {"pid": os.getpid(), "started": self.started}, **self.pair.status(),
+                  "counters": dict(self.sup.counters),
                   "processes": procs, "written": time.time()}
         tmp = self.run / "status.json.tmp"
         tmp.write_text(json.dumps(status))
@@ -103,6 +123,8 @@ class Watchdog:
         for name in [*reversed(names), self.pair.state.secondary, self.pair.state.primary]:
             self.sup.stop(self.sup.children[name])
             log.info("stopped %s", name)
+        if self.ring is not None:
+            self.ring.close()
         self.sup.close()
         for path in (self.run / "status.json", self.config.data / "space.json"):
             path.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ class Supervisor:
         self._n = 0
         self._next_ping = 0.0
         self.replies: dict[int, dict[str, Any]] = {}
-        self.malformed = 0
+        self.counters: Counter[str] = Counter()
 
     # ---- children ----------------------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class Supervisor:
             msg = decode(frames[-1]) if len(frames) == 2 else None
             child = self.children.get(frames[0].decode(errors="replace"))
             if msg is None or child is None:
-                self.malformed += 1
+                self.counters["heartbeat_malformed"] += 1
                 continue
             if msg["op"] == "pong" and msg.get("pid") == child.pid:
                 child.last_heartbeat = time.monotonic()

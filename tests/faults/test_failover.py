@@ -189,7 +189,7 @@ def test_remote_tcp_clients_follow_the_primary_over_curve(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    run = Onitu(tmp_path, f"space:\n  listen: [tcp://127.0.0.1:{port}]\n", fast_crash=0.5)
+    run = Onitu(tmp_path, fast_crash=0.5, space=f"  discovery_port: 0\n  listen: [tcp://127.0.0.1:{port}]\n")
     try:
         run.start()
         info = json.loads((run.data / "space.json").read_text())
@@ -231,3 +231,26 @@ def test_asyncio_client_follows_the_primary(onitu):
             await space.close()
 
     asyncio.run(main())
+
+
+def test_discovery_points_at_the_current_primary(tmp_path):
+    from onitu.space.ring import lookup
+    from tests.space.test_discovery import free_udp_port
+
+    port = free_udp_port()
+    run = Onitu(tmp_path, fast_crash=0.5, space=f"  discovery_port: {port}\n")
+    try:
+        status = run.start().status()
+        first = lookup(port, timeout=3)
+        assert first["endpoints"][0].endswith(f"{status['primary']}/space.sock")
+        os.kill(run.process(status["primary"])["pid"], signal.SIGKILL)
+        run.wait(lambda s: s["primary"] != status["primary"], 30, "failover")
+        time.sleep(0.3)
+        after = lookup(port, timeout=3)
+        assert after["endpoints"][0].endswith(f"{run.status()['primary']}/space.sock")
+        assert after["epoch"] > first["epoch"]
+        with connect(data_dir=tmp_path / "elsewhere", discovery_port=port, connect_timeout=10) as space:
+            space.write(["found", 1])  # no space.json there: found by discovery, then follows the primary
+    finally:
+        run.stop()
+        run.kill_everything()

@@ -22,10 +22,11 @@ restart: {backoff: 0.1, max_backoff: 1, fast_crash: %s, max_fast_crashes: 3}
 
 
 class Onitu:
-    def __init__(self, tmp: Path, extra: str = "", fast_crash: float = 5.0) -> None:
+    def __init__(self, tmp: Path, extra: str = "", fast_crash: float = 5.0, space: str = "  discovery_port: 0\n"
+                 ) -> None:
         self.data = tmp / "data"
         self.config = tmp / "onitu.yaml"
-        self.config.write_text(f"data: {self.data}\n{FAST % fast_crash}{extra}")
+        self.config.write_text(f"data: {self.data}\n{FAST % fast_crash}space:\n{space}{extra}")
         self.proc: subprocess.Popen | None = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ stops acknowledging anything and demotes itself.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,7 @@ class PrimaryLink:
         self.lsn = 0  # last batch shipped
         self.acked = 0  # last batch the secondary made durable
         self.synced = False  # the secondary holds everything up to `acked` (it had a snapshot from us)
+        self.last_ack = 0.0  # monotonic time of the last acknowledgement
         self._snapshot: deque[list] | None = None
 
     def ship(self, body: list) -> int:
@@ -65,8 +67,8 @@ class PrimaryLink:
         self._send(["batch", self.server.epoch, self.server.boot, self.lsn, body])
         return self.lsn
 
-    def probe(self) -> None:
-        if self._snapshot is None and not self.synced:
+    def probe(self, always: bool = False) -> None:
+        if self._snapshot is None and (always or not self.synced):
             self._send(["probe", self.server.epoch, self.server.boot, self.lsn])
 
     def _send(self, msg: list) -> None:
@@ -89,6 +91,7 @@ class PrimaryLink:
                 continue
             if kind == "ack" and len(msg) == 3 and type(msg[2]) is int:
                 self.acked = max(self.acked, msg[2])
+                self.last_ack = time.monotonic()
                 if self._snapshot is None:
                     self.synced = True
                 self.server.release()

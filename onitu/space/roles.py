@@ -43,10 +43,12 @@ class Roles:
             self._loop.call_soon(self._turn, self._replication_in)
 
     def _probe(self: SpaceServer) -> None:
-        """While the secondary is not in sync, ask it where it stands (it answers ack or need)."""
+        """Ask the secondary where it stands (ack or need): until it is in sync, and while paired, often enough
+        to keep the read lease fresh when no batch is flowing."""
         if self.link is not None and not self.fenced:
-            self.link.probe()
-            self._loop.call_later(0.5, self._turn, self._probe)
+            self.link.probe(always=self.require_ack)
+            every = self.read_lease / 3 if self.require_ack else 0.5
+            self._loop.call_later(every, self._turn, self._probe)
 
     def _replication_in(self: SpaceServer) -> None:
         self._repl_scheduled = False
@@ -104,6 +106,9 @@ class Roles:
         elif name == "pair":
             if self.link is None or not self.link.status()["synced"]:
                 return {"error": "the secondary is not in sync yet"}
+            lease = msg.get("lease")
+            if isinstance(lease, int | float) and lease > 0:
+                self.read_lease = float(lease)
             self.require_ack = True
         else:
             return {"error": f"unknown command {name!r}"}

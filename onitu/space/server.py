@@ -129,6 +129,7 @@ class SpaceServer(Roles, Ops):
         self.link: PrimaryLink | None = None
         self.sink: SecondarySink | None = None
         self.require_ack = False  # paired with a synced secondary: replies wait for its acknowledgement
+        self.read_lease = 0.3  # seconds an acknowledgement vouches that no one else was promoted (see release)
         self._held: deque[tuple[int, list]] = deque()
         self._shipped_event = 0
         self.exit_code = 0
@@ -386,11 +387,17 @@ class SpaceServer(Roles, Ops):
         self.link.ship([rows, self._new_replies, acks, events, (self.store.next_id, self.store.event_id)])
 
     def release(self) -> None:
-        """Send the replies whose batches the secondary has acknowledged (all of them when not paired)."""
+        """Send the replies whose batches the secondary has acknowledged (all of them when not paired).
+
+        Paired, a reply also needs a recent acknowledgement (the read lease): a primary that was stopped long
+        enough to be superseded hears nothing from its old secondary, so it cannot even answer a read.
+        """
+        if self.fenced:
+            self._held.clear()
+            return
+        if self.require_ack and time.monotonic() - self.link.last_ack > self.read_lease:
+            return  # the periodic probe brings a fresh acknowledgement, which calls us again
         while self._held and (not self.require_ack or self._held[0][0] <= self.link.acked):
-            if self.fenced:
-                self._held.clear()
-                return
             self._send_all(self._held.popleft()[1])
 
     def _send_all(self, outbox: list) -> None:

@@ -138,7 +138,9 @@ class SpacePair:
 
     def command(self, child: Child, name: str) -> None:
         self._last_told = time.monotonic()
-        n = self.sup.send(child, {"op": "command", "command": name, "epoch": self.state.epoch})
+        # The read lease must run out before the watchdog could declare the primary dead and promote another.
+        lease = self.sup.hb.interval * self.sup.hb.misses / 2
+        n = self.sup.send(child, {"op": "command", "command": name, "epoch": self.state.epoch, "lease": lease})
         self._pending[n] = f"{name} to {child.name}"
 
     # ---- the rules ---------------------------------------------------------------------------------------

@@ -186,6 +186,10 @@ class Durable:
     def end_snapshot(self) -> None:
         self.db.execute("COMMIT")
 
+    def abort_snapshot(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
     def close(self) -> None:
         self._stop.set()
         self._checkpointer.join()

@@ -1,11 +1,14 @@
 """Primary -> secondary replication: every committed batch is shipped; a fresh secondary gets a snapshot first.
 
 Every space server binds a replication endpoint. The primary connects to its peer's and sends
-``["batch", epoch, boot, lsn, body]`` after each commit (``body`` is what it committed: changes, cached replies,
-acknowledgements and the events of the turn). The secondary applies a batch only if it continues the stream it
-is synced to (same primary boot, next lsn), commits it, and answers ``["ack", epoch, lsn]``; otherwise it answers
-``["need", epoch]`` and the primary streams a snapshot (``snap_begin``, ``snap_rows`` chunks, ``snap_end``)
-taken at a turn boundary, then the batches after it. Batches that arrive during a snapshot wait for its end.
+``["batch", epoch, boot, lsn, body]`` after each commit (``body`` is what it committed: the rows, cached
+replies, acknowledgements and the events of the turn). The secondary applies a batch only if it continues the
+stream it is synced to (same primary boot, next lsn), commits it, and answers ``["ack", epoch, lsn]``; otherwise
+it answers ``["need", epoch, lsn, its boot]`` and the primary streams a snapshot (``snap_begin``, ``snap_rows``
+chunks, ``snap_end``) taken at a turn boundary, then the batches after it. The replica applies the snapshot in one
+transaction, then the batches that arrived meanwhile, and only then answers ``["synced", epoch, lsn]``: the one
+answer that makes it a copy the watchdog may promote. A ``need`` about a batch that an already-sent snapshot
+covers is stale and ignored.
 
 Fencing: every message carries the sender's epoch. A server that receives a message from a lower epoch answers
 ``["stale", its epoch]``; a primary that learns of a higher epoch (that answer, or a batch from a newer primary)
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("onitu.space.replication")
 
 SNAPSHOT_CHUNK = 5000
+PER_TURN = 256  # messages handled per loop turn: heartbeats and clients get their turn under a flood
 
 
 def _message(frame: bytes) -> list | None:
@@ -60,6 +64,7 @@ class PrimaryLink:
         self.acked = 0  # last batch the secondary made durable
         self.synced = False  # the secondary holds everything up to `acked` (it had a snapshot from us)
         self.last_ack = 0.0  # monotonic time of the last acknowledgement
+        self._snap_to: tuple[str | None, int] = (None, -1)  # (replica boot, lsn) of the last snapshot sent
         self._snapshot: deque[list] | None = None
 
     def ship(self, body: list) -> int:
@@ -78,7 +83,9 @@ class PrimaryLink:
             self.synced = False  # cannot happen with an unlimited HWM; if it does, resync
 
     def receive(self) -> None:
-        while self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+        for _ in range(PER_TURN):
+            if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+                return
             msg = _message(self.sock.recv(zmq.NOBLOCK))
             if msg is None:
                 self.server.counters["replication_malformed"] += 1
@@ -89,19 +96,24 @@ class PrimaryLink:
                 return
             if kind == "stale":  # an answer to something we sent before adopting our current epoch
                 continue
-            if kind == "ack" and len(msg) == 3 and type(msg[2]) is int:
+            if kind in ("ack", "synced") and len(msg) >= 3 and type(msg[2]) is int:
                 self.acked = max(self.acked, msg[2])
                 self.last_ack = time.monotonic()
-                if self._snapshot is None:
+                # Only the replica's word that it applied our snapshot makes it a copy; a late ack for a batch
+                # sent before that snapshot says nothing about it.
+                if kind == "synced" and msg[2] >= self._snap_to[1] and self._snapshot is None:
                     self.synced = True
                 self.server.release()
-            elif kind == "need" and self._snapshot is None:
-                self._start_snapshot()
+            elif kind == "need" and len(msg) == 4 and self._snapshot is None:
+                replica, lsn = msg[3], msg[2]
+                if replica != self._snap_to[0] or lsn > self._snap_to[1]:  # else: about a batch the snapshot covers
+                    self._start_snapshot(replica)
 
-    def _start_snapshot(self) -> None:
+    def _start_snapshot(self, replica: str) -> None:
         """Copy the state at this turn boundary (tuples are immutable, so the copy is consistent)."""
         server, store = self.server, self.server.store
         self.synced = False
+        self._snap_to = (replica, self.lsn)
         rows = [[eid, tup, store.leases.get(eid), store.owner[eid].sid if eid in store.owner else None]
                 for eid, tup in store.live.items()]
         chunks: deque[list] = deque()
@@ -151,7 +163,9 @@ class SecondarySink:
         self._waiting: list[list] = []
 
     def receive(self, reply: Callable[[bytes, list], None]) -> None:
-        while self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+        for _ in range(PER_TURN):
+            if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+                return
             frames = self.sock.recv_multipart(zmq.NOBLOCK)
             msg = _message(frames[-1]) if len(frames) == 2 else None
             if msg is None:
@@ -185,9 +199,12 @@ class SecondarySink:
             server.durable.end_snapshot()
             self.stream, self._in_snapshot = self._in_snapshot, None
             log.info("snapshot applied at lsn %d", self.stream[1])
-            answers = [self._apply(batch) for batch in self._waiting]
+            for batch in self._waiting:
+                if self._apply(batch)[0] == "need":
+                    self._waiting = []
+                    return self._need(batch[3])
             self._waiting = []
-            return answers[-1] if answers and answers[-1] else ["ack", server.epoch, self.stream[1]]
+            return ["synced", server.epoch, self.stream[1]]
         if kind == "batch":
             if self._in_snapshot is not None:
                 self._waiting.append(msg)
@@ -196,13 +213,24 @@ class SecondarySink:
         if kind == "probe" and len(msg) == 4 and self._in_snapshot is None:
             if self.stream is not None and self.stream == (msg[2], msg[3]):
                 return ["ack", server.epoch, msg[3]]
-            return ["need", server.epoch]
-        return None if kind == "probe" else ["need", server.epoch]
+            return self._need(msg[3] if type(msg[3]) is int else 0)
+        return None
+
+    def _need(self, lsn: int) -> list:
+        """Ask for a snapshot, saying which message made us ask and who we are (a restarted replica asks anew)."""
+        return ["need", self.server.epoch, lsn, self.server.boot]
+
+    def abort_snapshot(self) -> None:
+        """Forget a snapshot that will never end (we are being promoted): the disk keeps what was committed."""
+        if self._in_snapshot is not None:
+            log.warning("abandoning a snapshot in progress; keeping the state committed before it")
+            self.server.durable.abort_snapshot()
+            self._in_snapshot, self._waiting = None, []
 
     def _apply(self, msg: list) -> list:
         _, _, boot, lsn, body = msg
         if self.stream is None or self.stream[0] != boot or lsn > self.stream[1] + 1:
-            return ["need", self.server.epoch]
+            return self._need(lsn)
         if lsn == self.stream[1] + 1:
             rows, replies, acks, events, counters = body
             self.server.durable.commit(rows, replies, dict(acks), counters)

@@ -26,6 +26,7 @@ class Roles:
 
     fenced = False
     _repl_scheduled = False
+    _pair_from = 0
 
     def _watch_replication(self: SpaceServer) -> None:
         if self.sink is not None:
@@ -83,12 +84,19 @@ class Roles:
 
     def status(self: SpaceServer) -> dict[str, Any]:
         out = {"role": "demoted" if self.fenced else self.role, "epoch": self.epoch, "boot": self.boot,
-               "mode": "paired" if self.require_ack else "solo", "tuples": len(self.store.live)}
+               "mode": self.mode(), "tuples": len(self.store.live)}
         if self.link is not None:
             out.update(self.link.status())
         if self.sink is not None and self.sink.stream is not None:
             out["applied"] = self.sink.stream[1]
         return out
+
+    def mode(self: SpaceServer) -> str:
+        """solo; pairing (replies wait for the replica, which may still lack batches acknowledged alone); or
+        paired (the replica holds every batch ever acknowledged: only now may the watchdog promote it)."""
+        if not self.require_ack:
+            return "solo"
+        return "paired" if self.link is not None and self.link.acked >= self._pair_from else "pairing"
 
     def command(self: SpaceServer, msg: dict[str, Any]) -> dict[str, Any]:
         """promote / solo / pair / demote, from the watchdog; refused when its epoch is older than ours."""
@@ -109,6 +117,8 @@ class Roles:
             lease = msg.get("lease")
             if isinstance(lease, int | float) and lease > 0:
                 self.read_lease = float(lease)
+            if not self.require_ack:
+                self._pair_from = self.link.lsn  # batches up to here were acknowledged alone
             self.require_ack = True
         else:
             return {"error": f"unknown command {name!r}"}
@@ -119,6 +129,8 @@ class Roles:
         if self.role == "primary":
             return
         self.role = "primary"
+        if self.sink is not None:
+            self.sink.abort_snapshot()
         self._load()  # the replica's disk holds every acknowledged batch
         if self.sink is not None:
             self.store.history.extend(self.sink.history)

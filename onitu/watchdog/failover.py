@@ -81,6 +81,7 @@ class SpacePair:
         self._stale_since: dict[str, float] = {}
         self._pending: dict[int, str] = {}
         self._last_told = 0.0
+        self._asked_pair = False
 
     def dir(self, slot: str) -> Path:
         return self.data / slot
@@ -114,6 +115,7 @@ class SpacePair:
             self.sup.add(self.spec(slot, role), start=not adopt)
 
     def bump(self, mode: str, primary: str | None = None) -> None:
+        self._asked_pair = False
         self.state = PairState(self.state.epoch + 1, primary or self.state.primary, mode)
         save_state(self.state_path, self.state)
         for slot in SLOTS:  # restarts use the current epoch and role
@@ -157,26 +159,37 @@ class SpacePair:
             log.error("primary %s lost and secondary %s not running: restarting the primary in place",
                       primary.name, secondary.name)
             self.bump("solo")
-        if secondary.state in (BACKOFF, FAILED, STALE) and self.state.mode == "paired":
+        if secondary.state in (BACKOFF, FAILED, STALE) and (self.state.mode == "paired" or self._asked_pair):
             log.warning("secondary %s lost (%s): primary %s goes on alone", secondary.name, secondary.reason,
                         primary.name)
             self.bump("solo")
             self.command(primary, "solo")
-        elif (self.state.mode == "solo" and primary.state == RUNNING and secondary.state == RUNNING
-              and primary.last_status.get("synced") and primary.last_status.get("epoch") == self.state.epoch):
-            self.bump("paired")
-            self.command(primary, "pair")
+        elif self.state.mode == "solo" and primary.state == RUNNING and secondary.state == RUNNING:
+            self._pair(primary)
         self._reconcile(primary)
         self._fence_stale(primary, secondary)
         self._tell_old_epochs()
+
+    def _pair(self, primary: Child) -> None:
+        """Ask a primary with a synced replica to wait for it; record "paired" only once it says the replica
+        holds everything it acknowledged alone (until then a failover would lose those writes)."""
+        status = primary.last_status
+        if status.get("mode") == "paired" and status.get("epoch") == self.state.epoch:
+            self.bump("paired")
+            self.command(primary, "pair")  # the new epoch
+        elif status.get("synced") and status.get("mode") == "solo" and not self._asked_pair:
+            self._asked_pair = True
+            self.command(primary, "pair")
 
     def _reconcile(self, primary: Child) -> None:
         """Re-send what the primary has not taken in yet (a lost command, or a new watchdog's epoch)."""
         status = primary.last_status
         if primary.state != RUNNING or not status or time.monotonic() - self._last_told < self.sup.hb.interval * 2:
             return
-        if status.get("epoch", 0) >= self.state.epoch and status.get("role") == "primary" \
-                and status.get("mode") == self.state.mode:
+        mode = status.get("mode")
+        if status.get("epoch", 0) >= self.state.epoch and status.get("role") == "primary" and (
+                mode == self.state.mode or (self.state.mode == "solo" and mode in ("pairing", "paired")
+                                             and self._asked_pair)):
             return
         self._last_told = time.monotonic()
         if status.get("role") == "secondary":
@@ -218,8 +231,8 @@ class SpacePair:
             reply, what = self.sup.replies.pop(n), self._pending.pop(n)
             if "error" in reply:
                 log.info("%s refused: %s", what, reply["error"])
-                if what.startswith("pair"):
-                    self.bump("solo")  # not in sync after all: stay alone, try again later
+                if what.startswith("pair") and self.state.mode == "solo":
+                    self._asked_pair = False  # not in sync after all: stay alone, ask again later
             else:
                 log.info("%s done", what)
 

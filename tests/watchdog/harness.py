@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 
 FAST = """
-heartbeat: {interval: 0.2, misses: 3, startup: 10}
+heartbeat: {interval: 0.2, misses: 5, startup: 10}
 restart: {backoff: 0.1, max_backoff: 1, fast_crash: %s, max_fast_crashes: 3}
 """
 

@@ -33,24 +33,31 @@ def free_port() -> int:
 
 # ---- the onitu client side (run in its own process, like client.rb) -------------------------------------------
 
-def onitu_client(endpoint: str, n: int) -> dict[str, float]:
-    from onitu.space import Symbol, connect
+def sequential(ts, n: int) -> dict[str, float]:
+    """client.rb's pattern on one client: n writes, n takes, n reads, one round trip each."""
+    from onitu.space import Symbol
 
     task, conf = Symbol("task"), Symbol("conf")
-    with connect(endpoint, insecure=True) as ts:
-        t0 = time.perf_counter()
-        for i in range(n):
-            ts.write((task, i, "payload"))
-        t1 = time.perf_counter()
-        for _ in range(n):
-            ts.take((task, None, None))
-        t2 = time.perf_counter()
-        ts.write((conf, "x", 1))
-        for _ in range(n):
-            ts.read((conf, None, None))
-        t3 = time.perf_counter()
-        ts.take((conf, None, None))
+    t0 = time.perf_counter()
+    for i in range(n):
+        ts.write((task, i, "payload"))
+    t1 = time.perf_counter()
+    for _ in range(n):
+        ts.take((task, None, None))
+    t2 = time.perf_counter()
+    ts.write((conf, "x", 1))
+    for _ in range(n):
+        ts.read((conf, None, None))
+    t3 = time.perf_counter()
+    ts.take((conf, None, None))
     return {"write": n / (t1 - t0), "take": n / (t2 - t1), "read": n / (t3 - t2)}
+
+
+def onitu_client(endpoint: str, n: int) -> dict[str, float]:
+    from onitu.space import connect
+
+    with connect(endpoint, insecure=True) as ts:
+        return sequential(ts, n)
 
 
 def onitu_batched(endpoint: str, total: int, per_batch: int = 1000) -> float:
@@ -102,21 +109,15 @@ def paired_pair(n: int, total: int) -> list[tuple[str, float]]:
         status = tmp / "data" / "run" / "status.json"
         while not (status.exists() and json.loads(status.read_text() or "{}").get("mode") == "paired"):
             time.sleep(0.1)
-        task = Symbol("task")
+        task = Symbol("bulk")
         with connect(data_dir=tmp / "data") as ts:
+            rates = sequential(ts, n)
             t0 = time.perf_counter()
-            for i in range(n):
-                ts.write((task, i, "payload"))
-            t1 = time.perf_counter()
-            for _ in range(n):
-                ts.take((task, None, None))
-            t2 = time.perf_counter()
             for start in range(0, total, 1000):
                 ts.batch([("write", (task, i, "payload")) for i in range(start, start + 1000)])
-            t3 = time.perf_counter()
-        return [("replicated pair: sequential write", n / (t1 - t0)),
-                ("replicated pair: sequential take", n / (t2 - t1)),
-                ("replicated pair: batched writes, 1000/request", total / (t3 - t2))]
+            batched = total / (time.perf_counter() - t0)
+        return [(f"replicated pair: sequential {op}", rates[op]) for op in ("write", "take", "read")] + [
+            ("replicated pair: batched writes, 1000/request", batched)]
     finally:
         subprocess.run([sys.executable, "-m", "onitu.cli", "stop", *cfg], capture_output=True, timeout=60)
         launcher.wait(30)
@@ -218,7 +219,7 @@ def main() -> None:
         rows.append(("batched writes, 4 requests in flight (asyncio, tcp)",
                      onitu_batched_pipelined(tcp, args.batched), rinda_seq))
         pair = paired_pair(n, args.batched)
-        rows += [(label, rate, r1["take" if "take" in label else "write"]) for label, rate in pair]
+        rows += [(label, rate, r1[next((op for op in r1 if op in label), "write")]) for label, rate in pair]
     finally:
         rinda.terminate()
         onitu.terminate()

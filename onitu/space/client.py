@@ -55,11 +55,6 @@ class Security:
     def __init__(self, server_key: bytes, public: bytes, secret: bytes) -> None:
         self.server_key, self.public, self.secret = server_key, public, secret
 
-    @classmethod
-    def from_data_dir(cls, data_dir: Path, name: str = auth.CLIENT) -> Security:
-        public, secret = auth.client_keys(data_dir, name)
-        return cls(auth.server_public_key(data_dir), public, secret)
-
 
 class Core:
     """Session, sequence numbers and acknowledgements: the protocol state shared by a client's connections."""
@@ -77,7 +72,6 @@ class Core:
         self._outstanding: set[int] = set()
         self.boot: str | None = None
         self.generation = 0  # bumps when the server restarts: every pending request must be re-sent
-        self.last_event = 0
         self._where: weakref.WeakKeyDictionary[zmq.Socket, str] = weakref.WeakKeyDictionary()
 
     def begin(self) -> int:

@@ -76,12 +76,6 @@ class Bucket:
             if eid in live:
                 yield eid
 
-    def walk_back(self, live: dict) -> Iterator[int]:
-        ids = self.ids
-        for i in range(len(ids) - 1, self.start - 1, -1):
-            if ids[i] in live:
-                yield ids[i]
-
 
 class Order(Protocol):
     """How the store finds candidates; ``add``/``remove`` keep it in step with the live tuples."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from onitu.space.protocol import packb
 from onitu.space.replication import PrimaryLink
 
 if TYPE_CHECKING:
@@ -32,9 +33,12 @@ class Roles:
         if self.sink is not None:
             self._loop.add_reader(self.sink.sock.getsockopt(zmq.FD), self._turn, self._replication_in)
         if self.link is not None:
-            self._loop.add_reader(self.link.sock.getsockopt(zmq.FD), self._turn, self._replication_in)
-            self._probe()
+            self._start_link()
         self._replication_in()
+
+    def _start_link(self: SpaceServer) -> None:
+        self._loop.add_reader(self.link.sock.getsockopt(zmq.FD), self._turn, self._replication_in)
+        self._probe()
 
     def _recheck_replication(self: SpaceServer) -> None:
         pending = [s for s in (self.sink.sock if self.sink else None, self.link.sock if self.link else None)
@@ -59,8 +63,6 @@ class Roles:
             self.link.receive()
 
     def _reply_replica(self: SpaceServer, ident: bytes, msg: list) -> None:
-        from onitu.space.protocol import packb
-
         try:
             self.sink.sock.send_multipart([ident, packb(msg)], zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -137,8 +139,7 @@ class Roles:
         self.require_ack = False
         if self.peer:
             self.link = PrimaryLink(self, self.peer)
-            self._loop.add_reader(self.link.sock.getsockopt(zmq.FD), self._turn, self._replication_in)
-            self._probe()
+            self._start_link()
         self.bind_standby()
         self._write_info()
         self.call_soon(self.store.reap)

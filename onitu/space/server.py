@@ -367,11 +367,11 @@ class SpaceServer(Roles, Ops):
                 self._ship(rows, acks)
             self._new_replies = []
         outbox, self._outbox = self._outbox, []
-        if self.link is not None and (self.require_ack or self._held):
+        if outbox and self.link is not None and (self.require_ack or self._held):
             # Nothing leaves before the secondary holds every batch it may depend on (reads included).
             self._held.append((self.link.lsn, outbox))
             self.release()
-        else:
+        elif outbox:
             self._send_all(outbox)
         self._rearm()
 

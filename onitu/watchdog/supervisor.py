@@ -24,12 +24,12 @@ import psutil
 import zmq
 
 from onitu.config import HeartbeatConfig, RestartConfig
+from onitu.space.roles import DEMOTED
 from onitu.watchdog.heartbeat import ENV_ENDPOINT, ENV_NAME, decode
 
 log = logging.getLogger("onitu.watchdog")
 
 STARTING, RUNNING, BACKOFF, FAILED, STOPPED, STALE = "starting", "running", "backoff", "failed", "stopped", "stale"
-DEMOTED_EXIT = 3
 
 
 @dataclass
@@ -225,7 +225,7 @@ class Supervisor:
         """Decide what a death means: a restart after backoff, or failed after too many fast crashes."""
         child.reason = reason
         now = time.monotonic()
-        if child.exit_code == DEMOTED_EXIT:  # a superseded primary stepping down: not a crash
+        if child.exit_code == DEMOTED:  # a superseded primary stepping down: not a crash
             child.reason = "demoted"
             log.info("%s demoted itself; restarting it in its new role", child.name)
             self.restart_soon(child)

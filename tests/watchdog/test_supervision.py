@@ -40,6 +40,8 @@ def test_start_status_stop_leaves_nothing_behind(onitu_factory, tmp_path):
     assert leftovers(run.data, run.config) == []
     assert shm() == before
     assert run.cli("status", check=False).returncode == 3
+    again = run.cli("stop", check=False)
+    assert again.returncode == 1 and "not running" in again.stderr
 
 
 def test_second_start_on_the_same_data_is_refused(onitu_factory):

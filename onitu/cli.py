@@ -19,6 +19,24 @@ app.command("stop")(watchdog_cli.stop)
 app.command("status")(watchdog_cli.status)
 
 
+@app.command("make", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def make(ctx: typer.Context) -> None:
+    """Build like GNU make (same options: -f -C -j -k -n -B -s, VAR=value, targets), recipes run by workers."""
+    from onitu.make.cli import make_main
+
+    raise typer.Exit(make_main(list(ctx.args)))
+
+
+@app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def worker(ctx: typer.Context) -> None:
+    """Run make tasks from the space, on this host or any other (--space, --slots N; --help for more)."""
+    from onitu.make.cli import worker_main
+
+    raise typer.Exit(worker_main(list(ctx.args)))
+
+
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more (info level).")) -> None:
     level = logging.INFO if verbose else getattr(logging, os.environ.get("ONITU_LOG", "WARNING").upper(), 30)

@@ -10,16 +10,29 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from onitu import paths
+from onitu.sync.drivers import OptionError, driver_for, parse_options
+from onitu.sync.drivers.base import safe_path
+from onitu.sync.rules import FolderOptions, Rules
 
 RESERVED_NAMES = frozenset({"space-a", "space-b", "watchdog"})
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_SECTIONS = ("heartbeat", "restart", "space", "agents", "workers")
+_SECTIONS = ("heartbeat", "restart", "space", "agents", "workers", "folders", "services", "sync")
 
 
 class ConfigError(Exception):
@@ -87,6 +100,12 @@ class SpaceConfig(_Model):
     discovery_port: int = Field(7647, ge=0, le=65535)  # UDP port answering "where is the space?"; 0: off
 
 
+def _plain_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError("must be non-empty and use only letters, digits, '_', '.' and '-'")
+    return name
+
+
 class AgentConfig(_Model):
     """One supervised process. ``command`` may be given as a string in YAML; it is split like a shell would."""
 
@@ -99,8 +118,7 @@ class AgentConfig(_Model):
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
-        if not _NAME.fullmatch(name):
-            raise ValueError("must be non-empty and use only letters, digits, '_', '.' and '-'")
+        _plain_name(name)
         if name in RESERVED_NAMES:
             raise ValueError(f"{name!r} is reserved (reserved names: {', '.join(sorted(RESERVED_NAMES))})")
         return name
@@ -126,6 +144,60 @@ class WorkersConfig(_Model):
 
 
 _UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+_Name = Annotated[str, AfterValidator(_plain_name)]
+# `music:` with nothing below it is null in YAML: the folder with default options.
+_Folder = Annotated[FolderOptions, BeforeValidator(lambda value: {} if value is None else value)]
+
+
+def _relative_path(path: str) -> str:
+    return safe_path(path.strip("/"), root_ok=True)
+
+
+class ServiceFolderConfig(FolderOptions):
+    """Where a folder lives in a service (relative to the service's root; '' is the root) and the service's own
+    options for it, which override the folder's."""
+
+    path: Annotated[str, AfterValidator(_relative_path)] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_alone(cls, value: Any) -> Any:
+        # `docs: Documents` is short for `docs: {path: Documents}`; `docs:` alone maps the service's root.
+        return {} if value is None else {"path": value} if isinstance(value, str) else value
+
+
+class ServiceConfig(_Model):
+    """One service: a configured driver, its options, and the folders it replicates."""
+
+    driver: str
+    options: dict[str, Any] = {}
+    folders: dict[_Name, ServiceFolderConfig] = {}
+    _driver_options: BaseModel | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check_options(self) -> Self:
+        try:
+            driver = driver_for(self.driver)
+        except ValueError as exc:
+            raise _Located(("driver",), str(exc)) from None
+        try:
+            self._driver_options = parse_options(driver, self.options)
+        except OptionError as exc:
+            raise _Located(("options", *exc.option), exc.problem) from None
+        return self
+
+    @property
+    def driver_options(self) -> BaseModel:
+        """The options, validated by the driver's schema."""
+        assert self._driver_options is not None
+        return self._driver_options
+
+
+class SyncConfig(_Model):
+    """Settings of the sync hub."""
+
+    deletion_threshold: float = Field(0.5, gt=0, le=1, allow_inf_nan=False)  # of a folder, by one replica, at once
+    scan_interval: float = _positive(600.0)  # seconds between full rescans of each replica
 
 
 class Config(_Model):
@@ -137,6 +209,9 @@ class Config(_Model):
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     agents: list[AgentConfig] = []
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    folders: dict[_Name, _Folder] = {}
+    services: dict[_Name, ServiceConfig] = {}
+    sync: SyncConfig = Field(default_factory=SyncConfig)
     source: Path | None = None
 
     @model_validator(mode="before")
@@ -159,9 +234,22 @@ class Config(_Model):
                 raise _Located(("agents", first, "name"), clash)
         return self
 
+    @model_validator(mode="after")
+    def _known_folders(self) -> Self:
+        for name, service in self.services.items():
+            for folder in service.folders:
+                if folder not in self.folders:
+                    known = ", ".join(self.folders) or "none"
+                    raise _Located(("services", name, "folders", folder), f"unknown folder (declared: {known})")
+        return self
+
+    def rules(self) -> Rules:
+        """The folder options of every service, as :class:`onitu.sync.rules.Rules`."""
+        return Rules(self.folders, {name: service.folders for name, service in self.services.items()})
+
     def all_agents(self) -> list[AgentConfig]:
         """The configured agents followed by ``workers.count`` worker agents named worker-1 .. worker-N."""
-        command = [sys.executable, "-m", "onitu.cli", "worker", *self.workers.args]
+        command = [sys.executable, "-m", "onitu.entry", "worker", *self.workers.args]
         workers = [AgentConfig(name=f"worker-{n}", command=command) for n in range(1, self.workers.count + 1)]
         return [*self.agents, *workers]
 
@@ -283,7 +371,10 @@ def _problem(err: Any, loc: tuple[str | int, ...], located: bool) -> str:
 def _unknown(loc: tuple[str | int, ...]) -> str:
     model: Any = Config
     for part in loc[:-1]:
-        model = model.model_fields[part].annotation if isinstance(part, str) else get_args(model)[0]
+        is_model = isinstance(model, type) and issubclass(model, BaseModel)
+        model = model.model_fields[part].annotation if is_model else get_args(model)[-1]  # list[X], dict[K, X]
+        while get_origin(model) is Annotated:
+            model = get_args(model)[0]
     return f"unknown setting (expected one of: {', '.join(f for f in model.model_fields if f != 'source')})"
 
 

@@ -66,6 +66,9 @@ def allow(data_dir: Path, public_file: Path) -> Path:
     adir.mkdir(parents=True, exist_ok=True)
     dest = adir / public_file.name
     if dest.resolve() != public_file.resolve():
+        if dest.exists() and load_pair(dest)[0] != _public:
+            raise KeysError(f"another key named {dest.stem!r} is authorized already; copy {public_file} under "
+                            "another name first")
         shutil.copyfile(public_file, dest)
     return dest
 

@@ -107,6 +107,8 @@ class Core:
         sock = ctx.socket(sock_type)
         sock.linger = 0
         sock.sndhwm = sock.rcvhwm = 100_000
+        # retry a refused connection soon (a server starting up), backing off to zmq's usual pace
+        sock.reconnect_ivl, sock.reconnect_ivl_max = 10, 1000
         self._connect(sock, self.endpoint)
         return sock
 

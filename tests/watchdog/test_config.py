@@ -121,7 +121,7 @@ def test_all_agents_appends_the_workers(tmp_path: Path) -> None:
     assert [a.name for a in agents] == ["sync.hub", "make_1", "worker-1", "worker-2"]
     assert agents[:2] == config.agents
     for worker in agents[2:]:
-        assert worker.command == [sys.executable, "-m", "onitu.cli", "worker", "--jobs", "4"]
+        assert worker.command == [sys.executable, "-m", "onitu.entry", "worker", "--jobs", "4"]
         assert worker.heartbeat is False and worker.env == {} and worker.cwd is None
     assert load(write(tmp_path, "workers: {count: 3}\n")).all_agents()[2].command[-1] == "worker"
 
@@ -129,7 +129,7 @@ def test_all_agents_appends_the_workers(tmp_path: Path) -> None:
 BAD = {
     "unknown top-level key": (
         "heartbeat:\n  interval: 1\nheartbeet:\n  interval: 2\n",
-        3, "heartbeet", "unknown setting (expected one of: data, heartbeat, restart, space, agents, workers)",
+        3, "heartbeet", "unknown setting (expected one of: data, heartbeat, restart, space, agents, workers, folders, services, sync)",
     ),
     "unknown nested key": (
         "heartbeat:\n  interval: 1\n  intervall: 2\n",

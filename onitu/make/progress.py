@@ -1,0 +1,84 @@
+"""What a build shows while it runs: recipe echoes and output as GNU make prints them, plus a progress line.
+
+On a terminal a rich status line (tasks done/running/queued, workers) stays under the output; when piped, the
+output is exactly make's, and a plain progress line goes to stderr every ``PLAIN_EVERY`` seconds of a long build.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+PLAIN_EVERY = 10.0
+
+
+@dataclass
+class Counts:
+    total: int = 0
+    done: int = 0
+    running: int = 0
+    queued: int = 0
+    workers: int = 0
+
+    def line(self) -> str:
+        return (f"{self.done}/{self.total} tasks done, {self.running} running, {self.queued} queued, "
+                f"{self.workers} worker slot{'s' if self.workers != 1 else ''}")
+
+
+class Display:
+    """Routes build output and shows progress; use as a context manager."""
+
+    def __init__(self, program: str, live: bool | None = None) -> None:
+        self.program = program
+        self.live_mode = sys.stderr.isatty() and sys.stdout.isatty() if live is None else live
+        self.counts = Counts()
+        self._live: Live | None = None
+        self._last_plain = time.monotonic()
+
+    def __enter__(self) -> Display:
+        if self.live_mode:
+            self._live = Live(Text(""), console=Console(stderr=True), refresh_per_second=4, transient=True,
+                              redirect_stdout=True, redirect_stderr=True)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def out(self, data: bytes | str) -> None:
+        self._write(sys.stdout, data)
+
+    def err(self, data: bytes | str) -> None:
+        self._write(sys.stderr, data)
+
+    def message(self, text: str) -> None:
+        """A line from make itself (``onitu make: ...``) on stderr."""
+        self.err(f"{self.program}: {text}\n")
+
+    def _write(self, stream: object, data: bytes | str) -> None:
+        if not data:
+            return
+        if self._live is not None:  # through rich's redirection, which keeps the status line below
+            text = data.decode(errors="replace") if isinstance(data, bytes) else data
+            stream.write(text)  # type: ignore[attr-defined]
+            return
+        stream.flush()  # type: ignore[attr-defined]
+        if isinstance(data, str):
+            data = data.encode(errors="surrogateescape")
+        stream.buffer.write(data)  # type: ignore[attr-defined]
+        stream.buffer.flush()  # type: ignore[attr-defined]
+
+    def update(self, **counts: int) -> None:
+        for k, v in counts.items():
+            setattr(self.counts, k, v)
+        if self._live is not None:
+            self._live.update(Text(f"{self.program}: {self.counts.line()}", style="dim"))
+        elif time.monotonic() - self._last_plain > PLAIN_EVERY:
+            self._last_plain = time.monotonic()
+            self.message(self.counts.line())

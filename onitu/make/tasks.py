@@ -1,0 +1,157 @@
+"""The tuples a build is made of, and the checks a worker applies to what it reads from the space.
+
+A build ``B`` lives in the space as::
+
+    ("make.build",   B, info)            what workers need: build dir, same-host token, environment, file server
+    ("make.task",    B, target, spec)     a task ready to run: its commands and input files
+    ("make.working", B, target, worker)   taken by a worker; session-leased, so it vanishes if the worker dies
+    ("make.done",    B, target, result)   finished: exit status, output per command, produced files
+    ("make.worker",  worker, info)        a worker's presence (session-leased)
+
+A task is always in exactly one of task / working / done: a worker moves it with one atomic batch, so the driver
+reading them in that order can never miss one and never sees it twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+BUILD, TASK, WORKING, DONE, WORKER = "make.build", "make.task", "make.working", "make.done", "make.worker"
+
+
+class BadTask(ValueError):
+    """A tuple in the space that does not have the shape of a make task (the space is shared: trust nothing)."""
+
+
+def _field(d: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(d, dict) or key not in d:
+        raise BadTask(f"{where}: missing {key!r}")
+    value = d[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise BadTask(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+@dataclass(frozen=True)
+class Step:
+    """One recipe line as the worker runs it."""
+
+    text: str
+    ignore: bool
+
+    def wire(self) -> list:
+        return [self.text, self.ignore]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a worker needs to run one target's recipe."""
+
+    build: str
+    target: str
+    steps: tuple[Step, ...]
+    inputs: tuple[str, ...]  # files the recipe reads, relative to the build dir (staged on other hosts)
+    run: str  # the driver run that queued it: a restarted driver serves files elsewhere, see BuildInfo.run
+
+    def tuple(self) -> tuple:
+        return (TASK, self.build, self.target, {"steps": [s.wire() for s in self.steps], "inputs": list(self.inputs),
+                                                 "run": self.run})
+
+    @classmethod
+    def from_tuple(cls, tup: Any) -> Task:
+        if not isinstance(tup, tuple) or len(tup) != 4 or tup[0] != TASK:
+            raise BadTask(f"not a task tuple: {tup!r:.200}")
+        _, build, target, spec = tup
+        where = f"task {target!r:.100}"
+        if not isinstance(build, str) or not isinstance(target, str) or not target:
+            raise BadTask(f"{where}: bad build id or target")
+        steps = []
+        for step in _field(spec, "steps", list, where):
+            if not (isinstance(step, list) and len(step) == 2 and isinstance(step[0], str)
+                    and isinstance(step[1], bool)):
+                raise BadTask(f"{where}: bad recipe step {step!r:.100}")
+            steps.append(Step(step[0], step[1]))
+        inputs = _field(spec, "inputs", list, where)
+        if not all(isinstance(p, str) and p for p in inputs):
+            raise BadTask(f"{where}: bad input list")
+        return cls(build, target, tuple(steps), tuple(inputs), _field(spec, "run", str, where))
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """The build-wide facts a worker reads once per build."""
+
+    build: str
+    run: str            # changes with every driver run of this build (the file server moves with it)
+    dir: str            # absolute build directory on the driver's host
+    token_path: str     # a file only the driver's file system holds, whose content is ``token``
+    token: str
+    env: dict[str, str]  # the driver's environment with the Makefile's exports: used when running in place
+    exports: dict[str, str]  # just the Makefile's exports: laid over a remote worker's own environment
+    files: str | None   # the driver's file server endpoint (None: same-host workers only)
+    files_key: str | None
+    secret: str | None
+
+    def tuple(self) -> tuple:
+        return (BUILD, self.build, {k: v for k, v in self.__dict__.items() if k != "build"})
+
+    @classmethod
+    def from_tuple(cls, tup: Any) -> BuildInfo:
+        if not isinstance(tup, tuple) or len(tup) != 3 or tup[0] != BUILD or not isinstance(tup[1], str):
+            raise BadTask(f"not a build tuple: {tup!r:.200}")
+        info, where = tup[2], f"build {tup[1]}"
+        strings = {k: _field(info, k, str, where) for k in ("run", "dir", "token_path", "token")}
+        optional = {k: info.get(k) if isinstance(info, dict) else None for k in ("files", "files_key", "secret")}
+        if not all(v is None or isinstance(v, str) for v in optional.values()):
+            raise BadTask(f"{where}: bad file server fields")
+        maps = {k: _field(info, k, dict, where) for k in ("env", "exports")}
+        for name, m in maps.items():
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in m.items()):
+                raise BadTask(f"{where}: {name} must map strings to strings")
+        return cls(tup[1], **strings, **optional, **maps)
+
+
+@dataclass
+class StepResult:
+    status: int
+    out: bytes
+    err: bytes
+
+    def wire(self) -> list:
+        return [self.status, self.out, self.err]
+
+
+@dataclass
+class Result:
+    """A finished task: the steps that ran, and the files it produced (path, sha256, mode) when run remotely."""
+
+    status: int  # 0, or the exit status of the first failing step not marked '-'
+    steps: list[StepResult]
+    outputs: list[tuple[str, str, int]]
+    worker: str
+    error: str | None = None  # the worker could not run the task at all (staging failed, bad task)
+
+    def tuple(self, build: str, target: str) -> tuple:
+        return (DONE, build, target, {"status": self.status, "steps": [s.wire() for s in self.steps],
+                                      "outputs": [list(o) for o in self.outputs], "worker": self.worker,
+                                      "error": self.error})
+
+    @classmethod
+    def from_wire(cls, body: Any, target: str) -> Result:
+        where = f"result of {target!r:.100}"
+        steps = []
+        for s in _field(body, "steps", list, where):
+            if not (isinstance(s, list) and len(s) == 3 and isinstance(s[0], int) and isinstance(s[1], bytes)
+                    and isinstance(s[2], bytes)):
+                raise BadTask(f"{where}: bad step result")
+            steps.append(StepResult(*s))
+        outputs = []
+        for o in _field(body, "outputs", list, where):
+            if not (isinstance(o, list) and len(o) == 3 and isinstance(o[0], str) and isinstance(o[1], str)
+                    and isinstance(o[2], int)):
+                raise BadTask(f"{where}: bad output entry")
+            outputs.append((o[0], o[1], o[2]))
+        error = body.get("error")
+        return cls(_field(body, "status", int, where), steps, outputs, _field(body, "worker", str, where),
+                   error if isinstance(error, str) else None)

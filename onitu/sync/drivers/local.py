@@ -1,0 +1,431 @@
+"""The local disk driver: a directory on this machine, watched with inotify (through ``watchdog``).
+
+Options: ``root`` (absolute; ``~`` expanded), ``mount`` (true: the root must be a mount point, so an unmounted disk
+is unavailable even before the marker check) and ``settle`` (seconds a file must stay unchanged before it is
+reported; files being written are not shipped half-written).
+
+A root is available when it is a readable directory holding the marker ``.onitu-root`` (and a mount point if
+``mount``). The marker is what tells "this replica is empty" from "this is not the replica any more": an unmounted
+mount point, a directory recreated empty or a disk swapped for another all lack it.
+
+Symbolic links are neither listed nor followed, and no operation resolves outside the root, so a link planted in a
+replica cannot make the hub read or write elsewhere. Names that are not valid UTF-8, or that :func:`safe_path`
+refuses (backslashes, control characters), are skipped by listings with a warning: they cannot be synced faithfully.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import stat as st_mode
+import unicodedata
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from onitu.sync.drivers.base import (
+    ANY,
+    CHUNK,
+    MARKER,
+    Availability,
+    Callback,
+    Changed,
+    Driver,
+    DriverError,
+    Guard,
+    HashMismatch,
+    NotFound,
+    Stat,
+    Unavailable,
+    UnsafePath,
+    is_internal,
+    safe_path,
+    temp_name,
+)
+from onitu.sync.drivers.local_watch import LocalWatcher
+
+log = logging.getLogger(__name__)
+
+
+class LocalOptions(BaseModel):
+    """The local driver's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: Path
+    mount: bool = False
+    settle: float = Field(0.5, ge=0, le=3600, allow_inf_nan=False)
+
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, root: Path) -> Path:
+        root = root.expanduser()
+        if not root.is_absolute():
+            raise ValueError("must be an absolute path")
+        return root
+
+
+def _stat(path: str, info: os.stat_result) -> Stat:
+    if st_mode.S_ISDIR(info.st_mode):
+        return Stat(path, True, 0, info.st_mtime_ns, f"d{info.st_ino}")
+    return Stat(path, False, info.st_size, info.st_mtime_ns, f"{info.st_size}-{info.st_mtime_ns}-{info.st_ino}")
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalDriver(Driver):
+    """A directory tree on a local (or locally mounted) filesystem."""
+
+    name = "local"
+    Options = LocalOptions
+
+    def __init__(self, service: str, options: BaseModel) -> None:
+        assert isinstance(options, LocalOptions)
+        super().__init__(service, options)
+        self._root, self._mount = str(options.root), options.mount
+        self._real_root = os.path.realpath(self._root)
+        self.settle = options.settle
+        self._watcher: LocalWatcher | None = None
+
+    @property
+    def root(self) -> str:
+        """The root directory."""
+        return self._root
+
+    # -- availability ---------------------------------------------------------------------------------------------
+
+    def available(self) -> Availability:
+        """Present, a directory, readable, a mount point if required, and marked as this replica's root."""
+        try:
+            if not os.path.isdir(self._root):
+                return Availability(False, f"root {self._root} is missing or not a directory")
+            if self._mount and not os.path.ismount(self._root):
+                return Availability(False, f"root {self._root} is not a mount point (unmounted?)")
+            with os.scandir(self._root):
+                pass
+            if not os.path.isfile(os.path.join(self._root, MARKER)):
+                return Availability(False, f"root {self._root} has no {MARKER} marker (replaced, emptied or "
+                                           f"unmounted; a new replica must be initialised)")
+        except OSError as exc:
+            return Availability(False, f"root {self._root} cannot be read: {exc.strerror or exc}")
+        return Availability(True)
+
+    def initialise(self) -> None:
+        """Create the root (with its parents) and its marker."""
+        if self._mount and not os.path.ismount(self._root):
+            raise self.error(Unavailable, "", "not a mount point: refusing to initialise the directory under it")
+        try:
+            os.makedirs(self._root, exist_ok=True)
+            marker = os.path.join(self._root, MARKER)
+            with open(marker, "w", encoding="utf-8") as file:
+                file.write(f"This directory is the root of the Onitu service {self.service}.\n")
+                file.flush()
+                os.fsync(file.fileno())
+            _fsync_dir(self._root)
+        except OSError as exc:
+            raise self._failure(exc, "") from None
+        self._real_root = os.path.realpath(self._root)
+
+    def _ensure(self) -> None:
+        if not (status := self.available()):
+            raise self.error(Unavailable, "", status.reason)
+
+    def _failure(self, exc: OSError, path: str) -> DriverError:
+        if not (status := self.available()):
+            return self.error(Unavailable, path, status.reason)
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            return self.error(NotFound, path, "no such file or directory")
+        return self.error(DriverError, path, exc.strerror or str(exc))
+
+    # -- paths ----------------------------------------------------------------------------------------------------
+
+    def _resolve(self, path: str) -> str:
+        """The on-disk name of a validated relative path, checked to stay inside the root.
+
+        Names are compared NFC-normalised, so a file stored decomposed (as macOS writes them) is found from the
+        composed name the hub uses instead of being duplicated beside it.
+        """
+        path = self.check(path)
+        full = os.path.join(self._root, path)
+        if not os.path.lexists(full):
+            full = self._root
+            for part in path.split("/"):
+                candidate = os.path.join(full, part)
+                if not os.path.lexists(candidate):
+                    candidate = os.path.join(full, self._match_nfc(full, part))
+                full = candidate
+        parent = os.path.realpath(os.path.dirname(full))
+        if parent != self._real_root and not parent.startswith(self._real_root + os.sep):
+            raise self.error(UnsafePath, path, "resolves outside the root (through a symbolic link)")
+        return full
+
+    @staticmethod
+    def _match_nfc(directory: str, part: str) -> str:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return part
+        return next((n for n in names if unicodedata.normalize("NFC", n) == part), part)
+
+    def _check_case(self, full: str, path: str) -> None:
+        # On a case-insensitive filesystem "a.txt" finds "A.txt": writing would silently replace another file.
+        directory, base = os.path.split(full)
+        if os.path.lexists(full) and base not in os.listdir(directory):
+            raise self.error(UnsafePath, path, "differs only in case from an existing name on a case-insensitive disk")
+
+    def _guard(self, full: str, path: str, replaces: Guard) -> None:
+        if replaces is ANY:
+            return
+        try:
+            current = _stat(path, os.lstat(full)).fingerprint
+        except (FileNotFoundError, NotADirectoryError):
+            current = None
+        if current != replaces:
+            raise self.error(Changed, path, f"changed meanwhile (expected {replaces or 'nothing'}, found "
+                                            f"{current or 'nothing'})")
+
+    # -- reading --------------------------------------------------------------------------------------------------
+
+    def stat(self, path: str) -> Stat | None:
+        """The entry at ``path`` (None if absent or a symbolic link)."""
+        self._ensure()
+        full = self._resolve(path)
+        try:
+            info = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise self._failure(exc, path) from None
+        if st_mode.S_ISLNK(info.st_mode):
+            return None
+        return _stat(safe_path(path), info)
+
+    def list(self, prefix: str = "") -> Iterator[Stat]:
+        """Walk below ``prefix``; raises :class:`Unavailable` at the end if the root went away meanwhile."""
+        self._ensure()
+        prefix = self.check(prefix, root_ok=True)
+        stack = [(self._resolve(prefix) if prefix else self._root, prefix)]
+        while stack:
+            directory, rel = stack.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    found = [(e, e.stat(follow_symlinks=False)) for e in entries if not is_internal(e.name)]
+            except (FileNotFoundError, NotADirectoryError):
+                if directory == self._root or rel == prefix:
+                    raise self._failure(FileNotFoundError(), rel) from None
+                continue  # removed while we walked
+            except OSError as exc:
+                raise self._failure(exc, rel) from None
+            for entry, info in sorted(found, key=lambda f: f[0].name):
+                if st_mode.S_ISLNK(info.st_mode):
+                    continue
+                try:
+                    child = safe_path(f"{rel}/{entry.name}" if rel else entry.name)
+                except ValueError as exc:
+                    log.warning("%s: skipping a name that cannot be synced: %s", self.service, exc)
+                    continue
+                yield _stat(child, info)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, child))
+        self._ensure()  # a listing of a root that vanished half-way must not look like mass deletion
+
+    def _open(self, path: str) -> int:
+        self._ensure()
+        full = self._resolve(path)
+        try:
+            return os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self.error(UnsafePath, path, "is a symbolic link") from None
+            raise self._failure(exc, path) from None
+
+    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Bytes ``offset`` to ``offset + length`` (or the end)."""
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("offset and length must not be negative")
+        fd = self._open(path)
+        try:
+            if length is None:
+                length = max(os.fstat(fd).st_size - offset, 0)
+            parts, got = [], 0
+            while got < length:
+                data = os.pread(fd, min(length - got, CHUNK), offset + got)
+                if not data:
+                    break
+                parts.append(data)
+                got += len(data)
+            return b"".join(parts)
+        except IsADirectoryError:
+            raise self.error(DriverError, path, "is a directory") from None
+        finally:
+            os.close(fd)
+
+    def chunks(self, path: str, offset: int = 0, size: int = CHUNK) -> Iterator[bytes]:
+        """The file from ``offset`` on, through one open file (not one open per chunk)."""
+        fd = self._open(path)
+        try:
+            while data := os.pread(fd, size, offset):
+                yield data
+                offset += len(data)
+        except IsADirectoryError:
+            raise self.error(DriverError, path, "is a directory") from None
+        finally:
+            os.close(fd)
+
+    # -- writing --------------------------------------------------------------------------------------------------
+
+    def _staging(self, path: str) -> tuple[str, str]:
+        full = self._resolve(path)
+        return full, os.path.join(os.path.dirname(full), temp_name(os.path.basename(full)))
+
+    def write(
+        self, path: str, chunks: Iterable[bytes], *, expected_sha256: str, resume_from: int = 0,
+        replaces: Guard = ANY,
+    ) -> Stat:
+        """Stage, verify, fsync, rename into place (see :meth:`Driver.write`)."""
+        self._ensure()
+        path = self.check(path)
+        full, temp = self._staging(path)
+        failed: list[BaseException] = []
+
+        def source() -> Iterator[bytes]:
+            try:
+                yield from chunks
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+
+        try:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            digest = self._stage(path, temp, source(), resume_from)
+        except OSError as exc:
+            if exc in failed:  # the sender's failure (a lost connection, say) is the caller's to handle
+                raise
+            raise self._failure(exc, path) from None
+        try:
+            if digest != expected_sha256:
+                raise self.error(HashMismatch, path, f"sha256 {digest} written, {expected_sha256} expected")
+            self._guard(full, path, replaces)
+            self._check_case(full, path)
+            os.replace(temp, full)
+            _fsync_dir(os.path.dirname(full))
+            return _stat(path, os.lstat(full))
+        except BaseException as exc:
+            self._unlink_quietly(temp)
+            if isinstance(exc, OSError):
+                raise self._failure(exc, path) from None
+            raise
+
+    def _stage(self, path: str, temp: str, chunks: Iterable[bytes], resume_from: int) -> str:
+        digest = hashlib.sha256()
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (0 if resume_from else os.O_TRUNC)
+        with open(os.open(temp, flags, 0o644), "r+b" if resume_from else "wb") as file:
+            if resume_from:
+                staged = os.fstat(file.fileno()).st_size
+                if staged < resume_from:
+                    raise self.error(DriverError, path, f"cannot resume from {resume_from}: {staged} bytes staged")
+                file.truncate(resume_from)
+                offset = 0
+                while offset < resume_from:
+                    data = os.pread(file.fileno(), min(CHUNK, resume_from - offset), offset)
+                    digest.update(data)
+                    offset += len(data)
+                file.seek(resume_from)
+            for data in chunks:
+                file.write(data)
+                digest.update(data)
+            file.flush()
+            os.fsync(file.fileno())
+        return digest.hexdigest()
+
+    @staticmethod
+    def _unlink_quietly(path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def partial(self, path: str) -> int:
+        """Bytes staged by an interrupted write to ``path``."""
+        self._ensure()
+        try:
+            return os.lstat(self._staging(path)[1]).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+
+    def discard(self, path: str) -> None:
+        """Remove the staged data of an interrupted write."""
+        self._ensure()
+        self._unlink_quietly(self._staging(path)[1])
+
+    def delete(self, path: str, *, replaces: Guard = ANY) -> None:
+        """Remove a file or an empty directory."""
+        self._ensure()
+        full = self._resolve(path)
+        try:
+            info = os.lstat(full)
+            self._guard(full, path, replaces)
+            if st_mode.S_ISDIR(info.st_mode):
+                os.rmdir(full)
+            else:
+                os.unlink(full)
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                raise self.error(DriverError, path, "directory not empty") from None
+            raise self._failure(exc, path) from None
+
+    def move(self, src: str, dst: str, *, replaces: Guard = ANY) -> Stat:
+        """Rename ``src`` to ``dst`` (which must not exist), creating the parents of ``dst``."""
+        self._ensure()
+        src_full, dst_full = self._resolve(src), self._resolve(dst)
+        dst = self.check(dst)
+        try:
+            src_info = os.lstat(src_full)
+            self._guard(src_full, src, replaces)
+            if os.path.lexists(dst_full) and not os.path.samestat(src_info, os.lstat(dst_full)):
+                raise self.error(DriverError, dst, "destination exists")
+            os.makedirs(os.path.dirname(dst_full), exist_ok=True)
+            os.rename(src_full, dst_full)
+            return _stat(dst, os.lstat(dst_full))
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise self.error(DriverError, src, f"cannot move a directory into itself ({dst})") from None
+            raise self._failure(exc, src) from None
+
+    def mkdir(self, path: str) -> Stat:
+        """Create a directory and its parents."""
+        self._ensure()
+        full = self._resolve(path)
+        path = self.check(path)
+        try:
+            if not os.path.isdir(full):
+                self._check_case(full, path)
+                os.makedirs(full)
+            return _stat(path, os.lstat(full))
+        except FileExistsError:
+            raise self.error(DriverError, path, "a file is in the way") from None
+        except OSError as exc:
+            raise self._failure(exc, path) from None
+
+    # -- change detection -----------------------------------------------------------------------------------------
+
+    def watch(self, callback: Callback, *, scan_interval: float = 600.0) -> None:
+        """Watch the root with inotify, scanning at start, after an overflow and every ``scan_interval`` s."""
+        if self._watcher is not None:
+            raise RuntimeError("already watching")
+        self._watcher = LocalWatcher(self, callback, scan_interval)
+        self._watcher.start()
+
+    def close(self) -> None:
+        """Stop the watcher, if any."""
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None

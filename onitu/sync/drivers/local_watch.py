@@ -1,0 +1,240 @@
+"""Change detection for the local driver: watchdog's inotify observer, settling, rescans and root outages.
+
+Raw events go through a *pending* table: a path is reported once its fingerprint has stayed the same for the
+driver's settle time (so a file being written is reported once, complete), and a deletion only if the root is
+still available then (so a root being removed or unmounted is reported as unavailable, not as files deleted).
+Moves are reported at once, as they do not change content.
+
+watchdog recovers its own watches after the kernel's event queue overflows but only *logs* the overflow; a logging
+handler on its logger turns that record into a rescan, and the periodic rescan covers anything else missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import unicodedata
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from onitu.sync.drivers.base import Callback, ChangeEvent, DriverError, Unavailable, is_under, safe_path
+
+if TYPE_CHECKING:
+    from onitu.sync.drivers.local import LocalDriver
+
+log = logging.getLogger(__name__)
+
+_watchers: weakref.WeakSet[LocalWatcher] = weakref.WeakSet()
+
+
+class _OverflowListener(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            for watcher in list(_watchers):
+                watcher.overflowed.set()
+
+
+_OVERFLOW_LISTENER = _OverflowListener(logging.WARNING)
+logging.getLogger("watchdog.observers.inotify_c").addHandler(_OVERFLOW_LISTENER)
+
+
+class _Forward(FileSystemEventHandler):
+    def __init__(self, sink: queue.SimpleQueue[FileSystemEvent]) -> None:
+        self.sink = sink
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        self.sink.put(event)
+
+
+@dataclass(slots=True)
+class _Pending:
+    created: bool  # the first event was a creation: report "created", not "modified"
+    is_dir: bool
+    deadline: float
+    fingerprint: str | None
+
+
+class LocalWatcher:
+    """A thread turning inotify events on one root into settled :class:`ChangeEvent` s."""
+
+    def __init__(self, driver: LocalDriver, callback: Callback, scan_interval: float) -> None:
+        self.driver, self.callback, self.scan_interval = driver, callback, scan_interval
+        self.overflowed = threading.Event()
+        self._raw: queue.SimpleQueue[FileSystemEvent] = queue.SimpleQueue()
+        self._pending: dict[str, _Pending] = {}
+        self._stop = threading.Event()
+        self._observer: Observer | None = None
+        self._tick = max(0.02, min(0.2, driver.settle / 4))
+        self._thread = threading.Thread(target=self._run, name=f"onitu-watch-{driver.service}", daemon=True)
+
+    def start(self) -> None:
+        """Begin watching (the first event delivered is ``rescan``, or ``unavailable``)."""
+        _watchers.add(self)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread and the observer."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._stop_observer()
+        _watchers.discard(self)
+
+    # -- the loop -------------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        was_available, next_scan = False, 0.0
+        reported_down = False
+        while not self._stop.is_set():
+            status = self.driver.available()
+            if not status:
+                if not reported_down:
+                    self._stop_observer()
+                    self._pending.clear()
+                    self._emit(ChangeEvent("unavailable", dest=status.reason))
+                    reported_down = True
+                was_available = False
+                self._stop.wait(self._tick)
+                self._drop_raw()
+                continue
+            if not was_available or self.overflowed.is_set() or time.monotonic() >= next_scan:
+                self.overflowed.clear()
+                if self._observer is None:
+                    self._start_observer()
+                self._rescan()
+                was_available, reported_down = True, False
+                next_scan = time.monotonic() + self.scan_interval
+            self._drain()
+            self._flush()
+
+    def _start_observer(self) -> None:
+        observer = Observer()
+        observer.schedule(_Forward(self._raw), self.driver.root, recursive=True)
+        observer.start()
+        self._observer = observer
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            if observer is not threading.current_thread():
+                observer.join()
+
+    def _drop_raw(self) -> None:
+        while not self._raw.empty():
+            self._raw.get_nowait()
+
+    def _emit(self, event: ChangeEvent) -> None:
+        try:
+            self.callback(event)
+        except Exception:  # the watcher must outlive a consumer's bug
+            log.exception("%s: change callback failed on %s", self.driver.service, event)
+
+    def _rescan(self) -> None:
+        """Put files still being written into the pending table, then tell the consumer to list."""
+        now_ns, now = time.time_ns(), time.monotonic()
+        try:
+            for stat in self.driver.list():
+                if not self.driver.settled(stat, now_ns):
+                    self._pending.setdefault(stat.path, _Pending(False, False, now + self.driver.settle,
+                                                                 stat.fingerprint))
+        except Unavailable:
+            return  # the next turn reports it
+        self._emit(ChangeEvent("rescan"))
+
+    # -- raw events -----------------------------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        try:
+            event = self._raw.get(timeout=self._tick)
+        except queue.Empty:
+            return
+        while True:
+            self._on_raw(event)
+            try:
+                event = self._raw.get_nowait()
+            except queue.Empty:
+                return
+
+    def _relative(self, absolute: bytes | str) -> str | None:
+        """The hub's name for an absolute path, or None for the root itself, internal and unsyncable names."""
+        absolute = os.fsdecode(absolute)
+        root = self.driver.root
+        if not absolute.startswith(root + os.sep):
+            return None
+        rel = absolute[len(root) + 1:].replace(os.sep, "/")
+        try:
+            return safe_path(unicodedata.normalize("NFC", rel))
+        except ValueError:
+            return None  # internal (.onitu-*) or a name the listing skips as well
+
+    def _on_raw(self, event: FileSystemEvent) -> None:
+        kind, is_dir = event.event_type, event.is_directory
+        src = self._relative(event.src_path)
+        if kind == "moved":
+            if not event.is_synthetic:  # children of a moved directory: covered by the directory's move
+                self._on_move(src, self._relative(event.dest_path), is_dir)
+        elif src is None or kind in ("opened", "closed_no_write") or (is_dir and kind in ("modified", "attrib")):
+            return
+        else:
+            self._touch(src, is_dir, created=kind == "created", deleted=kind == "deleted")
+
+    def _on_move(self, src: str | None, dst: str | None, is_dir: bool) -> None:
+        if src is None and dst is not None:  # e.g. a staged write renamed into place
+            self._touch(dst, is_dir, created=True)
+        elif dst is None and src is not None:
+            self._touch(src, is_dir, deleted=True)
+        elif src is not None and dst is not None:
+            unreported = self._pending.get(src)
+            for path in [p for p in self._pending if is_under(p, src)]:
+                self._pending[dst + path[len(src):]] = self._pending.pop(path)
+            if unreported is not None and unreported.created:
+                return  # the consumer never heard of src: dst is simply new, and is pending as such
+            self._emit(ChangeEvent("moved", src, dst, is_dir))
+
+    def _touch(self, path: str, is_dir: bool, *, created: bool = False, deleted: bool = False) -> None:
+        entry = self._pending.get(path)
+        fingerprint = None
+        if not deleted:
+            try:
+                stat = self.driver.stat(path)
+            except DriverError:
+                stat = None
+            fingerprint = stat.fingerprint if stat else None
+        deadline = time.monotonic() + self.driver.settle
+        if entry is None:
+            self._pending[path] = _Pending(created, is_dir, deadline, fingerprint)
+        else:
+            entry.deadline, entry.fingerprint, entry.is_dir = deadline, fingerprint, is_dir
+
+    def _flush(self) -> None:
+        now = time.monotonic()
+        due = [(path, entry) for path, entry in self._pending.items() if entry.deadline <= now]
+        if not due:
+            return
+        for path, entry in due:
+            try:
+                stat = self.driver.stat(path)
+            except Unavailable:
+                return  # deletions of a vanishing root are never reported; the next turn reports the outage
+            except DriverError as exc:
+                log.warning("%s: dropping a change: %s", self.driver.service, exc)
+                del self._pending[path]
+                continue
+            if stat is None:
+                if not self.driver.available():
+                    return
+                self._emit(ChangeEvent("deleted", path, is_dir=entry.is_dir))
+            elif stat.fingerprint == entry.fingerprint:
+                self._emit(ChangeEvent("created" if entry.created else "modified", path, is_dir=stat.is_dir))
+            else:  # still changing: wait another settle period
+                entry.fingerprint, entry.deadline = stat.fingerprint, now + self.driver.settle
+                continue
+            del self._pending[path]

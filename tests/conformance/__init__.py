@@ -1,0 +1,1 @@
+"""The driver conformance suite, run against every driver."""

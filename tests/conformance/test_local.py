@@ -1,0 +1,136 @@
+"""The conformance suite on the local driver, plus what only a local disk has: symlinks, markers, mount points."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from onitu.sync.drivers import open_driver
+from onitu.sync.drivers.base import MARKER, Driver, Unavailable, UnsafePath
+from onitu.sync.drivers.local import LocalDriver
+from tests.conformance.suite import DriverConformance, Events, Harness, listing, local_outside, put
+
+# watchdog warns when it re-adds a watch for a directory created while it was adding its parent's: harmless.
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
+
+
+def local(root: Path, **options: object) -> LocalDriver:
+    driver = open_driver("disk", "local", {"root": str(root), "settle": 0.2, **options})
+    assert isinstance(driver, LocalDriver)
+    return driver
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    root, away = tmp_path / "root", tmp_path / "root.away"
+    (tmp_path / "neighbour.txt").write_text("outside the root")
+    (tmp_path / "fresh").mkdir()
+    driver = local(root)
+    driver.initialise()
+
+    def put_file(path: str, data: bytes) -> None:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+
+    outside = local_outside(str(tmp_path), str(root), str(tmp_path / "fresh"))
+    harness = Harness(
+        driver=driver, uninitialised=local(tmp_path / "fresh"), outside=outside, put=put_file,
+        remove=lambda path: (root / path).unlink(),
+        rename=lambda src, dst: (root / src).rename(root / dst),
+        break_root=lambda: root.rename(away), repair_root=lambda: away.rename(root),
+    )
+    yield harness
+    driver.close()
+    harness.uninitialised.close()
+
+
+class TestLocalConformance(DriverConformance):
+    """Every conformance test, on a directory under tmp_path."""
+
+
+def test_symlinks_are_not_followed(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key").write_text("private")
+    driver = local(tmp_path / "root")
+    driver.initialise()
+    os.symlink(secret, tmp_path / "root" / "link")
+    os.symlink(secret / "key", tmp_path / "root" / "keylink")
+    assert listing(driver) == {}
+    assert driver.stat("link") is None and driver.stat("keylink") is None
+    for operation in (lambda: put(driver, "link/planted", b"x"), lambda: driver.read("link/key"),
+                      lambda: driver.mkdir("link/sub"), lambda: driver.read("keylink")):
+        with pytest.raises(UnsafePath):
+            operation()
+    assert sorted(p.name for p in secret.iterdir()) == ["key"]
+
+
+def test_lost_marker_means_unavailable(tmp_path: Path) -> None:
+    driver = local(tmp_path / "root")
+    driver.initialise()
+    put(driver, "f", b"x")
+    shutil.rmtree(tmp_path / "root")
+    (tmp_path / "root").mkdir()  # recreated empty: not our replica any more
+    assert "marker" in driver.available().reason
+    with pytest.raises(Unavailable):
+        list(driver.list())
+
+
+def test_mount_option_requires_a_mount_point(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()  # where the disk would be mounted
+    driver = local(tmp_path / "root", mount=True)
+    with pytest.raises(Unavailable):
+        driver.initialise()
+    assert "mount point" in driver.available().reason
+    assert list((tmp_path / "root").iterdir()) == []
+
+
+def test_decomposed_names_on_disk_are_found_by_their_nfc_name(tmp_path: Path) -> None:
+    driver = local(tmp_path / "root")
+    driver.initialise()
+    (tmp_path / "root" / "cafe\u0301").write_bytes(b"nfd")  # as macOS would store it
+    assert listing(driver) == {"caf\u00e9": 3}
+    assert driver.read("caf\u00e9") == b"nfd"
+    put(driver, "caf\u00e9", b"replaced")
+    assert sorted(os.listdir(tmp_path / "root")) == [MARKER, "cafe\u0301"]  # replaced in place, not duplicated
+
+
+def test_unsyncable_names_on_disk_are_skipped(tmp_path: Path) -> None:
+    driver = local(tmp_path / "root")
+    driver.initialise()
+    (tmp_path / "root" / "back\\slash").write_text("x")
+    os.close(os.open(os.path.join(os.fsencode(tmp_path / "root"), b"bad\xff"), os.O_CREAT | os.O_WRONLY))
+    put(driver, "fine", b"ok")
+    assert listing(driver) == {"fine": 2}
+
+
+def test_scan_reports_files_still_being_written(tmp_path: Path) -> None:
+    driver = local(tmp_path / "root")
+    driver.initialise()
+    (tmp_path / "root" / "fresh.txt").write_text("just written")
+    events = Events()
+    driver.watch(events, scan_interval=3600)
+    try:
+        events.wait("rescan")
+        now = [s for s in driver.list() if not driver.settled(s, time.time_ns())]
+        assert [s.path for s in now] == ["fresh.txt"]  # a consumer skips it after the rescan...
+        events.wait("modified", "fresh.txt")  # ...and hears of it once it settled
+    finally:
+        driver.close()
+
+
+def test_periodic_rescan(tmp_path: Path) -> None:
+    driver: Driver = local(tmp_path / "root")
+    driver.initialise()
+    events = Events()
+    driver.watch(events, scan_interval=0.3)
+    try:
+        events.wait("rescan")
+        events.wait("rescan", timeout=3)
+    finally:
+        driver.close()

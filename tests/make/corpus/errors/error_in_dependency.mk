@@ -1,0 +1,3 @@
+all: a
+a: b ;
+b: ; $(error in $@)

@@ -1,0 +1,2 @@
+all:
+	@echo $(error recipe error $@)

@@ -1,0 +1,3 @@
+all:;
+define X
+never ends

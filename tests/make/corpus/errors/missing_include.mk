@@ -1,0 +1,2 @@
+all:;
+include nofile.mk other.mk

@@ -1,0 +1,4 @@
+# a line without separator
+all:
+	@echo hi
+this is not a rule

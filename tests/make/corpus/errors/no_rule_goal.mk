@@ -1,0 +1,2 @@
+# args: nosuchgoal
+all:;

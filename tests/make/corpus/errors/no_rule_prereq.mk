@@ -1,0 +1,3 @@
+all: dep
+dep: missing.c
+	echo never

@@ -1,0 +1,3 @@
+# eight spaces instead of a tab
+all:
+        echo hi

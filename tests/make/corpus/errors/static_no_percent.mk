@@ -1,0 +1,2 @@
+all: x.o
+x.o: x.c: %.c

@@ -1,0 +1,2 @@
+X := $(subst a,b
+all:;

@@ -1,0 +1,1 @@
+X := $(wordlist 0,2,a b)

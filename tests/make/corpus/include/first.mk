@@ -1,0 +1,4 @@
+FROM_FIRST = first
+TARGETS += a
+a:
+	echo rule from first.mk

@@ -1,0 +1,171 @@
+"""Differential tests: onitu's reader and graph against GNU make 4.3 (``make -r -R -n [-B] -j1``).
+
+Each folder of ``corpus/`` is a case: a Makefile, tiny inputs and a ``case.txt`` of ``key: value`` lines:
+``args`` (goals and VAR=value, shell words), ``always`` (``no``: run without -B), ``mtime: PATH SECONDS`` (set
+before running, relative to a fixed epoch), ``env: NAME=value``, ``mkdir: DIR``. ``corpus/errors/*.mk`` are bad
+makefiles whose GNU error message and failure must be reproduced. The shared cases under
+/work/shared/cases/make are compared too when present.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from onitu.make.graph import Graph
+from onitu.make.parser import MakeError, load
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+
+CORPUS = Path(__file__).parent / "corpus"
+SHARED = Path("/work/shared/cases/make")
+EPOCH = 1_600_000_000
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+
+
+def _case(folder: Path) -> dict[str, list[str]]:
+    spec: dict[str, list[str]] = {}
+    path = folder / "case.txt"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(":")
+            spec.setdefault(key.strip(), []).append(value.strip())
+    return spec
+
+
+def _prepare(src: Path, work: Path, spec: dict[str, list[str]]) -> Path:
+    shutil.copytree(src, work, ignore=shutil.ignore_patterns("case.txt"))
+    for path in work.rglob("*"):
+        path.chmod(path.stat().st_mode | 0o200)
+    for directory in spec.get("mkdir", []):
+        (work / directory).mkdir(parents=True, exist_ok=True)
+    for item in spec.get("mtime", []):
+        name, seconds = item.rsplit(None, 1)
+        (work / name).touch()
+        os.utime(work / name, (EPOCH + float(seconds), EPOCH + float(seconds)))
+    return work
+
+
+def _split(args: list[str]) -> tuple[str | None, dict[str, str], list[str]]:
+    makefile, overrides, goals = None, {}, []
+    it = iter(args)
+    for arg in it:
+        if arg == "-f":
+            makefile = next(it)
+        elif "=" in arg:
+            key, _, value = arg.partition("=")
+            overrides[key] = value
+        else:
+            goals.append(arg)
+    return makefile, overrides, goals
+
+
+def _gnu(work: Path, args: list[str], env: dict[str, str], always: bool) -> subprocess.CompletedProcess[str]:
+    flags = ["-r", "-R", "-n", "-j1"] + (["-B"] if always else [])
+    return subprocess.run(["make", *flags, *args], cwd=work, env=env, capture_output=True, text=True, timeout=20,
+                          check=False)
+
+
+def _normalise(lines: list[str]) -> list[str]:
+    out = []
+    for line in lines:
+        if "Entering directory" in line or "Leaving directory" in line:
+            continue
+        out.append("onitu make: " + line[len("make: "):] if line.startswith("make: ") else line)
+    return out
+
+
+def _mtime(work: Path) -> Callable[[str], float | None]:
+    def mtime(name: str) -> float | None:
+        try:
+            return (work / name).stat().st_mtime
+        except OSError:
+            return None
+
+    return mtime
+
+
+def _ours(work: Path, args: list[str], env: dict[str, str], always: bool) -> tuple[list[str], list[str]]:
+    """(stdout, stderr) lines as the onitu CLI would print them for ``-n``."""
+    out: list[str] = []
+    err: list[str] = []
+
+    def emit(stream: str, text: str) -> None:
+        (out if stream == "out" else err).append(text)
+
+    makefile, overrides, goals = _split(args)
+    try:
+        db = load(makefile, cwd=work, overrides=overrides, environ=env, goals=goals, make_command="make", emit=emit)
+        err.extend(db.warnings())
+        graph = Graph.build(db, goals)
+        more_out, more_err = graph.dry_run(always, _mtime(work))
+    except MakeError as exc:
+        err.extend((str(exc) if exc.file else f"onitu make: {exc}").split("\n"))
+        raise _Failed(out, err) from exc
+    return out + more_out, err + more_err
+
+
+class _Failed(Exception):
+    def __init__(self, out: list[str], err: list[str]) -> None:
+        super().__init__("\n".join(err))
+        self.out, self.err = out, err
+
+
+def _compare(src: Path, tmp_path: Path, spec: dict[str, list[str]]) -> None:
+    args = shlex.split(" ".join(spec.get("args", [])))
+    always = spec.get("always", ["yes"])[0] != "no"
+    env = dict(ENV, **dict(item.split("=", 1) for item in spec.get("env", [])))
+    gnu_dir = _prepare(src, tmp_path / "gnu" / "case", spec)
+    ours_dir = _prepare(src, tmp_path / "ours" / "case", spec)
+    gnu = _gnu(gnu_dir, args, env, always)
+    assert gnu.returncode == 0, gnu.stderr
+    out, err = _ours(ours_dir, args, env, always)
+    gnu_out = [line.replace(str(gnu_dir), "<dir>") for line in _normalise(gnu.stdout.splitlines())]
+    assert [line.replace(str(ours_dir), "<dir>") for line in out] == gnu_out
+    assert sorted(err) == sorted(_normalise(gnu.stderr.splitlines()))
+
+
+CASES = sorted(p for p in CORPUS.iterdir() if p.is_dir() and p.name != "errors")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
+def test_corpus_case(case: Path, tmp_path: Path) -> None:
+    _compare(case, tmp_path, _case(case))
+
+
+ERRORS = sorted((CORPUS / "errors").glob("*.mk"))
+
+
+@pytest.mark.parametrize("makefile", ERRORS, ids=[p.stem for p in ERRORS])
+def test_error_case(makefile: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    shutil.copy(makefile, work / "Makefile")
+    first = makefile.read_text().splitlines()[0]
+    args = shlex.split(first[len("# args:"):]) if first.startswith("# args:") else []
+    gnu = _gnu(work, args, ENV, True)
+    assert gnu.returncode != 0
+    with pytest.raises(_Failed) as failed:
+        _ours(work, args, ENV, True)
+    expected = _normalise(gnu.stderr.splitlines())
+    assert failed.value.err == expected
+
+
+SHARED_CASES = [("hello", []), ("primes", []), ("primes", ["-f", "Makefile.tiny"]), ("matrix", []),
+                ("features", ["MODE=fast"]), ("aggregate", [])]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared make cases absent")
+@pytest.mark.parametrize(("name", "args"), SHARED_CASES, ids=["hello", "primes", "primes-tiny", "matrix",
+                                                              "features", "aggregate"])
+@pytest.mark.parametrize("always", [True, False], ids=["B", "fresh"])
+def test_shared_case(name: str, args: list[str], always: bool, tmp_path: Path) -> None:
+    # features runs a '+' command under -n that appends to build/...: GNU needs the directory to exist.
+    spec = {"args": [shlex.join(args)], "always": ["yes" if always else "no"], "mkdir": ["build"]}
+    _compare(SHARED / name / "src", tmp_path, spec)

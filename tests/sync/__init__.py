@@ -1,0 +1,1 @@
+"""Tests of onitu.sync: reconcile, rules, metadata, config."""

@@ -129,7 +129,8 @@ def test_all_agents_appends_the_workers(tmp_path: Path) -> None:
 BAD = {
     "unknown top-level key": (
         "heartbeat:\n  interval: 1\nheartbeet:\n  interval: 2\n",
-        3, "heartbeet", "unknown setting (expected one of: data, heartbeat, restart, space, agents, workers, folders, services, sync)",
+        3, "heartbeet",
+        "unknown setting (expected one of: data, heartbeat, restart, space, agents, workers, folders, services, sync)",
     ),
     "unknown nested key": (
         "heartbeat:\n  interval: 1\n  intervall: 2\n",

@@ -41,6 +41,7 @@ class Options:
 @dataclass
 class _Running:
     commands: list[Command]
+    before: float | None = None  # the target's mtime when its task was queued
     replay: bool = False  # finished under an earlier driver: its output was printed then
     started: float = field(default_factory=time.monotonic)
 
@@ -146,7 +147,7 @@ class Driver:
         return self.opts.jobs is not None and len(self.running) >= self.opts.jobs
 
     def _task(self, node: Node, commands: list[Command]) -> Task:
-        self.running[node.name] = _Running(commands)
+        self.running[node.name] = _Running(commands, before=self._mtime(node.name))
         return Task(self.info.build, node.name, tuple(Step(c.text, c.ignore) for c in commands),
                     tuple(self._inputs(node)), self.info.run)
 
@@ -205,7 +206,10 @@ class Driver:
                 self.stopping = True
                 if self.running:
                     self.ui.message("*** Waiting for unfinished jobs....")
-        self._finish(target, remade=not result.status)
+        # GNU: a prerequisite counts as changed when its recipe moved its mtime (or it is missing or phony)
+        after = self._mtime(target)
+        changed = self.graph.nodes[target].phony or after is None or after != running.before or running.replay
+        self._finish(target, remade=not result.status and changed)
 
     def _place(self, result: Result) -> None:
         for rel, sha, mode in result.outputs:
@@ -272,27 +276,22 @@ class Driver:
                     self.space.batch([("take", t)])
 
     def _report_goals(self) -> None:
+        """GNU's closing lines: a goal for which no command ran (counting each target for the first goal that
+        needs it, as make -j1 would) is "up to date", or has "Nothing to be done"."""
+        counted: set[str] = set()
         for goal in self.graph.goals:
             if goal in self.blocked:
                 self.ui.message(f"Target '{goal}' not remade because of errors.")
-            elif goal not in self.failed and not self.stopping and not self._closure_ran(goal):
-                node = self.graph.nodes[goal]
-                if node.phony or not node.has_recipe:
-                    self.ui.out(f"{self.ui.program}: Nothing to be done for '{goal}'.\n")
-                else:
-                    self.ui.out(f"{self.ui.program}: '{goal}' is up to date.\n")
-
-    def _closure_ran(self, goal: str) -> bool:
-        stack, seen = [goal], set()
-        while stack:
-            name = stack.pop()
-            if name in self.ran:
-                return True
-            if name not in seen:
-                seen.add(name)
-                node = self.graph.nodes[name]
-                stack.extend([*node.prereqs, *node.order_only])
-        return False
+                continue
+            mine = [n for n in self.graph.subtree(goal) if n not in counted]
+            counted.update(mine)
+            if goal in self.failed or self.stopping or any(n in self.ran for n in mine):
+                continue
+            node = self.graph.nodes[goal]
+            if node.phony or not node.has_recipe:
+                self.ui.out(f"{self.ui.program}: Nothing to be done for '{goal}'.\n")
+            else:
+                self.ui.out(f"{self.ui.program}: '{goal}' is up to date.\n")
 
     def _clean_up(self) -> None:
         """Remove every tuple of this build (workers still running a task then drop their result)."""

@@ -24,8 +24,8 @@ class Command:
     silent: bool  # '@' or .SILENT
     ignore: bool  # '-' or .IGNORE
     force: bool  # '+' or a $(MAKE) reference: runs even under -n
-    file: str | None = None  # where the recipe line is, for error messages
-    line: int | None = None
+    file: str | None = field(default=None, compare=False)  # where the recipe line is, for error messages
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -310,7 +310,7 @@ class Graph:
             commands_started = 0
             for goal in self.goals:
                 started = commands_started
-                for name in self._subtree(goal):
+                for name in self.subtree(goal):
                     if name in done:
                         continue
                     done.add(name)
@@ -333,7 +333,7 @@ class Graph:
             ex.emit = saved_emit
         return out, err
 
-    def _subtree(self, goal: str) -> list[str]:
+    def subtree(self, goal: str) -> list[str]:
         """The post-order nodes under ``goal`` (a slice of order())."""
         seen: set[str] = set()
         result: list[str] = []

@@ -20,11 +20,12 @@ import pytest
 
 from onitu.make.graph import Graph
 from onitu.make.parser import MakeError, load
+from tests.helpers import SHARED as SHARED_ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 
 CORPUS = Path(__file__).parent / "corpus"
-SHARED = Path("/work/shared/cases/make")
+SHARED = SHARED_ROOT / "cases" / "make"
 EPOCH = 1_600_000_000
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
 

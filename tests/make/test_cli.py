@@ -1,0 +1,139 @@
+"""``onitu make`` as users run it, against GNU make: the same dry runs, the same files, the same failures."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+from tests.helpers import SHARED
+from tests.make.harness import env_for, make
+from tests.make.test_differential import CASES, ENV, ERRORS, _case, _gnu, _normalise, _prepare
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+MAKE_CASES = SHARED / "cases" / "make"
+
+
+def _ours(work, args, *flags, tmp_path):
+    return make(work, *flags, *args, data=tmp_path / "data", **{k: v for k, v in ENV.items() if k != "PATH"})
+
+
+def _same(text: str, where) -> list[str]:
+    """Output lines with the program name and the build directory made comparable."""
+    lines = _normalise(text.replace("onitu make", "make").splitlines())
+    return [line.replace("onitu make: ", "make: ").replace(str(where), "<dir>") for line in lines]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
+def test_dry_run_prints_what_gnu_make_prints(case, tmp_path):
+    spec = _case(case)
+    args = shlex.split(" ".join(spec.get("args", [])))
+    always = spec.get("always", ["yes"])[0] != "no"
+    gnu_dir = _prepare(case, tmp_path / "gnu" / "case", spec)
+    ours_dir = _prepare(case, tmp_path / "ours" / "case", spec)
+    gnu = _gnu(gnu_dir, args, ENV, always)
+    ours = _ours(ours_dir, args, "-n", "-j1", *(["-B"] if always else []), tmp_path=tmp_path)
+    assert ours.returncode == gnu.returncode == 0, ours.stderr
+    assert _same(ours.stdout, ours_dir) == _same(gnu.stdout, gnu_dir)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
+def test_build_leaves_the_files_gnu_make_leaves(case, tmp_path):
+    spec = _case(case)
+    args = shlex.split(" ".join(spec.get("args", [])))
+    gnu_dir = _prepare(case, tmp_path / "gnu" / "case", spec)
+    ours_dir = _prepare(case, tmp_path / "ours" / "case", spec)
+    gnu = subprocess.run(["make", "-r", "-R", "-j1", *args], cwd=gnu_dir, env=ENV, capture_output=True, text=True,
+                         timeout=60)
+    ours = _ours(ours_dir, args, "-j2", tmp_path=tmp_path)
+    assert ours.returncode == gnu.returncode, ours.stderr
+    assert _tree(ours_dir) == _tree(gnu_dir)
+    if gnu.returncode == 0:  # serial output is GNU's, line for line, when one job runs at a time
+        serial = _ours(_prepare(case, tmp_path / "serial" / "case", spec), args, "-j1", tmp_path=tmp_path)
+        assert sorted(_same(serial.stdout, tmp_path / "serial" / "case")) == sorted(_same(gnu.stdout, gnu_dir))
+
+
+def _tree(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("makefile", ERRORS, ids=[p.stem for p in ERRORS])
+def test_bad_makefiles_fail_like_gnu_make_and_run_nothing(makefile, tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    shutil.copy(makefile, work / "Makefile")
+    first = makefile.read_text().splitlines()[0]
+    args = shlex.split(first[len("# args:"):]) if first.startswith("# args:") else []
+    gnu = _gnu(work, args, ENV, True)
+    ours = _ours(work, args, tmp_path=tmp_path)
+    assert ours.returncode == 2 and gnu.returncode == 2
+    assert _same(ours.stderr, work) == _same(gnu.stderr, work)
+    assert sorted(p.name for p in work.iterdir()) == ["Makefile"]  # nothing ran
+
+
+def test_a_syntax_error_late_in_the_file_runs_nothing(tmp_path):
+    (tmp_path / "Makefile").write_text("all:\n\ttouch ran\n\nifeq (a,a)\nx = 1\n")
+    out = _ours(tmp_path, [], tmp_path=tmp_path)
+    assert out.returncode == 2 and "Makefile:6: *** missing 'endif'.  Stop." in out.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_cycles_and_missing_sources_are_errors_before_anything_runs(tmp_path):
+    (tmp_path / "Makefile").write_text("all: a ok\nok:\n\ttouch ran\na: b\n\ttouch a\nb: a\n\ttouch b\n")
+    cycle = _ours(tmp_path, [], tmp_path=tmp_path)
+    assert cycle.returncode == 2 and "Circular dependency" in cycle.stderr and not (tmp_path / "ran").exists()
+    (tmp_path / "Makefile").write_text("all: ok x.o\nok:\n\ttouch ran\nx.o: x.c\n\tcc -c x.c\n")
+    missing = _ours(tmp_path, [], tmp_path=tmp_path)
+    assert missing.returncode == 2 and not (tmp_path / "ran").exists()
+    assert "onitu make: *** No rule to make target 'x.c', needed by 'x.o'.  Stop." in missing.stderr
+
+
+KEEP_GOING = """\
+all: good bad after
+good:
+\techo good > good
+bad:
+\t@echo failing; exit 3
+after: bad
+\ttouch after
+"""
+
+
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_a_failing_recipe_stops_the_build_or_not_with_k(tmp_path, keep_going):
+    flags = ["-k"] if keep_going else []
+    for who in ("gnu", "ours"):
+        (tmp_path / who).mkdir()
+        (tmp_path / who / "Makefile").write_text(KEEP_GOING)
+    gnu = subprocess.run(["make", "-j1", *flags], cwd=tmp_path / "gnu", capture_output=True, text=True)
+    ours = _ours(tmp_path / "ours", [], "-j1", *flags, tmp_path=tmp_path)
+    assert ours.returncode == gnu.returncode == 2
+    assert _tree(tmp_path / "ours") == _tree(tmp_path / "gnu")
+    assert _same(ours.stderr, tmp_path / "ours") == _same(gnu.stderr, tmp_path / "gnu")
+
+
+def test_directory_silent_and_up_to_date(tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "Makefile").write_text("out.txt: in.txt\n\tcp in.txt out.txt\n")
+    (sub / "in.txt").write_text("x\n")
+    first = _ours(tmp_path, [], "-C", "sub", "-s", tmp_path=tmp_path)
+    assert first.returncode == 0 and "cp in.txt" not in first.stdout and (sub / "out.txt").read_text() == "x\n"
+    assert f"Entering directory '{sub}'" in first.stdout
+    again = _ours(sub, [], tmp_path=tmp_path)
+    assert again.stdout.strip() == "onitu make: 'out.txt' is up to date."
+
+
+SHARED_CASES = sorted(p.name for p in MAKE_CASES.iterdir() if (p / "check.sh").exists()) if MAKE_CASES.is_dir() else []
+
+
+@pytest.mark.skipif(not MAKE_CASES.is_dir(), reason="the shared make cases are absent")
+@pytest.mark.parametrize("name", SHARED_CASES)
+def test_shared_case_builds_the_expected_files(name, tmp_path):
+    assert shutil.which("onitu"), "the onitu command is not on PATH (pip install -e .)"
+    env = {**env_for(tmp_path / "data"), "MAKE_CMD": "onitu make -j2", "TMPDIR": str(tmp_path)}
+    out = subprocess.run([str(MAKE_CASES / name / "check.sh")], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout == (MAKE_CASES / name / "expected.sha256").read_text()

@@ -91,6 +91,7 @@ class Driver:
             if time.monotonic() - last_check > LOST_CHECK:
                 self._requeue_lost()
                 self.rt.check_workers()
+                self.ui.update(workers=self.rt.worker_slots())
                 last_check = time.monotonic()
         self.events.close()
         self._report_goals()
@@ -300,7 +301,7 @@ class Driver:
         self._take_all([(t[0], b, t[2], None) for t in found] + [(BUILD, b, None)])
 
     def _show(self) -> None:
-        self.ui.update(total=len(self.rank), done=self.finished, running=len(self.running), queued=len(self.ready))
+        self.ui.update(total=len(self.rank), done=self.finished, running=len(self.running))
 
 
 def _where(command: Command | None, target: str) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.live import Live
 
 PLAIN_EVERY = 10.0
 
@@ -21,12 +21,12 @@ PLAIN_EVERY = 10.0
 class Counts:
     total: int = 0
     done: int = 0
-    running: int = 0
-    queued: int = 0
-    workers: int = 0
+    running: int = 0  # handed to workers (queued in the space or being run)
+    workers: int = 0  # worker slots in the space
 
     def line(self) -> str:
-        return (f"{self.done}/{self.total} tasks done, {self.running} running, {self.queued} queued, "
+        waiting = self.total - self.done - self.running
+        return (f"{self.done}/{self.total} targets done, {self.running} with workers, {waiting} waiting; "
                 f"{self.workers} worker slot{'s' if self.workers != 1 else ''}")
 
 
@@ -41,8 +41,11 @@ class Display:
         self._last_plain = time.monotonic()
 
     def __enter__(self) -> Display:
-        if self.live_mode:
-            self._live = Live(Text(""), console=Console(stderr=True), refresh_per_second=4, transient=True,
+        if self.live_mode:  # rich is imported only for a terminal: piped builds start faster
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(_text(""), console=Console(stderr=True), refresh_per_second=4, transient=True,
                               redirect_stdout=True, redirect_stderr=True)
             self._live.start()
         return self
@@ -78,7 +81,13 @@ class Display:
         for k, v in counts.items():
             setattr(self.counts, k, v)
         if self._live is not None:
-            self._live.update(Text(f"{self.program}: {self.counts.line()}", style="dim"))
+            self._live.update(_text(f"{self.program}: {self.counts.line()}"))
         elif time.monotonic() - self._last_plain > PLAIN_EVERY:
             self._last_plain = time.monotonic()
             self.message(self.counts.line())
+
+
+def _text(line: str) -> Any:
+    from rich.text import Text
+
+    return Text(line, style="dim")

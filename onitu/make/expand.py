@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,17 +289,22 @@ def skip_reference(text: str, i: int) -> int:
     return i + 2
 
 
-def find_outside_refs(text: str, chars: str) -> int:
-    """Index of the first of ``chars`` outside variable references (a ``\\#`` is no comment), or -1."""
+def outside_refs(text: str) -> Iterator[tuple[int, str]]:
+    """(index, character) of every character of ``text`` outside variable references."""
     i = 0
     while i < len(text):
-        c = text[i]
-        if c == "$":
+        if text[i] == "$":
             i = skip_reference(text, i)
             continue
+        yield i, text[i]
+        i += 1
+
+
+def find_outside_refs(text: str, chars: str) -> int:
+    """Index of the first of ``chars`` outside variable references (a ``\\#`` is no comment), or -1."""
+    for i, c in outside_refs(text):
         if c in chars and (c != "#" or (len(text[:i]) - len(text[:i].rstrip("\\"))) % 2 == 0):
             return i
-        i += 1
     return -1
 
 
@@ -351,12 +356,7 @@ def first_word(text: str) -> tuple[str, str]:
 
 def parse_assignment(text: str) -> tuple[str, str, str] | None:
     """``(name, operator, value)`` if ``text`` is a variable assignment, else None (a rule or an error)."""
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "$":
-            i = skip_reference(text, i)
-            continue
+    for i, c in outside_refs(text):
         if c == "=":
             op = text[i - 1] + "=" if i > 0 and text[i - 1] in "+?!" else "="
             name, value = text[: i + 1 - len(op)], text[i + 1 :]
@@ -367,7 +367,6 @@ def parse_assignment(text: str) -> tuple[str, str, str] | None:
                 return None
             name, value = text[:i], text[i + len(op) :]
             break
-        i += 1
     else:
         return None
     name = name.strip()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import SHARED
 from tests.make.harness import env_for, make
-from tests.make.test_differential import CASES, ENV, ERRORS, _case, _gnu, _normalise, _prepare
+from tests.make.test_differential import CASES, ENV, ERRORS, _case, _gnu, _normalise, _prepare, error_case
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 MAKE_CASES = SHARED / "cases" / "make"
@@ -61,11 +61,7 @@ def _tree(root) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("makefile", ERRORS, ids=[p.stem for p in ERRORS])
 def test_bad_makefiles_fail_like_gnu_make_and_run_nothing(makefile, tmp_path):
-    work = tmp_path / "w"
-    work.mkdir()
-    shutil.copy(makefile, work / "Makefile")
-    first = makefile.read_text().splitlines()[0]
-    args = shlex.split(first[len("# args:"):]) if first.startswith("# args:") else []
+    work, args = error_case(makefile, tmp_path)
     gnu = _gnu(work, args, ENV, True)
     ours = _ours(work, args, tmp_path=tmp_path)
     assert ours.returncode == 2 and gnu.returncode == 2

@@ -143,13 +143,18 @@ def test_corpus_case(case: Path, tmp_path: Path) -> None:
 ERRORS = sorted((CORPUS / "errors").glob("*.mk"))
 
 
-@pytest.mark.parametrize("makefile", ERRORS, ids=[p.stem for p in ERRORS])
-def test_error_case(makefile: Path, tmp_path: Path) -> None:
+def error_case(makefile: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A bad makefile copied to a work dir as ``Makefile``, and the arguments its first line asks for."""
     work = tmp_path / "w"
     work.mkdir()
     shutil.copy(makefile, work / "Makefile")
     first = makefile.read_text().splitlines()[0]
-    args = shlex.split(first[len("# args:"):]) if first.startswith("# args:") else []
+    return work, shlex.split(first[len("# args:"):]) if first.startswith("# args:") else []
+
+
+@pytest.mark.parametrize("makefile", ERRORS, ids=[p.stem for p in ERRORS])
+def test_error_case(makefile: Path, tmp_path: Path) -> None:
+    work, args = error_case(makefile, tmp_path)
     gnu = _gnu(work, args, ENV, True)
     assert gnu.returncode != 0
     with pytest.raises(_Failed) as failed:

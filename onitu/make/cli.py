@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def make_main(argv: list[str]) -> int:
     """Entry point of ``onitu make``; returns the exit status."""
-    from onitu.make.driver import Driver, Options
+    from onitu.make.driver import Driver, Options, mtime_of
     from onitu.make.graph import Graph
     from onitu.make.parser import MakeError, load
 
@@ -75,7 +75,7 @@ def make_main(argv: list[str]) -> int:
             display.err(warning + "\n")
         graph = Graph.build(db, goals)
         if args.dry_run:
-            out, err = graph.dry_run(args.always, lambda name: _mtime(build_dir / name))
+            out, err = graph.dry_run(args.always, lambda name: mtime_of(build_dir / name))
             display.out("".join(line + "\n" for line in out))
             display.err("".join(line + "\n" for line in err))
             return 0
@@ -119,13 +119,6 @@ def _reap(forked: tuple[int, int] | None) -> None:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(forked[0], signal.SIGKILL)
             os.waitpid(forked[0], 0)
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime_ns / 1e9
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def _build_id(build_dir: Path, makefile: str | None, goals: list[str], overrides: dict[str, str]) -> str:

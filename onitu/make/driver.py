@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from onitu.make.files import BlobStore, TransferError, place, relative
@@ -43,7 +43,6 @@ class _Running:
     commands: list[Command]
     before: float | None = None  # the target's mtime when its task was queued
     replay: bool = False  # finished under an earlier driver: its output was printed then
-    started: float = field(default_factory=time.monotonic)
 
 
 class Driver:
@@ -168,10 +167,7 @@ class Driver:
                 yield name
 
     def _mtime(self, name: str) -> float | None:
-        try:
-            return os.stat(self.dir / name).st_mtime_ns / 1e9
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        return mtime_of(self.dir / name)
 
     # ---- results --------------------------------------------------------------------------------------------
 
@@ -302,6 +298,14 @@ class Driver:
 
     def _show(self) -> None:
         self.ui.update(total=len(self.rank), done=self.finished, running=len(self.running))
+
+
+def mtime_of(path: Path) -> float | None:
+    """A file's modification time in seconds, or None if it does not exist."""
+    try:
+        return os.stat(path).st_mtime_ns / 1e9
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def _where(command: Command | None, target: str) -> str:

@@ -99,7 +99,6 @@ class Worker:
         self._builds: dict[str, tuple[BuildInfo, bool]] = {}
         self._local = threading.local()
         self.guard = Guard()
-        self.done = 0
 
     def run(self) -> None:
         """Register, serve tasks on every slot, and return once stopped (after finishing the tasks under way)."""
@@ -176,7 +175,6 @@ class Worker:
         swap = [("take", claim), ("write", done)]
         try:
             self.space.batch([*swap, ("write", next_claim, "session")] if next_claim else swap)
-            self.done += 1
             return
         except RequestExpired:  # our claim expired (we were too slow to renew it): the driver re-queued the task
             log.warning("worker %s: claim on %s expired; result dropped", self.id, claim[2])

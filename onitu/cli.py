@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import os
-
 import typer
 
+from onitu.entry import configure_logging
 from onitu.space.cli import keys_app, space_app
 from onitu.watchdog import cli as watchdog_cli
 
@@ -39,8 +37,7 @@ def worker(ctx: typer.Context) -> None:
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more (info level).")) -> None:
-    level = logging.INFO if verbose else getattr(logging, os.environ.get("ONITU_LOG", "WARNING").upper(), 30)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,7 @@ class SyncConfig(_Model):
     """Settings of the sync hub."""
 
     deletion_threshold: float = Field(0.5, gt=0, le=1, allow_inf_nan=False)  # of a folder, by one replica, at once
+    deletion_minimum: int = Field(2, ge=1)  # fewer deletions than this are never held (deleting a folder's only file)
     scan_interval: float = _positive(600.0)  # seconds between full rescans of each replica
 
 
@@ -230,7 +231,7 @@ class Config(_Model):
             if first != i and i < len(self.agents):
                 raise _Located(("agents", i, "name"), f"duplicate agent name {agent.name!r} (as agents[{first}])")
             if first != i:  # a worker's generated name: the configured agent is the one to rename
-                clash = f"{agent.name!r} is also the name of a worker (workers.count: {self.workers.count})"
+                clash = f"{agent.name!r} is also the name of an agent Onitu starts (a worker, the referee or a plug)"
                 raise _Located(("agents", first, "name"), clash)
         return self
 
@@ -251,7 +252,18 @@ class Config(_Model):
         """The configured agents followed by ``workers.count`` worker agents named worker-1 .. worker-N."""
         command = [sys.executable, "-m", "onitu.entry", "worker", *self.workers.args]
         workers = [AgentConfig(name=f"worker-{n}", command=command) for n in range(1, self.workers.count + 1)]
-        return [*self.agents, *workers]
+        return [*self.agents, *workers, *self.sync_agents()]
+
+    def sync_agents(self) -> list[AgentConfig]:
+        """The sync hub's processes: the referee and one plug per service (none without services)."""
+        if not self.services:
+            return []
+        source = ["--config", str(self.source.resolve())] if self.source else []
+        python = [sys.executable, "-m"]
+        referee = AgentConfig(name="referee", command=[*python, "onitu.sync.referee", *source], heartbeat=True)
+        plugs = [AgentConfig(name=f"plug-{name}", command=[*python, "onitu.sync.plug", "--service", name, *source],
+                             heartbeat=True) for name in self.services]
+        return [referee, *plugs]
 
 
 def default_path() -> Path | None:

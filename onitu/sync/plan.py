@@ -14,7 +14,7 @@ from onitu.sync.metadata import FileMeta, Kind, Order
 Content = tuple[Kind, str | None]  # ("file", sha256) or ("dir", None); None: nothing there
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Observed:
     """What one replica has at one path now. ``fingerprint`` (from the driver's Stat) guards the orders."""
 
@@ -58,6 +58,7 @@ class Copy:
     sha256: str
     size: int
     replaces: str | None  # the fingerprint found at the destination (None: nothing there)
+    source_path: str | None = None  # where the sources hold it, when not at ``path`` (resolving a conflict)
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,20 @@ def is_clean(held: FileMeta | None, agreed: FileMeta | None) -> bool:
         Order.EQUAL, Order.DESCENDS)
 
 
+
+
+def service_of(action: Action) -> str:
+    """The service an action is addressed to."""
+    return action.to if isinstance(action, Copy) else action.service if isinstance(action, MarkUnavailable) \
+        else action.on
+
+
+def paths_of(action: Action) -> tuple[str, ...]:
+    """The paths an action changes, then the one it reads from (a copy resolving a conflict reads another)."""
+    if isinstance(action, Move):
+        return (action.src, action.dst)
+    if isinstance(action, KeepConflict):
+        return (action.path, action.conflict)
+    if isinstance(action, Copy) and action.source_path:
+        return (action.path, action.source_path)
+    return () if isinstance(action, MarkUnavailable) else (action.path,)

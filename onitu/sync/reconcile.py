@@ -241,12 +241,16 @@ def _phase(action: Action) -> tuple[int, int, str]:
 
 def reconcile(
     ancestors: Mapping[str, FileMeta], replicas: Sequence[Replica], *, when: datetime,
-    routing: Routing | None = None, deletion_threshold: float = 0.5,
+    routing: Routing | None = None, deletion_threshold: float = 0.5, deletion_minimum: int = 1,
+    history: Mapping[str, tuple[int, int]] | None = None,
 ) -> Plan:
     """Decide one pass over one folder (see the module documentation for the rules).
 
     ``ancestors``: the hub's agreed metadata per path, tombstones included; ``when``: the time stamped on conflict
     copies; ``routing``: which services hold and are read for each path (default: all of them, both ways).
+    Deletions are held when more than ``deletion_threshold`` of a replica's entries go, and at least
+    ``deletion_minimum``. ``history``: per service, (entries it deleted recently, entries it holds in the whole
+    folder), for a pass over part of a folder; deletions spread over several passes then still count together.
     """
     routing = routing or _Everywhere()
     ordered = sorted(replicas, key=lambda r: r.service)
@@ -255,7 +259,7 @@ def reconcile(
     outcomes = {path: _decide(path, ancestors.get(path), live, routing) for path in sorted(paths)}
     _keep_parents(outcomes, ancestors)
     renames = {r.service: find_renames(r, ancestors) for r in live}
-    over = _over_threshold(live, renames, routing, deletion_threshold)
+    over = _over_threshold(live, renames, routing, deletion_threshold, deletion_minimum, history or {})
     builder = _Builder(live, routing, when, paths.union(*(r.now.keys() for r in ordered)))
     actions: list[Action] = [MarkUnavailable(r.service, r.unavailable) for r in ordered if r.unavailable]
     agreed: dict[str, FileMeta] = {}
@@ -277,17 +281,21 @@ def _renamed(path: str, renames: list[tuple[str, str]]) -> bool:
 
 
 def _over_threshold(live: Sequence[Replica], renames: Mapping[str, list[tuple[str, str]]], routing: Routing,
-                    threshold: float) -> dict[str, tuple[int, int]]:
+                    threshold: float, minimum: int, history: Mapping[str, tuple[int, int]],
+                    ) -> dict[str, tuple[int, int]]:
     """The replicas that deleted more than ``threshold`` of what they held, with (deleted, held) counts."""
     over = {}
     for replica in live:
         total = deleted = 0
+        earlier, folder_total = history.get(replica.service, (0, 0))
         for path, held in replica.held.items():
             if held.tombstone:
                 continue
             total += 1
             gone = path not in replica.now and not _renamed(path, renames[replica.service])
             deleted += gone and routing.reads(replica.service, path, held.size, held.kind == "dir")
-        if total and deleted / total > threshold:
+        if replica.service in history:
+            deleted, total = deleted + earlier, folder_total + earlier
+        if total and deleted >= minimum and deleted / total > threshold:
             over[replica.service] = (deleted, total)
     return over

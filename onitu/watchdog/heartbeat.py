@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -82,3 +84,41 @@ class Responder:
         if self._loop is not None:
             self._loop.remove_reader(self.sock.getsockopt(zmq.FD))
         self.sock.close(0)
+
+
+class Liveness:
+    """Heartbeats for a threaded process: answered from a thread of their own, but only while the work makes
+    progress (:meth:`beat` called at least every ``patience`` seconds), so long work is not mistaken for a hang and
+    a real hang still stops the answers."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]], patience: float = 30.0) -> None:
+        self.patience = patience
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self._responder = Responder.from_env(status)
+        self._thread = threading.Thread(target=self._run, name="onitu-heartbeat", daemon=True)
+        if self._responder is not None:
+            self._thread.start()
+
+    def beat(self) -> None:
+        """The work is still moving."""
+        self._last = time.monotonic()
+
+    def _run(self) -> None:
+        assert self._responder is not None
+        sock = self._responder.sock
+        while not self._stop.is_set():
+            if not sock.poll(200):
+                continue
+            if time.monotonic() - self._last < self.patience:
+                self._responder.handle()
+            else:  # stuck: the ping goes unanswered and the watchdog restarts us
+                with contextlib.suppress(zmq.Again):
+                    sock.recv(zmq.NOBLOCK)
+
+    def close(self) -> None:
+        """Stop answering."""
+        self._stop.set()
+        if self._responder is not None:
+            self._thread.join(timeout=1)
+            self._responder.close()

@@ -20,6 +20,7 @@ import psutil
 import zmq
 
 from onitu.config import Config, ConfigError, load
+from onitu.entry import configure_logging
 from onitu.space.ring import SyncResponder
 from onitu.watchdog.failover import SpacePair
 from onitu.watchdog.supervisor import RUNNING, Child, Spec, Supervisor
@@ -135,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path)
     ap.add_argument("--adopt", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("ONITU_LOG", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO")
     try:
         config = load(args.config)
     except ConfigError as exc:

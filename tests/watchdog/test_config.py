@@ -160,7 +160,7 @@ BAD = {
     ),
     "agent named like a worker": (
         "workers:\n  count: 2\nagents:\n  - name: worker-2\n    command: x\n",
-        4, "agents[0].name", "'worker-2' is also the name of a worker (workers.count: 2)",
+        4, "agents[0].name", "'worker-2' is also the name of an agent Onitu starts (a worker, the referee or a plug)",
     ),
     "reserved agent name": (
         "agents:\n  - name: watchdog\n    command: x\n", 2, "agents[0].name", "'watchdog' is reserved",

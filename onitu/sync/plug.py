@@ -1,0 +1,426 @@
+"""The plug: one service's link to the hub (``python -m onitu.sync.plug --service NAME``).
+
+It registers the service in the space (a session-leased tuple, so a dead plug is visible at once), reports what
+changes in its replica, carries out the orders the referee addresses to it, and serves its files to the other
+plugs (:mod:`onitu.sync.transfer`): contents go plug to plug, never through the space.
+
+Reports are observations, not events: for each changed path, what is there now (kind, sha256, size, mtime,
+fingerprint) or None. A full listing (at start, after an event overflow, periodically, when the root comes back,
+and when a restarted referee asks) is sent whole, so the referee can tell what disappeared.
+
+Orders are read, carried out, then taken together with the result in one atomic batch: a plug killed half-way
+finds the order again when it restarts and carries it out again. Every order is guarded by the fingerprint the
+referee based it on, and a repeated order that finds its work already done reports success.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from onitu.config import Config
+from onitu.space.client import SpaceClient
+from onitu.space.errors import SpaceError
+from onitu.sync import wire
+from onitu.sync.agent import serve
+from onitu.sync.drivers import open_driver
+from onitu.sync.drivers.base import Availability, ChangeEvent, Driver, DriverError, is_under
+from onitu.sync.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed, paths_of, service_of
+from onitu.sync.scanner import Scanner
+from onitu.sync.transfer import ChunkServer, TransferError, fetch
+from onitu.watchdog.heartbeat import Liveness
+
+log = logging.getLogger(__name__)
+
+TRANSFERS = 8  # copies carried out at once
+REPORT_SIZE = 1000  # entries per report tuple
+SESSION_TTL = 3.0
+
+
+class Plug:
+    """Runs one service: watch, report, obey, serve."""
+
+    def __init__(self, config: Config, service: str, space: SpaceClient) -> None:
+        if service not in config.services:
+            raise ValueError(f"no service {service!r} in {config.source or 'the config'}")
+        settings = config.services[service]
+        self.service, self.space, self.config = service, space, config
+        self.driver: Driver = open_driver(service, settings.driver, settings.options)
+        state = config.data / "sync"
+        state.mkdir(parents=True, exist_ok=True)
+        self.scanner = Scanner(self.driver, {name: f.path for name, f in settings.folders.items()},
+                               state / f"{service}.hashes")
+        self.id = secrets.token_hex(8)
+        self.known: dict[str, dict[str, Observed]] = {folder: {} for folder in settings.folders}
+        self.events: queue.SimpleQueue[ChangeEvent] = queue.SimpleQueue()
+        self.status = Availability(False, "starting")
+        self.server = ChunkServer(self.driver, self._serves)
+        self.pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix=f"onitu-copy-{service}")
+        self.progress: dict[str, list[int]] = {}  # path -> [bytes done, size], transfers under way
+        self._lock = threading.RLock()  # known, reports' sequence numbers, the plug tuple
+        self._seq = 0
+        self._entry: Any = None
+        self._stop = threading.Event()
+
+    # -- start and registration -----------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Initialise the root the first time the service is seen; afterwards a root without marker is refused."""
+        status = self.driver.available()
+        known = bool(self.space.read_all((wire.KNOWN, self.service)))
+        if not status and not known:
+            try:
+                self.driver.initialise()
+            except DriverError as exc:
+                log.error("%s: cannot initialise the root: %s", self.service, exc)
+                return
+            log.info("%s: initialised %s", self.service, self.driver.root)
+        if not known and self.driver.available():
+            self.space.write((wire.KNOWN, self.service))
+
+    def _info(self) -> dict[str, Any]:
+        return {"id": self.id, "endpoint": self.server.endpoint, "key": self.server.key,
+                "secret": self.server.secret, "available": bool(self.status), "reason": self.status.reason,
+                "pid": os.getpid(), "root": self.driver.root}
+
+    def _set_status(self, status: Availability) -> None:
+        with self._lock:
+            if self._entry is not None and bool(status) == bool(self.status) and status.reason == self.status.reason:
+                return
+            self.status = status
+            if not status:
+                log.warning("%s: unavailable: %s", self.service, status.reason)
+            ops: list[tuple] = [("write", (wire.PLUG, self.service, self._info()), "session")]
+            if self._entry is not None:
+                ops.insert(0, ("take", (wire.PLUG, self.service, {**self._entry})))
+            self.space.batch(ops)
+            self._entry = self._info()
+
+    def _serves(self, path: str) -> bool:
+        return self.scanner.locate(path) is not None
+
+    # -- reports --------------------------------------------------------------------------------------------------
+
+    def _send(self, folder: str, entries: list[tuple[str, Observed | None]], scan: str | None = None) -> None:
+        with self._lock:
+            parts = [entries[i:i + REPORT_SIZE] for i in range(0, len(entries), REPORT_SIZE)] or [[]]
+            ops = []
+            for n, part in enumerate(parts):
+                kind = scan if scan is None else "begin" if n == 0 else "part"
+                self._seq += 1
+                body = {"folder": folder, "scan": kind,
+                        "entries": [[path, wire.obs_to_wire(obs)] for path, obs in part]}
+                ops.append(("write", (wire.REPORT, self.service, self.id, self._seq, body), None))
+            if scan is not None:
+                self._seq += 1
+                end = {"folder": folder, "scan": "end", "entries": []}
+                ops.append(("write", (wire.REPORT, self.service, self.id, self._seq, end), None))
+            for i in range(0, len(ops), 64):
+                self.space.batch(ops[i:i + 64])
+
+    def full_scan(self) -> None:
+        """List every folder and send the whole of it (entries being written keep their last known state)."""
+        status = self.driver.available()
+        if not status:
+            self._set_status(status)
+            return
+        listings = {}
+        try:
+            for folder, known in self.known.items():
+                seen: dict[str, Observed] = {}
+                for path, obs, settled in self.scanner.below(folder):
+                    if obs is not None:
+                        seen[path] = obs
+                    elif not settled and path in known:
+                        seen[path] = known[path]
+                listings[folder] = seen
+        except DriverError as exc:
+            self._set_status(self.driver.available() or Availability(False, str(exc)))
+            return
+        self._set_status(status)
+        with self._lock:
+            self._replace_listings(listings)
+        self.scanner.save()
+
+    def _replace_listings(self, listings: dict[str, dict[str, Observed]]) -> None:
+        for folder, seen in listings.items():
+            for gone in self.known[folder].keys() - seen.keys():
+                self.scanner.forget(folder, gone)
+            self.known[folder] = seen
+            self._send(folder, sorted(seen.items()), scan="full")
+
+    def _changed(self, folder: str, paths: Iterable[str]) -> None:
+        """Report the paths whose observation differs from the one last reported."""
+        with self._lock:
+            self._changed_locked(folder, paths)
+
+    def _changed_locked(self, folder: str, paths: Iterable[str]) -> None:
+        known, entries = self.known[folder], []
+        for path in sorted(set(paths)):
+            obs = self.scanner.stat(folder, path)
+            if obs is None and path in known and self._unsettled(folder, path):
+                continue  # being written: the watcher reports it once it settles
+            if obs is not None and obs.kind == "dir":
+                for below, child, _ in self.scanner.below(folder, path):
+                    if child is not None and known.get(below) != child:
+                        known[below] = child
+                        entries.append((below, child))
+            if known.get(path) != obs:
+                if obs is None:
+                    for below in [p for p in known if is_under(p, path)]:
+                        del known[below]
+                        self.scanner.forget(folder, below)
+                        entries.append((below, None))
+                else:
+                    known[path] = obs
+                    entries.append((path, obs))
+        if entries:
+            self._send(folder, entries)
+
+    def _unsettled(self, folder: str, path: str) -> bool:
+        with contextlib.suppress(DriverError):
+            stat = self.driver.stat(self.scanner.where(folder, path))
+            return stat is not None and not self.driver.settled(stat, time.time_ns())
+        return False
+
+    def handle(self, event: ChangeEvent) -> None:
+        """Turn one watcher event into reports."""
+        if event.kind == "rescan":
+            self.full_scan()
+            return
+        if event.kind == "unavailable":
+            self._set_status(Availability(False, event.dest or "unavailable"))
+            return
+        touched: dict[str, set[str]] = {}
+        for path in (event.path, event.dest) if event.kind == "moved" else (event.path,):
+            if path is None:
+                continue
+            where = self.scanner.locate(path)
+            if where is not None:
+                touched.setdefault(where[0], set()).add(where[1])
+            for folder in self.scanner.tops(path):  # a folder's own directory moved or deleted
+                touched.setdefault(folder, set()).update(self.known[folder])
+        for folder, paths in touched.items():
+            self._changed(folder, paths)
+
+    # -- orders ---------------------------------------------------------------------------------------------------
+
+    def _orders(self) -> None:
+        """Carry out orders as they come: copies in a pool, everything else in order, each after the copies
+        addressed to the same path are done."""
+        pattern = (re.compile(r"^sync\.(order|rescan)$"), self.service, None, None)
+        stream = self.space.notify("write", pattern)
+        started: set[Any] = set()
+        running: dict[str, Future] = {}
+        backlog = self.space.read_all(pattern)
+        while not self._stop.is_set():
+            for tup in sorted(backlog, key=lambda t: (t[0] != wire.RESCAN, t[2])):
+                if tup[0] == wire.RESCAN:
+                    with contextlib.suppress(SpaceError):
+                        self.space.take(tup, timeout=0)
+                        self.events.put(ChangeEvent("rescan"))
+                    continue
+                if tup[2] in started:
+                    continue
+                started.add(tup[2])
+                self._start(tup, running)
+            backlog = []
+            with contextlib.suppress(TimeoutError):
+                event = stream.next(0.5)
+                backlog.append(event.tuple)
+            for path in [p for p, f in running.items() if f.done()]:
+                del running[path]
+
+    def _start(self, tup: tuple, running: dict[str, Future]) -> None:
+        _, _, oid, body = tup
+        try:
+            if not isinstance(body, dict) or not isinstance(body.get("folder"), str):
+                raise ValueError("an order body must be a mapping with a folder")
+            action = wire.action_from_wire(body.get("action"))
+            if body["folder"] not in self.known or service_of(action) != self.service:
+                raise ValueError(f"order for folder {body['folder']!r:.60} or service not served here")
+        except ValueError as exc:
+            log.warning("%s: dropping a malformed order %r: %s", self.service, oid, exc)
+            with contextlib.suppress(SpaceError):
+                self.space.take(tup, timeout=0)
+            return
+        folder = body["folder"]
+        key = paths_of(action)[0]
+        for path, future in list(running.items()):
+            if is_under(path, key) or is_under(key, path):
+                future.result()  # an order never overtakes an earlier one on the same paths
+        if isinstance(action, Copy):
+            running[action.path] = self.pool.submit(self._carry_out, tup, folder, action)
+        else:
+            self._carry_out(tup, folder, action)
+
+    def _carry_out(self, tup: tuple, folder: str, action: Action) -> None:
+        try:
+            touched = self._execute(folder, action)
+            result: dict[str, Any] = {"ok": True, "error": ""}
+        except (DriverError, TransferError, OSError) as exc:
+            log.info("%s: order %s failed: %s", self.service, tup[2], exc)
+            touched = list(paths_of(action))
+            result = {"ok": False, "error": str(exc)[:2000]}
+        entries: list[list] = []
+        with self._lock:
+            known = self.known[folder]
+            for path in touched:
+                obs = self.scanner.stat(folder, path, settled=False)  # written by us: complete
+                if obs is None:
+                    for below in [p for p in known if is_under(p, path)]:
+                        del known[below]
+                        entries.append([below, None])
+                else:
+                    known[path] = obs
+                    if obs.kind == "dir":
+                        for below in [p for p in known if is_under(p, path) and p != path]:
+                            del known[below]
+                        for below, child, _ in self.scanner.below(folder, path):
+                            if child is not None:
+                                known[below] = child
+                                entries.append([below, wire.obs_to_wire(child)])
+                entries.append([path, wire.obs_to_wire(obs)])
+            # under the lock, numbered like the reports: the referee applies them in the order they were seen
+            self._seq += 1
+            body = {**tup[3], **result, "order": tup[2], "entries": entries}
+            try:
+                self.space.batch([("take", tup), ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
+            except SpaceError as exc:  # already taken: a repeated order whose result was sent before
+                log.debug("%s: order %s: %s", self.service, tup[2], exc)
+
+    def _execute(self, folder: str, action: Action) -> list[str]:
+        """Carry out one order; the paths it touched (relative to the folder)."""
+        at = self.scanner.where
+        if isinstance(action, Copy):
+            self._copy(folder, action)
+            return [action.path]
+        if isinstance(action, Mkdir):
+            self.driver.mkdir(at(folder, action.path))
+            return [action.path]
+        if isinstance(action, Delete):
+            current = self.driver.stat(at(folder, action.path))
+            if current is not None:
+                self.driver.delete(at(folder, action.path), replaces=action.replaces)
+            return [action.path]
+        assert isinstance(action, Move | KeepConflict)
+        src, dst = (action.src, action.dst) if isinstance(action, Move) else (action.path, action.conflict)
+        if self.driver.stat(at(folder, src)) is not None or self.driver.stat(at(folder, dst)) is None:
+            self.driver.move(at(folder, src), at(folder, dst), replaces=action.replaces)
+        return [src, dst]
+
+    def _copy(self, folder: str, action: Copy) -> None:
+        where = self.scanner.where(folder, action.path)
+        current = self.scanner.stat(folder, action.path, settled=False)
+        if current is not None and current.sha256 == action.sha256:
+            return  # already there (a repeated order, or the same content arrived otherwise)
+        sources = self._sources(action.sources)
+        if not sources:
+            raise TransferError(f"{self.service}: {action.path}: no live source among {', '.join(action.sources)}")
+        failure: Exception | None = None
+        for source in sources:
+            offset = self.driver.partial(where)
+            self.progress[where] = [offset, action.size]
+
+            def advance(n: int, where: str = where) -> None:
+                self.progress[where][0] += n
+            chunks = fetch(source, source["service"], self._source_path(source, folder, action), offset, advance)
+            try:
+                self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
+                                  replaces=action.replaces)
+                return
+            except TransferError as exc:  # this source failed: keep what arrived, try the next one
+                failure = exc
+            except DriverError as exc:
+                if offset and "sha256" in str(exc):
+                    self.driver.discard(where)  # the staged prefix was of another version
+                raise
+            finally:
+                self.progress.pop(where, None)
+        raise failure or TransferError(f"{self.service}: {action.path}: no source could send it")
+
+    def _source_path(self, source: dict[str, Any], folder: str, action: Copy) -> str:
+        """The path of the file on the source's side (its folders may live elsewhere under its root)."""
+        path = action.source_path or action.path
+        top = source["folders"].get(folder, "")
+        return f"{top}/{path}" if top else path
+
+    def _sources(self, names: Iterable[str]) -> list[dict[str, Any]]:
+        found = []
+        for name in names:
+            for tup in self.space.read_all((wire.PLUG, name, None)):
+                info = tup[2]
+                if isinstance(info, dict) and info.get("available") and name in self.config.services:
+                    folders = {f: c.path for f, c in self.config.services[name].folders.items()}
+                    found.append({**info, "service": name, "folders": folders})
+        return found
+
+    # -- main loop ------------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` (or SIGTERM)."""
+        self.prepare()
+        self._set_status(self.driver.available() or Availability(False, "starting"))
+        liveness = Liveness(lambda: {"service": self.service, "available": bool(self.status)})
+        self.scanner.beat = liveness.beat
+        self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)
+        orders = threading.Thread(target=self._guard(self._orders), name="onitu-orders", daemon=True)
+        orders.start()
+        last_progress = 0.0
+        while not self._stop.is_set():
+            liveness.beat()
+            try:
+                self.handle(self.events.get(timeout=0.2))
+            except queue.Empty:
+                pass
+            except DriverError as exc:
+                log.warning("%s: %s", self.service, exc)
+            if time.monotonic() - last_progress > 1.0 and self.progress:
+                last_progress = time.monotonic()
+                self._publish_progress()
+            if not orders.is_alive():
+                raise RuntimeError(f"{self.service}: the order thread died")
+        liveness.close()
+
+    def _guard(self, target: Any) -> Any:
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                log.exception("%s: order loop failed", self.service)
+        return run
+
+    def _publish_progress(self) -> None:
+        body = {path: list(done) for path, done in list(self.progress.items())[:50]}
+        with contextlib.suppress(SpaceError):
+            self.space.write((wire.PROGRESS, self.service, body), 2.0)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Release the driver, the chunk server and the pool."""
+        self.driver.close()
+        self.scanner.save()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the plug of one service of the config."""
+    return serve("onitu-plug", __doc__, lambda config, space, args: Plug(config, args.service, space), argv,
+                 SESSION_TTL, lambda parser: parser.add_argument("--service", required=True))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

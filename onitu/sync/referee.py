@@ -1,0 +1,505 @@
+"""The referee: decides, per folder and rule, which services must hold which file (``python -m onitu.sync.referee``).
+
+It reads what the plugs report (each replica's current entries, in the order each plug saw them), runs
+:func:`onitu.sync.reconcile.reconcile` over the paths that changed, and writes the outcome in one atomic batch per
+group of paths: the new agreed versions, what each replica now holds, the orders, the conflict records. When a plug
+reports an order done, the version its replica holds is recorded.
+
+A replica takes part in a decision only when its plug is alive, its root available and its full listing received
+since the plug (or the referee) started; until then nothing is inferred from it and nothing is addressed to it. A
+path with orders under way waits for their results before it is decided again, so orders never race each other.
+Everything the referee knows that matters survives it: agreed and held versions, orders and pending plans are in
+the space; the replicas' current entries are asked again (a rescan) when it starts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import itertools
+import logging
+import re
+import secrets
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from onitu.config import Config
+from onitu.space.client import SpaceClient
+from onitu.space.errors import SpaceError
+from onitu.sync import wire
+from onitu.sync.agent import serve
+from onitu.sync.commands import Commands
+from onitu.sync.drivers.base import is_under
+from onitu.sync.ledger import Ledger
+from onitu.sync.metadata import FileMeta
+from onitu.sync.plan import (
+    Action,
+    Copy,
+    Delete,
+    KeepConflict,
+    MarkUnavailable,
+    Mkdir,
+    Move,
+    Observed,
+    Replica,
+    paths_of,
+    service_of,
+)
+from onitu.sync.reconcile import reconcile
+from onitu.sync.rules import Rules
+from onitu.watchdog.heartbeat import Liveness
+
+log = logging.getLogger(__name__)
+
+SETTLE = 0.05  # seconds of quiet after a report before deciding (lets a burst of reports arrive together)
+RETRY = (0.5, 30.0)  # first and longest delay before a failed order's path is decided again
+DELETION_WINDOW = 120.0  # seconds over which one replica's deletions count together against the threshold
+PASS_SIZE = 2000  # paths per decision batch
+INBOUND = (re.compile(r"^sync\.(report|done)$"), None, None, None, None)
+
+
+@dataclass
+class Plugs:
+    """The live plugs, and which of their listings arrived."""
+
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)  # service -> plug tuple info
+    scanned: set[tuple[str, str, str]] = field(default_factory=set)  # (service, folder, plug id)
+    staging: dict[tuple[str, str], tuple[str, dict[str, Observed]]] = field(default_factory=dict)
+    last_seq: dict[str, int] = field(default_factory=dict)  # plug id -> last applied sequence number
+
+    def state(self, service: str, folder: str) -> str | None:
+        """None when the replica can take part; "wait" while its listing is due; else why it cannot."""
+        info = self.info.get(service)
+        if info is None:
+            return "its plug is not running"
+        if not info.get("available"):
+            return str(info.get("reason") or "unavailable")
+        return None if (service, folder, info.get("id")) in self.scanned else "wait"
+
+
+@dataclass
+class Outstanding:
+    """An order sent and not yet reported done."""
+
+    service: str
+    folder: str
+    paths: tuple[str, ...]
+    size: int = 0
+
+
+class Referee:
+    """The referee's state and loop."""
+
+    def __init__(self, config: Config, space: SpaceClient) -> None:
+        self.config, self.space = config, space
+        self.rules: Rules = config.rules()
+        self.folders = {f: self.rules.services(f) for f in config.folders}
+        self.ledger = Ledger()
+        self.plugs = Plugs()
+        self.mirror: dict[tuple[str, str], dict[str, Observed]] = defaultdict(dict)
+        self.dirty: dict[str, set[str]] = defaultdict(set)
+        self.busy: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # orders per path
+        self.busy_below: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # per ancestor
+        self.orders: dict[int, Outstanding] = {}
+        self.deferred: dict[int, list[tuple[str, Action]]] = defaultdict(list)  # waiting on an order's result
+        self.retry: dict[tuple[str, str], tuple[float, float]] = {}  # (folder, path) -> (not before, last delay)
+        self.awaiting: dict[tuple[str, str], set[str]] = {}  # (folder, service) -> paths held for approval
+        self.deletions: dict[tuple[str, str], deque[tuple[float, int]]] = defaultdict(deque)
+        self.consumed: list[tuple] = []
+        self.commands = Commands(self)
+        self.liveness = Liveness(lambda: {})
+        self._next_order = time.time_ns() // 1000 * 1000
+        self._quiet_since = 0.0
+        self._stop = False
+
+    # -- start ----------------------------------------------------------------------------------------------------
+
+    def start(self) -> Any:
+        """Load the state, ask every plug for a full listing; return the stream of reports."""
+        stream = self.space.notify("write", INBOUND)
+        self.ledger.load(self.space)
+        self.commands.load()
+        for _, service, oid, body in self.space.read_all((wire.ORDER, None, None, None)):
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                action = wire.action_from_wire(body["action"])
+                self._track(oid, service, body["folder"], action)
+        for _, folder, service, info in self.space.read_all((wire.PENDING, None, None, None)):
+            with contextlib.suppress(TypeError, KeyError):
+                self.awaiting[folder, service] = set(info["paths"])
+        self._refresh_plugs()
+        self.space.batch([("write", (wire.RESCAN, service, secrets.token_hex(4), {}), 60.0)
+                          for service in self.config.services])
+        backlog = sorted(self.space.read_all(INBOUND), key=lambda t: t[3])
+        for tup in backlog:
+            self.inbound(tup)
+        return stream
+
+    def _refresh_plugs(self) -> None:
+        found = {}
+        for _, service, info in self.space.read_all((wire.PLUG, None, None)):
+            if isinstance(service, str) and isinstance(info, dict) and service in self.config.services:
+                found[service] = info
+        for service in self.plugs.info.keys() | found.keys():
+            before, now = self.plugs.info.get(service, {}), found.get(service, {})
+            if (before.get("id"), before.get("available")) != (now.get("id"), now.get("available")):
+                log.info("plug of %s: %s", service, "available" if now.get("available") else
+                         now.get("reason") or "gone")
+                for folder in self.folders:  # decisions made without it are due again
+                    self.dirty[folder].update(self._known(folder))
+        self.plugs.info = found
+
+    # -- what comes in --------------------------------------------------------------------------------------------
+
+    def inbound(self, tup: tuple) -> None:
+        """Apply one report or result (once, in each plug's order)."""
+        tag, service, plug_id, seq, body = tup
+        self.consumed.append(tup)
+        if not (isinstance(service, str) and isinstance(plug_id, str) and type(seq) is int):
+            log.warning("dropping a malformed %s tuple", tag)
+            return
+        if seq <= self.plugs.last_seq.get(plug_id, 0):
+            return
+        self.plugs.last_seq[plug_id] = seq
+        try:
+            if not isinstance(body, dict) or body.get("folder") not in self.folders:
+                raise ValueError("no known folder")
+            entries = wire.entries_from_wire(body.get("entries"))
+            if tag == wire.REPORT:
+                self._report(service, plug_id, body["folder"], body.get("scan"), entries)
+            else:
+                self._done(service, body, entries)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("dropping a %s from %s: %s", tag, service, exc)
+        self._quiet_since = time.monotonic()
+
+    def _report(self, service: str, plug_id: str, folder: str, scan: Any,
+                entries: list[tuple[str, Observed | None]]) -> None:
+        key = (service, folder)
+        if scan is None:
+            mirror = self.mirror[key]
+            for path, obs in entries:
+                if obs is None:
+                    mirror.pop(path, None)
+                else:
+                    mirror[path] = obs
+                self.dirty[folder].add(path)
+            return
+        if scan == "begin":
+            self.plugs.staging[key] = (plug_id, {})
+        staged = self.plugs.staging.get(key)
+        if staged is None or staged[0] != plug_id:
+            return  # a part of a listing whose beginning we did not see: the next listing will do
+        staged[1].update((path, obs) for path, obs in entries if obs is not None)
+        if scan == "end":
+            del self.plugs.staging[key]
+            before = self.mirror.get(key, {})
+            after = staged[1]
+            changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+            held = self.ledger.held.get(key, {})
+            changed |= {p for p in held if p not in after}
+            changed |= {p for p, m in self.ledger.agreed[folder].items() if p not in after and not m.tombstone}
+            self.mirror[key] = after
+            self.dirty[folder] |= changed
+            self.plugs.scanned = {s for s in self.plugs.scanned if s[:2] != key} | {(service, folder, plug_id)}
+            log.info("%s/%s: listing of %d entries, %d changed", service, folder, len(after), len(changed))
+            if self.plugs.info.get(service, {}).get("id") != plug_id:
+                self._refresh_plugs()
+
+    def _done(self, service: str, body: dict, entries: list[tuple[str, Observed | None]]) -> None:
+        folder, oid = body["folder"], body.get("order")
+        action = wire.action_from_wire(body["action"])
+        meta = wire.meta_from_wire(body.get("meta"))
+        mirror = self.mirror[service, folder]
+        for path, obs in entries:
+            if obs is None:
+                mirror.pop(path, None)
+            else:
+                mirror[path] = obs
+        outstanding = self.orders.pop(oid, None) if type(oid) is int else None
+        if outstanding is not None:
+            for path in outstanding.paths:
+                self._unbusy(folder, path)
+        released = self.deferred.pop(oid, []) if type(oid) is int else []
+        if body.get("ok") is True:
+            self._record(service, folder, action, meta)
+            self.send([(f, a) for f, a in released])
+            held = self.ledger.held.get((service, folder), {})
+            for path, obs in entries:  # changed again since, or not what was ordered: decide again
+                meta = held.get(path)
+                if (obs.content if obs else None) != ((meta.kind, meta.sha256) if meta else None):
+                    self.dirty[folder].add(path)
+            return
+        log.info("%s: order on %s/%s failed: %s", service, folder, action.path, body.get("error"))
+        for path in paths_of(action):
+            self._later(folder, path)
+        for f, deferred_action in released:
+            self._later(f, paths_of(deferred_action)[0])
+        self.ledger.commit(self.space)
+
+    def _record(self, service: str, folder: str, action: Action, meta: FileMeta | None) -> None:
+        """The version ``service`` holds after carrying out ``action``."""
+        ledger, agreed = self.ledger, self.ledger.agreed[folder]
+        held = ledger.held[service, folder]
+        if isinstance(action, Copy | Mkdir):
+            ledger.hold(service, folder, action.path, agreed.get(action.path) if meta is None else meta)
+        elif isinstance(action, Delete):
+            for path in [p for p in held if is_under(p, action.path)]:
+                ledger.hold(service, folder, path, None)
+        else:
+            src, dst = (action.src, action.dst) if isinstance(action, Move) else (action.path, action.conflict)
+            for path in [p for p in held if is_under(p, src)]:
+                ledger.hold(service, folder, path, None)
+            for path in [p for p in agreed if is_under(p, dst)]:
+                ledger.hold(service, folder, path, agreed[path])
+        ledger.commit(self.space)
+
+    def _later(self, folder: str, path: str) -> None:
+        _, delay = self.retry.get((folder, path), (0.0, RETRY[0] / 2))
+        delay = min(delay * 2, RETRY[1])
+        self.retry[folder, path] = (time.monotonic() + delay, delay)
+        self.dirty[folder].add(path)
+
+    # -- orders ---------------------------------------------------------------------------------------------------
+
+    def _track(self, oid: int, service: str, folder: str, action: Action) -> None:
+        paths = paths_of(action)  # a copy's source path included: not deleted before it is read
+        self.orders[oid] = Outstanding(service, folder, paths, action.size if isinstance(action, Copy) else 0)
+        self._next_order = max(self._next_order, oid + 1)
+        for path in paths:
+            self._mark_busy(folder, path, 1)
+
+    def _mark_busy(self, folder: str, path: str, step: int) -> None:
+        for table, key in [(self.busy[folder], path), *((self.busy_below[folder], a) for a in _ancestors(path))]:
+            table[key] += step
+            if table[key] <= 0:
+                del table[key]
+
+    def _unbusy(self, folder: str, path: str) -> None:
+        self._mark_busy(folder, path, -1)
+
+    def is_busy(self, folder: str, path: str) -> bool:
+        """Whether an order under way touches ``path``, a directory above it or anything below it."""
+        busy = self.busy.get(folder)
+        if not busy:
+            return False
+        return path in busy or path in self.busy_below[folder] or any(a in busy for a in _ancestors(path))
+
+    def send(self, orders: Iterable[tuple[str, Action]]) -> list[int]:
+        """Orders (folder, action) as tuples, with the agreed version each brings about, committed with the ledger;
+        their ids."""
+        ops, oids = [], []
+        for folder, action in orders:
+            oid = self._next_order
+            service = service_of(action)
+            meta = self.ledger.agreed[folder].get(paths_of(action)[0])
+            body = {"folder": folder, "action": wire.action_to_wire(action),
+                    "meta": meta.to_wire() if meta is not None and isinstance(action, Copy | Mkdir) else None}
+            ops.append(("write", (wire.ORDER, service, oid, body), None))
+            self._track(oid, service, folder, action)
+            oids.append(oid)
+        self.ledger.also(ops)
+        self.ledger.commit(self.space)
+        return oids
+
+    # -- decisions ------------------------------------------------------------------------------------------------
+
+    def decide(self) -> None:
+        """Decide every folder's dirty paths that can be decided now."""
+        now = time.monotonic()
+        for folder, services in self.folders.items():
+            dirty = self.dirty[folder]
+            if not dirty:
+                continue
+            states = {s: self.plugs.state(s, folder) for s in services}
+            if "wait" in states.values():
+                continue
+            ready = {p for p in dirty if self._ready(folder, p, now)}
+            ready = self._whole_trees(folder, ready)
+            if not ready:
+                continue
+            dirty -= ready
+            ordered = sorted(ready)
+            for i in range(0, len(ordered), PASS_SIZE):
+                self.pass_paths(folder, ordered[i:i + PASS_SIZE], states)
+                self.liveness.beat()
+
+    def _ready(self, folder: str, path: str, now: float) -> bool:
+        if self.retry.get((folder, path), (0.0, 0.0))[0] > now:
+            return False
+        if self.is_busy(folder, path):
+            return False
+        return not any(path in paths for (f, _), paths in self.awaiting.items() if f == folder)
+
+    def _whole_trees(self, folder: str, ready: set[str]) -> set[str]:
+        """``ready`` with everything known below its directories (a directory is decided with its content)."""
+        dirs = {p for p in ready if self._is_dir(folder, p)}
+        if not dirs:
+            return ready
+        known = sorted(self._known(folder))
+        below = set()
+        for d in dirs:
+            start = bisect.bisect_left(known, d + "/")
+            rest = itertools.islice(known, start, None)
+            below.update(itertools.takewhile(lambda p, d=d: p.startswith(d + "/"), rest))
+        blocked = {p for p in below if not self._ready(folder, p, time.monotonic())}
+        return ready | below if not blocked else ready - {d for d in dirs if any(is_under(b, d) for b in blocked)}
+
+    def _known(self, folder: str) -> set[str]:
+        """Every path of ``folder`` agreed or seen on a replica."""
+        return set(self.ledger.agreed[folder]).union(*(self.mirror.get((s, folder), {}) for s in self.folders[folder]))
+
+    def _is_dir(self, folder: str, path: str) -> bool:
+        meta = self.ledger.agreed[folder].get(path)
+        if meta is not None and meta.kind == "dir":
+            return True
+        return any((obs := self.mirror.get((s, folder), {}).get(path)) is not None and obs.kind == "dir"
+                   for s in self.folders[folder])
+
+    def pass_paths(self, folder: str, paths: list[str], states: dict[str, str | None], *, approved: str = "") -> None:
+        """Decide ``paths`` of ``folder`` and send the outcome (``approved``: a service whose deletions go ahead
+        whatever their number)."""
+        agreed = self.ledger.agreed[folder]
+        replicas = []
+        for service, state in states.items():
+            mirror, held = self.mirror.get((service, folder), {}), self.ledger.held.get((service, folder), {})
+            replicas.append(Replica(service, {p: mirror[p] for p in paths if p in mirror},
+                                    {p: held[p] for p in paths if p in held}, state))
+        history = {s: (self._recent(s, folder), self.ledger.holding(s, folder)) for s in states}
+        plan = reconcile({p: agreed[p] for p in paths if p in agreed}, replicas, when=datetime.now(UTC),
+                         routing=self.rules.routing(folder), deletion_minimum=self.config.sync.deletion_minimum,
+                         deletion_threshold=2.0 if approved else self.config.sync.deletion_threshold,
+                         history={s: h for s, h in history.items() if s != approved})
+        for meta in plan.agreed.values():
+            self.ledger.agree(folder, meta)
+        for held_plan in plan.held:
+            self._hold_for_approval(folder, held_plan)
+        self._confirm(folder, paths, plan.agreed, replicas, plan.actions)
+        self._count_deletions(folder, replicas)
+        self._send_plan(folder, plan.actions)
+
+    def _confirm(self, folder: str, paths: list[str], new: dict[str, FileMeta], replicas: list[Replica],
+                 actions: Iterable[Action]) -> None:
+        """Record, for replicas no order is sent to about a path, that they hold its agreed version."""
+        agreed = self.ledger.agreed[folder]
+        ordered = {(service_of(a), p) for a in actions for p in paths_of(a)}
+        for replica in replicas:
+            if replica.unavailable:
+                continue
+            waiting = self.awaiting.get((folder, replica.service), set())
+            for path in set(paths) | set(new):
+                if (replica.service, path) in ordered or path in waiting:
+                    continue
+                meta = new.get(path) or agreed.get(path)
+                obs = replica.now.get(path)
+                if meta is not None and not meta.tombstone and obs is not None and obs.content == (meta.kind,
+                                                                                                   meta.sha256):
+                    self.ledger.hold(replica.service, folder, path, meta)
+                elif obs is None:
+                    self.ledger.hold(replica.service, folder, path, None)
+
+    def _send_plan(self, folder: str, actions: Iterable[Action]) -> None:
+        now: list[tuple[str, Action]] = []
+        later = []
+        conflicts: set[tuple[str, str]] = set()  # (service, conflict copy) renamed aside by this plan
+        for action in actions:
+            if isinstance(action, MarkUnavailable):
+                continue
+            if isinstance(action, KeepConflict) and (folder, action.conflict) not in self.commands.conflicts:
+                info = {"path": action.path, "service": action.on, "when": datetime.now(UTC).isoformat()}
+                self.commands.conflicts[folder, action.conflict] = info
+                self.ledger.also([("write", (wire.CONFLICT, folder, action.conflict, info), None)])
+            if isinstance(action, Copy) and any((s, action.path) in conflicts for s in action.sources):
+                later.append(action)  # its sources must first rename their version aside
+                continue
+            now.append((folder, action))
+            if isinstance(action, KeepConflict):
+                conflicts.add((action.on, action.conflict))
+        oids = self.send(now)
+        oid_of = {(a.on, a.conflict): oid for (_, a), oid in zip(now, oids, strict=True) if isinstance(a, KeepConflict)}
+        for action in later:
+            deps = [oid_of[s, action.path] for s in action.sources if (s, action.path) in oid_of]
+            self.deferred[deps[-1]].append((folder, action))
+
+    def _hold_for_approval(self, folder: str, held_plan: Any) -> None:
+        paths = set(held_plan.agreed) | {p for a in held_plan.actions for p in paths_of(a)}
+        key = (folder, held_plan.service)
+        self.awaiting[key] = self.awaiting.get(key, set()) | paths
+        info = {"deleted": held_plan.deleted, "total": held_plan.total, "paths": sorted(self.awaiting[key]),
+                "when": datetime.now(UTC).isoformat()}
+        log.warning("%s deleted %d of %d entries of %s: held until `onitu approve`", held_plan.service,
+                    held_plan.deleted, held_plan.total, folder)
+        old = [("take", (wire.PENDING, folder, held_plan.service, None))] if len(self.awaiting[key]) > len(paths) \
+            else []
+        self.ledger.also([*old, ("write", (wire.PENDING, folder, held_plan.service, info), None)])
+
+    def _recent(self, service: str, folder: str) -> int:
+        window = self.deletions[service, folder]
+        while window and window[0][0] < time.monotonic() - DELETION_WINDOW:
+            window.popleft()
+        return sum(n for _, n in window)
+
+    def _count_deletions(self, folder: str, replicas: list[Replica]) -> None:
+        for replica in replicas:
+            gone = sum(1 for p in replica.held if p not in replica.now)
+            if gone:
+                self.deletions[replica.service, folder].append((time.monotonic(), gone))
+
+    # -- loop -----------------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until :meth:`stop`."""
+        stream = self.start()
+        liveness = self.liveness
+        last_tick = 0.0
+        while not self._stop:
+            liveness.beat()
+            with contextlib.suppress(TimeoutError):
+                event = stream.next(0.2)
+                self.inbound(event.tuple)
+                while True:  # drain what is already here before deciding
+                    event = stream.next(0)
+                    self.inbound(event.tuple)
+            if time.monotonic() - self._quiet_since >= SETTLE:
+                self.decide()
+                self._take_consumed()
+            if time.monotonic() - last_tick >= 0.5:
+                last_tick = time.monotonic()
+                self._refresh_plugs()
+                self.commands.poll()
+
+    def _take_consumed(self) -> None:
+        consumed, self.consumed = self.consumed, []
+        for i in range(0, len(consumed), 256):
+            try:
+                self.space.batch([("take", t) for t in consumed[i:i + 256]])
+            except SpaceError:
+                for tup in consumed[i:i + 256]:  # one was already gone: take the others one by one
+                    with contextlib.suppress(SpaceError):
+                        self.space.take(tup, timeout=0)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return."""
+        self._stop = True
+
+    def close(self) -> None:
+        """Stop answering heartbeats."""
+        self.liveness.close()
+
+
+def _ancestors(path: str) -> Iterable[str]:
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        yield path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the referee of the config's folders."""
+    return serve("onitu-referee", __doc__, lambda config, space, args: Referee(config, space), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

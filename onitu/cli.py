@@ -6,6 +6,7 @@ import typer
 
 from onitu.entry import configure_logging
 from onitu.space.cli import keys_app, space_app
+from onitu.sync import cli as sync_cli
 from onitu.watchdog import cli as watchdog_cli
 
 app = typer.Typer(help="Onitu: a replicated tuple space and the tools built on it.", no_args_is_help=True,
@@ -15,6 +16,10 @@ app.add_typer(keys_app, name="keys")
 app.command("start")(watchdog_cli.start)
 app.command("stop")(watchdog_cli.stop)
 app.command("status")(watchdog_cli.status)
+app.command("plan")(sync_cli.plan)
+app.command("conflicts")(sync_cli.conflicts)
+app.command("resolve")(sync_cli.resolve)
+app.command("approve")(sync_cli.approve)
 
 
 @app.command("make", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

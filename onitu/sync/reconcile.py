@@ -130,7 +130,9 @@ def _decide(path: str, agreed: FileMeta | None, live: Sequence[Replica], routing
         sample = Observed(agreed.kind, agreed.sha256, agreed.size, agreed.mtime_ns)
         holders = sorted(c.service for c in changes if c.content == agreed_content)
         rank = (agreed.kind != "dir", 1, -agreed.mtime_ns, "")
-        ranked.setdefault(agreed_content, (rank, holders[0] if holders else "", sample))
+        if agreed_content not in ranked or rank < ranked[agreed_content][0]:
+            # a stale replica that caught up with the agreed version is not a rival of it
+            ranked[agreed_content] = (rank, holders[0] if holders else "", sample)
     deleters = tuple(c.service for c in changes if c.content is None)
     if not ranked:  # deletions only (modification beats deletion, so any other change would have won)
         meta = _next_meta(path, agreed, changes, deleters[0], None) if agreed_content else None

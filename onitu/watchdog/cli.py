@@ -52,18 +52,21 @@ def stop(config: Path = ConfigOpt) -> None:
 
 
 def status(config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Every supervised process: role, pid, epoch, uptime, restarts, last heartbeat, state."""
+    """Every supervised process; per folder and service, whether files are in sync, pending or unavailable."""
+    from onitu.sync.cli import print_sync_status, sync_status
     from onitu.watchdog.launcher import status as read_status
 
-    data = read_status(_config(config))
+    cfg = _config(config)
+    data = read_status(cfg)
     if data is None:
         if as_json:
             console.print_json(json.dumps({"running": False}))
         else:
             err.print("onitu is not running")
         raise typer.Exit(3)
+    sync = sync_status(cfg)
     if as_json:
-        console.print_json(json.dumps({"running": True, **data}))
+        console.print_json(json.dumps({"running": True, **data, **({"sync": sync} if sync is not None else {})}))
         return
     title = (f"onitu: epoch {data.get('epoch')}, primary {data.get('primary')} ({data.get('mode')}), "
              f"launcher pid {data['launcher']}")
@@ -75,3 +78,5 @@ def status(config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--json
         table.add_row(p["name"], str(p.get("role") or ""), str(p.get("pid") or ""), str(p.get("epoch") or ""),
                       p["state"], uptime, str(p["restarts"]), beat, p.get("reason") or "")
     console.print(table)
+    if sync is not None:
+        print_sync_status(sync)

@@ -189,6 +189,8 @@ class Driver(ABC):
     def __init__(self, service: str, options: BaseModel) -> None:
         self.service, self.options = service, options
         self.settle = 0.0  # seconds a file must stay unchanged before it is reported (0: writes are atomic)
+        # A service never started has no marker yet: only a read-only preview (`onitu plan`) may then list it.
+        self.unmarked_ok = False
 
     @property
     @abstractmethod

@@ -113,7 +113,7 @@ class LocalDriver(Driver):
                 return Availability(False, f"root {self._root} is not a mount point (unmounted?)")
             with os.scandir(self._root):
                 pass
-            if not os.path.isfile(os.path.join(self._root, MARKER)):
+            if not self.unmarked_ok and not os.path.isfile(os.path.join(self._root, MARKER)):
                 return Availability(False, f"root {self._root} has no {MARKER} marker (replaced, emptied or "
                                            f"unmounted; a new replica must be initialised)")
         except OSError as exc:

@@ -164,6 +164,12 @@ CASES = {
         [("conflict", "f", "C", cf("f", "C")), ("copy", "f", "C", "AB"), ("copy", cf("f", "C"), "A", "C"),
          ("copy", cf("f", "C"), "B", "C")],
     ),
+    "three replicas: a replica that caught up is no rival of the agreed version": (
+        LATEST,
+        [rep("A", {"f": "x2"}, LATEST), rep("B", {"f": ("mine", 9)}, STALE), rep("C", {"f": "x2"}, STALE)],
+        [("conflict", "f", "B", cf("f", "B")), ("copy", "f", "B", "AC"), ("copy", cf("f", "B"), "A", "B"),
+         ("copy", cf("f", "B"), "C", "B")],
+    ),
     "three replicas: stale, unchanged replica is updated": (
         LATEST, [rep("A", {"f": "x2"}, LATEST), rep("B", {"f": "x2"}, LATEST), rep("C", {"f": "x1"}, STALE)],
         [("copy", "f", "C", "AB")],

@@ -24,6 +24,8 @@ from typing import Any
 import msgpack
 import zmq
 
+from onitu.space.auth import ephemeral_client, ephemeral_server
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
@@ -134,13 +136,9 @@ class FileServer:
     def __init__(self, build_dir: Path, store: BlobStore, bind: str) -> None:
         self.build_dir, self.store = build_dir, store
         self.secret = secrets.token_hex(16)
-        self.public, secret_key = zmq.curve_keypair()
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.curve_server = True
-        self.sock.curve_secretkey = secret_key
-        self.sock.linger = 0
-        self.sock.bind(bind)
+        self.sock, public = ephemeral_server(self.ctx, bind)
+        self.public = public.encode()
         self.endpoint = self.sock.last_endpoint.decode()
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
         self._uploads: dict[tuple[bytes, str], _BlobWriter] = {}
@@ -243,12 +241,7 @@ class FileClient:
     def __init__(self, endpoint: str, server_key: str, secret: str, timeout: float = 30.0) -> None:
         self.secret, self.timeout = secret, timeout
         self.ctx = zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        public, secret_key = zmq.curve_keypair()
-        self.sock.curve_serverkey = server_key.encode()
-        self.sock.curve_publickey, self.sock.curve_secretkey = public, secret_key
-        self.sock.linger = 0
-        self.sock.connect(endpoint)
+        self.sock = ephemeral_client(self.ctx, endpoint, server_key)
         self.endpoint = endpoint
         self._rid = 0
 

@@ -136,3 +136,26 @@ def configure_client(sock: zmq.Socket, server_key: bytes, public: bytes, secret:
     sock.curve_serverkey = server_key
     sock.curve_publickey = public
     sock.curve_secretkey = secret
+
+
+def ephemeral_server(ctx: zmq.Context, bind: str) -> tuple[zmq.Socket, str]:
+    """A CURVE ROUTER bound to ``bind`` with a key pair made for it alone; (socket, its public key as text).
+
+    For side channels (file transfers) whose key is published in the space, which only its clients can read.
+    """
+    public, secret = zmq.curve_keypair()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.curve_server = True
+    sock.curve_secretkey = secret
+    sock.linger = 0
+    sock.bind(bind)
+    return sock, public.decode()
+
+
+def ephemeral_client(ctx: zmq.Context, endpoint: str, server_key: str) -> zmq.Socket:
+    """A CURVE DEALER connected to an :func:`ephemeral_server`, with a throwaway key pair of its own."""
+    sock = ctx.socket(zmq.DEALER)
+    configure_client(sock, server_key.encode(), *zmq.curve_keypair())
+    sock.linger = 0
+    sock.connect(endpoint)
+    return sock

@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from onitu.space.auth import ephemeral_client, ephemeral_server
 from onitu.sync.drivers.base import CHUNK, Driver, DriverError
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,8 @@ class ChunkServer:
     def __init__(self, driver: Driver, allowed: Callable[[str], bool], bind: str = "tcp://127.0.0.1:*") -> None:
         self.driver, self.allowed = driver, allowed
         self.secret = secrets.token_hex(16)
-        public, secret_key = zmq.curve_keypair()
-        self.key = public.decode()
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.curve_server = True
-        self.sock.curve_secretkey = secret_key
-        self.sock.linger = 0
-        self.sock.bind(bind)
+        self.sock, self.key = ephemeral_server(self.ctx, bind)
         self.endpoint = self.sock.last_endpoint.decode()
         self.sent = 0  # bytes
         self._stop = threading.Event()
@@ -93,13 +88,7 @@ def fetch(source: dict[str, Any], service: str, path: str, offset: int = 0,
 
     Raises :class:`TransferError` if the source refuses or stays silent for :data:`TIMEOUT` seconds.
     """
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
-    public, secret_key = zmq.curve_keypair()
-    sock.curve_serverkey = str(source["key"]).encode()
-    sock.curve_publickey, sock.curve_secretkey = public, secret_key
-    sock.linger = 0
-    sock.connect(str(source["endpoint"]))
+    sock = ephemeral_client(zmq.Context.instance(), str(source["endpoint"]), str(source["key"]))
     where = f"{service}: {path}"
     try:
         asked, next_rid = {}, 0

@@ -29,7 +29,7 @@ from typing import Any
 
 from onitu.config import Config
 from onitu.space.client import SpaceClient
-from onitu.space.errors import SpaceError
+from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import wire
 from onitu.sync.agent import serve
 from onitu.sync.drivers import open_driver
@@ -234,9 +234,17 @@ class Plug:
                 started.add(tup[2])
                 self._start(tup, running)
             backlog = []
-            with contextlib.suppress(TimeoutError):
+            try:
                 event = stream.next(0.5)
                 backlog.append(event.tuple)
+            except TimeoutError:
+                pass
+            except EventsLost:  # the space restarted and cannot replay them: what was missed is still there
+                log.info("%s: the order stream lost events; reading the orders waiting in the space", self.service)
+                with contextlib.suppress(SpaceError):
+                    stream.close()
+                stream = self.space.notify("write", pattern)
+                backlog = self.space.read_all(pattern)
             for path in [p for p, f in running.items() if f.done()]:
                 del running[path]
 
@@ -274,8 +282,11 @@ class Plug:
         entries: list[list] = []
         with self._lock:
             known = self.known[folder]
-            for path in touched:
-                obs = self.scanner.stat(folder, path, settled=False)  # written by us: complete
+            # After a success, what the order left is ours and complete, settled or not. After a failure nothing was
+            # changed by us: someone else may be writing there (that is often why it failed), so a file is reported
+            # only once settled, as for any change (reporting it half-written would ship and agree on that state).
+            for path in touched if result["ok"] else ():
+                obs = self.scanner.stat(folder, path, settled=False)
                 if obs is None:
                     for below in [p for p in known if is_under(p, path)]:
                         del known[below]
@@ -297,6 +308,9 @@ class Plug:
                 self.space.batch([("take", tup), ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
             except SpaceError as exc:  # already taken: a repeated order whose result was sent before
                 log.debug("%s: order %s: %s", self.service, tup[2], exc)
+            if not result["ok"]:
+                with contextlib.suppress(DriverError):  # the watcher reports it, or the root's outage, later
+                    self._changed_locked(folder, touched)
 
     def _execute(self, folder: str, action: Action) -> list[str]:
         """Carry out one order; the paths it touched (relative to the folder)."""
@@ -333,7 +347,8 @@ class Plug:
 
             def advance(n: int, where: str = where) -> None:
                 self.progress[where][0] += n
-            chunks = fetch(source, source["service"], self._source_path(source, folder, action), offset, advance)
+            chunks = fetch(source, source["service"], self._source_path(source, folder, action), offset, advance,
+                           lambda source=source: self._still_serving(source))
             try:
                 self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
                                   replaces=action.replaces)
@@ -346,6 +361,8 @@ class Plug:
                 raise
             finally:
                 self.progress.pop(where, None)
+        if not self.driver.partial(where):
+            self.driver.discard(where)  # nothing arrived: no empty staging file is left behind
         raise failure or TransferError(f"{self.service}: {action.path}: no source could send it")
 
     def _source_path(self, source: dict[str, Any], folder: str, action: Copy) -> str:
@@ -353,6 +370,15 @@ class Plug:
         path = action.source_path or action.path
         top = source["folders"].get(folder, "")
         return f"{top}/{path}" if top else path
+
+    def _still_serving(self, source: dict[str, Any]) -> bool:
+        """Whether the plug ``source`` describes still runs: its session-leased tuple is there (True while the
+        space cannot tell: a failover is not a dead source)."""
+        try:
+            found = self.space.read_all((wire.PLUG, source["service"], None))
+        except SpaceError:
+            return True
+        return any(isinstance(t[2], dict) and t[2].get("id") == source.get("id") for t in found)
 
     def _sources(self, names: Iterable[str]) -> list[dict[str, Any]]:
         found = []

@@ -29,7 +29,7 @@ from typing import Any
 
 from onitu.config import Config
 from onitu.space.client import SpaceClient
-from onitu.space.errors import SpaceError
+from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import wire
 from onitu.sync.agent import serve
 from onitu.sync.commands import Commands
@@ -133,9 +133,24 @@ class Referee:
         self._refresh_plugs()
         self.space.batch([("write", (wire.RESCAN, service, secrets.token_hex(4), {}), 60.0)
                           for service in self.config.services])
-        backlog = sorted(self.space.read_all(INBOUND), key=lambda t: t[3])
-        for tup in backlog:
+        self._read_backlog()
+        return stream
+
+    def _read_backlog(self) -> None:
+        """Apply the reports and results waiting in the space, oldest first: the order their plugs wrote them in
+        (sequence numbers restart with each plug, so sorting by them would put a dead plug's last reports after
+        its successor's)."""
+        for tup in self.space.read_all(INBOUND):
             self.inbound(tup)
+
+    def _resubscribe(self, stream: Any) -> Any:
+        """A new stream of reports after the old one lost events (the space restarted and could not replay them);
+        what it missed is still in the space."""
+        log.info("the report stream lost events; reading the reports waiting in the space")
+        with contextlib.suppress(SpaceError):
+            stream.close()
+        stream = self.space.notify("write", INBOUND)
+        self._read_backlog()
         return stream
 
     def _refresh_plugs(self) -> None:
@@ -233,7 +248,7 @@ class Referee:
                 if (obs.content if obs else None) != ((meta.kind, meta.sha256) if meta else None):
                     self.dirty[folder].add(path)
             return
-        log.info("%s: order on %s/%s failed: %s", service, folder, action.path, body.get("error"))
+        log.info("%s: order on %s/%s failed: %s", service, folder, paths_of(action)[0], body.get("error"))
         for path in paths_of(action):
             self._later(folder, path)
         for f, deferred_action in released:
@@ -457,12 +472,16 @@ class Referee:
         last_tick = 0.0
         while not self._stop:
             liveness.beat()
-            with contextlib.suppress(TimeoutError):
+            try:
                 event = stream.next(0.2)
                 self.inbound(event.tuple)
                 while True:  # drain what is already here before deciding
                     event = stream.next(0)
                     self.inbound(event.tuple)
+            except TimeoutError:
+                pass
+            except EventsLost:
+                stream = self._resubscribe(stream)
             if time.monotonic() - self._quiet_since >= SETTLE:
                 self.decide()
                 self._take_consumed()

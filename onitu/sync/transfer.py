@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 WINDOW = 4  # chunks in flight per transfer
 TIMEOUT = 30.0  # seconds without an answer before a source is given up
+CHECK = 1.0  # seconds without an answer between two checks that the source still runs
 
 
 class TransferError(Exception):
@@ -83,10 +84,11 @@ class ChunkServer:
 
 
 def fetch(source: dict[str, Any], service: str, path: str, offset: int = 0,
-          progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
+          progress: Callable[[int], None] | None = None, alive: Callable[[], bool] | None = None) -> Iterator[bytes]:
     """The bytes of ``path`` on the plug described by ``source`` (its plug tuple's info), from ``offset`` to the end.
 
-    Raises :class:`TransferError` if the source refuses or stays silent for :data:`TIMEOUT` seconds.
+    Raises :class:`TransferError` if the source refuses, stays silent for :data:`TIMEOUT` seconds, or, while it is
+    silent, ``alive`` says it is gone (a killed source is given up at once, not after the whole timeout).
     """
     sock = ephemeral_client(zmq.Context.instance(), str(source["endpoint"]), str(source["key"]))
     where = f"{service}: {path}"
@@ -98,8 +100,13 @@ def fetch(source: dict[str, Any], service: str, path: str, offset: int = 0,
                 asked[next_rid] = wanted
                 sock.send(msgpack.packb([source["secret"], next_rid, path, wanted, CHUNK]))
                 next_rid, wanted = next_rid + 1, wanted + CHUNK
-            if not sock.poll(int(TIMEOUT * 1000)):
-                raise TransferError(f"{where}: no answer from {source['endpoint']} for {TIMEOUT:.0f} s")
+            silent = 0.0
+            while not sock.poll(int(CHECK * 1000)):
+                silent += CHECK
+                if silent >= TIMEOUT:
+                    raise TransferError(f"{where}: no answer from {source['endpoint']} for {TIMEOUT:.0f} s")
+                if alive is not None and not alive():
+                    raise TransferError(f"{where}: the source stopped (its plug is gone)")
             rid, ok, body = msgpack.unpackb(sock.recv(), raw=False)
             if rid not in asked:
                 continue

@@ -159,6 +159,8 @@ class SpacePair:
             log.error("primary %s lost and secondary %s not running: restarting the primary in place",
                       primary.name, secondary.name)
             self.bump("solo")
+        elif lost:  # a solo primary is restarted in place, alone: a pairing asked of it died with it, ask again
+            self._asked_pair = False
         if secondary.state in (BACKOFF, FAILED, STALE) and (self.state.mode == "paired" or self._asked_pair):
             log.warning("secondary %s lost (%s): primary %s goes on alone", secondary.name, secondary.reason,
                         primary.name)

@@ -28,8 +28,9 @@ class Ledger:
     def __init__(self) -> None:
         self.agreed: dict[str, dict[str, FileMeta]] = defaultdict(dict)
         self.held: dict[tuple[str, str], dict[str, FileMeta]] = defaultdict(dict)  # (service, folder) -> path -> meta
-        self._ops: list[list[tuple]] = []  # groups that must go in the same batch
+        self._ops: list[tuple[Any, list[tuple]]] = []  # (key, group): the groups of one key go in the same batch
         self._apply: list[tuple[dict, str, FileMeta | None]] = []
+        self._agreeing: dict[tuple[str, str], FileMeta] = {}  # agreed versions recorded, not yet committed
 
     def load(self, space: Any) -> None:
         """Read everything from the space, dropping (and logging) tuples that do not check."""
@@ -62,8 +63,15 @@ class Ledger:
         """Make ``meta`` the agreed version of its path."""
         table = self.agreed[folder]
         group: list[tuple] = [("take", (wire.META, folder, meta.path, None))] if meta.path in table else []
-        self._ops.append([*group, ("write", (wire.META, folder, meta.path, meta.to_wire()), None)])
+        group.append(("write", (wire.META, folder, meta.path, meta.to_wire()), None))
+        self._ops.append(((folder, meta.path), group))
         self._apply.append((table, meta.path, meta))
+        self._agreeing[folder, meta.path] = meta
+
+    def latest(self, folder: str, path: str) -> FileMeta | None:
+        """The agreed version of ``path``, counting the changes recorded and not committed yet (the version the
+        orders sent with them bring about)."""
+        return self._agreeing.get((folder, path)) or self.agreed[folder].get(path)
 
     def hold(self, service: str, folder: str, path: str, meta: FileMeta | None) -> None:
         """Record that ``service`` holds ``meta`` at ``path`` (None: nothing, or a deletion)."""
@@ -76,23 +84,33 @@ class Ledger:
             group.append(("write", (wire.HELD, service, folder, path, meta.to_wire()), None))
         else:
             meta = None
-        self._ops.append(group)
+        self._ops.append(((folder, path), group))
         self._apply.append((table, path, meta))
 
-    def also(self, ops: Iterable[tuple]) -> None:
-        """Space operations to send with the recorded changes (orders, conflict records)."""
-        self._ops.extend([op] for op in ops)
+    def also(self, ops: Iterable[tuple], key: tuple[str, str] | None = None) -> None:
+        """Space operations to send with the recorded changes (orders, conflict records); ``key``: the (folder,
+        path) they are about, to be committed together with its other changes."""
+        self._ops.extend((key, [op]) for op in ops)
 
     def commit(self, space: Any) -> None:
-        """Send the recorded operations (in batches of :data:`BATCH`) and apply the changes in memory."""
+        """Send the recorded operations and apply the changes in memory.
+
+        Batches hold about :data:`BATCH` operations, and everything recorded about one path (its agreed version, the
+        versions replicas hold, the orders about it) goes in the same batch, in the order it was recorded: a referee
+        killed half-way through a commit leaves each path as it was or as decided, never agreed on a version that
+        no replica is recorded holding.
+        """
         groups, apply = self._ops, self._apply
-        self._ops, self._apply = [], []
+        self._ops, self._apply, self._agreeing = [], [], {}
+        by_key: dict[Any, list[tuple]] = {}
+        for n, (key, group) in enumerate(groups):
+            by_key.setdefault(n if key is None else key, []).extend(group)
         batch: list[tuple] = []
-        for group in groups:
-            if batch and len(batch) + len(group) > BATCH:
+        for ops in by_key.values():
+            if batch and len(batch) + len(ops) > BATCH:
                 space.batch(batch)
                 batch = []
-            batch.extend(group)
+            batch.extend(ops)
         if batch:
             space.batch(batch)
         for table, path, meta in apply:

@@ -23,13 +23,14 @@ import re
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from onitu.config import Config
 from onitu.space.client import SpaceClient
-from onitu.space.errors import EventsLost, SpaceError
+from onitu.space.errors import EventsLost, RequestExpired, SpaceError
 from onitu.sync import wire
 from onitu.sync.agent import serve
 from onitu.sync.drivers import open_driver
@@ -44,6 +45,51 @@ log = logging.getLogger(__name__)
 TRANSFERS = 8  # copies carried out at once
 REPORT_SIZE = 1000  # entries per report tuple
 SESSION_TTL = 3.0
+REGISTRATION_CHECK = 2.0  # seconds between checks that the plug tuple is still in the space
+
+
+def _parents(path: str) -> Iterable[str]:
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        yield path
+
+
+class _Running:
+    """The copies under way, by path: finding those an order must wait for takes time in the depth of its path,
+    not in the number of copies (thousands are queued at once when a large tree arrives)."""
+
+    def __init__(self) -> None:
+        self.futures: dict[str, Future] = {}
+        self.below: dict[str, int] = {}  # directory -> copies under way below it
+        self.finished: deque[tuple[str, Future]] = deque()  # appended by the pool's threads
+
+    def add(self, path: str, future: Future) -> None:
+        self._drop(path)
+        self.futures[path] = future
+        for parent in _parents(path):
+            self.below[parent] = self.below.get(parent, 0) + 1
+        future.add_done_callback(lambda f, path=path: self.finished.append((path, f)))
+
+    def prune(self) -> None:
+        """Forget the copies that are done."""
+        while self.finished:
+            path, future = self.finished.popleft()
+            if self.futures.get(path) is future:
+                self._drop(path)
+
+    def _drop(self, path: str) -> None:
+        if self.futures.pop(path, None) is None:
+            return
+        for parent in _parents(path):
+            self.below[parent] -= 1
+            if not self.below[parent]:
+                del self.below[parent]
+
+    def overlapping(self, key: str) -> list[Future]:
+        """The copies at ``key``, above it or below it."""
+        if not key or key in self.below:
+            return [f for p, f in self.futures.items() if is_under(p, key) or is_under(key, p)]
+        return [f for p in (key, *_parents(key)) if (f := self.futures.get(p)) is not None]
 
 
 class Plug:
@@ -104,6 +150,17 @@ class Plug:
                 ops.insert(0, ("take", (wire.PLUG, self.service, {**self._entry})))
             self.space.batch(ops)
             self._entry = self._info()
+
+    def _check_registered(self) -> None:
+        """Write the plug tuple again if it is gone: it is session-leased, and a session that expired while the
+        space failed over takes it along, which left a live plug invisible to the referee for good."""
+        with self._lock, contextlib.suppress(SpaceError):
+            if self._entry is not None and not any(
+                    isinstance(t[2], dict) and t[2].get("id") == self.id
+                    for t in self.space.read_all((wire.PLUG, self.service, None))):
+                log.warning("%s: the plug tuple was gone (its session expired); registering again", self.service)
+                self._entry = None
+                self._set_status(self.status)
 
     def _serves(self, path: str) -> bool:
         return self.scanner.locate(path) is not None
@@ -169,11 +226,8 @@ class Plug:
             obs = self.scanner.stat(folder, path)
             if obs is None and path in known and self._unsettled(folder, path):
                 continue  # being written: the watcher reports it once it settles
-            if obs is not None and obs.kind == "dir":
-                for below, child, _ in self.scanner.below(folder, path):
-                    if child is not None and known.get(below) != child:
-                        known[below] = child
-                        entries.append((below, child))
+            if obs is not None:
+                entries += self._below_locked(folder, path, obs)
             if known.get(path) != obs:
                 if obs is None:
                     for below in [p for p in known if is_under(p, path)]:
@@ -185,6 +239,25 @@ class Plug:
                     entries.append((path, obs))
         if entries:
             self._send(folder, entries)
+
+    def _below_locked(self, folder: str, path: str, obs: Observed) -> list[tuple[str, Observed | None]]:
+        """What changed below ``path``, now ``obs``, since last reported (``known`` updated): a directory's entries
+        as they are (those being written keep their last known state), and what was below a directory and is gone
+        (the directory was deleted or replaced and made again, or replaced by a file, between two looks)."""
+        known, entries, present = self.known[folder], [], set()
+        if obs.kind == "dir":
+            for below, child, _ in self.scanner.below(folder, path):
+                present.add(below)
+                if child is not None and known.get(below) != child:
+                    known[below] = child
+                    entries.append((below, child))
+        before = known.get(path)
+        if before is not None and before.kind == "dir":
+            for gone in [p for p in known if is_under(p, path) and p != path and p not in present]:
+                del known[gone]
+                self.scanner.forget(folder, gone)
+                entries.append((gone, None))
+        return entries
 
     def _unsettled(self, folder: str, path: str) -> bool:
         with contextlib.suppress(DriverError):
@@ -220,7 +293,7 @@ class Plug:
         pattern = (re.compile(r"^sync\.(order|rescan)$"), self.service, None, None)
         stream = self.space.notify("write", pattern)
         started: set[Any] = set()
-        running: dict[str, Future] = {}
+        running = _Running()
         backlog = self.space.read_all(pattern)
         while not self._stop.is_set():
             for tup in sorted(backlog, key=lambda t: (t[0] != wire.RESCAN, t[2])):
@@ -245,10 +318,9 @@ class Plug:
                     stream.close()
                 stream = self.space.notify("write", pattern)
                 backlog = self.space.read_all(pattern)
-            for path in [p for p, f in running.items() if f.done()]:
-                del running[path]
+            running.prune()
 
-    def _start(self, tup: tuple, running: dict[str, Future]) -> None:
+    def _start(self, tup: tuple, running: _Running) -> None:
         _, _, oid, body = tup
         try:
             if not isinstance(body, dict) or not isinstance(body.get("folder"), str):
@@ -263,11 +335,10 @@ class Plug:
             return
         folder = body["folder"]
         key = paths_of(action)[0]
-        for path, future in list(running.items()):
-            if is_under(path, key) or is_under(key, path):
-                future.result()  # an order never overtakes an earlier one on the same paths
+        for future in running.overlapping(key):
+            future.result()  # an order never overtakes an earlier one on the same paths
         if isinstance(action, Copy):
-            running[action.path] = self.pool.submit(self._carry_out, tup, folder, action)
+            running.add(action.path, self.pool.submit(self._carry_out, tup, folder, action))
         else:
             self._carry_out(tup, folder, action)
 
@@ -292,22 +363,24 @@ class Plug:
                         del known[below]
                         entries.append([below, None])
                 else:
+                    entries += [[p, wire.obs_to_wire(o)] for p, o in self._below_locked(folder, path, obs)]
                     known[path] = obs
-                    if obs.kind == "dir":
-                        for below in [p for p in known if is_under(p, path) and p != path]:
-                            del known[below]
-                        for below, child, _ in self.scanner.below(folder, path):
-                            if child is not None:
-                                known[below] = child
-                                entries.append([below, wire.obs_to_wire(child)])
                 entries.append([path, wire.obs_to_wire(obs)])
             # under the lock, numbered like the reports: the referee applies them in the order they were seen
             self._seq += 1
             body = {**tup[3], **result, "order": tup[2], "entries": entries}
-            try:
-                self.space.batch([("take", tup), ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
-            except SpaceError as exc:  # already taken: a repeated order whose result was sent before
-                log.debug("%s: order %s: %s", self.service, tup[2], exc)
+            while True:
+                try:
+                    self.space.batch([("take", tup),
+                                      ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
+                except RequestExpired as exc:  # already taken: a repeated order whose result was sent before
+                    log.debug("%s: order %s: %s", self.service, tup[2], exc)
+                except SpaceError as exc:  # not recorded (the space is away): dropping it would leave the referee
+                    if self._stop.is_set():  # waiting for this result for ever
+                        raise
+                    log.warning("%s: order %s: cannot send its result yet: %s", self.service, tup[2], exc)
+                    continue
+                break
             if not result["ok"]:
                 with contextlib.suppress(DriverError):  # the watcher reports it, or the root's outage, later
                     self._changed_locked(folder, touched)
@@ -338,9 +411,8 @@ class Plug:
         if current is not None and current.sha256 == action.sha256:
             return  # already there (a repeated order, or the same content arrived otherwise)
         sources = self._sources(action.sources)
-        if not sources:
-            raise TransferError(f"{self.service}: {action.path}: no live source among {', '.join(action.sources)}")
-        failure: Exception | None = None
+        failure: Exception | None = None if sources else TransferError(
+            f"{self.service}: {action.path}: no live source among {', '.join(action.sources)}")
         for source in sources:
             offset = self.driver.partial(where)
             self.progress[where] = [offset, action.size]
@@ -361,8 +433,8 @@ class Plug:
                 raise
             finally:
                 self.progress.pop(where, None)
-        if not self.driver.partial(where):
-            self.driver.discard(where)  # nothing arrived: no empty staging file is left behind
+        if not self.driver.partial(where):  # nothing arrived, now or in a try interrupted by a kill:
+            self.driver.discard(where)  # no empty staging file is left behind (its path may never be copied again)
         raise failure or TransferError(f"{self.service}: {action.path}: no source could send it")
 
     def _source_path(self, source: dict[str, Any], folder: str, action: Copy) -> str:
@@ -401,9 +473,12 @@ class Plug:
         self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)
         orders = threading.Thread(target=self._guard(self._orders), name="onitu-orders", daemon=True)
         orders.start()
-        last_progress = 0.0
+        last_progress = last_check = 0.0
         while not self._stop.is_set():
             liveness.beat()
+            if time.monotonic() - last_check > REGISTRATION_CHECK:
+                last_check = time.monotonic()
+                self._check_registered()
             try:
                 self.handle(self.events.get(timeout=0.2))
             except queue.Empty:

@@ -50,6 +50,7 @@ from onitu.sync.plan import (
     service_of,
 )
 from onitu.sync.reconcile import reconcile
+from onitu.sync.renames import find_renames
 from onitu.sync.rules import Rules
 from onitu.watchdog.heartbeat import Liveness
 
@@ -306,17 +307,16 @@ class Referee:
     def send(self, orders: Iterable[tuple[str, Action]]) -> list[int]:
         """Orders (folder, action) as tuples, with the agreed version each brings about, committed with the ledger;
         their ids."""
-        ops, oids = [], []
+        oids = []
         for folder, action in orders:
             oid = self._next_order
             service = service_of(action)
-            meta = self.ledger.agreed[folder].get(paths_of(action)[0])
+            meta = self.ledger.latest(folder, paths_of(action)[0])  # as agreed with these orders
             body = {"folder": folder, "action": wire.action_to_wire(action),
                     "meta": meta.to_wire() if meta is not None and isinstance(action, Copy | Mkdir) else None}
-            ops.append(("write", (wire.ORDER, service, oid, body), None))
+            self.ledger.also([("write", (wire.ORDER, service, oid, body), None)], key=(folder, paths_of(action)[0]))
             self._track(oid, service, folder, action)
             oids.append(oid)
-        self.ledger.also(ops)
         self.ledger.commit(self.space)
         return oids
 
@@ -384,7 +384,8 @@ class Referee:
             replicas.append(Replica(service, {p: mirror[p] for p in paths if p in mirror},
                                     {p: held[p] for p in paths if p in held}, state))
         history = {s: (self._recent(s, folder), self.ledger.holding(s, folder)) for s in states}
-        plan = reconcile({p: agreed[p] for p in paths if p in agreed}, replicas, when=datetime.now(UTC),
+        ancestors = {p: agreed[p] for p in paths if p in agreed}
+        plan = reconcile(ancestors, replicas, when=datetime.now(UTC),
                          routing=self.rules.routing(folder), deletion_minimum=self.config.sync.deletion_minimum,
                          deletion_threshold=2.0 if approved else self.config.sync.deletion_threshold,
                          history={s: h for s, h in history.items() if s != approved})
@@ -393,7 +394,7 @@ class Referee:
         for held_plan in plan.held:
             self._hold_for_approval(folder, held_plan)
         self._confirm(folder, paths, plan.agreed, replicas, plan.actions)
-        self._count_deletions(folder, replicas)
+        self._count_deletions(folder, replicas, ancestors)
         self._send_plan(folder, plan.actions)
 
     def _confirm(self, folder: str, paths: list[str], new: dict[str, FileMeta], replicas: list[Replica],
@@ -426,7 +427,8 @@ class Referee:
             if isinstance(action, KeepConflict) and (folder, action.conflict) not in self.commands.conflicts:
                 info = {"path": action.path, "service": action.on, "when": datetime.now(UTC).isoformat()}
                 self.commands.conflicts[folder, action.conflict] = info
-                self.ledger.also([("write", (wire.CONFLICT, folder, action.conflict, info), None)])
+                self.ledger.also([("write", (wire.CONFLICT, folder, action.conflict, info), None)],
+                                 key=(folder, action.path))
             if isinstance(action, Copy) and any((s, action.path) in conflicts for s in action.sources):
                 later.append(action)  # its sources must first rename their version aside
                 continue
@@ -457,9 +459,14 @@ class Referee:
             window.popleft()
         return sum(n for _, n in window)
 
-    def _count_deletions(self, folder: str, replicas: list[Replica]) -> None:
+    def _count_deletions(self, folder: str, replicas: list[Replica], ancestors: dict[str, FileMeta]) -> None:
         for replica in replicas:
-            gone = sum(1 for p in replica.held if p not in replica.now)
+            if replica.unavailable:
+                continue
+            moved = {src for src, _ in find_renames(replica, ancestors)}  # a rename deletes nothing
+            dirs = [src for src in moved if replica.held[src].kind == "dir"]
+            gone = sum(1 for p in replica.held if p not in replica.now and p not in moved
+                       and not any(is_under(p, d) for d in dirs))
             if gone:
                 self.deletions[replica.service, folder].append((time.monotonic(), gone))
 
@@ -478,6 +485,7 @@ class Referee:
                 while True:  # drain what is already here before deciding
                     event = stream.next(0)
                     self.inbound(event.tuple)
+                    liveness.beat()  # a long backlog of results is work, not a hang
             except TimeoutError:
                 pass
             except EventsLost:

@@ -96,3 +96,19 @@ class Hub(Onitu):
 
     def status_json(self) -> dict[str, Any]:
         return json.loads(self.onitu("status", "--json").stdout)
+
+
+def wait_settled(hub: Hub, expect: Callable[[dict[str, str]], bool] | None = None, timeout: float = 60.0
+                 ) -> dict[str, str]:
+    """Like :meth:`Hub.wait_converged`, except that a file moving or vanishing while the replicas are read (the hub
+    is busy with them) is a reason to look again, not an error. Returns the common tree."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            trees = [tree(root) for root in hub.roots.values()]
+        except OSError:
+            continue
+        if all(t == trees[0] for t in trees[1:]) and (expect is None or expect(trees[0])):
+            return trees[0]
+        time.sleep(0.1)
+    return hub.wait_converged(0.0, expect)  # one last look, failing with the trees and the agents' logs

@@ -2,7 +2,8 @@
 
 One hub (services a, b, c, all local) serves the whole module; every example works in a fresh directory ``exN`` of
 the folder. Rules create, overwrite and append to files, delete and rename files, make, rename and delete
-directories, and create the same path on two replicas at once, with pauses of random length between them: some
+directories, and create the same path on two replicas at once (some file paths are directories elsewhere, so a file
+and a directory meet at one path), with pauses of random length between them: some
 operations race with the sync of earlier ones, some find everything settled. Some pauses and the end of every
 example wait until the hub is quiet, then check:
 
@@ -63,7 +64,8 @@ TIMEOUT = 60.0
 
 NAMES = ("f1.txt", "f2.txt", "g")
 DIRS = ("d1", "d2", "d4", "d1/d3", "d2/d5")
-FILES = tuple(f"{d}/{n}" if d else n for d in ("", "d1", "d2", "d1/d3") for n in NAMES)
+# "d4" and "d1/d3" are directories elsewhere: a file and a directory then meet at one path
+FILES = (*(f"{d}/{n}" if d else n for d in ("", "d1", "d2", "d1/d3") for n in NAMES), "d4", "d1/d3")
 COMPONENTS = {part for path in FILES + DIRS for part in path.split("/")}
 CONFLICT = re.compile(r"\.conflict-\d{8}-\d{6}-[abc](?:-\d+)?")
 
@@ -356,10 +358,30 @@ class Replicas(RuleBasedStateMachine):
         if problems:
             trees = "\n".join(f"  {name}: " + ", ".join(f"{p}={show(c)}" for p, c in sorted(view.items()))
                               for name, view in views.items())
-            raise AssertionError(
-                f"{self.ex} (ONITU_STATEFUL_SEED={SEED}):\n" + "\n".join(problems)
-                + "\nsteps:\n  " + "\n  ".join(self.log) + f"\nreplicas:\n{trees}\n{self.hub.agent_logs()}")
+            report = (f"{self.ex} (ONITU_STATEFUL_SEED={SEED}):\n" + "\n".join(problems)
+                      + "\nsteps:\n  " + "\n  ".join(self.log)
+                      + f"\nreplicas:\n{trees}\nthe hub's ledger:\n{self.ledger()}\n{self.hub.agent_logs()}")
+            # Printed as well: when hypothesis replays a failing example and timing makes it pass, it may report
+            # only its own "flaky" error; the captured output then still shows what failed.
+            print(f"FAILED CHECK {report}", flush=True)
+            raise AssertionError(report)
         self.note(f"   checked: {len(final)} entries, {len(self.live)} live contents")
+
+    def ledger(self) -> str:
+        """The agreed version of every path of the example, and what each service holds (for failure messages)."""
+        def short(meta: dict) -> str:
+            what = "tombstone" if meta["tombstone"] else "dir" if meta["kind"] == "dir" else \
+                show(self.written.get(meta["sha256"], meta["sha256"].encode()))
+            return f"{what} {meta['version']}"
+        rows: dict[str, list[str]] = {}
+        prefix = self.ex + "/"
+        for _, _, path, meta in self.space.read_all((wire.META, "docs", None, None)):
+            if path.startswith(prefix):
+                rows.setdefault(path[len(prefix):], []).insert(0, f"agreed {short(meta)}")
+        for _, service, _, path, meta in self.space.read_all((wire.HELD, None, "docs", None, None)):
+            if path.startswith(prefix):
+                rows.setdefault(path[len(prefix):], []).append(f"{service} holds {short(meta)}")
+        return "\n".join(f"  {path}: " + "; ".join(row) for path, row in sorted(rows.items()))
 
 
 def _read_all(fd: int) -> bytes:

@@ -196,7 +196,10 @@ class LocalWatcher:
             for path in [p for p in self._pending if is_under(p, src)]:
                 self._pending[dst + path[len(src):]] = self._pending.pop(path)
             if unreported is not None and unreported.created:
-                return  # the consumer never heard of src: dst is simply new, and is pending as such
+                # dst is simply new, and is pending as such. The consumer may still know src from elsewhere (the
+                # plug wrote it itself, a copy renamed into place): tell it src is gone.
+                self._emit(ChangeEvent("deleted", src, is_dir=is_dir))
+                return
             self._emit(ChangeEvent("moved", src, dst, is_dir))
 
     def _touch(self, path: str, is_dir: bool, *, created: bool = False, deleted: bool = False) -> None:

@@ -251,8 +251,9 @@ def reconcile(
     ``ancestors``: the hub's agreed metadata per path, tombstones included; ``when``: the time stamped on conflict
     copies; ``routing``: which services hold and are read for each path (default: all of them, both ways).
     Deletions are held when more than ``deletion_threshold`` of a replica's entries go, and at least
-    ``deletion_minimum``. ``history``: per service, (entries it deleted recently, entries it holds in the whole
-    folder), for a pass over part of a folder; deletions spread over several passes then still count together.
+    ``deletion_minimum``. ``history``: per service, for a pass over part of a folder, (its deletions counted outside
+    this pass, entries of the whole folder it held before them): deletions decided over several passes, or
+    reported over some time, then count together.
     """
     routing = routing or _Everywhere()
     ordered = sorted(replicas, key=lambda r: r.service)
@@ -297,7 +298,7 @@ def _over_threshold(live: Sequence[Replica], renames: Mapping[str, list[tuple[st
             gone = path not in replica.now and not _renamed(path, renames[replica.service])
             deleted += gone and routing.reads(replica.service, path, held.size, held.kind == "dir")
         if replica.service in history:
-            deleted, total = deleted + earlier, folder_total + earlier
+            deleted, total = deleted + earlier, folder_total
         if total and deleted >= minimum and deleted / total > threshold:
             over[replica.service] = (deleted, total)
     return over

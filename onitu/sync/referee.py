@@ -36,6 +36,7 @@ from onitu.sync.commands import Commands
 from onitu.sync.drivers.base import is_under
 from onitu.sync.ledger import Ledger
 from onitu.sync.metadata import FileMeta
+from onitu.sync.passes import split
 from onitu.sync.plan import (
     Action,
     Copy,
@@ -50,7 +51,7 @@ from onitu.sync.plan import (
     service_of,
 )
 from onitu.sync.reconcile import reconcile
-from onitu.sync.renames import find_renames
+from onitu.sync.renames import deleted, find_renames
 from onitu.sync.rules import Rules
 from onitu.watchdog.heartbeat import Liveness
 
@@ -59,6 +60,11 @@ log = logging.getLogger(__name__)
 SETTLE = 0.05  # seconds of quiet after a report before deciding (lets a burst of reports arrive together)
 RETRY = (0.5, 30.0)  # first and longest delay before a failed order's path is decided again
 DELETION_WINDOW = 120.0  # seconds over which one replica's deletions count together against the threshold
+# A replica deleting things (rm -r reported in pieces, a sync client emptying a folder) has everything it reports
+# decided together once its deletions pause for DELETION_SETTLE, or DELETION_MAX_WAIT after they began: a mass
+# deletion is then judged whole against the threshold, not let through a piece at a time.
+DELETION_SETTLE = 1.0
+DELETION_MAX_WAIT = 10.0
 PASS_SIZE = 2000  # paths per decision batch
 INBOUND = (re.compile(r"^sync\.(report|done)$"), None, None, None, None)
 
@@ -80,6 +86,18 @@ class Plugs:
         if not info.get("available"):
             return str(info.get("reason") or "unavailable")
         return None if (service, folder, info.get("id")) in self.scanned else "wait"
+
+
+@dataclass
+class Burst:
+    """What one replica reported since it began deleting."""
+
+    first: float
+    last: float  # its last report of a deletion
+    paths: set[str] = field(default_factory=set)
+
+    def over(self, now: float) -> bool:
+        return now - self.last >= DELETION_SETTLE or now - self.first >= DELETION_MAX_WAIT
 
 
 @dataclass
@@ -110,6 +128,7 @@ class Referee:
         self.retry: dict[tuple[str, str], tuple[float, float]] = {}  # (folder, path) -> (not before, last delay)
         self.awaiting: dict[tuple[str, str], set[str]] = {}  # (folder, service) -> paths held for approval
         self.deletions: dict[tuple[str, str], deque[tuple[float, int]]] = defaultdict(deque)
+        self.bursts: dict[tuple[str, str], Burst] = {}  # (service, folder) -> deletions under way there
         self.consumed: list[tuple] = []
         self.commands = Commands(self)
         self.liveness = Liveness(lambda: {})
@@ -196,6 +215,7 @@ class Referee:
                 entries: list[tuple[str, Observed | None]]) -> None:
         key = (service, folder)
         if scan is None:
+            self._note_burst(key, entries)
             mirror = self.mirror[key]
             for path, obs in entries:
                 if obs is None:
@@ -224,6 +244,19 @@ class Referee:
             log.info("%s/%s: listing of %d entries, %d changed", service, folder, len(after), len(changed))
             if self.plugs.info.get(service, {}).get("id") != plug_id:
                 self._refresh_plugs()
+
+    def _note_burst(self, key: tuple[str, str], entries: list[tuple[str, Observed | None]]) -> None:
+        now = time.monotonic()
+        burst = self.bursts.get(key)
+        if burst is not None and burst.over(now):
+            del self.bursts[key]
+            burst = None
+        if any(obs is None for _, obs in entries):
+            if burst is None:
+                burst = self.bursts[key] = Burst(now, now)
+            burst.last = now
+        if burst is not None:
+            burst.paths.update(path for path, _ in entries)
 
     def _done(self, service: str, body: dict, entries: list[tuple[str, Observed | None]]) -> None:
         folder, oid = body["folder"], body.get("order")
@@ -325,6 +358,8 @@ class Referee:
     def decide(self) -> None:
         """Decide every folder's dirty paths that can be decided now."""
         now = time.monotonic()
+        for key in [k for k, burst in self.bursts.items() if burst.over(now)]:
+            del self.bursts[key]
         for folder, services in self.folders.items():
             dirty = self.dirty[folder]
             if not dirty:
@@ -337,15 +372,34 @@ class Referee:
             if not ready:
                 continue
             dirty -= ready
-            ordered = sorted(ready)
-            for i in range(0, len(ordered), PASS_SIZE):
-                self.pass_paths(folder, ordered[i:i + PASS_SIZE], states)
+            for paths, ahead in self._passes(folder, sorted(ready), states):
+                self.pass_paths(folder, paths, states, ahead=ahead)
                 self.liveness.beat()
+
+    def _passes(self, folder: str, paths: list[str], states: dict[str, str | None]
+                ) -> list[tuple[list[str], dict[str, int]]]:
+        """``paths`` split into passes (:func:`onitu.sync.passes.split`), each with, per replica, the deletions
+        of the passes after it (so that every pass judges the whole deletion against the threshold)."""
+        if len(paths) <= PASS_SIZE:
+            return [(paths, {})]
+        replicas, ancestors = self._replicas(folder, paths, states)
+        live = [r for r in replicas if r.unavailable is None]
+        passes = split(paths, [pair for r in live for pair in find_renames(r, ancestors)], PASS_SIZE)
+        gone = {r.service: deleted(r, ancestors) for r in live}
+        ahead = {service: len(g) for service, g in gone.items()}
+        out = []
+        for chunk in passes:
+            for service, g in gone.items():
+                ahead[service] -= sum(1 for p in chunk if p in g)
+            out.append((chunk, dict(ahead)))
+        return out
 
     def _ready(self, folder: str, path: str, now: float) -> bool:
         if self.retry.get((folder, path), (0.0, 0.0))[0] > now:
             return False
         if self.is_busy(folder, path):
+            return False
+        if any(path in burst.paths for (_, f), burst in self.bursts.items() if f == folder):
             return False
         return not any(path in paths for (f, _), paths in self.awaiting.items() if f == folder)
 
@@ -374,17 +428,26 @@ class Referee:
         return any((obs := self.mirror.get((s, folder), {}).get(path)) is not None and obs.kind == "dir"
                    for s in self.folders[folder])
 
-    def pass_paths(self, folder: str, paths: list[str], states: dict[str, str | None], *, approved: str = "") -> None:
-        """Decide ``paths`` of ``folder`` and send the outcome (``approved``: a service whose deletions go ahead
-        whatever their number)."""
-        agreed = self.ledger.agreed[folder]
+    def _replicas(self, folder: str, paths: list[str], states: dict[str, str | None]
+                  ) -> tuple[list[Replica], dict[str, FileMeta]]:
+        """Every replica's side of ``paths``, and their agreed versions."""
         replicas = []
         for service, state in states.items():
             mirror, held = self.mirror.get((service, folder), {}), self.ledger.held.get((service, folder), {})
             replicas.append(Replica(service, {p: mirror[p] for p in paths if p in mirror},
                                     {p: held[p] for p in paths if p in held}, state))
-        history = {s: (self._recent(s, folder), self.ledger.holding(s, folder)) for s in states}
-        ancestors = {p: agreed[p] for p in paths if p in agreed}
+        agreed = self.ledger.agreed[folder]
+        return replicas, {p: agreed[p] for p in paths if p in agreed}
+
+    def pass_paths(self, folder: str, paths: list[str], states: dict[str, str | None], *, approved: str = "",
+                   ahead: dict[str, int] | None = None) -> None:
+        """Decide ``paths`` of ``folder`` and send the outcome (``approved``: a service whose deletions go ahead
+        whatever their number; ``ahead``: per service, deletions among the paths to be decided next)."""
+        replicas, ancestors = self._replicas(folder, paths, states)
+        history = {}
+        for s in states:  # deletions carried out recently (no longer held), held for approval, or in later passes
+            recent, waiting = self._recent(s, folder), len(self.awaiting.get((folder, s), ()))
+            history[s] = (recent + waiting + (ahead or {}).get(s, 0), self.ledger.holding(s, folder) + recent)
         plan = reconcile(ancestors, replicas, when=datetime.now(UTC),
                          routing=self.rules.routing(folder), deletion_minimum=self.config.sync.deletion_minimum,
                          deletion_threshold=2.0 if approved else self.config.sync.deletion_threshold,
@@ -463,10 +526,7 @@ class Referee:
         for replica in replicas:
             if replica.unavailable:
                 continue
-            moved = {src for src, _ in find_renames(replica, ancestors)}  # a rename deletes nothing
-            dirs = [src for src in moved if replica.held[src].kind == "dir"]
-            gone = sum(1 for p in replica.held if p not in replica.now and p not in moved
-                       and not any(is_under(p, d) for d in dirs))
+            gone = len(deleted(replica, ancestors) - self.awaiting.get((folder, replica.service), set()))
             if gone:
                 self.deletions[replica.service, folder].append((time.monotonic(), gone))
 

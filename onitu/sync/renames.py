@@ -67,6 +67,15 @@ def find_renames(replica: Replica, ancestors: Mapping[str, FileMeta]) -> list[tu
     return pairs
 
 
+def deleted(replica: Replica, ancestors: Mapping[str, FileMeta]) -> set[str]:
+    """The paths ``replica`` held and no longer has, renames aside: a rename deletes nothing."""
+    gone = {p for p in replica.held if p not in replica.now}
+    if not gone:
+        return gone
+    moved = [src for src, _ in find_renames(replica, ancestors)]
+    return {p for p in gone if not any(is_under(p, src) for src in moved)}
+
+
 def apply_moves(actions: list[Action], live: Sequence[Replica], renames: Mapping[str, list[tuple[str, str]]],
                 ) -> list[Action]:
     """``actions`` with, on every other replica that can take it, each rename's copies and deletions made a move."""

@@ -34,8 +34,6 @@ def hub(tmp_path):
         h.stop()
 
 
-@pytest.mark.xfail(strict=False, reason="known bug, next session: a mass deletion reported in several pieces can "
-                   "let its first piece (under the threshold) through before the rest is seen; the held count varies")
 def test_every_operation_reaches_every_replica(hub):
     h = hub()
     a, b, c = h.roots.values()
@@ -121,8 +119,6 @@ def test_conflict_keeps_both_versions_and_resolve_settles_it(hub):
     assert json.loads(h.onitu("conflicts", "--json").stdout) == []
 
 
-@pytest.mark.xfail(strict=False, reason="known bug, next session: a mass deletion reported in several pieces can "
-                   "let its first piece (under the threshold) through before the rest is seen; the held count varies")
 def test_unmounted_or_emptied_replica_deletes_nothing_elsewhere(hub):
     h = hub().start()
     a, b, c = h.roots.values()

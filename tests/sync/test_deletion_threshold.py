@@ -1,0 +1,162 @@
+"""The deletion threshold judges a mass deletion whole, however it reaches the referee.
+
+The referee runs in-process on an in-process space; three plugs are played by writing their tuples: a full listing
+each (all three hold the same files, so the hub agrees on them without an order), then change reports. The hub
+tests (``test_hub.py``) check the same end to end with real watchers, whose timing varies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from onitu.config import Config
+from onitu.space import TupleSpace
+from onitu.sync import referee as referee_module
+from onitu.sync import wire
+from onitu.sync.plan import Observed
+from onitu.sync.referee import Referee
+
+SERVICES = ("a", "b", "c")
+
+
+def obs(path: str) -> Observed:
+    if "." not in path.rsplit("/", 1)[-1]:
+        return Observed("dir", None, 0, 1, f"d:{path}")
+    data = path.encode()
+    return Observed("file", hashlib.sha256(data).hexdigest(), len(data), 1, f"f:{path}")
+
+
+class Plugs:
+    """Three pretend plugs writing reports into the space the referee reads."""
+
+    def __init__(self, space: TupleSpace, referee: Referee) -> None:
+        self.space, self.referee, self.seq = space, referee, 0
+        for service in SERVICES:
+            space.write((wire.PLUG, service, {"id": f"plug-{service}", "available": True}))
+        referee._refresh_plugs()
+
+    def report(self, service: str, entries: list[tuple[str, Observed | None]], scan: str | None = None) -> None:
+        self.seq += 1
+        body = {"folder": "docs", "scan": scan, "entries": [[p, wire.obs_to_wire(o)] for p, o in entries]}
+        self.referee.inbound((wire.REPORT, service, f"plug-{service}", self.seq, body))
+
+    def listing(self, paths: list[str]) -> None:
+        for service in SERVICES:
+            self.report(service, [(p, obs(p)) for p in paths], scan="begin")
+            self.report(service, [], scan="end")
+
+    def orders(self) -> list[tuple]:
+        return self.space.read_all((wire.ORDER, None, None, None))
+
+
+@pytest.fixture
+def hub(tmp_path):
+    config = Config.model_validate({
+        "folders": {"docs": {}},
+        "services": {s: {"driver": "local", "options": {"root": str(tmp_path / s)}, "folders": {"docs": ""}}
+                     for s in SERVICES}})
+    space = TupleSpace()
+    referee = Referee(config, space)
+    plugs = Plugs(space, referee)
+    yield referee, plugs
+    space.close()
+
+
+def settle(referee: Referee) -> None:
+    """Decide until nothing more is due (deletion bursts ended)."""
+    deadline = time.monotonic() + 5
+    while referee.bursts and time.monotonic() < deadline:
+        time.sleep(0.05)
+        referee.decide()
+    referee.decide()
+
+
+def held(referee: Referee, service: str = "a") -> set[str]:
+    return referee.awaiting.get(("docs", service), set())
+
+
+def test_a_deletion_reported_in_pieces_is_held_whole(hub, monkeypatch):
+    monkeypatch.setattr(referee_module, "DELETION_SETTLE", 0.3)
+    referee, plugs = hub
+    files = [f"f{i}.txt" for i in range(10)]
+    plugs.listing(files)
+    referee.decide()
+    assert not plugs.orders() and len(referee.ledger.agreed["docs"]) == 10
+    for piece in (files[:2], files[2:4], files[4:6]):  # 6 of 10, two at a time, each decided on its own
+        plugs.report("a", [(p, None) for p in piece])
+        referee.decide()
+        time.sleep(0.1)
+    assert not plugs.orders(), "nothing may be deleted while the replica is still deleting"
+    settle(referee)
+    assert held(referee) == set(files[:6])
+    assert not plugs.orders()
+
+
+def test_a_small_deletion_goes_through_once_the_replica_pauses(hub, monkeypatch):
+    monkeypatch.setattr(referee_module, "DELETION_SETTLE", 0.3)
+    referee, plugs = hub
+    files = [f"f{i}.txt" for i in range(10)]
+    plugs.listing(files)
+    referee.decide()
+    plugs.report("a", [("f0.txt", None), ("new.txt", obs("new.txt"))])
+    referee.decide()
+    assert not plugs.orders(), "what a deleting replica reports waits for its deletions to pause"
+    settle(referee)
+    orders = sorted((t[1], t[3]["action"]["op"], t[3]["action"]["path"]) for t in plugs.orders())
+    assert orders == [("b", "copy", "new.txt"), ("b", "delete", "f0.txt"),
+                      ("c", "copy", "new.txt"), ("c", "delete", "f0.txt")]
+    assert not held(referee)
+
+
+def test_a_deletion_decided_over_several_passes_is_held_whole(hub, monkeypatch):
+    monkeypatch.setattr(referee_module, "PASS_SIZE", 25)
+    referee, plugs = hub
+    dirs = [f"d{i:02}" for i in range(10)]
+    tree = [p for d in dirs for p in (d, *(f"{d}/f{j}.txt" for j in range(9)))]
+    plugs.listing(tree)
+    referee.decide()
+    gone = [p for p in tree if p.split("/")[0] in dirs[:6]]  # 60 of 100 entries, in passes of 20
+    plugs.report("a", [(p, None) for p in gone])
+    referee.bursts.clear()  # as if the deletions had paused: decided now
+    referee.decide()
+    assert held(referee) == set(gone)
+    assert not plugs.orders()
+
+
+def test_renamed_trees_stay_moves_across_passes_and_are_no_deletion(hub, monkeypatch):
+    monkeypatch.setattr(referee_module, "PASS_SIZE", 25)
+    referee, plugs = hub
+    dirs = [f"d{i:02}" for i in range(10)]
+    tree = [p for d in dirs for p in (d, *(f"{d}/f{j}.txt" for j in range(9)))]
+    plugs.listing(tree)
+    referee.decide()
+    entries: list[tuple[str, Observed | None]] = []
+    for d in dirs[:6]:  # six whole directories renamed: z.. sorts far from d..
+        for p in [p for p in tree if p.split("/")[0] == d]:
+            entries += [(p, None), ("z" + p, obs(p))]
+    plugs.report("a", entries)
+    referee.bursts.clear()
+    referee.decide()
+    assert not held(referee)
+    ops = sorted((t[1], t[3]["action"]["op"], t[3]["action"]["path"]) for t in plugs.orders())
+    assert ops == [(s, "move", d) for s in ("b", "c") for d in dirs[:6]]
+
+
+def test_approval_clears_the_count(hub, monkeypatch):
+    monkeypatch.setattr(referee_module, "DELETION_SETTLE", 0.2)
+    referee, plugs = hub
+    files = [f"f{i}.txt" for i in range(10)]
+    plugs.listing(files)
+    referee.decide()
+    plugs.report("a", [(p, None) for p in files[:6]])
+    settle(referee)
+    assert held(referee) == set(files[:6])
+    referee.commands.release(True, None, None)
+    assert len(plugs.orders()) == 12
+    plugs.report("a", [("f6.txt", None)])  # one more, just after: an ordinary deletion
+    settle(referee)
+    assert not held(referee)
+    assert len(plugs.orders()) == 14

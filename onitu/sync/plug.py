@@ -30,11 +30,12 @@ from typing import Any
 
 from onitu.config import Config
 from onitu.space.client import SpaceClient
-from onitu.space.errors import EventsLost, RequestExpired, SpaceError
+from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import wire
 from onitu.sync.agent import serve
 from onitu.sync.drivers import open_driver
 from onitu.sync.drivers.base import Availability, ChangeEvent, Driver, DriverError, is_under
+from onitu.sync.outbox import Outbox
 from onitu.sync.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed, paths_of, service_of
 from onitu.sync.scanner import Scanner
 from onitu.sync.transfer import ChunkServer, TransferError, fetch
@@ -46,6 +47,8 @@ TRANSFERS = 8  # copies carried out at once
 REPORT_SIZE = 1000  # entries per report tuple
 SESSION_TTL = 3.0
 REGISTRATION_CHECK = 2.0  # seconds between checks that the plug tuple is still in the space
+EVENTS = 2000  # watcher events handled together (one report per folder)
+SOURCES_TTL = 1.0  # seconds the other plugs' tuples are reused before they are read again
 
 
 def _parents(path: str) -> Iterable[str]:
@@ -116,6 +119,8 @@ class Plug:
         self._seq = 0
         self._entry: Any = None
         self._stop = threading.Event()
+        self.outbox = Outbox(space, self._stop, service)
+        self._plugs: tuple[float, list[tuple]] = (0.0, [])  # when read, the plug tuples
 
     # -- start and registration -----------------------------------------------------------------------------------
 
@@ -168,6 +173,7 @@ class Plug:
     # -- reports --------------------------------------------------------------------------------------------------
 
     def _send(self, folder: str, entries: list[tuple[str, Observed | None]], scan: str | None = None) -> None:
+        """Queue reports in the outbox (sent by the next :meth:`Outbox.flush`)."""
         with self._lock:
             parts = [entries[i:i + REPORT_SIZE] for i in range(0, len(entries), REPORT_SIZE)] or [[]]
             ops = []
@@ -181,8 +187,8 @@ class Plug:
                 self._seq += 1
                 end = {"folder": folder, "scan": "end", "entries": []}
                 ops.append(("write", (wire.REPORT, self.service, self.id, self._seq, end), None))
-            for i in range(0, len(ops), 64):
-                self.space.batch(ops[i:i + 64])
+            for op in ops:
+                self.outbox.put([op])
 
     def full_scan(self) -> None:
         """List every folder and send the whole of it (entries being written keep their last known state)."""
@@ -206,6 +212,7 @@ class Plug:
         self._set_status(status)
         with self._lock:
             self._replace_listings(listings)
+        self.outbox.flush()
         self.scanner.save()
 
     def _replace_listings(self, listings: dict[str, dict[str, Observed]]) -> None:
@@ -219,6 +226,7 @@ class Plug:
         """Report the paths whose observation differs from the one last reported."""
         with self._lock:
             self._changed_locked(folder, paths)
+        self.outbox.flush()
 
     def _changed_locked(self, folder: str, paths: Iterable[str]) -> None:
         known, entries = self.known[folder], []
@@ -265,25 +273,32 @@ class Plug:
             return stat is not None and not self.driver.settled(stat, time.time_ns())
         return False
 
-    def handle(self, event: ChangeEvent) -> None:
-        """Turn one watcher event into reports."""
-        if event.kind == "rescan":
-            self.full_scan()
-            return
-        if event.kind == "unavailable":
-            self._set_status(Availability(False, event.dest or "unavailable"))
-            return
+    def handle(self, events: Iterable[ChangeEvent]) -> None:
+        """Turn watcher events into reports: the paths they name are looked at together (one report per folder),
+        rescans and outages in their place among them."""
         touched: dict[str, set[str]] = {}
-        for path in (event.path, event.dest) if event.kind == "moved" else (event.path,):
-            if path is None:
+        for event in events:
+            if event.kind in ("rescan", "unavailable"):
+                self._report_touched(touched)
+                if event.kind == "rescan":
+                    self.full_scan()
+                else:
+                    self._set_status(Availability(False, event.dest or "unavailable"))
                 continue
-            where = self.scanner.locate(path)
-            if where is not None:
-                touched.setdefault(where[0], set()).add(where[1])
-            for folder in self.scanner.tops(path):  # a folder's own directory moved or deleted
-                touched.setdefault(folder, set()).update(self.known[folder])
+            for path in (event.path, event.dest) if event.kind == "moved" else (event.path,):
+                if path is None:
+                    continue
+                where = self.scanner.locate(path)
+                if where is not None:
+                    touched.setdefault(where[0], set()).add(where[1])
+                for folder in self.scanner.tops(path):  # a folder's own directory moved or deleted
+                    touched.setdefault(folder, set()).update(self.known[folder])
+        self._report_touched(touched)
+
+    def _report_touched(self, touched: dict[str, set[str]]) -> None:
         for folder, paths in touched.items():
             self._changed(folder, paths)
+        touched.clear()
 
     # -- orders ---------------------------------------------------------------------------------------------------
 
@@ -369,21 +384,12 @@ class Plug:
             # under the lock, numbered like the reports: the referee applies them in the order they were seen
             self._seq += 1
             body = {**tup[3], **result, "order": tup[2], "entries": entries}
-            while True:
-                try:
-                    self.space.batch([("take", tup),
-                                      ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
-                except RequestExpired as exc:  # already taken: a repeated order whose result was sent before
-                    log.debug("%s: order %s: %s", self.service, tup[2], exc)
-                except SpaceError as exc:  # not recorded (the space is away): dropping it would leave the referee
-                    if self._stop.is_set():  # waiting for this result for ever
-                        raise
-                    log.warning("%s: order %s: cannot send its result yet: %s", self.service, tup[2], exc)
-                    continue
-                break
+            # the order is taken with its result: a plug killed before this finds the order again
+            self.outbox.put([("take", tup), ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
             if not result["ok"]:
                 with contextlib.suppress(DriverError):  # the watcher reports it, or the root's outage, later
                     self._changed_locked(folder, touched)
+        self.outbox.flush()
 
     def _execute(self, folder: str, action: Action) -> list[str]:
         """Carry out one order; the paths it touched (relative to the folder)."""
@@ -419,14 +425,16 @@ class Plug:
 
             def advance(n: int, where: str = where) -> None:
                 self.progress[where][0] += n
-            chunks = fetch(source, source["service"], self._source_path(source, folder, action), offset, advance,
-                           lambda source=source: self._still_serving(source))
+            chunks = fetch(source, source["service"], self._source_path(source, folder, action), offset, action.size,
+                           advance, lambda source=source: self._still_serving(source))
             try:
-                self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
-                                  replaces=action.replaces)
+                written = self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
+                                            replaces=action.replaces)
+                self.scanner.remember(written, action.sha256)
                 return
             except TransferError as exc:  # this source failed: keep what arrived, try the next one
                 failure = exc
+                self._plugs = (0.0, [])  # and read the plug tuples again next time (it may have restarted)
             except DriverError as exc:
                 if offset and "sha256" in str(exc):
                     self.driver.discard(where)  # the staged prefix was of another version
@@ -453,9 +461,13 @@ class Plug:
         return any(isinstance(t[2], dict) and t[2].get("id") == source.get("id") for t in found)
 
     def _sources(self, names: Iterable[str]) -> list[dict[str, Any]]:
+        read, plugs = self._plugs
+        if time.monotonic() - read > SOURCES_TTL:  # a source found gone is skipped by fetch, then re-read here
+            plugs = self.space.read_all((wire.PLUG, None, None))
+            self._plugs = (time.monotonic(), plugs)
         found = []
         for name in names:
-            for tup in self.space.read_all((wire.PLUG, name, None)):
+            for tup in (t for t in plugs if t[1] == name):
                 info = tup[2]
                 if isinstance(info, dict) and info.get("available") and name in self.config.services:
                     folders = {f: c.path for f, c in self.config.services[name].folders.items()}
@@ -480,7 +492,11 @@ class Plug:
                 last_check = time.monotonic()
                 self._check_registered()
             try:
-                self.handle(self.events.get(timeout=0.2))
+                events = [self.events.get(timeout=0.2)]
+                with contextlib.suppress(queue.Empty):
+                    while len(events) < EVENTS:
+                        events.append(self.events.get_nowait())
+                self.handle(events)
             except queue.Empty:
                 pass
             except DriverError as exc:

@@ -275,7 +275,8 @@ class Referee:
         released = self.deferred.pop(oid, []) if type(oid) is int else []
         if body.get("ok") is True:
             self._record(service, folder, action, meta)
-            self.send([(f, a) for f, a in released])
+            if released:
+                self.send(released)
             held = self.ledger.held.get((service, folder), {})
             for path, obs in entries:  # changed again since, or not what was ordered: decide again
                 meta = held.get(path)
@@ -287,10 +288,9 @@ class Referee:
             self._later(folder, path)
         for f, deferred_action in released:
             self._later(f, paths_of(deferred_action)[0])
-        self.ledger.commit(self.space)
 
     def _record(self, service: str, folder: str, action: Action, meta: FileMeta | None) -> None:
-        """The version ``service`` holds after carrying out ``action``."""
+        """The version ``service`` holds after carrying out ``action`` (committed with the next batch)."""
         ledger, agreed = self.ledger, self.ledger.agreed[folder]
         held = ledger.held[service, folder]
         if isinstance(action, Copy | Mkdir):
@@ -304,7 +304,6 @@ class Referee:
                 ledger.hold(service, folder, path, None)
             for path in [p for p in agreed if is_under(p, dst)]:
                 ledger.hold(service, folder, path, agreed[path])
-        ledger.commit(self.space)
 
     def _later(self, folder: str, path: str) -> None:
         _, delay = self.retry.get((folder, path), (0.0, RETRY[0] / 2))
@@ -550,6 +549,7 @@ class Referee:
                 pass
             except EventsLost:
                 stream = self._resubscribe(stream)
+            self.ledger.commit(self.space)  # what the results recorded, in one go, before their tuples are taken
             if time.monotonic() - self._quiet_since >= SETTLE:
                 self.decide()
                 self._take_consumed()

@@ -52,7 +52,7 @@ class Scanner:
             return
         temp = self.cache_file.with_name(self.cache_file.name + ".tmp")
         with contextlib.suppress(OSError):
-            temp.write_bytes(msgpack.packb(self.hashes))
+            temp.write_bytes(msgpack.packb(dict(self.hashes)))  # a copy: copying threads add to it meanwhile
             os.replace(temp, self.cache_file)
             self._dirty = False
 
@@ -92,6 +92,12 @@ class Scanner:
             self.hashes[stat.path] = (stat.fingerprint, sha)
             self._dirty = True
         return Observed("file", sha, stat.size, stat.mtime_ns, stat.fingerprint)
+
+    def remember(self, stat: Stat, sha256: str) -> None:
+        """The hash of a file just written and verified, so that it is not read again to be observed."""
+        if not stat.is_dir and self.hashes.get(stat.path) != (stat.fingerprint, sha256):
+            self.hashes[stat.path] = (stat.fingerprint, sha256)
+            self._dirty = True
 
     def stat(self, folder: str, path: str, *, settled: bool = True) -> Observed | None:
         """The observation of one path now (None: nothing there, or, with ``settled``, still being written)."""

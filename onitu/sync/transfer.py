@@ -9,6 +9,7 @@ receiving driver checks the sha256 of the whole file before anything becomes vis
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 WINDOW = 4  # chunks in flight per transfer
 TIMEOUT = 30.0  # seconds without an answer before a source is given up
 CHECK = 1.0  # seconds without an answer between two checks that the source still runs
+KEPT = 8  # connections a thread keeps open
 
 
 class TransferError(Exception):
@@ -83,39 +85,68 @@ class ChunkServer:
             self.sock.send_multipart([peer, msgpack.packb(reply)])
 
 
-def fetch(source: dict[str, Any], service: str, path: str, offset: int = 0,
+class _Connections(threading.local):
+    """This thread's connections to chunk servers, reused from one file to the next (a CURVE handshake per small
+    file would cost more than the file)."""
+
+    def __init__(self) -> None:
+        self.socks: dict[tuple[str, str], zmq.Socket] = {}
+
+    def get(self, endpoint: str, key: str) -> zmq.Socket:
+        sock = self.socks.pop((endpoint, key), None)
+        if sock is None:
+            sock = ephemeral_client(zmq.Context.instance(), endpoint, key)
+        if len(self.socks) >= KEPT:  # servers of plugs that restarted since: forget the oldest
+            self.socks.pop(next(iter(self.socks))).close(0)
+        return sock
+
+    def put(self, endpoint: str, key: str, sock: zmq.Socket) -> None:
+        self.socks[endpoint, key] = sock
+
+
+_connections = _Connections()
+_request_ids = itertools.count()  # unique across a thread's transfers: a late answer is never taken for another's
+
+
+def fetch(source: dict[str, Any], service: str, path: str, offset: int = 0, size: int | None = None,
           progress: Callable[[int], None] | None = None, alive: Callable[[], bool] | None = None) -> Iterator[bytes]:
-    """The bytes of ``path`` on the plug described by ``source`` (its plug tuple's info), from ``offset`` to the end.
+    """The bytes of ``path`` on the plug described by ``source`` (its plug tuple's info), from ``offset`` to the end,
+    or to ``size`` when the expected size is known (the caller checks the content's hash in any case).
 
     Raises :class:`TransferError` if the source refuses, stays silent for :data:`TIMEOUT` seconds, or, while it is
     silent, ``alive`` says it is gone (a killed source is given up at once, not after the whole timeout).
     """
-    sock = ephemeral_client(zmq.Context.instance(), str(source["endpoint"]), str(source["key"]))
+    endpoint, key = str(source["endpoint"]), str(source["key"])
+    sock = _connections.get(endpoint, key)
     where = f"{service}: {path}"
+    finished = False
     try:
-        asked, next_rid = {}, 0
-        wanted, done = offset, False
+        asked: dict[int, int] = {}
+        wanted, done = offset, size is not None and offset >= size
         while not done or asked:
-            while not done and len(asked) < WINDOW:
-                asked[next_rid] = wanted
-                sock.send(msgpack.packb([source["secret"], next_rid, path, wanted, CHUNK]))
-                next_rid, wanted = next_rid + 1, wanted + CHUNK
+            while not done and len(asked) < WINDOW and (size is None or wanted < size):
+                rid = next(_request_ids)
+                asked[rid] = wanted
+                sock.send(msgpack.packb([source["secret"], rid, path, wanted, CHUNK]))
+                wanted += CHUNK
+            if not asked:
+                break
             silent = 0.0
             while not sock.poll(int(CHECK * 1000)):
                 silent += CHECK
                 if silent >= TIMEOUT:
-                    raise TransferError(f"{where}: no answer from {source['endpoint']} for {TIMEOUT:.0f} s")
+                    raise TransferError(f"{where}: no answer from {endpoint} for {TIMEOUT:.0f} s")
                 if alive is not None and not alive():
                     raise TransferError(f"{where}: the source stopped (its plug is gone)")
             rid, ok, body = msgpack.unpackb(sock.recv(), raw=False)
             if rid not in asked:
-                continue
+                continue  # the late answer to a transfer given up
             if not ok:
                 raise TransferError(f"{where}: {body}")
             at = asked.pop(rid)
             if at != offset:  # answers come in order on one connection; anything else is a broken peer
                 raise TransferError(f"{where}: chunk at {at} arrived while expecting {offset}")
-            if len(body) < CHUNK:
+            if len(body) < CHUNK or (size is not None and offset + len(body) >= size):
                 done = True
                 asked.clear()
             if body:
@@ -123,5 +154,9 @@ def fetch(source: dict[str, Any], service: str, path: str, offset: int = 0,
                 if progress:
                     progress(len(body))
                 yield body
+        finished = True
     finally:
-        sock.close(0)
+        if finished:
+            _connections.put(endpoint, key, sock)
+        else:  # given up, or the caller stopped reading: answers may still come, or the source is gone
+            sock.close(0)

@@ -70,6 +70,22 @@ def test_symlinks_are_not_followed(tmp_path: Path) -> None:
     assert sorted(p.name for p in secret.iterdir()) == ["key"]
 
 
+def test_a_directory_swapped_for_a_symlink_after_use_is_refused(tmp_path: Path) -> None:
+    """The driver remembers directories it found inside the root; one replaced by a link elsewhere is not one."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    driver = local(tmp_path / "root")
+    driver.initialise()
+    put(driver, "dir/first", b"1")
+    assert driver.stat("dir/first") is not None
+    (tmp_path / "root" / "dir").rename(tmp_path / "elsewhere")
+    os.symlink(secret, tmp_path / "root" / "dir")
+    for operation in (lambda: put(driver, "dir/planted", b"x"), lambda: driver.stat("dir/first")):
+        with pytest.raises(UnsafePath):
+            operation()
+    assert list(secret.iterdir()) == []
+
+
 def test_lost_marker_means_unavailable(tmp_path: Path) -> None:
     driver = local(tmp_path / "root")
     driver.initialise()

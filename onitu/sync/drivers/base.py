@@ -16,6 +16,7 @@ vanished root is reported as unavailable instead of as a replica whose files wer
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -72,6 +73,9 @@ class Changed(DriverError):
     """The path no longer has the fingerprint the caller based its decision on (someone changed it meanwhile)."""
 
 
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def safe_path(name: str, *, root_ok: bool = False) -> str:
     """Validate a path relative to a root and return it NFC-normalised; raise ValueError saying what is wrong.
 
@@ -86,22 +90,24 @@ def safe_path(name: str, *, root_ok: bool = False) -> str:
         if root_ok:
             return ""
         raise ValueError("empty path")
-    bad = next((c for c in name if ord(c) < 0x20 or c in "\x7f\\"), None)
+    bad = _FORBIDDEN.search(name)
     if bad is not None:
-        raise ValueError(f"forbidden character {bad!r} in path {name!r}")
+        raise ValueError(f"forbidden character {bad.group()!r} in path {name!r}")
+    ascii_only = name.isascii()  # the common case, and the cheap one: no encoding or normalisation to do
     try:
-        size = len(name.encode("utf-8"))
+        size = len(name) if ascii_only else len(name.encode("utf-8"))
     except UnicodeEncodeError:
         raise ValueError(f"path {name!r} is not valid Unicode") from None
     if name.startswith("/"):
         raise ValueError(f"absolute path {name!r}")
     if size > MAX_PATH:
         raise ValueError(f"path longer than {MAX_PATH} bytes")
-    name = unicodedata.normalize("NFC", name)
+    if not ascii_only:
+        name = unicodedata.normalize("NFC", name)
     for part in name.split("/"):
         if part in ("", ".", ".."):
             raise ValueError(f"path {name!r} has an empty, '.' or '..' component")
-        if len(part.encode("utf-8")) > MAX_COMPONENT:
+        if (len(part) if ascii_only else len(part.encode("utf-8"))) > MAX_COMPONENT:
             raise ValueError(f"component longer than {MAX_COMPONENT} bytes in path {name[:60]!r}...")
         if part.startswith(RESERVED_PREFIX):
             raise ValueError(f"component {part!r} uses the reserved prefix {RESERVED_PREFIX!r}")

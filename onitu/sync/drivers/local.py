@@ -49,6 +49,7 @@ from onitu.sync.drivers.base import (
 from onitu.sync.drivers.local_watch import LocalWatcher
 
 log = logging.getLogger(__name__)
+INSIDE_KEPT = 4096  # directories remembered as resolving inside the root
 
 
 class LocalOptions(BaseModel):
@@ -96,6 +97,8 @@ class LocalDriver(Driver):
         self._real_root = os.path.realpath(self._root)
         self.settle = options.settle
         self._watcher: LocalWatcher | None = None
+        self._inside: dict[str, tuple[int, int]] = {}  # directory -> (device, inode) when found inside the root
+        self._folds_case: bool | None = None  # whether the disk under the root ignores case (None: not known yet)
 
     @property
     def root(self) -> str:
@@ -150,24 +153,46 @@ class LocalDriver(Driver):
     # -- paths ----------------------------------------------------------------------------------------------------
 
     def _resolve(self, path: str) -> str:
-        """The on-disk name of a validated relative path, checked to stay inside the root.
+        """The on-disk name of a validated relative path, checked to stay inside the root."""
+        return self._resolve_checked(path)[1]
+
+    def _resolve_checked(self, path: str) -> tuple[str, str]:
+        """(the path validated, its on-disk name checked to stay inside the root).
 
         Names are compared NFC-normalised, so a file stored decomposed (as macOS writes them) is found from the
         composed name the hub uses instead of being duplicated beside it.
         """
         path = self.check(path)
         full = os.path.join(self._root, path)
-        if not os.path.lexists(full):
+        if not path.isascii() and not os.path.lexists(full):  # (ASCII names have one normal form only)
             full = self._root
             for part in path.split("/"):
                 candidate = os.path.join(full, part)
-                if not os.path.lexists(candidate):
+                if not part.isascii() and not os.path.lexists(candidate):
                     candidate = os.path.join(full, self._match_nfc(full, part))
                 full = candidate
-        parent = os.path.realpath(os.path.dirname(full))
-        if parent != self._real_root and not parent.startswith(self._real_root + os.sep):
+        self._check_inside(os.path.dirname(full), path)
+        return path, full
+
+    def _check_inside(self, parent: str, path: str) -> None:
+        """Refuse a parent directory that resolves outside the root (through a symbolic link).
+
+        A directory once resolved inside the root is remembered by identity (device, inode): while the name still
+        leads to that same directory, one stat replaces walking every component again.
+        """
+        try:
+            info = os.stat(parent)
+        except OSError:
+            info = None
+        if info is not None and self._inside.get(parent) == (info.st_dev, info.st_ino):
+            return
+        real = os.path.realpath(parent)
+        if real != self._real_root and not real.startswith(self._real_root + os.sep):
             raise self.error(UnsafePath, path, "resolves outside the root (through a symbolic link)")
-        return full
+        if info is not None:
+            if len(self._inside) >= INSIDE_KEPT:
+                self._inside.clear()
+            self._inside[parent] = (info.st_dev, info.st_ino)
 
     @staticmethod
     def _match_nfc(directory: str, part: str) -> str:
@@ -179,6 +204,11 @@ class LocalDriver(Driver):
 
     def _check_case(self, full: str, path: str) -> None:
         # On a case-insensitive filesystem "a.txt" finds "A.txt": writing would silently replace another file.
+        if self._folds_case is None and os.path.lexists(os.path.join(self._root, MARKER)):
+            # the marker's name in capitals finds it: the disk ignores case
+            self._folds_case = os.path.lexists(os.path.join(self._root, MARKER.upper()))
+        if self._folds_case is False:  # nothing to check (listing the directory for every write costs O(n) a file)
+            return
         directory, base = os.path.split(full)
         if os.path.lexists(full) and base not in os.listdir(directory):
             raise self.error(UnsafePath, path, "differs only in case from an existing name on a case-insensitive disk")
@@ -198,17 +228,17 @@ class LocalDriver(Driver):
 
     def stat(self, path: str) -> Stat | None:
         """The entry at ``path`` (None if absent or a symbolic link)."""
-        self._ensure()
-        full = self._resolve(path)
+        path, full = self._resolve_checked(path)
         try:
             info = os.lstat(full)
         except (FileNotFoundError, NotADirectoryError):
+            self._ensure()  # "nothing there" only from a root that is there (the root is checked only then: cheap)
             return None
         except OSError as exc:
             raise self._failure(exc, path) from None
         if st_mode.S_ISLNK(info.st_mode):
             return None
-        return _stat(safe_path(path), info)
+        return _stat(path, info)
 
     def list(self, prefix: str = "") -> Iterator[Stat]:
         """Walk below ``prefix``; raises :class:`Unavailable` at the end if the root went away meanwhile."""
@@ -240,7 +270,8 @@ class LocalDriver(Driver):
         self._ensure()  # a listing of a root that vanished half-way must not look like mass deletion
 
     def _open(self, path: str) -> int:
-        self._ensure()
+        # No availability check first: a file that opens is there, and whoever reads it checks its hash; a failure
+        # names the root's outage (see _failure).
         full = self._resolve(path)
         try:
             return os.open(full, os.O_RDONLY | os.O_NOFOLLOW)

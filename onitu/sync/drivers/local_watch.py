@@ -21,7 +21,18 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from onitu.sync.drivers.base import Callback, ChangeEvent, DriverError, Unavailable, is_under, safe_path
@@ -30,6 +41,11 @@ if TYPE_CHECKING:
     from onitu.sync.drivers.local import LocalDriver
 
 log = logging.getLogger(__name__)
+
+# What can change an entry. Left out, so the kernel does not even queue them: opens and reads (every chunk the plug
+# serves, every hash) and a directory's own "modified" (any change inside it, reported for the entry itself).
+EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, DirMovedEvent,
+          FileDeletedEvent, DirDeletedEvent]
 
 _watchers: weakref.WeakSet[LocalWatcher] = weakref.WeakSet()
 
@@ -116,7 +132,7 @@ class LocalWatcher:
 
     def _start_observer(self) -> None:
         observer = Observer()
-        observer.schedule(_Forward(self._raw), self.driver.root, recursive=True)
+        observer.schedule(_Forward(self._raw), self.driver.root, recursive=True, event_filter=EVENTS)
         observer.start()
         self._observer = observer
 

@@ -1,0 +1,77 @@
+"""A plug's reports and results on their way to the space, in the order they were numbered, in shared batches.
+
+The referee applies a plug's reports and results in sequence-number order and ignores anything numbered below what
+it already applied, so they must reach the space in that order. Sending each one alone costs a round trip (and a
+replicated commit) apiece; here whoever flushes sends everything queued so far in a few batches, while the other
+threads queue behind it (group commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from onitu.space.client import SpaceClient
+from onitu.space.errors import RequestExpired, SpaceError
+
+log = logging.getLogger(__name__)
+
+BATCH = 64  # operations per space batch
+RETRY = 0.2  # seconds between tries while the space cannot record anything
+
+
+class Outbox:
+    """Items (each a list of space operations that go together) sent in order by :meth:`flush`."""
+
+    def __init__(self, space: SpaceClient, stop: threading.Event, service: str) -> None:
+        self.space, self.stop, self.service = space, stop, service
+        self._items: list[list[tuple]] = []
+        self._lock = threading.Lock()
+        self._sending = threading.Lock()  # one sender at a time: batches leave in order
+
+    def put(self, ops: list[tuple]) -> None:
+        """Queue one item (call it where its sequence number is given, under the same lock)."""
+        with self._lock:
+            self._items.append(ops)
+
+    def flush(self) -> None:
+        """Send everything queued, including what other threads queue meanwhile; return once it is recorded.
+
+        An item whose take fails (a repeated order whose result an earlier try already sent) is dropped alone.
+        While the space cannot record anything (a failover), this retries until it can or the plug stops.
+        """
+        with self._sending:
+            with self._lock:
+                items, self._items = self._items, []
+            group: list[list[tuple]] = []
+            for item in items:
+                if group and sum(map(len, group)) + len(item) > BATCH:
+                    self._send(group)
+                    group = []
+                group.append(item)
+            if group:
+                self._send(group)
+
+    def _send(self, group: list[list[tuple]]) -> None:
+        try:
+            self._commit([op for item in group for op in item])
+        except RequestExpired:
+            if len(group) == 1:
+                log.debug("%s: dropping a result already sent: %s", self.service, group[0][0])
+                return
+            for item in group:  # find the one that cannot go, send the others
+                self._send([item])
+
+    def _commit(self, ops: list[tuple]) -> None:
+        while True:
+            try:
+                self.space.batch(ops)
+                return
+            except RequestExpired:
+                raise
+            except SpaceError as exc:
+                if self.stop.is_set():
+                    raise
+                log.warning("%s: cannot send reports and results yet: %s", self.service, exc)
+                time.sleep(RETRY)

@@ -298,7 +298,8 @@ class Driver(ABC):
         """Start delivering :class:`ChangeEvent` to ``callback`` (from another thread) until :meth:`close`.
 
         The first event is ``rescan``; another follows after an event overflow, every ``scan_interval`` seconds,
-        and when the root comes back after being unavailable.
+        and when the root comes back after being unavailable. Changes made through this driver itself may go
+        unreported (their caller knows them); every other change is reported.
         """
 
     @abstractmethod

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import stat as st_mode
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from onitu.sync.drivers import local_stage
 from onitu.sync.drivers.base import (
     ANY,
     CHUNK,
@@ -97,6 +97,7 @@ class LocalDriver(Driver):
         self._real_root = os.path.realpath(self._root)
         self.settle = options.settle
         self._watcher: LocalWatcher | None = None
+        self._written: dict[str, str] = {}  # path -> fingerprint, of entries written here and not yet seen changed
         self._inside: dict[str, tuple[int, int]] = {}  # directory -> (device, inode) when found inside the root
         self._folds_case: bool | None = None  # whether the disk under the root ignores case (None: not known yet)
 
@@ -323,7 +324,7 @@ class LocalDriver(Driver):
         self, path: str, chunks: Iterable[bytes], *, expected_sha256: str, resume_from: int = 0,
         replaces: Guard = ANY,
     ) -> Stat:
-        """Stage, verify, fsync, rename into place (see :meth:`Driver.write`)."""
+        """Stage, verify, fsync, give it its name (see :meth:`Driver.write` and :mod:`.local_stage`)."""
         self._ensure()
         path = self.check(path)
         full, temp = self._staging(path)
@@ -336,48 +337,31 @@ class LocalDriver(Driver):
                 failed.append(exc)
                 raise
 
+        parent = os.path.dirname(full)
         try:
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            digest = self._stage(path, temp, source(), resume_from)
+            if not os.path.isdir(parent):
+                os.makedirs(parent, exist_ok=True)
+            staged = local_stage.stage(temp, source(), resume_from)
+        except ValueError as exc:
+            raise self.error(DriverError, path, str(exc)) from None
         except OSError as exc:
             if exc in failed:  # the sender's failure (a lost connection, say) is the caller's to handle
                 raise
             raise self._failure(exc, path) from None
         try:
-            if digest != expected_sha256:
-                raise self.error(HashMismatch, path, f"sha256 {digest} written, {expected_sha256} expected")
+            if staged.digest != expected_sha256:
+                raise self.error(HashMismatch, path, f"sha256 {staged.digest} written, {expected_sha256} expected")
             self._guard(full, path, replaces)
             self._check_case(full, path)
-            os.replace(temp, full)
-            _fsync_dir(os.path.dirname(full))
-            return _stat(path, os.lstat(full))
-        except BaseException as exc:
-            self._unlink_quietly(temp)
-            if isinstance(exc, OSError):
-                raise self._failure(exc, path) from None
+        except BaseException:
+            local_stage.abandon(staged, temp)
             raise
-
-    def _stage(self, path: str, temp: str, chunks: Iterable[bytes], resume_from: int) -> str:
-        digest = hashlib.sha256()
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (0 if resume_from else os.O_TRUNC)
-        with open(os.open(temp, flags, 0o644), "r+b" if resume_from else "wb") as file:
-            if resume_from:
-                staged = os.fstat(file.fileno()).st_size
-                if staged < resume_from:
-                    raise self.error(DriverError, path, f"cannot resume from {resume_from}: {staged} bytes staged")
-                file.truncate(resume_from)
-                offset = 0
-                while offset < resume_from:
-                    data = os.pread(file.fileno(), min(CHUNK, resume_from - offset), offset)
-                    digest.update(data)
-                    offset += len(data)
-                file.seek(resume_from)
-            for data in chunks:
-                file.write(data)
-                digest.update(data)
-            file.flush()
-            os.fsync(file.fileno())
-        return digest.hexdigest()
+        try:
+            local_stage.publish(staged, temp, full)
+            return self._wrote(_stat(path, os.lstat(full)))
+        except OSError as exc:
+            self._unlink_quietly(temp)
+            raise self._failure(exc, path) from None
 
     @staticmethod
     def _unlink_quietly(path: str) -> None:
@@ -440,11 +424,23 @@ class LocalDriver(Driver):
             if not os.path.isdir(full):
                 self._check_case(full, path)
                 os.makedirs(full)
+                return self._wrote(_stat(path, os.lstat(full)))
             return _stat(path, os.lstat(full))
         except FileExistsError:
             raise self.error(DriverError, path, "a file is in the way") from None
         except OSError as exc:
             raise self._failure(exc, path) from None
+
+    def _wrote(self, stat: Stat) -> Stat:
+        if len(self._written) >= INSIDE_KEPT:  # (entries whose event was never seen, after an overflow say)
+            self._written.clear()
+        self._written[stat.path] = stat.fingerprint
+        return stat
+
+    def wrote(self, path: str, fingerprint: str) -> bool:
+        """Whether the entry at ``path``, now ``fingerprint``, is exactly as this driver just wrote it (the event it
+        caused need not be reported: whoever wrote it knows). Each write answers once."""
+        return self._written.pop(path, None) == fingerprint
 
     # -- change detection -----------------------------------------------------------------------------------------
 

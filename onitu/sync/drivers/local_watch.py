@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 import time
 import unicodedata
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 # serves, every hash) and a directory's own "modified" (any change inside it, reported for the entry itself).
 EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, DirMovedEvent,
           FileDeletedEvent, DirDeletedEvent]
+
+_UNNAMED = re.compile(r"#\d+")
 
 _watchers: weakref.WeakSet[LocalWatcher] = weakref.WeakSet()
 
@@ -199,6 +202,9 @@ class LocalWatcher:
                 self._on_move(src, self._relative(event.dest_path), is_dir)
         elif src is None or kind in ("opened", "closed_no_write") or (is_dir and kind in ("modified", "attrib")):
             return
+        elif kind in ("modified", "closed") and _UNNAMED.fullmatch(os.path.basename(src)) \
+                and not os.path.lexists(event.src_path):
+            return  # a file being written with no name yet (O_TMPFILE: the kernel calls it "#inode")
         else:
             self._touch(src, is_dir, created=kind == "created", deleted=kind == "deleted")
 
@@ -227,6 +233,8 @@ class LocalWatcher:
             except DriverError:
                 stat = None
             fingerprint = stat.fingerprint if stat else None
+        if entry is None and fingerprint is not None and self.driver.wrote(path, fingerprint):
+            return  # the driver's own write, seen whole: the plug that ordered it knows it already
         deadline = time.monotonic() + self.driver.settle
         if entry is None:
             self._pending[path] = _Pending(created, is_dir, deadline, fingerprint)

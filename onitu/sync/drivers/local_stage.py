@@ -1,0 +1,137 @@
+"""Staged writes on a local disk: data becomes visible whole, verified and durable, or not at all.
+
+The data is written to a file with no name (``O_TMPFILE``) and linked at its final name once its hash is checked and
+it is on disk. Nothing half-written ever has a name, and a watcher of the directory (our own among them) sees one
+creation instead of a staging file created, written, closed and renamed. A transfer that fails half-way, and one
+long enough that a kill would waste much, is linked at a ``.onitu-tmp-`` staging name instead, so that it can be
+resumed. Where the filesystem has no ``O_TMPFILE``, the staging name is used from the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from onitu.sync.drivers.base import CHUNK
+
+RESUMABLE = 4 * CHUNK  # bytes after which an unnamed write gets its staging name (a kill then loses nothing)
+_PROC_FD = "/proc/self/fd"
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS}
+_unnamed_ok = hasattr(os, "O_TMPFILE") and os.path.isdir(_PROC_FD)
+
+
+@dataclass
+class Staged:
+    """An open staged file: its descriptor, the sha256 of everything in it, and whether it has its staging name."""
+
+    fd: int
+    digest: str
+    named: bool
+
+
+def stage(temp: str, chunks: Iterable[bytes], resume_from: int) -> Staged:
+    """Write ``chunks`` (the file from ``resume_from`` on, after what is staged at ``temp``) and fsync it.
+
+    If ``chunks`` raises, what arrived is kept at ``temp`` for a later resume, and the error propagates.
+    """
+    global _unnamed_ok
+    fd, named = -1, True
+    if not resume_from and _unnamed_ok:
+        try:
+            fd, named = os.open(os.path.dirname(temp), os.O_TMPFILE | os.O_RDWR, 0o644), False
+        except OSError as exc:
+            if exc.errno not in _NO_TMPFILE:
+                raise
+            _unnamed_ok = False  # this kernel or filesystem cannot: named staging from now on
+    if named:
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (0 if resume_from else os.O_TRUNC), 0o644)
+    try:
+        digest = hashlib.sha256()
+        if resume_from:
+            _hash_prefix(fd, resume_from, digest)
+        written = resume_from
+        try:
+            for data in chunks:
+                _write_all(fd, data)
+                digest.update(data)
+                written += len(data)
+                if not named and written > RESUMABLE:
+                    named = _name(fd, temp)
+        except BaseException:
+            if not named and written:
+                with contextlib.suppress(OSError):  # (the original error matters more)
+                    _name(fd, temp)
+            raise
+        os.fsync(fd)
+        return Staged(fd, digest.hexdigest(), named)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def publish(staged: Staged, temp: str, full: str) -> None:
+    """Give the verified file its final name ``full`` (replacing what is there), durably, and close it."""
+    directory = os.open(os.path.dirname(full), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if not staged.named:
+            try:
+                _link(staged.fd, directory, os.path.basename(full))
+                staged.named = True
+                return
+            except FileExistsError:  # replacing a file: through the staging name, atomically
+                staged.named = _name(staged.fd, temp)
+        os.replace(temp, full)
+    finally:
+        os.close(staged.fd)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def abandon(staged: Staged, temp: str) -> None:
+    """Drop a staged file that will not be published (a hash mismatch, a stale order)."""
+    os.close(staged.fd)
+    if staged.named:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+def _name(fd: int, temp: str) -> bool:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)  # an older staged attempt of the same path
+    directory = os.open(os.path.dirname(temp), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _link(fd, directory, os.path.basename(temp))
+    finally:
+        os.close(directory)
+    return True
+
+
+def _link(fd: int, directory: int, name: str) -> None:
+    # linkat(2) with AT_SYMLINK_FOLLOW through /proc names the open file itself; os.link uses linkat, and that flag,
+    # only when given a directory descriptor (plain link(2) would link the /proc symbolic link)
+    os.link(f"{_PROC_FD}/{fd}", name, dst_dir_fd=directory, follow_symlinks=True)
+
+
+def _hash_prefix(fd: int, length: int, digest: hashlib._Hash) -> None:
+    staged = os.fstat(fd).st_size
+    if staged < length:
+        raise ValueError(f"cannot resume from {length}: {staged} bytes staged")
+    os.ftruncate(fd, length)
+    offset = 0
+    while offset < length:
+        data = os.pread(fd, min(CHUNK, length - offset), offset)
+        digest.update(data)
+        offset += len(data)
+    os.lseek(fd, length, os.SEEK_SET)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -10,7 +10,7 @@ from typing import Any
 
 from onitu.space.errors import Cancelled, InvalidTuple, RequestExpired, SpaceError
 from onitu.space.handles import Entry, Event, EventStream
-from onitu.space.store import Lease, Store
+from onitu.space.store import HISTORY, Lease, Store
 from onitu.space.template import Template
 
 TemplateLike = Sequence | Mapping | Template
@@ -59,7 +59,7 @@ class TupleSpace:
     first. Tuples written with ``lease="session"`` live until :meth:`close`.
     """
 
-    def __init__(self, *, rinda_order: bool = False, history: int = 100_000) -> None:
+    def __init__(self, *, rinda_order: bool = False, history: int = HISTORY) -> None:
         self._store = Store(rinda_order=rinda_order, history=history)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)

@@ -43,7 +43,7 @@ from onitu.space.protocol import (
 )
 from onitu.space.replication import PrimaryLink, SecondarySink
 from onitu.space.roles import Roles
-from onitu.space.store import Store, Subscription, Waiter
+from onitu.space.store import HISTORY, Store, Subscription, Waiter
 from onitu.watchdog.heartbeat import Responder
 
 log = logging.getLogger("onitu.space.server")
@@ -99,7 +99,7 @@ class SpaceServer(Roles, Ops):
     """One tuple space served on ``listen`` endpoints, stored under ``data_dir``."""
 
     def __init__(self, data_dir: Path, listen: list[str], *, insecure_loopback: bool = False,
-                 sync: str = "normal", history: int = 100_000, max_frame: int = MAX_FRAME,
+                 sync: str = "normal", history: int = HISTORY, max_frame: int = MAX_FRAME,
                  discovery: tuple[str, int] | None = None, role: str = "primary", epoch: int = 0,
                  replica_listen: str | None = None, peer: str | None = None, standby: list[str] | None = None,
                  key_home: Path | None = None) -> None:

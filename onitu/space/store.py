@@ -76,11 +76,17 @@ def lease_deadline(lease: Lease, now: float) -> float | None:
     return now + lease
 
 
+# Events kept so that a notify stream can resume after a reconnection or a failover (older: EventsLost, and the
+# client reads the space again). Events keep their tuples alive after a take: a count, not a byte bound, so it is
+# kept modest; resuming needs only the events of the few seconds a reconnection takes.
+HISTORY = 20_000
+
+
 class Store:
     """In-memory tuple space. Not thread-safe: callers serialize access."""
 
     def __init__(self, *, rinda_order: bool = False, clock: Callable[[], float] = time.time,
-                 history: int = 100_000) -> None:
+                 history: int = HISTORY) -> None:
         self.clock = clock
         self.live: dict[int, Tuple] = {}
         self.order: Order = RindaOrder(self.live) if rinda_order else FifoIndex(self.live)

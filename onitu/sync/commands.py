@@ -86,7 +86,7 @@ class Commands:
             else:
                 held = ref.ledger.held[deleter, held_folder]
                 for path in paths:  # as if it never had them: they are copied back to it
-                    if path in held and path not in ref.mirror.get((deleter, held_folder), {}):
+                    if path in held and ref.mirror.get(deleter, held_folder, path) is None:
                         ref.ledger.hold(deleter, held_folder, path, None)
                 ref.ledger.also([("take", (wire.PENDING, held_folder, deleter, None))])
                 ref.ledger.commit(ref.space)
@@ -128,16 +128,16 @@ class Commands:
         new = FileMeta(path, "file", meta.size, meta.sha256, version, False, meta.mtime_ns)
         ref.ledger.agree(folder, new)
         services = ref.folders[folder]
-        holders = [s for s in services if (o := ref.mirror.get((s, folder), {}).get(conflict)) is not None
+        holders = [s for s in services if (o := ref.mirror.get(s, folder, conflict)) is not None
                    and o.sha256 == meta.sha256]
         if not holders:
             raise ValueError(f"{folder}/{conflict}: no live replica holds the conflict copy")
         copies = []
         for service in services:
             if ref.plugs.state(service, folder) is None and ref.rules.selects(service, folder, path, meta.size):
-                now = ref.mirror.get((service, folder), {}).get(path)
+                now = ref.mirror.get(service, folder, path)
                 copies.append((folder, Copy(path, service, tuple(holders), meta.sha256, meta.size,
-                                            now.fingerprint if now else None, conflict)))
+                                            now.guard if now else None, conflict)))
         ref.send(copies)
 
     # -- status ---------------------------------------------------------------------------------------------------

@@ -1,17 +1,21 @@
 """What the hub agreed, kept in the space: per folder and path the agreed :class:`FileMeta` (tombstones included),
-and per service the version it holds.
+and which version each service holds.
 
-The referee keeps a copy in memory and changes both together: :class:`Ledger` methods return the space operations
-that make a change (to be sent in one atomic ``batch`` with the orders it goes with) and apply it in memory once
-:meth:`commit` succeeded. A held version equal to the agreed one is the same object, so memory grows with the
-number of files, not with files times services.
+One tuple per path, ``(META, "folder/path", record)``, with ``record = {"meta": agreed, "holders": [services holding
+the agreed version], "other": {service: the other version it holds}}``: replicas in sync cost a name each, not a
+tuple each. The referee keeps a copy in memory, as compact: the agreed versions per folder, and per path a bit
+mask of the services holding them (other versions are rare and kept apart).
+
+Changes are recorded, then committed together (:meth:`Ledger.commit`): everything about one path (its record and
+the orders about it) goes in one atomic batch, and memory is updated once the space has it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.sync import wire
@@ -22,103 +26,233 @@ log = logging.getLogger(__name__)
 BATCH = 512  # operations per atomic batch
 
 
+@dataclass
+class _Path:
+    """A path's record while changes to it are recorded (before :meth:`Ledger.commit`)."""
+
+    meta: FileMeta | None
+    holders: int
+    other: dict[str, FileMeta]
+    ops: list[tuple] = field(default_factory=list)  # orders and other operations about it
+
+
+class Held(Mapping[str, FileMeta]):
+    """What one service holds in one folder, path -> version: a view of the ledger (committed state)."""
+
+    def __init__(self, ledger: Ledger, service: str, folder: str) -> None:
+        self._ledger, self._folder, self._service = ledger, folder, service
+        self._bit = ledger.bit(service)
+
+    def __getitem__(self, path: str) -> FileMeta:
+        ledger = self._ledger
+        if ledger.holders[self._folder].get(path, 0) & self._bit:
+            return ledger.agreed[self._folder][path]
+        return ledger.other[self._service, self._folder][path]
+
+    def __contains__(self, path: object) -> bool:
+        ledger = self._ledger
+        return bool(ledger.holders[self._folder].get(path, 0) & self._bit) or \
+            path in ledger.other.get((self._service, self._folder), ())  # type: ignore[operator]
+
+    def __iter__(self) -> Iterator[str]:
+        bit = self._bit
+        yield from (path for path, mask in self._ledger.holders[self._folder].items() if mask & bit)
+        yield from list(self._ledger.other.get((self._service, self._folder), ()))
+
+    def __len__(self) -> int:
+        return self._ledger.counts.get((self._service, self._folder), 0)
+
+
+class _HeldTables:
+    """``ledger.held[service, folder]``: the :class:`Held` view of each service and folder."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def __getitem__(self, key: tuple[str, str]) -> Held:
+        return Held(self._ledger, *key)
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Held:
+        return Held(self._ledger, *key)
+
+
 class Ledger:
     """Agreed and held versions, mirrored from the space."""
 
     def __init__(self) -> None:
         self.agreed: dict[str, dict[str, FileMeta]] = defaultdict(dict)
-        self.held: dict[tuple[str, str], dict[str, FileMeta]] = defaultdict(dict)  # (service, folder) -> path -> meta
-        self._ops: list[tuple[Any, list[tuple]]] = []  # (key, group): the groups of one key go in the same batch
-        self._apply: list[tuple[dict, str, FileMeta | None]] = []
-        self._agreeing: dict[tuple[str, str], FileMeta] = {}  # agreed versions recorded, not yet committed
+        self.holders: dict[str, dict[str, int]] = defaultdict(dict)  # folder -> path -> mask of service bits
+        self.other: dict[tuple[str, str], dict[str, FileMeta]] = defaultdict(dict)  # (service, folder) -> path
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)  # (service, folder) -> entries held
+        self.held = _HeldTables(self)
+        self._bits: dict[str, int] = {}
+        self._pending: dict[tuple[str, str], _Path] = {}
+        self._loose: list[tuple] = []  # operations about no path
+        # called when a path's agreed version changes in memory: (folder, path, before, after)
+        self.on_agreed: Callable[[str, str, FileMeta | None, FileMeta | None], None] | None = None
+
+    def bit(self, service: str) -> int:
+        """The bit standing for ``service`` in the holder masks (given on first use)."""
+        found = self._bits.get(service)
+        if found is None:
+            found = self._bits[service] = 1 << len(self._bits)
+        return found
+
+    def services(self, mask: int) -> list[str]:
+        """The services whose bits are set in ``mask``."""
+        return [service for service, bit in self._bits.items() if mask & bit]
+
+    # -- loading --------------------------------------------------------------------------------------------------
 
     def load(self, space: Any) -> None:
-        """Read everything from the space, dropping (and logging) tuples that do not check."""
-        for _, folder, path, value in space.read_all((wire.META, None, None, None)):
-            meta = self._parse(folder, path, value)
-            if meta is not None:
-                self.agreed[folder][path] = meta
-        for _, service, folder, path, value in space.read_all((wire.HELD, None, None, None, None)):
-            meta = self._parse(folder, path, value, service)
-            if meta is not None:
-                agreed = self.agreed[folder].get(path)
-                self.held[service, folder][path] = agreed if agreed == meta else meta
+        """Read everything from the space, dropping (and logging) records that do not check."""
+        for _, key, record in space.read_all((wire.META, None, None)):
+            try:
+                folder, path = wire.split_meta_key(key)
+                meta, holders, other = self._parse(path, record)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("ignoring a corrupt sync record %r: %s", str(key)[:200], exc)
+                continue
+            self._install(folder, meta.path, _Path(meta, holders, other))
 
-    @staticmethod
-    def _parse(folder: Any, path: Any, value: Any, service: Any = "") -> FileMeta | None:
-        try:
-            if not isinstance(folder, str) or not isinstance(service, str):
-                raise ValueError("folder and service must be text")
-            meta = FileMeta.from_wire(value)
-            if meta.path != path:
-                raise ValueError(f"metadata of {meta.path!r} stored under {path!r:.80}")
-            return meta
-        except ValueError as exc:
-            log.warning("ignoring a corrupt sync record for %s %s: %s", service or "folder", folder, exc)
-            return None
+    def _parse(self, path: str, record: Any) -> tuple[FileMeta, int, dict[str, FileMeta]]:
+        if not isinstance(record, dict) or set(record) != {"meta", "holders", "other"}:
+            raise ValueError("a record must have exactly the keys meta, holders and other")
+        meta = FileMeta.from_wire(record["meta"])
+        holders, other = record["holders"], record["other"]
+        if not isinstance(holders, list) or not all(isinstance(s, str) and s for s in holders):
+            raise ValueError("holders must be a list of service names")
+        if not isinstance(other, dict) or not all(isinstance(s, str) and s for s in other):
+            raise ValueError("other must map service names to versions")
+        versions = {service: FileMeta.from_wire(value) for service, value in other.items()}
+        if any(m.path != path for m in (meta, *versions.values())):
+            raise ValueError(f"metadata stored under another path ({path!r:.80})")
+        mask = 0
+        for service in holders:
+            mask |= self.bit(service)
+        return meta, mask, versions
 
-    # -- changes: recorded, then committed together ---------------------------------------------------------------
-
-    def agree(self, folder: str, meta: FileMeta) -> None:
-        """Make ``meta`` the agreed version of its path."""
-        table = self.agreed[folder]
-        group: list[tuple] = [("take", (wire.META, folder, meta.path, None))] if meta.path in table else []
-        group.append(("write", (wire.META, folder, meta.path, meta.to_wire()), None))
-        self._ops.append(((folder, meta.path), group))
-        self._apply.append((table, meta.path, meta))
-        self._agreeing[folder, meta.path] = meta
+    # -- reading, with what is recorded and not committed yet -------------------------------------------------------
 
     def latest(self, folder: str, path: str) -> FileMeta | None:
         """The agreed version of ``path``, counting the changes recorded and not committed yet (the version the
         orders sent with them bring about)."""
-        return self._agreeing.get((folder, path)) or self.agreed[folder].get(path)
+        pending = self._pending.get((folder, path))
+        return pending.meta if pending is not None else self.agreed[folder].get(path)
+
+    def holding(self, service: str, folder: str) -> int:
+        """How many entries ``service`` holds in ``folder``."""
+        return self.counts.get((service, folder), 0)
+
+    # -- changes: recorded, then committed together ---------------------------------------------------------------
+
+    def _path(self, folder: str, path: str) -> _Path:
+        pending = self._pending.get((folder, path))
+        if pending is None:
+            other = {s: table[path] for (s, f), table in self.other.items() if f == folder and path in table}
+            pending = self._pending[folder, path] = _Path(self.agreed[folder].get(path),
+                                                          self.holders[folder].get(path, 0), other)
+        return pending
+
+    def agree(self, folder: str, meta: FileMeta) -> None:
+        """Make ``meta`` the agreed version of its path (the services that held the previous one still do)."""
+        pending = self._path(folder, meta.path)
+        if pending.meta is not None and pending.meta != meta:
+            for service in self.services(pending.holders):
+                pending.other[service] = pending.meta
+            pending.holders = 0
+        pending.meta = meta
 
     def hold(self, service: str, folder: str, path: str, meta: FileMeta | None) -> None:
         """Record that ``service`` holds ``meta`` at ``path`` (None: nothing, or a deletion)."""
-        table = self.held[service, folder]
-        current = table.get(path)
-        if current == meta or (current is None and (meta is None or meta.tombstone)):
+        pending = self._path(folder, path)
+        bit = self.bit(service)
+        pending.holders &= ~bit
+        pending.other.pop(service, None)
+        if meta is None or meta.tombstone:
             return
-        group: list[tuple] = [("take", (wire.HELD, service, folder, path, None))] if current is not None else []
-        if meta is not None and not meta.tombstone:
-            group.append(("write", (wire.HELD, service, folder, path, meta.to_wire()), None))
+        if meta == pending.meta:
+            pending.holders |= bit
         else:
-            meta = None
-        self._ops.append(((folder, path), group))
-        self._apply.append((table, path, meta))
+            pending.other[service] = meta
 
     def also(self, ops: Iterable[tuple], key: tuple[str, str] | None = None) -> None:
         """Space operations to send with the recorded changes (orders, conflict records); ``key``: the (folder,
         path) they are about, to be committed together with its other changes."""
-        self._ops.extend((key, [op]) for op in ops)
+        if key is None:
+            self._loose.extend(ops)
+        else:
+            self._path(*key).ops.extend(ops)
 
     def commit(self, space: Any) -> None:
-        """Send the recorded operations and apply the changes in memory.
+        """Send the recorded changes and apply them in memory.
 
-        Batches hold about :data:`BATCH` operations, and everything recorded about one path (its agreed version, the
-        versions replicas hold, the orders about it) goes in the same batch, in the order it was recorded: a referee
-        killed half-way through a commit leaves each path as it was or as decided, never agreed on a version that
-        no replica is recorded holding.
+        Batches hold about :data:`BATCH` operations, and everything recorded about one path (its record, the orders
+        about it) goes in the same batch: a referee killed half-way through a commit leaves each path as it was or
+        as decided, never agreed on a version that no replica is recorded holding.
         """
-        groups, apply = self._ops, self._apply
-        self._ops, self._apply, self._agreeing = [], [], {}
-        by_key: dict[Any, list[tuple]] = {}
-        for n, (key, group) in enumerate(groups):
-            by_key.setdefault(n if key is None else key, []).extend(group)
+        pending, loose = self._pending, self._loose
+        self._pending, self._loose = {}, []
         batch: list[tuple] = []
-        for ops in by_key.values():
+        for (folder, path), change in pending.items():
+            ops = self._record_ops(folder, path, change) + change.ops
             if batch and len(batch) + len(ops) > BATCH:
                 space.batch(batch)
                 batch = []
             batch.extend(ops)
+        for op in loose:
+            if len(batch) >= BATCH:
+                space.batch(batch)
+                batch = []
+            batch.append(op)
         if batch:
             space.batch(batch)
-        for table, path, meta in apply:
-            if meta is None:
-                table.pop(path, None)
-            else:
-                table[path] = meta
+        for (folder, path), change in pending.items():
+            self._install(folder, path, change)
 
-    def holding(self, service: str, folder: str) -> int:
-        """How many entries ``service`` holds in ``folder``."""
-        return len(self.held.get((service, folder), ()))
+    def _record_ops(self, folder: str, path: str, change: _Path) -> list[tuple]:
+        before = (self.agreed[folder].get(path), self.holders[folder].get(path, 0),
+                  {s: t[path] for (s, f), t in self.other.items() if f == folder and path in t})
+        if (change.meta, change.holders, change.other) == before:
+            return []
+        key = wire.meta_key(folder, path)
+        ops: list[tuple] = [("take", (wire.META, key, None))] if before[0] is not None else []
+        if change.meta is not None:
+            record = {"meta": change.meta.to_wire(),
+                      "holders": self.services(change.holders),
+                      "other": {s: m.to_wire() for s, m in sorted(change.other.items())}}
+            ops.append(("write", (wire.META, key, record), None))
+        return ops
+
+    def _install(self, folder: str, path: str, change: _Path) -> None:
+        agreed, holders = self.agreed[folder], self.holders[folder]
+        before = agreed.get(path)
+        self._count(folder, holders.get(path, 0), -1)
+        for service, table in [(s, t) for (s, f), t in self.other.items() if f == folder and path in t]:
+            del table[path]
+            self.counts[service, folder] -= 1
+        if change.meta is None:
+            agreed.pop(path, None)
+            holders.pop(path, None)
+        else:
+            self._install_meta(folder, change)
+        if self.on_agreed is not None and before != change.meta:
+            self.on_agreed(folder, path, before, change.meta)
+
+    def _install_meta(self, folder: str, change: _Path) -> None:
+        assert change.meta is not None
+        agreed, holders = self.agreed[folder], self.holders[folder]
+        path = change.meta.path  # one string for the path in every table
+        agreed[path] = change.meta
+        if change.holders:
+            holders[path] = change.holders
+        else:
+            holders.pop(path, None)
+        self._count(folder, change.holders, 1)
+        for service, meta in change.other.items():
+            self.other[service, folder][path] = meta
+            self.counts[service, folder] += 1
+
+    def _count(self, folder: str, mask: int, step: int) -> None:
+        for service in self.services(mask):
+            self.counts[service, folder] += step

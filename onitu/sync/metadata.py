@@ -18,6 +18,8 @@ from onitu.sync.drivers.base import safe_path
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_COUNTER = (1 << 63) - 1  # msgpack's int64, and far beyond any real history
 _MAX_SERVICE = 255
+_INTERNED: dict[tuple[tuple[str, int], ...], VersionVector] = {}
+_INTERNED_MAX = 1 << 16
 Kind = Literal["file", "dir"]
 
 
@@ -51,14 +53,26 @@ class VersionVector:
         """The counter of ``service`` (0 if it never changed the file)."""
         return self.counters.get(service, 0)
 
+    @classmethod
+    def of(cls, counters: Mapping[str, int]) -> VersionVector:
+        """The version with these counters, shared with every other use of it (most files have one of a few
+        versions, such as "one change by the service that made it": one object each, not one per file)."""
+        key = tuple(sorted((s, c) for s, c in counters.items() if c))
+        found = _INTERNED.get(key)
+        if found is None:
+            if len(_INTERNED) >= _INTERNED_MAX:
+                _INTERNED.clear()
+            found = _INTERNED[key] = cls(dict(key))
+        return found
+
     def bump(self, service: str) -> VersionVector:
         """This version with one more change by ``service``."""
-        return VersionVector({**self.counters, service: self.get(service) + 1})
+        return VersionVector.of({**self.counters, service: self.get(service) + 1})
 
     def merge(self, other: VersionVector) -> VersionVector:
         """The least version that descends from (or equals) both."""
         services = self.counters.keys() | other.counters.keys()
-        return VersionVector({s: max(self.get(s), other.get(s)) for s in services})
+        return VersionVector.of({s: max(self.get(s), other.get(s)) for s in services})
 
     def compare(self, other: VersionVector) -> Order:
         """How this version relates to ``other``."""
@@ -84,13 +98,13 @@ class VersionVector:
             if type(count) is not int or not 0 <= count <= _MAX_COUNTER:
                 raise ValueError(f"version vector: counter of {service!r} must be a non-negative integer, "
                                  f"got {count!r:.60}")
-        return cls(value)
+        return cls.of(value)
 
 
 _FIELDS = ("path", "kind", "size", "sha256", "version", "tombstone", "mtime_ns")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileMeta:
     """The hub's agreed state of one path: a file (with its content hash), a directory, or a tombstone.
 

@@ -13,7 +13,7 @@ import threading
 import time
 
 from onitu.space.client import SpaceClient
-from onitu.space.errors import RequestExpired, SpaceError
+from onitu.space.errors import InvalidTuple, RequestExpired, SpaceError
 
 log = logging.getLogger(__name__)
 
@@ -38,37 +38,45 @@ class Outbox:
     def flush(self) -> None:
         """Send everything queued, including what other threads queue meanwhile; return once it is recorded.
 
-        An item whose take fails (a repeated order whose result an earlier try already sent) is dropped alone.
-        While the space cannot record anything (a failover), this retries until it can or the plug stops.
+        An item the space refuses (a take of an order already taken: a repeated order whose result an earlier try
+        sent) is dropped alone. While the space cannot record anything (a failover), this retries until it can or the
+        plug stops; what is left unsent then stays queued, first in line.
         """
         with self._sending:
             with self._lock:
                 items, self._items = self._items, []
-            group: list[list[tuple]] = []
-            for item in items:
-                if group and sum(map(len, group)) + len(item) > BATCH:
-                    self._send(group)
-                    group = []
-                group.append(item)
-            if group:
-                self._send(group)
+            while items:
+                size, count = 0, 0
+                for item in items:
+                    if count and size + len(item) > BATCH:
+                        break
+                    size, count = size + len(item), count + 1
+                try:
+                    self._send(items[:count])
+                except BaseException:
+                    with self._lock:
+                        self._items[:0] = items
+                    raise
+                items = items[count:]
 
     def _send(self, group: list[list[tuple]]) -> None:
         try:
             self._commit([op for item in group for op in item])
-        except RequestExpired:
-            if len(group) == 1:
-                log.debug("%s: dropping a result already sent: %s", self.service, group[0][0])
-                return
-            for item in group:  # find the one that cannot go, send the others
-                self._send([item])
+        except (RequestExpired, InvalidTuple) as exc:
+            if len(group) > 1:
+                for item in group:  # find the one that cannot go, send the others
+                    self._send([item])
+            elif isinstance(exc, RequestExpired):
+                log.debug("%s: dropping a result already sent: %s", self.service, exc)
+            else:
+                log.error("%s: the space refuses a report or result, dropped: %s", self.service, exc)
 
     def _commit(self, ops: list[tuple]) -> None:
         while True:
             try:
                 self.space.batch(ops)
                 return
-            except RequestExpired:
+            except (RequestExpired, InvalidTuple):
                 raise
             except SpaceError as exc:
                 if self.stop.is_set():

@@ -16,7 +16,8 @@ Content = tuple[Kind, str | None]  # ("file", sha256) or ("dir", None); None: no
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """What one replica has at one path now. ``fingerprint`` (from the driver's Stat) guards the orders."""
+    """What one replica has at one path now. ``fingerprint`` (from the driver's Stat) is for the plug: orders are
+    guarded by content (:attr:`guard`), which the plug turns into the fingerprint of what it last reported."""
 
     kind: Kind = "file"
     sha256: str | None = None
@@ -28,6 +29,11 @@ class Observed:
     def content(self) -> Content:
         """What the replica holds, for comparisons."""
         return (self.kind, self.sha256)
+
+    @property
+    def guard(self) -> str:
+        """What an order about this entry expects to find there: ``dir``, or the file's sha256."""
+        return "dir" if self.kind == "dir" else self.sha256 or ""
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class Copy:
     sources: tuple[str, ...]
     sha256: str
     size: int
-    replaces: str | None  # the fingerprint found at the destination (None: nothing there)
+    replaces: str | None  # the guard of what is at the destination (None: nothing there); see Observed.guard
     source_path: str | None = None  # where the sources hold it, when not at ``path`` (resolving a conflict)
 
 

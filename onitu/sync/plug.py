@@ -34,7 +34,7 @@ from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import wire
 from onitu.sync.agent import serve
 from onitu.sync.drivers import open_driver
-from onitu.sync.drivers.base import Availability, ChangeEvent, Driver, DriverError, is_under
+from onitu.sync.drivers.base import Availability, Changed, ChangeEvent, Driver, DriverError, is_under
 from onitu.sync.outbox import Outbox
 from onitu.sync.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed, paths_of, service_of
 from onitu.sync.scanner import Scanner
@@ -49,6 +49,15 @@ SESSION_TTL = 3.0
 REGISTRATION_CHECK = 2.0  # seconds between checks that the plug tuple is still in the space
 EVENTS = 2000  # watcher events handled together (one report per folder)
 SOURCES_TTL = 1.0  # seconds the other plugs' tuples are reused before they are read again
+
+
+def _at_and_below(known: dict[str, Observed], path: str) -> list[str]:
+    """``path`` and what ``known`` has below it (looking through all of it only for a directory, or a path it
+    lacks: files are most of what is deleted)."""
+    entry = known.get(path)
+    if entry is not None and entry.kind == "file":
+        return [path]
+    return [p for p in known if is_under(p, path)]
 
 
 def _parents(path: str) -> Iterable[str]:
@@ -120,6 +129,8 @@ class Plug:
         self._entry: Any = None
         self._stop = threading.Event()
         self.outbox = Outbox(space, self._stop, service)
+        self._scanning: set[tuple[str, str]] | None = None  # (folder, path) of orders carried out during a listing
+        self._listed = threading.Event()  # the first listing is sent: orders are checked against what it saw
         self._plugs: tuple[float, list[tuple]] = (0.0, [])  # when read, the plug tuples
 
     # -- start and registration -----------------------------------------------------------------------------------
@@ -197,6 +208,8 @@ class Plug:
             self._set_status(status)
             return
         listings = {}
+        with self._lock:
+            self._scanning = set()
         try:
             for folder, known in self.known.items():
                 seen: dict[str, Observed] = {}
@@ -207,13 +220,28 @@ class Plug:
                         seen[path] = known[path]
                 listings[folder] = seen
         except DriverError as exc:
+            with self._lock:
+                self._scanning = None
             self._set_status(self.driver.available() or Availability(False, str(exc)))
             return
         self._set_status(status)
         with self._lock:
+            self._amend_listings(listings)
             self._replace_listings(listings)
         self.outbox.flush()
+        self._listed.set()
         self.scanner.save()
+
+    def _amend_listings(self, listings: dict[str, dict[str, Observed]]) -> None:
+        """What orders carried out while the listing was made left at their paths, instead of what the listing saw
+        before (it would report a file just copied here as deleted: its creation is not reported by the watcher)."""
+        touched, self._scanning = self._scanning or set(), None
+        for folder, path in touched:
+            seen, known = listings[folder], self.known[folder]
+            for gone in _at_and_below(seen, path):
+                del seen[gone]
+            for found in _at_and_below(known, path):
+                seen[found] = known[found]
 
     def _replace_listings(self, listings: dict[str, dict[str, Observed]]) -> None:
         for folder, seen in listings.items():
@@ -238,7 +266,7 @@ class Plug:
                 entries += self._below_locked(folder, path, obs)
             if known.get(path) != obs:
                 if obs is None:
-                    for below in [p for p in known if is_under(p, path)]:
+                    for below in _at_and_below(known, path):
                         del known[below]
                         self.scanner.forget(folder, below)
                         entries.append((below, None))
@@ -306,6 +334,9 @@ class Plug:
         """Carry out orders as they come: copies in a pool, everything else in order, each after the copies
         addressed to the same path are done."""
         pattern = (re.compile(r"^sync\.(order|rescan)$"), self.service, None, None)
+        while not self._listed.wait(0.2):
+            if self._stop.is_set():
+                return
         stream = self.space.notify("write", pattern)
         started: set[Any] = set()
         running = _Running()
@@ -368,13 +399,15 @@ class Plug:
         entries: list[list] = []
         with self._lock:
             known = self.known[folder]
+            if self._scanning is not None and result["ok"]:
+                self._scanning.update((folder, path) for path in touched)
             # After a success, what the order left is ours and complete, settled or not. After a failure nothing was
             # changed by us: someone else may be writing there (that is often why it failed), so a file is reported
             # only once settled, as for any change (reporting it half-written would ship and agree on that state).
             for path in touched if result["ok"] else ():
                 obs = self.scanner.stat(folder, path, settled=False)
                 if obs is None:
-                    for below in [p for p in known if is_under(p, path)]:
+                    for below in _at_and_below(known, path):
                         del known[below]
                         entries.append([below, None])
                 else:
@@ -385,7 +418,8 @@ class Plug:
             self._seq += 1
             body = {**tup[3], **result, "order": tup[2], "entries": entries}
             # the order is taken with its result: a plug killed before this finds the order again
-            self.outbox.put([("take", tup), ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
+            self.outbox.put([("take", (*tup[:3], None)),  # by id: matching the whole body costs as much as it
+                             ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
             if not result["ok"]:
                 with contextlib.suppress(DriverError):  # the watcher reports it, or the root's outage, later
                     self._changed_locked(folder, touched)
@@ -403,13 +437,28 @@ class Plug:
         if isinstance(action, Delete):
             current = self.driver.stat(at(folder, action.path))
             if current is not None:
-                self.driver.delete(at(folder, action.path), replaces=action.replaces)
+                self.driver.delete(at(folder, action.path), replaces=self._expect(folder, action.path, action.replaces))
             return [action.path]
         assert isinstance(action, Move | KeepConflict)
         src, dst = (action.src, action.dst) if isinstance(action, Move) else (action.path, action.conflict)
         if self.driver.stat(at(folder, src)) is not None or self.driver.stat(at(folder, dst)) is None:
-            self.driver.move(at(folder, src), at(folder, dst), replaces=action.replaces)
+            self.driver.move(at(folder, src), at(folder, dst), replaces=self._expect(folder, src, action.replaces))
         return [src, dst]
+
+    def _expect(self, folder: str, path: str, guard: str | None) -> str | None:
+        """The driver's guard for an order decided on ``guard`` (the content the referee saw at ``path``, see
+        Observed.guard): the fingerprint of that content as this plug last reported it. If it reported something
+        else since, the order is stale (:class:`Changed`); so is one about a file changed and not reported yet
+        (the driver finds another fingerprint)."""
+        if guard is None:
+            return None
+        with self._lock:
+            known = self.known[folder].get(path)
+        if known is None or known.guard != guard:
+            raise self.driver.error(Changed, self.scanner.where(folder, path),
+                                    f"changed since the hub decided (expected {guard[:16]}, last reported "
+                                    f"{known.guard[:16] if known else 'nothing'})")
+        return known.fingerprint
 
     def _copy(self, folder: str, action: Copy) -> None:
         where = self.scanner.where(folder, action.path)
@@ -429,7 +478,7 @@ class Plug:
                            advance, lambda source=source: self._still_serving(source))
             try:
                 written = self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
-                                            replaces=action.replaces)
+                                            replaces=self._expect(folder, action.path, action.replaces))
                 self.scanner.remember(written, action.sha256)
                 return
             except TransferError as exc:  # this source failed: keep what arrived, try the next one
@@ -504,7 +553,7 @@ class Plug:
             if time.monotonic() - last_progress > 1.0 and self.progress:
                 last_progress = time.monotonic()
                 self._publish_progress()
-            if not orders.is_alive():
+            if not orders.is_alive() and not self._stop.is_set():
                 raise RuntimeError(f"{self.service}: the order thread died")
         liveness.close()
 

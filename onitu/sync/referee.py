@@ -14,12 +14,11 @@ the space; the replicas' current entries are asked again (a rescan) when it star
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import itertools
 import logging
 import re
 import secrets
+import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
@@ -36,6 +35,7 @@ from onitu.sync.commands import Commands
 from onitu.sync.drivers.base import is_under
 from onitu.sync.ledger import Ledger
 from onitu.sync.metadata import FileMeta
+from onitu.sync.mirror import Mirror
 from onitu.sync.passes import split
 from onitu.sync.plan import (
     Action,
@@ -53,6 +53,7 @@ from onitu.sync.plan import (
 from onitu.sync.reconcile import reconcile
 from onitu.sync.renames import deleted, find_renames
 from onitu.sync.rules import Rules
+from onitu.sync.tree import Tree
 from onitu.watchdog.heartbeat import Liveness
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ DELETION_WINDOW = 120.0  # seconds over which one replica's deletions count toge
 DELETION_SETTLE = 1.0
 DELETION_MAX_WAIT = 10.0
 PASS_SIZE = 2000  # paths per decision batch
+# Orders under way beyond which nothing more is decided until results come back: a tree of a million files arriving
+# at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
+OUTSTANDING = 4000
 INBOUND = (re.compile(r"^sync\.(report|done)$"), None, None, None, None)
 
 
@@ -75,7 +79,7 @@ class Plugs:
 
     info: dict[str, dict[str, Any]] = field(default_factory=dict)  # service -> plug tuple info
     scanned: set[tuple[str, str, str]] = field(default_factory=set)  # (service, folder, plug id)
-    staging: dict[tuple[str, str], tuple[str, dict[str, Observed]]] = field(default_factory=dict)
+    staging: dict[tuple[str, str], tuple[str, set[str]]] = field(default_factory=dict)  # listings: paths seen
     last_seq: dict[str, int] = field(default_factory=dict)  # plug id -> last applied sequence number
 
     def state(self, service: str, folder: str) -> str | None:
@@ -100,7 +104,7 @@ class Burst:
         return now - self.last >= DELETION_SETTLE or now - self.first >= DELETION_MAX_WAIT
 
 
-@dataclass
+@dataclass(slots=True)
 class Outstanding:
     """An order sent and not yet reported done."""
 
@@ -118,8 +122,10 @@ class Referee:
         self.rules: Rules = config.rules()
         self.folders = {f: self.rules.services(f) for f in config.folders}
         self.ledger = Ledger()
+        self.mirror = Mirror(self.ledger)
+        self.tree = Tree()
+        self.ledger.on_agreed = self._agreed_changed
         self.plugs = Plugs()
-        self.mirror: dict[tuple[str, str], dict[str, Observed]] = defaultdict(dict)
         self.dirty: dict[str, set[str]] = defaultdict(set)
         self.busy: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # orders per path
         self.busy_below: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # per ancestor
@@ -192,7 +198,9 @@ class Referee:
     def inbound(self, tup: tuple) -> None:
         """Apply one report or result (once, in each plug's order)."""
         tag, service, plug_id, seq, body = tup
-        self.consumed.append(tup)
+        # taken once applied, by (plug, number), which is unique: a template with the whole body would cost as much
+        # to match as the body did to send, and keep it in memory meanwhile
+        self.consumed.append((tag, service, plug_id, seq, None))
         if not (isinstance(service, str) and isinstance(plug_id, str) and type(seq) is int):
             log.warning("dropping a malformed %s tuple", tag)
             return
@@ -216,34 +224,45 @@ class Referee:
         key = (service, folder)
         if scan is None:
             self._note_burst(key, entries)
-            mirror = self.mirror[key]
-            for path, obs in entries:
-                if obs is None:
-                    mirror.pop(path, None)
-                else:
-                    mirror[path] = obs
-                self.dirty[folder].add(path)
+            self._observe(service, folder, entries)
+            self.dirty[folder].update(path for path, _ in entries)
             return
         if scan == "begin":
-            self.plugs.staging[key] = (plug_id, {})
+            self.plugs.staging[key] = (plug_id, set())
         staged = self.plugs.staging.get(key)
         if staged is None or staged[0] != plug_id:
             return  # a part of a listing whose beginning we did not see: the next listing will do
-        staged[1].update((path, obs) for path, obs in entries if obs is not None)
+        # What a listing shows is true as it arrives; only what it does not show waits for its end.
+        seen = staged[1]
+        entries = [(path, obs) for path, obs in entries if obs is not None]
+        seen.update(path for path, _ in entries)
+        self.dirty[folder].update(self._observe(service, folder, entries))
         if scan == "end":
             del self.plugs.staging[key]
-            before = self.mirror.get(key, {})
-            after = staged[1]
-            changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
-            held = self.ledger.held.get(key, {})
-            changed |= {p for p in held if p not in after}
-            changed |= {p for p, m in self.ledger.agreed[folder].items() if p not in after and not m.tombstone}
-            self.mirror[key] = after
+            gone = [p for p in self.mirror.paths(service, folder) if p not in seen]
+            self._observe(service, folder, [(p, None) for p in gone])
+            changed = set(gone)
+            changed.update(p for p in self.ledger.held[key] if p not in seen)
+            changed.update(p for p, m in self.ledger.agreed[folder].items() if p not in seen and not m.tombstone)
             self.dirty[folder] |= changed
             self.plugs.scanned = {s for s in self.plugs.scanned if s[:2] != key} | {(service, folder, plug_id)}
-            log.info("%s/%s: listing of %d entries, %d changed", service, folder, len(after), len(changed))
+            log.info("%s/%s: listing of %d entries, %d gone or not held", service, folder, len(seen), len(changed))
             if self.plugs.info.get(service, {}).get("id") != plug_id:
                 self._refresh_plugs()
+
+    def _observe(self, service: str, folder: str, entries: list[tuple[str, Observed | None]]) -> list[str]:
+        """Record what ``service`` has now at each path; the paths whose content changed."""
+        changed = []
+        for path, obs in entries:
+            if self.mirror.set(service, folder, path, obs):
+                changed.append(path)
+                self.tree.add(folder, path)
+        return changed
+
+    def _agreed_changed(self, folder: str, path: str, before: FileMeta | None, after: FileMeta | None) -> None:
+        self.mirror.rebase(folder, path, before, after)
+        if before is None:
+            self.tree.add(folder, path)
 
     def _note_burst(self, key: tuple[str, str], entries: list[tuple[str, Observed | None]]) -> None:
         now = time.monotonic()
@@ -262,12 +281,7 @@ class Referee:
         folder, oid = body["folder"], body.get("order")
         action = wire.action_from_wire(body["action"])
         meta = wire.meta_from_wire(body.get("meta"))
-        mirror = self.mirror[service, folder]
-        for path, obs in entries:
-            if obs is None:
-                mirror.pop(path, None)
-            else:
-                mirror[path] = obs
+        self._observe(service, folder, entries)
         outstanding = self.orders.pop(oid, None) if type(oid) is int else None
         if outstanding is not None:
             for path in outstanding.paths:
@@ -296,14 +310,15 @@ class Referee:
         if isinstance(action, Copy | Mkdir):
             ledger.hold(service, folder, action.path, agreed.get(action.path) if meta is None else meta)
         elif isinstance(action, Delete):
-            for path in [p for p in held if is_under(p, action.path)]:
+            for path in [action.path, *self.tree.below(folder, action.path, held.__contains__)]:
                 ledger.hold(service, folder, path, None)
         else:
             src, dst = (action.src, action.dst) if isinstance(action, Move) else (action.path, action.conflict)
-            for path in [p for p in held if is_under(p, src)]:
+            for path in [src, *self.tree.below(folder, src, held.__contains__)]:
                 ledger.hold(service, folder, path, None)
-            for path in [p for p in agreed if is_under(p, dst)]:
-                ledger.hold(service, folder, path, agreed[path])
+            for path in [dst, *self.tree.below(folder, dst, agreed.__contains__)]:
+                if path in agreed:
+                    ledger.hold(service, folder, path, agreed[path])
 
     def _later(self, folder: str, path: str) -> None:
         _, delay = self.retry.get((folder, path), (0.0, RETRY[0] / 2))
@@ -348,6 +363,7 @@ class Referee:
                     "meta": meta.to_wire() if meta is not None and isinstance(action, Copy | Mkdir) else None}
             self.ledger.also([("write", (wire.ORDER, service, oid, body), None)], key=(folder, paths_of(action)[0]))
             self._track(oid, service, folder, action)
+            log.debug("order %s to %s: %s", oid, service, action)
             oids.append(oid)
         self.ledger.commit(self.space)
         return oids
@@ -361,7 +377,7 @@ class Referee:
             del self.bursts[key]
         for folder, services in self.folders.items():
             dirty = self.dirty[folder]
-            if not dirty:
+            if not dirty or len(self.orders) >= OUTSTANDING:
                 continue
             states = {s: self.plugs.state(s, folder) for s in services}
             if "wait" in states.values():
@@ -372,6 +388,9 @@ class Referee:
                 continue
             dirty -= ready
             for paths, ahead in self._passes(folder, sorted(ready), states):
+                if len(self.orders) >= OUTSTANDING:  # the plugs are busy enough: the rest waits for their results
+                    dirty.update(paths)
+                    continue
                 self.pass_paths(folder, paths, states, ahead=ahead)
                 self.liveness.beat()
 
@@ -407,24 +426,25 @@ class Referee:
         dirs = {p for p in ready if self._is_dir(folder, p)}
         if not dirs:
             return ready
-        known = sorted(self._known(folder))
         below = set()
         for d in dirs:
-            start = bisect.bisect_left(known, d + "/")
-            rest = itertools.islice(known, start, None)
-            below.update(itertools.takewhile(lambda p, d=d: p.startswith(d + "/"), rest))
+            below.update(self.tree.below(folder, d, lambda p: self._is_known(folder, p)))
         blocked = {p for p in below if not self._ready(folder, p, time.monotonic())}
         return ready | below if not blocked else ready - {d for d in dirs if any(is_under(b, d) for b in blocked)}
 
     def _known(self, folder: str) -> set[str]:
         """Every path of ``folder`` agreed or seen on a replica."""
-        return set(self.ledger.agreed[folder]).union(*(self.mirror.get((s, folder), {}) for s in self.folders[folder]))
+        return set(self.ledger.agreed[folder]).union(self.mirror.known(folder))
+
+    def _is_known(self, folder: str, path: str) -> bool:
+        return path in self.ledger.agreed[folder] or any(
+            self.mirror.get(s, folder, path) is not None for s in self.folders[folder])
 
     def _is_dir(self, folder: str, path: str) -> bool:
         meta = self.ledger.agreed[folder].get(path)
         if meta is not None and meta.kind == "dir":
             return True
-        return any((obs := self.mirror.get((s, folder), {}).get(path)) is not None and obs.kind == "dir"
+        return any((obs := self.mirror.get(s, folder, path)) is not None and obs.kind == "dir"
                    for s in self.folders[folder])
 
     def _replicas(self, folder: str, paths: list[str], states: dict[str, str | None]
@@ -432,9 +452,11 @@ class Referee:
         """Every replica's side of ``paths``, and their agreed versions."""
         replicas = []
         for service, state in states.items():
-            mirror, held = self.mirror.get((service, folder), {}), self.ledger.held.get((service, folder), {})
-            replicas.append(Replica(service, {p: mirror[p] for p in paths if p in mirror},
-                                    {p: held[p] for p in paths if p in held}, state))
+            held, now = self.ledger.held[service, folder], {}
+            for path in paths:
+                if (obs := self.mirror.get(service, folder, path)) is not None:
+                    now[path] = obs
+            replicas.append(Replica(service, now, {p: held[p] for p in paths if p in held}, state))
         agreed = self.ledger.agreed[folder]
         return replicas, {p: agreed[p] for p in paths if p in agreed}
 
@@ -557,6 +579,14 @@ class Referee:
                 last_tick = time.monotonic()
                 self._refresh_plugs()
                 self.commands.poll()
+                self._compact()
+
+    def _compact(self) -> None:
+        """Give back the room of tables a burst of work left large and nearly empty."""
+        self.mirror.compact()
+        for folder, dirty in self.dirty.items():
+            if not dirty and sys.getsizeof(dirty) > 4096:
+                self.dirty[folder] = set()
 
     def _take_consumed(self) -> None:
         consumed, self.consumed = self.consumed, []

@@ -101,7 +101,7 @@ def apply_moves(actions: list[Action], live: Sequence[Replica], renames: Mapping
                           for rel in tree for kind, top in (("delete", src), ("put", dst))]
                 if all(i is not None and i not in dropped for i in wanted):
                     dropped.update(i for i in wanted if i is not None)
-                    moves.append(Move(src, dst, other.service, other.now[src].fingerprint))
+                    moves.append(Move(src, dst, other.service, other.now[src].guard))
     return [action for i, action in enumerate(actions) if i not in dropped] + moves
 
 

@@ -9,8 +9,9 @@ Every tuple starts with its tag. Plugs and the referee write and read them; noth
   ``scan`` is ``"begin"``/``"part"``/``"end"`` for a full listing in parts, or None for changes.
 - ``(ORDER, service, order_id, body)``: work for a plug; ``(DONE, service, plug_id, seq, body)``: its result,
   numbered with the plug's reports (the referee applies both in the order the plug saw things).
-- ``(META, folder, path, meta)`` and ``(HELD, service, folder, path, meta)``: the agreed versions, and per service
-  the version it holds.
+- ``(META, "folder/path", record)``: the agreed version of a path and who holds it (see :mod:`onitu.sync.ledger`);
+  folder and path make one key because the space indexes a tuple's first two elements: found at once, not by a
+  walk through every record of the folder.
 - ``(CONFLICT, folder, conflict_path, info)``, ``(PENDING, folder, service, info)``: conflict copies, and
   deletions held for approval.
 - ``(REQUEST, request_id, body)`` / ``(REPLY, request_id, body)``: a command from the CLI to the referee.
@@ -31,7 +32,6 @@ REPORT: Final = "sync.report"
 ORDER: Final = "sync.order"
 DONE: Final = "sync.done"
 META: Final = "sync.meta"
-HELD: Final = "sync.held"
 CONFLICT: Final = "sync.conflict"
 PENDING: Final = "sync.pending"
 REQUEST: Final = "sync.request"
@@ -53,6 +53,19 @@ def _int(value: Any, what: str) -> int:
     if type(value) is not int or value < 0:
         raise ValueError(f"{what} must be a non-negative integer, not {value!r:.40}")
     return value
+
+
+def meta_key(folder: str, path: str) -> str:
+    """The key of a path's record: folder names have no ``/``."""
+    return f"{folder}/{path}"
+
+
+def split_meta_key(key: Any) -> tuple[str, str]:
+    """(folder, path) of a record's key; ValueError if it is not one."""
+    if not isinstance(key, str) or "/" not in key:
+        raise ValueError(f"not a folder/path key: {key!r:.80}")
+    folder, _, path = key.partition("/")
+    return folder, safe_path(path)
 
 
 def obs_to_wire(obs: Observed | None) -> list | None:

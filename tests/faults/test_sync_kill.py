@@ -29,8 +29,7 @@ from pathlib import Path
 import pytest
 
 from onitu.space import connect
-from onitu.sync import wire
-from onitu.sync.metadata import FileMeta
+from onitu.sync.ledger import Ledger
 from tests.sync.hub import Hub, tree, wait_settled
 
 ROUNDS = int(os.environ.get("ONITU_SOAK_ROUNDS", "20"))
@@ -259,16 +258,16 @@ def converged(hub: Hub, model: Model, timeout: float, context: str) -> dict[str,
 
 def ledger_problems(hub: Hub, found: dict[str, str]) -> list[str]:
     """Where what the hub agreed and what it says each replica holds differ from the replicas' common tree."""
+    ledger = Ledger()
     with connect(data_dir=hub.data, connect_timeout=30) as space:
-        agreed = [FileMeta.from_wire(t[3]) for t in space.read_all((wire.META, "docs", None, None))]
-        held = [(t[1], FileMeta.from_wire(t[4])) for t in space.read_all((wire.HELD, None, "docs", None, None))]
+        ledger.load(space)
     out = []
-    for meta in agreed:
+    for meta in ledger.agreed["docs"].values():
         if not meta.tombstone and found.get(meta.path) != (meta.sha256 or "dir"):
             out.append(f"{meta.path}: agreed {meta.kind} {(meta.sha256 or '')[:12]}, found "
                        f"{found.get(meta.path, 'nothing')[:12]}")
     for name in hub.roots:
-        holds = {meta.path: meta.sha256 or "dir" for service, meta in held if service == name}
+        holds = {path: meta.sha256 or "dir" for path, meta in ledger.held[name, "docs"].items()}
         out += [f"{path}: {name} holds {holds.get(path, 'nothing')[:12]}, has {sha[:12]}"
                 for path, sha in found.items() if holds.get(path) != sha]
         out += [f"{path}: {name} holds {sha[:12]}, has nothing" for path, sha in holds.items() if path not in found]

@@ -1,68 +1,25 @@
 """The deletion threshold judges a mass deletion whole, however it reaches the referee.
 
-The referee runs in-process on an in-process space; three plugs are played by writing their tuples: a full listing
-each (all three hold the same files, so the hub agrees on them without an order), then change reports. The hub
-tests (``test_hub.py``) check the same end to end with real watchers, whose timing varies.
+The referee runs in-process with pretend plugs (:mod:`tests.sync.pretend`): a full listing each (all three hold the
+same files, so the hub agrees on them without an order), then change reports. The hub tests (``test_hub.py``)
+check the same end to end with real watchers, whose timing varies.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import pytest
 
-from onitu.config import Config
-from onitu.space import TupleSpace
 from onitu.sync import referee as referee_module
-from onitu.sync import wire
 from onitu.sync.plan import Observed
 from onitu.sync.referee import Referee
-
-SERVICES = ("a", "b", "c")
-
-
-def obs(path: str) -> Observed:
-    if "." not in path.rsplit("/", 1)[-1]:
-        return Observed("dir", None, 0, 1, f"d:{path}")
-    data = path.encode()
-    return Observed("file", hashlib.sha256(data).hexdigest(), len(data), 1, f"f:{path}")
-
-
-class Plugs:
-    """Three pretend plugs writing reports into the space the referee reads."""
-
-    def __init__(self, space: TupleSpace, referee: Referee) -> None:
-        self.space, self.referee, self.seq = space, referee, 0
-        for service in SERVICES:
-            space.write((wire.PLUG, service, {"id": f"plug-{service}", "available": True}))
-        referee._refresh_plugs()
-
-    def report(self, service: str, entries: list[tuple[str, Observed | None]], scan: str | None = None) -> None:
-        self.seq += 1
-        body = {"folder": "docs", "scan": scan, "entries": [[p, wire.obs_to_wire(o)] for p, o in entries]}
-        self.referee.inbound((wire.REPORT, service, f"plug-{service}", self.seq, body))
-
-    def listing(self, paths: list[str]) -> None:
-        for service in SERVICES:
-            self.report(service, [(p, obs(p)) for p in paths], scan="begin")
-            self.report(service, [], scan="end")
-
-    def orders(self) -> list[tuple]:
-        return self.space.read_all((wire.ORDER, None, None, None))
+from tests.sync.pretend import obs, pretend_hub
 
 
 @pytest.fixture
 def hub(tmp_path):
-    config = Config.model_validate({
-        "folders": {"docs": {}},
-        "services": {s: {"driver": "local", "options": {"root": str(tmp_path / s)}, "folders": {"docs": ""}}
-                     for s in SERVICES}})
-    space = TupleSpace()
-    referee = Referee(config, space)
-    plugs = Plugs(space, referee)
-    yield referee, plugs
-    space.close()
+    yield from pretend_hub(tmp_path)
 
 
 def settle(referee: Referee) -> None:

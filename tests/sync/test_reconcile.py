@@ -215,15 +215,16 @@ def test_agreed_metadata_records_the_winner() -> None:
     assert loser.sha256 == sha("y") and loser.version == VersionVector({"A": 1}) and not loser.tombstone
 
 
-def test_orders_carry_the_fingerprints_they_were_decided_on() -> None:
+def test_orders_carry_the_content_they_were_decided_on() -> None:
+    """Guards name the content the referee saw (the plug turns it into the fingerprint it reported)."""
     plan = reconcile(X, [rep("A", {"f": ("y", 2), "g": "z"}, X), rep("B", {"f": ("w", 1), "g": "z"}, X)], when=WHEN)
     keep, copy_winner = plan.actions[0], plan.actions[1]
-    assert keep == KeepConflict("f", "B", cf("f", "B"), "fp-w")
+    assert keep == KeepConflict("f", "B", cf("f", "B"), sha("w"))
     assert copy_winner == Copy("f", "B", ("A",), sha("y"), 1, None)  # B's version was moved aside first
     plan = reconcile(X, [rep("A", {"f": "y", "g": "z"}, X), rep("B", {"f": "x", "g": "z"}, X)], when=WHEN)
-    assert plan.actions == (Copy("f", "B", ("A",), sha("y"), 1, "fp-x"),)
+    assert plan.actions == (Copy("f", "B", ("A",), sha("y"), 1, sha("x")),)
     plan = reconcile(X, [rep("A", {"g": "z"}, X), rep("B", {"f": "x", "g": "z"}, X)], when=WHEN)
-    assert plan.actions == (Delete("f", "B", "fp-x"),)
+    assert plan.actions == (Delete("f", "B", sha("x")),)
 
 
 MANY = agreed({f"f{i}": f"content {i}" for i in range(10)})

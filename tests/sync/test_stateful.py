@@ -52,6 +52,8 @@ from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_a
 
 from onitu.space import connect
 from onitu.sync import wire
+from onitu.sync.ledger import Ledger
+from onitu.sync.metadata import FileMeta
 from tests.sync.hub import Hub
 
 EXAMPLES = int(os.environ.get("ONITU_STATEFUL_EXAMPLES") or 10)
@@ -369,18 +371,21 @@ class Replicas(RuleBasedStateMachine):
 
     def ledger(self) -> str:
         """The agreed version of every path of the example, and what each service holds (for failure messages)."""
-        def short(meta: dict) -> str:
-            what = "tombstone" if meta["tombstone"] else "dir" if meta["kind"] == "dir" else \
-                show(self.written.get(meta["sha256"], meta["sha256"].encode()))
-            return f"{what} {meta['version']}"
+        def short(meta: FileMeta) -> str:
+            what = "tombstone" if meta.tombstone else "dir" if meta.kind == "dir" else \
+                show(self.written.get(meta.sha256 or "", (meta.sha256 or "").encode()))
+            return f"{what} {meta.version.to_wire()}"
+        ledger = Ledger()
+        ledger.load(self.space)
         rows: dict[str, list[str]] = {}
         prefix = self.ex + "/"
-        for _, _, path, meta in self.space.read_all((wire.META, "docs", None, None)):
+        for path, meta in ledger.agreed["docs"].items():
             if path.startswith(prefix):
                 rows.setdefault(path[len(prefix):], []).insert(0, f"agreed {short(meta)}")
-        for _, service, _, path, meta in self.space.read_all((wire.HELD, None, "docs", None, None)):
-            if path.startswith(prefix):
-                rows.setdefault(path[len(prefix):], []).append(f"{service} holds {short(meta)}")
+        for service in ("a", "b", "c"):
+            for path, meta in ledger.held[service, "docs"].items():
+                if path.startswith(prefix):
+                    rows.setdefault(path[len(prefix):], []).append(f"{service} holds {short(meta)}")
         return "\n".join(f"  {path}: " + "; ".join(row) for path, row in sorted(rows.items()))
 
 

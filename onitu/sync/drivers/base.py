@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -111,7 +112,7 @@ def safe_path(name: str, *, root_ok: bool = False) -> str:
             raise ValueError(f"component longer than {MAX_COMPONENT} bytes in path {name[:60]!r}...")
         if part.startswith(RESERVED_PREFIX):
             raise ValueError(f"component {part!r} uses the reserved prefix {RESERVED_PREFIX!r}")
-    return name
+    return sys.intern(name)  # one string per path however many tables and messages name it
 
 
 def is_internal(name: str) -> bool:

@@ -1,0 +1,36 @@
+"""The referee in-process, with pretend plugs: how much it asks of the plugs at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from onitu.sync import referee as referee_module
+from tests.sync.pretend import obs, pretend_hub
+
+
+@pytest.fixture
+def hub(tmp_path):
+    yield from pretend_hub(tmp_path)
+
+
+def test_a_large_tree_is_ordered_as_the_plugs_keep_up(hub, monkeypatch):
+    monkeypatch.setattr(referee_module, "PASS_SIZE", 10)
+    monkeypatch.setattr(referee_module, "OUTSTANDING", 20)
+    referee, plugs = hub
+    plugs.listing([])
+    files = [f"f{i:03}.txt" for i in range(100)]
+    plugs.report("a", [(p, obs(p)) for p in files])  # a hundred new files on a
+    referee.decide()
+    sent = plugs.orders()
+    assert len(sent) == 20, "a pass of 10 files makes 20 orders; then the referee waits for results"
+    copied = set()
+    for _ in range(20):
+        for order in plugs.orders():
+            plugs.done(order)
+            copied.add((order[1], order[3]["action"]["path"]))
+        referee.ledger.commit(referee.space)
+        referee.decide()
+        assert len(plugs.orders()) <= 20
+    assert copied == {(s, p) for s in ("b", "c") for p in files}
+    assert not plugs.orders() and not referee.orders and not referee.dirty["docs"]
+    assert all(referee.ledger.held[s, "docs"].keys() >= set(files) for s in ("a", "b", "c"))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from onitu.sync.drivers.base import safe_path
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_COUNTER = (1 << 63) - 1  # msgpack's int64, and far beyond any real history
 _MAX_SERVICE = 255
 _INTERNED: dict[tuple[tuple[str, int], ...], VersionVector] = {}
@@ -130,7 +130,7 @@ class FileMeta:
         if not isinstance(self.version, VersionVector) or type(self.tombstone) is not bool:
             raise ValueError(f"{self.path}: version must be a VersionVector and tombstone a boolean")
         live_file = self.kind == "file" and not self.tombstone
-        if live_file and not (isinstance(self.sha256, str) and _SHA256.fullmatch(self.sha256)):
+        if live_file and not (isinstance(self.sha256, str) and SHA256.fullmatch(self.sha256)):
             raise ValueError(f"{self.path}: a file needs a sha256 of 64 lowercase hex digits, "
                              f"not {self.sha256!r:.70}")
         if not live_file and (self.sha256 is not None or self.size):

@@ -402,7 +402,8 @@ class Referee:
             return [(paths, {})]
         replicas, ancestors = self._replicas(folder, paths, states)
         live = [r for r in replicas if r.unavailable is None]
-        passes = split(paths, [pair for r in live for pair in find_renames(r, ancestors)], PASS_SIZE)
+        passes = split(paths, [pair for r in live for pair in find_renames(r, ancestors)], PASS_SIZE,
+                       lambda path: self._must_stay_whole(folder, path))
         gone = {r.service: deleted(r, ancestors) for r in live}
         ahead = {service: len(g) for service, g in gone.items()}
         out = []
@@ -411,6 +412,16 @@ class Referee:
                 ahead[service] -= sum(1 for p in chunk if p in g)
             out.append((chunk, dict(ahead)))
         return out
+
+    def _must_stay_whole(self, folder: str, path: str) -> bool:
+        """Whether a directory is deleted or replaced on a replica that held it (decided with all below it)."""
+        for service in self.folders[folder]:
+            held = self.ledger.held[service, folder].get(path)
+            if held is not None and held.kind == "dir":
+                now = self.mirror.get(service, folder, path)
+                if now is None or now.kind != "dir":
+                    return True
+        return False
 
     def _ready(self, folder: str, path: str, now: float) -> bool:
         if self.retry.get((folder, path), (0.0, 0.0))[0] > now:

@@ -5,7 +5,8 @@ Every tuple starts with its tag. Plugs and the referee write and read them; noth
 
 - ``(PLUG, service, info)``: a live plug, session-leased (its transfer endpoint, key, secret, availability).
 - ``(KNOWN, service)``: the service's root was initialised once; a root without its marker is then unavailable.
-- ``(REPORT, service, plug_id, seq, body)``: observations ``{"folder", "scan", "entries": [[path, obs|None]]}``;
+- ``(REPORT, service, plug_id, seq, body)``: observations ``{"folder", "scan", "entries": [[path, obs|None]]}``
+  (an observation: ``[kind, sha256, size, mtime_ns]``);
   ``scan`` is ``"begin"``/``"part"``/``"end"`` for a full listing in parts, or None for changes.
 - ``(ORDER, service, order_id, body)``: work for a plug; ``(DONE, service, plug_id, seq, body)``: its result,
   numbered with the plug's reports (the referee applies both in the order the plug saw things).
@@ -23,7 +24,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from onitu.sync.drivers.base import safe_path
-from onitu.sync.metadata import FileMeta
+from onitu.sync.metadata import SHA256, FileMeta
 from onitu.sync.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed
 
 PLUG: Final = "sync.plug"
@@ -69,27 +70,27 @@ def split_meta_key(key: Any) -> tuple[str, str]:
 
 
 def obs_to_wire(obs: Observed | None) -> list | None:
-    """``[kind, sha256, size, mtime_ns, fingerprint]``, or None for "nothing there"."""
-    return None if obs is None else [obs.kind, obs.sha256, obs.size, obs.mtime_ns, obs.fingerprint]
+    """``[kind, sha256, size, mtime_ns]``, or None for "nothing there" (the fingerprint stays with the plug)."""
+    return None if obs is None else [obs.kind, obs.sha256, obs.size, obs.mtime_ns]
 
 
 def obs_from_wire(value: Any) -> Observed | None:
     """The inverse of :func:`obs_to_wire`, checked."""
     if value is None:
         return None
-    if not isinstance(value, list | tuple) or len(value) != 5:
-        raise ValueError("an observation must be [kind, sha256, size, mtime_ns, fingerprint]")
-    kind, sha, size, mtime, fingerprint = value
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        raise ValueError("an observation must be [kind, sha256, size, mtime_ns]")
+    kind, sha, size, mtime = value
     if kind not in _KINDS:
         raise ValueError(f"observation kind must be 'file' or 'dir', not {kind!r:.40}")
     if type(mtime) is not int:
         raise ValueError("observation mtime_ns must be an integer")
-    _text(fingerprint, "observation fingerprint", 256)
     if kind == "file":
-        FileMeta("x", "file", _int(size, "observation size"), sha)  # checks the hash's shape
+        if type(size) is not int or size < 0 or not isinstance(sha, str) or not SHA256.fullmatch(sha):
+            raise ValueError("a file observation needs a size and a sha256 of 64 lowercase hex digits")
     elif sha is not None or size:
         raise ValueError("a directory observation has no sha256 and size 0")
-    return Observed(kind, sha, size, mtime, fingerprint)
+    return Observed(kind, sha, size, mtime)
 
 
 def entries_from_wire(value: Any) -> list[tuple[str, Observed | None]]:

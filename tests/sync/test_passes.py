@@ -46,6 +46,14 @@ def test_every_path_once_trees_and_renames_whole(paths, renames, size):
                            for a, b in ((s, d), (d, s)) if top[a] in joined}
             assert joined == tops, chunk
 
+def test_only_trees_that_must_stay_whole_are_kept_whole():
+    paths = ["new", *(f"new/f{i}" for i in range(5)), "gone", *(f"gone/f{i}" for i in range(5))]
+    passes = split(paths, [], 3, whole=lambda p: p == "gone")
+    assert ["gone", *(f"gone/f{i}" for i in range(5))] in passes  # deleted somewhere: decided with its content
+    assert all(len(chunk) <= 3 for chunk in passes if "gone" not in chunk)  # a new tree is split like any paths
+    assert sorted(p for chunk in passes for p in chunk) == sorted(paths)
+
+
 def test_subtrees_sort_together_whatever_the_names():
     # "a b" and "a-b" sort between "a" and "a/x" byte-wise: a split by plain sorting would cut "a" from "a/x"
     assert split(["a", "a b", "a-b", "a/x", "a/y"], [], 2) == [["a", "a/x", "a/y"], ["a b", "a-b"]]

@@ -423,6 +423,21 @@ def _frame(frame: str) -> str:
 
 # ---- the parts ------------------------------------------------------------------------------------------------
 
+def move_in(hub: Hub, tree: Path, name: str, expected: dict[str, tuple[int, str]], timeout: float,
+            profile: Path | None, label: str) -> tuple[float | None, dict[str, float]]:
+    """Move ``tree`` into the source root as ``name`` with one rename; (seconds until it is on every replica,
+    CPU seconds each hub process used meanwhile)."""
+    pids = hub.processes()
+    profiler = Profiler(profile, label, pids, hub.status().get("primary", ""))
+    cpu = cpu_seconds(pids)
+    moved = time.perf_counter()
+    os.rename(tree, hub.roots["source"] / name)
+    took = wait_converged(hub, expected, moved, timeout)
+    used = cpu_used(cpu, pids)
+    profiler.report()
+    return took, used
+
+
 def bulk(opts: argparse.Namespace, scratch: Path, rclone: str, results: dict) -> Hub:
     say(f"(1) writing {opts.small} x 4 KiB + {opts.big} x {opts.big_mib} MiB files ...")
     master = scratch / "tree"
@@ -460,14 +475,8 @@ def bulk(opts: argparse.Namespace, scratch: Path, rclone: str, results: dict) ->
     try:
         results["startup"] = warm.start()
         time.sleep(1.0)  # the first (empty) listings reach the referee
-        pids = warm.processes()
-        profiler = Profiler(opts.profile, "bulk", pids, warm.status().get("primary", ""))
-        cpu = cpu_seconds(pids)
-        moved = time.perf_counter()
-        os.rename(staging / "tree", warm.roots["source"] / "tree")
-        results["warm"] = wait_converged(warm, expected, moved, opts.timeout)
-        results["warm_cpu"] = cpu_used(cpu, pids)
-        profiler.report()
+        results["warm"], results["warm_cpu"] = move_in(warm, staging / "tree", "tree", expected, opts.timeout,
+                                                       opts.profile, "bulk")
         say(f"  onitu (b): start-up {results['startup']:.2f} s, sync {results['warm']} s")
     except BaseException:
         warm.stop()
@@ -522,13 +531,8 @@ def memory(opts: argparse.Namespace, scratch: Path, results: dict) -> None:
         wait_idle(pids, timeout=30)
         before = rss(pids)
         tuples = hub.tuples()
-        profiler = Profiler(opts.profile, "memory", pids, hub.status().get("primary", ""))
-        cpu = cpu_seconds(pids)
-        moved = time.perf_counter()
-        os.rename(staging / "mem", hub.roots["source"] / "mem")
-        results["mem_sync"] = wait_converged(hub, expected, moved, opts.timeout_memory)
-        results["mem_cpu"] = cpu_used(cpu, pids)
-        profiler.report()
+        results["mem_sync"], results["mem_cpu"] = move_in(hub, staging / "mem", "mem", expected,
+                                                          opts.timeout_memory, opts.profile, "memory")
         pids = hub.processes()  # the same, unless the watchdog restarted one (then reported)
         waited = wait_idle(pids)
         after = rss(pids)

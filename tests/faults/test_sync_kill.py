@@ -30,7 +30,7 @@ import pytest
 
 from onitu.space import connect
 from onitu.sync.ledger import Ledger
-from tests.sync.hub import Hub, tree, wait_settled
+from tests.sync.hub import Hub, running_hub, tree, wait_settled
 
 ROUNDS = int(os.environ.get("ONITU_SOAK_ROUNDS", "20"))
 FILES = 1000
@@ -276,12 +276,7 @@ def ledger_problems(hub: Hub, found: dict[str, str]) -> list[str]:
 
 @pytest.fixture
 def hub(tmp_path):
-    run = Hub(tmp_path)
-    yield run
-    try:
-        run.stop()
-    finally:
-        run.kill_everything()
+    yield from running_hub(tmp_path)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,16 @@ class Hub(Onitu):
 
     def status_json(self) -> dict[str, Any]:
         return json.loads(self.onitu("status", "--json").stdout)
+
+
+def running_hub(tmp: Path) -> Iterator[Hub]:
+    """A :class:`Hub` for a fixture: stopped afterwards, and killed if it will not stop."""
+    hub = Hub(tmp)
+    yield hub
+    try:
+        hub.stop()
+    finally:
+        hub.kill_everything()
 
 
 def wait_settled(hub: Hub, expect: Callable[[dict[str, str]], bool] | None = None, timeout: float = 60.0

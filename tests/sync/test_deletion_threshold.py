@@ -31,16 +31,23 @@ def settle(referee: Referee) -> None:
     referee.decide()
 
 
+def ten_files(hub, monkeypatch, deletion_settle: float) -> list[str]:
+    """Ten files agreed on every replica; deletions settle after ``deletion_settle`` seconds from now on."""
+    monkeypatch.setattr(referee_module, "DELETION_SETTLE", deletion_settle)
+    referee, plugs = hub
+    files = [f"f{i}.txt" for i in range(10)]
+    plugs.listing(files)
+    referee.decide()
+    return files
+
+
 def held(referee: Referee, service: str = "a") -> set[str]:
     return referee.awaiting.get(("docs", service), set())
 
 
 def test_a_deletion_reported_in_pieces_is_held_whole(hub, monkeypatch):
-    monkeypatch.setattr(referee_module, "DELETION_SETTLE", 0.3)
     referee, plugs = hub
-    files = [f"f{i}.txt" for i in range(10)]
-    plugs.listing(files)
-    referee.decide()
+    files = ten_files(hub, monkeypatch, 0.3)
     assert not plugs.orders() and len(referee.ledger.agreed["docs"]) == 10
     for piece in (files[:2], files[2:4], files[4:6]):  # 6 of 10, two at a time, each decided on its own
         plugs.report("a", [(p, None) for p in piece])
@@ -53,11 +60,8 @@ def test_a_deletion_reported_in_pieces_is_held_whole(hub, monkeypatch):
 
 
 def test_a_small_deletion_goes_through_once_the_replica_pauses(hub, monkeypatch):
-    monkeypatch.setattr(referee_module, "DELETION_SETTLE", 0.3)
     referee, plugs = hub
-    files = [f"f{i}.txt" for i in range(10)]
-    plugs.listing(files)
-    referee.decide()
+    ten_files(hub, monkeypatch, 0.3)
     plugs.report("a", [("f0.txt", None), ("new.txt", obs("new.txt"))])
     referee.decide()
     assert not plugs.orders(), "what a deleting replica reports waits for its deletions to pause"
@@ -68,13 +72,20 @@ def test_a_small_deletion_goes_through_once_the_replica_pauses(hub, monkeypatch)
     assert not held(referee)
 
 
-def test_a_deletion_decided_over_several_passes_is_held_whole(hub, monkeypatch):
+def ten_directories(hub, monkeypatch) -> tuple[list[str], list[str]]:
+    """Ten directories of nine files, agreed on every replica; decided in passes of 25 paths from now on."""
     monkeypatch.setattr(referee_module, "PASS_SIZE", 25)
     referee, plugs = hub
     dirs = [f"d{i:02}" for i in range(10)]
     tree = [p for d in dirs for p in (d, *(f"{d}/f{j}.txt" for j in range(9)))]
     plugs.listing(tree)
     referee.decide()
+    return dirs, tree
+
+
+def test_a_deletion_decided_over_several_passes_is_held_whole(hub, monkeypatch):
+    referee, plugs = hub
+    dirs, tree = ten_directories(hub, monkeypatch)
     gone = [p for p in tree if p.split("/")[0] in dirs[:6]]  # 60 of 100 entries, in passes of 20
     plugs.report("a", [(p, None) for p in gone])
     referee.bursts.clear()  # as if the deletions had paused: decided now
@@ -84,12 +95,8 @@ def test_a_deletion_decided_over_several_passes_is_held_whole(hub, monkeypatch):
 
 
 def test_renamed_trees_stay_moves_across_passes_and_are_no_deletion(hub, monkeypatch):
-    monkeypatch.setattr(referee_module, "PASS_SIZE", 25)
     referee, plugs = hub
-    dirs = [f"d{i:02}" for i in range(10)]
-    tree = [p for d in dirs for p in (d, *(f"{d}/f{j}.txt" for j in range(9)))]
-    plugs.listing(tree)
-    referee.decide()
+    dirs, tree = ten_directories(hub, monkeypatch)
     entries: list[tuple[str, Observed | None]] = []
     for d in dirs[:6]:  # six whole directories renamed: z.. sorts far from d..
         for p in [p for p in tree if p.split("/")[0] == d]:
@@ -103,11 +110,8 @@ def test_renamed_trees_stay_moves_across_passes_and_are_no_deletion(hub, monkeyp
 
 
 def test_approval_clears_the_count(hub, monkeypatch):
-    monkeypatch.setattr(referee_module, "DELETION_SETTLE", 0.2)
     referee, plugs = hub
-    files = [f"f{i}.txt" for i in range(10)]
-    plugs.listing(files)
-    referee.decide()
+    files = ten_files(hub, monkeypatch, 0.2)
     plugs.report("a", [(p, None) for p in files[:6]])
     settle(referee)
     assert held(referee) == set(files[:6])

@@ -10,17 +10,12 @@ import os
 
 import pytest
 
-from tests.sync.hub import Hub, wait_settled
+from tests.sync.hub import running_hub, wait_settled
 
 
 @pytest.fixture
 def hub(tmp_path):
-    run = Hub(tmp_path)
-    yield run
-    try:
-        run.stop()
-    finally:
-        run.kill_everything()
+    yield from running_hub(tmp_path)
 
 
 def test_directory_renames_do_not_count_towards_the_deletion_threshold(hub):

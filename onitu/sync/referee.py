@@ -127,6 +127,7 @@ class Referee:
         self.ledger.on_agreed = self._agreed_changed
         self.plugs = Plugs()
         self.dirty: dict[str, set[str]] = defaultdict(set)
+        self.queued: dict[str, deque[tuple[list[str], dict[str, int]]]] = defaultdict(deque)  # passes to decide
         self.busy: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # orders per path
         self.busy_below: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # per ancestor
         self.orders: dict[int, Outstanding] = {}
@@ -376,20 +377,20 @@ class Referee:
         for key in [k for k, burst in self.bursts.items() if burst.over(now)]:
             del self.bursts[key]
         for folder, services in self.folders.items():
-            dirty = self.dirty[folder]
-            if not dirty or len(self.orders) >= OUTSTANDING:
+            dirty, queued = self.dirty[folder], self.queued[folder]
+            if not (dirty or queued) or len(self.orders) >= OUTSTANDING:
                 continue
             states = {s: self.plugs.state(s, folder) for s in services}
             if "wait" in states.values():
                 continue
-            ready = {p for p in dirty if self._ready(folder, p, now)}
-            ready = self._whole_trees(folder, ready)
-            if not ready:
-                continue
-            dirty -= ready
-            for paths, ahead in self._passes(folder, sorted(ready), states):
-                if len(self.orders) >= OUTSTANDING:  # the plugs are busy enough: the rest waits for their results
-                    dirty.update(paths)
+            if not queued:
+                ready = self._whole_trees(folder, {p for p in dirty if self._ready(folder, p, now)})
+                dirty -= ready
+                queued.extend(self._passes(folder, sorted(ready), states) if ready else ())
+            while queued and len(self.orders) < OUTSTANDING:  # beyond: the rest waits for the plugs' results
+                paths, ahead = queued.popleft()
+                if not all(self._ready(folder, p, now) for p in paths):
+                    dirty.update(paths)  # something changed since it was queued: decided afresh later
                     continue
                 self.pass_paths(folder, paths, states, ahead=ahead)
                 self.liveness.beat()

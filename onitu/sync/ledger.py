@@ -88,6 +88,7 @@ class Ledger:
         self._bits: dict[str, int] = {}
         self._pending: dict[tuple[str, str], _Path] = {}
         self._loose: list[tuple] = []  # operations about no path
+        self._ordered: dict[tuple[str, str], None] = {}  # paths with operations, in the order of their first one
         # called when a path's agreed version changes in memory: (folder, path, before, after)
         self.on_agreed: Callable[[str, str, FileMeta | None, FileMeta | None], None] | None = None
 
@@ -183,18 +184,22 @@ class Ledger:
             self._loose.extend(ops)
         else:
             self._path(*key).ops.extend(ops)
+            self._ordered.setdefault(key, None)
 
     def commit(self, space: Any) -> None:
         """Send the recorded changes and apply them in memory.
 
         Batches hold about :data:`BATCH` operations, and everything recorded about one path (its record, the orders
         about it) goes in the same batch: a referee killed half-way through a commit leaves each path as it was or
-        as decided, never agreed on a version that no replica is recorded holding.
+        as decided, never agreed on a version that no replica is recorded holding. Orders go in the order they were
+        given (a plug carries them out in the order it reads them: a directory's content is deleted before it).
         """
-        pending, loose = self._pending, self._loose
-        self._pending, self._loose = {}, []
+        pending, loose, ordered = self._pending, self._loose, self._ordered
+        self._pending, self._loose, self._ordered = {}, [], {}
         batch: list[tuple] = []
-        for (folder, path), change in pending.items():
+        paths = [key for key in pending if key not in ordered] + list(ordered)  # records alone, then by first order
+        for folder, path in paths:
+            change = pending[folder, path]
             ops = self._record_ops(folder, path, change) + change.ops
             if batch and len(batch) + len(ops) > BATCH:
                 space.batch(batch)

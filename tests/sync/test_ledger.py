@@ -145,3 +145,16 @@ def test_tree_finds_what_is_below_a_directory_and_nothing_beside_it():
     alive.discard("a/x")
     assert tree.below("f", "a", alive.__contains__) == ["a/new", "a/y/z"]
     assert tree.below("f", "b", alive.__contains__) == ["b/a"] and tree.below("f", "ab", alive.__contains__) == []
+
+
+def test_orders_are_sent_in_the_order_given_whatever_the_paths(space):
+    """A plug carries out orders as it reads them: deleting a directory's content, deepest first, must come before
+    the directory, although the records of those paths were changed in another order."""
+    ledger = Ledger()
+    paths = ["top", "top/sub", "top/sub/file.txt"]
+    for path in paths:  # records changed in path order...
+        ledger.agree("f", meta(path, path, ("a", 1)))
+    for n, path in enumerate(reversed(paths)):  # ...orders given deepest first
+        ledger.also([("write", ("order", n, path), None)], key=("f", path))
+    ledger.commit(space)
+    assert [t[2] for t in space.read_all(("order", None, None))] == list(reversed(paths))

@@ -34,7 +34,7 @@ from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import wire
 from onitu.sync.agent import serve
 from onitu.sync.drivers import open_driver
-from onitu.sync.drivers.base import Availability, Changed, ChangeEvent, Driver, DriverError, is_under
+from onitu.sync.drivers.base import CHUNK, Availability, Changed, ChangeEvent, Driver, DriverError, is_under
 from onitu.sync.outbox import Outbox
 from onitu.sync.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed, paths_of, service_of
 from onitu.sync.scanner import Scanner
@@ -390,7 +390,12 @@ class Plug:
 
     def _carry_out(self, tup: tuple, folder: str, action: Action) -> None:
         try:
-            touched = self._execute(folder, action)
+            written: Observed | None = None
+            if isinstance(action, Copy):
+                written = self._copy(folder, action)
+                touched = [action.path]
+            else:
+                touched = self._execute(folder, action)
             result: dict[str, Any] = {"ok": True, "error": ""}
         except (DriverError, TransferError, OSError) as exc:
             log.info("%s: order %s failed: %s", self.service, tup[2], exc)
@@ -405,7 +410,7 @@ class Plug:
             # changed by us: someone else may be writing there (that is often why it failed), so a file is reported
             # only once settled, as for any change (reporting it half-written would ship and agree on that state).
             for path in touched if result["ok"] else ():
-                obs = self.scanner.stat(folder, path, settled=False)
+                obs = written or self.scanner.stat(folder, path, settled=False)
                 if obs is None:
                     for below in _at_and_below(known, path):
                         del known[below]
@@ -426,11 +431,8 @@ class Plug:
         self.outbox.flush()
 
     def _execute(self, folder: str, action: Action) -> list[str]:
-        """Carry out one order; the paths it touched (relative to the folder)."""
+        """Carry out one order other than a copy; the paths it touched (relative to the folder)."""
         at = self.scanner.where
-        if isinstance(action, Copy):
-            self._copy(folder, action)
-            return [action.path]
         if isinstance(action, Mkdir):
             self.driver.mkdir(at(folder, action.path))
             return [action.path]
@@ -460,16 +462,18 @@ class Plug:
                                     f"{known.guard[:16] if known else 'nothing'})")
         return known.fingerprint
 
-    def _copy(self, folder: str, action: Copy) -> None:
+    def _copy(self, folder: str, action: Copy) -> Observed | None:
+        """Carry out a copy; what it wrote (None: it was there already)."""
         where = self.scanner.where(folder, action.path)
         current = self.scanner.stat(folder, action.path, settled=False)
         if current is not None and current.sha256 == action.sha256:
-            return  # already there (a repeated order, or the same content arrived otherwise)
+            return None  # already there (a repeated order, or the same content arrived otherwise)
         sources = self._sources(action.sources)
         failure: Exception | None = None if sources else TransferError(
             f"{self.service}: {action.path}: no live source among {', '.join(action.sources)}")
         for source in sources:
-            offset = self.driver.partial(where)
+            # a file of one chunk arrives whole or not at all: nothing of it can be staged to resume from
+            offset = self.driver.partial(where) if action.size > CHUNK else 0
             self.progress[where] = [offset, action.size]
 
             def advance(n: int, where: str = where) -> None:
@@ -480,7 +484,7 @@ class Plug:
                 written = self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
                                             replaces=self._expect(folder, action.path, action.replaces))
                 self.scanner.remember(written, action.sha256)
-                return
+                return Observed("file", action.sha256, written.size, written.mtime_ns, written.fingerprint)
             except TransferError as exc:  # this source failed: keep what arrived, try the next one
                 failure = exc
                 self._plugs = (0.0, [])  # and read the plug tuples again next time (it may have restarted)

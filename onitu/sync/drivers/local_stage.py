@@ -81,6 +81,8 @@ def publish(staged: Staged, temp: str, full: str) -> None:
             try:
                 _link(staged.fd, directory, os.path.basename(full))
                 staged.named = True
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)  # what an earlier, failed try of this path left staged: this one replaces it
                 return
             except FileExistsError:  # replacing a file: through the staging name, atomically
                 staged.named = _name(staged.fd, temp)

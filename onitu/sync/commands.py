@@ -148,7 +148,7 @@ class Commands:
         pending: dict[tuple[str, str], list[int]] = {}
         for order in ref.orders.values():
             counts = pending.setdefault((order.folder, order.service), [0, 0])
-            counts[0] += 1
+            counts[0] += order.count
             counts[1] += order.size
         folders = {}
         for folder, services in ref.folders.items():
@@ -161,5 +161,6 @@ class Commands:
                 rows[service] = {"state": label, "files": files, "bytes": size,
                                  "held": len(ref.awaiting.get((folder, service), ()))}
             conflicts = sum(1 for f, _ in self.conflicts if f == folder)
-            folders[folder] = {"services": rows, "conflicts": conflicts, "undecided": len(ref.dirty[folder])}
+            undecided = len(ref.dirty[folder]) + sum(len(paths) for paths, _ in ref.queued[folder])
+            folders[folder] = {"services": rows, "conflicts": conflicts, "undecided": undecided}
         return {"folders": folders}

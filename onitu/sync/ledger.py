@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from onitu.sync import wire
@@ -33,7 +33,6 @@ class _Path:
     meta: FileMeta | None
     holders: int
     other: dict[str, FileMeta]
-    ops: list[tuple] = field(default_factory=list)  # orders and other operations about it
 
 
 class Held(Mapping[str, FileMeta]):
@@ -87,8 +86,7 @@ class Ledger:
         self.held = _HeldTables(self)
         self._bits: dict[str, int] = {}
         self._pending: dict[tuple[str, str], _Path] = {}
-        self._loose: list[tuple] = []  # operations about no path
-        self._ordered: dict[tuple[str, str], None] = {}  # paths with operations, in the order of their first one
+        self._units: list[tuple[list[tuple[str, str]], list[tuple]]] = []  # (paths, operations), in order given
         # called when a path's agreed version changes in memory: (folder, path, before, after)
         self.on_agreed: Callable[[str, str, FileMeta | None, FileMeta | None], None] | None = None
 
@@ -177,39 +175,40 @@ class Ledger:
         else:
             pending.other[service] = meta
 
-    def also(self, ops: Iterable[tuple], key: tuple[str, str] | None = None) -> None:
-        """Space operations to send with the recorded changes (orders, conflict records); ``key``: the (folder,
-        path) they are about, to be committed together with its other changes."""
-        if key is None:
-            self._loose.extend(ops)
-        else:
-            self._path(*key).ops.extend(ops)
-            self._ordered.setdefault(key, None)
+    def also(self, ops: Iterable[tuple], paths: Iterable[tuple[str, str]] = ()) -> None:
+        """Space operations to send with the recorded changes (orders, conflict records); ``paths``: the (folder,
+        path) they are about, whose records are committed in the same atomic batch as they are."""
+        keys = list(paths)
+        for key in keys:
+            self._path(*key)
+        self._units.append((keys, list(ops)))
 
     def commit(self, space: Any) -> None:
         """Send the recorded changes and apply them in memory.
 
-        Batches hold about :data:`BATCH` operations, and everything recorded about one path (its record, the orders
-        about it) goes in the same batch: a referee killed half-way through a commit leaves each path as it was or
-        as decided, never agreed on a version that no replica is recorded holding. Orders go in the order they were
-        given (a plug carries them out in the order it reads them: a directory's content is deleted before it).
+        Batches hold about :data:`BATCH` operations. An operation given with :meth:`also` goes in the same batch as
+        the records of its paths (a referee killed half-way through a commit leaves each path as it was or as
+        decided, never agreed on a version that no replica is recorded holding), and operations go in the order they
+        were given (a plug carries out orders in the order it reads them: a directory's content is deleted before
+        the directory). Records that no operation is about go first.
         """
-        pending, loose, ordered = self._pending, self._loose, self._ordered
-        self._pending, self._loose, self._ordered = {}, [], {}
+        pending, units = self._pending, self._units
+        self._pending, self._units = {}, []
+        claimed = {key for keys, _ in units for key in keys}
+        groups = [self._record_ops(*key, change) for key, change in pending.items() if key not in claimed]
+        for keys, ops in units:
+            group = []
+            for key in keys:
+                if key in claimed:
+                    claimed.discard(key)
+                    group += self._record_ops(*key, pending[key])
+            groups.append(group + ops)
         batch: list[tuple] = []
-        paths = [key for key in pending if key not in ordered] + list(ordered)  # records alone, then by first order
-        for folder, path in paths:
-            change = pending[folder, path]
-            ops = self._record_ops(folder, path, change) + change.ops
+        for ops in groups:
             if batch and len(batch) + len(ops) > BATCH:
                 space.batch(batch)
                 batch = []
             batch.extend(ops)
-        for op in loose:
-            if len(batch) >= BATCH:
-                space.batch(batch)
-                batch = []
-            batch.append(op)
         if batch:
             space.batch(batch)
         for (folder, path), change in pending.items():

@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.config import Config
@@ -102,6 +103,22 @@ class _Running:
         if not key or key in self.below:
             return [f for p, f in self.futures.items() if is_under(p, key) or is_under(key, p)]
         return [f for p in (key, *_parents(key)) if (f := self.futures.get(p)) is not None]
+
+
+@dataclass(eq=False)
+class _Order:
+    """An order being carried out: its actions' results as they come, and the paths they left changed."""
+
+    tup: tuple
+    folder: str
+    actions: list[Action]
+    results: list[dict[str, Any] | None] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)
+    left: int = 0
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.actions)
+        self.left = len(self.actions)
 
 
 class Plug:
@@ -371,24 +388,29 @@ class Plug:
         try:
             if not isinstance(body, dict) or not isinstance(body.get("folder"), str):
                 raise ValueError("an order body must be a mapping with a folder")
-            action = wire.action_from_wire(body.get("action"))
-            if body["folder"] not in self.known or service_of(action) != self.service:
+            actions = [wire.action_from_wire(a) for a in body.get("actions") or ()]
+            metas = body.get("metas")
+            if not actions or not isinstance(metas, list) or len(metas) != len(actions):
+                raise ValueError("an order needs actions, and as many metas")
+            if body["folder"] not in self.known or any(service_of(a) != self.service for a in actions):
                 raise ValueError(f"order for folder {body['folder']!r:.60} or service not served here")
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             log.warning("%s: dropping a malformed order %r: %s", self.service, oid, exc)
             with contextlib.suppress(SpaceError):
                 self.space.take(tup, timeout=0)
             return
-        folder = body["folder"]
-        key = paths_of(action)[0]
-        for future in running.overlapping(key):
-            future.result()  # an order never overtakes an earlier one on the same paths
-        if isinstance(action, Copy):
-            running.add(action.path, self.pool.submit(self._carry_out, tup, folder, action))
-        else:
-            self._carry_out(tup, folder, action)
+        order = _Order(tup, body["folder"], actions)
+        for n, action in enumerate(actions):
+            for future in running.overlapping(paths_of(action)[0]):
+                future.result()  # an action never overtakes an earlier one on the same paths
+            if isinstance(action, Copy):
+                running.add(action.path, self.pool.submit(self._carry_out, order, n))
+            else:
+                self._carry_out(order, n)
 
-    def _carry_out(self, tup: tuple, folder: str, action: Action) -> None:
+    def _carry_out(self, order: _Order, n: int) -> None:
+        """Carry out action ``n`` of ``order``; the order's result is sent once its last action is done."""
+        folder, action = order.folder, order.actions[n]
         try:
             written: Observed | None = None
             if isinstance(action, Copy):
@@ -397,38 +419,52 @@ class Plug:
             else:
                 touched = self._execute(folder, action)
             result: dict[str, Any] = {"ok": True, "error": ""}
-        except (DriverError, TransferError, OSError) as exc:
-            log.info("%s: order %s failed: %s", self.service, tup[2], exc)
+        except Exception as exc:  # whatever went wrong, the order must get its result
+            if not isinstance(exc, DriverError | TransferError | OSError):
+                log.exception("%s: order %s: %s", self.service, order.tup[2], action)
+            log.info("%s: order %s failed: %s", self.service, order.tup[2], exc)
             touched = list(paths_of(action))
             result = {"ok": False, "error": str(exc)[:2000]}
-        entries: list[list] = []
         with self._lock:
             known = self.known[folder]
             if self._scanning is not None and result["ok"]:
                 self._scanning.update((folder, path) for path in touched)
-            # After a success, what the order left is ours and complete, settled or not. After a failure nothing was
-            # changed by us: someone else may be writing there (that is often why it failed), so a file is reported
-            # only once settled, as for any change (reporting it half-written would ship and agree on that state).
+            # After a success, what the action left is ours and complete, settled or not. After a failure nothing
+            # was changed by us: someone else may be writing there (that is often why it failed), so a file is
+            # reported only once settled, as for any change (reporting it half-written would ship and agree on it).
             for path in touched if result["ok"] else ():
                 obs = written or self.scanner.stat(folder, path, settled=False)
                 if obs is None:
                     for below in _at_and_below(known, path):
                         del known[below]
-                        entries.append([below, None])
+                        order.touched.append(below)
                 else:
-                    entries += [[p, wire.obs_to_wire(o)] for p, o in self._below_locked(folder, path, obs)]
+                    order.touched += [p for p, _ in self._below_locked(folder, path, obs)]
                     known[path] = obs
-                entries.append([path, wire.obs_to_wire(obs)])
-            # under the lock, numbered like the reports: the referee applies them in the order they were seen
-            self._seq += 1
-            body = {**tup[3], **result, "order": tup[2], "entries": entries}
-            # the order is taken with its result: a plug killed before this finds the order again
-            self.outbox.put([("take", (*tup[:3], None)),  # by id: matching the whole body costs as much as it
-                             ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
+                order.touched.append(path)
             if not result["ok"]:
                 with contextlib.suppress(DriverError):  # the watcher reports it, or the root's outage, later
                     self._changed_locked(folder, touched)
+            order.results[n] = result
+            order.left -= 1
+            if not order.left:
+                self._finish(order)
         self.outbox.flush()
+
+    def _finish(self, order: _Order) -> None:
+        """Queue an order's result (with the lock held): taken with it, so a plug killed before this finds the
+        order again; numbered like the reports, and telling what its paths hold as last reported, so the referee,
+        which applies both in order, never goes back to an older state."""
+        known, seen = self.known[order.folder], set()
+        entries = []
+        for path in order.touched:
+            if path not in seen:
+                seen.add(path)
+                entries.append([path, wire.obs_to_wire(known.get(path))])
+        self._seq += 1
+        body = {**order.tup[3], "order": order.tup[2], "results": order.results, "entries": entries}
+        self.outbox.put([("take", (*order.tup[:3], None)),  # by id: matching the whole body costs as much as it
+                         ("write", (wire.DONE, self.service, self.id, self._seq, body), None)])
 
     def _execute(self, folder: str, action: Action) -> list[str]:
         """Carry out one order other than a copy; the paths it touched (relative to the folder)."""

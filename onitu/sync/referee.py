@@ -70,6 +70,7 @@ PASS_SIZE = 2000  # paths per decision batch
 # Orders under way beyond which nothing more is decided until results come back: a tree of a million files arriving
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
 OUTSTANDING = 4000
+ORDER_SIZE = 64  # actions per order tuple (one tuple, one notify event and one result for up to this many files)
 INBOUND = (re.compile(r"^sync\.(report|done)$"), None, None, None, None)
 
 
@@ -106,12 +107,13 @@ class Burst:
 
 @dataclass(slots=True)
 class Outstanding:
-    """An order sent and not yet reported done."""
+    """An order sent and not yet reported done (``count`` actions)."""
 
     service: str
     folder: str
     paths: tuple[str, ...]
     size: int = 0
+    count: int = 1
 
 
 class Referee:
@@ -131,6 +133,7 @@ class Referee:
         self.busy: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # orders per path
         self.busy_below: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # per ancestor
         self.orders: dict[int, Outstanding] = {}
+        self.outstanding = 0  # actions of the orders under way
         self.deferred: dict[int, list[tuple[str, Action]]] = defaultdict(list)  # waiting on an order's result
         self.retry: dict[tuple[str, str], tuple[float, float]] = {}  # (folder, path) -> (not before, last delay)
         self.awaiting: dict[tuple[str, str], set[str]] = {}  # (folder, service) -> paths held for approval
@@ -152,8 +155,7 @@ class Referee:
         self.commands.load()
         for _, service, oid, body in self.space.read_all((wire.ORDER, None, None, None)):
             with contextlib.suppress(ValueError, TypeError, KeyError):
-                action = wire.action_from_wire(body["action"])
-                self._track(oid, service, body["folder"], action)
+                self._track(oid, service, body["folder"], [wire.action_from_wire(a) for a in body["actions"]])
         for _, folder, service, info in self.space.read_all((wire.PENDING, None, None, None)):
             with contextlib.suppress(TypeError, KeyError):
                 self.awaiting[folder, service] = set(info["paths"])
@@ -279,30 +281,37 @@ class Referee:
             burst.paths.update(path for path, _ in entries)
 
     def _done(self, service: str, body: dict, entries: list[tuple[str, Observed | None]]) -> None:
-        folder, oid = body["folder"], body.get("order")
-        action = wire.action_from_wire(body["action"])
-        meta = wire.meta_from_wire(body.get("meta"))
+        folder, oid, results = body["folder"], body.get("order"), body["results"]
+        actions = [wire.action_from_wire(a) for a in body["actions"]]
+        metas = [wire.meta_from_wire(m) for m in body["metas"]]
+        if not (isinstance(results, list) and len(results) == len(actions) == len(metas)
+                and all(isinstance(r, dict) and type(r.get("ok")) is bool for r in results)):
+            raise ValueError("a result needs one {ok, error} per action of its order")
         self._observe(service, folder, entries)
         outstanding = self.orders.pop(oid, None) if type(oid) is int else None
         if outstanding is not None:
+            self.outstanding -= outstanding.count
             for path in outstanding.paths:
                 self._unbusy(folder, path)
         released = self.deferred.pop(oid, []) if type(oid) is int else []
-        if body.get("ok") is True:
-            self._record(service, folder, action, meta)
+        for action, meta, result in zip(actions, metas, results, strict=True):
+            if result["ok"]:
+                self._record(service, folder, action, meta)
+                continue
+            log.info("%s: order on %s/%s failed: %s", service, folder, paths_of(action)[0], result.get("error"))
+            for path in paths_of(action):
+                self._later(folder, path)
+        if all(r["ok"] for r in results):
             if released:
                 self.send(released)
-            held = self.ledger.held.get((service, folder), {})
-            for path, obs in entries:  # changed again since, or not what was ordered: decide again
-                meta = held.get(path)
-                if (obs.content if obs else None) != ((meta.kind, meta.sha256) if meta else None):
-                    self.dirty[folder].add(path)
-            return
-        log.info("%s: order on %s/%s failed: %s", service, folder, paths_of(action)[0], body.get("error"))
-        for path in paths_of(action):
-            self._later(folder, path)
-        for f, deferred_action in released:
-            self._later(f, paths_of(deferred_action)[0])
+        else:
+            for f, deferred_action in released:
+                self._later(f, paths_of(deferred_action)[0])
+        held = self.ledger.held.get((service, folder), {})
+        for path, obs in entries:  # changed again since, or not what was ordered: decide again
+            meta = held.get(path)
+            if (obs.content if obs else None) != ((meta.kind, meta.sha256) if meta else None):
+                self.dirty[folder].add(path)
 
     def _record(self, service: str, folder: str, action: Action, meta: FileMeta | None) -> None:
         """The version ``service`` holds after carrying out ``action`` (committed with the next batch)."""
@@ -329,9 +338,11 @@ class Referee:
 
     # -- orders ---------------------------------------------------------------------------------------------------
 
-    def _track(self, oid: int, service: str, folder: str, action: Action) -> None:
-        paths = paths_of(action)  # a copy's source path included: not deleted before it is read
-        self.orders[oid] = Outstanding(service, folder, paths, action.size if isinstance(action, Copy) else 0)
+    def _track(self, oid: int, service: str, folder: str, actions: list[Action]) -> None:
+        paths = tuple(p for a in actions for p in paths_of(a))  # a copy's source path: not deleted before it is read
+        size = sum(a.size for a in actions if isinstance(a, Copy))
+        self.orders[oid] = Outstanding(service, folder, paths, size, len(actions))
+        self.outstanding += len(actions)
         self._next_order = max(self._next_order, oid + 1)
         for path in paths:
             self._mark_busy(folder, path, 1)
@@ -354,18 +365,28 @@ class Referee:
 
     def send(self, orders: Iterable[tuple[str, Action]]) -> list[int]:
         """Orders (folder, action) as tuples, with the agreed version each brings about, committed with the ledger;
-        their ids."""
-        oids = []
-        for folder, action in orders:
+        the id of each action's order. A plug's actions go up to :data:`ORDER_SIZE` in a tuple, in the order given."""
+        orders = list(orders)
+        runs: dict[tuple[str, str], list[int]] = {}  # (folder, service) -> indexes of its actions, in order
+        for n, (folder, action) in enumerate(orders):
+            runs.setdefault((folder, service_of(action)), []).append(n)
+        chunks = [(folder, service, run[i:i + ORDER_SIZE]) for (folder, service), run in runs.items()
+                  for i in range(0, len(run), ORDER_SIZE)]
+        oids = [0] * len(orders)
+        for folder, service, chunk in sorted(chunks, key=lambda c: c[2][0]):  # as the first of their actions came
             oid = self._next_order
-            service = service_of(action)
-            meta = self.ledger.latest(folder, paths_of(action)[0])  # as agreed with these orders
-            body = {"folder": folder, "action": wire.action_to_wire(action),
-                    "meta": meta.to_wire() if meta is not None and isinstance(action, Copy | Mkdir) else None}
-            self.ledger.also([("write", (wire.ORDER, service, oid, body), None)], key=(folder, paths_of(action)[0]))
-            self._track(oid, service, folder, action)
-            log.debug("order %s to %s: %s", oid, service, action)
-            oids.append(oid)
+            actions = [orders[n][1] for n in chunk]
+            metas = []
+            for action in actions:
+                meta = self.ledger.latest(folder, paths_of(action)[0])  # as agreed with these orders
+                metas.append(meta.to_wire() if meta is not None and isinstance(action, Copy | Mkdir) else None)
+            body = {"folder": folder, "actions": [wire.action_to_wire(a) for a in actions], "metas": metas}
+            self.ledger.also([("write", (wire.ORDER, service, oid, body), None)],
+                             [(folder, paths_of(a)[0]) for a in actions])
+            self._track(oid, service, folder, actions)
+            log.debug("order %s to %s: %s", oid, service, actions)
+            for n in chunk:
+                oids[n] = oid
         self.ledger.commit(self.space)
         return oids
 
@@ -378,7 +399,7 @@ class Referee:
             del self.bursts[key]
         for folder, services in self.folders.items():
             dirty, queued = self.dirty[folder], self.queued[folder]
-            if not (dirty or queued) or len(self.orders) >= OUTSTANDING:
+            if not (dirty or queued) or self.outstanding >= OUTSTANDING:
                 continue
             states = {s: self.plugs.state(s, folder) for s in services}
             if "wait" in states.values():
@@ -387,7 +408,7 @@ class Referee:
                 ready = self._whole_trees(folder, {p for p in dirty if self._ready(folder, p, now)})
                 dirty -= ready
                 queued.extend(self._passes(folder, sorted(ready), states) if ready else ())
-            while queued and len(self.orders) < OUTSTANDING:  # beyond: the rest waits for the plugs' results
+            while queued and self.outstanding < OUTSTANDING:  # beyond: the rest waits for the plugs' results
                 paths, ahead = queued.popleft()
                 if not all(self._ready(folder, p, now) for p in paths):
                     dirty.update(paths)  # something changed since it was queued: decided afresh later
@@ -524,7 +545,7 @@ class Referee:
                 info = {"path": action.path, "service": action.on, "when": datetime.now(UTC).isoformat()}
                 self.commands.conflicts[folder, action.conflict] = info
                 self.ledger.also([("write", (wire.CONFLICT, folder, action.conflict, info), None)],
-                                 key=(folder, action.path))
+                                 [(folder, action.path)])
             if isinstance(action, Copy) and any((s, action.path) in conflicts for s in action.sources):
                 later.append(action)  # its sources must first rename their version aside
                 continue

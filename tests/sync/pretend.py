@@ -45,14 +45,19 @@ class Plugs:
     def orders(self) -> list[tuple]:
         return self.space.read_all((wire.ORDER, None, None, None))
 
+    def actions(self) -> list[tuple[str, str, str]]:
+        """(service, op, path) of every action of the orders waiting in the space, sorted."""
+        return sorted((t[1], a["op"], a["path"]) for t in self.orders() for a in t[3]["actions"])
+
     def done(self, order: tuple, ok: bool = True) -> None:
-        """The result of ``order``, as its plug would send it (the entries: what the order left)."""
+        """The result of ``order``, as its plug would send it (the entries: what its actions left)."""
         _, service, oid, body = order
-        path = body["action"]["path"]
-        entries = [[path, wire.obs_to_wire(obs(path))]] if ok and body["action"]["op"] != "delete" else [[path, None]]
+        entries = [[a["path"], wire.obs_to_wire(obs(a["path"])) if ok and a["op"] != "delete" else None]
+                   for a in body["actions"]]
+        results = [{"ok": ok, "error": "" if ok else "failed"} for _ in body["actions"]]
         self.seq += 1
         self.space.take(order)
-        result = {**body, "ok": ok, "error": "" if ok else "failed", "order": oid, "entries": entries}
+        result = {**body, "order": oid, "results": results, "entries": entries}
         self.referee.inbound((wire.DONE, service, f"plug-{service}", self.seq, result))
 
 

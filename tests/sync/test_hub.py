@@ -193,7 +193,8 @@ def test_hostile_names_and_tuples_write_nothing_outside_a_root(hub, tmp_path):
             "not even a mapping",
         ]
         for n, action in enumerate(evil):
-            space.write((wire.ORDER, "b", 10**18 + n, {"folder": "docs", "action": action, "meta": None}))
+            space.write((wire.ORDER, "b", 10**18 + n, {"folder": "docs", "actions": [action], "metas": [None]}))
+        space.write((wire.ORDER, "b", 10**18 + 99, {"folder": "docs", "actions": "not a list", "metas": []}))
         space.write((wire.REPORT, "a", "forged", 1, {"folder": "docs", "scan": None,
                                                      "entries": [["../../outside", None], ["/abs", None]]}))
         h.wait_for(lambda: not space.read_all((wire.ORDER, "b", None, None)), what="hostile orders dropped")

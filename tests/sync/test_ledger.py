@@ -155,6 +155,6 @@ def test_orders_are_sent_in_the_order_given_whatever_the_paths(space):
     for path in paths:  # records changed in path order...
         ledger.agree("f", meta(path, path, ("a", 1)))
     for n, path in enumerate(reversed(paths)):  # ...orders given deepest first
-        ledger.also([("write", ("order", n, path), None)], key=("f", path))
+        ledger.also([("write", ("order", n, path), None)], [("f", path)])
     ledger.commit(space)
     assert [t[2] for t in space.read_all(("order", None, None))] == list(reversed(paths))

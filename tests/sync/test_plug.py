@@ -10,7 +10,7 @@ from onitu.config import Config
 from onitu.space import TupleSpace
 from onitu.sync import wire
 from onitu.sync.plan import Delete, Mkdir
-from onitu.sync.plug import Plug
+from onitu.sync.plug import Plug, _Running
 
 
 @pytest.fixture
@@ -39,10 +39,11 @@ def listing(space: TupleSpace) -> dict[str, object]:
     return found
 
 
-def order(space: TupleSpace, oid: int, action) -> tuple:
-    tup = (wire.ORDER, "a", oid, {"folder": "docs", "action": wire.action_to_wire(action), "meta": None})
-    space.write(tup)
-    return tup
+def obey(plug: Plug, oid: int, action) -> None:
+    """An order of one action, written to the space and carried out."""
+    tup = (wire.ORDER, "a", oid, {"folder": "docs", "actions": [wire.action_to_wire(action)], "metas": [None]})
+    plug.space.write(tup)
+    plug._start(tup, _Running())
 
 
 def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path):
@@ -54,7 +55,7 @@ def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path)
         yield from below(folder, path)
         if path == "":
             plug.scanner.below = below
-            plug._carry_out(order(plug.space, 1, Mkdir("made-meanwhile", "a")), "docs", Mkdir("made-meanwhile", "a"))
+            obey(plug, 1, Mkdir("made-meanwhile", "a"))
     plug.scanner.below = slow_listing
     plug.full_scan()
     assert (root / "made-meanwhile").is_dir()
@@ -68,11 +69,11 @@ def test_an_order_on_something_changed_since_is_refused(plug, tmp_path):
     plug.full_scan()
     reported = plug.known["docs"]["f.txt"]
     (root / "f.txt").write_text("two, not reported yet")
-    tup = order(plug.space, 2, Delete("f.txt", "a", reported.guard))
-    plug._carry_out(tup, "docs", Delete("f.txt", "a", reported.guard))
+    obey(plug, 2, Delete("f.txt", "a", reported.guard))
     assert (root / "f.txt").read_text() == "two, not reported yet"
+    plug.outbox.flush()
     done = plug.space.read_all((wire.DONE, "a", None, None, None))
-    assert [d[4]["ok"] for d in done] == [False] and "changed" in done[0][4]["error"]
-    tup = order(plug.space, 3, Delete("f.txt", "a", "0" * 64))  # a guard naming content it never reported
-    plug._carry_out(tup, "docs", Delete("f.txt", "a", "0" * 64))
+    results = [r for d in done for r in d[4]["results"]]
+    assert [r["ok"] for r in results] == [False] and "changed" in results[0]["error"]
+    obey(plug, 3, Delete("f.txt", "a", "0" * 64))  # a guard naming content it never reported
     assert (root / "f.txt").exists()

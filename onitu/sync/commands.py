@@ -91,7 +91,7 @@ class Commands:
                 ref.ledger.also([("take", (wire.PENDING, held_folder, deleter, None))])
                 ref.ledger.commit(ref.space)
                 ref.dirty[held_folder].update(paths)
-            ref.deletions.pop((deleter, held_folder), None)  # judged by the user: they count no more
+            ref.deletions.judged(deleter, held_folder)
             done.append({"folder": held_folder, "service": deleter, "paths": len(paths)})
         return {"ok": True, "released": done}
 

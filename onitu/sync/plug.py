@@ -23,10 +23,8 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from onitu.config import Config
@@ -40,6 +38,7 @@ from onitu.sync.outbox import Outbox
 from onitu.sync.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed, paths_of, service_of
 from onitu.sync.scanner import Scanner
 from onitu.sync.transfer import ChunkServer, TransferError, fetch
+from onitu.sync.underway import OrderRun, Running, at_and_below
 from onitu.watchdog.heartbeat import Liveness
 
 log = logging.getLogger(__name__)
@@ -50,75 +49,6 @@ SESSION_TTL = 3.0
 REGISTRATION_CHECK = 2.0  # seconds between checks that the plug tuple is still in the space
 EVENTS = 2000  # watcher events handled together (one report per folder)
 SOURCES_TTL = 1.0  # seconds the other plugs' tuples are reused before they are read again
-
-
-def _at_and_below(known: dict[str, Observed], path: str) -> list[str]:
-    """``path`` and what ``known`` has below it (looking through all of it only for a directory, or a path it
-    lacks: files are most of what is deleted)."""
-    entry = known.get(path)
-    if entry is not None and entry.kind == "file":
-        return [path]
-    return [p for p in known if is_under(p, path)]
-
-
-def _parents(path: str) -> Iterable[str]:
-    while "/" in path:
-        path = path.rpartition("/")[0]
-        yield path
-
-
-class _Running:
-    """The copies under way, by path: finding those an order must wait for takes time in the depth of its path,
-    not in the number of copies (thousands are queued at once when a large tree arrives)."""
-
-    def __init__(self) -> None:
-        self.futures: dict[str, Future] = {}
-        self.below: dict[str, int] = {}  # directory -> copies under way below it
-        self.finished: deque[tuple[str, Future]] = deque()  # appended by the pool's threads
-
-    def add(self, path: str, future: Future) -> None:
-        self._drop(path)
-        self.futures[path] = future
-        for parent in _parents(path):
-            self.below[parent] = self.below.get(parent, 0) + 1
-        future.add_done_callback(lambda f, path=path: self.finished.append((path, f)))
-
-    def prune(self) -> None:
-        """Forget the copies that are done."""
-        while self.finished:
-            path, future = self.finished.popleft()
-            if self.futures.get(path) is future:
-                self._drop(path)
-
-    def _drop(self, path: str) -> None:
-        if self.futures.pop(path, None) is None:
-            return
-        for parent in _parents(path):
-            self.below[parent] -= 1
-            if not self.below[parent]:
-                del self.below[parent]
-
-    def overlapping(self, key: str) -> list[Future]:
-        """The copies at ``key``, above it or below it."""
-        if not key or key in self.below:
-            return [f for p, f in self.futures.items() if is_under(p, key) or is_under(key, p)]
-        return [f for p in (key, *_parents(key)) if (f := self.futures.get(p)) is not None]
-
-
-@dataclass(eq=False)
-class _Order:
-    """An order being carried out: its actions' results as they come, and the paths they left changed."""
-
-    tup: tuple
-    folder: str
-    actions: list[Action]
-    results: list[dict[str, Any] | None] = field(default_factory=list)
-    touched: list[str] = field(default_factory=list)
-    left: int = 0
-
-    def __post_init__(self) -> None:
-        self.results = [None] * len(self.actions)
-        self.left = len(self.actions)
 
 
 class Plug:
@@ -255,9 +185,9 @@ class Plug:
         touched, self._scanning = self._scanning or set(), None
         for folder, path in touched:
             seen, known = listings[folder], self.known[folder]
-            for gone in _at_and_below(seen, path):
+            for gone in at_and_below(seen, path):
                 del seen[gone]
-            for found in _at_and_below(known, path):
+            for found in at_and_below(known, path):
                 seen[found] = known[found]
 
     def _replace_listings(self, listings: dict[str, dict[str, Observed]]) -> None:
@@ -283,7 +213,7 @@ class Plug:
                 entries += self._below_locked(folder, path, obs)
             if known.get(path) != obs:
                 if obs is None:
-                    for below in _at_and_below(known, path):
+                    for below in at_and_below(known, path):
                         del known[below]
                         self.scanner.forget(folder, below)
                         entries.append((below, None))
@@ -356,7 +286,7 @@ class Plug:
                 return
         stream = self.space.notify("write", pattern)
         started: set[Any] = set()
-        running = _Running()
+        running = Running()
         backlog = self.space.read_all(pattern)
         while not self._stop.is_set():
             for tup in sorted(backlog, key=lambda t: (t[0] != wire.RESCAN, t[2])):
@@ -383,7 +313,7 @@ class Plug:
                 backlog = self.space.read_all(pattern)
             running.prune()
 
-    def _start(self, tup: tuple, running: _Running) -> None:
+    def _start(self, tup: tuple, running: Running) -> None:
         _, _, oid, body = tup
         try:
             if not isinstance(body, dict) or not isinstance(body.get("folder"), str):
@@ -399,7 +329,7 @@ class Plug:
             with contextlib.suppress(SpaceError):
                 self.space.take(tup, timeout=0)
             return
-        order = _Order(tup, body["folder"], actions)
+        order = OrderRun(tup, body["folder"], actions)
         for n, action in enumerate(actions):
             for future in running.overlapping(paths_of(action)[0]):
                 future.result()  # an action never overtakes an earlier one on the same paths
@@ -408,7 +338,7 @@ class Plug:
             else:
                 self._carry_out(order, n)
 
-    def _carry_out(self, order: _Order, n: int) -> None:
+    def _carry_out(self, order: OrderRun, n: int) -> None:
         """Carry out action ``n`` of ``order``; the order's result is sent once its last action is done."""
         folder, action = order.folder, order.actions[n]
         try:
@@ -435,7 +365,7 @@ class Plug:
             for path in touched if result["ok"] else ():
                 obs = written or self.scanner.stat(folder, path, settled=False)
                 if obs is None:
-                    for below in _at_and_below(known, path):
+                    for below in at_and_below(known, path):
                         del known[below]
                         order.touched.append(below)
                 else:
@@ -451,7 +381,7 @@ class Plug:
                 self._finish(order)
         self.outbox.flush()
 
-    def _finish(self, order: _Order) -> None:
+    def _finish(self, order: OrderRun) -> None:
         """Queue an order's result (with the lock held): taken with it, so a plug killed before this finds the
         order again; numbered like the reports, and telling what its paths hold as last reported, so the referee,
         which applies both in order, never goes back to an older state."""

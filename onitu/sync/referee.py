@@ -32,6 +32,7 @@ from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import wire
 from onitu.sync.agent import serve
 from onitu.sync.commands import Commands
+from onitu.sync.deletions import Deletions
 from onitu.sync.drivers.base import is_under
 from onitu.sync.ledger import Ledger
 from onitu.sync.metadata import FileMeta
@@ -60,12 +61,6 @@ log = logging.getLogger(__name__)
 
 SETTLE = 0.05  # seconds of quiet after a report before deciding (lets a burst of reports arrive together)
 RETRY = (0.5, 30.0)  # first and longest delay before a failed order's path is decided again
-DELETION_WINDOW = 120.0  # seconds over which one replica's deletions count together against the threshold
-# A replica deleting things (rm -r reported in pieces, a sync client emptying a folder) has everything it reports
-# decided together once its deletions pause for DELETION_SETTLE, or DELETION_MAX_WAIT after they began: a mass
-# deletion is then judged whole against the threshold, not let through a piece at a time.
-DELETION_SETTLE = 1.0
-DELETION_MAX_WAIT = 10.0
 PASS_SIZE = 2000  # paths per decision batch
 # Orders under way beyond which nothing more is decided until results come back: a tree of a million files arriving
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
@@ -91,18 +86,6 @@ class Plugs:
         if not info.get("available"):
             return str(info.get("reason") or "unavailable")
         return None if (service, folder, info.get("id")) in self.scanned else "wait"
-
-
-@dataclass
-class Burst:
-    """What one replica reported since it began deleting."""
-
-    first: float
-    last: float  # its last report of a deletion
-    paths: set[str] = field(default_factory=set)
-
-    def over(self, now: float) -> bool:
-        return now - self.last >= DELETION_SETTLE or now - self.first >= DELETION_MAX_WAIT
 
 
 @dataclass(slots=True)
@@ -137,8 +120,7 @@ class Referee:
         self.deferred: dict[int, list[tuple[str, Action]]] = defaultdict(list)  # waiting on an order's result
         self.retry: dict[tuple[str, str], tuple[float, float]] = {}  # (folder, path) -> (not before, last delay)
         self.awaiting: dict[tuple[str, str], set[str]] = {}  # (folder, service) -> paths held for approval
-        self.deletions: dict[tuple[str, str], deque[tuple[float, int]]] = defaultdict(deque)
-        self.bursts: dict[tuple[str, str], Burst] = {}  # (service, folder) -> deletions under way there
+        self.deletions = Deletions()
         self.consumed: list[tuple] = []
         self.commands = Commands(self)
         self.liveness = Liveness(lambda: {})
@@ -226,7 +208,7 @@ class Referee:
                 entries: list[tuple[str, Observed | None]]) -> None:
         key = (service, folder)
         if scan is None:
-            self._note_burst(key, entries)
+            self.deletions.reported(key, entries)
             self._observe(service, folder, entries)
             self.dirty[folder].update(path for path, _ in entries)
             return
@@ -266,19 +248,6 @@ class Referee:
         self.mirror.rebase(folder, path, before, after)
         if before is None:
             self.tree.add(folder, path)
-
-    def _note_burst(self, key: tuple[str, str], entries: list[tuple[str, Observed | None]]) -> None:
-        now = time.monotonic()
-        burst = self.bursts.get(key)
-        if burst is not None and burst.over(now):
-            del self.bursts[key]
-            burst = None
-        if any(obs is None for _, obs in entries):
-            if burst is None:
-                burst = self.bursts[key] = Burst(now, now)
-            burst.last = now
-        if burst is not None:
-            burst.paths.update(path for path, _ in entries)
 
     def _done(self, service: str, body: dict, entries: list[tuple[str, Observed | None]]) -> None:
         folder, oid, results = body["folder"], body.get("order"), body["results"]
@@ -395,8 +364,7 @@ class Referee:
     def decide(self) -> None:
         """Decide every folder's dirty paths that can be decided now."""
         now = time.monotonic()
-        for key in [k for k, burst in self.bursts.items() if burst.over(now)]:
-            del self.bursts[key]
+        self.deletions.end_bursts()
         for folder, services in self.folders.items():
             dirty, queued = self.dirty[folder], self.queued[folder]
             if not (dirty or queued) or self.outstanding >= OUTSTANDING:
@@ -450,7 +418,7 @@ class Referee:
             return False
         if self.is_busy(folder, path):
             return False
-        if any(path in burst.paths for (_, f), burst in self.bursts.items() if f == folder):
+        if self.deletions.waiting(folder, path):
             return False
         return not any(path in paths for (f, _), paths in self.awaiting.items() if f == folder)
 
@@ -500,7 +468,7 @@ class Referee:
         replicas, ancestors = self._replicas(folder, paths, states)
         history = {}
         for s in states:  # deletions carried out recently (no longer held), held for approval, or in later passes
-            recent, waiting = self._recent(s, folder), len(self.awaiting.get((folder, s), ()))
+            recent, waiting = self.deletions.recent(s, folder), len(self.awaiting.get((folder, s), ()))
             history[s] = (recent + waiting + (ahead or {}).get(s, 0), self.ledger.holding(s, folder) + recent)
         plan = reconcile(ancestors, replicas, when=datetime.now(UTC),
                          routing=self.rules.routing(folder), deletion_minimum=self.config.sync.deletion_minimum,
@@ -511,7 +479,7 @@ class Referee:
         for held_plan in plan.held:
             self._hold_for_approval(folder, held_plan)
         self._confirm(folder, paths, plan.agreed, replicas, plan.actions)
-        self._count_deletions(folder, replicas, ancestors)
+        self.deletions.count(folder, replicas, ancestors, self.awaiting)
         self._send_plan(folder, plan.actions)
 
     def _confirm(self, folder: str, paths: list[str], new: dict[str, FileMeta], replicas: list[Replica],
@@ -569,20 +537,6 @@ class Referee:
         old = [("take", (wire.PENDING, folder, held_plan.service, None))] if len(self.awaiting[key]) > len(paths) \
             else []
         self.ledger.also([*old, ("write", (wire.PENDING, folder, held_plan.service, info), None)])
-
-    def _recent(self, service: str, folder: str) -> int:
-        window = self.deletions[service, folder]
-        while window and window[0][0] < time.monotonic() - DELETION_WINDOW:
-            window.popleft()
-        return sum(n for _, n in window)
-
-    def _count_deletions(self, folder: str, replicas: list[Replica], ancestors: dict[str, FileMeta]) -> None:
-        for replica in replicas:
-            if replica.unavailable:
-                continue
-            gone = len(deleted(replica, ancestors) - self.awaiting.get((folder, replica.service), set()))
-            if gone:
-                self.deletions[replica.service, folder].append((time.monotonic(), gone))
 
     # -- loop -----------------------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from onitu.sync import deletions as deletions_module
 from onitu.sync import referee as referee_module
 from onitu.sync.plan import Observed
 from onitu.sync.referee import Referee
@@ -25,7 +26,7 @@ def hub(tmp_path):
 def settle(referee: Referee) -> None:
     """Decide until nothing more is due (deletion bursts ended)."""
     deadline = time.monotonic() + 5
-    while referee.bursts and time.monotonic() < deadline:
+    while referee.deletions.bursts and time.monotonic() < deadline:
         time.sleep(0.05)
         referee.decide()
     referee.decide()
@@ -33,7 +34,7 @@ def settle(referee: Referee) -> None:
 
 def ten_files(hub, monkeypatch, deletion_settle: float) -> list[str]:
     """Ten files agreed on every replica; deletions settle after ``deletion_settle`` seconds from now on."""
-    monkeypatch.setattr(referee_module, "DELETION_SETTLE", deletion_settle)
+    monkeypatch.setattr(deletions_module, "SETTLE", deletion_settle)
     referee, plugs = hub
     files = [f"f{i}.txt" for i in range(10)]
     plugs.listing(files)
@@ -87,7 +88,7 @@ def test_a_deletion_decided_over_several_passes_is_held_whole(hub, monkeypatch):
     dirs, tree = ten_directories(hub, monkeypatch)
     gone = [p for p in tree if p.split("/")[0] in dirs[:6]]  # 60 of 100 entries, in passes of 20
     plugs.report("a", [(p, None) for p in gone])
-    referee.bursts.clear()  # as if the deletions had paused: decided now
+    referee.deletions.bursts.clear()  # as if the deletions had paused: decided now
     referee.decide()
     assert held(referee) == set(gone)
     assert not plugs.orders()
@@ -101,7 +102,7 @@ def test_renamed_trees_stay_moves_across_passes_and_are_no_deletion(hub, monkeyp
         for p in [p for p in tree if p.split("/")[0] == d]:
             entries += [(p, None), ("z" + p, obs(p))]
     plugs.report("a", entries)
-    referee.bursts.clear()
+    referee.deletions.bursts.clear()
     referee.decide()
     assert not held(referee)
     assert plugs.actions() == [(s, "move", d) for s in ("b", "c") for d in dirs[:6]]

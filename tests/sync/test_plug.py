@@ -10,7 +10,8 @@ from onitu.config import Config
 from onitu.space import TupleSpace
 from onitu.sync import wire
 from onitu.sync.plan import Delete, Mkdir
-from onitu.sync.plug import Plug, _Running
+from onitu.sync.plug import Plug
+from onitu.sync.underway import Running
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def obey(plug: Plug, oid: int, action) -> None:
     """An order of one action, written to the space and carried out."""
     tup = (wire.ORDER, "a", oid, {"folder": "docs", "actions": [wire.action_to_wire(action)], "metas": [None]})
     plug.space.write(tup)
-    plug._start(tup, _Running())
+    plug._start(tup, Running())
 
 
 def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path):

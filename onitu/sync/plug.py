@@ -4,13 +4,16 @@ It registers the service in the space (a session-leased tuple, so a dead plug is
 changes in its replica, carries out the orders the referee addresses to it, and serves its files to the other
 plugs (:mod:`onitu.sync.transfer`): contents go plug to plug, never through the space.
 
-Reports are observations, not events: for each changed path, what is there now (kind, sha256, size, mtime,
-fingerprint) or None. A full listing (at start, after an event overflow, periodically, when the root comes back,
-and when a restarted referee asks) is sent whole, so the referee can tell what disappeared.
+Reports are observations, not events: for each changed path, what is there now (kind, sha256, size, mtime) or None.
+A full listing (at start, after an event overflow, periodically, when the root comes back, and when a restarted
+referee asks) is sent whole, so the referee can tell what disappeared; orders carried out while it is being made
+are accounted for in it. Reports and results leave through one ordered outbox (:mod:`onitu.sync.outbox`).
 
-Orders are read, carried out, then taken together with the result in one atomic batch: a plug killed half-way
-finds the order again when it restarts and carries it out again. Every order is guarded by the fingerprint the
-referee based it on, and a repeated order that finds its work already done reports success.
+An order holds up to 64 actions. They are carried out (copies in a pool, everything else in order, never two on
+the same path at once), then the order is taken together with its result in one atomic batch: a plug killed
+half-way finds the order again when it restarts and carries it out again, and an action that finds its work
+already done succeeds. Every action is guarded by the content the referee based it on: the plug checks that this is
+what it last reported there, and has the driver check that the entry still has the fingerprint it had then.
 """
 
 from __future__ import annotations

@@ -1,15 +1,19 @@
 """The referee: decides, per folder and rule, which services must hold which file (``python -m onitu.sync.referee``).
 
-It reads what the plugs report (each replica's current entries, in the order each plug saw them), runs
-:func:`onitu.sync.reconcile.reconcile` over the paths that changed, and writes the outcome in one atomic batch per
-group of paths: the new agreed versions, what each replica now holds, the orders, the conflict records. When a plug
-reports an order done, the version its replica holds is recorded.
+It reads what the plugs report (each replica's current entries, in the order each plug saw them: a compact mirror
+of them, :mod:`onitu.sync.mirror`), runs :func:`onitu.sync.reconcile.reconcile` over the paths that changed, in
+passes of bounded size (:mod:`onitu.sync.passes`), and writes the outcome to the space with the ledger
+(:mod:`onitu.sync.ledger`): the new agreed versions, what each replica now holds, the orders (up to 64 actions for
+one plug in each), the conflict records, each order in the same atomic batch as the records of its paths. When a
+plug reports an order done, the versions its replica now holds are recorded.
 
 A replica takes part in a decision only when its plug is alive, its root available and its full listing received
 since the plug (or the referee) started; until then nothing is inferred from it and nothing is addressed to it. A
-path with orders under way waits for their results before it is decided again, so orders never race each other.
-Everything the referee knows that matters survives it: agreed and held versions, orders and pending plans are in
-the space; the replicas' current entries are asked again (a rescan) when it starts.
+path with orders under way waits for their results before it is decided again, so orders never race each other,
+and no more is decided while 4,000 actions are under way. A replica's deletions are judged whole against the
+deletion threshold (:mod:`onitu.sync.deletions`). Everything the referee knows that matters survives it: agreed and
+held versions, orders and pending plans are in the space; the replicas' current entries are asked again (a rescan)
+when it starts.
 """
 
 from __future__ import annotations

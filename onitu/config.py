@@ -260,7 +260,11 @@ class Config(_Model):
             return []
         source = ["--config", str(self.source.resolve())] if self.source else []
         python = [sys.executable, "-m"]
-        referee = AgentConfig(name="referee", command=[*python, "onitu.sync.referee", *source], heartbeat=True)
+        # The referee holds a table of every tracked path for long and works in bursts of short-lived objects:
+        # with the C allocator (and few of its arenas), what a burst freed goes back to the system page by page
+        # (onitu.heap.give_back), where Python's own allocator keeps any 1 MiB arena that one object still uses.
+        referee = AgentConfig(name="referee", command=[*python, "onitu.sync.referee", *source], heartbeat=True,
+                              env={"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"})
         plugs = [AgentConfig(name=f"plug-{name}", command=[*python, "onitu.sync.plug", "--service", name, *source],
                              heartbeat=True) for name in self.services]
         return [referee, *plugs]

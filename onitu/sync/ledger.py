@@ -3,8 +3,9 @@ and which version each service holds.
 
 One tuple per path, ``(META, "folder/path", record)``, with ``record = {"meta": agreed, "holders": [services holding
 the agreed version], "other": {service: the other version it holds}}``: replicas in sync cost a name each, not a
-tuple each. The referee keeps a copy in memory, as compact: the agreed versions per folder, and per path a bit
-mask of the services holding them (other versions are rare and kept apart).
+tuple each. The referee keeps a copy in memory, as compact: per folder an :class:`~onitu.sync.agreed.Agreed` table
+(each path's agreed version and the bit mask of the services holding it, packed in one row), and apart the other
+versions some services hold (they are rare).
 
 Changes are recorded, then committed together (:meth:`Ledger.commit`): everything about one path (its record and
 the orders about it) goes in one atomic batch, and memory is updated once the space has it.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from onitu.sync import wire
+from onitu.sync.agreed import Agreed
 from onitu.sync.metadata import FileMeta
 
 log = logging.getLogger(__name__)
@@ -44,18 +46,19 @@ class Held(Mapping[str, FileMeta]):
 
     def __getitem__(self, path: str) -> FileMeta:
         ledger = self._ledger
-        if ledger.holders[self._folder].get(path, 0) & self._bit:
-            return ledger.agreed[self._folder][path]
+        agreed = ledger.agreed[self._folder]
+        if agreed.holders(path) & self._bit:
+            return agreed[path]
         return ledger.other[self._service, self._folder][path]
 
     def __contains__(self, path: object) -> bool:
         ledger = self._ledger
-        return bool(ledger.holders[self._folder].get(path, 0) & self._bit) or \
+        return bool(ledger.agreed[self._folder].holders(path) & self._bit) or \
             path in ledger.other.get((self._service, self._folder), ())  # type: ignore[operator]
 
     def __iter__(self) -> Iterator[str]:
         bit = self._bit
-        yield from (path for path, mask in self._ledger.holders[self._folder].items() if mask & bit)
+        yield from self._ledger.agreed[self._folder].held_by(bit)
         yield from list(self._ledger.other.get((self._service, self._folder), ()))
 
     def __len__(self) -> int:
@@ -79,8 +82,7 @@ class Ledger:
     """Agreed and held versions, mirrored from the space."""
 
     def __init__(self) -> None:
-        self.agreed: dict[str, dict[str, FileMeta]] = defaultdict(dict)
-        self.holders: dict[str, dict[str, int]] = defaultdict(dict)  # folder -> path -> mask of service bits
+        self.agreed: dict[str, Agreed] = defaultdict(Agreed)
         self.other: dict[tuple[str, str], dict[str, FileMeta]] = defaultdict(dict)  # (service, folder) -> path
         self.counts: dict[tuple[str, str], int] = defaultdict(int)  # (service, folder) -> entries held
         self.held = _HeldTables(self)
@@ -139,6 +141,13 @@ class Ledger:
         pending = self._pending.get((folder, path))
         return pending.meta if pending is not None else self.agreed[folder].get(path)
 
+    def holds(self, service: str, folder: str, path: str) -> FileMeta | None:
+        """The version ``service`` holds at ``path``, counting the changes recorded and not committed yet."""
+        pending = self._pending.get((folder, path))
+        if pending is None:
+            return self.held[service, folder].get(path)
+        return pending.meta if pending.holders & self.bit(service) else pending.other.get(service)
+
     def holding(self, service: str, folder: str) -> int:
         """How many entries ``service`` holds in ``folder``."""
         return self.counts.get((service, folder), 0)
@@ -149,8 +158,8 @@ class Ledger:
         pending = self._pending.get((folder, path))
         if pending is None:
             other = {s: table[path] for (s, f), table in self.other.items() if f == folder and path in table}
-            pending = self._pending[folder, path] = _Path(self.agreed[folder].get(path),
-                                                          self.holders[folder].get(path, 0), other)
+            agreed = self.agreed[folder]
+            pending = self._pending[folder, path] = _Path(agreed.get(path), agreed.holders(path), other)
         return pending
 
     def agree(self, folder: str, meta: FileMeta) -> None:
@@ -215,7 +224,7 @@ class Ledger:
             self._install(folder, path, change)
 
     def _record_ops(self, folder: str, path: str, change: _Path) -> list[tuple]:
-        before = (self.agreed[folder].get(path), self.holders[folder].get(path, 0),
+        before = (self.agreed[folder].get(path), self.agreed[folder].holders(path),
                   {s: t[path] for (s, f), t in self.other.items() if f == folder and path in t})
         if (change.meta, change.holders, change.other) == before:
             return []
@@ -229,15 +238,14 @@ class Ledger:
         return ops
 
     def _install(self, folder: str, path: str, change: _Path) -> None:
-        agreed, holders = self.agreed[folder], self.holders[folder]
+        agreed = self.agreed[folder]
         before = agreed.get(path)
-        self._count(folder, holders.get(path, 0), -1)
+        self._count(folder, agreed.holders(path), -1)
         for service, table in [(s, t) for (s, f), t in self.other.items() if f == folder and path in t]:
             del table[path]
             self.counts[service, folder] -= 1
         if change.meta is None:
-            agreed.pop(path, None)
-            holders.pop(path, None)
+            agreed.remove(path)
         else:
             self._install_meta(folder, change)
         if self.on_agreed is not None and before != change.meta:
@@ -245,13 +253,8 @@ class Ledger:
 
     def _install_meta(self, folder: str, change: _Path) -> None:
         assert change.meta is not None
-        agreed, holders = self.agreed[folder], self.holders[folder]
         path = change.meta.path  # one string for the path in every table
-        agreed[path] = change.meta
-        if change.holders:
-            holders[path] = change.holders
-        else:
-            holders.pop(path, None)
+        self.agreed[folder].put(change.meta, change.holders)
         self._count(folder, change.holders, 1)
         for service, meta in change.other.items():
             self.other[service, folder][path] = meta

@@ -136,6 +136,21 @@ class FileMeta:
         if not live_file and (self.sha256 is not None or self.size):
             raise ValueError(f"{self.path}: a directory or a tombstone has no sha256 and size 0")
 
+    @classmethod
+    def trusted(cls, path: str, kind: Kind, size: int, sha256: str | None, version: VersionVector,
+                tombstone: bool, mtime_ns: int) -> FileMeta:
+        """A FileMeta of values that were checked when they came in (the referee's packed copy): not checked
+        again, as it is rebuilt each time it is read."""
+        meta = object.__new__(cls)
+        _set_path(meta, path)
+        _set_kind(meta, kind)
+        _set_size(meta, size)
+        _set_sha256(meta, sha256)
+        _set_version(meta, version)
+        _set_tombstone(meta, tombstone)
+        _set_mtime_ns(meta, mtime_ns)
+        return meta
+
     def to_wire(self) -> dict[str, Any]:
         """A plain dict of plain values."""
         return {"path": self.path, "kind": self.kind, "size": self.size, "sha256": self.sha256,
@@ -157,3 +172,8 @@ class FileMeta:
                        VersionVector.from_wire(value["version"]), value["tombstone"], value["mtime_ns"])
         except ValueError as exc:
             raise ValueError(f"file metadata: {exc}") from None
+
+
+# the slots' own setters: a frozen dataclass refuses attribute assignment, and FileMeta.trusted is on a hot path
+(_set_path, _set_kind, _set_size, _set_sha256, _set_version, _set_tombstone,
+ _set_mtime_ns) = (FileMeta.__dict__[name].__set__ for name in _FIELDS)

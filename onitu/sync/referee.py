@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from onitu import heap
 from onitu.config import Config
 from onitu.space.client import SpaceClient
 from onitu.space.errors import EventsLost, SpaceError
@@ -130,6 +131,7 @@ class Referee:
         self.liveness = Liveness(lambda: {})
         self._next_order = time.time_ns() // 1000 * 1000
         self._quiet_since = 0.0
+        self._worked = False  # orders were sent since the last _compact that found none under way
         self._stop = False
 
     # -- start ----------------------------------------------------------------------------------------------------
@@ -232,7 +234,8 @@ class Referee:
             self._observe(service, folder, [(p, None) for p in gone])
             changed = set(gone)
             changed.update(p for p in self.ledger.held[key] if p not in seen)
-            changed.update(p for p, m in self.ledger.agreed[folder].items() if p not in seen and not m.tombstone)
+            agreed = self.ledger.agreed[folder]
+            changed.update(p for p in agreed if p not in seen and agreed.is_live(p))
             self.dirty[folder] |= changed
             self.plugs.scanned = {s for s in self.plugs.scanned if s[:2] != key} | {(service, folder, plug_id)}
             log.info("%s/%s: listing of %d entries, %d gone or not held", service, folder, len(seen), len(changed))
@@ -270,6 +273,8 @@ class Referee:
         for action, meta, result in zip(actions, metas, results, strict=True):
             if result["ok"]:
                 self._record(service, folder, action, meta)
+                for path in paths_of(action):  # a later failure starts again from the shortest delay
+                    self.retry.pop((folder, path), None)
                 continue
             log.info("%s: order on %s/%s failed: %s", service, folder, paths_of(action)[0], result.get("error"))
             for path in paths_of(action):
@@ -280,9 +285,8 @@ class Referee:
         else:
             for f, deferred_action in released:
                 self._later(f, paths_of(deferred_action)[0])
-        held = self.ledger.held.get((service, folder), {})
         for path, obs in entries:  # changed again since, or not what was ordered: decide again
-            meta = held.get(path)
+            meta = self.ledger.holds(service, folder, path)
             if (obs.content if obs else None) != ((meta.kind, meta.sha256) if meta else None):
                 self.dirty[folder].add(path)
 
@@ -315,6 +319,7 @@ class Referee:
         paths = tuple(p for a in actions for p in paths_of(a))  # a copy's source path: not deleted before it is read
         size = sum(a.size for a in actions if isinstance(a, Copy))
         self.orders[oid] = Outstanding(service, folder, paths, size, len(actions))
+        self._worked = True
         self.outstanding += len(actions)
         self._next_order = max(self._next_order, oid + 1)
         for path in paths:
@@ -575,9 +580,14 @@ class Referee:
     def _compact(self) -> None:
         """Give back the room of tables a burst of work left large and nearly empty."""
         self.mirror.compact()
+        if self.orders or not self._worked:
+            return
+        self._worked = False  # the end of a burst: merge the new paths into the index (a sort of every path), ...
+        self.tree.settle()
         for folder, dirty in self.dirty.items():
             if not dirty and sys.getsizeof(dirty) > 4096:
                 self.dirty[folder] = set()
+        heap.give_back()  # ... and give back what the burst used
 
     def _take_consumed(self) -> None:
         consumed, self.consumed = self.consumed, []

@@ -30,7 +30,7 @@ class Tree:
         end = bisect.bisect_left(paths, directory + "0", start)
         return [p for p in paths[start:end] if alive(p)]
 
-    def _merged(self, folder: str, alive: Callable[[str], bool]) -> list[str]:
+    def _merged(self, folder: str, alive: Callable[[str], bool] | None) -> list[str]:
         paths, added = self._sorted[folder], self._added.pop(folder, None)
         if added:
             fresh = sorted(added.difference(_present(paths, added)))
@@ -41,11 +41,16 @@ class Tree:
                         paths.insert(index, path)
             else:
                 paths = self._sorted[folder] = sorted(set(paths).union(fresh))
-                if len(paths) > 1024:  # rebuilt anyway: drop the dead while at it, if they are many
+                if alive is not None and len(paths) > 1024:  # rebuilt anyway: drop the dead, if they are many
                     live = [p for p in paths if alive(p)]
                     if len(live) < len(paths) // 2:
                         paths = self._sorted[folder] = live
         return paths
+
+    def settle(self) -> None:
+        """Merge in the paths added since the last query (a set of them costs more than their place in a list)."""
+        for folder in list(self._added):
+            self._merged(folder, None)
 
     def forget(self, folder: str) -> None:
         """Drop a folder's paths (they will be added again)."""

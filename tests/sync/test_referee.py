@@ -33,3 +33,16 @@ def test_a_large_tree_is_ordered_as_the_plugs_keep_up(hub, monkeypatch):
     assert copied == {(s, p) for s in ("b", "c") for p in files}
     assert not plugs.orders() and not referee.orders and not referee.dirty["docs"]
     assert all(referee.ledger.held[s, "docs"].keys() >= set(files) for s in ("a", "b", "c"))
+
+
+def test_a_result_as_ordered_leaves_nothing_to_decide_again(hub):
+    referee, plugs = hub
+    plugs.listing([])
+    files = [f"f{i}.txt" for i in range(5)]
+    plugs.report("a", [(p, obs(p)) for p in files])
+    referee.decide()
+    for order in plugs.orders():
+        plugs.done(order)  # each copy left what was ordered: no path is due for another decision
+    assert not referee.dirty["docs"]
+    referee.ledger.commit(referee.space)
+    assert all(referee.ledger.held[s, "docs"].keys() == set(files) for s in ("b", "c"))

@@ -1,0 +1,119 @@
+"""One folder's agreed versions and who holds them: path -> :class:`FileMeta`, packed to about 100 bytes a path.
+
+The referee keeps the agreed version of every tracked path in memory (hundreds of thousands of them). As objects,
+one costs about 300 bytes (the FileMeta, its hash as 64 hex digits, its size and time as integers) and its holders
+another 50 in a table of their own; here each path is one bytes row (size, time, version number, flags, the raw
+32-byte hash, then the bit mask of the services holding that version) and the FileMeta is rebuilt when read.
+Versions are numbered in a table shared by every folder: a folder has few distinct versions (most files were changed
+once, by one service). The path is the table's key, and the rebuilt FileMeta's ``path`` is that same string, so the
+referee's other tables can share it.
+
+What does not fit a row (an integer beyond 64 bits, more distinct versions than :data:`VERSIONS`) is kept as a
+(FileMeta, holders) pair: correct, only not packed.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+
+from onitu.sync.metadata import FileMeta, VersionVector
+
+VERSIONS = 1 << 20  # distinct versions numbered; later ones are kept unpacked
+_ROW = struct.Struct("<QqIB")  # size, mtime_ns, version number, flags; then the sha256 if any, then the holders
+_DIR, _TOMBSTONE, _SHA = 1, 2, 4
+_FLAGS = _ROW.size - 1
+_versions: list[VersionVector] = []
+_numbers: dict[VersionVector, int] = {}
+Row = bytes | tuple[FileMeta, int]
+
+
+def _number(version: VersionVector) -> int | None:
+    number = _numbers.get(version)
+    if number is None and len(_versions) < VERSIONS:
+        number = _numbers[version] = len(_versions)
+        _versions.append(version)
+    return number
+
+
+def _pack(meta: FileMeta, holders: int) -> Row:
+    number = _number(meta.version)
+    if number is None or not (0 <= meta.size < 1 << 64 and -(1 << 63) <= meta.mtime_ns < 1 << 63):
+        return meta, holders
+    flags = (_DIR if meta.kind == "dir" else 0) | (_TOMBSTONE if meta.tombstone else 0)
+    mask = holders.to_bytes((holders.bit_length() + 7) // 8, "little")
+    if meta.sha256 is None:
+        return _ROW.pack(meta.size, meta.mtime_ns, number, flags) + mask
+    return _ROW.pack(meta.size, meta.mtime_ns, number, flags | _SHA) + bytes.fromhex(meta.sha256) + mask
+
+
+def _unpack(path: str, row: Row) -> FileMeta:
+    if type(row) is not bytes:
+        return row[0]  # type: ignore[index]
+    size, mtime_ns, number, flags = _ROW.unpack_from(row)
+    sha256 = row[_ROW.size:_ROW.size + 32].hex() if flags & _SHA else None
+    return FileMeta.trusted(path, "dir" if flags & _DIR else "file", size, sha256, _versions[number],
+                            bool(flags & _TOMBSTONE), mtime_ns)
+
+
+def _holders(row: Row) -> int:
+    if type(row) is not bytes:
+        return row[1]  # type: ignore[index]
+    return int.from_bytes(row[_ROW.size + 32 if row[_FLAGS] & _SHA else _ROW.size:], "little")
+
+
+class Agreed(Mapping[str, FileMeta]):
+    """path -> agreed FileMeta of one folder, with the services holding it, packed."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[str, Row] = {}
+
+    def __getitem__(self, path: str) -> FileMeta:
+        return _unpack(path, self._rows[path])
+
+    def get(self, path: str, default: FileMeta | None = None) -> FileMeta | None:  # type: ignore[override]
+        row = self._rows.get(path)
+        return default if row is None else _unpack(path, row)
+
+    def holders(self, path: str) -> int:
+        """The bit mask of the services holding the agreed version of ``path`` (0 if none or unknown)."""
+        row = self._rows.get(path)
+        return 0 if row is None else _holders(row)
+
+    def put(self, meta: FileMeta, holders: int) -> None:
+        """Make ``meta`` the agreed version of its path, held by the services of the ``holders`` mask."""
+        self._rows[meta.path] = _pack(meta, holders)
+
+    def remove(self, path: str) -> None:
+        """Forget ``path`` (no error if unknown)."""
+        self._rows.pop(path, None)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def items(self) -> Iterator[tuple[str, FileMeta]]:  # type: ignore[override]
+        """(path, agreed version) pairs (an iterator: the table must not change meanwhile)."""
+        return ((path, _unpack(path, row)) for path, row in self._rows.items())
+
+    def values(self) -> Iterator[FileMeta]:  # type: ignore[override]
+        """The agreed versions (an iterator: the table must not change meanwhile)."""
+        return (_unpack(path, row) for path, row in self._rows.items())
+
+    def held_by(self, bit: int) -> Iterator[str]:
+        """The paths whose agreed version the service of ``bit`` holds (an iterator, as :meth:`items`)."""
+        return (path for path, row in self._rows.items() if _holders(row) & bit)
+
+    def is_live(self, path: str) -> bool:
+        """Whether ``path`` is agreed to exist (known, and not a tombstone), without rebuilding its FileMeta."""
+        row = self._rows.get(path)
+        if type(row) is bytes:
+            return not row[_FLAGS] & _TOMBSTONE
+        return row is not None and not row[0].tombstone  # type: ignore[index]

@@ -89,8 +89,9 @@ class Ledger:
         self._bits: dict[str, int] = {}
         self._pending: dict[tuple[str, str], _Path] = {}
         self._units: list[tuple[list[tuple[str, str]], list[tuple]]] = []  # (paths, operations), in order given
-        # called when a path's agreed version changes in memory: (folder, path, before, after)
-        self.on_agreed: Callable[[str, str, FileMeta | None, FileMeta | None], None] | None = None
+        # called when a path's agreed version changes in memory: (folder, path, before, after, the services that
+        # matched the version before: see Agreed.matching)
+        self.on_agreed: Callable[[str, str, FileMeta | None, FileMeta | None, int], None] | None = None
 
     def bit(self, service: str) -> int:
         """The bit standing for ``service`` in the holder masks (given on first use)."""
@@ -239,7 +240,7 @@ class Ledger:
 
     def _install(self, folder: str, path: str, change: _Path) -> None:
         agreed = self.agreed[folder]
-        before = agreed.get(path)
+        before, matching = agreed.get(path), agreed.matching(path)
         self._count(folder, agreed.holders(path), -1)
         for service, table in [(s, t) for (s, f), t in self.other.items() if f == folder and path in t]:
             del table[path]
@@ -249,7 +250,7 @@ class Ledger:
         else:
             self._install_meta(folder, change)
         if self.on_agreed is not None and before != change.meta:
-            self.on_agreed(folder, path, before, change.meta)
+            self.on_agreed(folder, path, before, change.meta, matching)
 
     def _install_meta(self, folder: str, change: _Path) -> None:
         assert change.meta is not None

@@ -251,8 +251,9 @@ class Referee:
                 self.tree.add(folder, path)
         return changed
 
-    def _agreed_changed(self, folder: str, path: str, before: FileMeta | None, after: FileMeta | None) -> None:
-        self.mirror.rebase(folder, path, before, after)
+    def _agreed_changed(self, folder: str, path: str, before: FileMeta | None, after: FileMeta | None,
+                        matching: int) -> None:
+        self.mirror.rebase(folder, path, before, after, matching)
         if before is None:
             self.tree.add(folder, path)
 

@@ -47,6 +47,10 @@ def test_the_table_gives_back_what_it_was_given(given):
         assert table.holders(path) == holders.get(path, 0)
     for bit in (1, 2, 1 << 69):
         assert sorted(table.held_by(bit)) == sorted(p for p, mask in holders.items() if mask & bit)
+    for path in expected:  # the matching mask is set apart from the holders, and each keeps to itself
+        table.set_matching(path, holders[path] >> 1)
+        assert table.holders(path) == holders[path] and table.matching(path) == holders[path] >> 1
+    assert sorted(table.matched_by(1)) == sorted(p for p in expected if holders[p] >> 1 & 1)
     for path in list(expected)[::2]:
         table.remove(path)
         del expected[path]
@@ -66,7 +70,22 @@ def test_versions_beyond_the_numbered_ones_are_kept_unpacked(monkeypatch):
     table = Agreed()
     fresh = FileMeta("f", "dir", version=VersionVector.of({"never-seen-before": 12345}))
     table.put(fresh, 5)
-    assert table["f"] is fresh and table.holders("f") == 5
+    table.set_matching("f", 3)
+    assert table["f"] is fresh and table.holders("f") == 5 and table.matching("f") == 3
+
+
+def test_matching_services_stay_while_the_content_does():
+    table, sha = Agreed(), hashlib.sha256(b"x").hexdigest()
+    table.put(FileMeta("f", "file", 1, sha, VersionVector.of({"a": 1})), 1)
+    table.set_matching("f", 0b11)
+    table.put(FileMeta("f", "file", 1, sha, VersionVector.of({"a": 1, "b": 1}), mtime_ns=5), 0b11)
+    assert table.matching("f") == 0b11, "a new version of the same content: the same services match it"
+    table.put(FileMeta("f", "file", 1, hashlib.sha256(b"y").hexdigest(), VersionVector.of({"a": 2})), 1)
+    assert table.matching("f") == 0 and table.holders("f") == 1
+    table.put(FileMeta("d", "dir"), 0)
+    table.set_matching("d", 1)
+    table.put(FileMeta("d", "dir", version=VersionVector.of({"a": 1}), tombstone=True), 0)
+    assert table.matching("d") == 0, "nothing matches a deletion"
 
 
 def test_memory_goes_back_to_the_system_on_linux():

@@ -122,15 +122,18 @@ def test_the_mirror_keeps_entries_with_the_agreed_content_as_one_bit(space):
     assert mirror.other["a", "f"]["x"].content == obs("one").content
     ledger.agree("f", v1)
     ledger.commit(space)  # now agreed: a's entry is the agreed content
-    assert mirror.same["f"]["x"] == ledger.bit("a") and "x" not in mirror.other["a", "f"]
+    assert ledger.agreed["f"].matching("x") == ledger.bit("a") and "x" not in mirror.other["a", "f"]
     assert not mirror.set("b", "f", "x", None) and mirror.set("b", "f", "x", obs("one"))
     assert mirror.get("b", "f", "x").content == obs("one").content
     ledger.agree("f", meta("x", "two", ("a", 2)))  # agreed moves on: a and b have the old content now
     ledger.commit(space)
-    assert mirror.get("a", "f", "x").content == obs("one").content and "x" not in mirror.same["f"]
-    assert mirror.set("a", "f", "x", obs("two")) and mirror.same["f"]["x"] == ledger.bit("a")
+    assert mirror.get("a", "f", "x").content == obs("one").content and ledger.agreed["f"].matching("x") == 0
+    assert mirror.set("a", "f", "x", obs("two")) and ledger.agreed["f"].matching("x") == ledger.bit("a")
     assert sorted(mirror.paths("b", "f")) == ["x"]
     assert mirror.set("b", "f", "x", None) and mirror.get("b", "f", "x") is None
+    ledger.agree("f", FileMeta("x", "file", version=VersionVector({"a": 3}), tombstone=True))  # deleted
+    ledger.commit(space)
+    assert ledger.agreed["f"].matching("x") == 0 and mirror.get("a", "f", "x").content == obs("two").content
 
 
 def test_tree_finds_what_is_below_a_directory_and_nothing_beside_it():

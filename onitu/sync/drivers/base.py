@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -112,7 +111,7 @@ def safe_path(name: str, *, root_ok: bool = False) -> str:
             raise ValueError(f"component longer than {MAX_COMPONENT} bytes in path {name[:60]!r}...")
         if part.startswith(RESERVED_PREFIX):
             raise ValueError(f"component {part!r} uses the reserved prefix {RESERVED_PREFIX!r}")
-    return sys.intern(name)  # one string per path however many tables and messages name it
+    return name
 
 
 def is_internal(name: str) -> bool:

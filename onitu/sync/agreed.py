@@ -68,18 +68,13 @@ def _head(row: bytes) -> int:
     return _ROW.size + 32 if row[_FLAGS] & _SHA else _ROW.size
 
 
-def _holders(row: Row) -> int:
+def _masks_of(row: Row) -> tuple[int, int]:
+    """(holders, matching) of a row."""
     if type(row) is not bytes:
-        return row[1]  # type: ignore[index]
+        return row[1], row[2]  # type: ignore[index]
     start = _head(row)
-    return int.from_bytes(row[start:start + (len(row) - start) // 2], "little")
-
-
-def _matching(row: Row) -> int:
-    if type(row) is not bytes:
-        return row[2]  # type: ignore[index]
-    start = _head(row)
-    return int.from_bytes(row[start + (len(row) - start) // 2:], "little")
+    middle = start + (len(row) - start) // 2
+    return int.from_bytes(row[start:middle], "little"), int.from_bytes(row[middle:], "little")
 
 
 class Agreed(Mapping[str, FileMeta]):
@@ -100,29 +95,29 @@ class Agreed(Mapping[str, FileMeta]):
     def holders(self, path: str) -> int:
         """The bit mask of the services recorded holding the agreed version of ``path`` (0: none, or unknown)."""
         row = self._rows.get(path)
-        return 0 if row is None else _holders(row)
+        return 0 if row is None else _masks_of(row)[0]
 
     def matching(self, path: str) -> int:
         """The bit mask of the services whose current entry at ``path`` has the agreed content (the mirror's)."""
         row = self._rows.get(path)
-        return 0 if row is None else _matching(row)
+        return 0 if row is None else _masks_of(row)[1]
 
     def put(self, meta: FileMeta, holders: int) -> None:
         """Make ``meta`` the agreed version of its path, held by the services of ``holders``. The matching mask
         stays if the content (kind and hash) stays; else it is cleared."""
-        old = self._rows.get(meta.path)
-        kept = old is not None and content_of(_unpack(meta.path, old)) == content_of(meta)
-        matching = _matching(old) if old is not None and kept else 0
+        old, matching = self._rows.get(meta.path), 0
+        if old is not None and content_of(_unpack(meta.path, old)) == content_of(meta):
+            matching = _masks_of(old)[1]
         self._rows[meta.path] = _pack(meta, holders, matching)
 
     def set_matching(self, path: str, mask: int) -> None:
         """Set the matching mask of a known ``path``."""
         row = self._rows[path]
+        holders = _masks_of(row)[0]
         if type(row) is bytes:
-            start = _head(row)
-            self._rows[path] = row[:start] + _masks(_holders(row), mask)
+            self._rows[path] = row[:_head(row)] + _masks(holders, mask)
         else:
-            self._rows[path] = (row[0], row[1], mask)  # type: ignore[index]
+            self._rows[path] = (row[0], holders, mask)  # type: ignore[index]
 
     def remove(self, path: str) -> None:
         """Forget ``path`` (no error if unknown)."""
@@ -137,21 +132,14 @@ class Agreed(Mapping[str, FileMeta]):
     def __len__(self) -> int:
         return len(self._rows)
 
-    def items(self) -> Iterator[tuple[str, FileMeta]]:  # type: ignore[override]
-        """(path, agreed version) pairs (an iterator: the table must not change meanwhile)."""
-        return ((path, _unpack(path, row)) for path, row in self._rows.items())
-
-    def values(self) -> Iterator[FileMeta]:  # type: ignore[override]
-        """The agreed versions (an iterator: the table must not change meanwhile)."""
-        return (_unpack(path, row) for path, row in self._rows.items())
-
     def held_by(self, bit: int) -> Iterator[str]:
-        """The paths whose agreed version the service of ``bit`` holds (an iterator, as :meth:`items`)."""
-        return (path for path, row in self._rows.items() if _holders(row) & bit)
+        """The paths whose agreed version the service of ``bit`` holds (an iterator: the table must not change
+        meanwhile)."""
+        return (path for path, row in self._rows.items() if _masks_of(row)[0] & bit)
 
     def matched_by(self, bit: int) -> Iterator[str]:
         """The paths where the current entry of the service of ``bit`` has the agreed content (an iterator)."""
-        return (path for path, row in self._rows.items() if _matching(row) & bit)
+        return (path for path, row in self._rows.items() if _masks_of(row)[1] & bit)
 
     def is_live(self, path: str) -> bool:
         """Whether ``path`` is agreed to exist (known, and not a tombstone), without rebuilding its FileMeta."""

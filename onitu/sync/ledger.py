@@ -155,12 +155,16 @@ class Ledger:
 
     # -- changes: recorded, then committed together ---------------------------------------------------------------
 
+    def _others(self, folder: str, path: str) -> dict[str, FileMeta]:
+        """The versions other than the agreed one that services hold at ``path`` (committed state)."""
+        return {s: table[path] for (s, f), table in self.other.items() if f == folder and path in table}
+
     def _path(self, folder: str, path: str) -> _Path:
         pending = self._pending.get((folder, path))
         if pending is None:
-            other = {s: table[path] for (s, f), table in self.other.items() if f == folder and path in table}
             agreed = self.agreed[folder]
-            pending = self._pending[folder, path] = _Path(agreed.get(path), agreed.holders(path), other)
+            pending = self._pending[folder, path] = _Path(agreed.get(path), agreed.holders(path),
+                                                          self._others(folder, path))
         return pending
 
     def agree(self, folder: str, meta: FileMeta) -> None:
@@ -225,8 +229,7 @@ class Ledger:
             self._install(folder, path, change)
 
     def _record_ops(self, folder: str, path: str, change: _Path) -> list[tuple]:
-        before = (self.agreed[folder].get(path), self.agreed[folder].holders(path),
-                  {s: t[path] for (s, f), t in self.other.items() if f == folder and path in t})
+        before = (self.agreed[folder].get(path), self.agreed[folder].holders(path), self._others(folder, path))
         if (change.meta, change.holders, change.other) == before:
             return []
         key = wire.meta_key(folder, path)
@@ -242,8 +245,8 @@ class Ledger:
         agreed = self.agreed[folder]
         before, matching = agreed.get(path), agreed.matching(path)
         self._count(folder, agreed.holders(path), -1)
-        for service, table in [(s, t) for (s, f), t in self.other.items() if f == folder and path in t]:
-            del table[path]
+        for service in self._others(folder, path):
+            del self.other[service, folder][path]
             self.counts[service, folder] -= 1
         if change.meta is None:
             agreed.remove(path)

@@ -53,6 +53,7 @@ from onitu.sync.plan import (
     Move,
     Observed,
     Replica,
+    content_of,
     paths_of,
     service_of,
 )
@@ -287,8 +288,7 @@ class Referee:
             for f, deferred_action in released:
                 self._later(f, paths_of(deferred_action)[0])
         for path, obs in entries:  # changed again since, or not what was ordered: decide again
-            meta = self.ledger.holds(service, folder, path)
-            if (obs.content if obs else None) != ((meta.kind, meta.sha256) if meta else None):
+            if content_of(obs) != content_of(self.ledger.holds(service, folder, path)):
                 self.dirty[folder].add(path)
 
     def _record(self, service: str, folder: str, action: Action, meta: FileMeta | None) -> None:

@@ -40,7 +40,7 @@ class Tree:
                     if index == len(paths) or paths[index] != path:
                         paths.insert(index, path)
             else:
-                paths = self._sorted[folder] = sorted(set(paths).union(fresh))
+                paths = self._sorted[folder] = sorted(paths + fresh)  # two sorted runs, no duplicates: a merge
                 if alive is not None and len(paths) > 1024:  # rebuilt anyway: drop the dead, if they are many
                     live = [p for p in paths if alive(p)]
                     if len(live) < len(paths) // 2:
@@ -51,11 +51,6 @@ class Tree:
         """Merge in the paths added since the last query (a set of them costs more than their place in a list)."""
         for folder in list(self._added):
             self._merged(folder, None)
-
-    def forget(self, folder: str) -> None:
-        """Drop a folder's paths (they will be added again)."""
-        self._sorted.pop(folder, None)
-        self._added.pop(folder, None)
 
 
 def _present(paths: list[str], candidates: Iterable[str]) -> set[str]:

@@ -5,6 +5,7 @@ Kept apart from :mod:`onitu.sync.reconcile` so that the referee, the plug and :m
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,6 +35,19 @@ class Observed:
     def guard(self) -> str:
         """What an order about this entry expects to find there: ``dir``, or the file's sha256."""
         return "dir" if self.kind == "dir" else self.sha256 or ""
+
+
+TREE = "tree:"  # the prefix of a directory's guard in a Move (see tree_guard)
+
+
+def tree_guard(tree: Mapping[str, Content]) -> str:
+    """The guard of a directory moved whole: a digest of everything in it (relative name, '' for the directory
+    itself -> content). A plug moves the directory only if it holds exactly that: a file put there that the hub has
+    not seen would otherwise be carried off to a path nobody gave it."""
+    digest = hashlib.sha256()
+    for rel, (kind, sha) in sorted(tree.items()):
+        digest.update(f"{rel}\0{kind}\0{sha or ''}\0".encode())  # no name holds a NUL: unambiguous
+    return TREE + digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,8 @@ class Delete:
 
 @dataclass(frozen=True)
 class Move:
-    """Rename ``src`` to ``dst`` on service ``on`` (a directory moves with everything below it)."""
+    """Rename ``src`` to ``dst`` on service ``on`` (a directory moves with everything below it, guarded by
+    :func:`tree_guard`)."""
 
     src: str
     dst: str

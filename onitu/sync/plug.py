@@ -38,7 +38,19 @@ from onitu.sync.agent import serve
 from onitu.sync.drivers import open_driver
 from onitu.sync.drivers.base import CHUNK, Availability, Changed, ChangeEvent, Driver, DriverError, is_under
 from onitu.sync.outbox import Outbox
-from onitu.sync.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed, paths_of, service_of
+from onitu.sync.plan import (
+    TREE,
+    Action,
+    Copy,
+    Delete,
+    KeepConflict,
+    Mkdir,
+    Move,
+    Observed,
+    paths_of,
+    service_of,
+    tree_guard,
+)
 from onitu.sync.scanner import Scanner
 from onitu.sync.transfer import ChunkServer, TransferError, fetch
 from onitu.sync.underway import OrderRun, Running, at_and_below
@@ -413,8 +425,29 @@ class Plug:
         assert isinstance(action, Move | KeepConflict)
         src, dst = (action.src, action.dst) if isinstance(action, Move) else (action.path, action.conflict)
         if self.driver.stat(at(folder, src)) is not None or self.driver.stat(at(folder, dst)) is None:
-            self.driver.move(at(folder, src), at(folder, dst), replaces=self._expect(folder, src, action.replaces))
+            whole = action.replaces.startswith(TREE)
+            expect = self._expect_tree if whole else self._expect
+            self.driver.move(at(folder, src), at(folder, dst), replaces=expect(folder, src, action.replaces))
         return [src, dst]
+
+    def _expect_tree(self, folder: str, path: str, guard: str) -> str:
+        """The driver's guard for moving the directory ``path`` whole: its fingerprint, if this plug last reported
+        exactly the subtree the referee decided on (``guard``, see tree_guard) and the driver lists nothing else
+        below it now (a file made there and not reported yet). Otherwise the order is stale (:class:`Changed`)."""
+        with self._lock:
+            known = self.known[folder]
+            reported = {p: known[p] for p in at_and_below(known, path)}
+        tree = {p[len(path) + 1:]: obs.content for p, obs in reported.items()}  # the directory itself at ''
+        where = self.scanner.where(folder, path)
+        if path not in reported or tree_guard(tree) != guard:
+            raise self.driver.error(Changed, where, "changed since the hub decided to move it (what it holds was "
+                                                    "reported otherwise since)")
+        listed = {(stat.path, stat.fingerprint) for stat in self.driver.list(where)}
+        expected = {(self.scanner.where(folder, p), obs.fingerprint) for p, obs in reported.items() if p != path}
+        if listed != expected:
+            unseen = min(listed ^ expected)[0]
+            raise self.driver.error(Changed, where, f"holds what the hub has not seen yet ({unseen}); not moved")
+        return reported[path].fingerprint
 
     def _expect(self, folder: str, path: str, guard: str | None) -> str | None:
         """The driver's guard for an order decided on ``guard`` (the content the referee saw at ``path``, see

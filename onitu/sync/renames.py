@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from onitu.sync.drivers.base import is_under, parent_of
 from onitu.sync.metadata import FileMeta
-from onitu.sync.plan import Action, Content, Copy, Delete, Mkdir, Move, Replica, content_of, is_clean
+from onitu.sync.plan import Action, Content, Copy, Delete, Mkdir, Move, Replica, content_of, is_clean, tree_guard
 
 Tree = dict[str, Content]  # relative name ('' for the top) -> content
 
@@ -101,7 +101,8 @@ def apply_moves(actions: list[Action], live: Sequence[Replica], renames: Mapping
                           for rel in tree for kind, top in (("delete", src), ("put", dst))]
                 if all(i is not None and i not in dropped for i in wanted):
                     dropped.update(i for i in wanted if i is not None)
-                    moves.append(Move(src, dst, other.service, other.now[src].guard))
+                    guard = tree_guard(tree) if tree[""][0] == "dir" else other.now[src].guard
+                    moves.append(Move(src, dst, other.service, guard))
     return [action for i, action in enumerate(actions) if i not in dropped] + moves
 
 

@@ -9,7 +9,7 @@ import pytest
 from onitu.config import Config
 from onitu.space import TupleSpace
 from onitu.sync import wire
-from onitu.sync.plan import Delete, Mkdir
+from onitu.sync.plan import Delete, Mkdir, Move, tree_guard
 from onitu.sync.plug import Plug
 from onitu.sync.underway import Running
 
@@ -64,6 +64,13 @@ def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path)
     assert "made-meanwhile" in plug.known["docs"]
 
 
+def results(plug: Plug) -> list[dict]:
+    """Every action's result the plug has sent, oldest first."""
+    plug.outbox.flush()
+    done = sorted(plug.space.read_all((wire.DONE, "a", None, None, None)), key=lambda t: t[3])
+    return [r for d in done for r in d[4]["results"]]
+
+
 def test_an_order_on_something_changed_since_is_refused(plug, tmp_path):
     root = tmp_path / "a"
     (root / "f.txt").write_text("one")
@@ -72,9 +79,31 @@ def test_an_order_on_something_changed_since_is_refused(plug, tmp_path):
     (root / "f.txt").write_text("two, not reported yet")
     obey(plug, 2, Delete("f.txt", "a", reported.guard))
     assert (root / "f.txt").read_text() == "two, not reported yet"
-    plug.outbox.flush()
-    done = plug.space.read_all((wire.DONE, "a", None, None, None))
-    results = [r for d in done for r in d[4]["results"]]
-    assert [r["ok"] for r in results] == [False] and "changed" in results[0]["error"]
+    done = results(plug)
+    assert [r["ok"] for r in done] == [False] and "changed" in done[0]["error"]
     obey(plug, 3, Delete("f.txt", "a", "0" * 64))  # a guard naming content it never reported
     assert (root / "f.txt").exists()
+
+
+def test_a_directory_holding_a_file_the_hub_has_not_seen_is_not_moved(plug, tmp_path):
+    """Renamed elsewhere while someone put a file in it here: moving it whole would carry that file off to a path
+    nobody gave it; the order is refused and the file stays where it was put."""
+    root = tmp_path / "a"
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "sub" / "1.txt").write_text("one")
+    plug.full_scan()
+
+    def seen_by_referee() -> str:
+        known = plug.known["docs"]
+        return tree_guard({p[2:]: o.content for p, o in known.items() if p == "d" or p.startswith("d/")})
+    guard = seen_by_referee()
+    (root / "d" / "sub" / "new.txt").write_text("put here meanwhile")
+    obey(plug, 1, Move("d", "k", "a", guard))
+    assert (root / "d" / "sub" / "new.txt").read_text() == "put here meanwhile" and not (root / "k").exists()
+    assert results(plug)[-1]["ok"] is False and "not seen" in results(plug)[-1]["error"]
+    plug.full_scan()  # reported now: a move decided on that is carried out
+    obey(plug, 2, Move("d", "k", "a", seen_by_referee()))
+    assert results(plug)[-1] == {"ok": True, "error": ""}
+    assert (root / "k" / "sub" / "new.txt").exists() and not (root / "d").exists()
+    obey(plug, 3, Move("k", "m", "a", guard))  # decided on an older view of what it holds
+    assert (root / "k").is_dir() and "changed" in results(plug)[-1]["error"]

@@ -18,6 +18,7 @@ from onitu.sync.plan import (
     Move,
     Observed,
     Replica,
+    tree_guard,
 )
 from onitu.sync.reconcile import conflict_name, reconcile
 
@@ -225,6 +226,20 @@ def test_orders_carry_the_content_they_were_decided_on() -> None:
     assert plan.actions == (Copy("f", "B", ("A",), sha("y"), 1, sha("x")),)
     plan = reconcile(X, [rep("A", {"g": "z"}, X), rep("B", {"f": "x", "g": "z"}, X)], when=WHEN)
     assert plan.actions == (Delete("f", "B", sha("x")),)
+
+    plan = reconcile(X, [rep("A", {"h": "x", "g": "z"}, X), rep("B", {"f": "x", "g": "z"}, X)], when=WHEN)
+    assert plan.actions == (Move("f", "h", "B", sha("x")),)
+
+
+def test_a_directory_moves_only_as_the_referee_saw_it() -> None:
+    """A directory moved whole is guarded by everything in it: a file put there unseen must not be carried off."""
+    renamed = {"k": DIR, "k/1": "one", "k/2": "two", "e": "e", "f": "f", "g": "g"}
+    as_is = {"d": DIR, "d/1": "one", "d/2": "two", "e": "e", "f": "f", "g": "g"}
+    plan = reconcile(D, [rep("A", renamed, D), rep("B", as_is, D)], when=WHEN)
+    inside = {"": ("dir", None), "1": ("file", sha("one")), "2": ("file", sha("two"))}
+    assert plan.actions == (Move("d", "k", "B", tree_guard(inside)),)
+    assert tree_guard(inside) != tree_guard({**inside, "3": ("file", sha("three"))})
+    assert tree_guard(inside) != tree_guard({**inside, "2": ("file", sha("two!"))})
 
 
 MANY = agreed({f"f{i}": f"content {i}" for i in range(10)})

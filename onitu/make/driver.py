@@ -23,7 +23,7 @@ from onitu.make.graph import Command, Graph, Node
 from onitu.make.progress import Display
 from onitu.make.runtime import Runtime
 from onitu.make.tasks import BUILD, DONE, TASK, WORKING, BadTask, BuildInfo, Result, Step, Task
-from onitu.space import RequestExpired
+from onitu.space import EventsLost, RequestExpired
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,7 @@ class Driver:
     def _resume(self) -> None:
         """Publish the build; adopt the tasks an earlier driver of this build left in the space."""
         b = self.info.build
-        # results are pushed to us; subscribed before anything is read, so none can slip past
-        self.events = self.space.notify("write", (DONE, b, None, None))
+        self._subscribe()
         self.space.batch([*([("take", (BUILD, b, None))] if self.space.read_all((BUILD, b, None)) else []),
                           ("write", self.info.tuple())])
         prior = [t for kind in (TASK, WORKING, DONE) for t in self.space.read_all((kind, b, None, None))]
@@ -171,10 +170,22 @@ class Driver:
 
     # ---- results --------------------------------------------------------------------------------------------
 
+    def _subscribe(self) -> None:
+        """Results are pushed to us; subscribe before anything is read, so none can slip past."""
+        self.events = self.space.notify("write", (DONE, self.info.build, None, None))
+
     def _collect(self, timeout: float) -> None:
         try:
             event = self.events.next(timeout)
         except RequestExpired:
+            return
+        except EventsLost:  # the space restarted without the events we missed: the results are still in it
+            log.info("build %s: the space lost the events this driver missed; reading the results again",
+                     self.info.build)
+            self.events.close()
+            self._subscribe()
+            for tup in self.space.read_all((DONE, self.info.build, None, None)):
+                self._handle(tup)
             return
         self._handle(event.tuple)
 

@@ -239,6 +239,13 @@ def trees(hub: Hub) -> dict[str, dict[str, str]] | None:
         return None
 
 
+def told(model: Model, wrong: dict[str, list[str]]) -> list[str]:
+    """The journal's lines about the files (and directory renames) behind ``wrong``: CI keeps no tmp_path."""
+    names = {os.path.basename(line.split(":")[0]) for lines in wrong.values() for line in lines}
+    return [line for line in model.journal if "rename dir" in line or any(n in line.split() or f"/{n}" in line
+                                                                           for n in names)][-40:]
+
+
 def converged(hub: Hub, model: Model, timeout: float, context: str) -> dict[str, str]:
     """The replicas' common tree once they are identical and hold everything written (within ``timeout``)."""
     deadline = time.monotonic() + timeout
@@ -252,7 +259,8 @@ def converged(hub: Hub, model: Model, timeout: float, context: str) -> dict[str,
             differ = {name: sorted(set(t.items()) ^ set(first.items()))[:10] for name, t in found.items()} \
                 if first is not None else {}
             raise AssertionError(f"no convergence ({context})\nproblems per replica: {wrong}\n"
-                                 f"differences with the first replica: {differ}\n{hub.agent_logs()}")
+                                 f"differences with the first replica: {differ}\n"
+                                 f"what the test did there: {told(model, wrong)}\n{hub.agent_logs()}")
         time.sleep(0.2)
 
 

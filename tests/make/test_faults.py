@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers import ServerProcess
 from tests.make.harness import make, start_make, start_worker, stop, wait_for, workers_of
+from tests.watchdog.harness import Onitu
 
 N = 16
 
@@ -143,3 +144,27 @@ def _runs_recipe(pid: int) -> bool:
         return any("sleep" in " ".join(p.cmdline()) for p in psutil.Process(pid).children(recursive=True))
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_build_rides_out_a_space_restart_that_forgot_its_events(tmp_path):
+    """The primary killed twice mid-build (the secondary is promoted, then restarted in place alone, without the
+    events the driver's notify was following): the driver reads the results it missed from the space and the build
+    completes, instead of dying of EventsLost."""
+    run = Onitu(tmp_path, fast_crash=0.5)
+    try:
+        run.start()
+        write_build(tmp_path, 24, "sleep 0.3")
+        driver = start_make(tmp_path, "-j2", data=run.data)
+        wait_for(lambda: len(runs(tmp_path)) >= 2, 60, "the build under way")
+        first = run.status()["primary"]
+        os.kill(run.primary_pid(), signal.SIGKILL)  # the secondary is promoted and goes on alone...
+        run.wait(lambda s: s.get("primary") != first and run.process(s["primary"])["state"] == "running", 30,
+                 "the promotion")
+        os.kill(run.primary_pid(), signal.SIGKILL)  # ...so this one is restarted in place, its events gone
+        _, err = driver.communicate(timeout=120)
+        assert driver.returncode == 0, err
+        assert (tmp_path / "sum.txt").read_text() == expected_sum(24)
+    finally:
+        stop(driver) if "driver" in locals() else None
+        run.stop()
+        run.kill_everything()

@@ -36,7 +36,7 @@ from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import wire
 from onitu.sync.agent import serve
 from onitu.sync.drivers import open_driver
-from onitu.sync.drivers.base import CHUNK, Availability, Changed, ChangeEvent, Driver, DriverError, is_under
+from onitu.sync.drivers.base import CHUNK, Availability, Changed, ChangeEvent, Driver, DriverError
 from onitu.sync.outbox import Outbox
 from onitu.sync.plan import (
     TREE,
@@ -53,7 +53,8 @@ from onitu.sync.plan import (
 )
 from onitu.sync.scanner import Scanner
 from onitu.sync.transfer import ChunkServer, TransferError, fetch
-from onitu.sync.underway import OrderRun, Running, at_and_below
+from onitu.sync.tree import Indexed
+from onitu.sync.underway import OrderRun, Running
 from onitu.watchdog.heartbeat import Liveness
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class Plug:
         self.scanner = Scanner(self.driver, {name: f.path for name, f in settings.folders.items()},
                                state / f"{service}.hashes")
         self.id = secrets.token_hex(8)
-        self.known: dict[str, dict[str, Observed]] = {folder: {} for folder in settings.folders}
+        self.known: dict[str, Indexed] = {folder: Indexed() for folder in settings.folders}
         self.events: queue.SimpleQueue[ChangeEvent] = queue.SimpleQueue()
         self.status = Availability(False, "starting")
         self.server = ChunkServer(self.driver, self._serves)
@@ -174,7 +175,7 @@ class Plug:
             self._scanning = set()
         try:
             for folder, known in self.known.items():
-                seen: dict[str, Observed] = {}
+                seen = Indexed()
                 for path, obs, settled in self.scanner.below(folder):
                     if obs is not None:
                         seen[path] = obs
@@ -194,18 +195,18 @@ class Plug:
         self._listed.set()
         self.scanner.save()
 
-    def _amend_listings(self, listings: dict[str, dict[str, Observed]]) -> None:
+    def _amend_listings(self, listings: dict[str, Indexed]) -> None:
         """What orders carried out while the listing was made left at their paths, instead of what the listing saw
         before (it would report a file just copied here as deleted: its creation is not reported by the watcher)."""
         touched, self._scanning = self._scanning or set(), None
         for folder, path in touched:
             seen, known = listings[folder], self.known[folder]
-            for gone in at_and_below(seen, path):
+            for gone in seen.at_and_below(path):
                 del seen[gone]
-            for found in at_and_below(known, path):
+            for found in known.at_and_below(path):
                 seen[found] = known[found]
 
-    def _replace_listings(self, listings: dict[str, dict[str, Observed]]) -> None:
+    def _replace_listings(self, listings: dict[str, Indexed]) -> None:
         for folder, seen in listings.items():
             for gone in self.known[folder].keys() - seen.keys():
                 self.scanner.forget(folder, gone)
@@ -228,7 +229,7 @@ class Plug:
                 entries += self._below_locked(folder, path, obs)
             if known.get(path) != obs:
                 if obs is None:
-                    for below in at_and_below(known, path):
+                    for below in known.at_and_below(path):
                         del known[below]
                         self.scanner.forget(folder, below)
                         entries.append((below, None))
@@ -251,7 +252,7 @@ class Plug:
                     entries.append((below, child))
         before = known.get(path)
         if before is not None and before.kind == "dir":
-            for gone in [p for p in known if is_under(p, path) and p != path and p not in present]:
+            for gone in [p for p in known.paths.below(path, known.__contains__) if p not in present]:
                 del known[gone]
                 self.scanner.forget(folder, gone)
                 entries.append((gone, None))
@@ -380,7 +381,7 @@ class Plug:
             for path in touched if result["ok"] else ():
                 obs = written or self.scanner.stat(folder, path, settled=False)
                 if obs is None:
-                    for below in at_and_below(known, path):
+                    for below in known.at_and_below(path):
                         del known[below]
                         order.touched.append(below)
                 else:
@@ -436,7 +437,7 @@ class Plug:
         below it now (a file made there and not reported yet). Otherwise the order is stale (:class:`Changed`)."""
         with self._lock:
             known = self.known[folder]
-            reported = {p: known[p] for p in at_and_below(known, path)}
+            reported = {p: known[p] for p in known.at_and_below(path)}
         tree = {p[len(path) + 1:]: obs.content for p, obs in reported.items()}  # the directory itself at ''
         where = self.scanner.where(folder, path)
         if path not in reported or tree_guard(tree) != guard:

@@ -9,16 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.sync.drivers.base import is_under
-from onitu.sync.plan import Action, Observed
-
-
-def at_and_below(known: dict[str, Observed], path: str) -> list[str]:
-    """``path`` and what ``known`` has below it (looking through all of it only for a directory, or a path it
-    lacks: files are most of what is deleted)."""
-    entry = known.get(path)
-    if entry is not None and entry.kind == "file":
-        return [path]
-    return [p for p in known if is_under(p, path)]
+from onitu.sync.plan import Action
 
 
 def _parents(path: str) -> Iterable[str]:

@@ -319,20 +319,21 @@ def rss(pids: dict[str, int], samples: int = 3) -> dict[str, float]:
     return {label: statistics.mean(v) for label, v in got.items() if v}
 
 
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user + system) each process has used so far."""
+def cpu_seconds(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """CPU seconds (user, system) each process has used so far."""
     got = {}
     for label, pid in pids.items():
         with contextlib.suppress(psutil.Error):
             times = psutil.Process(pid).cpu_times()
-            got[label] = times.user + times.system
+            got[label] = (times.user, times.system)
     return got
 
 
-def cpu_used(before: dict[str, float], pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds each process used since ``before``."""
+def cpu_used(before: dict[str, tuple[float, float]], pids: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """CPU seconds (user, system) each process used since ``before``."""
     now = cpu_seconds(pids)
-    return {label: now[label] - before[label] for label in now if label in before}
+    return {label: (now[label][0] - before[label][0], now[label][1] - before[label][1])
+            for label in now if label in before}
 
 
 def wait_idle(pids: dict[str, int], timeout: float = 120.0, quiet: float = 0.1) -> float:
@@ -550,8 +551,8 @@ def fmt(seconds: float | None) -> str:
     return "no convergence" if seconds is None else f"{seconds:.2f} s"
 
 
-def cpu_line(used: dict[str, float]) -> str:
-    return ", ".join(f"{label} {seconds:.1f}" for label, seconds in used.items())
+def cpu_line(used: dict[str, tuple[float, float]]) -> str:
+    return ", ".join(f"{label} {user + system:.1f} (sys {system:.1f})" for label, (user, system) in used.items())
 
 
 def summary(opts: argparse.Namespace, results: dict) -> None:

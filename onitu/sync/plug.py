@@ -426,9 +426,7 @@ class Plug:
         assert isinstance(action, Move | KeepConflict)
         src, dst = (action.src, action.dst) if isinstance(action, Move) else (action.path, action.conflict)
         if self.driver.stat(at(folder, src)) is not None or self.driver.stat(at(folder, dst)) is None:
-            whole = action.replaces.startswith(TREE)
-            expect = self._expect_tree if whole else self._expect
-            self.driver.move(at(folder, src), at(folder, dst), replaces=expect(folder, src, action.replaces))
+            self.driver.move(at(folder, src), at(folder, dst), replaces=self._expect(folder, src, action.replaces))
         return [src, dst]
 
     def _expect_tree(self, folder: str, path: str, guard: str) -> str:
@@ -457,6 +455,8 @@ class Plug:
         (the driver finds another fingerprint)."""
         if guard is None:
             return None
+        if guard.startswith(TREE):
+            return self._expect_tree(folder, path, guard)
         with self._lock:
             known = self.known[folder].get(path)
         if known is None or known.guard != guard:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+
+from onitu.sync.plan import Observed
 
 MERGE_AT = 4096  # paths added, unqueried, before they are merged anyway (a set of them costs more than a list)
 
@@ -76,22 +77,26 @@ class Tree:
             paths.settle()
 
 
-class Indexed(dict[str, Any]):
-    """A table keyed by path that keeps its paths sorted, for :meth:`at_and_below` without a scan. Set entries
+class Indexed(dict[str, Observed]):
+    """What a plug last reported per path, with the paths kept sorted for :meth:`at_and_below`. Set entries
     with ``table[path] = value`` (or build it from a mapping): ``update`` and ``setdefault`` would bypass the index."""
 
-    def __init__(self, entries: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, entries: Mapping[str, Observed] | None = None) -> None:
         super().__init__(entries or {})
         self.paths = SortedPaths(self)
 
-    def __setitem__(self, path: str, value: Any) -> None:
+    def __setitem__(self, path: str, value: Observed) -> None:
         if path not in self:
             self.paths.add(path)
         super().__setitem__(path, value)
 
     def at_and_below(self, path: str) -> list[str]:
-        """``path`` (if present) and every present path below it."""
-        return ([path] if path in self else []) + self.paths.below(path, self.__contains__)
+        """``path`` (if present) and every present path below it: no look at the index for a file, which is most
+        of what is deleted (a query merges the paths added since)."""
+        entry = self.get(path)
+        if entry is not None and entry.kind == "file":
+            return [path]
+        return ([path] if entry is not None else []) + self.paths.below(path, self.__contains__)
 
 
 def _present(paths: list[str], candidates: Iterable[str]) -> set[str]:

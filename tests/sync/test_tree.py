@@ -1,5 +1,6 @@
 """onitu.sync.tree: "everything below a directory" by bisection equals a scan of every path, whatever was added,
-removed and added again, and however many paths wait to be merged."""
+removed and added again, and however many paths wait to be merged. (Entries are directories here: paths are drawn
+at random, so any of them may have others below it; a file has nothing below it.)"""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from hypothesis import strategies as st
 
 from onitu.sync import tree
 from onitu.sync.drivers.base import is_under
+from onitu.sync.plan import Observed
 from onitu.sync.tree import Indexed
 
 # names chosen to sort around "/" and "0": "a-b" and "a.b" sort between "a" and "a/x", "a0" after it
 names = st.sampled_from(["a", "a-b", "a.b", "a0", "b", "é", "a b"])
 paths = st.lists(names, min_size=1, max_size=4).map("/".join)
+DIR, FILE = Observed("dir"), Observed("file", "0" * 64)
 steps = st.lists(st.tuples(st.booleans(), paths), max_size=300)
 
 
@@ -25,10 +28,10 @@ def scan(table: dict, path: str) -> list[str]:
 def test_at_and_below_is_a_scan(ops, queries, merge_at):
     tree.MERGE_AT = merge_at  # merged on every add, every few adds, or only when queried
     try:
-        table = Indexed({"a": 0})
+        table = Indexed({"a": DIR})
         for i, (add, path) in enumerate(ops):
             if add:
-                table[path] = i
+                table[path] = DIR
             else:
                 table.pop(path, None)
             if i % 37 == 0:
@@ -41,10 +44,16 @@ def test_at_and_below_is_a_scan(ops, queries, merge_at):
 
 
 def test_many_deletions_are_dropped_from_the_index_when_it_is_rebuilt():
-    table = Indexed({f"d/{i:05}": i for i in range(3000)})
+    table = Indexed({f"d/{i:05}": FILE for i in range(3000)})
     for i in range(2900):
         del table[f"d/{i:05}"]
     for i in range(100):
-        table[f"e/{i:03}"] = i
+        table[f"e/{i:03}"] = FILE
     assert table.at_and_below("d") == [f"d/{i:05}" for i in range(2900, 3000)]
     assert len(table.paths.settle(table.__contains__)) < 3000  # the dead were dropped at the merge
+
+
+def test_a_file_has_nothing_below_it():
+    table = Indexed({"f": FILE, "d": DIR, "d/x": FILE})
+    assert table.at_and_below("f") == ["f"] and table.at_and_below("d") == ["d", "d/x"]
+    assert table.at_and_below("gone") == []

@@ -6,16 +6,16 @@ import typer
 
 from onitu.entry import configure_logging
 from onitu.space.cli import keys_app, space_app
+from onitu.supervision import cli as supervision_cli
 from onitu.sync import cli as sync_cli
-from onitu.watchdog import cli as watchdog_cli
 
 app = typer.Typer(help="Onitu: a replicated tuple space and the tools built on it.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 app.add_typer(space_app, name="space")
 app.add_typer(keys_app, name="keys")
-app.command("start")(watchdog_cli.start)
-app.command("stop")(watchdog_cli.stop)
-app.command("status")(watchdog_cli.status)
+app.command("start")(supervision_cli.start)
+app.command("stop")(supervision_cli.stop)
+app.command("status")(supervision_cli.status)
 app.command("plan")(sync_cli.plan)
 app.command("conflicts")(sync_cli.conflicts)
 app.command("resolve")(sync_cli.resolve)

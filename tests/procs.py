@@ -56,7 +56,7 @@ def heartbeat_agent(block_file: str) -> None:
     """Answers the watchdog from its event loop, until `block_file` appears: then the loop gets stuck."""
     import asyncio
 
-    from onitu.watchdog.heartbeat import Responder
+    from onitu.heartbeat import Responder
 
     async def main() -> None:
         responder = Responder.from_env(lambda: {"role": "agent"})

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from onitu.heartbeat import Responder
 from onitu.space import auth, ring
 from onitu.space.durable import Durable
 from onitu.space.errors import (
@@ -44,7 +45,6 @@ from onitu.space.protocol import (
 from onitu.space.replication import PrimaryLink, SecondarySink
 from onitu.space.roles import Roles
 from onitu.space.store import HISTORY, Store, Subscription, Waiter
-from onitu.watchdog.heartbeat import Responder
 
 log = logging.getLogger("onitu.space.server")
 

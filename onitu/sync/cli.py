@@ -14,10 +14,10 @@ from rich.table import Table
 from onitu.config import Config
 from onitu.space.client import SpaceClient, read_info
 from onitu.space.errors import SpaceError
+from onitu.supervision.cli import ConfigOpt, _config, console, err
 from onitu.sync import wire
 from onitu.sync.commands import KEEP
 from onitu.sync.plan import Copy, Delete, KeepConflict, Mkdir, Move, Plan
-from onitu.watchdog.cli import ConfigOpt, _config, console, err
 
 REPLY_TIMEOUT = 30.0
 

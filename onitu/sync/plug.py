@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from onitu.config import Config
+from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
 from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import wire
@@ -55,7 +56,6 @@ from onitu.sync.scanner import Scanner
 from onitu.sync.transfer import ChunkServer, TransferError, fetch
 from onitu.sync.tree import Indexed
 from onitu.sync.underway import OrderRun, Running
-from onitu.watchdog.heartbeat import Liveness
 
 log = logging.getLogger(__name__)
 

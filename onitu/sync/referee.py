@@ -32,6 +32,7 @@ from typing import Any
 
 from onitu import heap
 from onitu.config import Config
+from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
 from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import wire
@@ -61,7 +62,6 @@ from onitu.sync.reconcile import reconcile
 from onitu.sync.renames import deleted, find_renames
 from onitu.sync.rules import Rules
 from onitu.sync.tree import Tree
-from onitu.watchdog.heartbeat import Liveness
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import zmq
 from onitu.space import connect
 from onitu.space.protocol import ERROR, OK, parse_reply, request
 from tests.faults.invariants import check_nothing_lost, tally
-from tests.watchdog.harness import Onitu
+from tests.supervision.harness import Onitu
 
 KILLS = int(os.environ.get("ONITU_SOAK", "20"))
 

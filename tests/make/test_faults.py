@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ServerProcess
 from tests.make.harness import make, start_make, start_worker, stop, wait_for, workers_of
-from tests.watchdog.harness import Onitu
+from tests.supervision.harness import Onitu
 
 N = 16
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.watchdog.harness import Onitu
+from tests.supervision.harness import Onitu
 
 
 def tree(root: Path) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The watchdog process: supervises the space pair and every agent, writes ``run/status.json``, stops in order.
 
-Started by the launcher (``python -m onitu.watchdog.service``). A watchdog started with ``--adopt`` (because its
+Started by the launcher (``python -m onitu.supervision.service``). A watchdog started with ``--adopt`` (because its
 predecessor died) takes over the processes still running from ``run/status.json`` instead of starting new ones:
 the space keeps serving while the watchdog is away.
 """
@@ -22,10 +22,10 @@ import zmq
 from onitu.config import Config, ConfigError, load
 from onitu.entry import configure_logging
 from onitu.space.ring import SyncResponder
-from onitu.watchdog.failover import SpacePair
-from onitu.watchdog.supervisor import RUNNING, Child, Spec, Supervisor
+from onitu.supervision.failover import SpacePair
+from onitu.supervision.supervisor import RUNNING, Child, Spec, Supervisor
 
-log = logging.getLogger("onitu.watchdog")
+log = logging.getLogger("onitu.supervision")
 
 STATUS_EVERY = 0.25
 

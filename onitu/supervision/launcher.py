@@ -54,7 +54,7 @@ class Launcher:
         (self.run / "onitu.pid").write_text(str(os.getpid()))
 
     def spawn_watchdog(self, adopt: bool) -> None:
-        cmd = [sys.executable, "-m", "onitu.watchdog.service"]
+        cmd = [sys.executable, "-m", "onitu.supervision.service"]
         if self.config.source is not None:
             cmd += ["--config", str(self.config.source)]
         if adopt:

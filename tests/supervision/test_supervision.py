@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from onitu.space import connect
-from tests.watchdog.harness import kill_all, leftovers
+from tests.supervision.harness import kill_all, leftovers
 
 
 def shm() -> set[str]:

@@ -28,7 +28,7 @@ def _config(path: Path | None):
 
 def start(config: Path = ConfigOpt) -> None:
     """Start the space primary and secondary and every configured agent; run until Ctrl-C or `onitu stop`."""
-    from onitu.watchdog.launcher import AlreadyRunning, Launcher
+    from onitu.supervision.launcher import AlreadyRunning, Launcher
 
     cfg = _config(config)
     launcher = Launcher(cfg)
@@ -43,7 +43,7 @@ def start(config: Path = ConfigOpt) -> None:
 
 def stop(config: Path = ConfigOpt) -> None:
     """Stop a running Onitu (everything it started, in order)."""
-    from onitu.watchdog.launcher import stop as stop_onitu
+    from onitu.supervision.launcher import stop as stop_onitu
 
     if not stop_onitu(_config(config)):
         err.print("onitu is not running")
@@ -53,8 +53,8 @@ def stop(config: Path = ConfigOpt) -> None:
 
 def status(config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Every supervised process; per folder and service, whether files are in sync, pending or unavailable."""
+    from onitu.supervision.launcher import status as read_status
     from onitu.sync.cli import print_sync_status, sync_status
-    from onitu.watchdog.launcher import status as read_status
 
     cfg = _config(config)
     data = read_status(cfg)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from onitu.config import Config
 from onitu.space import auth
-from onitu.watchdog.supervisor import BACKOFF, FAILED, RUNNING, STALE, STARTING, Child, Spec, Supervisor
+from onitu.supervision.supervisor import BACKOFF, FAILED, RUNNING, STALE, STARTING, Child, Spec, Supervisor
 
-log = logging.getLogger("onitu.watchdog.failover")
+log = logging.getLogger("onitu.supervision.failover")
 
 SLOTS = ("space-a", "space-b")
 

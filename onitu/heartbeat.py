@@ -1,4 +1,4 @@
-"""The watchdog's "are you alive?": a ROUTER in the watchdog, a DEALER in every supervised process.
+"""The heartbeat protocol, "are you alive?": a ROUTER in the watchdog, a DEALER in every supervised process.
 
 The watchdog sends ``{"op": "ping", "n": N, "epoch": E}`` to a process (addressed by its name) and expects
 ``{"op": "pong", "n": N, "pid": ..., "status": {...}}`` back. An asyncio process answers from its event loop,
@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 import zmq
 
-log = logging.getLogger("onitu.watchdog.heartbeat")
+log = logging.getLogger("onitu.heartbeat")
 
 ENV_ENDPOINT = "ONITU_WATCHDOG"
 ENV_NAME = "ONITU_NAME"

@@ -24,10 +24,10 @@ import psutil
 import zmq
 
 from onitu.config import HeartbeatConfig, RestartConfig
+from onitu.heartbeat import ENV_ENDPOINT, ENV_NAME, decode
 from onitu.space.roles import DEMOTED
-from onitu.watchdog.heartbeat import ENV_ENDPOINT, ENV_NAME, decode
 
-log = logging.getLogger("onitu.watchdog")
+log = logging.getLogger("onitu.supervision")
 
 STARTING, RUNNING, BACKOFF, FAILED, STOPPED, STALE = "starting", "running", "backoff", "failed", "stopped", "stale"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.watchdog.harness import Onitu
+from tests.supervision.harness import Onitu
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from onitu.space.client import (
     RETRY_INTERVAL,
     Core,
     NotifyState,
+    Parts,
     Security,
     _decode_found,
     _pattern,
@@ -27,7 +28,7 @@ from onitu.space.client import (
 from onitu.space.errors import NotPrimary, RequestExpired, SessionExpired, SpaceError, Unavailable
 from onitu.space.handles import Entry, Event
 from onitu.space.local import TemplateLike, check_timeout
-from onitu.space.protocol import ERROR, as_tuple, error_from, parse_reply
+from onitu.space.protocol import ERROR, PART, as_tuple, error_from, parse_reply
 from onitu.space.store import Lease
 from onitu.space.template import check_tuple
 
@@ -44,6 +45,7 @@ class _Call:
     start: float = field(default_factory=time.monotonic)
     sent_at: float = 0.0
     generation: int = 0
+    parts: Parts = field(default_factory=Parts)
 
 
 class AsyncSpaceClient:
@@ -114,6 +116,7 @@ class AsyncSpaceClient:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.core.forget(self.sock)
         self.sock.close(0)
         self.ctx.term()
 
@@ -163,7 +166,11 @@ class AsyncSpaceClient:
             call = self._calls.get(seq)
             if call is not None and not call.future.done():
                 try:
-                    call.future.set_result(result_of(status, body))
+                    if status == PART:
+                        call.parts.add(body)
+                        call.sent_at = time.monotonic()  # the answer is on its way
+                        continue
+                    call.future.set_result(call.parts.result(result_of(status, body)))
                 except NotPrimary:  # a secondary or a demoted primary: on to the next server
                     self.core.rotate(self.core.where(self.sock))
                     self.core.follow(self.sock)
@@ -180,6 +187,9 @@ class AsyncSpaceClient:
         next_ping = time.monotonic() + self.core.ttl / 3
         while True:
             await asyncio.sleep(0.1)
+            refused = self.core.refusal(self.sock)
+            if refused is not None:
+                self._fail_all(refused)
             now = time.monotonic()
             if any(now - call.sent_at > RETRY_INTERVAL for call in self._calls.values() if call.blocking == 0):
                 # silence: that server may be gone (try the next one) or may refuse our key for good
@@ -194,6 +204,14 @@ class AsyncSpaceClient:
                 next_ping = now + self.core.ttl / 3
                 self._tasks.append(asyncio.create_task(self._ping()))
                 self._tasks = [t for t in self._tasks if not t.done()]
+
+    def _fail_all(self, exc: SpaceError) -> None:
+        """The server refused us: every request in flight, and every notify, ends with that error."""
+        for call in self._calls.values():
+            if not call.future.done():
+                call.future.set_exception(exc)
+        for note in list(self._notes.values()):
+            note.fail(exc)
 
     def _check(self, seq: int, call: _Call, now: float) -> None:
         if call.future.done():
@@ -257,10 +275,7 @@ class AsyncNotification:
             self.send()
             return
         except SpaceError as exc:
-            if not self.confirmed.is_set():
-                self.error = exc
-                self.confirmed.set()
-            self.queue.put_nowait(exc)
+            self.fail(exc)
             return
         if self.state.confirmed:
             self.confirmed.set()
@@ -268,6 +283,12 @@ class AsyncNotification:
             self.send()
         elif result is not None:
             self.queue.put_nowait(result)
+
+    def fail(self, exc: SpaceError) -> None:
+        if not self.confirmed.is_set():
+            self.error = exc
+            self.confirmed.set()
+        self.queue.put_nowait(exc)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self

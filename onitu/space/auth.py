@@ -9,6 +9,7 @@ A server creates its own pair and one authorized ``client`` pair on first start,
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ class KeyInfo:
     public: str
     has_secret: bool
     authorized: bool
+    fingerprint: str
+
+
+def fingerprint(public: str | bytes) -> str:
+    """A short name for a z85 public key, the one server logs use: ``SHA256:`` and 16 hex digits."""
+    raw = public.encode() if isinstance(public, str) else public
+    return "SHA256:" + hashlib.sha256(raw).hexdigest()[:16]
 
 
 def keys_dir(data_dir: Path) -> Path:
@@ -113,10 +121,12 @@ def list_keys(data_dir: Path) -> list[KeyInfo]:
     for path in sorted(kdir.glob("*.key")) if kdir.is_dir() else []:
         public, _ = load_pair(path)
         name = path.stem
-        out.append(KeyInfo(name, public.decode(), (kdir / f"{name}.key_secret").exists(), public in allowed))
+        out.append(KeyInfo(name, public.decode(), (kdir / f"{name}.key_secret").exists(), public in allowed,
+                           fingerprint(public)))
     for path in sorted(adir.glob("*.key")) if adir.is_dir() else []:
         if not (kdir / path.name).exists():
-            out.append(KeyInfo(path.stem, load_pair(path)[0].decode(), False, True))
+            public = load_pair(path)[0]
+            out.append(KeyInfo(path.stem, public.decode(), False, True, fingerprint(public)))
     return out
 
 

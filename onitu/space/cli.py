@@ -187,9 +187,10 @@ def keys_list(data: Path = DataOpt, as_json: bool = JsonOpt) -> None:
     if as_json:
         console.print_json(json.dumps([info.__dict__ for info in infos]))
         return
-    table = Table("name", "public key", "secret here", "authorized")
+    table = Table("name", "public key", "fingerprint", "secret here", "authorized")
     for info in infos:
-        table.add_row(info.name, info.public, "yes" if info.has_secret else "", "yes" if info.authorized else "")
+        table.add_row(info.name, info.public, info.fingerprint, "yes" if info.has_secret else "",
+                      "yes" if info.authorized else "")
     console.print(table)
 
 

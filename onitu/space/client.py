@@ -22,12 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.utils.monitor
 
 from onitu.space import auth
+from onitu.space.auth import fingerprint
 from onitu.space.errors import (
     EventsLost,
+    HandshakeRefused,
+    InvalidTuple,
     NotPrimary,
     ProtocolError,
+    Refused,
     RequestExpired,
     SessionExpired,
     SpaceError,
@@ -35,7 +40,7 @@ from onitu.space.errors import (
 )
 from onitu.space.handles import Entry, Event, EventStream
 from onitu.space.local import OnWait, TemplateLike, WaitingRequest, check_timeout
-from onitu.space.protocol import ERROR, EVENT, as_tuple, error_from, parse_reply, request
+from onitu.space.protocol import ERROR, EVENT, MAX_FRAME, PART, as_tuple, error_from, parse_reply, request
 from onitu.space.store import Lease
 from onitu.space.template import Template, check_tuple
 
@@ -43,6 +48,10 @@ log = logging.getLogger("onitu.space.client")
 
 RETRY_INTERVAL = 1.0  # resend a request whose reply is this late
 BLOCKED_RESEND = 5.0  # re-register a blocked request this often, in case the server forgot it
+TRANSPORT_CAP = 4 * MAX_FRAME  # a server's transport drops a bigger frame with its connection, unanswered
+HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+NO_DETAIL_TRIES = 3  # handshakes cut without a reason, in a row, before the client calls it a refusal
 
 
 def _pattern(template: TemplateLike) -> Any:
@@ -73,6 +82,7 @@ class Core:
         self.boot: str | None = None
         self.generation = 0  # bumps when the server restarts: every pending request must be re-sent
         self._where: weakref.WeakKeyDictionary[zmq.Socket, str] = weakref.WeakKeyDictionary()
+        self._monitors: dict[zmq.Socket, tuple[zmq.Socket, list[int], zmq.Socket]] = {}
 
     def begin(self) -> int:
         with self._lock:
@@ -90,7 +100,11 @@ class Core:
             return min(self._outstanding, default=0)
 
     def frame(self, op: str, seq: int, args: dict[str, Any]) -> bytes:
-        return request(op, self.sid, seq, self.ack(), args)
+        frame = request(op, self.sid, seq, self.ack(), args)
+        if len(frame) > TRANSPORT_CAP:
+            raise InvalidTuple(f"a {op} request of {len(frame)} bytes is over the {TRANSPORT_CAP} bytes a space "
+                               "server takes in one frame; send less at a time")
+        return frame
 
     def seen_boot(self, boot: str) -> None:
         with self._lock:
@@ -109,8 +123,46 @@ class Core:
         sock.sndhwm = sock.rcvhwm = 100_000
         # retry a refused connection soon (a server starting up), backing off to zmq's usual pace
         sock.reconnect_ivl, sock.reconnect_ivl_max = 10, 1000
+        if any(ep.startswith("tcp://") for ep in self.endpoints):
+            # a refused handshake shows only here: without it, a refusal looks like a server that is down
+            mon = sock.get_monitor_socket(HANDSHAKE_EVENTS)
+            self._monitors[sock] = (zmq.Socket.shadow(mon.underlying), [0], mon)
         self._connect(sock, self.endpoint)
         return sock
+
+    def refusal(self, sock: zmq.Socket) -> HandshakeRefused | None:
+        """The error to raise if the server refused this socket's handshake since the last look."""
+        watched = self._monitors.get(sock)
+        if watched is None:
+            return None
+        mon, cut, _ = watched
+        while mon.get(zmq.EVENTS) & zmq.POLLIN:
+            event = int(zmq.utils.monitor.parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))["event"])
+            where = self.where(sock)
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                cut[0] = 0
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                key = f" (key {fingerprint(self.security.public)})" if self.security else ""
+                return HandshakeRefused(f"the space at {where} refused this client's CURVE key{key}: its operator "
+                                        "must authorize it (`onitu keys allow KEY.key`)")
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                how = "with CURVE" if self.security else "without CURVE (it requires CURVE: give a key)"
+                return HandshakeRefused(f"the space at {where} refused the handshake of this client, which "
+                                        f"connects {how}: check the endpoint, the server key and --insecure")
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                cut[0] += 1
+                if cut[0] >= NO_DETAIL_TRIES:
+                    return HandshakeRefused(f"the space at {where} cuts every CURVE handshake of this client: is "
+                                            "the server key this client was given the server's current key?")
+        return None
+
+    def forget(self, sock: zmq.Socket) -> None:
+        """Stop watching a socket's handshakes (before closing it)."""
+        watched = self._monitors.pop(sock, None)
+        if watched is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+            watched[2].close(0)
 
     def _connect(self, sock: zmq.Socket, endpoint: str) -> None:
         if self.security is not None and endpoint.startswith("tcp://"):
@@ -154,6 +206,29 @@ def result_of(status: int, body: Any) -> Any:
     if status == ERROR:
         raise error_from(body)
     return body
+
+
+class Parts:
+    """The pieces of an answer the server sends a chunk per loop turn (a big read_all), put back together."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def add(self, body: Any) -> None:
+        if not (isinstance(body, list) and len(body) == 2 and type(body[0]) is int and isinstance(body[1], list)):
+            raise ProtocolError(f"malformed part of an answer: {body!r:.200}")
+        if body[0] == 0:  # the answer starts (again, if the request was re-sent)
+            self.items = []
+        if body[0] == len(self.items):
+            self.items.extend(body[1])
+
+    def result(self, body: Any) -> Any:
+        """The whole answer, given the OK that ends it (which holds the count when parts came before)."""
+        if type(body) is not int or not self.items:
+            return body
+        if body != len(self.items):
+            raise ProtocolError(f"an answer of {body} items arrived with {len(self.items)}")
+        return self.items
 
 
 def _decode_found(body: Any) -> Any:
@@ -224,6 +299,7 @@ class SpaceClient:
         self._keepalive.join(timeout=2)
         with self._socks_lock:
             for sock in self._socks:
+                self.core.forget(sock)
                 sock.close(0)
             self._socks.clear()
         self.ctx.term()
@@ -270,6 +346,7 @@ class SpaceClient:
             sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
             if on_wait is not None and blocking != 0:
                 on_wait(WaitingRequest(lambda: self._call("withdraw", {"seq": seq})))
+            parts = Parts()
             while True:
                 if sock.poll(100):
                     got, status, body = parse_reply(sock.recv())
@@ -277,14 +354,21 @@ class SpaceClient:
                         raise error_from(body)
                     if got != seq:
                         continue
+                    if status == PART:
+                        parts.add(body)
+                        sent_at = time.monotonic()  # the answer is on its way
+                        continue
                     try:
-                        return result_of(status, body)
+                        return parts.result(result_of(status, body))
                     except NotPrimary:  # a secondary, or a demoted primary: on to the next server
                         core.rotate(core.where(sock))
                         core.follow(sock)
                         sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
                         time.sleep(0.05)
                         continue
+                refused = core.refusal(sock)
+                if refused is not None:
+                    raise refused
                 now = time.monotonic()
                 waited_out = blocking is not None and blocking != 0 and now - start > blocking + limit
                 if (blocking == 0 and now - start > limit) or waited_out:
@@ -357,7 +441,7 @@ class NotifyState:
         """An Event, None (nothing for the caller), or RESUBSCRIBE; raises the server's error."""
         if status == ERROR:
             exc = error_from(body)
-            if isinstance(exc, EventsLost | SessionExpired) or not self.confirmed:
+            if isinstance(exc, EventsLost | SessionExpired | Refused) or not self.confirmed:
                 raise exc
             return None
         if status != EVENT:
@@ -435,6 +519,8 @@ class RemoteNotification(EventStream):
                 send(self.sock, state.request())
             elif result is not None:
                 return result
+        elif (refused := core.refusal(self.sock)) is not None:
+            raise refused
         elif state.stale():
             if not state.confirmed:
                 core.rotate(core.where(self.sock))

@@ -49,6 +49,12 @@ class Unavailable(SpaceError, ConnectionError):
     code = "unavailable"
 
 
+class HandshakeRefused(Unavailable):
+    """The server refused this client at the CURVE handshake (unknown key, no CURVE, another server key)."""
+
+    code = "handshake_refused"
+
+
 class NotPrimary(SpaceError):
     """The server is not the current primary (it is a secondary, or was demoted)."""
 
@@ -67,10 +73,36 @@ class ServerError(SpaceError):
     code = "server"
 
 
+class Refused(SpaceError):
+    """The server will not do this request as it stands: sending it again gets the same answer, so clients
+    raise it at once and never re-send it (a bounded regex, a limit, a revoked key)."""
+
+    code = "refused"
+
+
+class RegexTooSlow(Refused):
+    """A template regex did not finish matching within the server's bound."""
+
+    code = "regex_too_slow"
+
+
+class LimitExceeded(Refused):
+    """The request would take a client key past one of its limits (tuples, bytes, sessions, blocked requests)."""
+
+    code = "limit"
+
+
+class KeyRevoked(Refused):
+    """The CURVE key this client connects with is no longer authorized."""
+
+    code = "key_revoked"
+
+
 ERRORS: dict[str, type[SpaceError]] = {
     cls.code: cls
     for cls in (
         SpaceError, InvalidTuple, RequestExpired, Cancelled, NoSuchEntry, EventsLost, ProtocolError,
-        Unavailable, NotPrimary, SessionExpired, ServerError,
+        Unavailable, NotPrimary, SessionExpired, ServerError, Refused, RegexTooSlow, LimitExceeded, KeyRevoked,
+        HandshakeRefused,
     )
 }

@@ -8,7 +8,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from onitu.space.errors import Cancelled, InvalidTuple, RequestExpired, SpaceError
+from onitu.space import numbers
+from onitu.space.errors import Cancelled, RequestExpired, SpaceError
 from onitu.space.handles import Entry, Event, EventStream
 from onitu.space.store import HISTORY, Lease, Store
 from onitu.space.template import Template
@@ -34,8 +35,7 @@ def as_template(template: TemplateLike) -> Template:
 
 
 def check_timeout(timeout: float | None) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0):
-        raise InvalidTuple(f"timeout must be None or seconds >= 0, not {timeout!r}")
+    numbers.timeout(timeout)
 
 
 class _Result:

@@ -1,156 +1,227 @@
-"""The operations a client can ask of the space server, one method each (``op_<name>``).
+"""The operations a client can ask of the space server: :data:`OPERATIONS` lists them, one entry each.
 
-Each gets the request's :class:`~onitu.space.server.Route` and its ``args`` map (hostile until checked), and
-answers through ``_answer`` (now) or later (a blocked take, a notify's events). Mutations are remembered per
-(session, sequence) so that a retry gets the same answer.
+An entry names the handler and the kind of every number among its arguments (checked by the server before the
+handler runs, see :mod:`onitu.space.numbers`). A handler gets the request's :class:`~onitu.space.server.Route`
+and its ``args`` map (hostile until checked), and answers through the server now or later (a blocked take, a
+notify's events, a big read_all sent a chunk per loop turn). Mutations are remembered per (session, sequence) so
+that a retry gets the same answer.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from onitu.space import numbers
+from onitu.space.bounded import BoundedTemplate
 from onitu.space.errors import InvalidTuple, RequestExpired, SpaceError
-from onitu.space.local import check_timeout
-from onitu.space.protocol import as_tuple, event_message
+from onitu.space.protocol import as_tuple, event_message, packb, reply_parts
 from onitu.space.store import Subscription, Waiter
 from onitu.space.template import Template
 
 if TYPE_CHECKING:
     from onitu.space.server import Route, SpaceServer
 
-TTL_RANGE = (0.2, 3600.0)  # seconds a session may go without a keepalive
+CHUNK = 1 << 20  # bytes of a read_all answer packed and sent per loop turn
 
 
-class Ops:
-    """Mixed into SpaceServer."""
+class Operations:
+    """The handlers, over the server's store and outbox."""
 
-    def op_hello(self: SpaceServer, route: Route, args: dict) -> None:
-        ttl = args.get("ttl", 5.0)
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not TTL_RANGE[0] <= ttl <= TTL_RANGE[1]:
-            raise InvalidTuple(f"session ttl must be seconds in {TTL_RANGE}, not {ttl!r}")
-        self.store.open_session(route.sid, float(ttl))
-        self._answer(route, self._info(), False)
+    def __init__(self, server: SpaceServer) -> None:
+        self.server = server
+        self.store = server.store
+
+    def hello(self, route: Route, args: dict) -> None:
+        ttl = numbers.ttl(args.get("ttl", 5.0))
+        if route.sid not in self.store.sessions:
+            self.server.limits.check(route.key, self.server.key_name(route.key), "sessions")
+        self.store.open_session(route.sid, ttl)
+        self.server.limits.opened(route.key, route.sid)
+        self.server.answer(route, self._info(), False)
 
     def _info(self) -> dict[str, Any]:
-        return {"boot": self.boot, "event_id": self.store.event_id, "epoch": self.epoch}
+        return {"boot": self.server.boot, "event_id": self.store.event_id, "epoch": self.server.epoch}
 
-    def op_ping(self: SpaceServer, route: Route, args: dict) -> None:
-        self._answer(route, self._info(), False)
+    def ping(self, route: Route, args: dict) -> None:
+        self.server.answer(route, self._info(), False)
 
-    def op_bye(self: SpaceServer, route: Route, args: dict) -> None:
+    def bye(self, route: Route, args: dict) -> None:
         self.store.end_session(route.sid)
-        self.replies.pop(route.sid, None)
-        self._acked.pop(route.sid, None)
-        self._answer(route, None, False)
+        self.server.forget_session(route.sid)
+        self.server.answer(route, None, False)
 
-    def op_write(self: SpaceServer, route: Route, args: dict) -> None:
+    def write(self, route: Route, args: dict) -> None:
+        self._may_store(route, 1)
         eid = self.store.write(as_tuple(args.get("t")), args.get("lease"), route.sid)
-        self._answer(route, eid, True)
+        self.server.answer(route, eid, True)
 
-    def op_take(self: SpaceServer, route: Route, args: dict) -> None:
+    def _may_store(self, route: Route, count: int) -> None:
+        if route.key:  # LOCAL clients' tuples are not counted
+            limits, name = self.server.limits, self.server.key_name(route.key)
+            limits.check(route.key, name, "tuples", count)
+            limits.check(route.key, name, "bytes", route.size)
+
+    def take(self, route: Route, args: dict) -> None:
         self._find(route, args, True)
 
-    def op_read(self: SpaceServer, route: Route, args: dict) -> None:
+    def read(self, route: Route, args: dict) -> None:
         self._find(route, args, False)
 
-    def _find(self: SpaceServer, route: Route, args: dict, take: bool) -> None:
-        template = Template(args.get("p"))
+    def _template(self, pattern: Any) -> Template:
+        template = self.server.regexes.template(pattern)
+        if type(template) is BoundedTemplate:
+            template.prefetch(self.store.candidates(template))
+        return template
+
+    def _find(self, route: Route, args: dict, take: bool) -> None:
+        template = self._template(args.get("p"))
         timeout = args.get("timeout")
-        check_timeout(timeout)
         found = self.store.take(template) if take else self.store.read(template)
         if found is not None:
-            return self._answer(route, found, take)
+            return self.server.answer(route, found, take)
+        _raise_bound(template)
         if timeout == 0:
             raise RequestExpired(f"no tuple matches {template.pattern!r}")
-        self.routes[(route.sid, route.seq)] = route
+        self.server.limits.check(route.key, self.server.key_name(route.key), "blocked")
         route.handle = self.store.wait(template, take, lambda result: self._woken(route, take, result),
                                        timeout, route.sid)
+        self.server.hold(route)
         return None
 
-    def _woken(self: SpaceServer, route: Route, take: bool, result: Any) -> None:
-        self.routes.pop((route.sid, route.seq), None)
+    def _woken(self, route: Route, take: bool, result: Any) -> None:
+        self.server.unhold(route)
         if isinstance(result, SpaceError):
-            self._send_error(route.sock, route.ident, route.seq, result)
+            self.server.send_error(route.sock, route.ident, route.seq, result)
         else:
-            self._answer(route, result, take)
+            self.server.answer(route, result, take)
 
-    def op_read_all(self: SpaceServer, route: Route, args: dict) -> None:
-        limit = args.get("limit")
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise InvalidTuple(f"limit must be an int >= 0, not {limit!r}")
-        self._answer(route, self.store.read_all(Template(args.get("p")), limit), False)
+    def read_all(self, route: Route, args: dict) -> None:
+        template = self._template(args.get("p"))
+        found = self.store.read_all(template, args.get("limit"))
+        _raise_bound(template)
+        self._send_parts(route, found, 0)
 
-    def op_cancel(self: SpaceServer, route: Route, args: dict) -> None:
-        self.store.cancel(_entry_id(args))
-        self._answer(route, None, True)
+    def _send_parts(self, route: Route, found: list, offset: int) -> None:
+        """Up to :data:`CHUNK` bytes of the answer now, the rest on later turns (the loop stays free)."""
+        packed, size, end = [], 0, offset
+        while end < len(found) and size < CHUNK:
+            item = packb(found[end])
+            packed.append(item)
+            size += len(item)
+            end += 1
+        last = end == len(found)
+        for frame in reply_parts(route.seq, offset, packed, last):
+            self.server.outbox.append((route.sock, route.ident, frame))
+        if not last:
+            self.server.call_soon(lambda: self._send_parts(route, found, end))
 
-    def op_renew(self: SpaceServer, route: Route, args: dict) -> None:
-        self._answer(route, self.store.renew(_entry_id(args), args.get("lease"), route.sid), True)
+    def cancel(self, route: Route, args: dict) -> None:
+        self.store.cancel(numbers.counter(args.get("id"), "entry id"))
+        self.server.answer(route, None, True)
 
-    def op_batch(self: SpaceServer, route: Route, args: dict) -> None:
+    def renew(self, route: Route, args: dict) -> None:
+        eid = numbers.counter(args.get("id"), "entry id")
+        self.server.answer(route, self.store.renew(eid, args.get("lease"), route.sid), True)
+
+    def batch(self, route: Route, args: dict) -> None:
         ops = args.get("ops")
         if not isinstance(ops, list):
             raise InvalidTuple("batch needs a list of ops")
-        decoded = [_batch_op(op) for op in ops]
-        self._answer(route, self.store.batch(decoded, route.sid), True)
+        decoded = [self._batch_op(op) for op in ops]
+        self._may_store(route, sum(1 for op in decoded if op[0] == "write"))
+        try:
+            result = self.store.batch(decoded, route.sid)
+        except RequestExpired:
+            for op in decoded:
+                if op[0] != "write":
+                    _raise_bound(op[1])
+            raise
+        self.server.answer(route, result, True)
 
-    def op_notify(self: SpaceServer, route: Route, args: dict) -> None:
+    def _batch_op(self, op: Any) -> tuple:
+        if not isinstance(op, list) or not op or op[0] not in ("write", "take", "read"):
+            raise InvalidTuple(f"batch op must be ['write', tuple, lease], ['take', template] or ['read', template], "
+                               f"not {op!r}")
+        if op[0] == "write":
+            if len(op) not in (2, 3):
+                raise InvalidTuple(f"batch write must be ['write', tuple] or ['write', tuple, lease]: {op!r}")
+            return ("write", as_tuple(op[1]), op[2] if len(op) == 3 else None)
+        if len(op) != 2:
+            raise InvalidTuple(f"batch {op[0]} must be ['{op[0]}', template]: {op!r}")
+        return (op[0], self._template(op[1]))
+
+    def notify(self, route: Route, args: dict) -> None:
         events = args.get("events")
         if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
             raise InvalidTuple("notify needs a list of event names")
-        since = args.get("since")
-        if since is not None and (type(since) is not int or since < 0):
-            raise InvalidTuple(f"since must be an event id, not {since!r}")
-        lease = args.get("lease")
+        self.server.limits.check(route.key, self.server.key_name(route.key), "blocked")
+        template = self.server.regexes.template(args.get("p"))
         # Replayed events (since) go out before this OK; clients buffer them.
-        route.handle = self.store.subscribe(events, Template(args.get("p")), lambda event: self._push(route, event),
-                                            lease, route.sid, since)
-        self.routes[(route.sid, route.seq)] = route
-        self._answer(route, self.store.event_id, False)
+        route.handle = self.store.subscribe(events, template, lambda event: self._push(route, event),
+                                            args.get("lease"), route.sid, args.get("since"))
+        self.server.hold(route)
+        if getattr(template, "error", None) is not None:
+            self.store.close(route.handle)
+            _raise_bound(template)
+        self.server.answer(route, self.store.event_id, False)
 
-    def _push(self: SpaceServer, route: Route, event: tuple) -> None:
+    def _push(self, route: Route, event: tuple) -> None:
         route.delivered += 1
-        self._outbox.append((route.sock, route.ident, event_message(route.seq, (*event, route.delivered))))
+        self.server.outbox.append((route.sock, route.ident, event_message(route.seq, (*event, route.delivered))))
         if event[1] == "close":
-            self.routes.pop((route.sid, route.seq), None)
+            self.server.unhold(route)
 
-    def op_unnotify(self: SpaceServer, route: Route, args: dict) -> None:
-        target = self.routes.get((route.sid, args.get("seq")))
+    def unnotify(self, route: Route, args: dict) -> None:
+        target = self.server.routes.get((route.sid, args.get("seq")))
         if target is not None and isinstance(target.handle, Subscription):
             self.store.close(target.handle)
-        self._answer(route, None, False)
+        self.server.answer(route, None, False)
 
-    def op_withdraw(self: SpaceServer, route: Route, args: dict) -> None:
+    def withdraw(self, route: Route, args: dict) -> None:
         """Cancel this session's blocked take/read number ``seq`` (it answers Cancelled)."""
-        target = self.routes.get((route.sid, args.get("seq")))
+        target = self.server.routes.get((route.sid, args.get("seq")))
         if target is not None and isinstance(target.handle, Waiter):
             self.store.cancel_wait(target.handle)
-        self._answer(route, None, False)
+        self.server.answer(route, None, False)
 
-    def op_stats(self: SpaceServer, route: Route, args: dict) -> None:
-        stats = {**self.store.stats(), **self.counters, "boot": self.boot, "pid": os.getpid(),
-                 "endpoints": self.endpoints}
-        self._answer(route, stats, False)
-
-
-def _entry_id(args: dict) -> int:
-    eid = args.get("id")
-    if type(eid) is not int:
-        raise InvalidTuple(f"entry id must be an int, not {eid!r}")
-    return eid
+    def stats(self, route: Route, args: dict) -> None:
+        server = self.server
+        stats = {**self.store.stats(), **server.counters, "boot": server.boot, "pid": os.getpid(),
+                 "endpoints": server.endpoints, "by_key": server.limits.stats()}
+        server.answer(route, stats, False)
 
 
-def _batch_op(op: Any) -> tuple:
-    if not isinstance(op, list) or not op or op[0] not in ("write", "take", "read"):
-        raise InvalidTuple(f"batch op must be ['write', tuple, lease], ['take', template] or ['read', template], "
-                           f"not {op!r}")
-    if op[0] == "write":
-        if len(op) not in (2, 3):
-            raise InvalidTuple(f"batch write must be ['write', tuple] or ['write', tuple, lease]: {op!r}")
-        return ("write", as_tuple(op[1]), op[2] if len(op) == 3 else None)
-    if len(op) != 2:
-        raise InvalidTuple(f"batch {op[0]} must be ['{op[0]}', template]: {op!r}")
-    return (op[0], Template(op[1]))
+def _raise_bound(template: Template) -> None:
+    """A template whose regex hit the server's bound found nothing because of it: say so."""
+    error = getattr(template, "error", None)
+    if error is not None:
+        raise error
 
 
+@dataclass(frozen=True)
+class Operation:
+    """One operation: its handler, and the kind of each number among its arguments."""
+
+    handler: Callable[[Operations, Route, dict], None]
+    numbers: Mapping[str, numbers.Kind]
+
+
+OPERATIONS: dict[str, Operation] = {
+    "hello": Operation(Operations.hello, {"ttl": numbers.ttl}),
+    "ping": Operation(Operations.ping, {}),
+    "bye": Operation(Operations.bye, {}),
+    "write": Operation(Operations.write, {"lease": numbers.lease}),
+    "take": Operation(Operations.take, {"timeout": numbers.timeout}),
+    "read": Operation(Operations.read, {"timeout": numbers.timeout}),
+    "read_all": Operation(Operations.read_all, {"limit": numbers.optional_counter}),
+    "cancel": Operation(Operations.cancel, {"id": numbers.counter}),
+    "renew": Operation(Operations.renew, {"id": numbers.counter, "lease": numbers.lease}),
+    "batch": Operation(Operations.batch, {"ops": numbers.batch_leases}),
+    "notify": Operation(Operations.notify, {"lease": numbers.lease, "since": numbers.optional_counter}),
+    "unnotify": Operation(Operations.unnotify, {"seq": numbers.counter}),
+    "withdraw": Operation(Operations.withdraw, {"seq": numbers.counter}),
+    "stats": Operation(Operations.stats, {}),
+}

@@ -3,8 +3,9 @@
 Request  ``[VERSION, op, session, seq, ack, args]``: ``session`` is 16 bytes naming the client's session,
 ``seq`` numbers the client's requests (a retry reuses it), ``ack`` says every reply below it arrived (the
 server may forget them), ``args`` is a map.
-Reply    ``[VERSION, seq, status, body]``: status OK (body: the result), ERROR (body: ``[code, message]``)
-or EVENT (an unsolicited notify event, ``seq`` = the notify request's seq, body: ``[event id, kind, tuple]``).
+Reply    ``[VERSION, seq, status, body]``: status OK (body: the result), ERROR (body: ``[code, message]``),
+EVENT (an unsolicited notify event, ``seq`` = the notify request's seq, body: ``[event id, kind, tuple]``) or
+PART (a piece of a big read_all answer, body: ``[offset, [tuples]]``; the OK that ends it has the count).
 
 Values are msgpack scalars, arrays (decoded as lists, the top level of a tuple as a tuple), maps, and four
 ext types: Symbol, Range, regex and type. Anything else is refused with a clear error on both sides.
@@ -13,16 +14,18 @@ ext types: Symbol, Range, regex and type. Anything else is refused with a clear 
 from __future__ import annotations
 
 import re
+import struct
 import sys
 from typing import Any
 
 import msgpack
 
+from onitu.space import numbers
 from onitu.space.errors import ERRORS, InvalidTuple, ProtocolError, SpaceError
 from onitu.space.template import TYPE_NAMES, TYPES, Pattern, Range, Symbol, check_tuple
 
 VERSION = 1
-OK, ERROR, EVENT = 0, 1, 2
+OK, ERROR, EVENT, PART = 0, 1, 2, 3
 MAX_FRAME = 16 * 1024 * 1024
 
 EXT_SYMBOL, EXT_RANGE, EXT_REGEX, EXT_TYPE = 1, 2, 3, 4
@@ -68,6 +71,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
             return Range(lo, hi, exclusive)
         if code == EXT_REGEX:
             source, flags = unpackb(data)
+            if type(source) is not str or type(flags) is not int:
+                raise TypeError("a regex is [str source, int flags]")
             return re.compile(source, flags & REGEX_FLAGS)
     except (ValueError, TypeError, KeyError, re.error, UnicodeDecodeError, SpaceError) as exc:
         raise InvalidTuple(f"bad ext value (type {code}): {exc}") from exc
@@ -128,8 +133,10 @@ def parse_request(frame: bytes) -> tuple[str, bytes, int, int, dict[str, Any]]:
     if type(session) is not bytes or len(session) != 16:
         raise ProtocolError("session must be 16 bytes")
     for name, n in (("seq", seq), ("ack", ack)):
-        if type(n) is not int or n < 0:
-            raise ProtocolError(f"{name} must be an int >= 0, not {n!r}")
+        try:
+            numbers.counter(n, name)
+        except InvalidTuple as exc:
+            raise ProtocolError(str(exc)) from None
     if not isinstance(args, dict):
         raise ProtocolError("args must be a map")
     return op, session, seq, ack, args
@@ -137,6 +144,24 @@ def parse_request(frame: bytes) -> tuple[str, bytes, int, int, dict[str, Any]]:
 
 def reply(seq: int, result: Any) -> bytes:
     return packb([VERSION, seq, OK, result])
+
+
+def _array(items: list[bytes]) -> bytes:
+    n = len(items)
+    head = bytes([0x90 | n]) if n < 16 else b"\xdc" + struct.pack(">H", n) if n < 65536 else \
+        b"\xdd" + struct.pack(">I", n)
+    return head + b"".join(items)
+
+
+def reply_parts(seq: int, offset: int, packed: list[bytes], last: bool) -> list[bytes]:
+    """The frames for tuples ``offset...`` of a list answer, each already packed: the whole answer as one OK
+    reply when it fits, else a PART (and, after the last, an OK with the count)."""
+    if last and offset == 0:
+        return [_array([packb(VERSION), packb(seq), packb(OK), _array(packed)])]
+    frames = [_array([packb(VERSION), packb(seq), packb(PART), _array([packb(offset), _array(packed)])])]
+    if last:
+        frames.append(reply(seq, offset + len(packed)))
+    return frames
 
 
 def error_reply(seq: int, exc: SpaceError) -> bytes:

@@ -92,7 +92,7 @@ class PrimaryLink:
                 continue
             kind, epoch = msg[0], msg[1]
             if epoch > self.server.epoch:
-                self.server.demote(f"peer {self.peer} is at epoch {epoch}, we are at {self.server.epoch}")
+                self.server.pair.demote(f"peer {self.peer} is at epoch {epoch}, we are at {self.server.epoch}")
                 return
             if kind == "stale":  # an answer to something we sent before adopting our current epoch
                 continue
@@ -103,7 +103,7 @@ class PrimaryLink:
                 # sent before that snapshot says nothing about it.
                 if kind == "synced" and msg[2] >= self._snap_to[1] and self._snapshot is None:
                     self.synced = True
-                self.server.release()
+                self.server.pair.release()
             elif kind == "need" and len(msg) == 4 and self._snapshot is None:
                 replica, lsn = msg[3], msg[2]
                 if replica != self._snap_to[0] or lsn > self._snap_to[1]:  # else: about a batch the snapshot covers
@@ -181,10 +181,10 @@ class SecondarySink:
         if epoch < server.epoch:
             return ["stale", server.epoch]
         if server.role == "primary":  # a newer primary exists: we are the stale one
-            server.demote(f"received {kind} from a primary at epoch {epoch}")
+            server.pair.demote(f"received {kind} from a primary at epoch {epoch}")
             return None
         if epoch > server.epoch:
-            server.adopt_epoch(epoch)
+            server.pair.adopt_epoch(epoch)
         if kind == "snap_begin":
             _, _, boot, lsn, meta = msg
             self._in_snapshot, self._waiting = (boot, lsn), []

@@ -1,12 +1,15 @@
 """A space server's place in the pair: primary or secondary, its epoch, and the watchdog's commands.
 
 The watchdog decides; servers obey only commands whose epoch is at least their own, and persist every epoch
-they adopt, so a restarted server never forgets that it was superseded.
+they adopt, so a restarted server never forgets that it was superseded. :class:`Pairing` also holds back the
+replies of a paired primary until its secondary has the batches they depend on.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -15,96 +18,139 @@ from onitu.space.protocol import packb
 from onitu.space.replication import PrimaryLink
 
 if TYPE_CHECKING:
-    from onitu.space.server import SpaceServer
+    from onitu.space.server import Outbox, SpaceServer
 
 log = logging.getLogger("onitu.space.roles")
 
 DEMOTED = 3  # exit status of a primary that learned it was superseded
 
 
-class Roles:
-    """Mixed into SpaceServer: role changes, fencing, and what the watchdog sees of this server."""
+class Pairing:
+    """Role changes, fencing, held replies, and what the watchdog sees of one server."""
 
-    fenced = False
-    _repl_scheduled = False
-    _pair_from = 0
+    def __init__(self, server: SpaceServer) -> None:
+        self.server = server
+        self.fenced = False
+        self.require_ack = False  # paired with a synced secondary: replies wait for its acknowledgement
+        self.read_lease = 0.3  # seconds an acknowledgement vouches that no one else was promoted (see release)
+        self.held: deque[tuple[int, Outbox]] = deque()
+        self._scheduled = False
+        self._pair_from = 0
 
-    def _watch_replication(self: SpaceServer) -> None:
-        if self.sink is not None:
-            self._loop.add_reader(self.sink.sock.getsockopt(zmq.FD), self._turn, self._replication_in)
-        if self.link is not None:
-            self._start_link()
-        self._replication_in()
+    # ---- replication traffic -------------------------------------------------------------------------------
 
-    def _start_link(self: SpaceServer) -> None:
-        self._loop.add_reader(self.link.sock.getsockopt(zmq.FD), self._turn, self._replication_in)
+    def watch(self) -> None:
+        server = self.server
+        if server.sink is not None:
+            server.loop.add_reader(server.sink.sock.getsockopt(zmq.FD), server.turn, self.replication_in)
+        if server.link is not None:
+            self.start_link()
+        self.replication_in()
+
+    def start_link(self) -> None:
+        server = self.server
+        server.loop.add_reader(server.link.sock.getsockopt(zmq.FD), server.turn, self.replication_in)
         self._probe()
 
-    def _recheck_replication(self: SpaceServer) -> None:
-        pending = [s for s in (self.sink.sock if self.sink else None, self.link.sock if self.link else None)
-                   if s is not None and s.get(zmq.EVENTS) & zmq.POLLIN]
-        if pending and not self._repl_scheduled and self._loop is not None:
-            self._repl_scheduled = True
-            self._loop.call_soon(self._turn, self._replication_in)
+    def recheck(self) -> None:
+        server = self.server
+        pending = [s.sock for s in (server.sink, server.link)
+                   if s is not None and s.sock.get(zmq.EVENTS) & zmq.POLLIN]
+        if pending and not self._scheduled and server.loop is not None:
+            self._scheduled = True
+            server.loop.call_soon(server.turn, self.replication_in)
 
-    def _probe(self: SpaceServer) -> None:
+    def _probe(self) -> None:
         """Ask the secondary where it stands (ack or need): until it is in sync, and while paired, often enough
         to keep the read lease fresh when no batch is flowing."""
-        if self.link is not None and not self.fenced:
-            self.link.probe(always=self.require_ack)
+        server = self.server
+        if server.link is not None and not self.fenced:
+            server.link.probe(always=self.require_ack)
             every = self.read_lease / 3 if self.require_ack else 0.5
-            self._loop.call_later(every, self._turn, self._probe)
+            server.loop.call_later(every, server.turn, self._probe)
 
-    def _replication_in(self: SpaceServer) -> None:
-        self._repl_scheduled = False
-        if self.sink is not None:
-            self.sink.receive(self._reply_replica)
-        if self.link is not None:
-            self.link.receive()
+    def replication_in(self) -> None:
+        self._scheduled = False
+        if self.server.sink is not None:
+            self.server.sink.receive(self._reply_replica)
+        if self.server.link is not None:
+            self.server.link.receive()
 
-    def _reply_replica(self: SpaceServer, ident: bytes, msg: list) -> None:
+    def _reply_replica(self, ident: bytes, msg: list) -> None:
         try:
-            self.sink.sock.send_multipart([ident, packb(msg)], zmq.NOBLOCK)
+            self.server.sink.sock.send_multipart([ident, packb(msg)], zmq.NOBLOCK)
         except zmq.ZMQError:
-            self.counters["replication_dropped"] += 1
+            self.server.counters["replication_dropped"] += 1
 
-    def adopt_epoch(self: SpaceServer, epoch: int) -> None:
-        if epoch > self.epoch:
-            self.epoch = epoch
-            self.durable.set_meta("epoch", epoch)
+    # ---- replies -------------------------------------------------------------------------------------------
 
-    def demote(self: SpaceServer, reason: str) -> None:
+    def deliver(self, outbox: Outbox) -> None:
+        """Send a turn's replies, or hold them until the secondary has every batch they may depend on."""
+        link = self.server.link
+        if link is not None and (self.require_ack or self.held):
+            self.held.append((link.lsn, outbox))
+            self.release()
+        else:
+            self.server.send_all(outbox)
+
+    def release(self) -> None:
+        """Send the replies whose batches the secondary has acknowledged (all of them when not paired).
+
+        Paired, a reply also needs a recent acknowledgement (the read lease): a primary that was stopped long
+        enough to be superseded hears nothing from its old secondary, so it cannot even answer a read.
+        """
+        if self.fenced:
+            self.held.clear()
+            return
+        link = self.server.link
+        if self.require_ack and time.monotonic() - link.last_ack > self.read_lease:
+            return  # the periodic probe brings a fresh acknowledgement, which calls us again
+        while self.held and (not self.require_ack or self.held[0][0] <= link.acked):
+            self.server.send_all(self.held.popleft()[1])
+
+    # ---- epochs and commands -------------------------------------------------------------------------------
+
+    def adopt_epoch(self, epoch: int) -> None:
+        server = self.server
+        if epoch > server.epoch:
+            server.epoch = epoch
+            server.durable.set_meta("epoch", epoch)
+
+    def demote(self, reason: str) -> None:
         """A newer primary exists: never acknowledge anything again, and exit for the watchdog to restart us."""
         if self.fenced:
             return
         self.fenced = True
-        self._held.clear()
-        self._outbox.clear()
-        log.warning("demoting myself (epoch %d): %s", self.epoch, reason)
-        self.exit_code = DEMOTED
-        self.stop()
+        self.held.clear()
+        self.server.drop_outbox()
+        log.warning("demoting myself (epoch %d): %s", self.server.epoch, reason)
+        self.server.exit_code = DEMOTED
+        self.server.stop()
 
-    def status(self: SpaceServer) -> dict[str, Any]:
-        out = {"role": "demoted" if self.fenced else self.role, "epoch": self.epoch, "boot": self.boot,
-               "mode": self.mode(), "tuples": len(self.store.live)}
-        if self.link is not None:
-            out.update(self.link.status())
-        if self.sink is not None and self.sink.stream is not None:
-            out["applied"] = self.sink.stream[1]
+    def status(self) -> dict[str, Any]:
+        server = self.server
+        out = {"role": "demoted" if self.fenced else server.role, "epoch": server.epoch, "boot": server.boot,
+               "mode": self.mode(), "tuples": len(server.store.live)}
+        if server.link is not None:
+            out.update(server.link.status())
+        if server.sink is not None and server.sink.stream is not None:
+            out["applied"] = server.sink.stream[1]
         return out
 
-    def mode(self: SpaceServer) -> str:
+    def mode(self) -> str:
         """solo; pairing (replies wait for the replica, which may still lack batches acknowledged alone); or
         paired (the replica holds every batch ever acknowledged: only now may the watchdog promote it)."""
         if not self.require_ack:
             return "solo"
-        return "paired" if self.link is not None and self.link.acked >= self._pair_from else "pairing"
+        link = self.server.link
+        return "paired" if link is not None and link.acked >= self._pair_from else "pairing"
 
-    def command(self: SpaceServer, msg: dict[str, Any]) -> dict[str, Any]:
+    def command(self, msg: dict[str, Any]) -> dict[str, Any]:
         """promote / solo / pair / demote, from the watchdog; refused when its epoch is older than ours."""
+        server = self.server
         epoch, name = msg.get("epoch"), msg.get("command")
-        if type(epoch) is not int or epoch < self.epoch:
-            return {"error": f"command {name} at epoch {epoch!r} is older than epoch {self.epoch}"}
+        if type(epoch) is not int or epoch < server.epoch:
+            return {"error": f"command {name} at epoch {epoch!r} is older than epoch {server.epoch}"}
         self.adopt_epoch(epoch)
         if name == "demote":
             self.demote(f"the watchdog says epoch {epoch}")
@@ -112,34 +158,35 @@ class Roles:
             self._promote()
         elif name == "solo":
             self.require_ack = False
-            self.call_soon(self.release)
+            server.call_soon(self.release)
         elif name == "pair":
-            if self.link is None or not self.link.status()["synced"]:
+            if server.link is None or not server.link.status()["synced"]:
                 return {"error": "the secondary is not in sync yet"}
             lease = msg.get("lease")
             if isinstance(lease, int | float) and lease > 0:
                 self.read_lease = float(lease)
             if not self.require_ack:
-                self._pair_from = self.link.lsn  # batches up to here were acknowledged alone
+                self._pair_from = server.link.lsn  # batches up to here were acknowledged alone
             self.require_ack = True
         else:
             return {"error": f"unknown command {name!r}"}
         log.info("%s at epoch %d", name, epoch)
         return {"ok": True, "status": self.status()}
 
-    def _promote(self: SpaceServer) -> None:
-        if self.role == "primary":
+    def _promote(self) -> None:
+        server = self.server
+        if server.role == "primary":
             return
-        self.role = "primary"
-        if self.sink is not None:
-            self.sink.abort_snapshot()
-        self._load()  # the replica's disk holds every acknowledged batch
-        if self.sink is not None:
-            self.store.history.extend(self.sink.history)
+        server.role = "primary"
+        if server.sink is not None:
+            server.sink.abort_snapshot()
+        server.load()  # the replica's disk holds every acknowledged batch
+        if server.sink is not None:
+            server.store.history.extend(server.sink.history)
         self.require_ack = False
-        if self.peer:
-            self.link = PrimaryLink(self, self.peer)
-            self._start_link()
-        self.bind_standby()
-        self._write_info()
-        self.call_soon(self.store.reap)
+        if server.peer:
+            server.link = PrimaryLink(server, server.peer)
+            self.start_link()
+        server.bind_standby()
+        server.write_info()
+        server.call_soon(server.store.reap)

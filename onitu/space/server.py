@@ -4,6 +4,13 @@ Each loop turn drains every request waiting on the sockets, applies them to the 
 resulting changes (and the replies to mutating requests, for idempotent retries) in one SQLite transaction, and
 only then sends the replies and notify events of that turn. A request is identified by (session, sequence): a
 retry of a finished mutation gets the remembered reply, a retry of a blocked request re-routes it.
+
+The server is composed of parts, each owning its state: :class:`~onitu.space.ops.Operations` (the handlers,
+listed in :data:`~onitu.space.ops.OPERATIONS`), :class:`~onitu.space.roles.Pairing` (primary or secondary,
+epochs, held replies), :class:`~onitu.space.keyring.Keyring` (CURVE keys, revocation, refused handshakes),
+:class:`~onitu.space.limits.Limits` (what each client key may hold) and :class:`~onitu.space.bounded.Regexes`
+(template regexes in bounded time). Before a handler runs, the server checks who sent the request (a revoked key
+is refused), every number it carries, and that its session is open.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 import os
 import signal
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,26 +31,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 from onitu.heartbeat import Responder
-from onitu.space import auth, ring
+from onitu.space import numbers, ring
+from onitu.space.bounded import Regexes
 from onitu.space.durable import Durable
-from onitu.space.errors import (
-    NotPrimary,
-    ProtocolError,
-    SessionExpired,
-    SpaceError,
-)
-from onitu.space.ops import Ops
-from onitu.space.protocol import (
-    MAX_FRAME,
-    error_reply,
-    parse_request,
-    reply,
-)
+from onitu.space.errors import KeyRevoked, NotPrimary, ProtocolError, SessionExpired, SpaceError
+from onitu.space.keyring import RELOAD_EVERY, Keyring
+from onitu.space.limits import LOCAL, Limits
+from onitu.space.ops import OPERATIONS, Operations
+from onitu.space.protocol import MAX_FRAME, error_reply, packb, parse_request, reply
+from onitu.space.quietlog import QuietLog
 from onitu.space.replication import PrimaryLink, SecondarySink
-from onitu.space.roles import Roles
+from onitu.space.roles import Pairing
 from onitu.space.store import HISTORY, Store, Subscription, Waiter
 
 log = logging.getLogger("onitu.space.server")
@@ -83,6 +83,9 @@ def check_endpoint(endpoint: str, insecure_loopback: bool) -> bool:
     return True
 
 
+Outbox = list[tuple[zmq.Socket, bytes, bytes]]
+
+
 @dataclass(eq=False)
 class Route:
     """Where the reply (or the events) of a request go; a retry from a new connection moves it."""
@@ -91,18 +94,20 @@ class Route:
     ident: bytes
     sid: bytes
     seq: int
+    key: str = LOCAL  # the client's CURVE key (its User-Id), LOCAL on plain endpoints
+    size: int = 0  # bytes of the request frame
     handle: Waiter | Subscription | None = None
     delivered: int = 0
 
 
-class SpaceServer(Roles, Ops):
+class SpaceServer:
     """One tuple space served on ``listen`` endpoints, stored under ``data_dir``."""
 
     def __init__(self, data_dir: Path, listen: list[str], *, insecure_loopback: bool = False,
                  sync: str = "normal", history: int = HISTORY, max_frame: int = MAX_FRAME,
                  discovery: tuple[str, int] | None = None, role: str = "primary", epoch: int = 0,
                  replica_listen: str | None = None, peer: str | None = None, standby: list[str] | None = None,
-                 key_home: Path | None = None) -> None:
+                 key_home: Path | None = None, limits: dict[str, int] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.listen, self.standby = list(listen), list(standby or [])
@@ -111,10 +116,8 @@ class SpaceServer(Roles, Ops):
             raise ConfigError("no endpoint to listen on")
         self.key_home = Path(key_home) if key_home else self.data_dir
         self._standby_bound: set[str] = set()
-        self._secret: bytes | None = None
         self.max_frame = max_frame
         self.discovery = discovery
-        self._responder: asyncio.DatagramTransport | None = None
         if role not in ("primary", "secondary"):
             raise ConfigError(f"role must be primary or secondary, not {role!r}")
         self.role = role
@@ -124,16 +127,18 @@ class SpaceServer(Roles, Ops):
         self.durable.set_meta("epoch", self.epoch)
         self.replies: dict[bytes, dict[int, bytes]] = {}
         if role == "primary":
-            self._load()
+            self.load()
         self.replica_listen, self.peer = replica_listen, peer
         self.link: PrimaryLink | None = None
         self.sink: SecondarySink | None = None
-        self.require_ack = False  # paired with a synced secondary: replies wait for its acknowledgement
-        self.read_lease = 0.3  # seconds an acknowledgement vouches that no one else was promoted (see release)
-        self._held: deque[tuple[int, list]] = deque()
+        self.pair = Pairing(self)
+        self.ops = Operations(self)
+        self.regexes = Regexes()
+        self.limits = Limits(limits)
         self._shipped_event = 0
         self.exit_code = 0
-        self._responder: Responder | None = None
+        self._heartbeat: Responder | None = None  # the watchdog's "are you alive?"
+        self._discovery: asyncio.DatagramTransport | None = None  # LAN lookups
         self.routes: dict[tuple[bytes, int], Route] = {}
         self.boot = os.urandom(8).hex()
         self.counters: Counter[str] = Counter()
@@ -141,27 +146,22 @@ class SpaceServer(Roles, Ops):
         self.public_key: bytes | None = None
         self.ctx = zmq.Context()
         self.socks: list[zmq.Socket] = []
-        self._auth: ThreadAuthenticator | None = None
-        self._keys_stamp: tuple[int, int] | None = None
-        self._outbox: list[tuple[zmq.Socket, bytes, bytes]] = []
+        self._secure: set[zmq.Socket] = set()
+        self.keyring: Keyring | None = None
+        self.outbox: Outbox = []
         self._new_replies: list[tuple[bytes, int, bytes]] = []
         self._acks: dict[bytes, int] = {}
         self._acked: dict[bytes, int] = {}
         self._acks_since = time.monotonic()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._drain_scheduled = False
         self._closed = False
         self._stopped: asyncio.Event | None = None
-        self.ops: dict[str, Callable[[Any, dict], Any]] = {
-            "hello": self.op_hello, "ping": self.op_ping, "bye": self.op_bye, "write": self.op_write,
-            "take": self.op_take, "read": self.op_read, "read_all": self.op_read_all, "cancel": self.op_cancel,
-            "renew": self.op_renew, "batch": self.op_batch, "notify": self.op_notify,
-            "unnotify": self.op_unnotify, "withdraw": self.op_withdraw, "stats": self.op_stats,
-        }
+        self._quiet = QuietLog(log)
 
-    def _load(self) -> None:
+    def load(self) -> None:
         for (sid, seq), body in self.durable.load(self.store).items():
             self.replies.setdefault(sid, {})[seq] = body
 
@@ -180,7 +180,7 @@ class SpaceServer(Roles, Ops):
             if self.peer:
                 self.link = PrimaryLink(self, self.peer)
             self.bind_standby()
-        self._write_info()
+        self.write_info()
 
     def _open(self, endpoints: list[str]) -> list[zmq.Socket]:
         plain = [ep for ep in endpoints if not self.curve[ep]]
@@ -189,13 +189,16 @@ class SpaceServer(Roles, Ops):
         if plain:
             opened.append(self._router(plain, None))
         if secure:
-            if self._auth is None:
-                self.public_key, self._secret = auth.ensure_server_keys(self.key_home)
-                auth.authorized_dir(self.key_home).mkdir(parents=True, exist_ok=True)
-                self._auth = ThreadAuthenticator(self.ctx)
-                self._auth.start()
-                self._reload_keys()
-            opened.append(self._router(secure, self._secret))
+            if self.keyring is None:
+                self.keyring = Keyring(self.ctx, self.key_home, self.counters)
+                self.public_key = self.keyring.public_key
+                self.limits.load(self.keyring.dir.parent / "limits.json")
+            sock = self._router(secure, self.keyring.secret)
+            self._secure.add(sock)
+            mon = self.keyring.monitor(sock)
+            if self.loop is not None:
+                self.loop.add_reader(mon.getsockopt(zmq.FD), self.keyring.handle_monitor, mon)
+            opened.append(sock)
         self.socks.extend(opened)
         return opened
 
@@ -207,24 +210,31 @@ class SpaceServer(Roles, Ops):
                 opened = self._open([ep])
             except ConfigError as exc:
                 log.info("standby endpoint not free yet: %s", exc)
-                if self._loop is not None:
-                    self._loop.call_later(0.5, self.bind_standby)
+                if self.loop is not None:
+                    self.loop.call_later(0.5, self.bind_standby)
                 continue
             self._standby_bound.add(ep)
-            if self._loop is not None:
+            if self.loop is not None:
                 for sock in opened:
-                    self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
-                self._write_info()
+                    self.loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+                self.write_info()
 
     def _reload_keys(self) -> None:
-        """(Re)load the authorized client keys when ``keys/authorized`` changed; checked every second."""
-        adir = auth.authorized_dir(self.key_home)
-        stamp = (adir.stat().st_mtime_ns, len(list(adir.glob("*.key"))))
-        if self._auth is not None and stamp != self._keys_stamp:
-            self._keys_stamp = stamp
-            self._auth.configure_curve(domain="*", location=str(adir))
-        if self._loop is not None and self._auth is not None:
-            self._loop.call_later(1.0, self._reload_keys)
+        """Authorized keys and limits, read again when changed; a revoked key's sessions end now."""
+        if self.keyring is None or self._closed:
+            return
+        revoked = self.keyring.reload()
+        if revoked:
+            self.limits.load(self.keyring.dir.parent / "limits.json")
+            self.turn(lambda: self._end_sessions_of(revoked))
+        if self.loop is not None:
+            self.loop.call_later(RELOAD_EVERY, self._reload_keys)
+
+    def _end_sessions_of(self, keys: set[str]) -> None:
+        for key in keys:
+            for sid in self.limits.sessions_of(key):
+                self.store.end_session(sid)
+                self.forget_session(sid)
 
     def _router(self, endpoints: list[str], secret: bytes | None) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
@@ -245,7 +255,7 @@ class SpaceServer(Roles, Ops):
             self.endpoints.append(sock.last_endpoint.decode())
         return sock
 
-    def _write_info(self) -> None:
+    def write_info(self) -> None:
         info = {"pid": os.getpid(), **self.describe(True)}
         tmp = self.data_dir / "space.json.tmp"
         tmp.write_text(json.dumps(info))
@@ -255,20 +265,22 @@ class SpaceServer(Roles, Ops):
         """Serve until :meth:`stop` (or SIGTERM/SIGINT when run from the CLI)."""
         if not self.socks:
             self.bind()
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         for sock in self.socks:
-            self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
-        self._watch_replication()
-        self._responder = Responder.from_env(self.status, self.command)
-        if self._responder is not None:
-            self._responder.attach(self._loop)
+            self.loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        if self.keyring is not None:
+            for mon in self.keyring.monitors:
+                self.loop.add_reader(mon.getsockopt(zmq.FD), self.keyring.handle_monitor, mon)
+            self.loop.call_later(RELOAD_EVERY, self._reload_keys)
+        self.pair.watch()
+        self._heartbeat = Responder.from_env(self.pair.status, self.pair.command)
+        if self._heartbeat is not None:
+            self._heartbeat.attach(self.loop)
         self._schedule_drain()
-        self._turn(self.store.reap)
-        if self._auth is not None:
-            self._loop.call_later(1.0, self._reload_keys)
+        self.turn(self.store.reap)
         if self.discovery is not None:
-            self._responder = await ring.start_responder(self.describe, self.counters, *self.discovery)
+            self._discovery = await ring.start_responder(self.describe, self.counters, *self.discovery)
         log.info("space serving on %s", ", ".join(self.endpoints))
         try:
             await self._stopped.wait()
@@ -286,8 +298,8 @@ class SpaceServer(Roles, Ops):
             self._stopped.set()
 
     def call_soon(self, fn: Callable[[], Any]) -> None:
-        if self._loop is not None:
-            self._loop.call_soon(self._turn, fn)
+        if self.loop is not None:
+            self.loop.call_soon(self.turn, fn)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -295,25 +307,35 @@ class SpaceServer(Roles, Ops):
             loop.add_signal_handler(sig, self.stop)
 
     def close(self) -> None:
-        """Release everything: sockets, ipc files, the authenticator, the database, ``space.json``."""
+        """Release everything: sockets, ipc files, responders, the authenticator, the database, ``space.json``."""
         self._closed = True
         if self._timer:
             self._timer.cancel()
-        if self._responder is not None:
-            self._responder.close()
-            self._responder = None
+        if self._heartbeat is not None:
+            self._heartbeat.close()
+            self._heartbeat = None
+        if self._discovery is not None:
+            self._discovery.close()
+            self._discovery = None
         repl = [self.sink.sock] if self.sink else []
         if self.link is not None:
             repl.append(self.link.sock)
-        for sock in self.socks + repl:
-            if self._loop is not None:
+        monitors = self.keyring.monitors if self.keyring else []
+        for sock in self.socks + repl + monitors:
+            if self.loop is not None:
                 with contextlib.suppress(ValueError, zmq.ZMQError):
-                    self._loop.remove_reader(sock.getsockopt(zmq.FD))
+                    self.loop.remove_reader(sock.getsockopt(zmq.FD))
+        for sock in self.socks:
+            if sock in self._secure:
+                with contextlib.suppress(zmq.ZMQError):
+                    sock.disable_monitor()
+        if self.keyring is not None:
+            self.keyring.close()
+            self.keyring = None
+        for sock in self.socks + repl:
             sock.close(0)
         self.socks.clear()
-        if self._auth:
-            self._auth.stop()
-            self._auth = None
+        self.regexes.close()
         self.ctx.term()
         for ep in [*self.endpoints, self.replica_listen or ""]:
             if ep.startswith("ipc://"):
@@ -324,32 +346,43 @@ class SpaceServer(Roles, Ops):
     # ---- the turn ----------------------------------------------------------------------------------------
 
     def _schedule_drain(self) -> None:
-        if not self._drain_scheduled and self._loop is not None:
+        if not self._drain_scheduled and self.loop is not None:
             self._drain_scheduled = True
-            self._loop.call_soon(self._drain)
+            self.loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         self._drain_scheduled = False
-        self._turn(self._receive)
+        self.turn(self._receive)
 
     def _receive(self) -> None:
         n = 0
         for sock in self.socks:
+            secure = sock in self._secure
             while n < MAX_BATCH and sock.get(zmq.EVENTS) & POLLIN:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
                 n += 1
-                self._request(sock, frames)
+                if secure:  # the key the client connected with is a property of each message
+                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    self._request(sock, [part.bytes for part in parts], parts[0].get("User-Id"))
+                else:
+                    self._request(sock, sock.recv_multipart(zmq.NOBLOCK), LOCAL)
 
-    def _turn(self, work: Callable[[], Any]) -> None:
+    def turn(self, work: Callable[[], Any]) -> None:
         """Do some work, make its effects durable, then let its replies and events out."""
         if self._closed:  # a callback that was already queued when the server closed
             return
+        regexes = self.regexes.python
+        regexes.new_turn()
         work()
+        if regexes.poisoned:
+            self._end_poisoned()
         changes = self.store.drain()
         for change in changes:
-            if change[0] == "end":  # a session ended: forget its cached replies
-                self.replies.pop(change[1], None)
-                self._acked.pop(change[1], None)
+            kind = change[0]
+            if kind == "del":
+                if self.limits.tuple_key:
+                    self.limits.removed(change[1])
+            elif kind == "end":  # a session ended: forget its cached replies
+                self.forget_session(change[1])
         # Forgetting acknowledged replies on disk can wait for a commit that happens anyway, or a second.
         acks: dict[bytes, int] = {}
         if self._acks and time.monotonic() - self._acks_since > 1.0:
@@ -366,14 +399,20 @@ class SpaceServer(Roles, Ops):
             if self.link is not None:
                 self._ship(rows, acks)
             self._new_replies = []
-        outbox, self._outbox = self._outbox, []
-        if outbox and self.link is not None and (self.require_ack or self._held):
-            # Nothing leaves before the secondary holds every batch it may depend on (reads included).
-            self._held.append((self.link.lsn, outbox))
-            self.release()
-        elif outbox:
-            self._send_all(outbox)
+        outbox, self.outbox = self.outbox, []
+        if outbox:
+            self.pair.deliver(outbox)
         self._rearm()
+
+    def _end_poisoned(self) -> None:
+        """End the blocked requests and notifies whose regex hit the bound while matching others' writes."""
+        for waiter in [w for w in self.store.waiters if getattr(w.template, "error", None) is not None]:
+            self.store.cancel_wait(waiter, waiter.template.error)
+        for sub in [s for s in self.store.subs if getattr(s.template, "error", None) is not None]:
+            route = next((r for r in self.routes.values() if r.handle is sub), None)
+            if route is not None:
+                self.send_error(route.sock, route.ident, route.seq, sub.template.error)
+            self.store.close(sub)
 
     def _ship(self, rows: list, acks: dict) -> None:
         history = self.store.history
@@ -386,21 +425,7 @@ class SpaceServer(Roles, Ops):
         self._shipped_event = self.store.event_id
         self.link.ship([rows, self._new_replies, acks, events, (self.store.next_id, self.store.event_id)])
 
-    def release(self) -> None:
-        """Send the replies whose batches the secondary has acknowledged (all of them when not paired).
-
-        Paired, a reply also needs a recent acknowledgement (the read lease): a primary that was stopped long
-        enough to be superseded hears nothing from its old secondary, so it cannot even answer a read.
-        """
-        if self.fenced:
-            self._held.clear()
-            return
-        if self.require_ack and time.monotonic() - self.link.last_ack > self.read_lease:
-            return  # the periodic probe brings a fresh acknowledgement, which calls us again
-        while self._held and (not self.require_ack or self._held[0][0] <= self.link.acked):
-            self._send_all(self._held.popleft()[1])
-
-    def _send_all(self, outbox: list) -> None:
+    def send_all(self, outbox: Outbox) -> None:
         for sock, ident, frame in outbox:
             try:
                 sock.send(ident, SNDMORE_NOBLOCK)
@@ -408,42 +433,51 @@ class SpaceServer(Roles, Ops):
             except zmq.ZMQError:
                 self.counters["dropped_replies"] += 1
 
+    def drop_outbox(self) -> None:
+        self.outbox.clear()
+
     def _rearm(self) -> None:
         deadline = self.store.next_deadline()
-        if deadline != self._timer_at and self._loop is not None:
+        if deadline != self._timer_at and self.loop is not None:
             if self._timer:
                 self._timer.cancel()
             self._timer_at = deadline
-            self._timer = None if deadline is None else self._loop.call_later(
+            self._timer = None if deadline is None else self.loop.call_later(
                 max(0.0, deadline - time.time()), self._on_timer)
         # zmq's FD is edge-triggered and a send can consume the edge: look again before sleeping.
         for sock in self.socks:
             if sock.get(zmq.EVENTS) & POLLIN:
                 self._schedule_drain()
                 break
-        self._recheck_replication()
+        self.pair.recheck()
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
-        self._turn(self.store.reap)
+        self.turn(self.store.reap)
 
     # ---- one request -------------------------------------------------------------------------------------
 
-    def _request(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+    def _request(self, sock: zmq.Socket, frames: list[bytes], key: str) -> None:
         ident = frames[0]
         self.counters["requests"] += 1
         if len(frames) != 2:
             return self._malformed(sock, ident, ProtocolError(f"expected one frame per request, got {len(frames) - 1}"))
         if len(frames[1]) > self.max_frame:
+            self.counters["oversize"] += 1
             return self._malformed(sock, ident, ProtocolError(
                 f"frame of {len(frames[1])} bytes exceeds the {self.max_frame}-byte limit"))
         try:
             op, sid, seq, ack, args = parse_request(frames[1])
         except SpaceError as exc:
             return self._malformed(sock, ident, exc)
-        if self.role != "primary" or self.fenced:
-            return self._send_error(sock, ident, seq, NotPrimary(
-                f"this space server is a {self.role if not self.fenced else 'demoted primary'} (epoch {self.epoch})"))
+        if self.role != "primary" or self.pair.fenced:
+            return self.send_error(sock, ident, seq, NotPrimary(
+                f"this space server is a {self.role if not self.pair.fenced else 'demoted primary'} "
+                f"(epoch {self.epoch})"))
+        if key and not self.keyring.allows(key):
+            self.counters["revoked_requests"] += 1
+            return self.send_error(sock, ident, seq, KeyRevoked(
+                f"the key this client connects with ({self.keyring.name_of(key)}) was revoked on this space"))
         self._acknowledge(sid, ack)
         route = self.routes.get((sid, seq))
         if route is not None:  # a retry of a request still waiting: answer it on the new connection
@@ -452,33 +486,43 @@ class SpaceServer(Roles, Ops):
         cached = self.replies.get(sid, {}).get(seq)
         if cached is not None:
             self.counters["retries_answered"] += 1
-            self._outbox.append((sock, ident, cached))
+            self.outbox.append((sock, ident, cached))
             return None
-        handler = self.ops.get(op)
-        if handler is None:
-            return self._send_error(sock, ident, seq, ProtocolError(f"unknown op {op!r}"))
+        operation = OPERATIONS.get(op)
+        if operation is None:
+            return self.send_error(sock, ident, seq, ProtocolError(f"unknown op {op!r}"))
         if op != "hello" and not self.store.touch(sid):
-            return self._send_error(sock, ident, seq, SessionExpired(f"session {sid.hex()} is not open; say hello"))
-        route = Route(sock, ident, sid, seq)
+            return self.send_error(sock, ident, seq, SessionExpired(f"session {sid.hex()} is not open; say hello"))
+        route = Route(sock, ident, sid, seq, key, len(frames[1]))
+        changes = len(self.store.changes)
         try:
-            handler(route, args)
+            numbers.check_args(op, args, operation.numbers)
+            operation.handler(self.ops, route, args)
         except SpaceError as exc:
-            self._send_error(sock, ident, seq, exc)
+            self.send_error(sock, ident, seq, exc)
         except Exception as exc:  # a bug must not take the space down with it
             log.exception("op %s from session %s failed", op, sid.hex())
-            self._send_error(sock, ident, seq, SpaceError(f"server error in {op}: {type(exc).__name__}: {exc}"))
+            self.send_error(sock, ident, seq, SpaceError(f"server error in {op}: {type(exc).__name__}: {exc}"))
+        if key:
+            self._charge(key, changes)
         return None
+
+    def _charge(self, key: str, since: int) -> None:
+        """Count the tuples this request stored against its client key."""
+        for change in self.store.changes[since:]:
+            if change[0] == "put":
+                self.limits.stored(key, change[1], len(packb(change[2])))
 
     def _malformed(self, sock: zmq.Socket, ident: bytes, exc: SpaceError) -> None:
         self.counters["malformed"] += 1
-        log.warning("malformed request from %s: %s", ident.hex(), exc)
-        self._send_error(sock, ident, 0, exc)
+        self._quiet.warn("malformed", "malformed request from %s: %s", ident.hex(), exc)
+        self.send_error(sock, ident, 0, exc)
 
-    def _send_error(self, sock: zmq.Socket, ident: bytes, seq: int, exc: SpaceError) -> None:
+    def send_error(self, sock: zmq.Socket, ident: bytes, seq: int, exc: SpaceError) -> None:
         self.counters["errors"] += 1
-        self._outbox.append((sock, ident, error_reply(seq, exc)))
+        self.outbox.append((sock, ident, error_reply(seq, exc)))
 
-    def _answer(self, route: Route, result: Any, remember: bool) -> None:
+    def answer(self, route: Route, result: Any, remember: bool) -> None:
         body = reply(route.seq, result)
         if remember:
             cache = self.replies.setdefault(route.sid, {})
@@ -486,7 +530,24 @@ class SpaceServer(Roles, Ops):
             if len(cache) > MAX_CACHED_REPLIES:
                 del cache[next(iter(cache))]
             self._new_replies.append((route.sid, route.seq, body))
-        self._outbox.append((route.sock, route.ident, body))
+        self.outbox.append((route.sock, route.ident, body))
+
+    def hold(self, route: Route) -> None:
+        """A request that answers later (a blocked take/read, a notify): counted against its key."""
+        self.routes[(route.sid, route.seq)] = route
+        self.limits.add(route.key, "blocked", 1)
+
+    def unhold(self, route: Route) -> None:
+        if self.routes.pop((route.sid, route.seq), None) is not None:
+            self.limits.add(route.key, "blocked", -1)
+
+    def key_name(self, key: str) -> str:
+        return self.keyring.name_of(key) if key and self.keyring is not None else key
+
+    def forget_session(self, sid: bytes) -> None:
+        self.replies.pop(sid, None)
+        self._acked.pop(sid, None)
+        self.limits.ended(sid)
 
     def _acknowledge(self, sid: bytes, ack: int) -> None:
         if ack <= self._acked.get(sid, 0):
@@ -497,6 +558,7 @@ class SpaceServer(Roles, Ops):
             for seq in [s for s in cache if s < ack]:
                 del cache[seq]
             self._acks[sid] = ack
+
 
 def run(data_dir: Path, listen: list[str], **options: Any) -> int:
     """Serve in the foreground until SIGTERM/SIGINT (or demotion); returns the exit status."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from onitu.space import numbers
 from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
 from onitu.space.index import FifoIndex, Order, RindaOrder
 from onitu.space.template import Template, check_tuple
@@ -69,11 +70,8 @@ class Subscription:
 
 def lease_deadline(lease: Lease, now: float) -> float | None:
     """Absolute deadline of a lease given in seconds; None for forever (and for session leases)."""
-    if lease is None or lease == SESSION:
-        return None
-    if isinstance(lease, bool) or not isinstance(lease, int | float) or lease < 0 or lease != lease:
-        raise InvalidTuple(f"lease must be None, 'session' or seconds >= 0, not {lease!r}")
-    return now + lease
+    lease = numbers.lease(lease)
+    return None if lease is None or lease == SESSION else now + lease
 
 
 # Events kept so that a notify stream can resume after a reconnection or a failover (older: EventsLost, and the
@@ -181,6 +179,11 @@ class Store:
                 if limit is not None and len(out) >= limit:
                     break
         return out
+
+    def candidates(self, template: Template) -> list[Tuple]:
+        """The live tuples the index offers for a template (a superset of its matches), oldest first."""
+        live = self.live
+        return [live[eid] for eid in self.order.candidates(template, True)]
 
     def _find(self, template: Template, skip: set[int] | frozenset = frozenset()) -> int | None:
         live = self.live

@@ -180,9 +180,15 @@ def element_matches(t: Value, x: Value) -> bool:
     return False
 
 
-def _element_check(t: Value) -> Callable[[Value], bool]:
+RegexCompiler = Callable[[Pattern], Callable[[str], bool]]
+
+
+def _element_check(t: Value, regex: RegexCompiler | None) -> Callable[[Value], bool]:
     """A fast predicate for one template element (the common constants skip the generic path)."""
     kind = type(t)
+    if kind is Pattern and regex is not None:
+        search = regex(t)
+        return lambda x: search(x.name if type(x) is Symbol else x) if type(x) in (str, Symbol) else False
     if kind is str or kind is bytes or kind is Symbol:
         return t.__eq__ if kind is Symbol else (lambda x: type(x) is kind and x == t)
     if kind is int or kind is float:
@@ -207,16 +213,20 @@ def check_tuple(tup: object, what: str = "tuple") -> tuple | dict:
 
 
 class Template:
-    """A compiled template: ``Template(("task", None, int)).match(("task", "x", 3))``."""
+    """A compiled template: ``Template(("task", None, int)).match(("task", "x", 3))``.
+
+    ``regex`` turns a regex element into the predicate that runs it (the server bounds them); by default the
+    regex's own ``search``.
+    """
 
     __slots__ = ("checks", "is_dict", "pattern", "size")
 
-    def __init__(self, pattern: Sequence | Mapping) -> None:
+    def __init__(self, pattern: Sequence | Mapping, regex: RegexCompiler | None = None) -> None:
         self.pattern = check_tuple(pattern, "template")
         self.size = len(self.pattern)
         self.is_dict = type(self.pattern) is dict
         items = self.pattern.items() if self.is_dict else enumerate(self.pattern)
-        self.checks = [(key, _element_check(t)) for key, t in items if t is not None]
+        self.checks = [(key, _element_check(t, regex)) for key, t in items if t is not None]
 
     def match(self, tup: tuple | dict) -> bool:
         if len(tup) != self.size:

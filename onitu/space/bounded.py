@@ -11,6 +11,7 @@ blocked take/read or a notify holding it is ended with it. Answers are remembere
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import select
@@ -24,7 +25,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import re2
 
 from onitu.space.errors import RegexTooSlow
@@ -35,6 +35,7 @@ log = logging.getLogger("onitu.space.bounded")
 
 TURN_BUDGET = 0.02  # seconds of Python-only regex matching per loop turn, all requests together
 STARTUP_GRACE = 2.0  # the first worker's start (once per server) is not held against a request's budget
+RESTARTS = (2, 1.0)  # at most this many workers killed per this many seconds; then Python-only regexes wait
 MEMO_SIZE = 50_000
 MEMO_MAX_CHARS = 1024
 WORKER = Path(__file__).with_name("regexworker.py")
@@ -58,17 +59,21 @@ class Worker:
     """One ``regexworker.py`` process and its pipes."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-I", str(WORKER)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", str(WORKER)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.ready = False
 
+    def wait_ready(self, deadline: float) -> bool:
+        """Has the process started (it says so first)? Waits until ``deadline`` at most."""
+        if not self.ready and self._read(4, deadline) is not None:
+            self.ready = True
+        return self.ready
+
     def ask(self, source: str, flags: int, strings: list[str], deadline: float) -> list[int] | None:
         """The indexes of the strings that match, or None if the answer did not come by ``deadline``."""
-        if not self.ready:
-            if self._read(4, deadline) is None:
-                return None
-            self.ready = True
-        body = msgpack.packb([source, flags, strings])
+        if not self.wait_ready(deadline):
+            return None
+        body = json.dumps([source, flags, strings]).encode()
         try:
             self.proc.stdin.write(struct.pack(">I", len(body)) + body)
             self.proc.stdin.flush()
@@ -78,7 +83,7 @@ class Worker:
         if head is None:
             return None
         answer = self._read(struct.unpack(">I", head)[0], deadline)
-        return None if answer is None else msgpack.unpackb(answer)
+        return None if answer is None else json.loads(answer)
 
     def _read(self, n: int, deadline: float) -> bytes | None:
         fd, out = self.proc.stdout.fileno(), b""
@@ -93,12 +98,15 @@ class Worker:
         return out
 
     def kill(self) -> None:
+        """SIGKILL, without waiting for it to die: :meth:`reaped` says when it is gone."""
         with contextlib.suppress(OSError):
             self.proc.kill()
-        self.proc.wait()
         for pipe in (self.proc.stdin, self.proc.stdout):
             with contextlib.suppress(OSError):
                 pipe.close()
+
+    def reaped(self) -> bool:
+        return self.proc.poll() is not None
 
 
 class PythonRegexes:
@@ -111,7 +119,14 @@ class PythonRegexes:
         self._spare: Worker | None = None
         self._started = False
         self._memo: OrderedDict[tuple[str, int, str], bool] = OrderedDict()
+        self._slow: OrderedDict[tuple[str, int, str], None] = OrderedDict()  # ran away once: refused at once
+        self._kills: list[float] = []
+        self._dying: list[Worker] = []
         self.timeouts = 0
+
+    def start(self) -> None:
+        """Start the worker and its spare now, so that the first request does not wait for them."""
+        self._take_worker()
 
     def new_turn(self) -> None:
         self.left, self.poisoned = self.budget, False
@@ -136,25 +151,39 @@ class PythonRegexes:
         return [short[s] if s in short else memo[(source, flags, s)] for s in strings]
 
     def _ask(self, pattern: Pattern, strings: list[str]) -> list[str]:
-        if self.left <= 0:
-            raise RegexTooSlow(f"template regex {pattern.pattern!r}: this turn's {self.budget * 1000:.0f} ms for "
-                               "regexes RE2 cannot run is used up; send it again later, or write the pattern "
-                               "without backreferences and lookaround so that RE2 can run it")
-        start = time.monotonic()
+        source, flags = pattern.pattern, pattern.flags
+        if any((source, flags, s) in self._slow for s in strings):
+            raise self._too_slow(pattern, strings, "ran away on one of these strings before")
+        now = time.monotonic()
+        self._kills = [t for t in self._kills if now - t < RESTARTS[1]]
+        if self.left <= 0 or len(self._kills) >= RESTARTS[0]:
+            raise RegexTooSlow(f"template regex {source!r}: the time this server gives regexes RE2 cannot run is "
+                               "used up for now; send it again later, or write the pattern without backreferences "
+                               "and lookaround so that RE2 can run it")
         worker = self._take_worker()
-        grace = STARTUP_GRACE if not worker.ready and not self._started else 0.0
-        answer = worker.ask(pattern.pattern, pattern.flags, strings, start + grace + self.left)
-        self._started = True
-        self.left -= max(0.0, time.monotonic() - start - grace)
+        if not self._started:  # the first worker's start is the server's cost, not this request's
+            self._started = worker.wait_ready(time.monotonic() + STARTUP_GRACE)
+        start = time.monotonic()
+        answer = worker.ask(pattern.pattern, pattern.flags, strings, start + self.left)
+        self.left -= time.monotonic() - start
         if answer is None:
             self.timeouts += 1
+            self._kills.append(time.monotonic())
             worker.kill()
+            self._dying = [w for w in [*self._dying, worker] if not w.reaped()]
             self._worker = None
             self._take_worker()  # the spare takes over now, so the next turn finds one ready
-            raise RegexTooSlow(f"template regex {pattern.pattern!r} did not finish within "
-                               f"{self.budget * 1000:.0f} ms against {len(strings)} string(s) (Python's re: RE2 "
-                               "cannot run backreferences or lookaround); rewrite it without them")
+            if len(strings) == 1:
+                self._slow[(source, flags, strings[0])] = None
+                while len(self._slow) > MEMO_SIZE // 50:
+                    self._slow.popitem(last=False)
+            raise self._too_slow(pattern, strings, f"did not finish within {self.budget * 1000:.0f} ms")
         return [strings[i] for i in answer]
+
+    @staticmethod
+    def _too_slow(pattern: Pattern, strings: list[str], what: str) -> RegexTooSlow:
+        return RegexTooSlow(f"template regex {pattern.pattern!r} {what} against {len(strings)} string(s) (Python's "
+                            "re, as RE2 cannot run backreferences or lookaround); rewrite it without them")
 
     def _take_worker(self) -> Worker:
         if self._worker is None:
@@ -164,10 +193,12 @@ class PythonRegexes:
         return self._worker
 
     def close(self) -> None:
-        for worker in (self._worker, self._spare):
+        for worker in (self._worker, self._spare, *self._dying):
             if worker is not None:
                 worker.kill()
+                worker.proc.wait()
         self._worker = self._spare = None
+        self._dying = []
 
 
 class BoundedTemplate(Template):

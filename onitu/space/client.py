@@ -126,6 +126,7 @@ class Core:
         if any(ep.startswith("tcp://") for ep in self.endpoints):
             # a refused handshake shows only here: without it, a refusal looks like a server that is down
             mon = sock.get_monitor_socket(HANDSHAKE_EVENTS)
+            mon.linger = 0
             self._monitors[sock] = (zmq.Socket.shadow(mon.underlying), [0], mon)
         self._connect(sock, self.endpoint)
         return sock
@@ -250,7 +251,11 @@ class SpaceClient:
         self._socks: list[zmq.Socket] = []
         self._socks_lock = threading.Lock()
         self._closed = threading.Event()
-        self._hello()
+        try:
+            self._hello()
+        except BaseException:  # no session: release the sockets, or the context would never terminate
+            self._release()
+            raise
         self._keepalive = threading.Thread(target=self._keep_alive, name="onitu-space-keepalive", daemon=True)
         self._keepalive.start()
 
@@ -297,6 +302,10 @@ class SpaceClient:
             self._call("bye", {}, give_up=1.0)
         self._closed.set()
         self._keepalive.join(timeout=2)
+        self._release()
+
+    def _release(self) -> None:
+        self._closed.set()
         with self._socks_lock:
             for sock in self._socks:
                 self.core.forget(sock)
@@ -402,6 +411,9 @@ class SpaceClient:
                     self._hello()
                 except SpaceError as exc:
                     log.warning("cannot reopen session: %s", exc)
+            except Refused as exc:  # sending it again would get the same answer
+                log.warning("keepalive to %s stopped: %s", self.core.endpoint, exc)
+                return
             except SpaceError as exc:
                 if not self._closed.is_set():
                     log.warning("keepalive to %s failed: %s", self.core.endpoint, exc)

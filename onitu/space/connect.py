@@ -91,5 +91,9 @@ async def aconnect(endpoint: str | Sequence[str] | None = None, *, server_key: s
     endpoints, security = _prepare(endpoint, server_key, client_key, insecure, data_dir, discovery_port)
     client = AsyncSpaceClient(endpoints, security=security, session_ttl=session_ttl,
                               connect_timeout=connect_timeout)
-    await client.open()
+    try:
+        await client.open()
+    except BaseException:
+        await client.close()
+        raise
     return client

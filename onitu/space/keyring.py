@@ -47,6 +47,7 @@ class Keyring:
         self.dir = auth.authorized_dir(key_home)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.names: dict[str, str] = {}  # authorized z85 public key -> key name
+        self.revoked: dict[str, str] = {}  # the same, for keys revoked while this server ran
         self._stamp: tuple[int, int] | None = None
         self._refused: list[str] = []  # keys the ZAP thread turned away, for the loop to log
         self._lock = threading.Lock()
@@ -64,6 +65,9 @@ class Keyring:
         text = key.decode("ascii", "replace")
         if text in self.names:
             return True
+        stamp = self._dir_stamp()
+        if stamp is not None and stamp != self._stamp and text in self._read_names():
+            return True  # authorized a moment ago: the loop's next reload catches up
         with self._lock:
             self._refused.append(text)
         return False
@@ -73,30 +77,39 @@ class Keyring:
         return user_id in self.names
 
     def name_of(self, user_id: str) -> str:
-        return self.names.get(user_id, fingerprint(user_id))
+        """The key's file name (``NAME.key``) if known, else its fingerprint."""
+        return self.names.get(user_id) or self.revoked.get(user_id) or fingerprint(user_id)
 
     def reload(self) -> set[str]:
         """Read ``authorized/`` again if it changed; returns the keys no longer authorized."""
-        try:
-            stamp = (self.dir.stat().st_mtime_ns, len(list(self.dir.glob("*.key"))))
-        except OSError as exc:
-            self._quiet.warn("keys", "cannot read %s: %s", self.dir, exc)
-            return set()
-        if stamp == self._stamp:
+        stamp = self._dir_stamp()
+        if stamp is None or stamp == self._stamp:
             return set()
         self._stamp = stamp
+        names = self._read_names()
+        revoked = set(self.names) - set(names)
+        self.revoked.update((key, self.names[key]) for key in revoked)
+        self.names = names  # one assignment: the ZAP thread sees the old dict or the new one
+        for key in revoked:
+            log.info("key %s (%s) was revoked: its connections are refused from now on", self.name_of(key),
+                     fingerprint(key))
+        return revoked
+
+    def _dir_stamp(self) -> tuple[int, int] | None:
+        try:
+            return self.dir.stat().st_mtime_ns, len(list(self.dir.glob("*.key")))
+        except OSError as exc:
+            self._quiet.warn("keys", "cannot read %s: %s", self.dir, exc)
+            return None
+
+    def _read_names(self) -> dict[str, str]:
         names = {}
         for path in sorted(self.dir.glob("*.key")):
             try:
                 names[auth.load_pair(path)[0].decode()] = path.stem
             except auth.KeysError as exc:
                 self._quiet.warn("keys", "ignoring %s", exc)
-        revoked = set(self.names) - set(names)
-        self.names = names  # one assignment: the ZAP thread sees the old dict or the new one
-        for key in revoked:
-            log.info("key %s (%s) was revoked: its connections are refused from now on", self.name_of(key),
-                     fingerprint(key))
-        return revoked
+        return names
 
     # ---- refused handshakes --------------------------------------------------------------------------------
 

@@ -1,16 +1,15 @@
 """The process that runs template regexes RE2 cannot: Python's ``re``, where a runaway match harms no one.
 
-Run as a script (``python -I regexworker.py``), not imported: it needs nothing of onitu. Frames on stdin and
-stdout are a 4-byte big-endian length and a msgpack body; a request ``[source, flags, [strings]]`` is answered
-with ``[indexes of the strings the pattern finds a match in]``. The server kills this process when an answer is
-late and starts another.
+Run as a script (``python -I -S regexworker.py``), not imported: it needs nothing but the standard library, so
+it starts in milliseconds. Frames on stdin and stdout are a 4-byte big-endian length and a JSON body; a request
+``[source, flags, [strings]]`` is answered with ``[indexes of the strings the pattern finds a match in]``.
+The server kills this process when an answer is late and starts another.
 """
 
+import json
 import re
 import struct
 import sys
-
-import msgpack
 
 
 def main() -> None:
@@ -21,9 +20,9 @@ def main() -> None:
         head = stdin.read(4)
         if len(head) < 4:
             return
-        source, flags, strings = msgpack.unpackb(stdin.read(struct.unpack(">I", head)[0]), raw=False)
+        source, flags, strings = json.loads(stdin.read(struct.unpack(">I", head)[0]))
         pattern = re.compile(source, flags)
-        body = msgpack.packb([i for i, s in enumerate(strings) if pattern.search(s) is not None])
+        body = json.dumps([i for i, s in enumerate(strings) if pattern.search(s) is not None]).encode()
         stdout.write(struct.pack(">I", len(body)) + body)
         stdout.flush()
 

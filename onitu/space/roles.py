@@ -178,6 +178,7 @@ class Pairing:
         if server.role == "primary":
             return
         server.role = "primary"
+        server.regexes.python.start()
         if server.sink is not None:
             server.sink.abort_snapshot()
         server.load()  # the replica's disk holds every acknowledged batch

@@ -223,12 +223,24 @@ class SpaceServer:
         """Authorized keys and limits, read again when changed; a revoked key's sessions end now."""
         if self.keyring is None or self._closed:
             return
+        self._keys_changed()
+        for mon in self.keyring.monitors:  # zmq's FD is edge-triggered: look now and then anyway
+            self.keyring.handle_monitor(mon)
+        if self.loop is not None:
+            self.loop.call_later(RELOAD_EVERY, self._reload_keys)
+
+    def _keys_changed(self) -> None:
         revoked = self.keyring.reload()
         if revoked:
             self.limits.load(self.keyring.dir.parent / "limits.json")
-            self.turn(lambda: self._end_sessions_of(revoked))
-        if self.loop is not None:
-            self.loop.call_later(RELOAD_EVERY, self._reload_keys)
+            self.call_soon(lambda: self._end_sessions_of(revoked))
+
+    def _authorized(self, key: str) -> bool:
+        """Is this key (still) authorized? A key the ZAP thread let in a moment ago may be newer than our list."""
+        if self.keyring.allows(key):
+            return True
+        self._keys_changed()
+        return self.keyring.allows(key)
 
     def _end_sessions_of(self, keys: set[str]) -> None:
         for key in keys:
@@ -272,8 +284,11 @@ class SpaceServer:
         if self.keyring is not None:
             for mon in self.keyring.monitors:
                 self.loop.add_reader(mon.getsockopt(zmq.FD), self.keyring.handle_monitor, mon)
+                self.keyring.handle_monitor(mon)
             self.loop.call_later(RELOAD_EVERY, self._reload_keys)
         self.pair.watch()
+        if self.role == "primary":
+            self.regexes.python.start()
         self._heartbeat = Responder.from_env(self.pair.status, self.pair.command)
         if self._heartbeat is not None:
             self._heartbeat.attach(self.loop)
@@ -474,7 +489,7 @@ class SpaceServer:
             return self.send_error(sock, ident, seq, NotPrimary(
                 f"this space server is a {self.role if not self.pair.fenced else 'demoted primary'} "
                 f"(epoch {self.epoch})"))
-        if key and not self.keyring.allows(key):
+        if key and not self._authorized(key):
             self.counters["revoked_requests"] += 1
             return self.send_error(sock, ident, seq, KeyRevoked(
                 f"the key this client connects with ({self.keyring.name_of(key)}) was revoked on this space"))

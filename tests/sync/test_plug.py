@@ -107,3 +107,66 @@ def test_a_directory_holding_a_file_the_hub_has_not_seen_is_not_moved(plug, tmp_
     assert (root / "k" / "sub" / "new.txt").exists() and not (root / "d").exists()
     obey(plug, 3, Move("k", "m", "a", guard))  # decided on an older view of what it holds
     assert (root / "k").is_dir() and "changed" in results(plug)[-1]["error"]
+
+
+@pytest.fixture
+def pair(tmp_path: Path):
+    """Plugs ``a`` and ``b`` of one folder, in-process on one space (b serves what a copies)."""
+    services = {name: {"driver": "local", "options": {"root": str(tmp_path / name), "settle": 0},
+                       "folders": {"docs": ""}} for name in ("a", "b")}
+    config = Config.model_validate({"data": str(tmp_path / "data"), "folders": {"docs": {}}, "services": services})
+    space = TupleSpace()
+    plugs = {name: Plug(config, name, space) for name in services}
+    for runner in plugs.values():
+        runner.prepare()
+        runner._set_status(runner.driver.available())
+        runner.full_scan()
+    yield plugs
+    for runner in plugs.values():
+        runner.close()
+    space.close()
+
+
+def test_a_file_changed_as_its_copy_lands_is_reported_with_its_new_content(pair, tmp_path, monkeypatch):
+    """Someone writes a file in place right after a copy linked it into place, before the driver looked at it
+    again: the driver used to take that look for its own write, so the plug cached the new fingerprint with the
+    copied content's hash, the watcher dropped the change as the plug's own, and every later listing reported the
+    old content (the hub settled on it; the new content never reached the other replicas: the kill -9 soak's
+    divergence of issue 20)."""
+    import hashlib
+
+    from onitu.sync.drivers import local_stage
+    from onitu.sync.plan import Copy
+
+    a, b = pair["a"], pair["b"]
+    copied, edited = b"copied content\n" * 3, b"the user's edit, longer than the copy\n"
+    (tmp_path / "b" / "f.txt").write_bytes(copied)
+    b._changed("docs", ["f.txt"])
+    publish = local_stage.publish
+
+    def publish_then_edit(staged, temp, full):
+        publish(staged, temp, full)
+        if full.startswith(str(tmp_path / "a")):
+            with open(full, "r+b") as f:  # in place, as editors and the soak test do
+                f.truncate(0)
+                f.write(edited)
+    monkeypatch.setattr(local_stage, "publish", publish_then_edit)
+    sha = hashlib.sha256(copied).hexdigest()
+    tup = (wire.ORDER, "a", 1, {"folder": "docs", "actions": [wire.action_to_wire(
+        Copy("f.txt", "a", ("b",), sha, len(copied), None))], "metas": [None]})
+    a.space.write(tup)
+    a._start(tup, Running())
+    a.pool.shutdown(wait=True)
+    assert results(a) == [{"ok": True, "error": ""}]
+    assert (tmp_path / "a" / "f.txt").read_bytes() == edited
+    stat = a.driver.stat("f.txt")
+    assert not a.driver.wrote("f.txt", stat.fingerprint), "the user's write was taken for the driver's own"
+    a._changed("docs", ["f.txt"])  # what the watcher's event for the edit leads to
+    assert a.known["docs"]["f.txt"].sha256 == hashlib.sha256(edited).hexdigest()
+    a.scanner.save()
+    again = Plug(a.config, "a", a.space)  # restarted: its listing reads the hash cache
+    try:
+        again.full_scan()
+        assert again.known["docs"]["f.txt"].sha256 == hashlib.sha256(edited).hexdigest()
+    finally:
+        again.close()

@@ -356,9 +356,13 @@ class LocalDriver(Driver):
         except BaseException:
             local_stage.abandon(staged, temp)
             raise
+        # What was written, taken from the staged file itself: a look at its name once published could find
+        # someone's write made just after, which would then pass for ours (its change never reported, its
+        # fingerprint cached with our content's hash).
+        written = _stat(path, os.fstat(staged.fd))
         try:
             local_stage.publish(staged, temp, full)
-            return self._wrote(_stat(path, os.lstat(full)))
+            return self._wrote(written)
         except OSError as exc:
             self._unlink_quietly(temp)
             raise self._failure(exc, path) from None

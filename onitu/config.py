@@ -26,9 +26,9 @@ from pydantic import (
 )
 
 from onitu import paths
+from onitu.sync.decide.rules import FolderOptions, Rules
 from onitu.sync.drivers import OptionError, driver_for, parse_options
-from onitu.sync.drivers.base import safe_path
-from onitu.sync.rules import FolderOptions, Rules
+from onitu.sync.drivers.contract import safe_path
 
 RESERVED_NAMES = frozenset({"space-a", "space-b", "watchdog"})
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -245,7 +245,7 @@ class Config(_Model):
         return self
 
     def rules(self) -> Rules:
-        """The folder options of every service, as :class:`onitu.sync.rules.Rules`."""
+        """The folder options of every service, as :class:`onitu.sync.decide.rules.Rules`."""
         return Rules(self.folders, {name: service.folders for name, service in self.services.items()})
 
     def all_agents(self) -> list[AgentConfig]:

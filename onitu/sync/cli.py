@@ -15,9 +15,9 @@ from onitu.config import Config
 from onitu.space.client import SpaceClient, read_info
 from onitu.space.errors import SpaceError
 from onitu.supervision.cli import ConfigOpt, _config, console, err
-from onitu.sync import wire
+from onitu.sync import tuples
 from onitu.sync.commands import KEEP
-from onitu.sync.plan import Copy, Delete, KeepConflict, Mkdir, Move, Plan
+from onitu.sync.decide.plan import Copy, Delete, KeepConflict, Mkdir, Move, Plan
 
 REPLY_TIMEOUT = 30.0
 
@@ -38,13 +38,13 @@ def _request(config: Config, body: dict[str, Any]) -> dict[str, Any]:
     space = _space(config)
     assert space is not None
     try:
-        if not space.read_all((wire.PLUG, None, None)) and not space.read_all((wire.STATUS, None)):
+        if not space.read_all((tuples.PLUG, None, None)) and not space.read_all((tuples.STATUS, None)):
             err.print("the sync hub is not running (no referee has published its status)")
             raise typer.Exit(3)
         rid = secrets.token_hex(8)
-        space.write((wire.REQUEST, rid, body), REPLY_TIMEOUT)
+        space.write((tuples.REQUEST, rid, body), REPLY_TIMEOUT)
         try:
-            reply = space.take((wire.REPLY, rid, None), timeout=REPLY_TIMEOUT)[2]
+            reply = space.take((tuples.REPLY, rid, None), timeout=REPLY_TIMEOUT)[2]
         except TimeoutError:
             err.print(f"no answer from the referee within {REPLY_TIMEOUT:.0f} s")
             raise typer.Exit(1) from None
@@ -61,7 +61,7 @@ def conflicts(config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--j
     space = _space(_config(config))
     assert space is not None
     try:
-        rows = sorted((t[1], t[2], t[3]) for t in space.read_all((wire.CONFLICT, None, None, None)))
+        rows = sorted((t[1], t[2], t[3]) for t in space.read_all((tuples.CONFLICT, None, None, None)))
     finally:
         space.close()
     if as_json:
@@ -113,7 +113,7 @@ def approve(folder: str | None = typer.Option(None, "--folder", help="Only this 
 
 def plan(config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Print what the current rules and replicas would transfer or delete; change nothing."""
-    from onitu.sync.preview import preview
+    from onitu.sync.hub import preview
 
     cfg = _config(config)
     space = _space(cfg, required=False)
@@ -132,7 +132,7 @@ def plan(config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--json",
 
 
 def _plan_json(folder_plan: Plan) -> dict[str, Any]:
-    return {"actions": [wire.action_to_wire(a) for a in folder_plan.actions if not hasattr(a, "reason")],
+    return {"actions": [tuples.action_to_wire(a) for a in folder_plan.actions if not hasattr(a, "reason")],
             "held": [{"service": h.service, "deleted": h.deleted, "total": h.total} for h in folder_plan.held]}
 
 
@@ -188,8 +188,8 @@ def sync_status(config: Config) -> dict[str, Any] | None:
     if space is None:
         return None
     try:
-        found = space.read_all((wire.STATUS, None))
-        progress = {t[1]: t[2] for t in space.read_all((wire.PROGRESS, None, None))}
+        found = space.read_all((tuples.STATUS, None))
+        progress = {t[1]: t[2] for t in space.read_all((tuples.PROGRESS, None, None))}
     finally:
         space.close()
     if not found:

@@ -13,9 +13,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from onitu.space.errors import SpaceError
-from onitu.sync import wire
-from onitu.sync.metadata import FileMeta
-from onitu.sync.plan import Copy
+from onitu.sync import tuples
+from onitu.sync.decide.metadata import FileMeta
+from onitu.sync.decide.plan import Copy
 
 if TYPE_CHECKING:
     from onitu.sync.referee import Referee
@@ -34,25 +34,25 @@ class Commands:
 
     def load(self) -> None:
         """Read the conflict records."""
-        for _, folder, conflict, info in self.referee.space.read_all((wire.CONFLICT, None, None, None)):
+        for _, folder, conflict, info in self.referee.space.read_all((tuples.CONFLICT, None, None, None)):
             if isinstance(folder, str) and isinstance(conflict, str) and isinstance(info, dict):
                 self.conflicts[folder, conflict] = info
 
     def poll(self) -> None:
         """Answer pending requests and publish the status."""
         space = self.referee.space
-        for tup in space.read_all((wire.REQUEST, None, None)):
+        for tup in space.read_all((tuples.REQUEST, None, None)):
             with contextlib.suppress(SpaceError):
                 space.take(tup, timeout=0)
                 try:
                     result = self.handle(tup[2])
                 except (ValueError, TypeError, KeyError) as exc:
                     result = {"ok": False, "error": str(exc)}
-                space.write((wire.REPLY, tup[1], result), 120.0)
+                space.write((tuples.REPLY, tup[1], result), 120.0)
         status = self.summary()
-        ops: list[tuple] = [("write", (wire.STATUS, status), 5.0)]
-        if space.read_all((wire.STATUS, None)):
-            ops.insert(0, ("take", (wire.STATUS, None)))
+        ops: list[tuple] = [("write", (tuples.STATUS, status), 5.0)]
+        if space.read_all((tuples.STATUS, None)):
+            ops.insert(0, ("take", (tuples.STATUS, None)))
         with contextlib.suppress(SpaceError):
             space.batch(ops)
 
@@ -81,14 +81,14 @@ class Commands:
                 if "wait" in states.values():
                     ref.awaiting[key] = paths
                     raise ValueError(f"{held_folder}: a replica is still being listed; try again in a moment")
-                ref.ledger.also([("take", (wire.PENDING, held_folder, deleter, None))])
+                ref.ledger.also([("take", (tuples.PENDING, held_folder, deleter, None))])
                 ref.pass_paths(held_folder, sorted(paths), states, approved=deleter)
             else:
                 held = ref.ledger.held[deleter, held_folder]
                 for path in paths:  # as if it never had them: they are copied back to it
                     if path in held and ref.mirror.get(deleter, held_folder, path) is None:
                         ref.ledger.hold(deleter, held_folder, path, None)
-                ref.ledger.also([("take", (wire.PENDING, held_folder, deleter, None))])
+                ref.ledger.also([("take", (tuples.PENDING, held_folder, deleter, None))])
                 ref.ledger.commit(ref.space)
                 ref.dirty[held_folder].update(paths)
             ref.deletions.judged(deleter, held_folder)
@@ -115,7 +115,7 @@ class Commands:
                 ref.ledger.agree(f, FileMeta(conflict, meta.kind, version=meta.version.bump("onitu"),
                                              tombstone=True, mtime_ns=meta.mtime_ns))
                 ref.dirty[f].add(conflict)
-            ref.ledger.also([("take", (wire.CONFLICT, f, conflict, None))])
+            ref.ledger.also([("take", (tuples.CONFLICT, f, conflict, None))])
             del self.conflicts[f, conflict]
         ref.ledger.commit(ref.space)
         return {"ok": True, "resolved": [[f, c, i.get("path")] for f, c, i in matched]}

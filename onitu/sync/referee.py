@@ -1,17 +1,17 @@
 """The referee: decides, per folder and rule, which services must hold which file (``python -m onitu.sync.referee``).
 
-It reads what the plugs report (each replica's current entries, in the order each plug saw them: a compact mirror
-of them, :mod:`onitu.sync.mirror`), runs :func:`onitu.sync.reconcile.reconcile` over the paths that changed, in
-passes of bounded size (:mod:`onitu.sync.passes`), and writes the outcome to the space with the ledger
-(:mod:`onitu.sync.ledger`): the new agreed versions, what each replica now holds, the orders (up to 64 actions for
-one plug in each), the conflict records, each order in the same atomic batch as the records of its paths. When a
-plug reports an order done, the versions its replica now holds are recorded.
+It reads what the plugs report (each replica's current entries, in the order each plug saw them: a compact mirror of
+them, :mod:`onitu.sync.state.replicas`), runs :func:`onitu.sync.decide.reconcile.reconcile` over the paths that
+changed, in passes of bounded size (:mod:`onitu.sync.decide.split_passes`), and writes the outcome to the space with
+the ledger (:mod:`onitu.sync.state.ledger`): the new agreed versions, what each replica now holds, the orders (up to
+64 actions for one plug in each), the conflict records, each order in the same atomic batch as the records of its
+paths. When a plug reports an order done, the versions its replica now holds are recorded.
 
 A replica takes part in a decision only when its plug is alive, its root available and its full listing received
 since the plug (or the referee) started; until then nothing is inferred from it and nothing is addressed to it. A
-path with orders under way waits for their results before it is decided again, so orders never race each other,
-and no more is decided while 4,000 actions are under way. A replica's deletions are judged whole against the
-deletion threshold (:mod:`onitu.sync.deletions`). Everything the referee knows that matters survives it: agreed and
+path with orders under way waits for their results before it is decided again, so orders never race each other, and
+no more is decided while 4,000 actions are under way. A replica's deletions are judged whole against the deletion
+threshold (:mod:`onitu.sync.decide.deletions`). Everything the referee knows that matters survives it: agreed and
 held versions, orders and pending plans are in the space; the replicas' current entries are asked again (a rescan)
 when it starts.
 """
@@ -35,16 +35,11 @@ from onitu.config import Config
 from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
 from onitu.space.errors import EventsLost, SpaceError
-from onitu.sync import wire
-from onitu.sync.agent import serve
+from onitu.sync import tuples
 from onitu.sync.commands import Commands
-from onitu.sync.deletions import Deletions
-from onitu.sync.drivers.base import is_under
-from onitu.sync.ledger import Ledger
-from onitu.sync.metadata import FileMeta
-from onitu.sync.mirror import Mirror
-from onitu.sync.passes import split
-from onitu.sync.plan import (
+from onitu.sync.decide.deletions import Deletions
+from onitu.sync.decide.metadata import FileMeta
+from onitu.sync.decide.plan import (
     Action,
     Copy,
     Delete,
@@ -58,10 +53,15 @@ from onitu.sync.plan import (
     paths_of,
     service_of,
 )
-from onitu.sync.reconcile import reconcile
-from onitu.sync.renames import deleted, find_renames
-from onitu.sync.rules import Rules
-from onitu.sync.tree import Tree
+from onitu.sync.decide.reconcile import reconcile
+from onitu.sync.decide.renames import deleted, find_renames
+from onitu.sync.decide.rules import Rules
+from onitu.sync.decide.split_passes import split
+from onitu.sync.drivers.contract import is_under
+from onitu.sync.process import serve
+from onitu.sync.state.ledger import Ledger
+from onitu.sync.state.replicas import Mirror
+from onitu.sync.state.tree import Tree
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +142,14 @@ class Referee:
         stream = self.space.notify("write", INBOUND)
         self.ledger.load(self.space)
         self.commands.load()
-        for _, service, oid, body in self.space.read_all((wire.ORDER, None, None, None)):
+        for _, service, oid, body in self.space.read_all((tuples.ORDER, None, None, None)):
             with contextlib.suppress(ValueError, TypeError, KeyError):
-                self._track(oid, service, body["folder"], [wire.action_from_wire(a) for a in body["actions"]])
-        for _, folder, service, info in self.space.read_all((wire.PENDING, None, None, None)):
+                self._track(oid, service, body["folder"], [tuples.action_from_wire(a) for a in body["actions"]])
+        for _, folder, service, info in self.space.read_all((tuples.PENDING, None, None, None)):
             with contextlib.suppress(TypeError, KeyError):
                 self.awaiting[folder, service] = set(info["paths"])
         self._refresh_plugs()
-        self.space.batch([("write", (wire.RESCAN, service, secrets.token_hex(4), {}), 60.0)
+        self.space.batch([("write", (tuples.RESCAN, service, secrets.token_hex(4), {}), 60.0)
                           for service in self.config.services])
         self._read_backlog()
         return stream
@@ -173,7 +173,7 @@ class Referee:
 
     def _refresh_plugs(self) -> None:
         found = {}
-        for _, service, info in self.space.read_all((wire.PLUG, None, None)):
+        for _, service, info in self.space.read_all((tuples.PLUG, None, None)):
             if isinstance(service, str) and isinstance(info, dict) and service in self.config.services:
                 found[service] = info
         for service in self.plugs.info.keys() | found.keys():
@@ -202,8 +202,8 @@ class Referee:
         try:
             if not isinstance(body, dict) or body.get("folder") not in self.folders:
                 raise ValueError("no known folder")
-            entries = wire.entries_from_wire(body.get("entries"))
-            if tag == wire.REPORT:
+            entries = tuples.entries_from_wire(body.get("entries"))
+            if tag == tuples.REPORT:
                 self._report(service, plug_id, body["folder"], body.get("scan"), entries)
             else:
                 self._done(service, body, entries)
@@ -260,8 +260,8 @@ class Referee:
 
     def _done(self, service: str, body: dict, entries: list[tuple[str, Observed | None]]) -> None:
         folder, oid, results = body["folder"], body.get("order"), body["results"]
-        actions = [wire.action_from_wire(a) for a in body["actions"]]
-        metas = [wire.meta_from_wire(m) for m in body["metas"]]
+        actions = [tuples.action_from_wire(a) for a in body["actions"]]
+        metas = [tuples.meta_from_wire(m) for m in body["metas"]]
         if not (isinstance(results, list) and len(results) == len(actions) == len(metas)
                 and all(isinstance(r, dict) and type(r.get("ok")) is bool for r in results)):
             raise ValueError("a result needs one {ok, error} per action of its order")
@@ -359,8 +359,8 @@ class Referee:
             for action in actions:
                 meta = self.ledger.latest(folder, paths_of(action)[0])  # as agreed with these orders
                 metas.append(meta.to_wire() if meta is not None and isinstance(action, Copy | Mkdir) else None)
-            body = {"folder": folder, "actions": [wire.action_to_wire(a) for a in actions], "metas": metas}
-            self.ledger.also([("write", (wire.ORDER, service, oid, body), None)],
+            body = {"folder": folder, "actions": [tuples.action_to_wire(a) for a in actions], "metas": metas}
+            self.ledger.also([("write", (tuples.ORDER, service, oid, body), None)],
                              [(folder, paths_of(a)[0]) for a in actions])
             self._track(oid, service, folder, actions)
             log.debug("order %s to %s: %s", oid, service, actions)
@@ -396,8 +396,8 @@ class Referee:
 
     def _passes(self, folder: str, paths: list[str], states: dict[str, str | None]
                 ) -> list[tuple[list[str], dict[str, int]]]:
-        """``paths`` split into passes (:func:`onitu.sync.passes.split`), each with, per replica, the deletions
-        of the passes after it (so that every pass judges the whole deletion against the threshold)."""
+        """``paths`` split into passes (:func:`onitu.sync.decide.split_passes.split`), each with, per replica, the
+        deletions of the passes after it (so that every pass judges the whole deletion against the threshold)."""
         if len(paths) <= PASS_SIZE:
             return [(paths, {})]
         replicas, ancestors = self._replicas(folder, paths, states)
@@ -522,7 +522,7 @@ class Referee:
             if isinstance(action, KeepConflict) and (folder, action.conflict) not in self.commands.conflicts:
                 info = {"path": action.path, "service": action.on, "when": datetime.now(UTC).isoformat()}
                 self.commands.conflicts[folder, action.conflict] = info
-                self.ledger.also([("write", (wire.CONFLICT, folder, action.conflict, info), None)],
+                self.ledger.also([("write", (tuples.CONFLICT, folder, action.conflict, info), None)],
                                  [(folder, action.path)])
             if isinstance(action, Copy) and any((s, action.path) in conflicts for s in action.sources):
                 later.append(action)  # its sources must first rename their version aside
@@ -544,9 +544,9 @@ class Referee:
                 "when": datetime.now(UTC).isoformat()}
         log.warning("%s deleted %d of %d entries of %s: held until `onitu approve`", held_plan.service,
                     held_plan.deleted, held_plan.total, folder)
-        old = [("take", (wire.PENDING, folder, held_plan.service, None))] if len(self.awaiting[key]) > len(paths) \
+        old = [("take", (tuples.PENDING, folder, held_plan.service, None))] if len(self.awaiting[key]) > len(paths) \
             else []
-        self.ledger.also([*old, ("write", (wire.PENDING, folder, held_plan.service, info), None)])
+        self.ledger.also([*old, ("write", (tuples.PENDING, folder, held_plan.service, info), None)])
 
     # -- loop -----------------------------------------------------------------------------------------------------
 

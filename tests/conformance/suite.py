@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from onitu.sync.drivers.base import (
+from onitu.sync.drivers.contract import (
     CHUNK,
     MARKER,
     Changed,

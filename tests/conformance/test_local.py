@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from onitu.sync.drivers import open_driver
-from onitu.sync.drivers.base import MARKER, Driver, Unavailable, UnsafePath
+from onitu.sync.drivers.contract import MARKER, Driver, Unavailable, UnsafePath
 from onitu.sync.drivers.local import LocalDriver
 from tests.conformance.suite import DriverConformance, Events, Harness, listing, local_outside, put
 

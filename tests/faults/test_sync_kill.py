@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from onitu.space import connect
-from onitu.sync.ledger import Ledger
+from onitu.sync.state.ledger import Ledger
 from tests.sync.hub import Hub, running_hub, tree, wait_settled
 
 ROUNDS = int(os.environ.get("ONITU_SOAK_ROUNDS", "20"))

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from onitu.sync import deletions as deletions_module
 from onitu.sync import referee as referee_module
-from onitu.sync.plan import Observed
+from onitu.sync.decide import deletions as deletions_module
+from onitu.sync.decide.plan import Observed
 from onitu.sync.referee import Referee
 from tests.sync.pretend import obs, pretend_hub
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from onitu.sync.drivers import local_stage
-from onitu.sync.drivers.base import (
+from onitu.sync.drivers.contract import (
     ANY,
     CHUNK,
     MARKER,

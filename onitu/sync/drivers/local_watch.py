@@ -36,7 +36,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from onitu.sync.drivers.base import Callback, ChangeEvent, DriverError, Unavailable, is_under, safe_path
+from onitu.sync.drivers.contract import Callback, ChangeEvent, DriverError, Unavailable, is_under, safe_path
 
 if TYPE_CHECKING:
     from onitu.sync.drivers.local import LocalDriver

@@ -1,0 +1,109 @@
+"""One plug in-process, on an in-process space and a local root: what it reports when orders and listings meet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from onitu.config import Config
+from onitu.space import TupleSpace
+from onitu.sync import tuples
+from onitu.sync.decide.plan import Delete, Mkdir, Move, tree_guard
+from onitu.sync.plug.plug import Plug
+from onitu.sync.plug.running import Running
+
+
+@pytest.fixture
+def plug(tmp_path: Path):
+    config = Config.model_validate({
+        "data": str(tmp_path / "data"), "folders": {"docs": {}},
+        "services": {"a": {"driver": "local", "options": {"root": str(tmp_path / "a"), "settle": 0},
+                           "folders": {"docs": ""}}}})
+    space = TupleSpace()
+    runner = Plug(config, "a", space)
+    runner.prepare()
+    yield runner
+    runner.close()
+    space.close()
+
+
+def listing(space: TupleSpace) -> dict[str, object]:
+    """The last full listing the plug sent: path -> observation."""
+    reports = sorted(space.read_all((tuples.REPORT, "a", None, None, None)), key=lambda t: t[3])
+    found: dict[str, object] = {}
+    for _, _, _, _, body in reports:
+        if body["scan"] == "begin":
+            found = {}
+        if body["scan"] is not None:
+            found.update({p: o for p, o in body["entries"]})
+    return found
+
+
+def obey(plug: Plug, oid: int, action) -> None:
+    """An order of one action, written to the space and carried out."""
+    tup = (tuples.ORDER, "a", oid, {"folder": "docs", "actions": [tuples.action_to_wire(action)], "metas": [None]})
+    plug.space.write(tup)
+    plug._start(tup, Running())
+
+
+def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path):
+    root = tmp_path / "a"
+    (root / "old").mkdir()
+    below = plug.scanner.below
+
+    def slow_listing(folder, path=""):  # the order is carried out after the listing has looked at the root
+        yield from below(folder, path)
+        if path == "":
+            plug.scanner.below = below
+            obey(plug, 1, Mkdir("made-meanwhile", "a"))
+    plug.scanner.below = slow_listing
+    plug.full_scan()
+    assert (root / "made-meanwhile").is_dir()
+    assert "made-meanwhile" in listing(plug.space), "a directory the plug made itself was reported as deleted"
+    assert "made-meanwhile" in plug.known["docs"]
+
+
+def results(plug: Plug) -> list[dict]:
+    """Every action's result the plug has sent, oldest first."""
+    plug.outbox.flush()
+    done = sorted(plug.space.read_all((tuples.DONE, "a", None, None, None)), key=lambda t: t[3])
+    return [r for d in done for r in d[4]["results"]]
+
+
+def test_an_order_on_something_changed_since_is_refused(plug, tmp_path):
+    root = tmp_path / "a"
+    (root / "f.txt").write_text("one")
+    plug.full_scan()
+    reported = plug.known["docs"]["f.txt"]
+    (root / "f.txt").write_text("two, not reported yet")
+    obey(plug, 2, Delete("f.txt", "a", reported.guard))
+    assert (root / "f.txt").read_text() == "two, not reported yet"
+    done = results(plug)
+    assert [r["ok"] for r in done] == [False] and "changed" in done[0]["error"]
+    obey(plug, 3, Delete("f.txt", "a", "0" * 64))  # a guard naming content it never reported
+    assert (root / "f.txt").exists()
+
+
+def test_a_directory_holding_a_file_the_hub_has_not_seen_is_not_moved(plug, tmp_path):
+    """Renamed elsewhere while someone put a file in it here: moving it whole would carry that file off to a path
+    nobody gave it; the order is refused and the file stays where it was put."""
+    root = tmp_path / "a"
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "sub" / "1.txt").write_text("one")
+    plug.full_scan()
+
+    def seen_by_referee() -> str:
+        known = plug.known["docs"]
+        return tree_guard({p[2:]: o.content for p, o in known.items() if p == "d" or p.startswith("d/")})
+    guard = seen_by_referee()
+    (root / "d" / "sub" / "new.txt").write_text("put here meanwhile")
+    obey(plug, 1, Move("d", "k", "a", guard))
+    assert (root / "d" / "sub" / "new.txt").read_text() == "put here meanwhile" and not (root / "k").exists()
+    assert results(plug)[-1]["ok"] is False and "not seen" in results(plug)[-1]["error"]
+    plug.full_scan()  # reported now: a move decided on that is carried out
+    obey(plug, 2, Move("d", "k", "a", seen_by_referee()))
+    assert results(plug)[-1] == {"ok": True, "error": ""}
+    assert (root / "k" / "sub" / "new.txt").exists() and not (root / "d").exists()
+    obey(plug, 3, Move("k", "m", "a", guard))  # decided on an older view of what it holds
+    assert (root / "k").is_dir() and "changed" in results(plug)[-1]["error"]

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEEP = ("current", "conflict", "both")
-
 
 class Commands:
     """Requests from the CLI, and the published status."""
@@ -99,8 +97,8 @@ class Commands:
 
     def resolve(self, pattern: str, keep: str, folder: str | None) -> dict[str, Any]:
         """Keep one side, or both, of the conflicts whose original or conflict path matches ``pattern``."""
-        if keep not in KEEP:
-            raise ValueError(f"keep must be one of {', '.join(KEEP)}")
+        if keep not in tuples.KEEP:
+            raise ValueError(f"keep must be one of {', '.join(tuples.KEEP)}")
         ref = self.referee
         matched = [(f, c, info) for (f, c), info in self.conflicts.items() if folder in (None, f)
                    and (fnmatch.fnmatchcase(c, pattern) or fnmatch.fnmatchcase(str(info.get("path")), pattern))]

@@ -44,7 +44,7 @@ def serve(prog: str, doc: str, make: Callable[[Config, SpaceClient, argparse.Nam
           arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None) -> int:
     """Parse the arguments, load the config, connect, and run ``make(...)`` until SIGTERM or Ctrl-C."""
     from onitu import config as config_mod
-    from onitu.entry import configure_logging
+    from onitu.logs import configure_logging
 
     configure_logging("INFO")
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])

@@ -15,7 +15,9 @@ Every tuple starts with its tag. Plugs and the referee write and read them; noth
   walk through every record of the folder.
 - ``(CONFLICT, folder, conflict_path, info)``, ``(PENDING, folder, service, info)``: conflict copies, and
   deletions held for approval.
-- ``(REQUEST, request_id, body)`` / ``(REPLY, request_id, body)``: a command from the CLI to the referee.
+- ``(REQUEST, request_id, body)`` / ``(REPLY, request_id, body)``: a command to the referee, from the hub client
+  (:mod:`onitu.sync.hub`): ``{"op": "approve"|"reject", "folder", "service"}`` or ``{"op": "resolve", "pattern",
+  "keep", "folder"}``; the reply is ``{"ok": true, ...}`` or ``{"ok": false, "error"}``.
 - ``(STATUS, body)``, ``(PROGRESS, service, body)``: what the referee and plugs publish for ``onitu status``.
 """
 
@@ -40,6 +42,8 @@ REPLY: Final = "sync.reply"
 STATUS: Final = "sync.status"
 PROGRESS: Final = "sync.progress"
 RESCAN: Final = "sync.rescan"
+
+KEEP: Final = ("current", "conflict", "both")  # what a resolve request may keep of a conflict
 
 _KINDS = ("file", "dir")
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from onitu.config import Config
 from onitu.space.client import SpaceClient, read_info
-from onitu.sync import tuples
+from onitu.sync import settings, tuples
 from onitu.sync.decide.plan import Observed, Plan, Replica
 from onitu.sync.decide.reconcile import reconcile
 from onitu.sync.drivers import open_driver
@@ -153,7 +153,7 @@ def plan(config: Config, space: SpaceClient | None) -> Preview:
         listings[service], reason = _listings(config, service, service in known)
         if reason:
             unavailable[service] = reason
-    rules, when = config.rules(), datetime.now(UTC)
+    rules, when = settings.rules(config), datetime.now(UTC)
     plans = {}
     for folder in config.folders:
         replicas = [Replica(s, listings[s].get(folder, {}), ledger.held.get((s, folder), {}), unavailable.get(s))

@@ -35,7 +35,7 @@ from onitu.config import Config
 from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
 from onitu.space.errors import EventsLost, SpaceError
-from onitu.sync import tuples
+from onitu.sync import settings, tuples
 from onitu.sync.commands import Commands
 from onitu.sync.decide.deletions import Deletions
 from onitu.sync.decide.metadata import FileMeta
@@ -110,7 +110,7 @@ class Referee:
 
     def __init__(self, config: Config, space: SpaceClient) -> None:
         self.config, self.space = config, space
-        self.rules: Rules = config.rules()
+        self.rules: Rules = settings.rules(config)
         self.folders = {f: self.rules.services(f) for f in config.folders}
         self.ledger = Ledger()
         self.mirror = Mirror(self.ledger)

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from onitu.chunks import TransferError
 from onitu.config import Config
 from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
@@ -53,7 +54,7 @@ from onitu.sync.drivers.contract import CHUNK, Availability, Changed, ChangeEven
 from onitu.sync.plug.outbox import Outbox
 from onitu.sync.plug.running import OrderRun, Running
 from onitu.sync.plug.scanner import Scanner
-from onitu.sync.plug.transfer import ChunkServer, TransferError, fetch
+from onitu.sync.plug.transfer import fetch, serve_files
 from onitu.sync.process import serve
 from onitu.sync.state.tree import Indexed
 
@@ -84,7 +85,7 @@ class Plug:
         self.known: dict[str, Indexed] = {folder: Indexed() for folder in settings.folders}
         self.events: queue.SimpleQueue[ChangeEvent] = queue.SimpleQueue()
         self.status = Availability(False, "starting")
-        self.server = ChunkServer(self.driver, self._serves)
+        self.server = serve_files(self.driver, self._serves)
         self.pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix=f"onitu-copy-{service}")
         self.progress: dict[str, list[int]] = {}  # path -> [bytes done, size], transfers under way
         self._lock = threading.RLock()  # known, reports' sequence numbers, the plug tuple

@@ -1,17 +1,14 @@
 """File contents from plug to plug, chunk by chunk, never through the space.
 
-Every plug serves its replica's files on a ZeroMQ ROUTER socket, CURVE-encrypted with a key pair made at start and
-published (with a secret every request must carry) in its session-leased plug tuple, which only clients of the
-space can read. A request is ``[secret, request_id, path, offset, length]``; the answer ``[request_id, ok, data or
-error]``. The fetching side keeps a few requests in flight so a transfer is not one round trip per chunk, and the
-receiving driver checks the sha256 of the whole file before anything becomes visible.
+Every plug serves its replica's files with a :class:`onitu.chunks.ChunkServer`, whose endpoint, key and secret are
+in its session-leased plug tuple. A request is ``[secret, request_id, path, offset, length]``; the answer
+``[request_id, ok, data or error]``. The fetching side keeps a few requests in flight so a transfer is not one round
+trip per chunk, and the receiving driver checks the sha256 of the whole file before anything becomes visible.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,10 +16,9 @@ from typing import Any
 import msgpack
 import zmq
 
-from onitu.space.auth import ephemeral_client, ephemeral_server
+from onitu.chunks import ChunkServer, TransferError
+from onitu.space.auth import ephemeral_client
 from onitu.sync.drivers.contract import CHUNK, Driver, DriverError
-
-log = logging.getLogger(__name__)
 
 WINDOW = 4  # chunks in flight per transfer
 TIMEOUT = 30.0  # seconds without an answer before a source is given up
@@ -30,59 +26,22 @@ CHECK = 1.0  # seconds without an answer between two checks that the source stil
 KEPT = 8  # connections a thread keeps open
 
 
-class TransferError(Exception):
-    """A source could not be read (the message names the source and the path)."""
+def serve_files(driver: Driver, allowed: Callable[[str], bool]) -> ChunkServer:
+    """A chunk server of ``driver``'s files whose paths ``allowed`` accepts: a request's arguments are ``[path,
+    offset, length]`` (at most one chunk), its answer the bytes read."""
 
+    def read(peer: bytes, args: list[Any]) -> bytes:
+        if len(args) != 3:
+            raise TransferError("not a chunk request")
+        path, offset, length = args
+        if not (isinstance(path, str) and type(offset) is int and type(length) is int
+                and offset >= 0 and 0 < length <= CHUNK):
+            raise TransferError("malformed chunk request")
+        if not allowed(path):
+            raise TransferError(f"{path!r:.80} is not in a synced folder")
+        return driver.read(path, offset, length)
 
-class ChunkServer:
-    """Serves ranges of the files of ``driver`` whose paths ``allowed`` accepts, from a thread."""
-
-    def __init__(self, driver: Driver, allowed: Callable[[str], bool], bind: str = "tcp://127.0.0.1:*") -> None:
-        self.driver, self.allowed = driver, allowed
-        self.secret = secrets.token_hex(16)
-        self.ctx = zmq.Context()
-        self.sock, self.key = ephemeral_server(self.ctx, bind)
-        self.endpoint = self.sock.last_endpoint.decode()
-        self.sent = 0  # bytes
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="onitu-sync-chunks", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop serving and release the socket."""
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close(0)
-        self.ctx.term()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            if not self.sock.poll(200):
-                continue
-            frames = self.sock.recv_multipart()
-            if len(frames) != 2:
-                continue
-            peer, raw = frames
-            rid: Any = None
-            try:
-                req = msgpack.unpackb(raw, raw=False)
-                if not (isinstance(req, list) and len(req) == 5):
-                    raise TransferError("not a chunk request")
-                token, rid, path, offset, length = req
-                if not isinstance(token, str) or not secrets.compare_digest(token, self.secret):
-                    raise TransferError("wrong secret")
-                if not (isinstance(path, str) and type(offset) is int and type(length) is int
-                        and offset >= 0 and 0 < length <= CHUNK):
-                    raise TransferError("malformed chunk request")
-                if not self.allowed(path):
-                    raise TransferError(f"{path!r:.80} is not in a synced folder")
-                data = self.driver.read(path, offset, length)
-                self.sent += len(data)
-                reply = [rid, True, data]
-            except (TransferError, DriverError, ValueError, TypeError, msgpack.UnpackException) as exc:
-                log.debug("chunk server of %s: refused a request: %s", self.driver.service, exc)
-                reply = [rid, False, str(exc)]
-            self.sock.send_multipart([peer, msgpack.packb(reply)])
+    return ChunkServer(read, f"onitu-chunks-{driver.service}", refused=(DriverError,))
 
 
 class _Connections(threading.local):

@@ -43,7 +43,7 @@ def ten_files(hub, monkeypatch, deletion_settle: float) -> list[str]:
 
 
 def held(referee: Referee, service: str = "a") -> set[str]:
-    return referee.awaiting.get(("docs", service), set())
+    return referee.awaiting.held_paths("docs", service)
 
 
 def test_a_deletion_reported_in_pieces_is_held_whole(hub, monkeypatch):

@@ -129,6 +129,13 @@ def parent_of(path: str) -> str:
     return path.rpartition("/")[0]
 
 
+def ancestors(path: str) -> Iterator[str]:
+    """The directories above a relative path, nearest first (``a/b/c`` -> ``a/b``, ``a``)."""
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        yield path
+
+
 def is_under(path: str, folder: str) -> bool:
     """True if ``path`` is ``folder`` or below it ('' is the root, which holds everything)."""
     return not folder or path == folder or path.startswith(folder + "/")

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.sync.decide.plan import Action
-from onitu.sync.drivers.contract import is_under
-
-
-def _parents(path: str) -> Iterable[str]:
-    while "/" in path:
-        path = path.rpartition("/")[0]
-        yield path
+from onitu.sync.drivers.contract import ancestors, is_under
 
 
 class Running:
@@ -30,7 +23,7 @@ class Running:
     def add(self, path: str, future: Future) -> None:
         self._drop(path)
         self.futures[path] = future
-        for parent in _parents(path):
+        for parent in ancestors(path):
             self.below[parent] = self.below.get(parent, 0) + 1
         future.add_done_callback(lambda f, path=path: self.finished.append((path, f)))
 
@@ -44,7 +37,7 @@ class Running:
     def _drop(self, path: str) -> None:
         if self.futures.pop(path, None) is None:
             return
-        for parent in _parents(path):
+        for parent in ancestors(path):
             self.below[parent] -= 1
             if not self.below[parent]:
                 del self.below[parent]
@@ -53,7 +46,7 @@ class Running:
         """The copies at ``key``, above it or below it."""
         if not key or key in self.below:
             return [f for p, f in self.futures.items() if is_under(p, key) or is_under(key, p)]
-        return [f for p in (key, *_parents(key)) if (f := self.futures.get(p)) is not None]
+        return [f for p in (key, *ancestors(key)) if (f := self.futures.get(p)) is not None]
 
 
 @dataclass(eq=False)

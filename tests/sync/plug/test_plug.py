@@ -10,8 +10,8 @@ from onitu.config import Config
 from onitu.space import TupleSpace
 from onitu.sync import tuples
 from onitu.sync.decide.plan import Delete, Mkdir, Move, tree_guard
+from onitu.sync.plug.orders import Running
 from onitu.sync.plug.plug import Plug
-from onitu.sync.plug.running import Running
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def obey(plug: Plug, oid: int, action) -> None:
     """An order of one action, written to the space and carried out."""
     tup = (tuples.ORDER, "a", oid, {"folder": "docs", "actions": [tuples.action_to_wire(action)], "metas": [None]})
     plug.space.write(tup)
-    plug._start(tup, Running())
+    plug.taker.start(tup, Running())
 
 
 def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path):
@@ -58,10 +58,10 @@ def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path)
             plug.scanner.below = below
             obey(plug, 1, Mkdir("made-meanwhile", "a"))
     plug.scanner.below = slow_listing
-    plug.full_scan()
+    plug.reporter.full_scan()
     assert (root / "made-meanwhile").is_dir()
     assert "made-meanwhile" in listing(plug.space), "a directory the plug made itself was reported as deleted"
-    assert "made-meanwhile" in plug.known["docs"]
+    assert "made-meanwhile" in plug.reporter.known["docs"]
 
 
 def results(plug: Plug) -> list[dict]:
@@ -74,8 +74,8 @@ def results(plug: Plug) -> list[dict]:
 def test_an_order_on_something_changed_since_is_refused(plug, tmp_path):
     root = tmp_path / "a"
     (root / "f.txt").write_text("one")
-    plug.full_scan()
-    reported = plug.known["docs"]["f.txt"]
+    plug.reporter.full_scan()
+    reported = plug.reporter.known["docs"]["f.txt"]
     (root / "f.txt").write_text("two, not reported yet")
     obey(plug, 2, Delete("f.txt", "a", reported.guard))
     assert (root / "f.txt").read_text() == "two, not reported yet"
@@ -91,17 +91,17 @@ def test_a_directory_holding_a_file_the_hub_has_not_seen_is_not_moved(plug, tmp_
     root = tmp_path / "a"
     (root / "d" / "sub").mkdir(parents=True)
     (root / "d" / "sub" / "1.txt").write_text("one")
-    plug.full_scan()
+    plug.reporter.full_scan()
 
     def seen_by_referee() -> str:
-        known = plug.known["docs"]
+        known = plug.reporter.known["docs"]
         return tree_guard({p[2:]: o.content for p, o in known.items() if p == "d" or p.startswith("d/")})
     guard = seen_by_referee()
     (root / "d" / "sub" / "new.txt").write_text("put here meanwhile")
     obey(plug, 1, Move("d", "k", "a", guard))
     assert (root / "d" / "sub" / "new.txt").read_text() == "put here meanwhile" and not (root / "k").exists()
     assert results(plug)[-1]["ok"] is False and "not seen" in results(plug)[-1]["error"]
-    plug.full_scan()  # reported now: a move decided on that is carried out
+    plug.reporter.full_scan()  # reported now: a move decided on that is carried out
     obey(plug, 2, Move("d", "k", "a", seen_by_referee()))
     assert results(plug)[-1] == {"ok": True, "error": ""}
     assert (root / "k" / "sub" / "new.txt").exists() and not (root / "d").exists()

@@ -122,7 +122,7 @@ class Commands:
             if ref.plugs.state(service, folder) is None and ref.rules.selects(service, folder, path, meta.size):
                 now = ref.mirror.get(service, folder, path)
                 copies.append((folder, Copy(path, service, tuple(holders), meta.sha256, meta.size,
-                                            now.guard if now else None, conflict)))
+                                            now.content_id if now else None, conflict)))
         ref.orders.send(copies)
 
     # -- status ---------------------------------------------------------------------------------------------------

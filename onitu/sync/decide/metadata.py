@@ -23,7 +23,7 @@ _INTERNED_MAX = 1 << 16
 Kind = Literal["file", "dir"]
 
 
-class Order(Enum):
+class Causality(Enum):
     """How two version vectors relate."""
 
     EQUAL = "equal"
@@ -74,14 +74,14 @@ class VersionVector:
         services = self.counters.keys() | other.counters.keys()
         return VersionVector.of({s: max(self.get(s), other.get(s)) for s in services})
 
-    def compare(self, other: VersionVector) -> Order:
+    def compare(self, other: VersionVector) -> Causality:
         """How this version relates to ``other``."""
         services = self.counters.keys() | other.counters.keys()
         ahead = any(self.get(s) > other.get(s) for s in services)
         behind = any(self.get(s) < other.get(s) for s in services)
         if ahead and behind:
-            return Order.CONCURRENT
-        return Order.DESCENDS if ahead else Order.PRECEDES if behind else Order.EQUAL
+            return Causality.CONCURRENT
+        return Causality.DESCENDS if ahead else Causality.PRECEDES if behind else Causality.EQUAL
 
     def to_wire(self) -> dict[str, int]:
         """A plain ``{service: counter}`` dict."""

@@ -11,15 +11,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from onitu.sync.decide.metadata import FileMeta, Kind, Order
+from onitu.sync.decide.metadata import Causality, FileMeta, Kind
 
 Content = tuple[Kind, str | None]  # ("file", sha256) or ("dir", None); None: nothing there
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """What one replica has at one path now. ``fingerprint`` (from the driver's Stat) is for the plug: orders are
-    guarded by content (:attr:`guard`), which the plug turns into the fingerprint of what it last reported."""
+    """What one replica has at one path now. ``fingerprint`` (from the driver's Stat) is for the plug: an order
+    names the content it expects (:attr:`content_id`), which the plug turns into the fingerprint of what it last
+    reported there, the driver's precondition."""
 
     kind: Kind = "file"
     sha256: str | None = None
@@ -33,16 +34,16 @@ class Observed:
         return (self.kind, self.sha256)
 
     @property
-    def guard(self) -> str:
+    def content_id(self) -> str:
         """What an order about this entry expects to find there: ``dir``, or the file's sha256."""
         return "dir" if self.kind == "dir" else self.sha256 or ""
 
 
-TREE = "tree:"  # the prefix of a directory's guard in a Move (see tree_guard)
+TREE = "tree:"  # the prefix of the content id of a directory moved whole (see tree_content_id)
 
 
-def tree_guard(tree: Mapping[str, Content]) -> str:
-    """The guard of a directory moved whole: a digest of everything in it (relative name, '' for the directory
+def tree_content_id(tree: Mapping[str, Content]) -> str:
+    """The content id of a directory moved whole: a digest of everything in it (relative name, '' for the directory
     itself -> content). A plug moves the directory only if it holds exactly that: a file put there that the hub has
     not seen would otherwise be carried off to a path nobody gave it."""
     digest = hashlib.sha256()
@@ -79,7 +80,7 @@ class Copy:
     sources: tuple[str, ...]
     sha256: str
     size: int
-    replaces: str | None  # the guard of what is at the destination (None: nothing there); see Observed.guard
+    replaces: str | None  # the content id of what is at the destination (None: nothing); see Observed.content_id
     source_path: str | None = None  # where the sources hold it, when not at ``path`` (resolving a conflict)
 
 
@@ -102,8 +103,8 @@ class Delete:
 
 @dataclass(frozen=True)
 class Move:
-    """Rename ``src`` to ``dst`` on service ``on`` (a directory moves with everything below it, guarded by
-    :func:`tree_guard`)."""
+    """Rename ``src`` to ``dst`` on service ``on`` (a directory moves with everything below it, if it holds
+    what :func:`tree_content_id` says)."""
 
     src: str
     dst: str
@@ -164,7 +165,7 @@ def is_clean(held: FileMeta | None, agreed: FileMeta | None) -> bool:
     if content_of(held) is None and content_of(agreed) is None:
         return True
     return held is not None and agreed is not None and held.version.compare(agreed.version) in (
-        Order.EQUAL, Order.DESCENDS)
+        Causality.EQUAL, Causality.DESCENDS)
 
 
 

@@ -196,7 +196,7 @@ class _Builder:
             self.taken.add(conflict)
             for replica in self.live:
                 if replica.service in holders:
-                    actions.append(KeepConflict(path, replica.service, conflict, replica.now[path].guard))
+                    actions.append(KeepConflict(path, replica.service, conflict, replica.now[path].content_id))
             moved_away.update(holders)
             agreed[conflict] = FileMeta(conflict, "file", sample.size, sample.sha256, VersionVector().bump(named),
                                         False, sample.mtime_ns)
@@ -217,17 +217,17 @@ class _Builder:
             if target is None:
                 assert now is not None
                 if self.routing.selects(service, path, now.size, now.kind == "dir"):
-                    actions.append(Delete(path, service, now.guard))
+                    actions.append(Delete(path, service, now.content_id))
                 continue
             if not self.routing.selects(service, path, size, target[0] == "dir"):
                 continue
             if now is not None and now.kind != target[0]:
-                actions.append(Delete(path, service, now.guard))
+                actions.append(Delete(path, service, now.content_id))
                 now = None
             if target[0] == "dir":
                 actions.append(Mkdir(path, service))
             elif sources and target[1] is not None:
-                actions.append(Copy(path, service, tuple(sources), target[1], size, now.guard if now else None))
+                actions.append(Copy(path, service, tuple(sources), target[1], size, now.content_id if now else None))
         return actions
 
 

@@ -18,7 +18,18 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from onitu.sync.decide.metadata import FileMeta
-from onitu.sync.decide.plan import Action, Content, Copy, Delete, Mkdir, Move, Replica, content_of, is_clean, tree_guard
+from onitu.sync.decide.plan import (
+    Action,
+    Content,
+    Copy,
+    Delete,
+    Mkdir,
+    Move,
+    Replica,
+    content_of,
+    is_clean,
+    tree_content_id,
+)
 from onitu.sync.drivers.contract import is_under, parent_of
 
 Tree = dict[str, Content]  # relative name ('' for the top) -> content
@@ -101,8 +112,8 @@ def apply_moves(actions: list[Action], live: Sequence[Replica], renames: Mapping
                           for rel in tree for kind, top in (("delete", src), ("put", dst))]
                 if all(i is not None and i not in dropped for i in wanted):
                     dropped.update(i for i in wanted if i is not None)
-                    guard = tree_guard(tree) if tree[""][0] == "dir" else other.now[src].guard
-                    moves.append(Move(src, dst, other.service, guard))
+                    expected = tree_content_id(tree) if tree[""][0] == "dir" else other.now[src].content_id
+                    moves.append(Move(src, dst, other.service, expected))
     return [action for i, action in enumerate(actions) if i not in dropped] + moves
 
 

@@ -39,9 +39,9 @@ class _Any:
 
 
 ANY: Final = _Any()
-"""For the ``replaces`` guards: proceed whatever is currently at the path."""
+"""For the ``replaces`` preconditions: proceed whatever is currently at the path."""
 
-Guard = str | None | _Any  # a fingerprint the path must still have, None (must not exist), or ANY
+Precondition = str | None | _Any  # a fingerprint the path must still have, None (must not exist), or ANY
 
 
 class DriverError(Exception):
@@ -57,7 +57,7 @@ class NotFound(DriverError):
     """The path does not exist (the root itself is fine)."""
 
 
-class Unavailable(DriverError):
+class RootUnavailable(DriverError):
     """The root is missing, unmounted, unreadable or lost its marker: nothing may be inferred from it."""
 
 
@@ -191,9 +191,9 @@ class Driver(ABC):
     """One service's storage. Subclasses set ``name`` (the registry key) and ``Options`` (their option schema).
 
     Every method taking a path validates it with :func:`safe_path` and raises :class:`UnsafePath` if it is refused.
-    Operations on an unavailable root raise :class:`Unavailable`, never :class:`NotFound` or an empty listing.
-    ``replaces`` guards: a fingerprint (from :class:`Stat`) the path must still have, None when it must not exist,
-    or :data:`ANY`; otherwise :class:`Changed` is raised and nothing is modified.
+    Operations on an unavailable root raise :class:`RootUnavailable`, never :class:`NotFound` or an empty listing.
+    ``replaces`` is a precondition: a fingerprint (from :class:`Stat`) the path must still have, None when it must
+    not exist, or :data:`ANY`; otherwise :class:`Changed` is raised and nothing is modified.
     """
 
     name: ClassVar[str]
@@ -270,7 +270,7 @@ class Driver(ABC):
     @abstractmethod
     def write(
         self, path: str, chunks: Iterable[bytes], *, expected_sha256: str, resume_from: int = 0,
-        replaces: Guard = ANY,
+        replaces: Precondition = ANY,
     ) -> Stat:
         """Write a file from ``chunks`` (its bytes from ``resume_from`` on) and return its new :class:`Stat`.
 
@@ -289,12 +289,12 @@ class Driver(ABC):
         """Forget the staged data of an interrupted write to ``path``, if any."""
 
     @abstractmethod
-    def delete(self, path: str, *, replaces: Guard = ANY) -> None:
+    def delete(self, path: str, *, replaces: Precondition = ANY) -> None:
         """Remove a file, or an empty directory. Raises :class:`NotFound` if there is nothing there."""
 
     @abstractmethod
-    def move(self, src: str, dst: str, *, replaces: Guard = ANY) -> Stat:
-        """Rename a file or a directory (with everything below it); ``dst`` must not exist. ``replaces`` guards src."""
+    def move(self, src: str, dst: str, *, replaces: Precondition = ANY) -> Stat:
+        """Rename a file or a directory (with everything below it); ``dst`` must not exist; ``replaces``: src's."""
 
     @abstractmethod
     def mkdir(self, path: str) -> Stat:

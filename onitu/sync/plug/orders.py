@@ -3,7 +3,7 @@
 An order holds up to 64 actions. They are carried out (copies in a pool, everything else in order, never two on
 the same path at once), then the order is taken together with its result in one atomic batch: a plug killed
 half-way finds the order again when it restarts and carries it out again, and an action that finds its work
-already done succeeds. Every action is guarded by the content the referee based it on: the plug checks that this is
+already done succeeds. Every action names the content the referee based it on: the plug checks that this is
 what it last reported there, and has the driver check that the entry still has the fingerprint it had then.
 Contents come from the other plugs' chunk servers (:mod:`onitu.sync.plug.transfer`), never through the space.
 """
@@ -36,7 +36,7 @@ from onitu.sync.decide.plan import (
     Observed,
     paths_of,
     service_of,
-    tree_guard,
+    tree_content_id,
 )
 from onitu.sync.drivers.contract import CHUNK, Changed, ChangeEvent, Driver, DriverError, ancestors, is_under
 from onitu.sync.plug.reports import OrderRun, Reporter
@@ -192,22 +192,25 @@ class OrderTaker:
         if isinstance(action, Delete):
             current = self.driver.stat(at(folder, action.path))
             if current is not None:
-                self.driver.delete(at(folder, action.path), replaces=self._expect(folder, action.path, action.replaces))
+                precondition = self._precondition(folder, action.path, action.replaces)
+                self.driver.delete(at(folder, action.path), replaces=precondition)
             return [action.path]
         assert isinstance(action, Move | KeepConflict)
         src, dst = (action.src, action.dst) if isinstance(action, Move) else (action.path, action.conflict)
         if self.driver.stat(at(folder, src)) is not None or self.driver.stat(at(folder, dst)) is None:
-            self.driver.move(at(folder, src), at(folder, dst), replaces=self._expect(folder, src, action.replaces))
+            precondition = self._precondition(folder, src, action.replaces)
+            self.driver.move(at(folder, src), at(folder, dst), replaces=precondition)
         return [src, dst]
 
-    def _expect_tree(self, folder: str, path: str, guard: str) -> str:
-        """The driver's guard for moving the directory ``path`` whole: its fingerprint, if this plug last reported
-        exactly the subtree the referee decided on (``guard``, see tree_guard) and the driver lists nothing else
-        below it now (a file made there and not reported yet). Otherwise the order is stale (:class:`Changed`)."""
+    def _tree_precondition(self, folder: str, path: str, content_id: str) -> str:
+        """The driver's precondition for moving the directory ``path`` whole: its fingerprint, if this plug last
+        reported exactly the subtree the referee decided on (``content_id``, see tree_content_id) and the driver
+        lists nothing else below it now (a file made there and not reported yet). Otherwise the order is stale
+        (:class:`Changed`)."""
         reported = self.reporter.reported_tree(folder, path)
         tree = {p[len(path) + 1:]: obs.content for p, obs in reported.items()}  # the directory itself at ''
         where = self.scanner.where(folder, path)
-        if path not in reported or tree_guard(tree) != guard:
+        if path not in reported or tree_content_id(tree) != content_id:
             raise self.driver.error(Changed, where, "changed since the hub decided to move it (what it holds was "
                                                     "reported otherwise since)")
         listed = {(stat.path, stat.fingerprint) for stat in self.driver.list(where)}
@@ -217,20 +220,20 @@ class OrderTaker:
             raise self.driver.error(Changed, where, f"holds what the hub has not seen yet ({unseen}); not moved")
         return reported[path].fingerprint
 
-    def _expect(self, folder: str, path: str, guard: str | None) -> str | None:
-        """The driver's guard for an order decided on ``guard`` (the content the referee saw at ``path``, see
-        Observed.guard): the fingerprint of that content as this plug last reported it. If it reported something
-        else since, the order is stale (:class:`Changed`); so is one about a file changed and not reported yet
-        (the driver finds another fingerprint)."""
-        if guard is None:
+    def _precondition(self, folder: str, path: str, content_id: str | None) -> str | None:
+        """The driver's precondition for an order decided on ``content_id`` (the content the referee saw at ``path``,
+        see Observed.content_id): the fingerprint of that content as this plug last reported it. If it reported
+        something else since, the order is stale (:class:`Changed`); so is one about a file changed and not reported
+        yet (the driver finds another fingerprint)."""
+        if content_id is None:
             return None
-        if guard.startswith(TREE):
-            return self._expect_tree(folder, path, guard)
+        if content_id.startswith(TREE):
+            return self._tree_precondition(folder, path, content_id)
         known = self.reporter.reported(folder, path)
-        if known is None or known.guard != guard:
+        if known is None or known.content_id != content_id:
             raise self.driver.error(Changed, self.scanner.where(folder, path),
-                                    f"changed since the hub decided (expected {guard[:16]}, last reported "
-                                    f"{known.guard[:16] if known else 'nothing'})")
+                                    f"changed since the hub decided (expected {content_id[:16]}, last reported "
+                                    f"{known.content_id[:16] if known else 'nothing'})")
         return known.fingerprint
 
     def _copy(self, folder: str, action: Copy) -> Observed | None:
@@ -253,7 +256,7 @@ class OrderTaker:
                            advance, lambda source=source: self._still_serving(source))
             try:
                 written = self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
-                                            replaces=self._expect(folder, action.path, action.replaces))
+                                            replaces=self._precondition(folder, action.path, action.replaces))
                 self.scanner.remember(written, action.sha256)
                 return Observed("file", action.sha256, written.size, written.mtime_ns, written.fingerprint)
             except TransferError as exc:  # this source failed: keep what arrived, try the next one

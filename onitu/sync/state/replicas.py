@@ -4,7 +4,7 @@ Kept compact, because it covers every file of every replica: per folder and path
 entry has the agreed content (a replica in sync costs one bit, kept in the agreed table's row: see
 :meth:`onitu.sync.state.agreed.Agreed.matching`), and the other entries apart. Only what decisions use
 is kept: kind, hash, size and modification time; the fingerprint stays with the plug, which turns the content an
-order was decided on back into it (see :meth:`onitu.sync.decide.plan.Observed.guard`).
+order was decided on back into it (see :meth:`onitu.sync.decide.plan.Observed.content_id`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onitu.sync.decide.metadata import FileMeta, Order, VersionVector
+from onitu.sync.decide.metadata import Causality, FileMeta, VersionVector
 
 SHA = "a" * 64
 vectors = st.dictionaries(st.sampled_from("ABCDE"), st.integers(0, 5), max_size=5).map(VersionVector)
@@ -25,26 +25,27 @@ def test_merge_is_associative(a: VersionVector, b: VersionVector, c: VersionVect
 
 @given(vectors)
 def test_merge_is_idempotent(a: VersionVector) -> None:
-    assert a.merge(a) == a and a.compare(a) is Order.EQUAL
+    assert a.merge(a) == a and a.compare(a) is Causality.EQUAL
 
 
 @given(vectors, vectors)
 def test_compare_is_consistent(a: VersionVector, b: VersionVector) -> None:
-    mirrored = {Order.EQUAL: Order.EQUAL, Order.DESCENDS: Order.PRECEDES, Order.PRECEDES: Order.DESCENDS,
-                Order.CONCURRENT: Order.CONCURRENT}
+    mirrored = {Causality.EQUAL: Causality.EQUAL, Causality.DESCENDS: Causality.PRECEDES,
+                Causality.PRECEDES: Causality.DESCENDS, Causality.CONCURRENT: Causality.CONCURRENT}
     assert b.compare(a) is mirrored[a.compare(b)]
-    assert (a.compare(b) is Order.EQUAL) == (a == b)
+    assert (a.compare(b) is Causality.EQUAL) == (a == b)
     merged = a.merge(b)
-    assert merged.compare(a) in (Order.EQUAL, Order.DESCENDS) and merged.compare(b) in (Order.EQUAL, Order.DESCENDS)
+    seen_all = (Causality.EQUAL, Causality.DESCENDS)
+    assert merged.compare(a) in seen_all and merged.compare(b) in seen_all
 
 
 @given(vectors, st.sampled_from("ABCDE"))
 def test_bump_descends(a: VersionVector, service: str) -> None:
-    assert a.bump(service).compare(a) is Order.DESCENDS and a.bump(service).get(service) == a.get(service) + 1
+    assert a.bump(service).compare(a) is Causality.DESCENDS and a.bump(service).get(service) == a.get(service) + 1
 
 
 def test_concurrent_and_zero_counters() -> None:
-    assert VersionVector({"A": 1}).compare(VersionVector({"B": 1})) is Order.CONCURRENT
+    assert VersionVector({"A": 1}).compare(VersionVector({"B": 1})) is Causality.CONCURRENT
     assert VersionVector({"A": 0}) == VersionVector() and VersionVector({"A": 0}).to_wire() == {}
     assert hash(VersionVector({"A": 1, "B": 2})) == hash(VersionVector({"B": 2, "A": 1}))
 

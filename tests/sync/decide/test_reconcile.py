@@ -18,7 +18,7 @@ from onitu.sync.decide.plan import (
     Move,
     Observed,
     Replica,
-    tree_guard,
+    tree_content_id,
 )
 from onitu.sync.decide.reconcile import conflict_name, reconcile
 
@@ -232,14 +232,14 @@ def test_orders_carry_the_content_they_were_decided_on() -> None:
 
 
 def test_a_directory_moves_only_as_the_referee_saw_it() -> None:
-    """A directory moved whole is guarded by everything in it: a file put there unseen must not be carried off."""
+    """A directory moved whole names everything in it: a file put there unseen must not be carried off."""
     renamed = {"k": DIR, "k/1": "one", "k/2": "two", "e": "e", "f": "f", "g": "g"}
     as_is = {"d": DIR, "d/1": "one", "d/2": "two", "e": "e", "f": "f", "g": "g"}
     plan = reconcile(D, [rep("A", renamed, D), rep("B", as_is, D)], when=WHEN)
     inside = {"": ("dir", None), "1": ("file", sha("one")), "2": ("file", sha("two"))}
-    assert plan.actions == (Move("d", "k", "B", tree_guard(inside)),)
-    assert tree_guard(inside) != tree_guard({**inside, "3": ("file", sha("three"))})
-    assert tree_guard(inside) != tree_guard({**inside, "2": ("file", sha("two!"))})
+    assert plan.actions == (Move("d", "k", "B", tree_content_id(inside)),)
+    assert tree_content_id(inside) != tree_content_id({**inside, "3": ("file", sha("three"))})
+    assert tree_content_id(inside) != tree_content_id({**inside, "2": ("file", sha("two!"))})
 
 
 MANY = agreed({f"f{i}": f"content {i}" for i in range(10)})

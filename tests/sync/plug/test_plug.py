@@ -9,7 +9,7 @@ import pytest
 from onitu.config import Config
 from onitu.space import TupleSpace
 from onitu.sync import tuples
-from onitu.sync.decide.plan import Delete, Mkdir, Move, tree_guard
+from onitu.sync.decide.plan import Delete, Mkdir, Move, tree_content_id
 from onitu.sync.plug.orders import Running
 from onitu.sync.plug.plug import Plug
 
@@ -77,11 +77,11 @@ def test_an_order_on_something_changed_since_is_refused(plug, tmp_path):
     plug.reporter.full_scan()
     reported = plug.reporter.known["docs"]["f.txt"]
     (root / "f.txt").write_text("two, not reported yet")
-    obey(plug, 2, Delete("f.txt", "a", reported.guard))
+    obey(plug, 2, Delete("f.txt", "a", reported.content_id))
     assert (root / "f.txt").read_text() == "two, not reported yet"
     done = results(plug)
     assert [r["ok"] for r in done] == [False] and "changed" in done[0]["error"]
-    obey(plug, 3, Delete("f.txt", "a", "0" * 64))  # a guard naming content it never reported
+    obey(plug, 3, Delete("f.txt", "a", "0" * 64))  # naming content it never reported
     assert (root / "f.txt").exists()
 
 
@@ -95,15 +95,15 @@ def test_a_directory_holding_a_file_the_hub_has_not_seen_is_not_moved(plug, tmp_
 
     def seen_by_referee() -> str:
         known = plug.reporter.known["docs"]
-        return tree_guard({p[2:]: o.content for p, o in known.items() if p == "d" or p.startswith("d/")})
-    guard = seen_by_referee()
+        return tree_content_id({p[2:]: o.content for p, o in known.items() if p == "d" or p.startswith("d/")})
+    seen = seen_by_referee()
     (root / "d" / "sub" / "new.txt").write_text("put here meanwhile")
-    obey(plug, 1, Move("d", "k", "a", guard))
+    obey(plug, 1, Move("d", "k", "a", seen))
     assert (root / "d" / "sub" / "new.txt").read_text() == "put here meanwhile" and not (root / "k").exists()
     assert results(plug)[-1]["ok"] is False and "not seen" in results(plug)[-1]["error"]
     plug.reporter.full_scan()  # reported now: a move decided on that is carried out
     obey(plug, 2, Move("d", "k", "a", seen_by_referee()))
     assert results(plug)[-1] == {"ok": True, "error": ""}
     assert (root / "k" / "sub" / "new.txt").exists() and not (root / "d").exists()
-    obey(plug, 3, Move("k", "m", "a", guard))  # decided on an older view of what it holds
+    obey(plug, 3, Move("k", "m", "a", seen))  # decided on an older view of what it holds
     assert (root / "k").is_dir() and "changed" in results(plug)[-1]["error"]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
-from onitu.config import ConfigError, load
+from onitu.config import load
 from onitu.sync import settings
 from onitu.sync.drivers import driver_for, parse_options
 from onitu.sync.drivers.local import LocalOptions
 from onitu.sync.settings import ServiceConfig
+from tests.configs import assert_refused, write
 
 SETUP = """\
 folders:
@@ -42,12 +42,6 @@ sync:
   deletion_threshold: 0.25
   scan_interval: 60
 """
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "onitu.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def options(service: ServiceConfig) -> BaseModel:
@@ -141,9 +135,4 @@ BAD = {
 
 @pytest.mark.parametrize(("text", "line", "key", "problem"), BAD.values(), ids=BAD.keys())
 def test_bad_setup_names_file_line_and_key(tmp_path: Path, text: str, line: int, key: str, problem: str) -> None:
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
-        load(path)
-    message = str(info.value)
-    assert message.startswith(f"{path}:{line}: {key}: "), message
-    assert problem in message, message
+    assert_refused(tmp_path, text, line, key, problem)

@@ -20,7 +20,7 @@ import psutil
 import zmq
 
 from onitu.config import Config, ConfigError, load
-from onitu.entry import configure_logging
+from onitu.logs import configure_logging
 from onitu.space.ring import SyncResponder
 from onitu.supervision.failover import SpacePair
 from onitu.supervision.supervisor import RUNNING, Child, Spec, Supervisor

@@ -122,7 +122,7 @@ class Supervisor:
                 self.crashed(child, f"cannot start: {exc}")
                 return
         child.pid, child.started, child.state, child.healthy = child.proc.pid, time.monotonic(), STARTING, False
-        child.last_heartbeat, child.exit_code, child.reason, child.last_status = None, None, "", {}
+        child.last_heartbeat, child.exit_code, child.last_status = None, None, {}  # the reason stays until healthy
         log.info("started %s (pid %d): %s", child.name, child.pid, " ".join(child.spec.command))
 
     def kill(self, child: Child, sig: int = signal.SIGKILL) -> None:
@@ -196,7 +196,7 @@ class Supervisor:
             if msg["op"] == "pong" and msg.get("pid") == child.pid:
                 child.last_heartbeat = time.monotonic()
                 child.last_status = msg.get("status") or {}
-                child.healthy = True
+                child.healthy, child.reason = True, ""
                 if child.state in (STARTING, STALE):
                     child.state = RUNNING
             elif msg["op"] == "done" and isinstance(msg.get("n"), int):
@@ -216,8 +216,9 @@ class Supervisor:
             self.crashed(child, "hung (no answer to heartbeats)")
         elif child.state == STARTING and not child.spec.heartbeat and now - child.started > self.hb.interval:
             child.state = RUNNING
-        elif child.state == RUNNING and not child.spec.heartbeat and now - child.started >= self.restart.fast_crash:
-            child.healthy = True
+        elif child.state == RUNNING and not child.healthy and not child.spec.heartbeat \
+                and now - child.started >= self.restart.fast_crash:
+            child.healthy, child.reason = True, ""
         elif child.state == BACKOFF and now >= child.restart_at:
             child.restarts += 1
             self.spawn(child)

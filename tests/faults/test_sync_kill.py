@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from onitu.space import connect
-from onitu.sync import wire
-from onitu.sync.ledger import Ledger
-from onitu.sync.plan import paths_of
+from onitu.sync import tuples
+from onitu.sync.decide.plan import paths_of
+from onitu.sync.state.ledger import Ledger
 from tests.sync.hub import Hub, running_hub, tree, wait_settled
 
 ROUNDS = int(os.environ.get("ONITU_SOAK_ROUNDS", "20"))
@@ -278,8 +278,8 @@ def hub_view(hub: Hub, wrong: dict[str, list[str]]) -> list[str]:
         ledger = Ledger()
         with connect(data_dir=hub.data, connect_timeout=10) as space:
             ledger.load(space)
-            orders = space.read_all((wire.ORDER, None, None, None))
-            pending = space.read_all((wire.PENDING, None, None, None))
+            orders = space.read_all((tuples.ORDER, None, None, None))
+            pending = space.read_all((tuples.PENDING, None, None, None))
     except Exception as exc:  # a post-mortem must not hide the failure it explains
         return [f"(the hub's view could not be read: {exc})"]
     out = []
@@ -289,7 +289,7 @@ def hub_view(hub: Hub, wrong: dict[str, list[str]]) -> list[str]:
         holds = {name: ((h.sha256 or "dir")[:12] if (h := ledger.held[name, "docs"].get(path)) else "nothing")
                  for name in hub.roots}
         under_way = [f"{service} order {oid}: {type(action).__name__}"
-                     for _, service, oid, body in orders for action in map(wire.action_from_wire, body["actions"])
+                     for _, service, oid, body in orders for action in map(tuples.action_from_wire, body["actions"])
                      if path in paths_of(action)]
         held = [service for _, folder, service, info in pending if path in info.get("paths", ())]
         state = (f"still working on it: {under_way + [f'held for approval on {s}' for s in held]}"

@@ -168,7 +168,7 @@ class SpaceServer:
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
     def bind(self) -> None:
-        """Open the sockets (CURVE ones behind the authenticator) and publish ``space.json``."""
+        """Open the sockets (CURVE ones behind the authenticator); :meth:`serve` publishes ``space.json``."""
         self._open(self.listen)
         if self.replica_listen:
             repl = self.ctx.socket(zmq.ROUTER)
@@ -180,7 +180,6 @@ class SpaceServer:
             if self.peer:
                 self.link = PrimaryLink(self, self.peer)
             self.bind_standby()
-        self.write_info()
 
     def _open(self, endpoints: list[str]) -> list[zmq.Socket]:
         plain = [ep for ep in endpoints if not self.curve[ep]]
@@ -296,6 +295,7 @@ class SpaceServer:
         self.turn(self.store.reap)
         if self.discovery is not None:
             self._discovery = await ring.start_responder(self.describe, self.counters, *self.discovery)
+        self.write_info()  # last: whoever reads it may look the space up at once
         log.info("space serving on %s", ", ".join(self.endpoints))
         try:
             await self._stopped.wait()

@@ -22,7 +22,7 @@ from typing import Any
 
 from onitu.space import numbers
 from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
-from onitu.space.index import FifoIndex, Order, RindaOrder
+from onitu.space.index import FifoIndex, Index, RindaIndex
 from onitu.space.template import Template, check_tuple
 
 Tuple = tuple | dict
@@ -87,7 +87,7 @@ class Store:
                  history: int = HISTORY) -> None:
         self.clock = clock
         self.live: dict[int, Tuple] = {}
-        self.order: Order = RindaOrder(self.live) if rinda_order else FifoIndex(self.live)
+        self.index: Index = RindaIndex(self.live) if rinda_order else FifoIndex(self.live)
         self.next_id = 1
         self.leases: dict[int, float] = {}  # id -> deadline, leased tuples only
         self.owner: dict[int, Session] = {}  # id -> session, session-leased tuples only
@@ -138,7 +138,7 @@ class Store:
 
     def _store(self, eid: int, tup: Tuple, deadline: float | None, owner: Session | None) -> None:
         self.live[eid] = tup
-        self.order.add(eid, tup)
+        self.index.add(eid, tup)
         self._hold(eid, deadline, owner)
 
     def _hold(self, eid: int, deadline: float | None, owner: Session | None) -> None:
@@ -172,7 +172,7 @@ class Store:
         """Every match, in the order take would find them (Rinda: oldest first even for symbol bins)."""
         self.reap()
         live, out = self.live, []
-        for eid in self.order.candidates(template, True):
+        for eid in self.index.candidates(template, True):
             tup = live[eid]
             if template.match(tup):
                 out.append(tup)
@@ -183,18 +183,18 @@ class Store:
     def candidates(self, template: Template) -> list[Tuple]:
         """The live tuples the index offers for a template (a superset of its matches), oldest first."""
         live = self.live
-        return [live[eid] for eid in self.order.candidates(template, True)]
+        return [live[eid] for eid in self.index.candidates(template, True)]
 
     def _find(self, template: Template, skip: set[int] | frozenset = frozenset()) -> int | None:
         live = self.live
-        for eid in self.order.candidates(template, False):
+        for eid in self.index.candidates(template, False):
             if eid not in skip and template.match(live[eid]):
                 return eid
         return None
 
     def _remove(self, eid: int, kind: str) -> Tuple:
         tup = self.live.pop(eid)
-        self.order.remove(eid, tup, kind == "take")
+        self.index.remove(eid, tup, kind == "take")
         self.leases.pop(eid, None)
         owner = self.owner.pop(eid, None)
         if owner is not None:
@@ -471,7 +471,7 @@ class Store:
             "waiting": len(self.waiters),
             "subscriptions": len(self.subs),
             "last_event": self.event_id,
-            **self.order.stats(),
+            **self.index.stats(),
         }
 
 

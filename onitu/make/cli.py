@@ -206,6 +206,9 @@ def worker_main(argv: list[str]) -> int:
     finally:
         with contextlib.suppress(SpaceError):
             client.close()
+    if worker.revoked is not None:
+        print(f"onitu worker: stopped: {worker.revoked}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_RESPAWNS = 20
+RIDE_OUT = 30.0  # seconds a build waits for an answer from its space (a restart, a failover) before giving up
 
 
 class BuildLocked(Exception):
@@ -153,11 +154,16 @@ class Runtime:
         data = data_dir or paths.data_dir()
         if space or os.environ.get("ONITU_SPACE") or read_info(data):
             try:
-                return connect(space, data_dir=data, insecure=insecure, connect_timeout=3.0)
+                client = connect(space, data_dir=data, insecure=insecure, connect_timeout=3.0)
             except Unavailable:
                 if space or os.environ.get("ONITU_SPACE"):
                     raise
                 log.info("the space recorded in %s does not answer; using an embedded one", data)
+            else:
+                # 3 s to find out whether a recorded space is there at all; once found, a build rides out its
+                # restarts and failovers, which take longer than that on a loaded machine
+                client.connect_timeout = RIDE_OUT
+                return client
         self.embedded = EmbeddedSpace(self.state_dir / "space", self.build)
         return connect(self.embedded.endpoint, connect_timeout=5.0)
 

@@ -29,6 +29,7 @@ from onitu.make.files import BlobStore, FileClient, TransferError, place, relati
 from onitu.make.tasks import BUILD, TASK, WORKER, WORKING, BadTask, BuildInfo, Result, StepResult, Task
 from onitu.space import RequestExpired, SpaceError
 from onitu.space.client import SpaceClient
+from onitu.space.errors import KeyRevoked
 
 log = logging.getLogger(__name__)
 ANY_TASK = (TASK, None, None, None)
@@ -96,9 +97,11 @@ class Worker:
         self.blobs = BlobStore(self.cache / "blobs")
         self._stop = threading.Event()
         self._abort = False
+        self.revoked: KeyRevoked | None = None  # the space no longer takes our key: we stop for good
         self._builds: dict[str, tuple[BuildInfo, bool]] = {}
         self._local = threading.local()
         self.guard = Guard()
+        space.on_refused = self._refused
 
     def run(self) -> None:
         """Register, serve tasks on every slot, and return once stopped (after finishing the tasks under way)."""
@@ -112,6 +115,14 @@ class Worker:
             for t in threads:
                 t.join()
         self.guard.close()
+
+    def _refused(self, exc: Exception) -> None:
+        """Our key was revoked: asking again would get the same answer, so the recipes under way are killed and
+        their tasks go back to the queue (the server ended our session, and with it our claims)."""
+        if isinstance(exc, KeyRevoked) and self.revoked is None:
+            self.revoked = exc
+            log.error("worker %s: %s; stopping", self.id, exc)
+            self.stop(abort=True)
 
     def stop(self, abort: bool = False) -> None:
         """Take no more tasks; with ``abort``, also kill the recipes under way (their tasks will be re-run)."""
@@ -132,6 +143,9 @@ class Worker:
                     return
                 if not isinstance(exc, SpaceError):
                     raise
+                if isinstance(exc, KeyRevoked):
+                    self._refused(exc)
+                    return
                 log.warning("worker %s: space error: %s", self.id, exc)
                 self._stop.wait(1.0)
         if report is not None:

@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +251,9 @@ class SpaceClient:
         self._socks: list[zmq.Socket] = []
         self._socks_lock = threading.Lock()
         self._closed = threading.Event()
+        # called from the keepalive thread when the server refuses this client for good (its key was revoked):
+        # a client busy elsewhere (a make worker running a recipe) learns it within a third of the session TTL
+        self.on_refused: Callable[[Refused], None] | None = None
         try:
             self._hello()
         except BaseException:  # no session: release the sockets, or the context would never terminate
@@ -413,6 +416,8 @@ class SpaceClient:
                     log.warning("cannot reopen session: %s", exc)
             except Refused as exc:  # sending it again would get the same answer
                 log.warning("keepalive to %s stopped: %s", self.core.endpoint, exc)
+                if self.on_refused is not None:
+                    self.on_refused(exc)
                 return
             except SpaceError as exc:
                 if not self._closed.is_set():

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS replies (sid BLOB, seq INTEGER, body BLOB NOT NULL, P
 """
 
 
+_SET_STREAM = "INSERT OR REPLACE INTO meta VALUES ('stream_boot', ?), ('stream_lsn', ?)"
+
+
 class StorageError(SpaceError):
     """The data directory cannot be used (corrupt database, newer schema, unwritable)."""
 
@@ -91,13 +94,17 @@ class Durable:
             replies = {(sid, seq): body for sid, seq, body in self.db.execute("SELECT sid, seq, body FROM replies")}
         except (sqlite3.DatabaseError, SpaceError) as exc:
             raise StorageError(f"{self.path}: cannot load the space: {exc}") from exc
+        self.new_generation(store)
+        return replies
+
+    def new_generation(self, store: Store) -> None:
+        """Number on past every id this space (or the primary it copies) ever gave, when it starts serving."""
         # Ids are (generation << 32) + n: a new generation per start means counters never need a write per
         # commit, yet an id is never reused (an old Entry handle cannot cancel a newer tuple).
         generation = max(self.meta("generation", 0), self.meta("next_id", 0) >> 32, self.meta("event_id", 0) >> 32) + 1
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (generation,))
         store.next_id = max(store.next_id, generation << 32)
         store.event_id = max(store.event_id, generation << 32)
-        return replies
 
     @staticmethod
     def encode(changes: Iterable[tuple]) -> list[list]:
@@ -131,10 +138,11 @@ class Durable:
         return [list(puts.values()), dels, leases, [[sid, ttl] for sid, ttl in sessions.items()]]
 
     def commit(self, rows: list[list], replies: Iterable[tuple[bytes, int, bytes]], acks: dict[bytes, int],
-               counters: tuple[int, int] | None = None) -> None:
+               counters: tuple[int, int] | None = None, stream: tuple[str, int] | None = None) -> None:
         """Write one group of rows (see :meth:`encode`), cached replies and acknowledgements in one transaction.
 
-        ``acks`` (forgettable replies) may lag: a reply kept too long costs a row, never correctness.
+        ``acks`` (forgettable replies) may lag: a reply kept too long costs a row, never correctness. A replica
+        passes ``stream``, where this batch leaves it in its primary's stream (see :meth:`stream`).
         """
         puts, dels, leases, sessions = rows
         db = self.db
@@ -158,6 +166,8 @@ class Durable:
                 db.executemany("DELETE FROM replies WHERE sid = ? AND seq < ?", acks.items())
             if counters is not None:  # a replica keeps the primary's counters, to number on after a promotion
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?), ('event_id', ?)", counters)
+            if stream is not None:
+                db.execute(_SET_STREAM, stream)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -166,9 +176,20 @@ class Durable:
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def stream(self) -> tuple[str, int] | None:
+        """(primary boot, last lsn) of the primary's stream this replica's disk holds, committed with each batch:
+        a replica that comes back can ask for the batches after it instead of a whole snapshot."""
+        boot, lsn = self.meta("stream_boot"), self.meta("stream_lsn")
+        return (boot, lsn) if type(boot) is str and type(lsn) is int else None
+
+    def forget_stream(self) -> None:
+        """This disk serves as a primary now: it goes on from its own turns, no longer from anyone's stream."""
+        self.db.execute("DELETE FROM meta WHERE key IN ('stream_boot', 'stream_lsn')")
+
     # ---- a replica's snapshot: one transaction from begin to end, so a crash midway keeps the old state ----
 
-    def begin_snapshot(self, sessions: list, replies: list, next_id: int, event_id: int) -> None:
+    def begin_snapshot(self, sessions: list, replies: list, next_id: int, event_id: int,
+                       stream: tuple[str, int]) -> None:
         db = self.db
         if db.in_transaction:
             db.execute("ROLLBACK")
@@ -178,6 +199,7 @@ class Durable:
         db.executemany("INSERT INTO sessions VALUES (?, ?)", sessions)
         db.executemany("INSERT INTO replies VALUES (?, ?, ?)", replies)
         db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?), ('event_id', ?)", (next_id, event_id))
+        db.execute(_SET_STREAM, stream)
 
     def snapshot_rows(self, rows: list) -> None:
         """Rows as :meth:`encode` makes them: ``[id, encoded tuple, deadline, owner]``."""

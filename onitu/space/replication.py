@@ -4,10 +4,15 @@ Every space server binds a replication endpoint. The primary connects to its pee
 ``["batch", epoch, boot, lsn, body]`` after each commit (``body`` is what it committed: the rows, cached
 replies, acknowledgements and the events of the turn). The secondary applies a batch only if it continues the
 stream it is synced to (same primary boot, next lsn), commits it, and answers ``["ack", epoch, lsn]``; otherwise
-it answers ``["need", epoch, lsn, its boot]`` and the primary streams a snapshot (``snap_begin``, ``snap_rows``
-chunks, ``snap_end``) taken at a turn boundary, then the batches after it. The replica applies the snapshot in one
-transaction, then the batches that arrived meanwhile, and only then answers ``["synced", epoch, lsn]``: the one
-answer that makes it a copy the watchdog may promote. A ``need`` about a batch that an already-sent snapshot
+it answers ``["need", epoch, lsn, its boot, [primary boot, last lsn] or None]``. If the replica holds this
+primary's own stream up to a batch the primary still keeps (a secondary that restarted, or missed a few), the
+primary sends it the batches after it, and the replica's acknowledgement of the last makes it a copy again;
+otherwise the primary streams a snapshot (``snap_begin``, ``snap_rows`` chunks, ``snap_end``) taken at a turn
+boundary, then the batches after it. A replica whose disk comes from another primary (another boot: the old
+primary coming back, say) always gets a snapshot, so it never keeps a batch the current primary never had. The
+replica applies the snapshot in one transaction, then the batches that arrived meanwhile, and only then answers
+``["synced", epoch, lsn]``: with the acknowledgement that ends a catch-up, the one answer that makes it a copy the
+watchdog may promote. A ``need`` about a batch that an already-sent snapshot
 covers is stale and ignored.
 
 Fencing: every message carries the sender's epoch. A server that receives a message from a lower epoch answers
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("onitu.space.replication")
 
 SNAPSHOT_CHUNK = 5000
+RETAIN = (10_000, 64 << 20)  # the last batches a primary keeps (at most this many, this many bytes) for catch-ups
 PER_TURN = 256  # messages handled per loop turn: heartbeats and clients get their turn under a flood
 
 
@@ -44,6 +50,10 @@ def _message(frame: bytes) -> list | None:
     if isinstance(msg, list) and len(msg) >= 2 and isinstance(msg[0], str) and type(msg[1]) is int:
         return msg
     return None
+
+
+def _decode(body: bytes) -> Any:
+    return as_tuple(unpackb(body))
 
 
 def _event(event: list) -> tuple:
@@ -64,23 +74,34 @@ class PrimaryLink:
         self.acked = 0  # last batch the secondary made durable
         self.synced = False  # the secondary holds everything up to `acked` (it had a snapshot from us)
         self.last_ack = 0.0  # monotonic time of the last acknowledgement
-        self._snap_to: tuple[str | None, int] = (None, -1)  # (replica boot, lsn) of the last snapshot sent
+        self._snap_to: tuple[str | None, int] = (None, -1)  # (replica boot, lsn) of the last snapshot or catch-up
         self._snapshot: deque[list] | None = None
+        self._retained: deque[tuple[int, list, int]] = deque()  # (lsn, body, bytes) of the last batches shipped
+        self._retained_bytes = 0
+        self._catching_up: int | None = None  # the lsn whose acknowledgement ends a catch-up
+        self.snapshots = self.catch_ups = 0  # sent so far
 
     def ship(self, body: list) -> int:
         self.lsn += 1
-        self._send(["batch", self.server.epoch, self.server.boot, self.lsn, body])
+        size = self._send(["batch", self.server.epoch, self.server.boot, self.lsn, body])
+        retained = self._retained
+        retained.append((self.lsn, body, size))
+        self._retained_bytes += size
+        while len(retained) > RETAIN[0] or self._retained_bytes > RETAIN[1]:
+            self._retained_bytes -= retained.popleft()[2]
         return self.lsn
 
     def probe(self, always: bool = False) -> None:
         if self._snapshot is None and (always or not self.synced):
             self._send(["probe", self.server.epoch, self.server.boot, self.lsn])
 
-    def _send(self, msg: list) -> None:
+    def _send(self, msg: list) -> int:
+        frame = packb(msg)
         try:
-            self.sock.send(packb(msg), zmq.NOBLOCK)
+            self.sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             self.synced = False  # cannot happen with an unlimited HWM; if it does, resync
+        return len(frame)
 
     def receive(self) -> None:
         for _ in range(PER_TURN):
@@ -103,17 +124,40 @@ class PrimaryLink:
                 # sent before that snapshot says nothing about it.
                 if kind == "synced" and msg[2] >= self._snap_to[1] and self._snapshot is None:
                     self.synced = True
+                if kind == "ack" and self._catching_up is not None and msg[2] >= self._catching_up:
+                    self.synced, self._catching_up = True, None
                 self.server.pair.release()
-            elif kind == "need" and len(msg) == 4 and self._snapshot is None:
+            elif kind == "need" and len(msg) in (4, 5) and self._snapshot is None:
                 replica, lsn = msg[3], msg[2]
-                if replica != self._snap_to[0] or lsn > self._snap_to[1]:  # else: about a batch the snapshot covers
+                covered = replica == self._snap_to[0] and lsn <= self._snap_to[1]  # by what we sent it already
+                if not covered and not self._catch_up(replica, msg[4] if len(msg) == 5 else None):
                     self._start_snapshot(replica)
+
+    def _catch_up(self, replica: str, has: Any) -> bool:
+        """Send a replica that holds our stream up to some batch the batches after it, if we still have them all
+        (it says where it stands: ``[our boot, its last lsn]``). A replica whose disk comes from another primary
+        (another boot) may hold batches we never had: it gets a snapshot instead."""
+        if not (isinstance(has, list) and len(has) == 2 and has[0] == self.server.boot and type(has[1]) is int):
+            return False
+        start = has[1] + 1
+        if not 0 < start <= self.lsn + 1 or (start <= self.lsn and (not self._retained
+                                                                     or self._retained[0][0] > start)):
+            return False
+        self.synced, self._snap_to, self._catching_up = False, (replica, self.lsn), self.lsn
+        self.catch_ups += 1
+        server = self.server
+        for lsn, body, _ in self._retained:
+            if lsn >= start:
+                self._send(["batch", server.epoch, server.boot, lsn, body])
+        log.info("catching %s up from lsn %d to %d, without a snapshot", self.peer, has[1], self.lsn)
+        return True
 
     def _start_snapshot(self, replica: str) -> None:
         """Copy the state at this turn boundary (tuples are immutable, so the copy is consistent)."""
         server, store = self.server, self.server.store
-        self.synced = False
+        self.synced, self._catching_up = False, None
         self._snap_to = (replica, self.lsn)
+        self.snapshots += 1
         rows = [[eid, tup, store.leases.get(eid), store.owner[eid].sid if eid in store.owner else None]
                 for eid, tup in store.live.items()]
         chunks: deque[list] = deque()
@@ -146,7 +190,8 @@ class PrimaryLink:
         # In sync = streaming from a snapshot of ours; batches still in flight are fine, a paired primary
         # waits for their acknowledgements anyway.
         return {"peer": self.peer, "lsn": self.lsn, "acked": self.acked,
-                "synced": self.synced and self._snapshot is None}
+                "synced": self.synced and self._snapshot is None, "snapshots": self.snapshots,
+                "catch_ups": self.catch_ups}
 
     def close(self) -> None:
         self.sock.close(0)
@@ -157,10 +202,14 @@ class SecondarySink:
 
     def __init__(self, server: SpaceServer, sock: zmq.Socket) -> None:
         self.server, self.sock = server, sock
-        self.stream: tuple[str, int] | None = None  # (primary boot, last lsn applied)
+        self.stream = server.durable.stream()  # (primary boot, last lsn applied), kept on disk with each batch
         self.history: deque = deque(maxlen=server.store.history.maxlen)
         self._in_snapshot: tuple[str, int] | None = None
         self._waiting: list[list] = []
+        # The server's memory holds what its disk holds (the store, the cached replies): a promotion is then a
+        # role change, with nothing to load. The server loaded its disk; False while a snapshot is under way,
+        # and after one is abandoned.
+        self.live = True
 
     def receive(self, reply: Callable[[bytes, list], None]) -> None:
         for _ in range(PER_TURN):
@@ -192,16 +241,23 @@ class SecondarySink:
         if kind == "snap_begin":
             _, _, boot, lsn, meta = msg
             self._in_snapshot, self._waiting = (boot, lsn), []
-            server.durable.begin_snapshot(meta["sessions"], meta["replies"], meta["next_id"], meta["event_id"])
+            server.durable.begin_snapshot(meta["sessions"], meta["replies"], meta["next_id"], meta["event_id"],
+                                          (boot, lsn))
+            self.live = False
+            server.store.reset()
+            server.replies.clear()
+            self._mirror([[], [], [], meta["sessions"]], meta["replies"], {})
             self.history.clear()
             self.history.extend(_event(e) for e in meta["events"])
             return None
         if kind == "snap_rows" and self._in_snapshot is not None:
             server.durable.snapshot_rows(msg[2])
+            server.store.mirror([msg[2], [], [], []], _decode)
             return None
         if kind == "snap_end" and self._in_snapshot is not None:
             server.durable.end_snapshot()
             self.stream, self._in_snapshot = self._in_snapshot, None
+            self.live = True
             log.info("snapshot applied at lsn %d", self.stream[1])
             for batch in self._waiting:
                 if self._apply(batch)[0] == "need":
@@ -220,9 +276,25 @@ class SecondarySink:
             return self._need(msg[3] if type(msg[3]) is int else 0)
         return None
 
+    def _mirror(self, rows: list, replies: list, acks: dict) -> None:
+        """Apply to the server's memory what was just committed to its disk."""
+        server = self.server
+        server.store.mirror(rows, _decode)
+        for sid, ttl in rows[3]:
+            if ttl is None:
+                server.forget_session(sid)
+        for sid, seq, body in replies:
+            server.replies.setdefault(sid, {})[seq] = body
+        for sid, ack in acks.items():
+            cache = server.replies.get(sid)
+            if cache:
+                for seq in [s for s in cache if s < ack]:
+                    del cache[seq]
+
     def _need(self, lsn: int) -> list:
-        """Ask for a snapshot, saying which message made us ask and who we are (a restarted replica asks anew)."""
-        return ["need", self.server.epoch, lsn, self.server.boot]
+        """Ask for what we lack, saying which message made us ask, who we are (a restarted replica asks anew) and
+        where our disk stands in a primary's stream (the primary sends the rest, or a snapshot)."""
+        return ["need", self.server.epoch, lsn, self.server.boot, list(self.stream) if self.stream else None]
 
     def abort_snapshot(self) -> None:
         """Forget a snapshot that will never end (we are being promoted, or its primary died): the disk keeps what
@@ -231,6 +303,7 @@ class SecondarySink:
             log.warning("abandoning a snapshot in progress; keeping the state committed before it")
             self.server.durable.abort_snapshot()
             self._in_snapshot, self._waiting = None, []
+            self.live = False  # the disk went back to its state before the snapshot; the memory did not
 
     def _apply(self, msg: list) -> list:
         _, _, boot, lsn, body = msg
@@ -238,7 +311,10 @@ class SecondarySink:
             return self._need(lsn)
         if lsn == self.stream[1] + 1:
             rows, replies, acks, events, counters = body
-            self.server.durable.commit(rows, replies, dict(acks), counters)
+            acks = dict(acks)
+            self.server.durable.commit(rows, replies, acks, counters, (boot, lsn))
+            if self.live:
+                self._mirror(rows, replies, acks)
             self.history.extend(_event(e) for e in events)
             self.stream = (boot, lsn)
         return ["ack", self.server.epoch, lsn]

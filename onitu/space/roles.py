@@ -179,11 +179,20 @@ class Pairing:
             return
         server.role = "primary"
         server.regexes.python.start()
-        if server.sink is not None:
-            server.sink.abort_snapshot()
-        server.load()  # the replica's disk holds every acknowledged batch
-        if server.sink is not None:
-            server.store.history.extend(server.sink.history)
+        sink = server.sink
+        server.durable.forget_stream()
+        if sink is not None:
+            sink.abort_snapshot()
+            sink.stream = None
+        if sink is not None and sink.live:  # the memory holds every acknowledged batch already
+            server.durable.new_generation(server.store)
+            server.store.arm()
+        else:  # the disk does
+            server.store.reset()
+            server.replies.clear()
+            server.load()
+        if sink is not None:
+            server.store.history.extend(sink.history)
         self.require_ack = False
         if server.peer:
             server.link = PrimaryLink(server, server.peer)

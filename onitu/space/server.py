@@ -127,7 +127,11 @@ class SpaceServer:
         self.durable.set_meta("epoch", self.epoch)
         self.replies: dict[bytes, dict[int, bytes]] = {}
         if role == "primary":
+            self.durable.forget_stream()
             self.load()
+        else:  # its memory holds its disk from the start: batches then apply to both, and promotion loads nothing
+            self.load()
+            self.store.disarm()
         self.replica_listen, self.peer = replica_listen, peer
         self.link: PrimaryLink | None = None
         self.sink: SecondarySink | None = None
@@ -162,6 +166,7 @@ class SpaceServer:
         self._quiet = QuietLog(log)
 
     def load(self) -> None:
+        """Fill the (empty) store and the cached replies from disk."""
         for (sid, seq), body in self.durable.load(self.store).items():
             self.replies.setdefault(sid, {})[seq] = body
 

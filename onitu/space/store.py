@@ -458,6 +458,70 @@ class Store:
         session = self.sessions[sid] = Session(sid, ttl, self.clock() + ttl)
         self._at(session.deadline, session)
 
+    # ---- a replica's copy: the primary's rows, applied quietly --------------------------------------------
+
+    def mirror(self, rows: list[list], decode: Callable[[bytes], Tuple]) -> None:
+        """Apply a primary's rows (``[puts, dels, leases, sessions]``, see ``Durable.encode``) as its replica:
+        no events, no change records and no timers, since the primary decides expiries and ships them
+        (:meth:`arm` sets the timers once this copy is promoted)."""
+        puts, dels, leases, sessions = rows
+        for sid, ttl in sessions:  # opened first: this batch's tuples may belong to them
+            if ttl is not None:
+                self.sessions.setdefault(sid, Session(sid, ttl, 0.0)).ttl = ttl
+        live, index = self.live, self.index
+        for eid, body, deadline, owner in puts:
+            session = self.sessions.get(owner) if owner is not None else None
+            if owner is not None and session is None:
+                continue
+            tup = live[eid] = decode(body)
+            index.add(eid, tup)
+            self._hold_quietly(eid, deadline, session)
+        for eid in dels:
+            tup = live.pop(eid, None)
+            if tup is not None:
+                index.remove(eid, tup, False)
+                self._hold_quietly(eid, None, None)
+        for deadline, owner, eid in leases:
+            if eid in live:
+                self._hold_quietly(eid, deadline, self.sessions.get(owner) if owner is not None else None)
+        for sid, ttl in sessions:
+            if ttl is None:  # its tuples were deleted in this same batch
+                self.sessions.pop(sid, None)
+
+    def _hold_quietly(self, eid: int, deadline: float | None, owner: Session | None) -> None:
+        old = self.owner.pop(eid, None)
+        if old is not None:
+            old.tuples.discard(eid)
+        self.leases.pop(eid, None)
+        if deadline is not None:
+            self.leases[eid] = deadline
+        if owner is not None:
+            self.owner[eid] = owner
+            owner.tuples.add(eid)
+
+    def reset(self) -> None:
+        """Forget every tuple and session (a replica about to receive a snapshot)."""
+        for table in (self.live, self.leases, self.owner, self.sessions):
+            table.clear()
+        self.index = type(self.index)(self.live)
+        self.disarm()
+
+    def disarm(self) -> None:
+        """Stop every clock (a replica that loaded its disk: its primary decides what expires)."""
+        self._timers = []
+
+    def arm(self) -> None:
+        """Start the clocks of a promoted replica: every lease, and every session with a full TTL from now, as
+        a server that loads its disk gives them."""
+        now, tick = self.clock(), self._tick
+        timers: list[tuple[float, int, Any]] = [(d, next(tick), eid) for eid, d in self.leases.items()
+                                                if d != float("inf")]
+        for session in self.sessions.values():
+            session.deadline = now + session.ttl
+            timers.append((session.deadline, next(tick), session))
+        heapq.heapify(timers)
+        self._timers = timers
+
     def drain(self) -> list[tuple]:
         """Take the change records accumulated since the last drain."""
         changes, self.changes = self.changes, []

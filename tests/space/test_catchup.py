@@ -1,0 +1,166 @@
+"""A secondary that comes back catches up from its own disk plus the batches it missed, when its primary still has
+them; a server whose disk comes from another primary gets a whole snapshot, and keeps nothing the current primary
+never had. Either way, once promoted it serves what it holds in memory, without loading its disk (issue 19)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from onitu.space import connect
+from tests.space.test_replication import FakeWatchdog
+
+
+class Pair:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.wd = FakeWatchdog(f"ipc://{tmp}/wd.sock")
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def serve(self, name: str, role: str, epoch: int) -> None:
+        peer = "b" if name == "a" else "a"
+        (self.tmp / name).mkdir(exist_ok=True)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "onitu.cli", "space", "serve", "--data", str(self.tmp / name), "--listen",
+             f"ipc://{self.tmp}/{name}/space.sock", "--role", role, "--epoch", str(epoch), "--replica-listen",
+             f"ipc://{self.tmp}/{name}/replica.sock", "--peer", f"ipc://{self.tmp}/{peer}/replica.sock",
+             "--no-discovery"], env={**os.environ, "ONITU_WATCHDOG": f"ipc://{self.tmp}/wd.sock", "ONITU_NAME": name},
+            stderr=subprocess.DEVNULL)
+        self.wd.status(name)  # up
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.kill()
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.wait(10)
+
+    def wait_synced(self, primary: str, timeout: float = 20.0, sent: int = 0) -> dict:
+        """The primary's status once its secondary is a copy, after ``sent`` snapshots and catch-ups at least."""
+        deadline = time.monotonic() + timeout
+        while not ((status := self.wd.status(primary)).get("synced")
+                   and status["snapshots"] + status["catch_ups"] >= sent):
+            assert time.monotonic() < deadline, f"the secondary never got in sync: {status}"
+            time.sleep(0.05)
+        return status
+
+    def promote(self, name: str, epoch: int) -> None:
+        assert self.wd.ask(name, {"op": "command", "command": "promote", "epoch": epoch}).get("ok")
+
+    def endpoint(self, name: str) -> str:
+        return f"ipc://{self.tmp}/{name}/space.sock"
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+            proc.wait(10)
+        self.wd.close()
+
+
+def test_a_returning_secondary_catches_up_without_a_snapshot(tmp_path):
+    pair = Pair(tmp_path)
+    try:
+        pair.serve("b", "secondary", 1)
+        pair.serve("a", "primary", 1)
+        pair.wait_synced("a")
+        with connect(pair.endpoint("a"), connect_timeout=10) as space:
+            space.batch([("write", ["x", i], None) for i in range(100)])
+            space.write(["leased", 1], lease=600)
+            before = pair.wait_synced("a")
+            while pair.wd.status("b").get("applied", 0) < before["lsn"]:
+                time.sleep(0.05)
+            os.kill(pair.procs["b"].pid, signal.SIGSTOP)  # the next batches reach its socket, never its disk
+            for i in range(100, 150):
+                space.write(["x", i])
+            space.take(["x", 0])
+            time.sleep(0.2)
+            pair.kill("b")  # kill -9: its disk keeps where it stood in a's stream
+            pair.serve("b", "secondary", 1)
+            space.write(["x", 150])  # the batch after a gap: b asks for what it lacks
+            after = pair.wait_synced("a", sent=before["snapshots"] + 1)
+            assert after["catch_ups"] == 1 and after["snapshots"] == before["snapshots"], after
+            while pair.wd.status("b").get("applied", 0) < after["lsn"]:
+                time.sleep(0.05)
+        pair.kill("a")
+        pair.promote("b", 2)
+        with connect(pair.endpoint("b"), connect_timeout=10) as space:
+            assert [t[1] for t in space.read_all(["x", None])] == list(range(1, 151))
+            assert space.read_all(["leased", None]) == [("leased", 1)]
+            space.write(["x", 151])
+            assert space.take(["x", 1]) == ("x", 1)
+    finally:
+        pair.close()
+
+
+def test_an_old_primary_coming_back_gets_a_snapshot_and_keeps_nothing_the_new_one_never_had(tmp_path):
+    pair = Pair(tmp_path)
+    try:
+        pair.serve("a", "primary", 1)  # alone: what it writes now, b never gets
+        with connect(pair.endpoint("a"), connect_timeout=10) as space:
+            space.batch([("write", ["only on a", i], None) for i in range(20)])
+        pair.kill("a")
+        pair.serve("b", "primary", 2)
+        with connect(pair.endpoint("b"), connect_timeout=10) as space:
+            space.batch([("write", ["on b", i], None) for i in range(30)])
+            pair.serve("a", "secondary", 2)
+            status = pair.wait_synced("b", sent=1)
+            assert status["snapshots"] >= 1 and status["catch_ups"] == 0, status
+            space.write(["on b", 30])
+            while pair.wd.status("a").get("applied", 0) < pair.wd.status("b")["lsn"]:
+                time.sleep(0.05)
+        pair.kill("b")
+        pair.promote("a", 3)
+        with connect(pair.endpoint("a"), connect_timeout=10) as space:
+            assert space.read_all(["only on a", None]) == []
+            assert [t[1] for t in space.read_all(["on b", None])] == list(range(31))
+    finally:
+        pair.close()
+
+
+def test_a_secondary_says_where_its_disk_stands_after_a_restart(tmp_path):
+    """Raw frames: the test plays a primary at boot 'p'. Restarted, the secondary reports ['p', 4] in its need."""
+    import zmq
+
+    from onitu.space.protocol import packb, unpackb
+
+    pair = Pair(tmp_path)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(f"ipc://{tmp_path}/b/replica.sock")
+
+    def send(*msg):
+        sock.send(packb(list(msg)))
+
+    def answer():
+        return unpackb(sock.recv()) if sock.poll(5000) else None
+
+    meta = {"sessions": [], "replies": [], "events": [], "next_id": 2, "event_id": 1}
+    try:
+        pair.serve("b", "secondary", 1)
+        send("probe", 1, "p", 3)
+        assert answer()[4] is None  # a fresh disk holds nobody's stream
+        send("snap_begin", 1, "p", 3, meta)
+        send("snap_rows", 1, [[1, packb(["s", 1]), None, None]])
+        send("snap_end", 1, 3)
+        assert answer() == ["synced", 1, 3]
+        send("batch", 1, "p", 4, [[[[2, packb(["s", 2]), None, None]], [], [], []], [], {}, [], [3, 2]])
+        assert answer() == ["ack", 1, 4]
+        os.kill(pair.procs["b"].pid, signal.SIGKILL)
+        pair.procs.pop("b").wait(10)
+        pair.serve("b", "secondary", 1)
+        send("probe", 1, "p", 6)
+        need = answer()
+        assert need[0] == "need" and need[4] == ["p", 4], need
+        for lsn in (5, 6):
+            send("batch", 1, "p", lsn, [[[[lsn - 2, packb(["s", lsn - 2]), None, None]], [], [], []], [], {}, [],
+                                        [lsn - 1, lsn - 2]])
+            assert answer() == ["ack", 1, lsn]
+        assert pair.wd.status("b")["tuples"] == 4  # its memory holds its disk and what came since
+    finally:
+        sock.close()
+        ctx.term()
+        pair.close()

@@ -223,6 +223,8 @@ class SecondarySink:
             answer = self.handle(msg)
             if answer is not None:
                 reply(frames[0], answer)
+            if msg[0] == "snap_rows":  # a chunk is thousands of rows to decode and index: one per loop turn
+                return
 
     def handle(self, msg: list) -> list | None:
         server = self.server

@@ -2,6 +2,8 @@ import os
 
 # Tests never broadcast: discovery lookups stay on loopback (inherited by every process a test starts).
 os.environ["ONITU_DISCOVERY_HOSTS"] = "127.0.0.1"
+# Nor do they take the API's default port (tests run side by side): a test that wants the API says where.
+os.environ["ONITU_API_LISTEN"] = ""
 
 from tests.helpers import server  # noqa: F401  (fixture)
 

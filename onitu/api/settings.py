@@ -1,7 +1,7 @@
 """The ``api`` section of ``onitu.yaml``: where the hub's REST API and web page listen, and their TLS files.
 
-``listen: ""`` turns the API off; ``$ONITU_API_LISTEN`` changes the default. A listen address other than loopback is refused unless ``tls`` names a
-certificate and its key: the token would otherwise cross the network in clear.
+``listen: ""`` turns the API off; ``$ONITU_API_LISTEN`` changes the default. A listen address other than loopback
+is refused unless ``tls`` names a certificate and its key: the token would otherwise cross the network in clear.
 """
 
 from __future__ import annotations

@@ -131,7 +131,8 @@ BAD = {
     "unknown top-level key": (
         "heartbeat:\n  interval: 1\nheartbeet:\n  interval: 2\n",
         3, "heartbeet",
-        "unknown setting (expected one of: data, heartbeat, restart, space, agents, workers, folders, services, sync, api)",
+        "unknown setting (expected one of: data, heartbeat, restart, space, agents, workers, folders, services, sync, "
+        "api)",
     ),
     "unknown nested key": (
         "heartbeat:\n  interval: 1\n  intervall: 2\n",
@@ -161,7 +162,8 @@ BAD = {
     ),
     "agent named like a worker": (
         "workers:\n  count: 2\nagents:\n  - name: worker-2\n    command: x\n",
-        4, "agents[0].name", "'worker-2' is also the name of an agent Onitu starts (a worker, the referee, a plug or the API)",
+        4, "agents[0].name",
+        "'worker-2' is also the name of an agent Onitu starts (a worker, the referee, a plug or the API)",
     ),
     "reserved agent name": (
         "agents:\n  - name: watchdog\n    command: x\n", 2, "agents[0].name", "'watchdog' is reserved",

@@ -35,7 +35,8 @@ def changes(seen: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, dict[s
         before = seen["processes"].get(name)
         if before is not None and proc["restarts"] > before["restarts"]:
             found.append(("process.restarted", {"name": name, **proc}))
-    if seen.get("epoch") is not None and (now.get("epoch") or 0) > seen["epoch"]:
+    if seen.get("epoch") is not None and (now.get("epoch") or 0) > seen["epoch"] \
+            and now.get("primary") != seen.get("primary"):  # (pairing up also moves the epoch)
         found.append(("failover", {"epoch": now["epoch"], "primary": now.get("primary"),
                                    "previous": seen.get("primary")}))
     return found

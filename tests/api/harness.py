@@ -82,6 +82,7 @@ class Stream:
         assert self.response.status_code == 200, self.response.read()
         self.events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self.last_id: str | None = None
+        self.backlog: list[tuple[str, str, Any]] = []
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -105,20 +106,22 @@ class Stream:
 
     def expect(self, pred: Callable[[str, Any], bool], timeout: float = 30.0, what: str = "an event"
                ) -> tuple[str, str, Any]:
-        """The first event (from now) that ``pred(name, data)`` accepts; the ids of all read are remembered."""
+        """The first event not yet returned that ``pred(name, data)`` accepts, in the order they came (events
+        passed over stay for later calls); the id of the last event read is :attr:`last_id`."""
         deadline = time.monotonic() + timeout
-        seen = []
-        while time.monotonic() < deadline:
+        while True:
+            for i, (name, eid, data) in enumerate(self.backlog):
+                if pred(name, data):
+                    del self.backlog[i]
+                    return name, eid, data
             try:
-                name, eid, data = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+                event = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
-                break
-            if eid is not None:
-                self.last_id = eid
-            if pred(name, data):
-                return name, eid, data
-            seen.append(name)
-        raise AssertionError(f"no {what} within {timeout} s; saw {seen[-30:]}")
+                names = [e[0] for e in self.backlog]
+                raise AssertionError(f"no {what} within {timeout} s; saw {names[-30:]}") from None
+            if event[1] is not None:
+                self.last_id = event[1]
+            self.backlog.append(event)
 
     def close(self) -> None:
         self.response.close()

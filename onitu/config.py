@@ -6,6 +6,8 @@ Every setting has a default, so no file (``load(None)``) or an empty file is a v
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import sys
@@ -197,12 +199,40 @@ class Config(Model):
 
 
 def default_path() -> Path | None:
-    """``onitu.yaml`` in the current directory if it exists, else the data directory's (the one ``onitu start``
-    makes on a first run), else None (meaning: the embedded default)."""
-    for path in (Path("onitu.yaml"), paths.data_dir() / FILE_NAME):
+    """``onitu.yaml`` in the current directory if it exists; else the config of the one Onitu running (as its
+    launcher recorded it, see :func:`record_running`); else the data directory's (the one ``onitu start`` makes on
+    a first run); else None (meaning: the embedded default)."""
+    running = running_configs()
+    for path in (Path("onitu.yaml"), *(running if len(running) == 1 else []), paths.data_dir() / FILE_NAME):
         if path.exists():
             return path
     return None
+
+
+def record_running(config: Config, pid: int) -> Path | None:
+    """Record that launcher ``pid`` runs ``config`` (so that commands find it without ``-c``); the record's path."""
+    if config.source is None:
+        return None
+    record = paths.runtime_dir() / "running" / f"{pid}.json"
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"pid": pid, "config": str(config.source), "data": str(config.data)}))
+    except OSError:
+        return None  # no runtime directory: commands then need -c
+    return record
+
+
+def running_configs() -> list[Path]:
+    """The config files of the launchers running now, as recorded."""
+    found = []
+    for record in sorted((paths.runtime_dir() / "running").glob("*.json")):
+        try:
+            info = json.loads(record.read_text())
+            os.kill(int(info["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # gone (or unreadable): not running
+        found.append(Path(info["config"]))
+    return found
 
 
 def load(path: Path | None) -> Config:

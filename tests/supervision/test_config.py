@@ -257,3 +257,14 @@ def test_yaml_oddities(tmp_path: Path) -> None:
     assert config.agents[0].env == config.agents[1].env == {"on": "yes", "1": "one"}
     with pytest.raises(ConfigError, match=r"onitu\.yaml:1: agents\[0\]: an alias refers to a value containing it"):
         load(write(tmp_path, "agents: &a\n  - *a\n"))
+
+
+def test_an_api_beyond_loopback_needs_tls(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "api: {listen: '127.0.0.1:8080'}\n")).api.url == "http://127.0.0.1:8080/"
+    with pytest.raises(ConfigError, match=r"onitu\.yaml:1: api\.listen: listening beyond this machine needs TLS"):
+        load(write(tmp_path, "api: {listen: '0.0.0.0:7651'}\n"))
+    config = load(write(tmp_path, "api: {listen: '0.0.0.0:7651', tls: {cert: /c.pem, key: /k.pem}}\n"))
+    assert config.api.url == "https://127.0.0.1:7651/"
+    with pytest.raises(ConfigError, match=r"api\.listen: must be HOST:PORT"):
+        load(write(tmp_path, "api: {listen: '7651'}\n"))
+    assert load(write(tmp_path, "api: {listen: ''}\n")).api_agents() == []

@@ -9,12 +9,12 @@ import typer
 
 from onitu import config_file
 from onitu.config import Config
+from onitu.config_cli import folder_app, service_app
 from onitu.console import ConfigOpt, JsonOpt, console, err, load_config
 from onitu.logs import configure_logging
 from onitu.space.cli import keys_app, space_app
 from onitu.supervision import cli as supervision_cli
 from onitu.sync import cli as sync_cli
-from onitu.sync.config_cli import folder_app, service_app
 
 app = typer.Typer(help="Onitu: a replicated tuple space and the tools built on it.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from onitu import config_file
+from onitu.config import Config
+from onitu.config_cli import folder_app, service_app
 from onitu.console import ConfigOpt, JsonOpt, console, err, load_config
 from onitu.logs import configure_logging
 from onitu.space.cli import keys_app, space_app
@@ -17,6 +20,49 @@ app = typer.Typer(help="Onitu: a replicated tuple space and the tools built on i
                   pretty_exceptions_show_locals=False)
 app.add_typer(space_app, name="space")
 app.add_typer(keys_app, name="keys")
+app.add_typer(folder_app, name="folder")
+app.add_typer(service_app, name="service")
+
+
+def start(config: Path = ConfigOpt) -> None:
+    """Start the space pair, the sync hub, the API and every configured agent; run until Ctrl-C or `onitu stop`.
+    Without a config file, one is made in the data directory (the page and `onitu folder add` edit it)."""
+    cfg = load_config(config)
+    if cfg.source is None:
+        path = config_file.config_path(cfg)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(config_file.NEW_FILE + f"data: {cfg.data}\n")
+        cfg = load_config(path)
+    supervision_cli.run(cfg, lambda: _announce(cfg))
+
+
+def _announce(cfg: Config) -> None:
+    if cfg.api.listen:
+        err.print(f"onitu: the page is at {page_url(cfg)}", highlight=False, soft_wrap=True)
+
+
+def page_url(cfg: Config) -> str:
+    """The page's address with the token (made now if this data directory has none yet)."""
+    from onitu.api.auth import ensure_token
+
+    return f"{cfg.api.url}#token={ensure_token(cfg.data)}"
+
+
+@app.command("open")
+def open_page(browser: bool = typer.Option(False, "--browser", help="Also open it in a web browser."),
+              config: Path = ConfigOpt) -> None:
+    """Print the web page's address, with its token (and open it with --browser)."""
+    cfg = load_config(config)
+    if not cfg.api.listen:
+        err.print("the API is off (api.listen is empty in the config)")
+        raise typer.Exit(1)
+    url = page_url(cfg)
+    print(url)
+    if browser:
+        import webbrowser
+
+        webbrowser.open(url)
 
 
 def status(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
@@ -40,7 +86,7 @@ def status(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
         sync_cli.print_status(sync)
 
 
-app.command("start")(supervision_cli.start)
+app.command("start")(start)
 app.command("stop")(supervision_cli.stop)
 app.command("status")(status)
 app.command("plan")(sync_cli.plan)

@@ -6,6 +6,8 @@ Every setting has a default, so no file (``load(None)``) or an empty file is a v
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import sys
@@ -23,11 +25,13 @@ from pydantic import (
 )
 
 from onitu import paths
+from onitu.api.settings import ApiConfig
 from onitu.schema import Located, Model, Name, plain_name, positive
 from onitu.sync.settings import FolderConfig, ServiceConfig, SyncConfig
 
 RESERVED_NAMES = frozenset({"space-a", "space-b", "watchdog"})
-_SECTIONS = ("heartbeat", "restart", "space", "agents", "workers", "folders", "services", "sync")
+FILE_NAME = "onitu.yaml"
+_SECTIONS = ("heartbeat", "restart", "space", "agents", "workers", "folders", "services", "sync", "api")
 
 
 class ConfigError(Exception):
@@ -129,6 +133,7 @@ class Config(Model):
     folders: dict[Name, FolderConfig] = {}
     services: dict[Name, ServiceConfig] = {}
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     source: Path | None = None
 
     @model_validator(mode="before")
@@ -147,7 +152,8 @@ class Config(Model):
             if first != i and i < len(self.agents):
                 raise Located(("agents", i, "name"), f"duplicate agent name {agent.name!r} (as agents[{first}])")
             if first != i:  # a worker's generated name: the configured agent is the one to rename
-                clash = f"{agent.name!r} is also the name of an agent Onitu starts (a worker, the referee or a plug)"
+                clash = (f"{agent.name!r} is also the name of an agent Onitu starts (a worker, the referee, a plug or "
+                         "the API)")
                 raise Located(("agents", first, "name"), clash)
         return self
 
@@ -164,13 +170,23 @@ class Config(Model):
         """The configured agents followed by ``workers.count`` worker agents named worker-1 .. worker-N."""
         command = [sys.executable, "-m", "onitu.entry", "worker", *self.workers.args]
         workers = [AgentConfig(name=f"worker-{n}", command=command) for n in range(1, self.workers.count + 1)]
-        return [*self.agents, *workers, *self.sync_agents()]
+        return [*self.agents, *workers, *self.sync_agents(), *self.api_agents()]
+
+    def api_agents(self) -> list[AgentConfig]:
+        """The API process (none when ``api.listen`` is empty)."""
+        if not self.api.listen:
+            return []
+        return [AgentConfig(name="api", command=[sys.executable, "-m", "onitu.api", *self._source_args()],
+                            heartbeat=True)]
+
+    def _source_args(self) -> list[str]:
+        return ["--config", str(self.source.resolve())] if self.source else []
 
     def sync_agents(self) -> list[AgentConfig]:
         """The sync hub's processes: the referee and one plug per service (none without services)."""
         if not self.services:
             return []
-        source = ["--config", str(self.source.resolve())] if self.source else []
+        source = self._source_args()
         python = [sys.executable, "-m"]
         # The referee holds a table of every tracked path for long and works in bursts of short-lived objects:
         # with the C allocator (and few of its arenas), what a burst freed goes back to the system page by page
@@ -183,20 +199,56 @@ class Config(Model):
 
 
 def default_path() -> Path | None:
-    """``onitu.yaml`` in the current directory if it exists, else None (meaning: the embedded default)."""
-    path = Path("onitu.yaml")
-    return path if path.exists() else None
+    """``onitu.yaml`` in the current directory if it exists; else the config of the one Onitu running (as its
+    launcher recorded it, see :func:`record_running`); else the data directory's (the one ``onitu start`` makes on
+    a first run); else None (meaning: the embedded default)."""
+    running = running_configs()
+    for path in (Path("onitu.yaml"), *(running if len(running) == 1 else []), paths.data_dir() / FILE_NAME):
+        if path.exists():
+            return path
+    return None
+
+
+def record_running(config: Config, pid: int) -> Path | None:
+    """Record that launcher ``pid`` runs ``config`` (so that commands find it without ``-c``); the record's path."""
+    if config.source is None:
+        return None
+    record = paths.runtime_dir() / "running" / f"{pid}.json"
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"pid": pid, "config": str(config.source), "data": str(config.data)}))
+    except OSError:
+        return None  # no runtime directory: commands then need -c
+    return record
+
+
+def running_configs() -> list[Path]:
+    """The config files of the launchers running now, as recorded."""
+    found = []
+    for record in sorted((paths.runtime_dir() / "running").glob("*.json")):
+        try:
+            info = json.loads(record.read_text())
+            os.kill(int(info["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # gone (or unreadable): not running
+        found.append(Path(info["config"]))
+    return found
 
 
 def load(path: Path | None) -> Config:
     """Read and validate a config file; None gives the embedded default. Raises :class:`ConfigError`."""
     if path is None:
         return Config()
-    file, source = str(path), Path(path).absolute()
+    file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(file, None, "", f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    return loads(text, file, Path(path).absolute())
+
+
+def loads(text: str, file: str, source: Path) -> Config:
+    """Validate the text of a config file (errors name ``file``); ``source`` is where it is (or will be)."""
     walker = _Walker(file)
     try:
         walker.loader = loader = yaml.SafeLoader(text)

@@ -3,6 +3,7 @@ its error, and the consoles they print to."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -10,8 +11,9 @@ from rich.console import Console
 
 from onitu.config import Config, ConfigError, default_path, load
 
-console = Console()
-err = Console(stderr=True)
+# Piped into another program, a table is not cut to 80 columns (`onitu status | grep secondary` finds it).
+console = Console(width=None if sys.stdout.isatty() else 1000)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 1000)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./onitu.yaml if present, else the "
                                                      "embedded default).")

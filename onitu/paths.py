@@ -16,3 +16,9 @@ def data_dir() -> Path:
 
 def default_space_endpoint(data: Path) -> str:
     return f"ipc://{data / 'space.sock'}"
+
+
+def runtime_dir() -> Path:
+    """``$ONITU_RUNTIME`` or the user's runtime directory: where running launchers record their config."""
+    env = os.environ.get("ONITU_RUNTIME")
+    return Path(env) if env else Path(platformdirs.user_runtime_dir("onitu"))

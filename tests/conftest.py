@@ -1,7 +1,12 @@
 import os
+import tempfile
 
 # Tests never broadcast: discovery lookups stay on loopback (inherited by every process a test starts).
 os.environ["ONITU_DISCOVERY_HOSTS"] = "127.0.0.1"
+# Nor do they take the API's default port (tests run side by side): a test that wants the API says where.
+os.environ["ONITU_API_LISTEN"] = ""
+# Running launchers record their config here: the suite's, not the user's.
+os.environ["ONITU_RUNTIME"] = tempfile.mkdtemp(prefix="onitu-runtime-")
 
 from tests.helpers import server  # noqa: F401  (fixture)
 

@@ -51,6 +51,11 @@ def security_for(endpoints: list[str], *, server_key: str | bytes | None, client
         return None
     data = data_dir or paths.data_dir()
     key = server_key.encode() if isinstance(server_key, str) else server_key
+    if key is None and not (auth.keys_dir(data) / f"{auth.SERVER}.key").exists():
+        raise auth.KeysError(
+            f"{', '.join(endpoints)} needs the server's public key, and {auth.keys_dir(data)} has none: pass it "
+            f"(server_key=...: the public key `onitu keys list` shows on the server), or "
+            f"insecure=True (--insecure) for a server run with --insecure-loopback")
     if key is None:
         key = auth.server_public_key(data)
     if client_key is not None:

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from onitu.config import Config
 from onitu.console import ConfigOpt, console, err, load_config
 
 
 def start(config: Path = ConfigOpt) -> None:
     """Start the space primary and secondary and every configured agent; run until Ctrl-C or `onitu stop`."""
+    run(load_config(config))
+
+
+def run(cfg: Config, announce: Callable[[], None] = lambda: None) -> None:
+    """Run Onitu with ``cfg`` in the foreground (``announce`` prints more once it holds the data directory)."""
     from onitu.supervision.launcher import AlreadyRunning, Launcher
 
-    cfg = load_config(config)
     launcher = Launcher(cfg)
     try:
         launcher.lock()
     except AlreadyRunning as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    err.print(f"onitu: data {cfg.data}; `onitu status` to watch, Ctrl-C or `onitu stop` to stop", highlight=False)
+    err.print(f"onitu: data {cfg.data}; `onitu status` to watch, Ctrl-C or `onitu stop` to stop", highlight=False,
+              soft_wrap=True)
+    announce()
     raise typer.Exit(launcher.serve())
 
 

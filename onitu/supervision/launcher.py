@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from onitu.config import Config, load
+from onitu.config import Config, load, record_running
 
 log = logging.getLogger("onitu.launcher")
 
@@ -42,6 +42,7 @@ class Launcher:
         self.run = run_dir(config)
         self.stopping = False
         self.watchdog: subprocess.Popen | None = None
+        self.record: Path | None = None
 
     def lock(self) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,7 @@ class Launcher:
             pid = read_pid(self.run)
             raise AlreadyRunning(f"Onitu is already running on {self.config.data} (launcher pid {pid})") from None
         (self.run / "onitu.pid").write_text(str(os.getpid()))
+        self.record = record_running(self.config, os.getpid())
 
     def spawn_watchdog(self, adopt: bool) -> None:
         cmd = [sys.executable, "-m", "onitu.supervision.service"]
@@ -91,6 +93,8 @@ class Launcher:
     def cleanup(self) -> None:
         for name in ("watchdog.pid", "onitu.pid", "watchdog.sock", "status.json", "onitu.lock"):
             (self.run / name).unlink(missing_ok=True)
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
         self._lock.close()
 
 

@@ -23,7 +23,8 @@ from onitu.config import Config, ConfigError, load
 from onitu.logs import configure_logging
 from onitu.space.ring import SyncResponder
 from onitu.supervision.failover import SpacePair
-from onitu.supervision.supervisor import RUNNING, Child, Spec, Supervisor
+from onitu.supervision.reload import ConfigWatch, changes, spec_of
+from onitu.supervision.supervisor import RUNNING, Child, Supervisor
 
 log = logging.getLogger("onitu.supervision")
 
@@ -45,6 +46,7 @@ class Watchdog:
         self.stopping = False
         self._status_at = 0.0
         self.ring = self._discovery()
+        self.watch = ConfigWatch(config)
 
     def _discovery(self) -> SyncResponder | None:
         """Answer LAN lookups for the pair; on loopback only when no endpoint is reachable from elsewhere."""
@@ -64,8 +66,7 @@ class Watchdog:
         previous = self._previous_pids() if self.adopt else {}
         self.pair.start(adopt=bool(previous))
         for agent in self.config.all_agents():
-            self.sup.add(Spec(agent.name, agent.command, heartbeat=agent.heartbeat, env=agent.env, cwd=agent.cwd),
-                         start=not previous)
+            self.sup.add(spec_of(agent), start=not previous)
         for child in self.sup.children.values():
             if previous:
                 self._adopt(child, previous.get(child.name))
@@ -96,8 +97,24 @@ class Watchdog:
             if self.ring is not None:
                 self.ring.handle()
             self.pair.tick()
+            new = self.watch.poll()
+            if new is not None:
+                self.reconfigure(new)
             if time.monotonic() - self._status_at > STATUS_EVERY:
                 self.write_status()
+
+    def reconfigure(self, new: Config) -> None:
+        """Apply a changed config file (:mod:`onitu.supervision.reload`)."""
+        todo = changes(self.config, new)
+        for name in todo.stop:
+            child = self.sup.children.pop(name, None)
+            if child is not None:
+                self.sup.stop(child)
+                log.info("config changed: stopped %s", name)
+        for spec in todo.start:
+            self.sup.add(spec)
+            log.info("config changed: started %s", spec.name)
+        self.config = new
 
     def write_status(self) -> None:
         self._status_at = now = time.monotonic()

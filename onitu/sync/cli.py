@@ -101,6 +101,8 @@ def plan(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
         return
     for service, reason in unavailable.items():
         console.print(f"[yellow]{service} is unavailable:[/yellow] {reason}", highlight=False)
+    if not plans:
+        console.print("no folders configured: nothing to do")
     for folder, folder_plan in plans.items():
         _print_plan(folder, folder_plan)
 
@@ -110,7 +112,7 @@ def _print_plan(folder: str, folder_plan: Plan) -> None:
     counts = Counter(type(a).__name__ for a in folder_plan.actions)
     size = sum(a.size for a in copies)
     if not folder_plan.actions and not folder_plan.held:
-        console.print(f"{folder}: in sync")
+        console.print(f"{folder}: in sync, nothing to do")
         return
     console.print(f"[bold]{folder}[/bold]: {len(copies)} copies ({_bytes(size)}), {counts['Delete']} deletions, "
                   f"{counts['Move']} moves, {counts['KeepConflict']} conflicts, {counts['Mkdir']} new directories",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from onitu.space.errors import SpaceError
@@ -54,7 +55,10 @@ class Commands:
         if folder is not None and folder not in self.referee.folders:
             raise ValueError(f"unknown folder {folder!r}")
         if body["op"] == "resolve":
-            return self.resolve(str(body.get("pattern", "")), str(body.get("keep", "")), folder)
+            patterns = body.get("patterns", [body.get("pattern")])
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ValueError("patterns must be a list of globs")
+            return self.resolve(patterns, str(body.get("keep", "")), folder)
         return self.release(body["op"] == "approve", folder, body.get("service"))
 
     # -- held deletions -------------------------------------------------------------------------------------------
@@ -84,12 +88,12 @@ class Commands:
 
     # -- conflicts ------------------------------------------------------------------------------------------------
 
-    def resolve(self, pattern: str, keep: str, folder: str | None) -> dict[str, Any]:
-        """Keep one side, or both, of the conflicts whose original or conflict path matches ``pattern``."""
+    def resolve(self, patterns: list[str], keep: str, folder: str | None) -> dict[str, Any]:
+        """Keep one side, or both, of the conflicts whose original or conflict path matches one of ``patterns``."""
         if keep not in tuples.KEEP:
             raise ValueError(f"keep must be one of {', '.join(tuples.KEEP)}")
         ref = self.referee
-        matched = ref.awaiting.conflicts_matching(pattern, folder)
+        matched = ref.awaiting.conflicts_matching(patterns, folder)
         for f, conflict, info in matched:
             if ref.orders.is_busy(f, conflict) or ref.orders.is_busy(f, str(info.get("path"))):
                 raise ValueError(f"{f}/{conflict}: a transfer is under way; try again in a moment")
@@ -128,19 +132,22 @@ class Commands:
     # -- status ---------------------------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """Per folder and service: state, files and bytes pending; conflicts and held deletions per folder."""
+        """Per folder and service: state, files and bytes pending, lag (seconds since the oldest order under way
+        was sent); conflicts and held deletions per folder; bytes copied per service since the referee started."""
         ref = self.referee
         pending = ref.orders.pending()
+        now = time.time()
         folders = {}
         for folder, services in ref.folders.items():
             rows = {}
             for service in services:
                 state = ref.plugs.state(service, folder)
-                files, size = pending.get((folder, service), (0, 0))
+                files, size, oldest = pending.get((folder, service), (0, 0, now))
                 label = ("listing" if state == "wait" else f"unavailable: {state}" if state
                          else "syncing" if files else "in sync")
                 rows[service] = {"state": label, "files": files, "bytes": size,
-                                 "held": len(ref.awaiting.held_paths(folder, service))}
+                                 "held": len(ref.awaiting.held_paths(folder, service)),
+                                 "lag": round(now - oldest, 3)}
             folders[folder] = {"services": rows, "conflicts": ref.awaiting.conflict_count(folder),
                                "undecided": ref.undecided(folder)}
-        return {"folders": folders}
+        return {"folders": folders, "transferred": dict(ref.orders.transferred)}

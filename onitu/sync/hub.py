@@ -11,7 +11,10 @@ Everything returns plain data and raises :class:`HubError` (with a message for p
 
 from __future__ import annotations
 
+import glob
+import re
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -70,6 +73,18 @@ def status(space: SpaceClient) -> dict[str, Any]:
     return {**found[0][1], "progress": progress}
 
 
+def overview(config: Config, space: SpaceClient) -> dict[str, Any]:
+    """Everything ``onitu status`` shows: the processes (name, role, state, restarts, ...), the space pair (mode,
+    epoch, primary) and the hub's :func:`status`."""
+    from onitu.supervision.launcher import status as supervised
+
+    run = supervised(config) or {}
+    keep = ("name", "role", "pid", "epoch", "state", "restarts", "uptime", "last_heartbeat", "reason")
+    return {"processes": [{k: p.get(k) for k in keep} for p in run.get("processes", [])],
+            "space": {"mode": run.get("mode"), "epoch": run.get("epoch"), "primary": run.get("primary")},
+            "sync": status(space)}
+
+
 def conflicts(space: SpaceClient) -> list[dict[str, Any]]:
     """Every conflict copy, by folder and path: ``{folder, conflict, path, service, when}`` (``path``: the file it
     is a version of; ``service``: where that version was made)."""
@@ -77,14 +92,24 @@ def conflicts(space: SpaceClient) -> list[dict[str, Any]]:
     return [{"folder": folder, "conflict": conflict, **info} for folder, conflict, info in rows]
 
 
-def resolve(space: SpaceClient, pattern: str, keep: str, folder: str | None = None) -> list[dict[str, str]]:
-    """Settle the conflicts whose original or conflict path matches the glob ``pattern``: ``keep`` the ``current``
-    file, the ``conflict`` copy (it becomes the file) or ``both``. The conflicts settled: ``{folder, conflict,
-    path}``. ValueError for an unknown ``keep``."""
+def resolve(space: SpaceClient, patterns: str | Sequence[str], keep: str, folder: str | None = None
+            ) -> list[dict[str, str]]:
+    """Settle, in one request, the conflicts whose original or conflict path matches a glob of ``patterns``
+    (:func:`exactly` turns paths into globs matching only themselves): ``keep`` the ``current`` file, the
+    ``conflict`` copy (it becomes the file) or ``both``. The conflicts settled: ``{folder, conflict, path}``.
+    ValueError for an unknown ``keep`` or no pattern."""
     if keep not in tuples.KEEP:
         raise ValueError(f"keep must be one of: {', '.join(tuples.KEEP)}")
-    reply = _request(space, {"op": "resolve", "pattern": pattern, "keep": keep, "folder": folder})
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    if not patterns or not all(isinstance(p, str) and p for p in patterns):
+        raise ValueError("give at least one path or glob")
+    reply = _request(space, {"op": "resolve", "patterns": patterns, "keep": keep, "folder": folder})
     return [{"folder": f, "conflict": c, "path": p} for f, c, p in reply.get("resolved", [])]
+
+
+def exactly(path: str) -> str:
+    """A glob that matches ``path`` only (its ``*``, ``?`` and ``[`` made literal)."""
+    return glob.escape(path)
 
 
 def approve(space: SpaceClient, folder: str | None = None, service: str | None = None) -> list[dict[str, Any]]:
@@ -96,6 +121,53 @@ def approve(space: SpaceClient, folder: str | None = None, service: str | None =
 def reject(space: SpaceClient, folder: str | None = None, service: str | None = None) -> list[dict[str, Any]]:
     """Undo the deletions held for approval instead: the files are copied back. Returns as :func:`approve`."""
     return _request(space, {"op": "reject", "folder": folder, "service": service}).get("released", [])
+
+
+def held(space: SpaceClient, sample: int = 100) -> list[dict[str, Any]]:
+    """The deletions held for approval, per folder and the service that made them: ``{folder, service, deleted,
+    total, when, paths}`` (``paths``: the first ``sample`` of them, sorted; ``count``: how many)."""
+    found = []
+    for _, folder, service, info in sorted(space.read_all((tuples.PENDING, None, None, None)), key=_by_names):
+        info = info if isinstance(info, dict) else {}
+        paths = info.get("paths")
+        paths = paths if isinstance(paths, list) else []
+        found.append({"folder": folder, "service": service, "deleted": info.get("deleted"),
+                      "total": info.get("total"), "when": info.get("when"), "count": len(paths),
+                      "paths": paths[:sample]})
+    return found
+
+
+def _by_names(tup: tuple) -> tuple[str, str]:
+    return str(tup[1]), str(tup[2])
+
+
+def transfers(space: SpaceClient) -> dict[str, dict[str, dict[str, int]]]:
+    """The transfers under way, as the plugs last published them: service -> path -> ``{done, size}`` (bytes)."""
+    found: dict[str, dict[str, dict[str, int]]] = {}
+    for _, service, body in space.read_all((tuples.PROGRESS, None, None)):
+        if isinstance(service, str) and isinstance(body, dict):
+            found[service] = {str(path): {"done": int(v[0]), "size": int(v[1])} for path, v in body.items()
+                              if isinstance(v, list | tuple) and len(v) == 2}
+    return found
+
+
+def files(space: SpaceClient, folder: str, directory: str = "", limit: int = 5000) -> list[dict[str, Any]]:
+    """The entries of ``folder`` directly in ``directory`` ('' is the folder's root), as the hub agreed them:
+    ``{path, name, kind, size, sha256, version, mtime_ns, holders}``, deleted ones left out, sorted by name
+    (at most ``limit``)."""
+    prefix = f"{directory.strip('/')}/" if directory.strip("/") else ""
+    key = re.compile("^" + re.escape(tuples.meta_key(folder, prefix)) + "[^/]+$")
+    found = []
+    for _, _, record in space.read_all((tuples.META, key, None)):
+        meta = record.get("meta") if isinstance(record, dict) else None
+        if not isinstance(meta, dict) or meta.get("tombstone"):
+            continue
+        found.append({"path": meta.get("path"), "name": str(meta.get("path")).rsplit("/", 1)[-1],
+                      "kind": meta.get("kind"), "size": meta.get("size"), "sha256": meta.get("sha256"),
+                      "version": meta.get("version"), "mtime_ns": meta.get("mtime_ns"),
+                      "holders": record.get("holders", [])})
+    found.sort(key=lambda f: (f["kind"] != "dir", f["name"]))
+    return found[:limit]
 
 
 def _request(space: SpaceClient, body: dict[str, Any]) -> dict[str, Any]:

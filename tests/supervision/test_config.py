@@ -42,7 +42,8 @@ workers:
 """
 
 
-def test_default_needs_no_file() -> None:
+def test_default_needs_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ONITU_API_LISTEN")  # the suite's own default: no API
     config = load(None)
     assert config == Config()
     assert config.source is None
@@ -52,7 +53,8 @@ def test_default_needs_no_file() -> None:
     assert config.restart.fast_crash == 10.0 and config.restart.max_fast_crashes == 5
     assert config.space.listen == [] and not config.space.insecure_loopback
     assert config.space.sync == "normal" and config.space.session_ttl == 5.0
-    assert config.agents == [] and config.workers.count == 0 and config.all_agents() == []
+    assert config.agents == [] and config.workers.count == 0
+    assert [a.name for a in config.all_agents()] == ["api"] and config.api.listen == "127.0.0.1:7651"
 
 
 @pytest.mark.parametrize("text", ["", "# nothing configured yet\n\n", "heartbeat:\nagents:\n"])
@@ -103,18 +105,23 @@ def test_home_in_data_is_expanded(tmp_path: Path) -> None:
 
 def test_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ONITU_DATA", str(tmp_path / "data"))
     assert default_path() is None
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "onitu.yaml").write_text("# made by the first `onitu start`\n")
+    assert default_path() == tmp_path / "data" / "onitu.yaml"  # the data directory's, made by a first start
     write(tmp_path, "workers:\n  count: 1\n")
     assert default_path() == Path("onitu.yaml")
     assert load(default_path()).workers.count == 1
 
 
-def test_all_agents_appends_the_workers(tmp_path: Path) -> None:
+def test_all_agents_appends_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONITU_API_LISTEN", "127.0.0.1:7651")
     config = load(write(tmp_path, FULL))
     agents = config.all_agents()
-    assert [a.name for a in agents] == ["sync.hub", "make_1", "worker-1", "worker-2"]
+    assert [a.name for a in agents] == ["sync.hub", "make_1", "worker-1", "worker-2", "api"]
     assert agents[:2] == config.agents
-    for worker in agents[2:]:
+    for worker in agents[2:4]:
         assert worker.command == [sys.executable, "-m", "onitu.entry", "worker", "--jobs", "4"]
         assert worker.heartbeat is False and worker.env == {} and worker.cwd is None
     assert load(write(tmp_path, "workers: {count: 3}\n")).all_agents()[2].command[-1] == "worker"
@@ -124,7 +131,8 @@ BAD = {
     "unknown top-level key": (
         "heartbeat:\n  interval: 1\nheartbeet:\n  interval: 2\n",
         3, "heartbeet",
-        "unknown setting (expected one of: data, heartbeat, restart, space, agents, workers, folders, services, sync)",
+        "unknown setting (expected one of: data, heartbeat, restart, space, agents, workers, folders, services, sync, "
+        "api)",
     ),
     "unknown nested key": (
         "heartbeat:\n  interval: 1\n  intervall: 2\n",
@@ -154,7 +162,8 @@ BAD = {
     ),
     "agent named like a worker": (
         "workers:\n  count: 2\nagents:\n  - name: worker-2\n    command: x\n",
-        4, "agents[0].name", "'worker-2' is also the name of an agent Onitu starts (a worker, the referee or a plug)",
+        4, "agents[0].name",
+        "'worker-2' is also the name of an agent Onitu starts (a worker, the referee, a plug or the API)",
     ),
     "reserved agent name": (
         "agents:\n  - name: watchdog\n    command: x\n", 2, "agents[0].name", "'watchdog' is reserved",
@@ -248,3 +257,14 @@ def test_yaml_oddities(tmp_path: Path) -> None:
     assert config.agents[0].env == config.agents[1].env == {"on": "yes", "1": "one"}
     with pytest.raises(ConfigError, match=r"onitu\.yaml:1: agents\[0\]: an alias refers to a value containing it"):
         load(write(tmp_path, "agents: &a\n  - *a\n"))
+
+
+def test_an_api_beyond_loopback_needs_tls(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "api: {listen: '127.0.0.1:8080'}\n")).api.url == "http://127.0.0.1:8080/"
+    with pytest.raises(ConfigError, match=r"onitu\.yaml:1: api\.listen: listening beyond this machine needs TLS"):
+        load(write(tmp_path, "api: {listen: '0.0.0.0:7651'}\n"))
+    config = load(write(tmp_path, "api: {listen: '0.0.0.0:7651', tls: {cert: /c.pem, key: /k.pem}}\n"))
+    assert config.api.url == "https://127.0.0.1:7651/"
+    with pytest.raises(ConfigError, match=r"api\.listen: must be HOST:PORT"):
+        load(write(tmp_path, "api: {listen: '7651'}\n"))
+    assert load(write(tmp_path, "api: {listen: ''}\n")).api_agents() == []

@@ -38,7 +38,16 @@ from onitu.sync.decide.plan import (
     service_of,
     tree_content_id,
 )
-from onitu.sync.drivers.contract import CHUNK, Changed, ChangeEvent, Driver, DriverError, ancestors, is_under
+from onitu.sync.drivers.contract import (
+    CHUNK,
+    Changed,
+    ChangeEvent,
+    Driver,
+    DriverError,
+    ancestors,
+    is_under,
+    safe_path,
+)
 from onitu.sync.plug.reports import OrderRun, Reporter
 from onitu.sync.plug.scanner import Scanner
 from onitu.sync.plug.transfer import fetch
@@ -296,7 +305,18 @@ class OrderTaker:
         for name in names:
             for tup in (t for t in plugs if t[1] == name):
                 info = tup[2]
-                if isinstance(info, dict) and info.get("available") and name in self.config.services:
+                if not isinstance(info, dict) or not info.get("available"):
+                    continue
+                folders = info.get("folders")
+                if isinstance(folders, dict) and all(isinstance(v, str) for v in folders.values()):
+                    try:
+                        folders = {str(f): safe_path(p, root_ok=True) for f, p in folders.items()}
+                    except ValueError as exc:
+                        log.warning("%s: ignoring the plug of %s: %s", self.service, name, exc)
+                        continue
+                elif name in self.config.services:  # a plug of an earlier version: as this config says
                     folders = {f: c.path for f, c in self.config.services[name].folders.items()}
-                    found.append({**info, "service": name, "folders": folders})
+                else:
+                    continue
+                found.append({**info, "service": name, "folders": folders})
         return found

@@ -81,10 +81,14 @@ class Awaiting:
         self.conflicts[folder, action.conflict] = info
         self.ledger.also([("write", (tuples.CONFLICT, folder, action.conflict, info), None)], [(folder, action.path)])
 
-    def conflicts_matching(self, pattern: str, folder: str | None) -> list[tuple[str, str, dict[str, Any]]]:
-        """(folder, conflict path, record) of the conflicts whose original or conflict path matches ``pattern``."""
+    def conflicts_matching(self, patterns: list[str], folder: str | None) -> list[tuple[str, str, dict[str, Any]]]:
+        """(folder, conflict path, record) of the conflicts whose original or conflict path matches one of
+        ``patterns`` (globs)."""
+        def matches(path: str) -> bool:
+            return any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns)
+
         return [(f, c, info) for (f, c), info in self.conflicts.items() if folder in (None, f)
-                and (fnmatch.fnmatchcase(c, pattern) or fnmatch.fnmatchcase(str(info.get("path")), pattern))]
+                and (matches(c) or matches(str(info.get("path"))))]
 
     def resolved(self, folder: str, conflict: str) -> None:
         """Forget a conflict copy (its record is taken with the ledger's next commit)."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.sync import tuples
@@ -34,6 +34,7 @@ class Outstanding:
     paths: tuple[str, ...]
     size: int = 0
     count: int = 1
+    sent: float = field(default_factory=time.time)  # when it was sent: the replica's lag is the oldest's age
 
 
 class Orders:
@@ -43,6 +44,7 @@ class Orders:
         self.ledger, self.space = ledger, space
         self.sent: dict[int, Outstanding] = {}
         self.actions = 0  # actions of the orders under way
+        self.transferred: Counter[str] = Counter()  # service -> bytes of the copies in orders done, since start
         self._busy: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # orders per path
         self._busy_below: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # per ancestor
         self._waiting: dict[int, list[tuple[str, Action]]] = defaultdict(list)  # order id -> what waits on it
@@ -98,6 +100,7 @@ class Orders:
         order = self.sent.pop(oid, None)
         if order is not None:
             self.actions -= order.count
+            self.transferred[order.service] += order.size
             for path in order.paths:
                 self._mark_busy(order.folder, path, -1)
         return order, self._waiting.pop(oid, [])
@@ -109,12 +112,12 @@ class Orders:
             return False
         return path in busy or path in self._busy_below[folder] or any(a in busy for a in ancestors(path))
 
-    def pending(self) -> dict[tuple[str, str], tuple[int, int]]:
-        """Per (folder, service): the files and bytes of the orders under way."""
-        counts: dict[tuple[str, str], tuple[int, int]] = {}
+    def pending(self) -> dict[tuple[str, str], tuple[int, int, float]]:
+        """Per (folder, service): the files and bytes of the orders under way, and when the oldest was sent."""
+        counts: dict[tuple[str, str], tuple[int, int, float]] = {}
         for order in self.sent.values():
-            files, size = counts.get((order.folder, order.service), (0, 0))
-            counts[order.folder, order.service] = (files + order.count, size + order.size)
+            files, size, oldest = counts.get((order.folder, order.service), (0, 0, order.sent))
+            counts[order.folder, order.service] = (files + order.count, size + order.size, min(oldest, order.sent))
         return counts
 
     def burst_over(self) -> bool:

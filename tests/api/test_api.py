@@ -1,0 +1,185 @@
+"""The REST API against a running hub, with a real HTTP client: every route, the token, bad bodies, bulk resolve,
+held deletions, and folder and service edits applied to the running hub without a restart."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.api.harness import ApiHub
+from tests.sync.hub import tree
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_every_api_route_and_metrics_need_the_token(api_hub: ApiHub):
+    schema = httpx.get(f"{api_hub.url}/openapi.json").json()
+    routes = [(path, method) for path, ops in schema["paths"].items() for method in ops]
+    assert len(routes) >= 20 and all(path.startswith("/api/") for path, _ in routes)
+    for path, method in [*routes, ("/metrics", "get")]:
+        url = api_hub.url + path.replace("{folder}", "docs").replace("{name}", "docs")
+        for headers in ({}, {"Authorization": "Bearer wrong-token-of-the-right-length"},
+                        {"Authorization": api_hub.token}):
+            answer = httpx.request(method.upper(), url, headers=headers, json={})
+            assert answer.status_code == 401, (method, path, headers, answer.text)
+            assert "DATA/api.token" in answer.json()["detail"]
+    assert (api_hub.data / "api.token").stat().st_mode & 0o777 == 0o600
+    page = httpx.get(api_hub.url + "/")  # the page itself holds no data: it asks with the token it was given
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_status_shows_processes_space_and_every_replica(api_hub: ApiHub):
+    with api_hub.client() as api:
+        started = time.perf_counter()
+        status = api.get("/api/status").json()
+        elapsed = time.perf_counter() - started
+    names = {p["name"]: p for p in status["processes"]}
+    assert {"space-a", "space-b", "referee", "plug-a", "plug-b", "plug-c", "api"} <= set(names)
+    assert names["api"]["state"] == "running" and names["api"]["restarts"] >= 0
+    assert status["space"]["mode"] == "paired" and status["space"]["epoch"] >= 1
+    assert set(status["sync"]["folders"]) == {"docs", "vault"}
+    row = status["sync"]["folders"]["docs"]["services"]["a"]
+    assert set(row) >= {"state", "files", "bytes", "held", "lag"}
+    print(f"\nGET /api/status: {elapsed * 1000:.1f} ms")
+
+
+def test_files_conflicts_and_bulk_resolve(api_hub: ApiHub):
+    a, b, c = api_hub.roots.values()
+    (a / "notes").mkdir()
+    for name in ("one.txt", "two.txt"):
+        (a / "notes" / name).write_text("v1")
+    api_hub.wait_converged(expect=lambda t: "notes/two.txt" in t)
+    with api_hub.client() as api:
+        api_hub.wait_for(lambda: len(api.get("/api/folders/docs/files", params={"dir": "notes"}).json()) == 2
+                         and all(len(f["holders"]) == 3 for f in api.get("/api/folders/docs/files",
+                                                                         params={"dir": "notes"}).json()))
+        listed = api.get("/api/folders/docs/files", params={"dir": "notes"}).json()
+        assert [(f["name"], f["kind"], f["size"], f["sha256"]) for f in listed] == [
+            ("one.txt", "file", 2, sha(b"v1")), ("two.txt", "file", 2, sha(b"v1"))]
+        assert sorted(listed[0]["holders"]) == ["a", "b", "c"] and listed[0]["version"]
+        root = api.get("/api/folders/docs/files").json()
+        assert {"name": "notes", "kind": "dir"}.items() <= next(f for f in root if f["name"] == "notes").items()
+        assert api.get("/api/folders/nope/files").status_code == 404
+
+        plug_b = api_hub.pid("plug-b")
+        os.kill(plug_b, signal.SIGSTOP)  # b misses a's new versions, then changes its own: two conflicts
+        try:
+            for name in ("one.txt", "two.txt"):
+                (a / "notes" / name).write_text("a's version")
+            api_hub.wait_for(lambda: all((c / "notes" / n).read_text() == "a's version"
+                                         for n in ("one.txt", "two.txt")))
+            for name in ("one.txt", "two.txt"):
+                (b / "notes" / name).write_text("b's version")
+        finally:
+            os.kill(plug_b, signal.SIGCONT)
+        api_hub.wait_for(lambda: len(api.get("/api/conflicts").json()) == 2, what="two conflicts")
+        conflicts = api.get("/api/conflicts").json()
+        assert sorted(x["path"] for x in conflicts) == ["notes/one.txt", "notes/two.txt"]
+
+        bad = api.post("/api/conflicts/resolve", json={"paths": ["notes/one.txt"], "keep": "mine"})
+        assert bad.status_code == 422 and "keep" in str(bad.json()["detail"])
+        empty = api.post("/api/conflicts/resolve", json={"keep": "both"})
+        assert empty.status_code == 422 and "paths (exact) or patterns" in str(empty.json()["detail"])
+        assert api.post("/api/conflicts/resolve", json={"paths": ["x"], "keep": "both", "extra": 1}
+                        ).status_code == 422
+
+        resolved = api.post("/api/conflicts/resolve", json={"paths": [x["conflict"] for x in conflicts],
+                                                             "keep": "conflict"})
+        assert resolved.status_code == 200, resolved.text
+        assert sorted(r["path"] for r in resolved.json()) == ["notes/one.txt", "notes/two.txt"]
+    api_hub.wait_converged(expect=lambda t: t["notes/one.txt"] == t["notes/two.txt"] == sha(b"b's version")
+                           and not any(".conflict-" in p for p in t))
+
+
+def test_held_deletions_listed_approved_and_rejected(api_hub: ApiHub):
+    a, b, c = api_hub.vaults.values()
+    for n in range(6):
+        (a / f"v{n}.txt").write_text(f"vault {n}")
+    api_hub.wait_for(lambda: all(len(tree(v)) == 6 for v in (a, b, c)), what="the vault everywhere")
+    with api_hub.client() as api:
+        for n in range(4):  # 4 of 6: over the threshold, held
+            (b / f"v{n}.txt").unlink()
+        api_hub.wait_for(lambda: api.get("/api/held").json() != [], what="held deletions")
+        held = api.get("/api/held").json()
+        assert [(h["folder"], h["service"], h["deleted"], h["count"]) for h in held] == [("vault", "b", 4, 4)]
+        assert sorted(held[0]["paths"]) == [f"v{n}.txt" for n in range(4)]
+        assert len(tree(a)) == 6
+        assert api.post("/api/held/approve", json={"folder": "nope"}).status_code == 409
+        rejected = api.post("/api/held/reject", json={"folder": "vault"}).json()
+        assert rejected == [{"folder": "vault", "service": "b", "paths": 4}]
+        api_hub.wait_for(lambda: all(len(tree(v)) == 6 for v in (a, b, c)), what="the files copied back")
+
+        for n in range(4):
+            (c / f"v{n}.txt").unlink()
+        api_hub.wait_for(lambda: api.get("/api/held").json() != [], what="held again")
+        approved = api.post("/api/held/approve", json={"service": "c"}).json()
+        assert approved == [{"folder": "vault", "service": "c", "paths": 4}]
+        api_hub.wait_for(lambda: all(len(tree(v)) == 2 for v in (a, b, c)), what="the deletions carried out")
+        assert api.get("/api/held").json() == []
+
+
+def test_plan_transfers_make_space_and_metrics(api_hub: ApiHub):
+    with api_hub.client() as api:
+        plan = api.get("/api/plan").json()
+        assert set(plan["folders"]) == {"docs", "vault"} and plan["unavailable"] == {}
+        assert all(set(p) == {"actions", "held"} for p in plan["folders"].values())
+        assert isinstance(api.get("/api/transfers").json(), dict)
+        assert api.get("/api/make").json() == {"builds": [], "workers": []}
+        space = api.get("/api/space").json()
+        assert space["tuples"] > 0
+        drivers = api.get("/api/drivers").json()
+        assert "root" in drivers["local"]["properties"] and "root" in drivers["local"]["required"]
+        folders = api.get("/api/folders").json()
+        assert folders["docs"]["services"] == {"a": "docs", "b": "docs", "c": "docs"}
+        assert api.get("/api/services").json()["a"]["driver"] == "local"
+        metrics = api.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    for line in ('onitu_sync_pending_files{folder="docs",service="a"}',
+                 'onitu_sync_available{folder="docs",service="b"} 1.0',
+                 'onitu_sync_lag_seconds{folder="vault",service="c"}', 'onitu_sync_conflicts{folder="docs"}',
+                 'onitu_process_restarts_total{name="referee"}', "onitu_space_epoch", "onitu_space_tuples"):
+        assert line in text, line
+
+
+def test_a_service_added_and_removed_while_running(api_hub: ApiHub):
+    a = api_hub.roots["a"]
+    (a / "before-d.txt").write_text("here before d")
+    api_hub.wait_converged(expect=lambda t: "before-d.txt" in t)
+    d = api_hub.tmp / "d"
+    body = {"name": "d", "driver": "local", "options": {"root": str(d)}, "folders": {"docs": "docs"}}
+    with api_hub.client() as api:
+        bad = api.post("/api/services", json={**body, "options": {"rot": str(d)}})
+        assert bad.status_code == 422 and bad.json()["key"] == "services.d.options.root", bad.json()
+        assert api.post("/api/services", json=body).status_code == 201
+        assert api.post("/api/services", json=body).status_code == 409  # already there
+        text = api_hub.config.read_text()
+        assert "this comment must survive edits" in text and "# shared" in text
+        api_hub.wait_for(lambda: (d / "docs" / "before-d.txt").exists(), 60, "the files reaching d")
+        (d / "docs" / "from-d.txt").write_text("made on d")
+        api_hub.wait_converged(expect=lambda t: "from-d.txt" in t)
+
+        assert api.delete("/api/services/d").status_code == 200
+        api_hub.wait(lambda s: not any(p["name"] == "plug-d" for p in s["processes"]), 30, "plug-d stopped")
+        (a / "after-d.txt").write_text("d is gone")
+        api_hub.wait_converged(expect=lambda t: "after-d.txt" in t)
+        assert not (d / "docs" / "after-d.txt").exists()
+        assert (d / "docs" / "before-d.txt").exists() and (d / "docs" / "from-d.txt").exists()  # nothing deleted
+        assert "from-d.txt" in tree(a)
+        assert api.delete("/api/services/d").status_code == 409
+
+
+@pytest.mark.parametrize("name", ["bad name", ""])
+def test_a_bad_folder_name_is_refused_with_the_configs_message(api_hub: ApiHub, name: str):
+    with api_hub.client() as api:
+        answer = api.post("/api/folders", json={"name": name})
+    assert answer.status_code == 422
+    assert "letters, digits" in str(answer.json()) or "at least 1 character" in str(answer.json())

@@ -24,16 +24,13 @@ from typing import Any
 import msgpack
 import zmq
 
+from onitu.make.tasks import TransferError
 from onitu.space.auth import ephemeral_client, ephemeral_server
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 SHA_LEN = 64
-
-
-class TransferError(Exception):
-    """A file could not be staged or returned (named in the message)."""
 
 
 def sha256_file(path: Path) -> str:

@@ -8,13 +8,18 @@ import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from onitu.make.expand import Expander, MakeError, Scope, Var, patsubst_words, pattern_match, split_pattern
+from onitu.make.text import MakeError, patsubst_words, pattern_match, split_pattern
+from onitu.make.variables import Scope, Var
 
-Impl = Callable[[Expander, list[str], Scope], str]
+if TYPE_CHECKING:
+    from onitu.make.expand import Expander
 
-# GNU functions this reader refuses rather than half-implements.
-UNSUPPORTED = {"eval", "file", "guile", "let", "intcmp"}
+Impl = Callable[["Expander", list[str], Scope], str]
+
+# GNU functions this reader refuses rather than half-implements ($(let) and $(intcmp) are GNU make 4.4's).
+UNSUPPORTED = {"file", "guile", "let", "intcmp"}
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,13 @@ def _info(ex: Expander, a: list[str], s: Scope) -> str:
     return ""
 
 
+def _eval(ex: Expander, a: list[str], s: Scope) -> str:
+    if ex.evaluate is None:  # pragma: no cover - the reader always installs it
+        raise ex.error("$(eval) outside a makefile")
+    ex.evaluate(a[0])
+    return ""
+
+
 def run_shell(ex: Expander, command: str) -> str:
     """``$(shell)``: /bin/sh -c in the make directory; trailing newlines dropped, the others become spaces."""
     try:
@@ -298,4 +310,5 @@ FUNCTIONS: dict[str, Function] = {
     "warning": Function(_warning, 1, 1),
     "info": Function(_info, 1, 1),
     "shell": Function(_shell, 1, 1),
+    "eval": Function(_eval, 1, 1),
 }

@@ -34,10 +34,19 @@ def runs(root) -> Counter:
     return Counter(log.read_text().split()) if log.exists() else Counter()
 
 
-def test_local_workers_killed_at_random_moments(tmp_path):
+@pytest.fixture
+def space(tmp_path):
+    (tmp_path / "data").mkdir()
+    server = ServerProcess(tmp_path / "data").start()
+    yield server
+    server.stop()
+
+
+def test_local_workers_killed_at_random_moments(tmp_path, space):
+    """A shared space with no worker: the coordinator starts a worker process of its own, which is killed."""
     rng = random.Random(os.environ.get("ONITU_SEED", 5))
     write_build(tmp_path)
-    driver = start_make(tmp_path, "-j2", data=tmp_path / "data")
+    driver = start_make(tmp_path, "-j2", "--space", space.ipc, data=tmp_path / "data")
     kills = 0
     try:
         for _ in range(4):
@@ -57,14 +66,6 @@ def test_local_workers_killed_at_random_moments(tmp_path):
     assert set(counted) == {f"s{i}.txt" for i in range(N)}
     assert sum(counted.values()) <= N + 2 * kills  # only tasks under way on a killed worker ran again
     assert "running its recipe again" in err or sum(counted.values()) == N
-
-
-@pytest.fixture
-def space(tmp_path):
-    (tmp_path / "data").mkdir()
-    server = ServerProcess(tmp_path / "data").start()
-    yield server
-    server.stop()
 
 
 def test_a_killed_worker_task_is_rerun_elsewhere_within_two_seconds(tmp_path, space):

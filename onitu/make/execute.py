@@ -69,8 +69,10 @@ class Runner:
         self.live: set[int] = set()  # process groups under way (killed by kill_all)
         self._local = threading.local()
 
-    def run(self, steps: Iterable[Step], cwd: Path, env: dict[str, str]) -> tuple[int, list[StepResult]]:
-        """Run ``steps`` in order until one fails (unless marked '-'); (status, what each step did)."""
+    def run(self, steps: Iterable[Step], cwd: Path, env: dict[str, str], program: str = "onitu make"
+            ) -> tuple[int, list[StepResult]]:
+        """Run ``steps`` in order until one fails (unless marked '-'); (status, what each step did). A line run
+        without a shell that cannot start is reported as make reports it (``program: cc: No such file...``)."""
         results: list[StepResult] = []
         status = 0
         for step in steps:
@@ -79,7 +81,8 @@ class Runner:
             try:
                 proc = _spawn(argv, step.text, cwd, env, out_fd, err_fd)
             except OSError as exc:  # only a direct exec gets here: report it as the shell would have
-                results.append(StepResult(127, b"", f"{argv[0] if argv else 'sh'}: {exc.strerror}\n".encode()))
+                message = f"{program}: {argv[0] if argv else 'sh'}: {exc.strerror}\n"
+                results.append(StepResult(127, b"", message.encode(errors="surrogateescape")))
                 if not step.ignore:
                     status = 127
                     break

@@ -165,7 +165,7 @@ class Worker:
         return known
 
     def _run(self, task: Task, cwd: Path, env: dict[str, str], outputs: list) -> Result:
-        status, steps = self.runner.run(task.steps, cwd, env)
+        status, steps = self.runner.run(task.steps, cwd, env, task.program)
         return Result(status, steps, outputs, self.id)
 
     # ---- another host: stage, run in a scratch directory, send back what changed --------------------------------

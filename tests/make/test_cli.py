@@ -10,7 +10,17 @@ import pytest
 
 from tests.helpers import SHARED
 from tests.make.harness import env_for, make
-from tests.make.test_differential import CASES, ENV, ERRORS, _case, _gnu, _normalise, _prepare, error_case
+from tests.make.test_differential import (
+    CASES,
+    ENV,
+    ERRORS,
+    _case,
+    _gnu,
+    _normalise,
+    _prepare,
+    builtin_flags,
+    error_case,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 MAKE_CASES = SHARED / "cases" / "make"
@@ -33,8 +43,9 @@ def test_dry_run_prints_what_gnu_make_prints(case, tmp_path):
     always = spec.get("always", ["yes"])[0] != "no"
     gnu_dir = _prepare(case, tmp_path / "gnu" / "case", spec)
     ours_dir = _prepare(case, tmp_path / "ours" / "case", spec)
-    gnu = _gnu(gnu_dir, args, ENV, always)
-    ours = _ours(ours_dir, args, "-n", "-j1", *(["-B"] if always else []), tmp_path=tmp_path)
+    flags = builtin_flags(spec)
+    gnu = _gnu(gnu_dir, args, ENV, always, builtin=not flags)
+    ours = _ours(ours_dir, args, *flags, "-n", "-j1", *(["-B"] if always else []), tmp_path=tmp_path)
     assert ours.returncode == gnu.returncode == 0, ours.stderr
     assert _same(ours.stdout, ours_dir) == _same(gnu.stdout, gnu_dir)
 
@@ -45,14 +56,16 @@ def test_build_leaves_the_files_gnu_make_leaves(case, tmp_path):
     args = shlex.split(" ".join(spec.get("args", [])))
     gnu_dir = _prepare(case, tmp_path / "gnu" / "case", spec)
     ours_dir = _prepare(case, tmp_path / "ours" / "case", spec)
-    gnu = subprocess.run(["make", "-r", "-R", "-j1", *args], cwd=gnu_dir, env=ENV, capture_output=True, text=True,
+    flags = builtin_flags(spec)
+    gnu = subprocess.run(["make", *flags, "-j1", *args], cwd=gnu_dir, env=ENV, capture_output=True, text=True,
                          timeout=60)
-    ours = _ours(ours_dir, args, "-j2", tmp_path=tmp_path)
+    ours = _ours(ours_dir, args, *flags, "-j2", tmp_path=tmp_path)
     assert ours.returncode == gnu.returncode, ours.stderr
     assert _tree(ours_dir) == _tree(gnu_dir)
     if gnu.returncode == 0:  # serial output is GNU's, line for line, when one job runs at a time
-        serial = _ours(_prepare(case, tmp_path / "serial" / "case", spec), args, "-j1", tmp_path=tmp_path)
-        assert sorted(_same(serial.stdout, tmp_path / "serial" / "case")) == sorted(_same(gnu.stdout, gnu_dir))
+        serial = _ours(_prepare(case, tmp_path / "serial" / "case", spec), args, *flags, "-j1", tmp_path=tmp_path)
+        assert _same(serial.stdout, tmp_path / "serial" / "case") == _same(gnu.stdout, gnu_dir)
+        assert _same(serial.stderr, tmp_path / "serial" / "case") == _same(gnu.stderr, gnu_dir)
 
 
 def _tree(root) -> dict[str, bytes]:
@@ -63,7 +76,7 @@ def _tree(root) -> dict[str, bytes]:
 def test_bad_makefiles_fail_like_gnu_make_and_run_nothing(makefile, tmp_path):
     work, args = error_case(makefile, tmp_path)
     gnu = _gnu(work, args, ENV, True)
-    ours = _ours(work, args, tmp_path=tmp_path)
+    ours = _ours(work, args, "-r", "-R", tmp_path=tmp_path)
     assert ours.returncode == 2 and gnu.returncode == 2
     assert _same(ours.stderr, work) == _same(gnu.stderr, work)
     assert sorted(p.name for p in work.iterdir()) == ["Makefile"]  # nothing ran

@@ -1,8 +1,9 @@
-"""Differential tests: onitu's reader and graph against GNU make 4.3 (``make -r -R -n [-B] -j1``).
+"""Differential tests: onitu make against GNU make 4.3 (``make [-r -R] -n [-B] -j1``), run in this process.
 
 Each folder of ``corpus/`` is a case: a Makefile, tiny inputs and a ``case.txt`` of ``key: value`` lines:
 ``args`` (goals and VAR=value, shell words), ``always`` (``no``: run without -B), ``mtime: PATH SECONDS`` (set
-before running, relative to a fixed epoch), ``env: NAME=value``, ``mkdir: DIR``. ``corpus/errors/*.mk`` are bad
+before running, relative to a fixed epoch), ``env: NAME=value``, ``mkdir: DIR``, ``builtin: yes`` (GNU's
+built-in rules and variables in play: no -r -R). ``corpus/errors/*.mk`` are bad
 makefiles whose GNU error message and failure must be reproduced. The shared cases under
 /work/shared/cases/make are compared too when present.
 """
@@ -51,8 +52,14 @@ def _prepare(src: Path, work: Path, spec: dict[str, list[str]]) -> Path:
     return work
 
 
-def _gnu(work: Path, args: list[str], env: dict[str, str], always: bool) -> subprocess.CompletedProcess[str]:
-    flags = ["-r", "-R", "-n", "-j1"] + (["-B"] if always else [])
+def builtin_flags(spec: dict[str, list[str]]) -> list[str]:
+    """-r -R, unless the case wants GNU's built-in rules and variables."""
+    return [] if spec.get("builtin", ["no"])[0] == "yes" else ["-r", "-R"]
+
+
+def _gnu(work: Path, args: list[str], env: dict[str, str], always: bool, builtin: bool = False
+         ) -> subprocess.CompletedProcess[str]:
+    flags = [*([] if builtin else ["-r", "-R"]), "-n", "-j1"] + (["-B"] if always else [])
     return subprocess.run(["make", *flags, *args], cwd=work, env=env, capture_output=True, text=True, timeout=20,
                           check=False)
 
@@ -96,9 +103,10 @@ def _compare(src: Path, tmp_path: Path, spec: dict[str, list[str]]) -> None:
     env = dict(ENV, **dict(item.split("=", 1) for item in spec.get("env", [])))
     gnu_dir = _prepare(src, tmp_path / "gnu" / "case", spec)
     ours_dir = _prepare(src, tmp_path / "ours" / "case", spec)
-    gnu = _gnu(gnu_dir, args, env, always)
+    builtin = not builtin_flags(spec)
+    gnu = _gnu(gnu_dir, args, env, always, builtin)
     assert gnu.returncode == 0, gnu.stderr
-    out, err = _ours(ours_dir, args, env, always)
+    out, err = _ours(ours_dir, args, env, always, builtin)
     gnu_out = [line.replace(str(gnu_dir), "<dir>") for line in _normalise(gnu.stdout.splitlines())]
     assert [line.replace(str(ours_dir), "<dir>") for line in out] == gnu_out
     assert sorted(err) == sorted(_normalise(gnu.stderr.splitlines()))

@@ -149,8 +149,8 @@ def _runs_recipe(pid: int) -> bool:
 
 def test_a_build_rides_out_a_space_restart_that_forgot_its_events(tmp_path):
     """The primary killed twice mid-build (the secondary is promoted, then restarted in place alone, without the
-    events the coordinator's notify was following): the coordinator reads the results it missed from the space and the build
-    completes, instead of dying of EventsLost."""
+    events the coordinator's notify was following): the coordinator reads the results it missed from the space and
+    the build completes, instead of dying of EventsLost."""
     run = Onitu(tmp_path, fast_crash=0.5)
     try:
         run.start()

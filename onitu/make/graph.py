@@ -36,6 +36,7 @@ class Node:
     scope: Scope = field(repr=False)  # target- and pattern-specific variables, chained to the parent's
     key: str = ""  # the graph's key: the name, or "name::N" for the Nth rule of a double-colon target
     intermediate: bool = False  # made by a chain of implicit rules (or .INTERMEDIATE): rebuilt only when needed
+    chained: bool = False  # entered by a chain of implicit rules (not named by the makefiles)
     secondary: bool = False  # intermediate, but never deleted
     precious: bool = False
     also_make: tuple[str, ...] = ()  # made by the same run of the recipe (grouped targets, multi-target patterns)
@@ -192,6 +193,7 @@ class Graph:
         self._apply(node, found)
         self._flags(node)
         node.intermediate = found.name not in self.db.notintermediate and found.target not in self.db.notintermediate
+        node.chained = True
         return node
 
     def _double_colon(self, name: str, entry: Entry, phony: bool, scope: Scope) -> Node:
@@ -222,7 +224,7 @@ class Graph:
         """Target-specific variables over pattern-specific ones over the parent's (GNU's inheritance)."""
         base = parent.scope if parent is not None else self.db.globals
         matching = [(len(p[0]) + len(p[1]), i, s) for i, (p, s) in enumerate(self.db.pattern_vars)
-                    if pattern_match(p, name) is not None]
+                    if pattern_match(p, name)]  # a non-empty stem, as GNU's lookup_pattern_var wants
         if matching:
             merged = Scope(base)
             for _, _, pattern_scope in sorted(matching, key=lambda m: (m[0], m[1])):

@@ -82,7 +82,8 @@ class Search:
                 prefix, suffix = parts
                 use_dir = bool(directory) and "/" not in target
                 base = filename[len(directory):] if use_dir else filename
-                if len(base) < len(prefix) + len(suffix) or not base.startswith(prefix) or not base.endswith(suffix):
+                # the % stands for one character at least (GNU: a pattern longer than the name cannot match)
+                if len(base) <= len(prefix) + len(suffix) or not base.startswith(prefix) or not base.endswith(suffix):
                     continue
                 stem = base[len(prefix): len(base) - len(suffix)]
                 if target != "%":

@@ -84,8 +84,9 @@ def _one_shell(commands: list[Command]) -> Command:
     """.ONESHELL: the whole recipe is one script; the first line's prefixes count, the others' are dropped."""
     first = commands[0]
     text = "\n".join(c.text for c in commands)
-    return Command(text, text, first.silent, first.ignore, any(c.force for c in commands), first.file, first.line,
-                   any(c.recursive for c in commands))
+    recursive = any(c.recursive for c in commands)
+    return Command(text, text, first.silent, first.ignore, first.force or recursive, first.file, first.line,
+                   recursive)
 
 
 def location(command: Command | None, target: str) -> str:

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from onitu.make.gnuhash import table_order
 from onitu.make.graph import Graph, Node
 from onitu.make.recipe import Command
 
@@ -93,10 +94,14 @@ class Update:
         self.ready: list[tuple[int, int, str]] = []  # (rank, 0 decide | 1 job, key)
         self._todo: deque[Callable[[], None]] = deque()
         self._mtimes: dict[str, int | None] = {}
+        self._colon_mtime: dict[str, int | None] = {}  # a double-colon target's mtime before any of its rules ran
         self.paths: dict[str, str] = {}  # prerequisites found on the vpath: name -> where
         self.stopping = False  # a failure without -k: no new jobs
         self.failures = 0
         self.running: dict[str, Job] = {}
+        for node in self.nodes.values():  # listed as .INTERMEDIATE but there already: GNU leaves it alone
+            if node.intermediate and not node.chained and self._mtime(node.name) is not None:
+                node.intermediate = False
 
     # ---- driving ------------------------------------------------------------------------------------------
 
@@ -116,7 +121,8 @@ class Update:
             if kind:
                 return True
             heapq.heappop(self.ready)
-            self._decide(key)
+            if self.state[key].phase != DONE:
+                self._decide(key)
             self._run()
         return False
 
@@ -145,6 +151,8 @@ class Update:
         self._run()
         while self.ready and not self.stopping:
             _, kind, key = heapq.heappop(self.ready)
+            if self.state[key].phase == DONE:  # made meanwhile by a run of its recipe for another target
+                continue
             job = self._job(key) if kind else self._decide(key)
             self._run()
             if job is not None:
@@ -171,8 +179,8 @@ class Update:
             self.failures += 1
             if not self.keep_going:
                 self.stopping = True
-        for other in node.also_make:
-            if other in self.state and self.state[other].phase != DONE:
+        for other in node.also_make:  # made by the same run of the recipe: done, whoever asks for them later
+            if other in self.nodes and self._st(other).phase != DONE:
                 self._mtimes.pop(other, None)
                 other_st = self.state[other]
                 other_st.ran, other_st.changed = True, True
@@ -232,7 +240,8 @@ class Update:
         st = self.state[key]
         st.phase = CHECKING
         node = self.nodes[key]
-        if node.colons:  # a double-colon target: its rules one after another
+        if node.colons:  # a double-colon target: its rules one after another, each judged by the mtime before
+            self._colon_mtime[node.name] = self._mtime_of(node)
             st.pending = 1
             self._need(node.colons[0], key)
             return
@@ -318,7 +327,7 @@ class Update:
         if self._dep_failed(key):
             self._finish(key, failed=True, blocked=True)
             return None
-        this = self._mtime_of(node)
+        this = self._colon_mtime[node.name] if node.double_colon else self._mtime_of(node)
         run = this is None
         changed_any = False
         newer: list[str] = []
@@ -458,16 +467,17 @@ class Update:
         self._say_goals(final=True)
 
     def intermediates(self) -> list[str]:
-        """The intermediate files this run made (or considered) that GNU deletes at the end, in rank order."""
+        """The intermediate files GNU deletes at the end (made, or considered, here; not secondary, precious or a
+        goal), in the order GNU's file table lists them."""
         out = []
         goals = set(self.graph.goals)
-        for key in self.graph.order():
+        for key, st in self.state.items():
             node = self.nodes[key]
-            st = self.state.get(key)
             if (node.intermediate and not node.secondary and not node.precious and key not in goals
-                    and st is not None and st.phase == DONE and st.wanted):
+                    and st.phase == DONE and st.wanted and not node.colons):
                 out.append(node.name)
-        return out
+        db = self.graph.db
+        return table_order(out, len(db.mentioned | db.entries.keys() | self.nodes.keys()) + len(db.suffixes))
 
 
 def _ignoring(command: Command) -> Command:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
-
 
 def data_dir() -> Path:
     """``$ONITU_DATA`` or the user's data directory (``~/.local/share/onitu`` on Linux)."""
     env = os.environ.get("ONITU_DATA")
-    return Path(env) if env else Path(platformdirs.user_data_dir("onitu"))
+    if env:
+        return Path(env)
+    import platformdirs  # only when no ONITU_DATA: programs that start often (onitu make) skip its import
+
+    return Path(platformdirs.user_data_dir("onitu"))
 
 
 def default_space_endpoint(data: Path) -> str:

@@ -134,11 +134,14 @@ def convert_suffix_rules(db: Database) -> None:
     ``x.S``), ``%: %S`` from a rule ``S:``, then ``%T: %S`` for each rule ``ST:`` with a recipe and no
     prerequisites (``(%.o): %S`` too when T is ``.a``). None of these replaces a pattern rule the makefiles gave.
     """
+    entries = db.entries
     for source in db.suffixes:
         _convert(db, f"%{source}", [], None)
-        _convert(db, "%", [f"%{source}"], db.entries.get(source))
+        _convert(db, "%", [f"%{source}"], entries.get(source))
         for target in db.suffixes:
-            entry = db.entries.get(source + target)
+            entry = entries.get(source + target)
+            if entry is None:
+                continue
             if target == ".a":
                 _convert(db, "(%.o)", [f"%{source}"], entry)
             _convert(db, f"%{target}", [f"%{source}"], entry)
@@ -162,10 +165,11 @@ def _convert(db: Database, target: str, prereqs: list[str], entry: Entry | None)
 def replace_pattern_rule(db: Database, rule: PatternRule, *, override: bool) -> None:
     """GNU's new_pattern_rule: a rule with the same targets and prerequisites as an existing one replaces it (it
     goes last) with ``override``; else the existing one stays and the new one is dropped."""
-    for i, old in enumerate(db.patterns):
-        if old.targets == rule.targets and old.prereqs == rule.prereqs:
-            if not override:
-                return
-            del db.patterns[i]
-            break
+    key = (tuple(rule.targets), tuple(rule.prereqs))
+    old = db.pattern_index.get(key)
+    if old is not None:
+        if not override:
+            return
+        db.patterns.remove(old)
+    db.pattern_index[key] = rule
     db.patterns.append(rule)

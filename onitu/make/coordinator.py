@@ -50,6 +50,7 @@ class BuildOptions:
 class _Running:
     job: Job | None  # None: queued by an earlier coordinator of this build, not asked for (yet)
     replay: bool = False  # finished under an earlier coordinator: its output was printed then
+    here: bool = False  # run by this coordinator (a recipe naming $(MAKE)), not by a worker
 
 
 class Coordinator:
@@ -139,8 +140,9 @@ class Coordinator:
                 if prior[0] == DONE:
                     self._handle(prior)
                 continue
-            self.running[job.key] = _Running(job)
-            if any(c.recursive for c in job.commands):
+            here = any(c.recursive for c in job.commands)
+            self.running[job.key] = _Running(job, here=here)
+            if here:
                 self._run_here(job)
             else:
                 batch.append(self._task(job))
@@ -309,7 +311,7 @@ class Coordinator:
             if kind == DONE:  # a result the notify stream has not brought (yet)
                 for tup in found:
                     self._handle(tup)
-        missing = {k for k, r in self.running.items() if r.job is not None and k not in seen}
+        missing = {k for k, r in self.running.items() if r.job is not None and not r.here and k not in seen}
         lost, self.unseen = missing & self.unseen, missing - self.unseen
         for key in lost:
             job = self.running[key].job

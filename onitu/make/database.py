@@ -75,6 +75,12 @@ class PatternRule:
     second: bool = False  # prerequisites are expanded again, with $* and $@ set (.SECONDEXPANSION)
     builtin: bool = False
 
+    def __post_init__(self) -> None:
+        # (prefix, suffix) of each target and prerequisite, split once: implicit rule search runs them often
+        self.target_parts = [split_pattern(t) or (t, "") for t in self.targets]
+        self.prereq_parts = [split_pattern(p) for p in self.prereqs]
+        self.order_only_parts = [split_pattern(p) for p in self.order_only]
+
 
 @dataclass(frozen=True)
 class MakefileGoal:
@@ -119,6 +125,7 @@ class Database:
         self.expander = expander
         self.entries: dict[str, Entry] = {}
         self.patterns: list[PatternRule] = []
+        self.pattern_index: dict[tuple[tuple[str, ...], tuple[str, ...]], PatternRule] = {}  # by targets, prereqs
         self.mentioned: set[str] = set()  # explicit targets and prerequisites: "ought to exist" for implicit rules
         self.phony: set[str] = set()
         self.silent: set[str] | None = set()  # None: .SILENT without prerequisites (every target)

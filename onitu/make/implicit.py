@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from onitu.make.database import Database, PatternRule
-from onitu.make.text import normalize, split_pattern, words_outside_refs
+from onitu.make.text import normalize, words_outside_refs
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Search:
         ``expand_second(text, target, stem)``: a second-expansion prerequisite text, as (name, order-only)."""
         self.db, self.known, self.exists, self.expand_second = db, known, exists, expand_second
         self.impossible: set[str] = set()
+        self._index: dict[str, list[tuple[int, PatternRule, str, str, str]]] | None = None
 
     def find(self, name: str, explicit: list[str] | None = None) -> Found | None:
         """The rule GNU would use for ``name`` (``explicit``: its explicit prerequisites), else None."""
@@ -63,35 +64,43 @@ class Search:
             found = self._search(name, "(" + _member(name) + ")", explicit or [], 0, set())  # type: ignore[operator]
         return found
 
+    def _by_last_char(self, filename: str) -> list[tuple[int, PatternRule, str, str, str]]:
+        """The rule targets that may match ``filename``: those whose suffix ends with its last character, and
+        those with no suffix, in the rules' order (an index built once: there are ~100 built-in rules)."""
+        if self._index is None:
+            self._index = {}
+            for i, rule in enumerate(self.db.patterns):
+                for target, (prefix, suffix) in zip(rule.targets, rule.target_parts, strict=True):
+                    self._index.setdefault(suffix[-1:], []).append((i, rule, target, prefix, suffix))
+        found = self._index.get(filename[-1:], []) if filename else []
+        return sorted([*found, *self._index.get("", [])], key=lambda item: item[0]) if found else \
+            self._index.get("", [])
+
     def _candidates(self, filename: str, recursions: int, in_use: set[int]) -> list[_Try]:
         archive = filename.startswith("(") or _member(filename) is not None
         slash = -1 if archive else filename.rfind("/", 0, len(filename) - 1)
         directory = filename[: slash + 1]
         tries: list[_Try] = []
         specific = False
-        for rule in self.db.patterns:
+        for _, rule, target, prefix, suffix in self._by_last_char(filename):
             if rule.prereqs and rule.recipe is None:  # cancelled
                 continue
             if id(rule) in in_use:
                 continue
-            for target in rule.targets:
-                if recursions > 0 and target == "%" and not rule.terminal:
-                    continue
-                parts = split_pattern(target)
-                assert parts is not None
-                prefix, suffix = parts
-                use_dir = bool(directory) and "/" not in target
-                base = filename[len(directory):] if use_dir else filename
-                # the % stands for one character at least (GNU: a pattern longer than the name cannot match)
-                if len(base) <= len(prefix) + len(suffix) or not base.startswith(prefix) or not base.endswith(suffix):
-                    continue
-                stem = base[len(prefix): len(base) - len(suffix)]
-                if target != "%":
-                    specific = True
-                if not rule.prereqs and rule.recipe is None:
-                    continue
-                prefix_dir = directory if use_dir else ""
-                tries.append(_Try(rule, target, len(stem) + len(prefix_dir), len(tries), prefix_dir, stem))
+            if recursions > 0 and target == "%" and not rule.terminal:
+                continue
+            use_dir = bool(directory) and "/" not in target
+            base = filename[len(directory):] if use_dir else filename
+            # the % stands for one character at least (GNU: a pattern longer than the name cannot match)
+            if len(base) <= len(prefix) + len(suffix) or not base.startswith(prefix) or not base.endswith(suffix):
+                continue
+            stem = base[len(prefix): len(base) - len(suffix)]
+            if target != "%":
+                specific = True
+            if not rule.prereqs and rule.recipe is None:
+                continue
+            prefix_dir = directory if use_dir else ""
+            tries.append(_Try(rule, target, len(stem) + len(prefix_dir), len(tries), prefix_dir, stem))
         tries.sort(key=lambda t: (t.stem_len, t.order))
         if specific:
             tries = [t for t in tries if t.rule.terminal or "%" not in t.rule.targets]
@@ -157,19 +166,17 @@ class Search:
                         order_only = order_only or oo
             return out
 
-        def subst(p: str) -> str:
-            parts = split_pattern(p)
+        def subst(p: str, parts: tuple[str, str] | None) -> str:
             return p if parts is None else normalize(t.dir_prefix + parts[0] + t.stem + parts[1])
 
-        return [(subst(p), False) for p in rule.prereqs] + [(subst(p), True) for p in rule.order_only]
+        return ([(subst(p, parts), False) for p, parts in zip(rule.prereqs, rule.prereq_parts, strict=True)]
+                + [(subst(p, parts), True) for p, parts in zip(rule.order_only, rule.order_only_parts, strict=True)])
 
     @staticmethod
     def _also(rule: PatternRule, t: _Try) -> list[str]:
         out = []
-        for target in rule.targets:
+        for target, parts in zip(rule.targets, rule.target_parts, strict=True):
             if target != t.target:
-                parts = split_pattern(target)
-                assert parts is not None
                 out.append(parts[0] + t.dir_prefix + t.stem + parts[1])
         return out
 

@@ -26,13 +26,28 @@ class Locator:
         if general:
             self.vpaths.append((("", ""), general))
         self.lib_patterns = db.expander.value_of(".LIBPATTERNS").split()
+        self._dirs: dict[str, set[str]] = {}  # directory -> its entries, read once (see exists)
 
     def exists(self, name: str) -> bool:
-        """Does ``name`` exist here or on the vpath (an archive member: in its archive)?"""
-        return self.mtime(name) is not None or self.search(name) is not None
+        """Does ``name`` exist here or on the vpath (an archive member: in its archive)? Answered from directory
+        listings read once, as GNU's directory cache does: implicit rule search asks this for many names."""
+        if archive_parts(name) is not None:
+            return self.mtime(name) is not None
+        return self._listed(name) or self.search(name, listed=True) is not None
 
-    def search(self, name: str) -> str | None:
-        """The vpath name of a file that does not exist under ``name`` (``-lname``: the library found), or None."""
+    def _listed(self, name: str) -> bool:
+        directory, base = os.path.split(name)
+        names = self._dirs.get(directory)
+        if names is None:
+            try:
+                names = self._dirs[directory] = set(os.listdir(self.cwd / directory))
+            except OSError:
+                names = self._dirs[directory] = set()
+        return base in names or (not base and os.path.lexists(self.cwd / name))
+
+    def search(self, name: str, listed: bool = False) -> str | None:
+        """The vpath name of a file that does not exist under ``name`` (``-lname``: the library found), or None.
+        ``listed``: from the directory listings read before the build (else the file system now)."""
         if name.startswith("-l") and len(name) > 2:
             return self.library(name[2:])
         if not self.vpaths or name.startswith("/") or archive_parts(name) is not None:
@@ -44,7 +59,7 @@ class Locator:
                 continue
             for directory in dirs:
                 candidate = f"{directory.rstrip('/')}/{name}" if directory not in (".", "./") else name
-                if os.path.lexists(self.cwd / candidate):
+                if self._listed(candidate) if listed else os.path.lexists(self.cwd / candidate):
                     return candidate
         return None
 

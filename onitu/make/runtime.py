@@ -12,7 +12,6 @@ Three cases, picked once per ``onitu make`` run:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
@@ -45,11 +44,16 @@ def embedded_endpoint(build: str) -> str:
     return f"ipc://{tempfile.gettempdir()}/onitu-make-{os.getuid()}-{build[:12]}.sock"
 
 
-def shared_space(space: str | None, data: Path) -> bool:
-    """Whether a space is named or runs here (else the build brings its own)."""
+def space_runs_here(data: Path | None) -> bool:
+    """Does a space server publish its endpoints in the data directory (``space.json``)?"""
+    from onitu import paths
+
+    path = (data or paths.data_dir()) / "space.json"
+    if not path.is_file():  # the common case, answered without loading the space client
+        return False
     from onitu.space.client import read_info
 
-    return bool(space or os.environ.get("ONITU_SPACE") or read_info(data))
+    return read_info(path.parent) is not None
 
 
 class LocalWorker:
@@ -83,13 +87,15 @@ class EmbeddedSpace:
         self.endpoint = embedded_endpoint(build)
         self.server = SpaceServer(state_dir, [self.endpoint])
         self.server.bind()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: Any = None  # its asyncio loop, once serving
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="onitu-make-space", daemon=True)
         self._thread.start()
         self._ready.wait(10)
 
     def _serve(self) -> None:
+        import asyncio
+
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._loop.call_soon(self._ready.set)
@@ -107,11 +113,11 @@ class EmbeddedSpace:
 class Runtime:
     """The space and workers of one ``onitu make`` run; a context manager that releases all of it."""
 
-    def __init__(self, build: str, state_dir: Path, *, space: str | None, data_dir: Path | None,
-                 insecure: bool, recursive: bool, sub_make: Any = None) -> None:
+    def __init__(self, build: str, *, space: str | None, data_dir: Path | None, insecure: bool, recursive: bool,
+                 sub_make: Any = None) -> None:
         """``recursive``: some recipe names $(MAKE) (sub-makes must reach the space); ``sub_make``: the jobserver
         address of the make that started this one (its space is used, its workers run the tasks)."""
-        self.build, self.state_dir = build, state_dir
+        self.build, self.data_dir = build, data_dir
         self.workers: list[LocalWorker] = []
         self.threads: list[tuple[Any, threading.Thread]] = []
         self.embedded: EmbeddedSpace | None = None
@@ -120,27 +126,44 @@ class Runtime:
         self._respawns = 0
         self._lock: IO | None = None
         self._worker_args: list[str] = []
-        data = data_dir
         if sub_make is not None:
-            self.client = self._connect(sub_make.endpoints, data, sub_make.insecure)
+            self.client = self._connect(sub_make.endpoints, data_dir, sub_make.insecure)
             return
-        if space is None and not shared_space(None, data or _data_dir()):
-            if not recursive:
-                from onitu.space.local import TupleSpace
-
-                self.kind, self.client = "memory", TupleSpace()
-                return
-            self.kind = "served"
-        self._take_lock()
-        if self.kind == "served":
-            self.embedded = EmbeddedSpace(state_dir / "space", build)
-            self.client = self._connect([self.embedded.endpoint], None, False)
+        named = bool(space or os.environ.get("ONITU_SPACE"))
+        if not named and not space_runs_here(data_dir):
+            self._own(recursive)
             return
         try:
-            self.client = self._connect(space, data, insecure)
-        except Exception:
-            self.close()
-            raise
+            self._take_lock()
+            self.client = self._connect(space, data_dir, insecure)
+        except Exception as exc:
+            from onitu.space.errors import Unavailable
+
+            if named or not isinstance(exc, Unavailable):
+                self.close()
+                raise
+            log.info("the space recorded in the data directory does not answer; the build brings its own")
+            self._own(recursive)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where this build keeps what must survive the coordinator (its own space, the same-host token)."""
+        from onitu import paths
+
+        return (self.data_dir or paths.data_dir()) / "make" / self.build
+
+    def _own(self, recursive: bool) -> None:
+        """No space to join: one in memory, or served on a local socket when sub-makes must reach it."""
+        if not recursive:
+            from onitu.space.local import TupleSpace
+
+            self.kind, self.client = "memory", TupleSpace()
+            return
+        self.kind = "served"
+        if self._lock is None:
+            self._take_lock()
+        self.embedded = EmbeddedSpace(self.state_dir / "space", self.build)
+        self.client = self._connect([self.embedded.endpoint], None, False)
 
     def _take_lock(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -223,6 +246,7 @@ class Runtime:
             self.embedded.close()
         if self._lock is not None:
             self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> Runtime:
         return self

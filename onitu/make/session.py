@@ -47,9 +47,6 @@ class Session:
         self.id = _build_id(build_dir, opts.makefiles, opts.goals, opts.variables)
         data = opts.onitu.get("data")
         self.data_dir = Path(str(data)) if data else None
-        from onitu import paths
-
-        self.state = (self.data_dir or paths.data_dir()) / "make" / self.id
         address = Address.decode(environ.get(ENV, "")) if not jobs_on_command_line else None
         self.sub_make = address
         self.rt: Runtime | None = None
@@ -95,9 +92,9 @@ class Session:
             return self.rt
         opts = self.opts
         space = opts.onitu.get("space")
-        self.rt = Runtime(self.id, self.state, space=space if isinstance(space, str) else None,
-                          data_dir=self.data_dir, insecure=bool(opts.onitu.get("insecure")),
-                          recursive=_recursive(db), sub_make=self.sub_make)
+        self.rt = Runtime(self.id, space=space if isinstance(space, str) else None, data_dir=self.data_dir,
+                          insecure=bool(opts.onitu.get("insecure")), recursive=_recursive(db),
+                          sub_make=self.sub_make)
         rt = self.rt
         slots = (os.cpu_count() or 1) if opts.jobs == 0 else (opts.jobs or 1)
         if self.sub_make is not None:
@@ -111,7 +108,7 @@ class Session:
         if rt.kind != "memory":
             self.jobserver = Jobserver(rt.client, self.id, limited=self.limit is not None, top=True,
                                        jobs=self.limit or 1)
-            self.files = _file_server(rt, self.dir, self.state, opts.onitu.get("files-listen"))
+            self.files = _file_server(rt, self.dir, rt.state_dir, opts.onitu.get("files-listen"))
         return rt
 
     def _info(self, env: dict[str, str], build: str) -> BuildInfo:
@@ -120,8 +117,8 @@ class Session:
         files = self.files
         token_path, token = "", ""
         if self.rt is not None and self.rt.kind != "memory":
-            self.state.mkdir(parents=True, exist_ok=True)
-            path = self.state / "token"
+            self.rt.state_dir.mkdir(parents=True, exist_ok=True)
+            path = self.rt.state_dir / "token"
             if not path.exists():
                 path.write_text(secrets.token_hex(16))
             token_path, token = str(path), path.read_text()
@@ -142,7 +139,7 @@ class Session:
         if status == 0 and self.rt is not None and self.rt.kind != "memory":
             import shutil
 
-            shutil.rmtree(self.state, ignore_errors=True)
+            shutil.rmtree(self.rt.state_dir, ignore_errors=True)
 
     def interrupt(self) -> None:
         if self.rt is not None:

@@ -11,7 +11,6 @@ in-memory space (``local``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -32,6 +31,8 @@ from onitu.make.tasks import BUILD, TASK, WORKER, WORKING, BadTask, BuildInfo, R
 from onitu.space.errors import RequestExpired, SpaceError
 
 if TYPE_CHECKING:
+    import argparse
+
     from onitu.make.files import BlobStore, FileClient
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,8 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def _worker_parser() -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(prog="onitu worker", description="Run make tasks from the space until stopped: "
                                 "SIGTERM finishes the tasks under way first, SIGINT kills them (they are re-run).")
     p.add_argument("--space", help="endpoint(s) of the space (default: $ONITU_SPACE, the local one, or discovery)")

@@ -52,6 +52,12 @@ def make_main(argv: list[str], *, cwd: Path | None = None, environ: Mapping[str,
     opts.print_directory = (opts.print_directory or (not opts.silent and (bool(opts.directories) or level > 0))) \
         and not opts.no_print_directory
     display = Display(program, sink=sink)
+    started_in = os.getcwd()
+    try:
+        os.chdir(build_dir)  # as GNU make does for -C: recipes run here, and start cheaper from here
+    except OSError as exc:
+        display.message(f"*** {build_dir}: {exc.strerror}.  Stop.")
+        return 2
     if opts.print_directory:
         display.out(f"{program}: Entering directory '{build_dir}'\n")
     try:
@@ -59,6 +65,8 @@ def make_main(argv: list[str], *, cwd: Path | None = None, environ: Mapping[str,
     except KeyboardInterrupt:
         display.message("*** Interrupted.")
         return 130
+    finally:
+        os.chdir(started_in)
     if opts.print_directory:
         display.out(f"{program}: Leaving directory '{build_dir}'\n")
     return status

@@ -97,9 +97,11 @@ class Coordinator:
                 break
             self._collect(timeout=0.25)
             if time.monotonic() - last_check > LOST_CHECK:
-                self._requeue_lost()
-                self.rt.check_workers()  # type: ignore[attr-defined]
-                self.ui.update(workers=self.rt.worker_slots())  # type: ignore[attr-defined]
+                self._take_handled()
+                if self.rt.kind != "memory":  # worker threads of this process cannot die on their own
+                    self._requeue_lost()
+                    self.rt.check_workers()
+                self.ui.update(workers=self.rt.worker_slots())
                 last_check = time.monotonic()
         self.events.close()
         self.engine.close()
@@ -113,7 +115,7 @@ class Coordinator:
             self.jobserver.close()
 
     def _in_flight(self) -> bool:
-        return any(r.job is not None for r in self.running.values())
+        return bool(self.engine.running)
 
     def _resume(self) -> None:
         """Publish the build; note the tasks an earlier coordinator of this build left in the space."""
@@ -151,7 +153,8 @@ class Coordinator:
         self._show()
 
     def _count(self) -> int:
-        return sum(r.job is not None for r in self.running.values())
+        """Tasks in flight (not those an earlier coordinator left and the engine has not asked for)."""
+        return len(self.engine.running)
 
     def _may_start(self) -> bool:
         if self.jobserver is not None:
@@ -234,15 +237,15 @@ class Coordinator:
             result = Result(127, [], [], "?", f"bad result for {key!r}: {exc}")
         if not running.replay:
             self._print(job.node.name, job.commands, result, self.engine.is_dontcare(key))
-        if self.jobserver is not None:
-            self.jobserver.release(self._count())
         if result.status:
             self._delete_on_error(job)
             if not self.opts.keep_going and not self.engine.stopping:
                 self._withdraw()
-                if self._in_flight():
+                if len(self.engine.running) > 1:
                     self.ui.message("*** Waiting for unfinished jobs....")
         self.engine.job_done(job, result.status)
+        if self.jobserver is not None:
+            self.jobserver.release(self._count())
 
     def _place(self, result: Result) -> None:
         if not result.outputs:
@@ -298,12 +301,9 @@ class Coordinator:
         """Write again each task that is neither queued, claimed nor done twice in a row: its worker died.
 
         A worker takes a task, then writes its session-leased claim: a task seen in neither place once may be
-        between the two; not seen in two checks ``LOST_CHECK`` apart, it is lost. Also takes away the results
-        handled since the last check, in one batch.
+        between the two; not seen in two checks ``LOST_CHECK`` apart, it is lost.
         """
         b = self.info.build
-        self._take_all([(DONE, b, t, None) for t in self.handled])
-        self.handled.clear()
         seen: set[str] = set()
         for kind in (TASK, WORKING, DONE):  # the order a task moves in, so none can slip between two reads
             found = self.space.read_all((kind, b, None, None))
@@ -319,6 +319,11 @@ class Coordinator:
             self.ui.message(f"the worker making '{job.node.name}' died; running its recipe again")
             self.running[key] = _Running(job)
             self.space.write(self._task(job).tuple())
+
+    def _take_handled(self) -> None:
+        """Take away, in one batch, the results applied since the last time."""
+        self._take_all([(DONE, self.info.build, t, None) for t in self.handled])
+        self.handled.clear()
 
     def _take_all(self, templates: list[tuple]) -> None:
         """Take these tuples in one round trip (one by one if some are gone already)."""
@@ -338,8 +343,7 @@ class Coordinator:
         self._take_all([(t[0], b, t[2], None) for t in found] + [(BUILD, b, None)])
 
     def _show(self) -> None:
-        running = sum(r.job is not None for r in self.running.values())
-        self.ui.update(total=len(self.engine.rank), done=self.engine.done_count(), running=running)
+        self.ui.update(total=len(self.engine.rank), done=self.engine.done_count(), running=self._count())
 
 
 def goal_printer(display: Display) -> Callable[[str, str], None]:

@@ -36,25 +36,47 @@ class Autos:
     stem: str
 
 
+class AutoScope(Scope):
+    """The automatic variables of one recipe run (``$@ $% $< $^ $+ $? $* $|`` and their D/F forms), over the
+    target's scope; each is computed only if the recipe refers to it."""
+
+    NAMES = frozenset("@%<^+?*|") | {k + s for k in "@%<^+?*" for s in "DF"}
+
+    def __init__(self, parent: Scope, autos: Autos) -> None:
+        super().__init__(parent)
+        self.autos = autos
+
+    def find(self, name: str) -> tuple[Var, Scope] | None:
+        if name in self.NAMES and name not in self.vars:
+            self.vars[name] = Var(self._value(name), False, "automatic")
+        return super().find(name)
+
+    def _value(self, name: str) -> str:
+        key, form = name[0], name[1:]
+        if form:
+            words = self._value(key).split()
+            if form == "D":
+                return " ".join(_dir_of(w) for w in words)
+            return " ".join(w[w.rfind("/") + 1 :] for w in words)
+        autos = self.autos
+        parts = archive_parts(autos.target)
+        if key in "@%":
+            return (parts[0] if key == "@" else parts[1]) if parts is not None else (autos.target if key == "@" else "")
+        if key == "*":
+            return autos.stem
+        if key == "|":
+            return " ".join(dict.fromkeys(autos.order_only))
+        if key == "?":
+            return " ".join(_member_or_name(p) for p in autos.newer)
+        names = [_member_or_name(p) for p in autos.prereqs]
+        if key == "<":
+            return names[0] if names else ""
+        return " ".join(dict.fromkeys(names) if key == "^" else names)
+
+
 def automatic_scope(parent: Scope, autos: Autos) -> Scope:
     """A scope holding ``$@ $% $< $^ $+ $? $* $|`` and their D/F forms, over ``parent``."""
-    scope = Scope(parent)
-    target, member = autos.target, ""
-    parts = archive_parts(target)
-    if parts is not None:
-        target, member = parts
-    names = [_member_or_name(p) for p in autos.prereqs]
-    values = {"@": target, "%": member, "<": names[0] if names else "", "^": " ".join(dict.fromkeys(names)),
-              "+": " ".join(names), "?": " ".join(_member_or_name(p) for p in autos.newer), "*": autos.stem,
-              "|": " ".join(dict.fromkeys(autos.order_only))}
-    for key, value in values.items():
-        scope.vars[key] = Var(value, False, "automatic")
-        if key == "|":  # GNU has no $(|D) or $(|F)
-            continue
-        words = value.split()
-        scope.vars[key + "D"] = Var(" ".join(_dir_of(w) for w in words), False, "automatic")
-        scope.vars[key + "F"] = Var(" ".join(w[w.rfind("/") + 1 :] for w in words), False, "automatic")
-    return scope
+    return AutoScope(parent, autos)
 
 
 def expand(db: Database, recipe: list[RecipeLine], scope: Scope, target: str) -> list[Command]:
@@ -150,6 +172,8 @@ def _join_in_refs(text: str) -> str:
 
 def _split_commands(text: str) -> list[str]:
     """Split an expanded recipe line at newlines that are not backslash-escaped (each runs as its own shell)."""
+    if "\n" not in text:
+        return [text]
     pieces, start = [], 0
     for i, c in enumerate(text):
         if c == "\n" and (len(text[:i]) - len(text[:i].rstrip("\\"))) % 2 == 0:

@@ -134,21 +134,30 @@ def skip_reference(text: str, i: int) -> int:
     return i + 2
 
 
-def outside_refs(text: str) -> Iterator[tuple[int, str]]:
-    """(index, character) of every character of ``text`` outside variable references."""
+_SCANNERS: dict[str, re.Pattern[str]] = {}
+
+
+def outside_refs(text: str, chars: str) -> Iterator[tuple[int, str]]:
+    """(index, character) of each of ``chars`` in ``text`` outside variable references (found with a compiled
+    regular expression: makefile lines are scanned often, and character by character in Python is slow)."""
+    scanner = _SCANNERS.get(chars)
+    if scanner is None:
+        scanner = _SCANNERS[chars] = re.compile("[" + re.escape(chars + "$") + "]")
     i = 0
-    while i < len(text):
-        if text[i] == "$":
-            i = skip_reference(text, i)
+    while (m := scanner.search(text, i)) is not None:
+        j = m.start()
+        c = text[j]
+        if c == "$":
+            i = skip_reference(text, j)
             continue
-        yield i, text[i]
-        i += 1
+        yield j, c
+        i = j + 1
 
 
 def find_outside_refs(text: str, chars: str) -> int:
     """Index of the first of ``chars`` outside variable references (a ``\\#`` is no comment), or -1."""
-    for i, c in outside_refs(text):
-        if c in chars and (c != "#" or (len(text[:i]) - len(text[:i].rstrip("\\"))) % 2 == 0):
+    for i, c in outside_refs(text, chars):
+        if c != "#" or (len(text[:i]) - len(text[:i].rstrip("\\"))) % 2 == 0:
             return i
     return -1
 
@@ -201,7 +210,7 @@ def first_word(text: str) -> tuple[str, str]:
 
 def parse_assignment(text: str) -> tuple[str, str, str] | None:
     """``(name, operator, value)`` if ``text`` is a variable assignment, else None (a rule or an error)."""
-    for i, c in outside_refs(text):
+    for i, c in outside_refs(text, "=:"):
         if c == "=":
             op = text[i - 1] + "=" if i > 0 and text[i - 1] in "+?!" else "="
             name, value = text[: i + 1 - len(op)], text[i + 1 :]

@@ -99,6 +99,7 @@ class Update:
         self.stopping = False  # a failure without -k: no new jobs
         self.failures = 0
         self.running: dict[str, Job] = {}
+        self._done = 0
         for node in self.nodes.values():  # listed as .INTERMEDIATE but there already: GNU leaves it alone
             if node.intermediate and not node.chained and self._mtime(node.name) is not None:
                 node.intermediate = False
@@ -141,7 +142,8 @@ class Update:
         return [line] if line else []
 
     def done_count(self) -> int:
-        return sum(st.phase == DONE for st in self.state.values())
+        """How many targets are settled (for the progress line)."""
+        return self._done
 
     def next_job(self) -> Job | None:
         """The ready job with the lowest rank (its recipe expanded now), or None.
@@ -400,6 +402,7 @@ class Update:
     def _finish(self, key: str, *, failed: bool, blocked: bool = False) -> None:
         st = self.state[key]
         st.phase, st.failed, st.blocked = DONE, failed, blocked
+        self._done += 1
         for parent in [*st.waiters, *st.checkers]:
             self._todo.append(lambda p=parent: self._settle(p))
         st.waiters.clear()

@@ -57,8 +57,12 @@ class Worker:
 
     def run(self) -> None:
         """Register, serve tasks on every slot, and return once stopped (after finishing the tasks under way)."""
-        self.space.write((WORKER, self.id, {"host": socket.gethostname(), "slots": self.slots, "pid": os.getpid()}),
-                         "session")
+        try:
+            self.space.write((WORKER, self.id, {"host": socket.gethostname(), "slots": self.slots,
+                                                "pid": os.getpid()}), "session")
+        except SpaceError as exc:  # the space closed before we could register (a build over at once)
+            log.info("worker %s: not registered: %s", self.id, exc)
+            return
         threads = [threading.Thread(target=self._slot, name=f"slot-{i}", daemon=True) for i in range(self.slots)]
         for t in threads:
             t.start()
@@ -82,6 +86,9 @@ class Worker:
         report: tuple | None = None  # (claim, done tuple) of the last task, not sent yet
         while not self._stop.is_set():
             try:
+                if self.local:
+                    self._one_here()
+                    continue
                 report = self._one(report)
             except Exception as exc:
                 if self._stop.is_set():  # an abort closes the client under our feet
@@ -93,6 +100,16 @@ class Worker:
         if report is not None:
             with contextlib.suppress(SpaceError):
                 self._report(report, None)
+
+    def _one_here(self) -> None:
+        """A worker in its coordinator's process: no claim (it cannot die without the coordinator), one take and
+        one write per task."""
+        try:
+            task = self._parse(self.space.take(ANY_TASK, timeout=1.0))
+        except RequestExpired:
+            return
+        if task is not None:
+            self.space.write(self._execute(task).tuple(task.build, task.target))
 
     def _one(self, report: tuple | None) -> tuple | None:
         """Run one task; return what to report. While tasks keep coming, a result is sent in the same round trip

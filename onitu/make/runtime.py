@@ -190,13 +190,16 @@ class Runtime:
                    if isinstance(w[2], dict) and isinstance(w[2].get("slots", 1), int))
 
     def start_workers(self, slots: int) -> None:
-        """Local workers with ``slots`` slots in all: threads here (memory), else one process tied to our life."""
+        """Local workers with ``slots`` slots in all: threads of this process when the space is the build's own
+        (in memory, or served here: a client of its own on the local socket), else one process tied to our life
+        (a shared space: its worker registers like any other, and may be killed and replaced)."""
         if self.workers or self.threads:
             return
-        if self.kind == "memory":
+        if self.kind != "shared":
             from onitu.make.worker import Worker
 
-            worker = Worker(self.client, slots=slots, local=True)
+            client = self.client if self.kind == "memory" else self._connect(self.endpoints, None, False)
+            worker = Worker(client, slots=slots, local=True)
             thread = threading.Thread(target=worker.run, name="onitu-make-worker", daemon=True)
             thread.start()
             self.threads.append((worker, thread))
@@ -231,6 +234,9 @@ class Runtime:
     def _stop_workers(self) -> None:
         for worker, _ in self.threads:
             worker.stop()
+            if worker.space is not self.client:  # its own client of the served space
+                with contextlib.suppress(Exception):
+                    worker.space.close()
         for proc in self.workers:  # SIGINT: an interrupted build kills its recipes, as make does
             proc.signal(signal.SIGINT)
         for proc in self.workers:

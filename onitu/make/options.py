@@ -67,8 +67,8 @@ class Options:
         if self.no_print_directory:
             words.append("--no-print-directory")
         text = letters + "".join(f" {w}" for w in words)
-        if self.variables:
-            text += " -- " + " ".join(_quote(f"{k}={v}") for k, v in self.variables.items())
+        if self.variables:  # GNU lists them last defined first (MAKEFLAGS' own, then the command line's)
+            text += " -- " + " ".join(_quote(f"{k}={v}") for k, v in reversed(self.variables.items()))
         return text
 
     def mflags(self) -> str:
@@ -113,7 +113,9 @@ def parse_makeflags(value: str, opts: Options) -> Options:
 def _operand(opts: Options, arg: str, from_env: bool) -> None:
     name, eq, value = arg.partition("=")
     if eq and name and not any(c in name for c in " \t"):
-        opts.variables[name.rstrip(":+?!")] = value  # 'x:=v' given on the command line is simply x
+        key = name.rstrip(":+?!")  # 'x:=v' given on the command line is simply x
+        opts.variables.pop(key, None)  # the last definition counts, and lists last (see makeflags)
+        opts.variables[key] = value
     elif not from_env:
         opts.goals.append(arg)
 

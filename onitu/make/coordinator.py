@@ -132,7 +132,8 @@ class Coordinator:
 
     def _dispatch(self) -> None:
         batch: list[Task] = []
-        while self.engine.has_work() and self._may_start():
+        # a decision after a job in GNU's order waits for a free slot, as it waits for the job in make -j1
+        while self.engine.ready and not self.engine.stopping and self._may_start():
             job = self.engine.next_job()
             if job is None:
                 break
@@ -263,15 +264,20 @@ class Coordinator:
                 self.ui.out(command.echo + "\n")
             self.ui.out(step.out)
             self.ui.err(step.err)
-            if step.status and command.ignore:
+            if step.status and command.ignore and not self.opts.silent and not dontcare:
+                self._goal_errors(target)
                 self.ui.message(f"[{location(command, target)}] Error {step.status} (ignored)")
         if result.error:
             self.ui.message(f"*** {result.error}")
         if result.status and not dontcare:  # a -include'd makefile that cannot be made fails silently, as in GNU
-            for line in self.engine.goal_errors(target):
-                self.ui.err(line + "\n")
+            self._goal_errors(target)
             failing = commands[len(result.steps) - 1] if result.steps else None
             self.ui.message(f"*** [{location(failing, target)}] Error {result.status}")
+
+    def _goal_errors(self, target: str) -> None:
+        """GNU names a required makefile it could not find before the first error while remaking it."""
+        for line in self.engine.goal_errors(target):
+            self.ui.err(line + "\n")
 
     def _delete_on_error(self, job: Job) -> None:
         """.DELETE_ON_ERROR: a failed recipe's target is deleted if the recipe changed it (never a precious one)."""

@@ -171,7 +171,8 @@ class Coordinator:
         steps = tuple(Step(c.text, c.ignore) for c in job.commands)
 
         def run() -> None:
-            status, results = self.runner.run(steps, self.dir, env, self.ui.program)  # type: ignore[union-attr]
+            status, results = self.runner.run(steps, self.dir, env, self.ui.program,  # type: ignore[union-attr]
+                                              job.commands[0].shell)
             done = Result(status, results, [], "coordinator").tuple(self.info.build, job.key)
             with contextlib.suppress(Exception):  # the space closed under us: the build is being torn down
                 self.space.write(done)
@@ -180,7 +181,7 @@ class Coordinator:
 
     def _task(self, job: Job) -> Task:
         return Task(self.info.build, job.key, tuple(Step(c.text, c.ignore) for c in job.commands),
-                    tuple(self._inputs(job.node)), self.info.run, self.ui.program)
+                    tuple(self._inputs(job.node)), self.info.run, self.ui.program, job.commands[0].shell)
 
     def _inputs(self, node: Node) -> Iterable[str]:
         """The files a recipe may read: prerequisites, looking through recipe-less aggregates."""

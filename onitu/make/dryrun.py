@@ -35,7 +35,7 @@ def dry_run(graph: Graph, display: Display, env: Mapping[str, str], *, always: b
                 if not command.force:
                     continue
                 sys.stdout.flush()
-                code = subprocess.run(["/bin/sh", "-c", command.text], cwd=Path(db.cwd), env=dict(env),
+                code = subprocess.run([*command.shell, command.text], cwd=Path(db.cwd), env=dict(env),
                                       check=False).returncode
                 code = code if code >= 0 else 128 - code
                 if code and command.ignore:

@@ -72,17 +72,17 @@ class Runner:
         self._cwd: str | None = None  # this process's working directory (read once: make does not move)
         self._null: int | None = None
 
-    def run(self, steps: Iterable[Step], cwd: Path, env: dict[str, str], program: str = "onitu make"
-            ) -> tuple[int, list[StepResult]]:
+    def run(self, steps: Iterable[Step], cwd: Path, env: dict[str, str], program: str = "onitu make",
+            shell: tuple[str, ...] = ("/bin/sh", "-c")) -> tuple[int, list[StepResult]]:
         """Run ``steps`` in order until one fails (unless marked '-'); (status, what each step did). A line run
         without a shell that cannot start is reported as make reports it (``program: cc: No such file...``)."""
         results: list[StepResult] = []
         status = 0
         for step in steps:
             out_fd, err_fd = self._capture()
-            argv = direct_argv(step.text)
+            argv = direct_argv(step.text) if shell == ("/bin/sh", "-c") else None  # GNU: only for /bin/sh -c
             try:
-                pid, wait = self._start(argv, step.text, cwd, env, out_fd, err_fd)
+                pid, wait = self._start(argv, [*shell, step.text], cwd, env, out_fd, err_fd)
             except OSError as exc:  # only a direct exec gets here: report it as the shell would have
                 message = f"{program}: {argv[0] if argv else 'sh'}: {exc.strerror}\n"
                 results.append(StepResult(127, b"", message.encode(errors="surrogateescape")))
@@ -103,25 +103,25 @@ class Runner:
                 break
         return status, results
 
-    def _start(self, argv: list[str] | None, text: str, cwd: Path, env: dict[str, str], out: int, err: int
+    def _start(self, argv: list[str] | None, shell: list[str], cwd: Path, env: dict[str, str], out: int, err: int
                ) -> tuple[int, Callable[[], int]]:
         """Start one recipe line in its own process group (so it can be killed whole), directly or by the shell:
         (pid, a function that waits for its exit status). In this process's working directory the line starts
         with posix_spawn (a third of subprocess's cost: no Python-side environment encoding, no fork)."""
         if self._here(cwd):
-            path = "/bin/sh" if argv is None else _executable(argv[0], env.get("PATH", os.defpath), cwd)
+            args = shell if argv is None else argv
+            path = _executable(args[0], env.get("PATH", os.defpath), cwd)
             if path is not None:
                 actions = [(os.POSIX_SPAWN_DUP2, self._devnull(), 0), (os.POSIX_SPAWN_DUP2, out, 1),
                            (os.POSIX_SPAWN_DUP2, err, 2)]
-                args = ["/bin/sh", "-c", text] if argv is None else argv
                 try:
                     pid = os.posix_spawn(path, args, env, file_actions=actions, setpgroup=0)
                 except OSError as exc:
                     if argv is None or exc.errno != errno.ENOEXEC:
                         raise
-                    pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", text], env, file_actions=actions, setpgroup=0)
+                    pid = os.posix_spawn("/bin/sh", shell, env, file_actions=actions, setpgroup=0)
                 return pid, lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        proc = _spawn(argv, text, cwd, env, out, err)
+        proc = _spawn(argv, shell, cwd, env, out, err)
         return proc.pid, proc.wait
 
     def _here(self, cwd: Path) -> bool:
@@ -163,10 +163,9 @@ _SHELL_WORDS = frozenset(
     "trap true type typeset ulimit umask unalias unset until wait while [ [[ {".split())
 
 
-def _spawn(argv: list[str] | None, text: str, cwd: Path, env: dict[str, str], out: int, err: int
+def _spawn(argv: list[str] | None, shell: list[str], cwd: Path, env: dict[str, str], out: int, err: int
            ) -> subprocess.Popen:
     """Start one recipe line in its own process group (so it can be killed whole), directly or by the shell."""
-    shell = ["/bin/sh", "-c", text]
     try:
         return subprocess.Popen(argv or shell, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 process_group=0)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 Impl = Callable[["Expander", list[str], Scope], str]
 
 # GNU functions this reader refuses rather than half-implements ($(let) and $(intcmp) are GNU make 4.4's).
-UNSUPPORTED = {"file", "guile", "let", "intcmp"}
+UNSUPPORTED = {"guile", "let", "intcmp"}
 
 
 @dataclass(frozen=True)
@@ -253,6 +253,35 @@ def _eval(ex: Expander, a: list[str], s: Scope) -> str:
     return ""
 
 
+def _file(ex: Expander, a: list[str], s: Scope) -> str:
+    """``$(file >name,text)``, ``$(file >>name,text)`` (a newline added if the text lacks one), ``$(file <name)``."""
+    spec = a[0].strip()
+    op = ">>" if spec.startswith(">>") else spec[:1]
+    name = spec[len(op):].strip()
+    if op not in (">", ">>", "<"):
+        raise ex.error(f"file: invalid file operation: {spec}")
+    if not name:
+        raise ex.error("file: missing filename")
+    path = ex.cwd / name
+    if op == "<":
+        if len(a) > 1:
+            raise ex.error("file: too many arguments")
+        try:
+            text = path.read_text(errors="surrogateescape")
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            raise ex.error(f"open: {name}: {exc.strerror}") from exc
+        return text[:-1] if text.endswith("\n") else text
+    try:
+        with open(path, "a" if op == ">>" else "w", errors="surrogateescape") as out:
+            if len(a) > 1:
+                out.write(a[1] if a[1].endswith("\n") and a[1] else a[1] + "\n")
+    except OSError as exc:
+        raise ex.error(f"open: {name}: {exc.strerror}") from exc
+    return ""
+
+
 def run_shell(ex: Expander, command: str) -> str:
     """``$(shell)``: /bin/sh -c in the make directory; trailing newlines dropped, the others become spaces."""
     try:
@@ -311,4 +340,5 @@ FUNCTIONS: dict[str, Function] = {
     "info": Function(_info, 1, 1),
     "shell": Function(_shell, 1, 1),
     "eval": Function(_eval, 1, 1),
+    "file": Function(_file, 1, 2),
 }

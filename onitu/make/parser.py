@@ -284,9 +284,6 @@ class _Reader:
         if "export" in modifiers or "unexport" in modifiers:
             var.export = "unexport" not in modifiers
         scope.vars[name] = var
-        fixed = {"SHELL": "/bin/sh", ".SHELLFLAGS": "-c"}  # recipes always run as /bin/sh -c
-        if name in fixed and self.ex.value_of(name, scope).strip() != fixed[name]:
-            raise fatal(f"{name} other than '{fixed[name]}' is not supported by onitu make", where)
 
     def _undefine(self, rest: str, modifiers: set[str], where: Location) -> None:
         origin = "override" if "override" in modifiers else "file"

@@ -10,6 +10,8 @@ from onitu.make.implicit import archive_parts
 from onitu.make.text import matching_close
 from onitu.make.variables import Scope, Var
 
+DEFAULT_SHELL = ("/bin/sh", "-c")
+
 
 @dataclass(frozen=True)
 class Command:
@@ -23,6 +25,7 @@ class Command:
     file: str | None = field(default=None, compare=False)  # where the recipe line is, for error messages
     line: int | None = field(default=None, compare=False)
     recursive: bool = field(default=False, compare=False)  # names $(MAKE): a sub-make joins this build
+    shell: tuple[str, ...] = field(default=DEFAULT_SHELL, compare=False)  # $(SHELL) $(.SHELLFLAGS): runs it
 
 
 @dataclass
@@ -85,6 +88,7 @@ def expand(db: Database, recipe: list[RecipeLine], scope: Scope, target: str) ->
     silent, ignore = db.is_silent(target), db.is_ignored(target)
     out: list[Command] = []
     try:
+        shell = (ex.value_of("SHELL", scope).strip() or "/bin/sh", *ex.value_of(".SHELLFLAGS", scope).split())
         for line in recipe:
             ex.where = (line.file, line.line)
             flags = _prefix_flags(line.text)[0]
@@ -94,7 +98,7 @@ def expand(db: Database, recipe: list[RecipeLine], scope: Scope, target: str) ->
                 if text.strip():
                     both = flags | more
                     out.append(Command(text, text, silent or "@" in both, ignore or "-" in both,
-                                       recursive or "+" in both, line.file, line.line, recursive))
+                                       recursive or "+" in both, line.file, line.line, recursive, shell))
     finally:
         ex.where = None
     if db.oneshell and len(out) > 1:
@@ -108,7 +112,7 @@ def _one_shell(commands: list[Command]) -> Command:
     text = "\n".join(c.text for c in commands)
     recursive = any(c.recursive for c in commands)
     return Command(text, text, first.silent, first.ignore, first.force or recursive, first.file, first.line,
-                   recursive)
+                   recursive, first.shell)
 
 
 def location(command: Command | None, target: str) -> str:

@@ -58,10 +58,12 @@ class Task:
     inputs: tuple[str, ...]  # files the recipe reads, relative to the build dir (staged on other hosts)
     run: str  # the coordinator run that queued it: a restarted one serves files elsewhere, see BuildInfo.run
     program: str = "onitu make"  # names make in the messages of the worker itself ("onitu make[1]: cc: ...")
+    shell: tuple[str, ...] = ("/bin/sh", "-c")  # what runs each line: $(SHELL) and the words of $(.SHELLFLAGS)
 
     def tuple(self) -> tuple:
         return (TASK, self.build, self.target, {"steps": [s.wire() for s in self.steps], "inputs": list(self.inputs),
-                                                 "run": self.run, "program": self.program})
+                                                 "run": self.run, "program": self.program,
+                                                 "shell": list(self.shell)})
 
     @classmethod
     def from_tuple(cls, tup: Any) -> Task:
@@ -81,8 +83,11 @@ class Task:
         if not all(isinstance(p, str) and p for p in inputs):
             raise BadTask(f"{where}: bad input list")
         program = spec.get("program", "onitu make")
+        shell = spec.get("shell", ["/bin/sh", "-c"])
+        if not (isinstance(shell, list) and shell and all(isinstance(w, str) and w for w in shell)):
+            raise BadTask(f"{where}: bad shell {shell!r:.100}")
         return cls(build, target, tuple(steps), tuple(inputs), _field(spec, "run", str, where),
-                   program if isinstance(program, str) else "onitu make")
+                   program if isinstance(program, str) else "onitu make", tuple(shell))
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,7 @@ class Worker:
         return known
 
     def _run(self, task: Task, cwd: Path, env: dict[str, str], outputs: list) -> Result:
-        status, steps = self.runner.run(task.steps, cwd, env, task.program)
+        status, steps = self.runner.run(task.steps, cwd, env, task.program, task.shell)
         return Result(status, steps, outputs, self.id)
 
     # ---- another host: stage, run in a scratch directory, send back what changed --------------------------------

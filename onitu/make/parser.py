@@ -324,25 +324,27 @@ class _Reader:
 
     def _include(self, rest: str, where: Location, *, optional: bool) -> None:
         for name in self.ex.expand(rest).split():
-            path = self._find_include(name)
-            if path is not None:
+            found = self._find_include(name)
+            if found is not None:
+                path, shown = found
                 saved = self.rules.pending
-                self.read_file(path, name, where, optional)
+                self.read_file(path, shown, where, optional)
                 self.rules.pending = saved
                 self.ex.where = where
             else:
                 self.db.makefile_goals.append(MakefileGoal(name, where, optional, found=False))
                 self.db.mentioned.add(name)
 
-    def _find_include(self, name: str) -> Path | None:
-        """The file ``include`` reads: relative to the make directory, then in -I and the default directories."""
+    def _find_include(self, name: str) -> tuple[Path, str] | None:
+        """The file ``include`` reads and the name make then calls it: relative to the make directory, else in
+        the -I and the default directories (``inc/x.mk``, as GNU names it in MAKEFILE_LIST and when remaking)."""
         path = self.db.cwd / name
         if path.is_file() or name.startswith("/"):
-            return path if path.is_file() else None
+            return (path, name) if path.is_file() else None
         for directory in [*self.include_dirs, *INCLUDE_DIRS]:
             candidate = self.db.cwd / directory / name
             if candidate.is_file():
-                return candidate
+                return candidate, f"{directory.rstrip('/')}/{name}"
         return None
 
 

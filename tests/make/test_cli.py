@@ -143,3 +143,31 @@ def test_shared_case_builds_the_expected_files(name, tmp_path):
     out = subprocess.run([str(MAKE_CASES / name / "check.sh")], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout == (MAKE_CASES / name / "expected.sha256").read_text()
+
+
+OPTIONS_MAKEFILE = """\
+X = file
+include extra.mk
+all: a b
+\t@echo X=$(X) E=$(E) [$(MAKEFLAGS)]
+a:
+\tfalse
+b:
+\t@echo b
+"""
+
+
+@pytest.mark.parametrize("args", [["-I", "inc"], ["-i", "-I", "inc"], ["-e", "-I", "inc"], ["-Iinc", "--eval=E=ev"],
+                                  ["-w", "-I", "inc"], ["-I", "inc", "-s", "-k"], ["-i"],
+                                  ["--no-print-directory", "-C", ".", "-I", "inc", "X=cmd"]])
+def test_options_as_gnu_make(tmp_path, args):
+    for who in ("gnu", "ours"):
+        (tmp_path / who / "inc").mkdir(parents=True)
+        (tmp_path / who / "Makefile").write_text(OPTIONS_MAKEFILE)
+        (tmp_path / who / "inc" / "extra.mk").write_text("E = from-include\n")
+    env = {**ENV, "X": "from-env"}
+    gnu = subprocess.run(["make", *args], cwd=tmp_path / "gnu", capture_output=True, text=True, env=env)
+    ours = make(tmp_path / "ours", *args, data=tmp_path / "data", X="from-env")
+    assert ours.returncode == gnu.returncode
+    assert _same(ours.stdout, tmp_path / "ours") == _same(gnu.stdout, tmp_path / "gnu")
+    assert _same(ours.stderr, tmp_path / "ours") == _same(gnu.stderr, tmp_path / "gnu")

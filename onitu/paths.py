@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 
@@ -11,7 +12,10 @@ def data_dir() -> Path:
     env = os.environ.get("ONITU_DATA")
     if env:
         return Path(env)
-    import platformdirs  # only when no ONITU_DATA: programs that start often (onitu make) skip its import
+    if sys.platform.startswith("linux"):  # XDG, as platformdirs has it: its import (and tempfile's) costs every run
+        xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+        return Path(xdg or os.path.expanduser("~/.local/share")) / "onitu"
+    import platformdirs
 
     return Path(platformdirs.user_data_dir("onitu"))
 

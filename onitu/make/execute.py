@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -184,11 +183,21 @@ def _executable(command: str, path: str, cwd: Path) -> str | None:
     key = (command, path, cwd)
     found = _FOUND.get(key)
     if found is None:
-        found = shutil.which(command, path=path) if "/" not in command else command
+        found = _which(command, path) if "/" not in command else command
         if found is None:
             return None
         _FOUND[key] = found
     return found
+
+
+def _which(command: str, path: str) -> str | None:
+    """The first executable file ``command`` on ``path``, as execvp looks (shutil's which costs an import of the
+    compression modules at every start)."""
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", command)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
 
 
 def direct_argv(text: str) -> list[str] | None:

@@ -14,7 +14,6 @@ The rules (GNU's, with tuples instead of a pipe of bytes):
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +31,18 @@ class Address:
     insecure: bool = False
 
     def encode(self) -> str:
+        import json
+
         return json.dumps({"endpoints": self.endpoints, "root": self.root, "limited": self.limited,
                            "insecure": self.insecure}, separators=(",", ":"))
 
     @classmethod
     def decode(cls, text: str) -> Address | None:
         """The address in ``text``, or None when it is not one (a stale or foreign variable is ignored)."""
+        if not text:
+            return None
+        import json
+
         try:
             raw = json.loads(text)
         except ValueError:

@@ -19,8 +19,8 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +41,8 @@ class WorkersFailing(Exception):
 
 def embedded_endpoint(build: str) -> str:
     # a short socket path: ipc paths are limited to ~100 bytes
+    import tempfile
+
     return f"ipc://{tempfile.gettempdir()}/onitu-make-{os.getuid()}-{build[:12]}.sock"
 
 
@@ -113,11 +115,12 @@ class EmbeddedSpace:
 class Runtime:
     """The space and workers of one ``onitu make`` run; a context manager that releases all of it."""
 
-    def __init__(self, build: str, *, space: str | None, data_dir: Path | None, insecure: bool, recursive: bool,
-                 sub_make: Any = None) -> None:
-        """``recursive``: some recipe names $(MAKE) (sub-makes must reach the space); ``sub_make``: the jobserver
+    def __init__(self, build: Callable[[], str], *, space: str | None, data_dir: Path | None, insecure: bool,
+                 recursive: bool, sub_make: Any = None) -> None:
+        """``build`` names the build when it needs a name on disk (a space of its own in memory needs none);
+        ``recursive``: some recipe names $(MAKE) (sub-makes must reach the space); ``sub_make``: the jobserver
         address of the make that started this one (its space is used, its workers run the tasks)."""
-        self.build, self.data_dir = build, data_dir
+        self._build, self.data_dir = build, data_dir
         self.workers: list[LocalWorker] = []
         self.threads: list[tuple[Any, threading.Thread]] = []
         self.embedded: EmbeddedSpace | None = None
@@ -150,7 +153,7 @@ class Runtime:
         """Where this build keeps what must survive the coordinator (its own space, the same-host token)."""
         from onitu import paths
 
-        return (self.data_dir or paths.data_dir()) / "make" / self.build
+        return (self.data_dir or paths.data_dir()) / "make" / self._build()
 
     def _own(self, recursive: bool) -> None:
         """No space to join: one in memory, or served on a local socket when sub-makes must reach it."""
@@ -162,7 +165,7 @@ class Runtime:
         self.kind = "served"
         if self._lock is None:
             self._take_lock()
-        self.embedded = EmbeddedSpace(self.state_dir / "space", self.build)
+        self.embedded = EmbeddedSpace(self.state_dir / "space", self._build())
         self.client = self._connect([self.embedded.endpoint], None, False)
 
     def _take_lock(self) -> None:

@@ -3,16 +3,12 @@ share, started only once a recipe must run (a build with nothing to do starts no
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import secrets
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from onitu.make.coordinator import BuildOptions, Coordinator, goal_printer, remove_intermediates
 from onitu.make.database import Database
@@ -44,7 +40,7 @@ class Session:
     def __init__(self, opts: Options, build_dir: Path, display: Display, environ: Mapping[str, str], *,
                  jobs_on_command_line: bool) -> None:
         self.opts, self.dir, self.ui, self.environ = opts, build_dir, display, environ
-        self.id = _build_id(build_dir, opts.makefiles, opts.goals, opts.variables)
+        self._id: str | None = None
         data = opts.onitu.get("data")
         self.data_dir = Path(str(data)) if data else None
         address = Address.decode(environ.get(ENV, "")) if not jobs_on_command_line else None
@@ -54,6 +50,14 @@ class Session:
         self.limit: int | None = None
         self.files: FileServer | None = None
         self.builds = 0
+
+    @property
+    def id(self) -> str:
+        """The build's name in the space: the same command in the same directory is the same build (so a
+        restarted coordinator finds its tasks); a build in memory needs no such name."""
+        if self._id is None:
+            self._id = _build_id(self.dir, self.opts.makefiles, self.opts.goals, self.opts.variables)
+        return self._id
 
     def build(self, graph: Graph, env: dict[str, str], *, special: Special | None = None) -> int:
         """Bring ``graph``'s goals up to date (``special``: they are makefiles); returns make's exit status."""
@@ -76,7 +80,7 @@ class Session:
         build_opts.jobs = self.limit
         if graph.db.not_parallel:
             build_opts.jobs = 1
-        info = self._info(env, f"{self.id}.{self.builds}")
+        info = self._info(env, f"{self.id if rt.kind != 'memory' else 'local'}.{self.builds}")
         sub_env = None
         if rt.kind != "memory":
             address = self.sub_make or Address(rt.endpoints, self.id, self.limit is not None, rt.insecure)
@@ -92,7 +96,7 @@ class Session:
             return self.rt
         opts = self.opts
         space = opts.onitu.get("space")
-        self.rt = Runtime(self.id, space=space if isinstance(space, str) else None, data_dir=self.data_dir,
+        self.rt = Runtime(lambda: self.id, space=space if isinstance(space, str) else None, data_dir=self.data_dir,
                           insecure=bool(opts.onitu.get("insecure")), recursive=_recursive(db),
                           sub_make=self.sub_make)
         rt = self.rt
@@ -120,9 +124,9 @@ class Session:
             self.rt.state_dir.mkdir(parents=True, exist_ok=True)
             path = self.rt.state_dir / "token"
             if not path.exists():
-                path.write_text(secrets.token_hex(16))
+                path.write_text(os.urandom(16).hex())
             token_path, token = str(path), path.read_text()
-        return BuildInfo(build, secrets.token_hex(8), str(self.dir), token_path, token, env, changed,
+        return BuildInfo(build, os.urandom(8).hex(), str(self.dir), token_path, token, env, changed,
                          files.endpoint if files else None, files.public.decode() if files else None,
                          files.secret if files else None)
 
@@ -156,14 +160,18 @@ def _recursive(db: Database) -> bool:
 
 
 def _build_id(build_dir: Path, makefiles: list[str], goals: list[str], overrides: dict[str, str]) -> str:
-    """The same command in the same directory is the same build: a restarted coordinator finds its tasks."""
-    key = "\0".join([socket.gethostname(), str(build_dir), *makefiles, "\0", *goals, "\0",
+    import hashlib
+
+    key = "\0".join([os.uname().nodename, str(build_dir), *makefiles, "\0", *goals, "\0",
                      *sorted(f"{k}={v}" for k, v in overrides.items())])
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def _file_server(rt: Runtime, build_dir: Path, state: Path, listen: object) -> FileServer | None:
     """Serve build files to workers on other hosts, on the address that faces the space (tcp spaces only)."""
+    import socket
+    from urllib.parse import urlsplit
+
     tcp = [urlsplit(ep) for ep in rt.endpoints if ep.startswith("tcp://")]
     if not isinstance(listen, str):
         if rt.embedded_space or not tcp:

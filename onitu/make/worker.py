@@ -14,13 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
-import shutil
 import signal
-import socket
 import stat
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,8 +42,8 @@ class Worker:
         """``space``: a space client (or an in-process TupleSpace); ``local``: this worker runs in the process of
         the coordinator whose builds it serves (their directories are here, no guard process is needed)."""
         self.space, self.slots, self.local = space, slots, local
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
-        self.cache = cache or Path(tempfile.gettempdir()) / f"onitu-worker-{os.getuid()}"
+        self.id = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(2).hex()}"
+        self._cache = cache
         self._blobs: BlobStore | None = None
         self._stop = threading.Event()
         self._abort = False
@@ -58,7 +54,7 @@ class Worker:
     def run(self) -> None:
         """Register, serve tasks on every slot, and return once stopped (after finishing the tasks under way)."""
         try:
-            self.space.write((WORKER, self.id, {"host": socket.gethostname(), "slots": self.slots,
+            self.space.write((WORKER, self.id, {"host": os.uname().nodename, "slots": self.slots,
                                                 "pid": os.getpid()}), "session")
         except SpaceError as exc:  # the space closed before we could register (a build over at once)
             log.info("worker %s: not registered: %s", self.id, exc)
@@ -189,6 +185,15 @@ class Worker:
     # ---- another host: stage, run in a scratch directory, send back what changed --------------------------------
 
     @property
+    def cache(self) -> Path:
+        """Where fetched inputs and scratch directories go (remote builds only)."""
+        if self._cache is None:
+            import tempfile
+
+            self._cache = Path(tempfile.gettempdir()) / f"onitu-worker-{os.getuid()}"
+        return self._cache
+
+    @property
     def blobs(self) -> BlobStore:
         """The cache of fetched inputs and produced outputs (remote builds only)."""
         if self._blobs is None:
@@ -212,6 +217,9 @@ class Worker:
     def _remote(self, task: Task, info: BuildInfo) -> Result:
         files = self._files(info)
         blobs = self.blobs  # creates the cache directory
+        import shutil
+        import tempfile
+
         scratch = Path(tempfile.mkdtemp(prefix="task-", dir=blobs.root.parent))
         try:
             self._stage(task, files, scratch)

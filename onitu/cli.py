@@ -1,10 +1,14 @@
-"""The ``onitu`` command."""
+"""The ``onitu`` command: every part's commands under one name."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
-from onitu.entry import configure_logging
+from onitu.console import ConfigOpt, JsonOpt, console, err, load_config
+from onitu.logs import configure_logging
 from onitu.space.cli import keys_app, space_app
 from onitu.supervision import cli as supervision_cli
 from onitu.sync import cli as sync_cli
@@ -13,9 +17,32 @@ app = typer.Typer(help="Onitu: a replicated tuple space and the tools built on i
                   pretty_exceptions_show_locals=False)
 app.add_typer(space_app, name="space")
 app.add_typer(keys_app, name="keys")
+
+
+def status(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Every supervised process; per folder and service, whether files are in sync, pending or unavailable."""
+    from onitu.supervision.launcher import status as processes
+
+    cfg = load_config(config)
+    data = processes(cfg)
+    if data is None:
+        if as_json:
+            console.print_json(json.dumps({"running": False}))
+        else:
+            err.print("onitu is not running")
+        raise typer.Exit(3)
+    sync = sync_cli.hub_status(cfg)
+    if as_json:
+        console.print_json(json.dumps({"running": True, **data, **({"sync": sync} if sync is not None else {})}))
+        return
+    supervision_cli.print_processes(data)
+    if sync is not None:
+        sync_cli.print_status(sync)
+
+
 app.command("start")(supervision_cli.start)
 app.command("stop")(supervision_cli.stop)
-app.command("status")(supervision_cli.status)
+app.command("status")(status)
 app.command("plan")(sync_cli.plan)
 app.command("conflicts")(sync_cli.conflicts)
 app.command("resolve")(sync_cli.resolve)

@@ -16,22 +16,17 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from onitu import paths
-from onitu.sync.drivers import OptionError, driver_for, parse_options
-from onitu.sync.drivers.base import safe_path
-from onitu.sync.rules import FolderOptions, Rules
+from onitu.schema import Located, Model, Name, plain_name, positive
+from onitu.sync.settings import FolderConfig, ServiceConfig, SyncConfig
 
 RESERVED_NAMES = frozenset({"space-a", "space-b", "watchdog"})
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _SECTIONS = ("heartbeat", "restart", "space", "agents", "workers", "folders", "services", "sync")
 
 
@@ -44,43 +39,26 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
 
 
-class _Located(ValueError):
-    """A failure about a key below the object being validated; pydantic hands it back to us in the error's ctx."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
-class _Model(BaseModel):
-    # YAML reads `PORT: 8080` or `args: [-j, 4]` as numbers; users mean the text.
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-
-
-def _positive(default: float) -> Any:
-    return Field(default, gt=0, allow_inf_nan=False)
-
-
-class HeartbeatConfig(_Model):
+class HeartbeatConfig(Model):
     """How the watchdog checks that heartbeat-speaking agents are alive."""
 
-    interval: float = _positive(0.5)
+    interval: float = positive(0.5)
     misses: int = Field(3, ge=1)
-    startup: float = _positive(10.0)  # grace before the first answer is due
+    startup: float = positive(10.0)  # grace before the first answer is due
 
 
-class RestartConfig(_Model):
+class RestartConfig(Model):
     """How crashed agents are restarted: exponential backoff, and giving up on an agent that keeps crashing fast."""
 
-    backoff: float = _positive(0.5)
-    max_backoff: float = _positive(30.0)
-    fast_crash: float = _positive(10.0)  # a crash within this many seconds of starting counts as fast
+    backoff: float = positive(0.5)
+    max_backoff: float = positive(30.0)
+    fast_crash: float = positive(10.0)  # a crash within this many seconds of starting counts as fast
     max_fast_crashes: int = Field(5, ge=1)
 
     @model_validator(mode="after")
     def _check_order(self) -> Self:
         if self.max_backoff < self.backoff:
-            raise _Located(("max_backoff",), f"must be at least restart.backoff ({self.backoff:g})")
+            raise Located(("max_backoff",), f"must be at least restart.backoff ({self.backoff:g})")
         return self
 
 
@@ -90,23 +68,17 @@ def _endpoint(value: str) -> str:
     return value
 
 
-class SpaceConfig(_Model):
+class SpaceConfig(Model):
     """The two tuple-space servers the watchdog runs."""
 
     listen: list[Annotated[str, AfterValidator(_endpoint)]] = []  # extra client endpoints
     insecure_loopback: bool = False
     sync: Literal["normal", "full"] = "normal"
-    session_ttl: float = _positive(5.0)
+    session_ttl: float = positive(5.0)
     discovery_port: int = Field(7647, ge=0, le=65535)  # UDP port answering "where is the space?"; 0: off
 
 
-def _plain_name(name: str) -> str:
-    if not _NAME.fullmatch(name):
-        raise ValueError("must be non-empty and use only letters, digits, '_', '.' and '-'")
-    return name
-
-
-class AgentConfig(_Model):
+class AgentConfig(Model):
     """One supervised process. ``command`` may be given as a string in YAML; it is split like a shell would."""
 
     name: str
@@ -118,7 +90,7 @@ class AgentConfig(_Model):
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
-        _plain_name(name)
+        plain_name(name)
         if name in RESERVED_NAMES:
             raise ValueError(f"{name!r} is reserved (reserved names: {', '.join(sorted(RESERVED_NAMES))})")
         return name
@@ -136,7 +108,7 @@ class AgentConfig(_Model):
         return command
 
 
-class WorkersConfig(_Model):
+class WorkersConfig(Model):
     """Identical ``onitu worker`` agents, named worker-1 .. worker-N."""
 
     count: int = Field(0, ge=0)
@@ -144,64 +116,8 @@ class WorkersConfig(_Model):
 
 
 _UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
-_Name = Annotated[str, AfterValidator(_plain_name)]
-# `music:` with nothing below it is null in YAML: the folder with default options.
-_Folder = Annotated[FolderOptions, BeforeValidator(lambda value: {} if value is None else value)]
 
-
-def _relative_path(path: str) -> str:
-    return safe_path(path.strip("/"), root_ok=True)
-
-
-class ServiceFolderConfig(FolderOptions):
-    """Where a folder lives in a service (relative to the service's root; '' is the root) and the service's own
-    options for it, which override the folder's."""
-
-    path: Annotated[str, AfterValidator(_relative_path)] = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _path_alone(cls, value: Any) -> Any:
-        # `docs: Documents` is short for `docs: {path: Documents}`; `docs:` alone maps the service's root.
-        return {} if value is None else {"path": value} if isinstance(value, str) else value
-
-
-class ServiceConfig(_Model):
-    """One service: a configured driver, its options, and the folders it replicates."""
-
-    driver: str
-    options: dict[str, Any] = {}
-    folders: dict[_Name, ServiceFolderConfig] = {}
-    _driver_options: BaseModel | None = PrivateAttr(None)
-
-    @model_validator(mode="after")
-    def _check_options(self) -> Self:
-        try:
-            driver = driver_for(self.driver)
-        except ValueError as exc:
-            raise _Located(("driver",), str(exc)) from None
-        try:
-            self._driver_options = parse_options(driver, self.options)
-        except OptionError as exc:
-            raise _Located(("options", *exc.option), exc.problem) from None
-        return self
-
-    @property
-    def driver_options(self) -> BaseModel:
-        """The options, validated by the driver's schema."""
-        assert self._driver_options is not None
-        return self._driver_options
-
-
-class SyncConfig(_Model):
-    """Settings of the sync hub."""
-
-    deletion_threshold: float = Field(0.5, gt=0, le=1, allow_inf_nan=False)  # of a folder, by one replica, at once
-    deletion_minimum: int = Field(2, ge=1)  # fewer deletions than this are never held (deleting a folder's only file)
-    scan_interval: float = _positive(600.0)  # seconds between full rescans of each replica
-
-
-class Config(_Model):
+class Config(Model):
     """The whole config. ``source`` is the file it came from (None for the embedded default)."""
 
     data: _UserPath = Field(default_factory=paths.data_dir, validate_default=True)
@@ -210,8 +126,8 @@ class Config(_Model):
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     agents: list[AgentConfig] = []
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
-    folders: dict[_Name, _Folder] = {}
-    services: dict[_Name, ServiceConfig] = {}
+    folders: dict[Name, FolderConfig] = {}
+    services: dict[Name, ServiceConfig] = {}
     sync: SyncConfig = Field(default_factory=SyncConfig)
     source: Path | None = None
 
@@ -229,10 +145,10 @@ class Config(_Model):
         for i, agent in enumerate(self.all_agents()):
             first = seen.setdefault(agent.name, i)
             if first != i and i < len(self.agents):
-                raise _Located(("agents", i, "name"), f"duplicate agent name {agent.name!r} (as agents[{first}])")
+                raise Located(("agents", i, "name"), f"duplicate agent name {agent.name!r} (as agents[{first}])")
             if first != i:  # a worker's generated name: the configured agent is the one to rename
                 clash = f"{agent.name!r} is also the name of an agent Onitu starts (a worker, the referee or a plug)"
-                raise _Located(("agents", first, "name"), clash)
+                raise Located(("agents", first, "name"), clash)
         return self
 
     @model_validator(mode="after")
@@ -241,12 +157,8 @@ class Config(_Model):
             for folder in service.folders:
                 if folder not in self.folders:
                     known = ", ".join(self.folders) or "none"
-                    raise _Located(("services", name, "folders", folder), f"unknown folder (declared: {known})")
+                    raise Located(("services", name, "folders", folder), f"unknown folder (declared: {known})")
         return self
-
-    def rules(self) -> Rules:
-        """The folder options of every service, as :class:`onitu.sync.rules.Rules`."""
-        return Rules(self.folders, {name: service.folders for name, service in self.services.items()})
 
     def all_agents(self) -> list[AgentConfig]:
         """The configured agents followed by ``workers.count`` worker agents named worker-1 .. worker-N."""
@@ -359,11 +271,11 @@ class _Walker:
         for err in exc.errors():
             loc = tuple(part for part in err["loc"] if part != "[key]")
             cause = err.get("ctx", {}).get("error")
-            loc += cause.loc if isinstance(cause, _Located) else ()
+            loc += cause.loc if isinstance(cause, Located) else ()
             at = loc
             while at not in self.lines:  # a missing key: point at the mapping that lacks it
                 at = at[:-1]
-            found.append((self.lines[at], loc, _problem(err, loc, isinstance(cause, _Located))))
+            found.append((self.lines[at], loc, _problem(err, loc, isinstance(cause, Located))))
         line, loc, problem = min(found, key=lambda f: f[0])
         return ConfigError(self.file, line, _dotted(loc), problem)
 

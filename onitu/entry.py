@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import sys
 
+from onitu.logs import configure_logging
+
 FAST = {"make": "make_main", "worker": "worker_main"}
-
-
-def configure_logging(default: str = "WARNING", verbose: bool = False) -> None:
-    """Log at ``$ONITU_LOG`` (or ``default``; info with ``verbose``), one structured line per record."""
-    import logging
-    import os
-
-    level = "INFO" if verbose else os.environ.get("ONITU_LOG", default).upper()
-    logging.basicConfig(level=getattr(logging, level, logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main() -> None:

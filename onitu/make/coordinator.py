@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from onitu.chunks import TransferError
 from onitu.make.execute import Runner
 from onitu.make.graph import Graph, Node
 from onitu.make.jobserver import Jobserver
 from onitu.make.progress import Display
 from onitu.make.recipe import Command, location
-from onitu.make.tasks import BUILD, DONE, TASK, WORKING, BadTask, BuildInfo, Result, Step, Task, TransferError
+from onitu.make.tasks import BUILD, DONE, TASK, WORKING, BadTask, BuildInfo, Result, Step, Task
 from onitu.make.update import Job, Update
 from onitu.space.errors import EventsLost, RequestExpired
 

@@ -1,6 +1,6 @@
 """Running a task's recipe lines on this host: each line in its own process group, directly (when a shell would
 only split it into words) or with ``/bin/sh -c``; output captured in memory files; the recipes still running when
-the runner dies are killed by a guard process."""
+the runner dies are killed by a reaper process."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from onitu.make.tasks import Step, StepResult
 
-# The guard outlives a worker killed with SIGKILL and kills the process groups of the recipes it was running, so
+# The reaper outlives a worker killed with SIGKILL and kills the process groups of the recipes it was running, so
 # a re-run elsewhere never races a leftover. (A preexec_fn setting PR_SET_PDEATHSIG would cost a full fork per
 # recipe, 1.3 ms here, and would not reach the shell's children.)
-_GUARD = """
+_REAPER = """
 import os, signal, sys
 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(s, signal.SIG_IGN)
@@ -34,11 +34,11 @@ for pgid in live:
 """
 
 
-class Guard:
+class Reaper:
     """Kills the recipes still running when the worker dies (a separate tiny process in its own session)."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-S", "-c", _GUARD], stdin=subprocess.PIPE, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-S", "-c", _REAPER], stdin=subprocess.PIPE, text=True,
                                      start_new_session=True)
         self.lock = threading.Lock()
 
@@ -64,8 +64,8 @@ class Guard:
 class Runner:
     """Runs recipe lines for one process's threads (each thread gets its own capture files)."""
 
-    def __init__(self, guard: Guard | None) -> None:
-        self.guard = guard
+    def __init__(self, reaper: Reaper | None) -> None:
+        self.reaper = reaper
         self.live: set[int] = set()  # process groups under way (killed by kill_all)
         self._local = threading.local()
         self._cwd: str | None = None  # this process's working directory (read once: make does not move)
@@ -135,8 +135,8 @@ class Runner:
 
     def _track(self, pgid: int, live: bool) -> None:
         (self.live.add if live else self.live.discard)(pgid)
-        if self.guard is not None:
-            (self.guard.add if live else self.guard.remove)(pgid)
+        if self.reaper is not None:
+            (self.reaper.add if live else self.reaper.remove)(pgid)
 
     def kill_all(self) -> None:
         """Kill every recipe under way (their tasks will be run again, or the build is interrupted)."""

@@ -1,10 +1,10 @@
 """Moving build files between the coordinator's host and workers on other hosts, by content (sha256).
 
-The coordinator runs a :class:`FileServer` (ZeroMQ ROUTER, CURVE-encrypted with an ephemeral key published in the
-build tuple, requests carrying the build's secret, which only clients of the space can read). A remote worker asks
-for the sha256 and mode of the inputs it needs, fetches only the blobs missing from its :class:`BlobStore`, and
-uploads the files its recipe produced; the coordinator then places them in the build directory. File contents never
-go through the space.
+The coordinator runs a :class:`FileServer` (a :class:`onitu.chunks.ChunkServer`: CURVE-encrypted with an ephemeral
+key published in the build tuple, requests carrying the build's secret, which only clients of the space can read). A
+remote worker asks for the sha256 and mode of the inputs it needs, fetches only the blobs missing from its
+:class:`BlobStore`, and uploads the files its recipe produced; the coordinator then places them in the build
+directory. File contents never go through the space.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import stat
-import threading
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,10 +23,8 @@ from typing import Any
 import msgpack
 import zmq
 
-from onitu.make.tasks import TransferError
-from onitu.space.auth import ephemeral_client, ephemeral_server
-
-log = logging.getLogger(__name__)
+from onitu.chunks import ChunkServer, TransferError
+from onitu.space.auth import ephemeral_client
 
 CHUNK = 1 << 20
 SHA_LEN = 64
@@ -132,45 +129,18 @@ class FileServer:
 
     def __init__(self, build_dir: Path, store: BlobStore, bind: str) -> None:
         self.build_dir, self.store = build_dir, store
-        self.secret = secrets.token_hex(16)
-        self.ctx = zmq.Context()
-        self.sock, public = ephemeral_server(self.ctx, bind)
-        self.public = public.encode()
-        self.endpoint = self.sock.last_endpoint.decode()
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
         self._uploads: dict[tuple[bytes, str], _BlobWriter] = {}
         self.sent = [0, 0]      # blobs started to remote workers, bytes sent
         self.received = [0, 0]  # blobs received from them, bytes
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="onitu-make-files", daemon=True)
-        self._thread.start()
+        self.server = ChunkServer(lambda peer, req: self._handle(peer, req[0] if req else None, req[1:]),
+                                  "onitu-make-files", refused=(OSError,), bind=bind, log_level=logging.WARNING)
+        self.secret, self.endpoint, self.public = self.server.secret, self.server.endpoint, self.server.key.encode()
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close(0)
-        self.ctx.term()
+        self.server.close()
         for writer in self._uploads.values():
             writer.abort()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            if not self.sock.poll(200):
-                continue
-            peer, raw = self.sock.recv_multipart()
-            rid = None
-            try:
-                req = msgpack.unpackb(raw, raw=False)
-                if not (isinstance(req, list) and len(req) >= 3):
-                    raise TransferError("not a request")
-                rid = req[1]
-                if req[0] != self.secret:
-                    raise TransferError("wrong build secret")
-                reply = [rid, True, self._handle(peer, req[2], req[3:])]
-            except (TransferError, OSError, ValueError, TypeError, msgpack.UnpackException) as exc:
-                log.warning("file server: refused a request: %s", exc)
-                reply = [rid, False, str(exc)]
-            self.sock.send_multipart([peer, msgpack.packb(reply)])
 
     def _handle(self, peer: bytes, op: Any, args: list) -> Any:
         if op == "meta" and len(args) == 1 and isinstance(args[0], list):

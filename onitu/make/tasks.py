@@ -20,10 +20,6 @@ from typing import Any
 BUILD, TASK, WORKING, DONE, WORKER = "make.build", "make.task", "make.working", "make.done", "make.worker"
 
 
-class TransferError(Exception):
-    """A file could not be staged or returned (named in the message)."""
-
-
 class BadTask(ValueError):
     """A tuple in the space that does not have the shape of a make task (the space is shared: trust nothing)."""
 

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from onitu.make.execute import Guard, Runner
-from onitu.make.tasks import BUILD, TASK, WORKER, WORKING, BadTask, BuildInfo, Result, Task, TransferError
+from onitu.chunks import TransferError
+from onitu.make.execute import Reaper, Runner
+from onitu.make.tasks import BUILD, TASK, WORKER, WORKING, BadTask, BuildInfo, Result, Task
 from onitu.space.errors import RequestExpired, SpaceError
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class Worker:
 
     def __init__(self, space: Any, *, slots: int = 1, cache: Path | None = None, local: bool = False) -> None:
         """``space``: a space client (or an in-process TupleSpace); ``local``: this worker runs in the process of
-        the coordinator whose builds it serves (their directories are here, no guard process is needed)."""
+        the coordinator whose builds it serves (their directories are here, no reaper process is needed)."""
         self.space, self.slots, self.local = space, slots, local
         self.id = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(2).hex()}"
         self._cache = cache
@@ -49,7 +50,7 @@ class Worker:
         self._abort = False
         self._builds: dict[str, tuple[BuildInfo, bool]] = {}
         self._local = threading.local()
-        self.runner = Runner(None if local else Guard())
+        self.runner = Runner(None if local else Reaper())
 
     def run(self) -> None:
         """Register, serve tasks on every slot, and return once stopped (after finishing the tasks under way)."""
@@ -66,8 +67,8 @@ class Worker:
         if not self._abort:  # graceful: the tasks under way finish and report
             for t in threads:
                 t.join()
-        if self.runner.guard is not None:
-            self.runner.guard.close()
+        if self.runner.reaper is not None:
+            self.runner.reaper.close()
 
     def stop(self, abort: bool = False) -> None:
         """Take no more tasks; with ``abort``, also kill the recipes under way (their tasks will be re-run)."""

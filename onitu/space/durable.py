@@ -193,5 +193,6 @@ class Durable:
     def close(self) -> None:
         self._stop.set()
         self._checkpointer.join()
+        self.abort_snapshot()  # stopped in the middle of one: what was committed before it stays
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()

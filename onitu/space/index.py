@@ -1,13 +1,13 @@
-"""Candidate orders: which stored tuples a template could match, oldest first, without scanning the space.
+"""Indexes: which stored tuples a template could match, in the order they are found, without a scan.
 
-:class:`FifoIndex` is the everyday order. Tuples are bucketed by shape (size, or key set for dicts), then by
-``(shape, first element)``, and inside a head bucket by second element, so a template with one or two leading
-constants only visits tuples that share them. Buckets are append-only id lists with lazy deletion: a removed id
-stays as a tombstone until the bucket is walked or compacted, which keeps removal O(1) and memory near 8 bytes
-per id per level. Single-tuple second-level buckets are stored as the bare id, because unique keys (a task
-number, a path) are the common case and a list per tuple would double the memory.
+:class:`FifoIndex` is the everyday index (oldest first). Tuples are bucketed by shape (size, or key set for dicts),
+then by ``(shape, first element)``, and inside a head bucket by second element, so a template with one or two
+leading constants only visits tuples that share them. Buckets are append-only id lists with lazy deletion: a removed
+id stays as a tombstone until the bucket is walked or compacted, which keeps removal O(1) and memory near 8 bytes
+per id per level. Single-tuple second-level buckets are stored as the bare id, because unique keys (a task number, a
+path) are the common case and a list per tuple would double the memory.
 
-:class:`RindaOrder` reproduces Ruby Rinda's bins (symbol-headed tuples per symbol, LIFO for take/read) for the
+:class:`RindaIndex` reproduces Ruby Rinda's bins (symbol-headed tuples per symbol, LIFO for take/read) for the
 differential tests; it scans and is not meant for large spaces.
 """
 
@@ -77,7 +77,7 @@ class Bucket:
                 yield eid
 
 
-class Order(Protocol):
+class Index(Protocol):
     """How the store finds candidates; ``add``/``remove`` keep it in step with the live tuples."""
 
     def add(self, eid: int, tup: tuple | dict) -> None: ...
@@ -179,7 +179,7 @@ def _bucket_of(eid: int) -> Bucket:
     return bucket
 
 
-class RindaOrder:
+class RindaIndex:
     """Ruby Rinda's TupleBag order (FORMAT.md rules 5-7), for the differential tests."""
 
     def __init__(self, live: dict) -> None:

@@ -185,6 +185,10 @@ class SecondarySink:
             return None
         if epoch > server.epoch:
             server.adopt_epoch(epoch)
+        if kind in ("probe", "batch", "snap_begin") and self._in_snapshot is not None and len(msg) >= 3 \
+                and msg[2] != self._in_snapshot[0]:
+            # the primary streaming the snapshot died before its end; its successor is another boot
+            self.abort_snapshot()
         if kind == "snap_begin":
             _, _, boot, lsn, meta = msg
             self._in_snapshot, self._waiting = (boot, lsn), []
@@ -221,7 +225,8 @@ class SecondarySink:
         return ["need", self.server.epoch, lsn, self.server.boot]
 
     def abort_snapshot(self) -> None:
-        """Forget a snapshot that will never end (we are being promoted): the disk keeps what was committed."""
+        """Forget a snapshot that will never end (we are being promoted, or its primary died): the disk keeps what
+        was committed before it."""
         if self._in_snapshot is not None:
             log.warning("abandoning a snapshot in progress; keeping the state committed before it")
             self.server.durable.abort_snapshot()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
-from onitu.space.index import FifoIndex, Order, RindaOrder
+from onitu.space.index import FifoIndex, Index, RindaIndex
 from onitu.space.template import Template, check_tuple
 
 Tuple = tuple | dict
@@ -89,7 +89,7 @@ class Store:
                  history: int = HISTORY) -> None:
         self.clock = clock
         self.live: dict[int, Tuple] = {}
-        self.order: Order = RindaOrder(self.live) if rinda_order else FifoIndex(self.live)
+        self.index: Index = RindaIndex(self.live) if rinda_order else FifoIndex(self.live)
         self.next_id = 1
         self.leases: dict[int, float] = {}  # id -> deadline, leased tuples only
         self.owner: dict[int, Session] = {}  # id -> session, session-leased tuples only
@@ -140,7 +140,7 @@ class Store:
 
     def _store(self, eid: int, tup: Tuple, deadline: float | None, owner: Session | None) -> None:
         self.live[eid] = tup
-        self.order.add(eid, tup)
+        self.index.add(eid, tup)
         self._hold(eid, deadline, owner)
 
     def _hold(self, eid: int, deadline: float | None, owner: Session | None) -> None:
@@ -174,7 +174,7 @@ class Store:
         """Every match, in the order take would find them (Rinda: oldest first even for symbol bins)."""
         self.reap()
         live, out = self.live, []
-        for eid in self.order.candidates(template, True):
+        for eid in self.index.candidates(template, True):
             tup = live[eid]
             if template.match(tup):
                 out.append(tup)
@@ -184,14 +184,14 @@ class Store:
 
     def _find(self, template: Template, skip: set[int] | frozenset = frozenset()) -> int | None:
         live = self.live
-        for eid in self.order.candidates(template, False):
+        for eid in self.index.candidates(template, False):
             if eid not in skip and template.match(live[eid]):
                 return eid
         return None
 
     def _remove(self, eid: int, kind: str) -> Tuple:
         tup = self.live.pop(eid)
-        self.order.remove(eid, tup, kind == "take")
+        self.index.remove(eid, tup, kind == "take")
         self.leases.pop(eid, None)
         owner = self.owner.pop(eid, None)
         if owner is not None:
@@ -468,7 +468,7 @@ class Store:
             "waiting": len(self.waiters),
             "subscriptions": len(self.subs),
             "last_event": self.event_id,
-            **self.order.stats(),
+            **self.index.stats(),
         }
 
 

@@ -103,7 +103,7 @@ class SpacePair:
             cmd += ["--standby", endpoint]
         if space.insecure_loopback:
             cmd.append("--insecure-loopback")
-        return Spec(slot, cmd, heartbeat=True, role=role, fence_on_hang=True)
+        return Spec(slot, cmd, heartbeat=True, role=role, fence_on_hang=True, never_give_up=True)
 
     def start(self, adopt: bool = False) -> None:
         """A new epoch for this watchdog's reign; start (or adopt) both servers, primary first."""
@@ -237,6 +237,15 @@ class SpacePair:
                     self._asked_pair = False  # not in sync after all: stay alone, ask again later
             else:
                 log.info("%s done", what)
+
+    def role(self, child: Child) -> str | None:
+        """What ``child`` is to the status: a process that is not running holds no role, and only the server
+        recorded as primary is the primary (whatever a server that has not heard of a promotion says of itself)."""
+        if child.state not in (RUNNING, STARTING):
+            return None
+        if child.name not in SLOTS:
+            return child.spec.role
+        return "primary" if child.name == self.state.primary else "secondary"
 
     def status(self) -> dict[str, object]:
         return asdict(self.state)

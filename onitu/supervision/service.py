@@ -20,7 +20,7 @@ import psutil
 import zmq
 
 from onitu.config import Config, ConfigError, load
-from onitu.entry import configure_logging
+from onitu.logs import configure_logging
 from onitu.space.ring import SyncResponder
 from onitu.supervision.failover import SpacePair
 from onitu.supervision.supervisor import RUNNING, Child, Spec, Supervisor
@@ -105,7 +105,7 @@ class Watchdog:
         for child in self.sup.children.values():
             beat = child.last_heartbeat
             procs.append({
-                "name": child.name, "role": child.last_status.get("role", child.spec.role), "pid": child.pid,
+                "name": child.name, "role": self.pair.role(child), "pid": child.pid,
                 "epoch": child.last_status.get("epoch"), "state": child.state, "restarts": child.restarts,
                 "uptime": round(now - child.started, 1) if child.pid and child.state == RUNNING else None,
                 "last_heartbeat": None if beat is None else round(max(0.0, now - beat), 2), "reason": child.reason,

@@ -2,8 +2,11 @@
 
 Every child runs in a process group of its own, so killing it kills everything it started. A child that speaks
 the heartbeat protocol is alive while it answers pings; any other child is alive while its process runs and is not
-stopped. A child that crashes (or hangs) soon after starting counts as a fast crash; after ``max_fast_crashes`` of
-those in a row it is marked failed and left alone, instead of being restarted in a loop.
+stopped. A child that dies (or hangs) before it became healthy (its first heartbeat answered; for a plain process,
+``fast_crash`` seconds alive, as supervisord's ``startsecs``) counts as a fast crash; after ``max_fast_crashes`` of
+those in a row it is marked failed and left alone, instead of being restarted in a loop, unless its spec says never
+to give up on it (the space servers: retried every ``max_backoff`` seconds). A child that was healthy is always
+restarted; the backoff grows with the deaths that came soon after a start, whatever their cause.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Spec:
     cwd: str | None = None
     role: str = "agent"
     fence_on_hang: bool = False  # a hung space server is fenced (superseded), not killed at once
+    never_give_up: bool = False  # retried every max_backoff seconds instead of being marked failed
 
 
 @dataclass
@@ -55,7 +59,9 @@ class Child:
     pid: int | None = None
     started: float = 0.0
     restarts: int = 0
-    fast_crashes: int = 0
+    healthy: bool = False  # answered a heartbeat (or, without heartbeats, lived fast_crash seconds) since started
+    fast_crashes: int = 0  # deaths before becoming healthy, in a row
+    short_lives: int = 0  # deaths within fast_crash seconds of the start, in a row (the backoff grows with them)
     restart_at: float = 0.0
     last_heartbeat: float | None = None
     last_status: dict[str, Any] = field(default_factory=dict)
@@ -115,8 +121,8 @@ class Supervisor:
                 log.error("cannot start %s (%s): %s", child.name, " ".join(child.spec.command), exc)
                 self.crashed(child, f"cannot start: {exc}")
                 return
-        child.pid, child.started, child.state = child.proc.pid, time.monotonic(), STARTING
-        child.last_heartbeat, child.exit_code, child.reason, child.last_status = None, None, "", {}
+        child.pid, child.started, child.state, child.healthy = child.proc.pid, time.monotonic(), STARTING, False
+        child.last_heartbeat, child.exit_code, child.last_status = None, None, {}  # the reason stays until healthy
         log.info("started %s (pid %d): %s", child.name, child.pid, " ".join(child.spec.command))
 
     def kill(self, child: Child, sig: int = signal.SIGKILL) -> None:
@@ -190,6 +196,7 @@ class Supervisor:
             if msg["op"] == "pong" and msg.get("pid") == child.pid:
                 child.last_heartbeat = time.monotonic()
                 child.last_status = msg.get("status") or {}
+                child.healthy, child.reason = True, ""
                 if child.state in (STARTING, STALE):
                     child.state = RUNNING
             elif msg["op"] == "done" and isinstance(msg.get("n"), int):
@@ -209,6 +216,9 @@ class Supervisor:
             self.crashed(child, "hung (no answer to heartbeats)")
         elif child.state == STARTING and not child.spec.heartbeat and now - child.started > self.hb.interval:
             child.state = RUNNING
+        elif child.state == RUNNING and not child.healthy and not child.spec.heartbeat \
+                and now - child.started >= self.restart.fast_crash:
+            child.healthy, child.reason = True, ""
         elif child.state == BACKOFF and now >= child.restart_at:
             child.restarts += 1
             self.spawn(child)
@@ -245,14 +255,19 @@ class Supervisor:
             log.info("%s demoted itself; restarting it in its new role", child.name)
             self.restart_soon(child)
             return
-        fast = now - child.started < self.restart.fast_crash
-        child.fast_crashes = child.fast_crashes + 1 if fast else 1
+        child.fast_crashes = 0 if child.healthy else child.fast_crashes + 1
+        child.short_lives = child.short_lives + 1 if now - child.started < self.restart.fast_crash else 0
+        delay = min(self.restart.max_backoff, self.restart.backoff * 2 ** max(child.short_lives - 1, 0))
         if child.fast_crashes >= self.restart.max_fast_crashes:
-            child.state = FAILED
-            log.error("%s failed: %s, %d fast crashes in a row; not restarting it", child.name, reason,
-                      child.fast_crashes)
-            return
-        delay = min(self.restart.max_backoff, self.restart.backoff * 2 ** (child.fast_crashes - 1))
+            if not child.spec.never_give_up:
+                child.state = FAILED
+                log.error("%s failed: %s, %d times in a row before it became ready; not restarting it", child.name,
+                          reason, child.fast_crashes)
+                return
+            delay = self.restart.max_backoff
+            child.reason = (f"{reason}; {child.fast_crashes} times in a row before it became ready (see its log "
+                            f"{self.run_dir / (child.name + '.log')}); retrying every {delay:g} s")
+            log.error("%s keeps failing: %s", child.name, child.reason)
         child.state, child.restart_at = BACKOFF, now + delay
         log.warning("%s %s; restarting in %.1f s", child.name, reason, delay)
 

@@ -1,10 +1,12 @@
-"""``onitu plan``, ``onitu conflicts``, ``onitu resolve``, ``onitu approve`` and the sync part of ``onitu status``."""
+"""``onitu plan``, ``onitu conflicts``, ``onitu resolve``, ``onitu approve`` and the sync part of ``onitu status``:
+the hub client's answers (:mod:`onitu.sync.hub`), printed for people or as JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import secrets
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,67 +14,42 @@ import typer
 from rich.table import Table
 
 from onitu.config import Config
+from onitu.console import ConfigOpt, JsonOpt, console, err, load_config
 from onitu.space.client import SpaceClient, read_info
 from onitu.space.errors import SpaceError
-from onitu.supervision.cli import ConfigOpt, _config, console, err
-from onitu.sync import wire
-from onitu.sync.commands import KEEP
-from onitu.sync.plan import Copy, Delete, KeepConflict, Mkdir, Move, Plan
-
-REPLY_TIMEOUT = 30.0
+from onitu.sync import hub, tuples
+from onitu.sync.decide.plan import Copy, Delete, KeepConflict, Mkdir, Move, Plan
 
 
-def _space(config: Config, required: bool = True) -> SpaceClient | None:
-    """A client of the config's running space (None if there is none and it is not ``required``)."""
-    from onitu.space import connect
-
-    if read_info(config.data) is None:
-        if required:
-            err.print(f"onitu is not running (no space under {config.data}); start it with `onitu start`")
-            raise typer.Exit(3)
-        return None
-    return connect(None, data_dir=config.data, session_ttl=5.0)
-
-
-def _request(config: Config, body: dict[str, Any]) -> dict[str, Any]:
-    space = _space(config)
-    assert space is not None
+@contextlib.contextmanager
+def _hub(config: Config) -> Iterator[SpaceClient]:
+    """A client of the running space for the hub client's calls; their errors end the command (status 3: Onitu or
+    its hub is not running; 1: the referee did not answer, or refused)."""
     try:
-        if not space.read_all((wire.PLUG, None, None)) and not space.read_all((wire.STATUS, None)):
-            err.print("the sync hub is not running (no referee has published its status)")
-            raise typer.Exit(3)
-        rid = secrets.token_hex(8)
-        space.write((wire.REQUEST, rid, body), REPLY_TIMEOUT)
+        space = hub.open_space(config)
         try:
-            reply = space.take((wire.REPLY, rid, None), timeout=REPLY_TIMEOUT)[2]
-        except TimeoutError:
-            err.print(f"no answer from the referee within {REPLY_TIMEOUT:.0f} s")
-            raise typer.Exit(1) from None
-    finally:
-        space.close()
-    if not reply.get("ok"):
-        err.print(f"[red]error:[/red] {reply.get('error')}", highlight=False)
-        raise typer.Exit(1)
-    return reply
+            yield space
+        finally:
+            space.close()
+    except hub.HubError as exc:
+        err.print(f"[red]error:[/red] {exc}" if isinstance(exc, hub.Refused) else str(exc), highlight=False)
+        raise typer.Exit(3 if isinstance(exc, hub.NotRunning) else 1) from None
 
 
-def conflicts(config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def conflicts(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """List conflict copies: which file, which service's version lost, and when."""
-    space = _space(_config(config))
-    assert space is not None
-    try:
-        rows = sorted((t[1], t[2], t[3]) for t in space.read_all((wire.CONFLICT, None, None, None)))
-    finally:
-        space.close()
+    with _hub(load_config(config)) as space:
+        rows = hub.conflicts(space)
     if as_json:
-        print(json.dumps([{"folder": f, "conflict": c, **info} for f, c, info in rows]))
+        print(json.dumps(rows))
         return
     if not rows:
         console.print("no conflicts")
         return
     table = Table("folder", "path", "losing version kept as", "from", "when")
-    for folder, conflict, info in rows:
-        table.add_row(folder, str(info.get("path")), conflict, str(info.get("service")), str(info.get("when"))[:19])
+    for row in rows:
+        table.add_row(row["folder"], str(row.get("path")), row["conflict"], str(row.get("service")),
+                      str(row.get("when"))[:19])
     console.print(table)
 
 
@@ -83,16 +60,16 @@ def resolve(pattern: str = typer.Argument(..., help="A path or glob (`*.txt`, `d
             folder: str | None = typer.Option(None, "--folder", help="Only this folder."),
             config: Path = ConfigOpt) -> None:
     """Settle conflicts, for one path or many at once."""
-    if keep not in KEEP:
-        err.print(f"--keep must be one of: {', '.join(KEEP)}")
+    if keep not in tuples.KEEP:
+        err.print(f"--keep must be one of: {', '.join(tuples.KEEP)}")
         raise typer.Exit(2)
-    reply = _request(_config(config), {"op": "resolve", "pattern": pattern, "keep": keep, "folder": folder})
-    resolved = reply.get("resolved", [])
+    with _hub(load_config(config)) as space:
+        resolved = hub.resolve(space, pattern, keep, folder)
     if not resolved:
         console.print(f"no conflict matches {pattern!r}")
         raise typer.Exit(1)
-    for f, conflict, path in resolved:
-        console.print(f"{f}: {path}: kept {keep} ({conflict})", highlight=False)
+    for item in resolved:
+        console.print(f"{item['folder']}: {item['path']}: kept {keep} ({item['conflict']})", highlight=False)
 
 
 def approve(folder: str | None = typer.Option(None, "--folder", help="Only this folder."),
@@ -100,9 +77,8 @@ def approve(folder: str | None = typer.Option(None, "--folder", help="Only this 
             reject: bool = typer.Option(False, "--reject", help="Do not delete: copy the files back instead."),
             config: Path = ConfigOpt) -> None:
     """Release the deletions held because they exceeded the threshold (or, with --reject, undo them)."""
-    reply = _request(_config(config), {"op": "reject" if reject else "approve", "folder": folder,
-                                       "service": service})
-    released = reply.get("released", [])
+    with _hub(load_config(config)) as space:
+        released = (hub.reject if reject else hub.approve)(space, folder, service)
     if not released:
         console.print("no deletions are held")
         return
@@ -111,29 +87,22 @@ def approve(folder: str | None = typer.Option(None, "--folder", help="Only this 
         console.print(f"{item['folder']}: {verb} {item['paths']} entries deleted on {item['service']}")
 
 
-def plan(config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def plan(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Print what the current rules and replicas would transfer or delete; change nothing."""
-    from onitu.sync.preview import preview
-
-    cfg = _config(config)
-    space = _space(cfg, required=False)
+    cfg = load_config(config)
+    space = hub.open_space(cfg) if read_info(cfg.data) is not None else None
     try:
-        plans, unavailable = preview(cfg, space)
+        plans, unavailable = hub.plan(cfg, space)
     finally:
         if space is not None:
             space.close()
     if as_json:
-        print(json.dumps({folder: _plan_json(p) for folder, p in plans.items()} | {"unavailable": unavailable}))
+        print(json.dumps({folder: hub.plan_data(p) for folder, p in plans.items()} | {"unavailable": unavailable}))
         return
     for service, reason in unavailable.items():
         console.print(f"[yellow]{service} is unavailable:[/yellow] {reason}", highlight=False)
     for folder, folder_plan in plans.items():
         _print_plan(folder, folder_plan)
-
-
-def _plan_json(folder_plan: Plan) -> dict[str, Any]:
-    return {"actions": [wire.action_to_wire(a) for a in folder_plan.actions if not hasattr(a, "reason")],
-            "held": [{"service": h.service, "deleted": h.deleted, "total": h.total} for h in folder_plan.held]}
 
 
 def _print_plan(folder: str, folder_plan: Plan) -> None:
@@ -177,27 +146,21 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
-def sync_status(config: Config) -> dict[str, Any] | None:
-    """The referee's published status with the plugs' transfers under way (None if the hub is not running)."""
+def hub_status(config: Config) -> dict[str, Any] | None:
+    """The sync part of ``onitu status`` (None when the config has no services or the space cannot be asked)."""
     if not config.services or read_info(config.data) is None:
         return None
     try:
-        space = _space(config, required=False)
-    except SpaceError:
-        return None
-    if space is None:
+        space = hub.open_space(config)
+    except (SpaceError, hub.HubError):
         return None
     try:
-        found = space.read_all((wire.STATUS, None))
-        progress = {t[1]: t[2] for t in space.read_all((wire.PROGRESS, None, None))}
+        return hub.status(space)
     finally:
         space.close()
-    if not found:
-        return {"folders": {}, "progress": progress, "note": "the referee has not published its status yet"}
-    return {**found[0][1], "progress": progress}
 
 
-def print_sync_status(status: dict[str, Any]) -> None:
+def print_status(status: dict[str, Any]) -> None:
     """The sync table of ``onitu status``."""
     table = Table("folder", "service", "state", "files pending", "bytes pending", "held deletions", "conflicts",
                   title="sync")

@@ -1,17 +1,18 @@
 """The referee: decides, per folder and rule, which services must hold which file (``python -m onitu.sync.referee``).
 
-It reads what the plugs report (each replica's current entries, in the order each plug saw them: a compact mirror
-of them, :mod:`onitu.sync.mirror`), runs :func:`onitu.sync.reconcile.reconcile` over the paths that changed, in
-passes of bounded size (:mod:`onitu.sync.passes`), and writes the outcome to the space with the ledger
-(:mod:`onitu.sync.ledger`): the new agreed versions, what each replica now holds, the orders (up to 64 actions for
-one plug in each), the conflict records, each order in the same atomic batch as the records of its paths. When a
+It reads what the plugs report (each replica's current entries, in the order each plug saw them: a compact mirror of
+them, :mod:`onitu.sync.state.replicas`), runs :func:`onitu.sync.decide.reconcile.reconcile` over the paths that
+changed, in passes of bounded size (:mod:`onitu.sync.decide.split_passes`), and writes the outcome to the space with
+the ledger (:mod:`onitu.sync.state.ledger`): the new agreed versions, what each replica now holds, the orders (up to
+64 actions for one plug in each, :mod:`onitu.sync.state.orders`), the conflict records and the deletions held for
+approval (:mod:`onitu.sync.state.awaiting`), each order in the same atomic batch as the records of its paths. When a
 plug reports an order done, the versions its replica now holds are recorded.
 
 A replica takes part in a decision only when its plug is alive, its root available and its full listing received
 since the plug (or the referee) started; until then nothing is inferred from it and nothing is addressed to it. A
-path with orders under way waits for their results before it is decided again, so orders never race each other,
-and no more is decided while 4,000 actions are under way. A replica's deletions are judged whole against the
-deletion threshold (:mod:`onitu.sync.deletions`). Everything the referee knows that matters survives it: agreed and
+path with orders under way waits for their results before it is decided again, so orders never race each other, and
+no more is decided while 4,000 actions are under way. A replica's deletions are judged whole against the deletion
+threshold (:mod:`onitu.sync.decide.deletions`). Everything the referee knows that matters survives it: agreed and
 held versions, orders and pending plans are in the space; the replicas' current entries are asked again (a rescan)
 when it starts.
 """
@@ -35,16 +36,11 @@ from onitu.config import Config
 from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
 from onitu.space.errors import EventsLost, SpaceError
-from onitu.sync import wire
-from onitu.sync.agent import serve
+from onitu.sync import settings, tuples
 from onitu.sync.commands import Commands
-from onitu.sync.deletions import Deletions
-from onitu.sync.drivers.base import is_under
-from onitu.sync.ledger import Ledger
-from onitu.sync.metadata import FileMeta
-from onitu.sync.mirror import Mirror
-from onitu.sync.passes import split
-from onitu.sync.plan import (
+from onitu.sync.decide.deletions import Deletions
+from onitu.sync.decide.metadata import FileMeta
+from onitu.sync.decide.plan import (
     Action,
     Copy,
     Delete,
@@ -58,10 +54,17 @@ from onitu.sync.plan import (
     paths_of,
     service_of,
 )
-from onitu.sync.reconcile import reconcile
-from onitu.sync.renames import deleted, find_renames
-from onitu.sync.rules import Rules
-from onitu.sync.tree import Tree
+from onitu.sync.decide.reconcile import reconcile
+from onitu.sync.decide.renames import deleted, find_renames
+from onitu.sync.decide.rules import Rules
+from onitu.sync.decide.split_passes import split
+from onitu.sync.drivers.contract import is_under
+from onitu.sync.process import serve
+from onitu.sync.state.awaiting import Awaiting
+from onitu.sync.state.ledger import Ledger
+from onitu.sync.state.orders import Orders
+from onitu.sync.state.replicas import Mirror
+from onitu.sync.state.tree import Tree
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,6 @@ PASS_SIZE = 2000  # paths per decision batch
 # Orders under way beyond which nothing more is decided until results come back: a tree of a million files arriving
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
 OUTSTANDING = 4000
-ORDER_SIZE = 64  # actions per order tuple (one tuple, one notify event and one result for up to this many files)
 INBOUND = (re.compile(r"^sync\.(report|done)$"), None, None, None, None)
 
 
@@ -94,23 +96,12 @@ class Plugs:
         return None if (service, folder, info.get("id")) in self.scanned else "wait"
 
 
-@dataclass(slots=True)
-class Outstanding:
-    """An order sent and not yet reported done (``count`` actions)."""
-
-    service: str
-    folder: str
-    paths: tuple[str, ...]
-    size: int = 0
-    count: int = 1
-
-
 class Referee:
     """The referee's state and loop."""
 
     def __init__(self, config: Config, space: SpaceClient) -> None:
         self.config, self.space = config, space
-        self.rules: Rules = config.rules()
+        self.rules: Rules = settings.rules(config)
         self.folders = {f: self.rules.services(f) for f in config.folders}
         self.ledger = Ledger()
         self.mirror = Mirror(self.ledger)
@@ -119,20 +110,14 @@ class Referee:
         self.plugs = Plugs()
         self.dirty: dict[str, set[str]] = defaultdict(set)
         self.queued: dict[str, deque[tuple[list[str], dict[str, int]]]] = defaultdict(deque)  # passes to decide
-        self.busy: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # orders per path
-        self.busy_below: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # per ancestor
-        self.orders: dict[int, Outstanding] = {}
-        self.outstanding = 0  # actions of the orders under way
-        self.deferred: dict[int, list[tuple[str, Action]]] = defaultdict(list)  # waiting on an order's result
+        self.orders = Orders(self.ledger, space)
         self.retry: dict[tuple[str, str], tuple[float, float]] = {}  # (folder, path) -> (not before, last delay)
-        self.awaiting: dict[tuple[str, str], set[str]] = {}  # (folder, service) -> paths held for approval
+        self.awaiting = Awaiting(self.ledger)
         self.deletions = Deletions()
         self.consumed: list[tuple] = []
         self.commands = Commands(self)
         self.liveness = Liveness(lambda: {})
-        self._next_order = time.time_ns() // 1000 * 1000
         self._quiet_since = 0.0
-        self._worked = False  # orders were sent since the last _compact that found none under way
         self._stop = False
 
     # -- start ----------------------------------------------------------------------------------------------------
@@ -141,15 +126,10 @@ class Referee:
         """Load the state, ask every plug for a full listing; return the stream of reports."""
         stream = self.space.notify("write", INBOUND)
         self.ledger.load(self.space)
-        self.commands.load()
-        for _, service, oid, body in self.space.read_all((wire.ORDER, None, None, None)):
-            with contextlib.suppress(ValueError, TypeError, KeyError):
-                self._track(oid, service, body["folder"], [wire.action_from_wire(a) for a in body["actions"]])
-        for _, folder, service, info in self.space.read_all((wire.PENDING, None, None, None)):
-            with contextlib.suppress(TypeError, KeyError):
-                self.awaiting[folder, service] = set(info["paths"])
+        self.awaiting.load(self.space)
+        self.orders.load()
         self._refresh_plugs()
-        self.space.batch([("write", (wire.RESCAN, service, secrets.token_hex(4), {}), 60.0)
+        self.space.batch([("write", (tuples.RESCAN, service, secrets.token_hex(4), {}), 60.0)
                           for service in self.config.services])
         self._read_backlog()
         return stream
@@ -173,7 +153,7 @@ class Referee:
 
     def _refresh_plugs(self) -> None:
         found = {}
-        for _, service, info in self.space.read_all((wire.PLUG, None, None)):
+        for _, service, info in self.space.read_all((tuples.PLUG, None, None)):
             if isinstance(service, str) and isinstance(info, dict) and service in self.config.services:
                 found[service] = info
         for service in self.plugs.info.keys() | found.keys():
@@ -202,8 +182,8 @@ class Referee:
         try:
             if not isinstance(body, dict) or body.get("folder") not in self.folders:
                 raise ValueError("no known folder")
-            entries = wire.entries_from_wire(body.get("entries"))
-            if tag == wire.REPORT:
+            entries = tuples.entries_from_wire(body.get("entries"))
+            if tag == tuples.REPORT:
                 self._report(service, plug_id, body["folder"], body.get("scan"), entries)
             else:
                 self._done(service, body, entries)
@@ -260,18 +240,13 @@ class Referee:
 
     def _done(self, service: str, body: dict, entries: list[tuple[str, Observed | None]]) -> None:
         folder, oid, results = body["folder"], body.get("order"), body["results"]
-        actions = [wire.action_from_wire(a) for a in body["actions"]]
-        metas = [wire.meta_from_wire(m) for m in body["metas"]]
+        actions = [tuples.action_from_wire(a) for a in body["actions"]]
+        metas = [tuples.meta_from_wire(m) for m in body["metas"]]
         if not (isinstance(results, list) and len(results) == len(actions) == len(metas)
                 and all(isinstance(r, dict) and type(r.get("ok")) is bool for r in results)):
             raise ValueError("a result needs one {ok, error} per action of its order")
         self._observe(service, folder, entries)
-        outstanding = self.orders.pop(oid, None) if type(oid) is int else None
-        if outstanding is not None:
-            self.outstanding -= outstanding.count
-            for path in outstanding.paths:
-                self._unbusy(folder, path)
-        released = self.deferred.pop(oid, []) if type(oid) is int else []
+        _, released = self.orders.done(oid)
         for action, meta, result in zip(actions, metas, results, strict=True):
             if result["ok"]:
                 self._record(service, folder, action, meta)
@@ -283,7 +258,7 @@ class Referee:
                 self._later(folder, path)
         if all(r["ok"] for r in results):
             if released:
-                self.send(released)
+                self.orders.send(released)
         else:
             for f, deferred_action in released:
                 self._later(f, paths_of(deferred_action)[0])
@@ -314,79 +289,24 @@ class Referee:
         self.retry[folder, path] = (time.monotonic() + delay, delay)
         self.dirty[folder].add(path)
 
-    # -- orders ---------------------------------------------------------------------------------------------------
-
-    def _track(self, oid: int, service: str, folder: str, actions: list[Action]) -> None:
-        paths = tuple(p for a in actions for p in paths_of(a))  # a copy's source path: not deleted before it is read
-        size = sum(a.size for a in actions if isinstance(a, Copy))
-        self.orders[oid] = Outstanding(service, folder, paths, size, len(actions))
-        self._worked = True
-        self.outstanding += len(actions)
-        self._next_order = max(self._next_order, oid + 1)
-        for path in paths:
-            self._mark_busy(folder, path, 1)
-
-    def _mark_busy(self, folder: str, path: str, step: int) -> None:
-        for table, key in [(self.busy[folder], path), *((self.busy_below[folder], a) for a in _ancestors(path))]:
-            table[key] += step
-            if table[key] <= 0:
-                del table[key]
-
-    def _unbusy(self, folder: str, path: str) -> None:
-        self._mark_busy(folder, path, -1)
-
-    def is_busy(self, folder: str, path: str) -> bool:
-        """Whether an order under way touches ``path``, a directory above it or anything below it."""
-        busy = self.busy.get(folder)
-        if not busy:
-            return False
-        return path in busy or path in self.busy_below[folder] or any(a in busy for a in _ancestors(path))
-
-    def send(self, orders: Iterable[tuple[str, Action]]) -> list[int]:
-        """Orders (folder, action) as tuples, with the agreed version each brings about, committed with the ledger;
-        the id of each action's order. A plug's actions go up to :data:`ORDER_SIZE` in a tuple, in the order given."""
-        orders = list(orders)
-        runs: dict[tuple[str, str], list[int]] = {}  # (folder, service) -> indexes of its actions, in order
-        for n, (folder, action) in enumerate(orders):
-            runs.setdefault((folder, service_of(action)), []).append(n)
-        chunks = [(folder, service, run[i:i + ORDER_SIZE]) for (folder, service), run in runs.items()
-                  for i in range(0, len(run), ORDER_SIZE)]
-        oids = [0] * len(orders)
-        for folder, service, chunk in sorted(chunks, key=lambda c: c[2][0]):  # as the first of their actions came
-            oid = self._next_order
-            actions = [orders[n][1] for n in chunk]
-            metas = []
-            for action in actions:
-                meta = self.ledger.latest(folder, paths_of(action)[0])  # as agreed with these orders
-                metas.append(meta.to_wire() if meta is not None and isinstance(action, Copy | Mkdir) else None)
-            body = {"folder": folder, "actions": [wire.action_to_wire(a) for a in actions], "metas": metas}
-            self.ledger.also([("write", (wire.ORDER, service, oid, body), None)],
-                             [(folder, paths_of(a)[0]) for a in actions])
-            self._track(oid, service, folder, actions)
-            log.debug("order %s to %s: %s", oid, service, actions)
-            for n in chunk:
-                oids[n] = oid
-        self.ledger.commit(self.space)
-        return oids
-
     # -- decisions ------------------------------------------------------------------------------------------------
 
     def decide(self) -> None:
         """Decide every folder's dirty paths that can be decided now."""
         now = time.monotonic()
         self.deletions.end_bursts()
-        for folder, services in self.folders.items():
+        for folder in self.folders:
             dirty, queued = self.dirty[folder], self.queued[folder]
-            if not (dirty or queued) or self.outstanding >= OUTSTANDING:
+            if not (dirty or queued) or self.orders.actions >= OUTSTANDING:
                 continue
-            states = {s: self.plugs.state(s, folder) for s in services}
+            states = self.states(folder)
             if "wait" in states.values():
                 continue
             if not queued:
                 ready = self._whole_trees(folder, {p for p in dirty if self._ready(folder, p, now)})
                 dirty -= ready
                 queued.extend(self._passes(folder, sorted(ready), states) if ready else ())
-            while queued and self.outstanding < OUTSTANDING:  # beyond: the rest waits for the plugs' results
+            while queued and self.orders.actions < OUTSTANDING:  # beyond: the rest waits for the plugs' results
                 paths, ahead = queued.popleft()
                 if not all(self._ready(folder, p, now) for p in paths):
                     dirty.update(paths)  # something changed since it was queued: decided afresh later
@@ -396,8 +316,8 @@ class Referee:
 
     def _passes(self, folder: str, paths: list[str], states: dict[str, str | None]
                 ) -> list[tuple[list[str], dict[str, int]]]:
-        """``paths`` split into passes (:func:`onitu.sync.passes.split`), each with, per replica, the deletions
-        of the passes after it (so that every pass judges the whole deletion against the threshold)."""
+        """``paths`` split into passes (:func:`onitu.sync.decide.split_passes.split`), each with, per replica, the
+        deletions of the passes after it (so that every pass judges the whole deletion against the threshold)."""
         if len(paths) <= PASS_SIZE:
             return [(paths, {})]
         replicas, ancestors = self._replicas(folder, paths, states)
@@ -426,11 +346,11 @@ class Referee:
     def _ready(self, folder: str, path: str, now: float) -> bool:
         if self.retry.get((folder, path), (0.0, 0.0))[0] > now:
             return False
-        if self.is_busy(folder, path):
+        if self.orders.is_busy(folder, path):
             return False
         if self.deletions.waiting(folder, path):
             return False
-        return not any(path in paths for (f, _), paths in self.awaiting.items() if f == folder)
+        return not self.awaiting.is_held(folder, path)
 
     def _whole_trees(self, folder: str, ready: set[str]) -> set[str]:
         """``ready`` with everything known below its directories (a directory is decided with its content)."""
@@ -442,6 +362,18 @@ class Referee:
             below.update(self.tree.below(folder, d, lambda p: self._is_known(folder, p)))
         blocked = {p for p in below if not self._ready(folder, p, time.monotonic())}
         return ready | below if not blocked else ready - {d for d in dirs if any(is_under(b, d) for b in blocked)}
+
+    def states(self, folder: str) -> dict[str, str | None]:
+        """Per service of ``folder``, why it cannot take part in a decision now (see :meth:`Plugs.state`)."""
+        return {s: self.plugs.state(s, folder) for s in self.folders[folder]}
+
+    def decide_again(self, folder: str, paths: Iterable[str]) -> None:
+        """Decide ``paths`` of ``folder`` again, when they can be."""
+        self.dirty[folder].update(paths)
+
+    def undecided(self, folder: str) -> int:
+        """How many paths of ``folder`` wait for a decision."""
+        return len(self.dirty[folder]) + sum(len(paths) for paths, _ in self.queued[folder])
 
     def _known(self, folder: str) -> set[str]:
         """Every path of ``folder`` agreed or seen on a replica."""
@@ -478,7 +410,7 @@ class Referee:
         replicas, ancestors = self._replicas(folder, paths, states)
         history = {}
         for s in states:  # deletions carried out recently (no longer held), held for approval, or in later passes
-            recent, waiting = self.deletions.recent(s, folder), len(self.awaiting.get((folder, s), ()))
+            recent, waiting = self.deletions.recent(s, folder), len(self.awaiting.held_paths(folder, s))
             history[s] = (recent + waiting + (ahead or {}).get(s, 0), self.ledger.holding(s, folder) + recent)
         plan = reconcile(ancestors, replicas, when=datetime.now(UTC),
                          routing=self.rules.routing(folder), deletion_minimum=self.config.sync.deletion_minimum,
@@ -487,9 +419,9 @@ class Referee:
         for meta in plan.agreed.values():
             self.ledger.agree(folder, meta)
         for held_plan in plan.held:
-            self._hold_for_approval(folder, held_plan)
+            self.awaiting.hold(folder, held_plan)
         self._confirm(folder, paths, plan.agreed, replicas, plan.actions)
-        self.deletions.count(folder, replicas, ancestors, self.awaiting)
+        self.deletions.count(folder, replicas, ancestors, self.awaiting.held_deletions)
         self._send_plan(folder, plan.actions)
 
     def _confirm(self, folder: str, paths: list[str], new: dict[str, FileMeta], replicas: list[Replica],
@@ -500,7 +432,7 @@ class Referee:
         for replica in replicas:
             if replica.unavailable:
                 continue
-            waiting = self.awaiting.get((folder, replica.service), set())
+            waiting = self.awaiting.held_paths(folder, replica.service)
             for path in set(paths) | set(new):
                 if (replica.service, path) in ordered or path in waiting:
                     continue
@@ -519,34 +451,19 @@ class Referee:
         for action in actions:
             if isinstance(action, MarkUnavailable):
                 continue
-            if isinstance(action, KeepConflict) and (folder, action.conflict) not in self.commands.conflicts:
-                info = {"path": action.path, "service": action.on, "when": datetime.now(UTC).isoformat()}
-                self.commands.conflicts[folder, action.conflict] = info
-                self.ledger.also([("write", (wire.CONFLICT, folder, action.conflict, info), None)],
-                                 [(folder, action.path)])
+            if isinstance(action, KeepConflict):
+                self.awaiting.conflict(folder, action)
             if isinstance(action, Copy) and any((s, action.path) in conflicts for s in action.sources):
                 later.append(action)  # its sources must first rename their version aside
                 continue
             now.append((folder, action))
             if isinstance(action, KeepConflict):
                 conflicts.add((action.on, action.conflict))
-        oids = self.send(now)
+        oids = self.orders.send(now)
         oid_of = {(a.on, a.conflict): oid for (_, a), oid in zip(now, oids, strict=True) if isinstance(a, KeepConflict)}
         for action in later:
             deps = [oid_of[s, action.path] for s in action.sources if (s, action.path) in oid_of]
-            self.deferred[deps[-1]].append((folder, action))
-
-    def _hold_for_approval(self, folder: str, held_plan: Any) -> None:
-        paths = set(held_plan.agreed) | {p for a in held_plan.actions for p in paths_of(a)}
-        key = (folder, held_plan.service)
-        self.awaiting[key] = self.awaiting.get(key, set()) | paths
-        info = {"deleted": held_plan.deleted, "total": held_plan.total, "paths": sorted(self.awaiting[key]),
-                "when": datetime.now(UTC).isoformat()}
-        log.warning("%s deleted %d of %d entries of %s: held until `onitu approve`", held_plan.service,
-                    held_plan.deleted, held_plan.total, folder)
-        old = [("take", (wire.PENDING, folder, held_plan.service, None))] if len(self.awaiting[key]) > len(paths) \
-            else []
-        self.ledger.also([*old, ("write", (wire.PENDING, folder, held_plan.service, info), None)])
+            self.orders.after(deps[-1], folder, action)
 
     # -- loop -----------------------------------------------------------------------------------------------------
 
@@ -581,9 +498,9 @@ class Referee:
     def _compact(self) -> None:
         """Give back the room of tables a burst of work left large and nearly empty."""
         self.mirror.compact()
-        if self.orders or not self._worked:
+        if not self.orders.burst_over():
             return
-        self._worked = False  # the end of a burst: merge the new paths into the index (a sort of every path), ...
+        # the end of a burst: merge the new paths into the index (a sort of every path), ...
         self.tree.settle()
         for folder, dirty in self.dirty.items():
             if not dirty and sys.getsizeof(dirty) > 4096:
@@ -607,12 +524,6 @@ class Referee:
     def close(self) -> None:
         """Stop answering heartbeats."""
         self.liveness.close()
-
-
-def _ancestors(path: str) -> Iterable[str]:
-    while "/" in path:
-        path = path.rpartition("/")[0]
-        yield path
 
 
 def main(argv: list[str] | None = None) -> int:

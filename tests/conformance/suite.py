@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from onitu.sync.drivers.base import (
+from onitu.sync.drivers.contract import (
     CHUNK,
     MARKER,
     Changed,
@@ -26,7 +26,7 @@ from onitu.sync.drivers.base import (
     DriverError,
     HashMismatch,
     NotFound,
-    Unavailable,
+    RootUnavailable,
     UnsafePath,
 )
 
@@ -128,9 +128,9 @@ class DriverConformance:
     def test_uninitialised_root_is_unavailable_not_empty(self, harness: Harness) -> None:
         fresh = harness.uninitialised
         assert not fresh.available() and fresh.available().reason
-        with pytest.raises(Unavailable):
+        with pytest.raises(RootUnavailable):
             list(fresh.list())
-        with pytest.raises(Unavailable):
+        with pytest.raises(RootUnavailable):
             fresh.stat("x")
         fresh.initialise()
         assert fresh.available() and listing(fresh) == {}
@@ -220,7 +220,7 @@ class DriverConformance:
         driver.discard("g")
         assert driver.partial("g") == 0 and listing(driver) == {}
 
-    def test_guards_refuse_stale_decisions(self, driver: Driver) -> None:
+    def test_preconditions_refuse_stale_decisions(self, driver: Driver) -> None:
         first = put(driver, "f", b"v1")
         with pytest.raises(Changed):
             driver.write("f", [b"v2"], expected_sha256=sha(b"v2"), replaces=None)
@@ -325,7 +325,7 @@ class DriverConformance:
             assert not driver.available()
             for operation in (lambda: list(driver.list()), lambda: driver.stat("f"), lambda: driver.read("f"),
                               lambda: put(driver, "g", b"g"), lambda: driver.delete("f")):
-                with pytest.raises(Unavailable):
+                with pytest.raises(RootUnavailable):
                     operation()
         finally:
             harness.repair_root()

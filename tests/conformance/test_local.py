@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from onitu.sync.drivers import open_driver
-from onitu.sync.drivers.base import MARKER, Driver, Unavailable, UnsafePath
+from onitu.sync.drivers.contract import MARKER, Driver, RootUnavailable, UnsafePath
 from onitu.sync.drivers.local import LocalDriver
 from tests.conformance.suite import DriverConformance, Events, Harness, listing, local_outside, put
 
@@ -93,14 +93,14 @@ def test_lost_marker_means_unavailable(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "root")
     (tmp_path / "root").mkdir()  # recreated empty: not our replica any more
     assert "marker" in driver.available().reason
-    with pytest.raises(Unavailable):
+    with pytest.raises(RootUnavailable):
         list(driver.list())
 
 
 def test_mount_option_requires_a_mount_point(tmp_path: Path) -> None:
     (tmp_path / "root").mkdir()  # where the disk would be mounted
     driver = local(tmp_path / "root", mount=True)
-    with pytest.raises(Unavailable):
+    with pytest.raises(RootUnavailable):
         driver.initialise()
     assert "mount point" in driver.available().reason
     assert list((tmp_path / "root").iterdir()) == []

@@ -265,3 +265,33 @@ def test_discovery_points_at_the_current_primary(tmp_path):
     finally:
         run.stop()
         run.kill_everything()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_server_killed_young_after_it_paired_is_never_abandoned(tmp_path):
+    """Issue 19: with the default settings, kill -9 whichever server is primary once the pair has formed again, ten
+    times. Each server dies within restart.fast_crash of its start, but after answering heartbeats and pairing: no
+    crash loop, so neither is ever marked failed, and the pair forms again every time. Meanwhile status never shows
+    two primaries, and a server that is not running holds no role."""
+    run = Onitu(tmp_path, defaults=True)
+    run.start()
+    shown: list[list[tuple[str, str | None, str]]] = []
+    try:
+        for i in range(10):
+            status = run.wait(paired, 60, f"the pair formed again before kill {i}")
+            os.kill(run.process(status["primary"])["pid"], signal.SIGKILL)
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:  # what a script polling status sees right after the kill
+                procs = run.status().get("processes", [])
+                shown.append([(p["name"], p.get("role"), p["state"]) for p in procs if p["name"].startswith("space-")])
+                time.sleep(0.05)
+        final = run.wait(paired, 60, "the pair after ten kills")
+    finally:
+        run.stop()
+        run.kill_everything()
+    assert not [p for p in final["processes"] if p["state"] == "failed"], final
+    assert all(sum(role == "primary" for _, role, _ in seen) <= 1 for seen in shown), \
+        [seen for seen in shown if sum(role == "primary" for _, role, _ in seen) > 1][:3]
+    assert all(role is None for seen in shown for _, role, state in seen if state not in ("running", "starting")), \
+        [seen for seen in shown if any(role and state not in ("running", "starting") for _, role, state in seen)][:3]

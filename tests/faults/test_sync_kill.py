@@ -29,7 +29,9 @@ from pathlib import Path
 import pytest
 
 from onitu.space import connect
-from onitu.sync.ledger import Ledger
+from onitu.sync import tuples
+from onitu.sync.decide.plan import paths_of
+from onitu.sync.state.ledger import Ledger
 from tests.sync.hub import Hub, running_hub, tree, wait_settled
 
 ROUNDS = int(os.environ.get("ONITU_SOAK_ROUNDS", "20"))
@@ -175,6 +177,8 @@ def mutate(hub: Hub, model: Model, rng: random.Random) -> None:
             else:
                 model.delete(root, path)
             model.done[kind] += 1
+    if rng.random() < 0.3:
+        edit_on_arrival(hub, model, rng)
     if rng.random() < 0.25 and (found := whole_dir(hub, model, rng, small=False)):
         root, folder = found
         model.counter += 1
@@ -183,6 +187,23 @@ def mutate(hub: Hub, model: Model, rng: random.Random) -> None:
     if rng.random() < 0.1 and (found := whole_dir(hub, model, rng, small=True)):
         model.delete_dir(*found)
         model.done["directories deleted"] += 1
+
+
+def edit_on_arrival(hub: Hub, model: Model, rng: random.Random) -> None:
+    """Write a file on one replica, watch another for its arrival and change it there the moment it lands: the
+    copy's last steps (its directory made durable, its observation taken) race with the edit, which must still
+    reach every replica (issue 20: the plug took the edit for its own write and settled on the copied content)."""
+    origin_name, target_name = rng.sample(list(hub.roots), 2)
+    path = model.fresh(rng)
+    model.write(hub.roots[origin_name], path, payload(rng))
+    target, expected = hub.roots[target_name] / path, model.last[path]
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        if _file_sha(target) == expected:
+            model.write(hub.roots[target_name], path, payload(rng))
+            model.done["edited on arrival"] += 1
+            return
+        time.sleep(0.0005)
 
 
 def killable(hub: Hub, rng: random.Random, fast: Counter) -> tuple[str, int] | None:
@@ -246,6 +267,37 @@ def told(model: Model, wrong: dict[str, list[str]]) -> list[str]:
                                                                            for n in names)][-40:]
 
 
+def hub_view(hub: Hub, wrong: dict[str, list[str]]) -> list[str]:
+    """For each path found wrong, whether the hub was still working on it (orders under way, deletions held for
+    approval) or had settled on a version (agreed, and which replicas it believes hold what): the first thing a
+    reader of a failure needs to know."""
+    paths = sorted({origin(line.split(": ")[0]) for lines in wrong.values() for line in lines})
+    if not paths:
+        return []
+    try:
+        ledger = Ledger()
+        with connect(data_dir=hub.data, connect_timeout=10) as space:
+            ledger.load(space)
+            orders = space.read_all((tuples.ORDER, None, None, None))
+            pending = space.read_all((tuples.PENDING, None, None, None))
+    except Exception as exc:  # a post-mortem must not hide the failure it explains
+        return [f"(the hub's view could not be read: {exc})"]
+    out = []
+    for path in paths[:10]:
+        meta = ledger.agreed["docs"].get(path)
+        agreed = "nothing" if meta is None else "deleted" if meta.tombstone else (meta.sha256 or "dir")[:12]
+        holds = {name: ((h.sha256 or "dir")[:12] if (h := ledger.held[name, "docs"].get(path)) else "nothing")
+                 for name in hub.roots}
+        under_way = [f"{service} order {oid}: {type(action).__name__}"
+                     for _, service, oid, body in orders for action in map(tuples.action_from_wire, body["actions"])
+                     if path in paths_of(action)]
+        held = [service for _, folder, service, info in pending if path in info.get("paths", ())]
+        state = (f"still working on it: {under_way + [f'held for approval on {s}' for s in held]}"
+                 if under_way or held else "settled")
+        out.append(f"{path}: {state}; agreed {agreed}; the hub believes the replicas hold {holds}")
+    return out
+
+
 def converged(hub: Hub, model: Model, timeout: float, context: str) -> dict[str, str]:
     """The replicas' common tree once they are identical and hold everything written (within ``timeout``)."""
     deadline = time.monotonic() + timeout
@@ -260,7 +312,8 @@ def converged(hub: Hub, model: Model, timeout: float, context: str) -> dict[str,
                 if first is not None else {}
             raise AssertionError(f"no convergence ({context})\nproblems per replica: {wrong}\n"
                                  f"differences with the first replica: {differ}\n"
-                                 f"what the test did there: {told(model, wrong)}\n{hub.agent_logs()}")
+                                 f"what the test did there: {told(model, wrong)}\n"
+                                 f"what the hub makes of it: {hub_view(hub, wrong)}\n{hub.agent_logs()}")
         time.sleep(0.2)
 
 

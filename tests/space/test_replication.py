@@ -90,3 +90,69 @@ def test_a_paired_primary_answers_nothing_without_a_fresh_acknowledgement(pair, 
         reader.join(10)
         assert answered == [[("x", 1)]]
     assert wd.status("a")["mode"] == "paired"
+
+
+@pytest.fixture
+def secondary(tmp_path):
+    """A real secondary; this test plays its primary on the replication socket, with raw frames."""
+    from onitu.space.protocol import packb, unpackb
+
+    wd = FakeWatchdog(f"ipc://{tmp_path}/wd.sock")
+    (tmp_path / "b").mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onitu.cli", "space", "serve", "--data", str(tmp_path / "b"), "--listen",
+         f"ipc://{tmp_path}/b/space.sock", "--role", "secondary", "--epoch", "1", "--replica-listen",
+         f"ipc://{tmp_path}/b/replica.sock", "--peer", f"ipc://{tmp_path}/nobody.sock", "--no-discovery"],
+        env={**os.environ, "ONITU_WATCHDOG": f"ipc://{tmp_path}/wd.sock", "ONITU_NAME": "b"},
+        stderr=subprocess.PIPE)
+    wd.status("b")  # up
+    ctx = zmq.Context()
+    primary = ctx.socket(zmq.DEALER)
+    primary.linger = 0
+    primary.connect(f"ipc://{tmp_path}/b/replica.sock")
+
+    def send(*msg):
+        primary.send(packb(list(msg)))
+
+    def answer(timeout: float = 3.0):
+        return unpackb(primary.recv()) if primary.poll(int(timeout * 1000)) else None
+    yield proc, send, answer
+    primary.close()
+    ctx.term()
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    wd.close()
+
+
+def test_a_secondary_whose_primary_died_mid_snapshot_asks_the_new_one(secondary):
+    """The primary streaming a snapshot is killed and restarted in place (a new boot): the secondary used to wait
+    for the end of the old snapshot for ever, ignoring the new primary's probes, so the pair never formed again
+    (the kill -9 soak: 'every process running again and the space paired' timed out)."""
+    from onitu.space.protocol import packb
+
+    _, send, answer = secondary
+    meta = {"sessions": [], "replies": [], "events": [], "next_id": 2, "event_id": 1}
+    send("snap_begin", 1, "boot-old", 7, meta)
+    send("snap_rows", 1, [[1, packb(["half", 1]), None, None]])
+    # ... and the old primary dies here. Its successor probes:
+    send("probe", 1, "boot-new", 0)
+    need = answer()
+    assert need is not None and need[0] == "need", f"no answer to the new primary's probe: {need}"
+    send("snap_begin", 1, "boot-new", 3, meta)
+    send("snap_rows", 1, [[1, packb(["whole", 1]), None, None]])
+    send("snap_end", 1, 3)
+    assert answer() == ["synced", 1, 3]
+    send("batch", 1, "boot-new", 4, [[[], [], [], []], [], [], [], [2, 1]])
+    assert answer() == ["ack", 1, 4]
+
+
+def test_a_secondary_stopped_mid_snapshot_exits_cleanly(secondary):
+    from onitu.space.protocol import packb
+
+    proc, send, _ = secondary
+    send("snap_begin", 1, "boot-old", 7, {"sessions": [], "replies": [], "events": [], "next_id": 2, "event_id": 1})
+    send("snap_rows", 1, [[1, packb(["half", 1]), None, None]])
+    time.sleep(0.5)
+    proc.terminate()
+    assert proc.wait(10) == 0, proc.stderr.read().decode()[-2000:]

@@ -96,7 +96,7 @@ class CountingIndex(FifoIndex):
 
 def test_leading_constants_do_not_scan_unrelated_tuples():
     store = Store()
-    store.order = CountingIndex(store.live)
+    store.index = CountingIndex(store.live)
     for i in range(20_000):
         store.write(("noise", i, "x"))
         store.write(("task", i % 100, "y"))
@@ -113,7 +113,7 @@ def test_leading_constants_do_not_scan_unrelated_tuples():
 
 def test_fifo_takes_stay_constant_work_after_many_removals():
     store = Store()
-    store.order = CountingIndex(store.live)
+    store.index = CountingIndex(store.live)
     for i in range(10_000):
         store.write(("q", i))
     for i in range(9_000):

@@ -22,11 +22,13 @@ restart: {backoff: 0.1, max_backoff: 1, fast_crash: %s, max_fast_crashes: 3}
 
 
 class Onitu:
-    def __init__(self, tmp: Path, extra: str = "", fast_crash: float = 5.0, space: str = "  discovery_port: 0\n"
-                 ) -> None:
+    def __init__(self, tmp: Path, extra: str = "", fast_crash: float = 5.0, space: str = "  discovery_port: 0\n",
+                 defaults: bool = False) -> None:
+        """``defaults``: the default heartbeat and restart settings, as a user's config has them (else fast ones)."""
         self.data = tmp / "data"
         self.config = tmp / "onitu.yaml"
-        self.config.write_text(f"data: {self.data}\n{FAST % fast_crash}space:\n{space}{extra}")
+        timing = "" if defaults else FAST % fast_crash
+        self.config.write_text(f"data: {self.data}\n{timing}space:\n{space}{extra}")
         self.proc: subprocess.Popen | None = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

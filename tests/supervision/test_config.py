@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shlex
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from onitu import paths
 from onitu.config import AgentConfig, Config, ConfigError, default_path, load
+from tests.configs import assert_refused, write
 
 FULL = """\
 data: /srv/onitu
@@ -40,12 +40,6 @@ workers:
   count: 2
   args: [--jobs, 4]
 """
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "onitu.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def test_default_needs_no_file() -> None:
@@ -202,13 +196,7 @@ BAD = {
 
 @pytest.mark.parametrize(("text", "line", "key", "problem"), BAD.values(), ids=BAD.keys())
 def test_bad_file_names_file_line_and_key(tmp_path: Path, text: str, line: int, key: str, problem: str) -> None:
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
-        load(path)
-    message = str(info.value)
-    assert message.startswith(f"{path}:{line}: {key}: "), message
-    assert problem in message
-    assert (info.value.file, info.value.line, info.value.key) == (str(path), line, key)
+    assert_refused(tmp_path, text, line, key, problem)
 
 
 BAD_YAML = {

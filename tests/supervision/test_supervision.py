@@ -138,3 +138,24 @@ def test_embedded_default_without_a_config(tmp_path):
         assert proc.wait(30) == 0
     finally:
         kill_all(str(tmp_path))
+
+
+def test_a_space_server_that_keeps_failing_is_retried_and_says_why(onitu_factory):
+    """Issue 19: the space servers are never given up on: one that cannot start is retried every max_backoff
+    seconds, with the reason in the status, and pairs again once it can."""
+    run = onitu_factory().start()
+    secondary = "space-b" if run.status()["primary"] == "space-a" else "space-a"
+    slot = run.data / secondary
+    slot.rename(slot.with_name(secondary + ".away"))
+    slot.write_text("a file where the server's data directory should be\n")
+    os.kill(run.process(secondary)["pid"], signal.SIGKILL)
+    status = run.wait(lambda s: "times in a row before it became ready" in run.process(secondary)["reason"], 30,
+                      f"{secondary} to be retried with its reason")
+    assert run.process(secondary)["state"] in ("backoff", "starting"), status
+    time.sleep(3.0)  # max_fast_crashes (3) is long past: still retried, never marked failed
+    assert run.process(secondary)["state"] != "failed"
+    assert "retrying every 1 s" in run.process(secondary)["reason"]
+    slot.unlink()
+    slot.with_name(secondary + ".away").rename(slot)
+    run.wait(lambda s: s.get("mode") == "paired" and run.process(secondary)["state"] == "running", 30,
+             "the pair again once the server can start")

@@ -1,1 +1,1 @@
-"""Tests of onitu.sync: reconcile, rules, metadata, config."""
+"""Tests of onitu.sync: the hub end to end, the referee in-process, the hub client, config; by concern below."""

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from onitu.config import Config
 from onitu.space import TupleSpace
-from onitu.sync import wire
-from onitu.sync.plan import Observed
+from onitu.sync import tuples
+from onitu.sync.decide.plan import Observed
 from onitu.sync.referee import Referee
 
 SERVICES = ("a", "b", "c")
@@ -29,13 +29,13 @@ class Plugs:
     def __init__(self, space: TupleSpace, referee: Referee) -> None:
         self.space, self.referee, self.seq = space, referee, 0
         for service in SERVICES:
-            space.write((wire.PLUG, service, {"id": f"plug-{service}", "available": True}))
+            space.write((tuples.PLUG, service, {"id": f"plug-{service}", "available": True}))
         referee._refresh_plugs()
 
     def report(self, service: str, entries: list[tuple[str, Observed | None]], scan: str | None = None) -> None:
         self.seq += 1
-        body = {"folder": "docs", "scan": scan, "entries": [[p, wire.obs_to_wire(o)] for p, o in entries]}
-        self.referee.inbound((wire.REPORT, service, f"plug-{service}", self.seq, body))
+        body = {"folder": "docs", "scan": scan, "entries": [[p, tuples.obs_to_wire(o)] for p, o in entries]}
+        self.referee.inbound((tuples.REPORT, service, f"plug-{service}", self.seq, body))
 
     def listing(self, paths: list[str]) -> None:
         for service in SERVICES:
@@ -43,7 +43,7 @@ class Plugs:
             self.report(service, [], scan="end")
 
     def orders(self) -> list[tuple]:
-        return self.space.read_all((wire.ORDER, None, None, None))
+        return self.space.read_all((tuples.ORDER, None, None, None))
 
     def actions(self) -> list[tuple[str, str, str]]:
         """(service, op, path) of every action of the orders waiting in the space, sorted."""
@@ -52,13 +52,13 @@ class Plugs:
     def done(self, order: tuple, ok: bool = True) -> None:
         """The result of ``order``, as its plug would send it (the entries: what its actions left)."""
         _, service, oid, body = order
-        entries = [[a["path"], wire.obs_to_wire(obs(a["path"])) if ok and a["op"] != "delete" else None]
+        entries = [[a["path"], tuples.obs_to_wire(obs(a["path"])) if ok and a["op"] != "delete" else None]
                    for a in body["actions"]]
         results = [{"ok": ok, "error": "" if ok else "failed"} for _ in body["actions"]]
         self.seq += 1
         self.space.take(order)
         result = {**body, "order": oid, "results": results, "entries": entries}
-        self.referee.inbound((wire.DONE, service, f"plug-{service}", self.seq, result))
+        self.referee.inbound((tuples.DONE, service, f"plug-{service}", self.seq, result))
 
 
 def pretend_hub(tmp_path: Path) -> Iterator[tuple[Referee, Plugs]]:

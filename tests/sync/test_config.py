@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from onitu.config import ConfigError, load
+from onitu.config import load
+from onitu.sync import settings
+from onitu.sync.drivers import driver_for, parse_options
 from onitu.sync.drivers.local import LocalOptions
+from onitu.sync.settings import ServiceConfig
+from tests.configs import assert_refused, write
 
 SETUP = """\
 folders:
@@ -40,10 +44,9 @@ sync:
 """
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "onitu.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
+def options(service: ServiceConfig) -> BaseModel:
+    """A service's options as its plug's driver gets them."""
+    return parse_options(driver_for(service.driver), service.options)
 
 
 def test_full_setup(tmp_path: Path) -> None:
@@ -51,12 +54,12 @@ def test_full_setup(tmp_path: Path) -> None:
     assert list(config.folders) == ["music", "docs", "photos"]
     assert config.folders["music"].file_size.max == 2 << 30 and config.folders["docs"].mode == "rw"
     laptop, archive = config.services["laptop"], config.services["archive"]
-    assert laptop.driver == "local" and laptop.driver_options == LocalOptions(root=Path("/home/me/onitu"))
-    assert archive.driver_options == LocalOptions(root=Path("/mnt/archive"), mount=True, settle=2)
+    assert laptop.driver == "local" and options(laptop) == LocalOptions(root=Path("/home/me/onitu"))
+    assert options(archive) == LocalOptions(root=Path("/mnt/archive"), mount=True, settle=2)
     assert laptop.folders["music"].path == "Music" and laptop.folders["docs"].path == ""
     assert archive.folders["music"].path == "audio/all" and archive.folders["photos"].path == "pictures"
     assert (config.sync.deletion_threshold, config.sync.scan_interval) == (0.25, 60)
-    rules = config.rules()
+    rules = settings.rules(config)
     assert rules.services("music") == ["archive", "laptop"] and rules.services("photos") == ["archive"]
     archive_music = rules.options("archive", "music")  # its own mode and min, the folder's max and types
     assert archive_music.mode == "w" and archive_music.file_size.min == 15_000_000
@@ -132,9 +135,4 @@ BAD = {
 
 @pytest.mark.parametrize(("text", "line", "key", "problem"), BAD.values(), ids=BAD.keys())
 def test_bad_setup_names_file_line_and_key(tmp_path: Path, text: str, line: int, key: str, problem: str) -> None:
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
-        load(path)
-    message = str(info.value)
-    assert message.startswith(f"{path}:{line}: {key}: "), message
-    assert problem in message, message
+    assert_refused(tmp_path, text, line, key, problem)

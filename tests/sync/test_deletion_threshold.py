@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from onitu.sync import deletions as deletions_module
 from onitu.sync import referee as referee_module
-from onitu.sync.plan import Observed
+from onitu.sync.decide import deletions as deletions_module
+from onitu.sync.decide.plan import Observed
 from onitu.sync.referee import Referee
 from tests.sync.pretend import obs, pretend_hub
 
@@ -43,7 +43,7 @@ def ten_files(hub, monkeypatch, deletion_settle: float) -> list[str]:
 
 
 def held(referee: Referee, service: str = "a") -> set[str]:
-    return referee.awaiting.get(("docs", service), set())
+    return referee.awaiting.held_paths("docs", service)
 
 
 def test_a_deletion_reported_in_pieces_is_held_whole(hub, monkeypatch):

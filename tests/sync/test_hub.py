@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from onitu.space import connect
-from onitu.sync import wire
+from onitu.sync import tuples
 from tests.sync.hub import Hub, tree
 
 
@@ -193,11 +193,11 @@ def test_hostile_names_and_tuples_write_nothing_outside_a_root(hub, tmp_path):
             "not even a mapping",
         ]
         for n, action in enumerate(evil):
-            space.write((wire.ORDER, "b", 10**18 + n, {"folder": "docs", "actions": [action], "metas": [None]}))
-        space.write((wire.ORDER, "b", 10**18 + 99, {"folder": "docs", "actions": "not a list", "metas": []}))
-        space.write((wire.REPORT, "a", "forged", 1, {"folder": "docs", "scan": None,
+            space.write((tuples.ORDER, "b", 10**18 + n, {"folder": "docs", "actions": [action], "metas": [None]}))
+        space.write((tuples.ORDER, "b", 10**18 + 99, {"folder": "docs", "actions": "not a list", "metas": []}))
+        space.write((tuples.REPORT, "a", "forged", 1, {"folder": "docs", "scan": None,
                                                      "entries": [["../../outside", None], ["/abs", None]]}))
-        h.wait_for(lambda: not space.read_all((wire.ORDER, "b", None, None)), what="hostile orders dropped")
+        h.wait_for(lambda: not space.read_all((tuples.ORDER, "b", None, None)), what="hostile orders dropped")
     finally:
         space.close()
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "moved").exists()

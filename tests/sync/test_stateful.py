@@ -51,9 +51,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from onitu.space import connect
-from onitu.sync import wire
-from onitu.sync.ledger import Ledger
-from onitu.sync.metadata import FileMeta
+from onitu.sync import tuples
+from onitu.sync.decide.metadata import FileMeta
+from onitu.sync.state.ledger import Ledger
 from tests.sync.hub import Hub
 
 EXAMPLES = int(os.environ.get("ONITU_STATEFUL_EXAMPLES") or 10)
@@ -314,7 +314,7 @@ class Replicas(RuleBasedStateMachine):
 
     def idle(self) -> bool:
         """The referee's last published status: no order under way, nothing undecided or held."""
-        found = self.space.read_all((wire.STATUS, None))
+        found = self.space.read_all((tuples.STATUS, None))
         if not found:
             return False
         folder = found[0][1]["folders"]["docs"]

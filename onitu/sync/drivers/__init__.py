@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from onitu.sync.drivers.base import Driver
+from onitu.sync.drivers.contract import Driver
 from onitu.sync.drivers.local import LocalDriver
 
 DRIVERS: dict[str, type[Driver]] = {cls.name: cls for cls in (LocalDriver,)}

@@ -27,7 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from onitu.sync.drivers import local_stage
-from onitu.sync.drivers.base import (
+from onitu.sync.drivers.contract import (
     ANY,
     CHUNK,
     MARKER,
@@ -36,11 +36,11 @@ from onitu.sync.drivers.base import (
     Changed,
     Driver,
     DriverError,
-    Guard,
     HashMismatch,
     NotFound,
+    Precondition,
+    RootUnavailable,
     Stat,
-    Unavailable,
     UnsafePath,
     is_internal,
     safe_path,
@@ -127,7 +127,7 @@ class LocalDriver(Driver):
     def initialise(self) -> None:
         """Create the root (with its parents) and its marker."""
         if self._mount and not os.path.ismount(self._root):
-            raise self.error(Unavailable, "", "not a mount point: refusing to initialise the directory under it")
+            raise self.error(RootUnavailable, "", "not a mount point: refusing to initialise the directory under it")
         try:
             os.makedirs(self._root, exist_ok=True)
             marker = os.path.join(self._root, MARKER)
@@ -142,11 +142,11 @@ class LocalDriver(Driver):
 
     def _ensure(self) -> None:
         if not (status := self.available()):
-            raise self.error(Unavailable, "", status.reason)
+            raise self.error(RootUnavailable, "", status.reason)
 
     def _failure(self, exc: OSError, path: str) -> DriverError:
         if not (status := self.available()):
-            return self.error(Unavailable, path, status.reason)
+            return self.error(RootUnavailable, path, status.reason)
         if isinstance(exc, FileNotFoundError | NotADirectoryError):
             return self.error(NotFound, path, "no such file or directory")
         return self.error(DriverError, path, exc.strerror or str(exc))
@@ -214,7 +214,7 @@ class LocalDriver(Driver):
         if os.path.lexists(full) and base not in os.listdir(directory):
             raise self.error(UnsafePath, path, "differs only in case from an existing name on a case-insensitive disk")
 
-    def _guard(self, full: str, path: str, replaces: Guard) -> None:
+    def _check_precondition(self, full: str, path: str, replaces: Precondition) -> None:
         if replaces is ANY:
             return
         try:
@@ -242,7 +242,7 @@ class LocalDriver(Driver):
         return _stat(path, info)
 
     def list(self, prefix: str = "") -> Iterator[Stat]:
-        """Walk below ``prefix``; raises :class:`Unavailable` at the end if the root went away meanwhile."""
+        """Walk below ``prefix``; raises :class:`RootUnavailable` at the end if the root went away meanwhile."""
         self._ensure()
         prefix = self.check(prefix, root_ok=True)
         stack = [(self._resolve(prefix) if prefix else self._root, prefix)]
@@ -322,7 +322,7 @@ class LocalDriver(Driver):
 
     def write(
         self, path: str, chunks: Iterable[bytes], *, expected_sha256: str, resume_from: int = 0,
-        replaces: Guard = ANY,
+        replaces: Precondition = ANY,
     ) -> Stat:
         """Stage, verify, fsync, give it its name (see :meth:`Driver.write` and :mod:`.local_stage`)."""
         self._ensure()
@@ -351,14 +351,18 @@ class LocalDriver(Driver):
         try:
             if staged.digest != expected_sha256:
                 raise self.error(HashMismatch, path, f"sha256 {staged.digest} written, {expected_sha256} expected")
-            self._guard(full, path, replaces)
+            self._check_precondition(full, path, replaces)
             self._check_case(full, path)
         except BaseException:
             local_stage.abandon(staged, temp)
             raise
+        # What was written, taken from the staged file itself: a look at its name once published could find
+        # someone's write made just after, which would then pass for ours (its change never reported, its
+        # fingerprint cached with our content's hash).
+        written = _stat(path, os.fstat(staged.fd))
         try:
             local_stage.publish(staged, temp, full)
-            return self._wrote(_stat(path, os.lstat(full)))
+            return self._wrote(written)
         except OSError as exc:
             self._unlink_quietly(temp)
             raise self._failure(exc, path) from None
@@ -381,13 +385,13 @@ class LocalDriver(Driver):
         self._ensure()
         self._unlink_quietly(self._staging(path)[1])
 
-    def delete(self, path: str, *, replaces: Guard = ANY) -> None:
+    def delete(self, path: str, *, replaces: Precondition = ANY) -> None:
         """Remove a file or an empty directory."""
         self._ensure()
         full = self._resolve(path)
         try:
             info = os.lstat(full)
-            self._guard(full, path, replaces)
+            self._check_precondition(full, path, replaces)
             if st_mode.S_ISDIR(info.st_mode):
                 os.rmdir(full)
             else:
@@ -397,14 +401,14 @@ class LocalDriver(Driver):
                 raise self.error(DriverError, path, "directory not empty") from None
             raise self._failure(exc, path) from None
 
-    def move(self, src: str, dst: str, *, replaces: Guard = ANY) -> Stat:
+    def move(self, src: str, dst: str, *, replaces: Precondition = ANY) -> Stat:
         """Rename ``src`` to ``dst`` (which must not exist), creating the parents of ``dst``."""
         self._ensure()
         src_full, dst_full = self._resolve(src), self._resolve(dst)
         dst = self.check(dst)
         try:
             src_info = os.lstat(src_full)
-            self._guard(src_full, src, replaces)
+            self._check_precondition(src_full, src, replaces)
             if os.path.lexists(dst_full) and not os.path.samestat(src_info, os.lstat(dst_full)):
                 raise self.error(DriverError, dst, "destination exists")
             os.makedirs(os.path.dirname(dst_full), exist_ok=True)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from onitu.sync.drivers.base import CHUNK
+from onitu.sync.drivers.contract import CHUNK
 
 RESUMABLE = 4 * CHUNK  # bytes after which an unnamed write gets its staging name (a kill then loses nothing)
 _PROC_FD = "/proc/self/fd"

@@ -36,7 +36,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from onitu.sync.drivers.base import Callback, ChangeEvent, DriverError, Unavailable, is_under, safe_path
+from onitu.sync.drivers.contract import Callback, ChangeEvent, DriverError, RootUnavailable, is_under, safe_path
 
 if TYPE_CHECKING:
     from onitu.sync.drivers.local import LocalDriver
@@ -164,7 +164,7 @@ class LocalWatcher:
                 if not self.driver.settled(stat, now_ns):
                     self._pending.setdefault(stat.path, _Pending(False, False, now + self.driver.settle,
                                                                  stat.fingerprint))
-        except Unavailable:
+        except RootUnavailable:
             return  # the next turn reports it
         self._emit(ChangeEvent("rescan"))
 
@@ -249,7 +249,7 @@ class LocalWatcher:
         for path, entry in due:
             try:
                 stat = self.driver.stat(path)
-            except Unavailable:
+            except RootUnavailable:
                 return  # deletions of a vanishing root are never reported; the next turn reports the outage
             except DriverError as exc:
                 log.warning("%s: dropping a change: %s", self.driver.service, exc)

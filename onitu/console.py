@@ -1,0 +1,27 @@
+"""What the ``onitu`` commands share: the ``--config`` and ``--json`` options, loading the config or exiting with
+its error, and the consoles they print to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from onitu.config import Config, ConfigError, default_path, load
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./onitu.yaml if present, else the "
+                                                     "embedded default).")
+JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+
+
+def load_config(path: Path | None) -> Config:
+    """The config at ``path`` (or the default one); exit with status 2 and the error if it cannot be used."""
+    try:
+        return load(path or default_path())
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None

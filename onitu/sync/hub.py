@@ -1,0 +1,164 @@
+"""The hub client: what the CLI and the API ask of the sync hub, as plain functions over the space.
+
+Queries read what the referee and the plugs publish (``status``, ``conflicts``); commands (``resolve``,
+``approve``, ``reject``) are requests the referee carries out between two decisions (:mod:`onitu.sync.commands`);
+``plan`` computes the decision the referee would take now without changing anything: every replica is listed
+through its driver (files are hashed unless the plug's hash cache knows them, and the cache is not written), the
+agreed and held versions are read from the space when it runs, and each folder is reconciled as one pass.
+
+Everything returns plain data and raises :class:`HubError` (with a message for people) when the hub cannot answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from onitu.config import Config
+from onitu.space.client import SpaceClient, read_info
+from onitu.sync import settings, tuples
+from onitu.sync.decide.plan import Observed, Plan, Replica
+from onitu.sync.decide.reconcile import reconcile
+from onitu.sync.drivers import open_driver
+from onitu.sync.drivers.contract import DriverError
+from onitu.sync.plug.scanner import Scanner
+from onitu.sync.state.ledger import Ledger
+
+REPLY_TIMEOUT = 30.0  # seconds the referee has to answer a command
+
+
+class HubError(Exception):
+    """The hub could not answer; the message says why, and what to do."""
+
+
+class NotRunning(HubError):
+    """Onitu, or its sync hub, is not running."""
+
+
+class NoAnswer(HubError):
+    """The referee did not answer in time."""
+
+
+class Refused(HubError):
+    """The referee refused a command (the message is its reason)."""
+
+
+class Preview(NamedTuple):
+    """What ``onitu plan`` shows: per folder, the plan of one pass; the services left out, with the reason."""
+
+    plans: dict[str, Plan]
+    unavailable: dict[str, str]
+
+
+def open_space(config: Config) -> SpaceClient:
+    """A client of the config's running space (the caller closes it); :class:`NotRunning` if there is none."""
+    from onitu.space import connect
+
+    if read_info(config.data) is None:
+        raise NotRunning(f"onitu is not running (no space under {config.data}); start it with `onitu start`")
+    return connect(None, data_dir=config.data, session_ttl=5.0)
+
+
+def status(space: SpaceClient) -> dict[str, Any]:
+    """The referee's view of every folder and service (state, files and bytes pending, held deletions, conflicts),
+    with the plugs' transfers under way (``progress``: service -> path -> [bytes done, size])."""
+    found = space.read_all((tuples.STATUS, None))
+    progress = {t[1]: t[2] for t in space.read_all((tuples.PROGRESS, None, None))}
+    if not found:
+        return {"folders": {}, "progress": progress, "note": "the referee has not published its status yet"}
+    return {**found[0][1], "progress": progress}
+
+
+def conflicts(space: SpaceClient) -> list[dict[str, Any]]:
+    """Every conflict copy, by folder and path: ``{folder, conflict, path, service, when}`` (``path``: the file it
+    is a version of; ``service``: where that version was made)."""
+    rows = sorted((t[1], t[2], t[3]) for t in space.read_all((tuples.CONFLICT, None, None, None)))
+    return [{"folder": folder, "conflict": conflict, **info} for folder, conflict, info in rows]
+
+
+def resolve(space: SpaceClient, pattern: str, keep: str, folder: str | None = None) -> list[dict[str, str]]:
+    """Settle the conflicts whose original or conflict path matches the glob ``pattern``: ``keep`` the ``current``
+    file, the ``conflict`` copy (it becomes the file) or ``both``. The conflicts settled: ``{folder, conflict,
+    path}``. ValueError for an unknown ``keep``."""
+    if keep not in tuples.KEEP:
+        raise ValueError(f"keep must be one of: {', '.join(tuples.KEEP)}")
+    reply = _request(space, {"op": "resolve", "pattern": pattern, "keep": keep, "folder": folder})
+    return [{"folder": f, "conflict": c, "path": p} for f, c, p in reply.get("resolved", [])]
+
+
+def approve(space: SpaceClient, folder: str | None = None, service: str | None = None) -> list[dict[str, Any]]:
+    """Carry out the deletions held for approval (those of ``folder`` and ``service`` only, when given); what was
+    released: ``{folder, service, paths}`` (``paths``: how many)."""
+    return _request(space, {"op": "approve", "folder": folder, "service": service}).get("released", [])
+
+
+def reject(space: SpaceClient, folder: str | None = None, service: str | None = None) -> list[dict[str, Any]]:
+    """Undo the deletions held for approval instead: the files are copied back. Returns as :func:`approve`."""
+    return _request(space, {"op": "reject", "folder": folder, "service": service}).get("released", [])
+
+
+def _request(space: SpaceClient, body: dict[str, Any]) -> dict[str, Any]:
+    """Ask the referee to carry out ``body`` and wait for its answer."""
+    if not space.read_all((tuples.PLUG, None, None)) and not space.read_all((tuples.STATUS, None)):
+        raise NotRunning("the sync hub is not running (no referee has published its status)")
+    rid = secrets.token_hex(8)
+    space.write((tuples.REQUEST, rid, body), REPLY_TIMEOUT)
+    try:
+        reply = space.take((tuples.REPLY, rid, None), timeout=REPLY_TIMEOUT)[2]
+    except TimeoutError:
+        raise NoAnswer(f"no answer from the referee within {REPLY_TIMEOUT:.0f} s") from None
+    if not reply.get("ok"):
+        raise Refused(str(reply.get("error")))
+    return reply
+
+
+def plan_data(folder_plan: Plan) -> dict[str, Any]:
+    """A folder's plan as plain data: its orders (as the referee would send them) and its held deletions."""
+    return {"actions": [tuples.action_to_wire(a) for a in folder_plan.actions if not hasattr(a, "reason")],
+            "held": [{"service": h.service, "deleted": h.deleted, "total": h.total} for h in folder_plan.held]}
+
+
+def _listings(config: Config, service: str, known: bool) -> tuple[dict[str, dict[str, Observed]], str | None]:
+    settings = config.services[service]
+    driver = open_driver(service, settings.driver, settings.options)
+    driver.unmarked_ok = not known  # a service never started: its root is read as the plug would adopt it
+    try:
+        status = driver.available()
+        if not status and not known and "missing" in status.reason:
+            return {}, None  # created empty at start
+        if not status:
+            return {}, status.reason
+        scanner = Scanner(driver, {name: f.path for name, f in settings.folders.items()},
+                          config.data / "sync" / f"{service}.hashes")
+        try:
+            return {folder: {p: obs for p, obs, _ in scanner.below(folder) if obs is not None}
+                    for folder in settings.folders}, None
+        except DriverError as exc:
+            return {}, str(exc)
+    finally:
+        driver.close()
+
+
+def plan(config: Config, space: SpaceClient | None) -> Preview:
+    """What the referee would decide now, changing nothing: per folder the plan of one pass over everything, and
+    the services left out (with the reason). Without a ``space`` (Onitu is not running), nothing is agreed yet."""
+    ledger = Ledger()
+    known = set()
+    if space is not None:
+        ledger.load(space)
+        known = {t[1] for t in space.read_all((tuples.KNOWN, None))}
+    listings, unavailable = {}, {}
+    for service in config.services:
+        listings[service], reason = _listings(config, service, service in known)
+        if reason:
+            unavailable[service] = reason
+    rules, when = settings.rules(config), datetime.now(UTC)
+    plans = {}
+    for folder in config.folders:
+        replicas = [Replica(s, listings[s].get(folder, {}), ledger.held.get((s, folder), {}), unavailable.get(s))
+                    for s in rules.services(folder)]
+        plans[folder] = reconcile(ledger.agreed.get(folder, {}), replicas, when=when, routing=rules.routing(folder),
+                                  deletion_threshold=config.sync.deletion_threshold,
+                                  deletion_minimum=config.sync.deletion_minimum)
+    return Preview(plans, unavailable)

@@ -1,0 +1,302 @@
+"""How a plug carries out the orders addressed to it.
+
+An order holds up to 64 actions. They are carried out (copies in a pool, everything else in order, never two on
+the same path at once), then the order is taken together with its result in one atomic batch: a plug killed
+half-way finds the order again when it restarts and carries it out again, and an action that finds its work
+already done succeeds. Every action names the content the referee based it on: the plug checks that this is
+what it last reported there, and has the driver check that the entry still has the fingerprint it had then.
+Contents come from the other plugs' chunk servers (:mod:`onitu.sync.plug.transfer`), never through the space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from onitu.chunks import TransferError
+from onitu.config import Config
+from onitu.space.client import SpaceClient
+from onitu.space.errors import EventsLost, SpaceError
+from onitu.sync import tuples
+from onitu.sync.decide.plan import (
+    TREE,
+    Action,
+    Copy,
+    Delete,
+    KeepConflict,
+    Mkdir,
+    Move,
+    Observed,
+    paths_of,
+    service_of,
+    tree_content_id,
+)
+from onitu.sync.drivers.contract import CHUNK, Changed, ChangeEvent, Driver, DriverError, ancestors, is_under
+from onitu.sync.plug.reports import OrderRun, Reporter
+from onitu.sync.plug.scanner import Scanner
+from onitu.sync.plug.transfer import fetch
+
+log = logging.getLogger(__name__)
+
+TRANSFERS = 8  # copies carried out at once
+SOURCES_TTL = 1.0  # seconds the other plugs' tuples are reused before they are read again
+
+
+class Running:
+    """The copies under way, by path: finding those an order must wait for takes time in the depth of its path,
+    not in the number of copies (thousands are queued at once when a large tree arrives)."""
+
+    def __init__(self) -> None:
+        self.futures: dict[str, Future] = {}
+        self.below: dict[str, int] = {}  # directory -> copies under way below it
+        self.finished: deque[tuple[str, Future]] = deque()  # appended by the pool's threads
+
+    def add(self, path: str, future: Future) -> None:
+        self._drop(path)
+        self.futures[path] = future
+        for parent in ancestors(path):
+            self.below[parent] = self.below.get(parent, 0) + 1
+        future.add_done_callback(lambda f, path=path: self.finished.append((path, f)))
+
+    def prune(self) -> None:
+        """Forget the copies that are done."""
+        while self.finished:
+            path, future = self.finished.popleft()
+            if self.futures.get(path) is future:
+                self._drop(path)
+
+    def _drop(self, path: str) -> None:
+        if self.futures.pop(path, None) is None:
+            return
+        for parent in ancestors(path):
+            self.below[parent] -= 1
+            if not self.below[parent]:
+                del self.below[parent]
+
+    def overlapping(self, key: str) -> list[Future]:
+        """The copies at ``key``, above it or below it."""
+        if not key or key in self.below:
+            return [f for p, f in self.futures.items() if is_under(p, key) or is_under(key, p)]
+        return [f for p in (key, *ancestors(key)) if (f := self.futures.get(p)) is not None]
+
+
+class OrderTaker:
+    """Takes the orders addressed to one service and carries them out (:meth:`run`, in a thread of its own)."""
+
+    def __init__(self, config: Config, service: str, space: SpaceClient, driver: Driver, scanner: Scanner,
+                 reporter: Reporter, events: Callable[[ChangeEvent], None], stop: threading.Event) -> None:
+        self.config, self.service, self.space, self.driver, self.scanner = config, service, space, driver, scanner
+        self.reporter, self.events, self._stop = reporter, events, stop
+        self.pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix=f"onitu-copy-{service}")
+        self.progress: dict[str, list[int]] = {}  # path -> [bytes done, size], transfers under way
+        self._plugs: tuple[float, list[tuple]] = (0.0, [])  # when read, the plug tuples
+
+    def close(self) -> None:
+        """Give up the copies not started."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def run(self) -> None:
+        """Carry out orders as they come: copies in a pool, everything else in order, each after the copies
+        addressed to the same path are done."""
+        pattern = (re.compile(r"^sync\.(order|rescan)$"), self.service, None, None)
+        while not self.reporter.listed.wait(0.2):
+            if self._stop.is_set():
+                return
+        stream = self.space.notify("write", pattern)
+        started: set[Any] = set()
+        running = Running()
+        backlog = self.space.read_all(pattern)
+        while not self._stop.is_set():
+            for tup in sorted(backlog, key=lambda t: (t[0] != tuples.RESCAN, t[2])):
+                if tup[0] == tuples.RESCAN:
+                    with contextlib.suppress(SpaceError):
+                        self.space.take(tup, timeout=0)
+                        self.events(ChangeEvent("rescan"))
+                    continue
+                if tup[2] in started:
+                    continue
+                started.add(tup[2])
+                self.start(tup, running)
+            backlog = []
+            try:
+                event = stream.next(0.5)
+                backlog.append(event.tuple)
+            except TimeoutError:
+                pass
+            except EventsLost:  # the space restarted and cannot replay them: what was missed is still there
+                log.info("%s: the order stream lost events; reading the orders waiting in the space", self.service)
+                with contextlib.suppress(SpaceError):
+                    stream.close()
+                stream = self.space.notify("write", pattern)
+                backlog = self.space.read_all(pattern)
+            running.prune()
+
+    def start(self, tup: tuple, running: Running) -> None:
+        """Carry out the order ``tup`` (copies in the pool, after those under way in ``running`` on the same paths)."""
+        _, _, oid, body = tup
+        try:
+            if not isinstance(body, dict) or not isinstance(body.get("folder"), str):
+                raise ValueError("an order body must be a mapping with a folder")
+            actions = [tuples.action_from_wire(a) for a in body.get("actions") or ()]
+            metas = body.get("metas")
+            if not actions or not isinstance(metas, list) or len(metas) != len(actions):
+                raise ValueError("an order needs actions, and as many metas")
+            if body["folder"] not in self.reporter.known or any(service_of(a) != self.service for a in actions):
+                raise ValueError(f"order for folder {body['folder']!r:.60} or service not served here")
+        except (ValueError, TypeError) as exc:
+            log.warning("%s: dropping a malformed order %r: %s", self.service, oid, exc)
+            with contextlib.suppress(SpaceError):
+                self.space.take(tup, timeout=0)
+            return
+        order = OrderRun(tup, body["folder"], actions)
+        for n, action in enumerate(actions):
+            for future in running.overlapping(paths_of(action)[0]):
+                future.result()  # an action never overtakes an earlier one on the same paths
+            if isinstance(action, Copy):
+                running.add(action.path, self.pool.submit(self._carry_out, order, n))
+            else:
+                self._carry_out(order, n)
+
+    def _carry_out(self, order: OrderRun, n: int) -> None:
+        """Carry out action ``n`` of ``order``; the order's result is sent once its last action is done."""
+        folder, action = order.folder, order.actions[n]
+        try:
+            written: Observed | None = None
+            if isinstance(action, Copy):
+                written = self._copy(folder, action)
+                touched = [action.path]
+            else:
+                touched = self._execute(folder, action)
+            result: dict[str, Any] = {"ok": True, "error": ""}
+        except Exception as exc:  # whatever went wrong, the order must get its result
+            if not isinstance(exc, DriverError | TransferError | OSError):
+                log.exception("%s: order %s: %s", self.service, order.tup[2], action)
+            log.info("%s: order %s failed: %s", self.service, order.tup[2], exc)
+            touched = list(paths_of(action))
+            result = {"ok": False, "error": str(exc)[:2000]}
+        self.reporter.carried_out(order, n, touched, written, result)
+
+    def _execute(self, folder: str, action: Action) -> list[str]:
+        """Carry out one order other than a copy; the paths it touched (relative to the folder)."""
+        at = self.scanner.where
+        if isinstance(action, Mkdir):
+            self.driver.mkdir(at(folder, action.path))
+            return [action.path]
+        if isinstance(action, Delete):
+            current = self.driver.stat(at(folder, action.path))
+            if current is not None:
+                precondition = self._precondition(folder, action.path, action.replaces)
+                self.driver.delete(at(folder, action.path), replaces=precondition)
+            return [action.path]
+        assert isinstance(action, Move | KeepConflict)
+        src, dst = (action.src, action.dst) if isinstance(action, Move) else (action.path, action.conflict)
+        if self.driver.stat(at(folder, src)) is not None or self.driver.stat(at(folder, dst)) is None:
+            precondition = self._precondition(folder, src, action.replaces)
+            self.driver.move(at(folder, src), at(folder, dst), replaces=precondition)
+        return [src, dst]
+
+    def _tree_precondition(self, folder: str, path: str, content_id: str) -> str:
+        """The driver's precondition for moving the directory ``path`` whole: its fingerprint, if this plug last
+        reported exactly the subtree the referee decided on (``content_id``, see tree_content_id) and the driver
+        lists nothing else below it now (a file made there and not reported yet). Otherwise the order is stale
+        (:class:`Changed`)."""
+        reported = self.reporter.reported_tree(folder, path)
+        tree = {p[len(path) + 1:]: obs.content for p, obs in reported.items()}  # the directory itself at ''
+        where = self.scanner.where(folder, path)
+        if path not in reported or tree_content_id(tree) != content_id:
+            raise self.driver.error(Changed, where, "changed since the hub decided to move it (what it holds was "
+                                                    "reported otherwise since)")
+        listed = {(stat.path, stat.fingerprint) for stat in self.driver.list(where)}
+        expected = {(self.scanner.where(folder, p), obs.fingerprint) for p, obs in reported.items() if p != path}
+        if listed != expected:
+            unseen = min(listed ^ expected)[0]
+            raise self.driver.error(Changed, where, f"holds what the hub has not seen yet ({unseen}); not moved")
+        return reported[path].fingerprint
+
+    def _precondition(self, folder: str, path: str, content_id: str | None) -> str | None:
+        """The driver's precondition for an order decided on ``content_id`` (the content the referee saw at ``path``,
+        see Observed.content_id): the fingerprint of that content as this plug last reported it. If it reported
+        something else since, the order is stale (:class:`Changed`); so is one about a file changed and not reported
+        yet (the driver finds another fingerprint)."""
+        if content_id is None:
+            return None
+        if content_id.startswith(TREE):
+            return self._tree_precondition(folder, path, content_id)
+        known = self.reporter.reported(folder, path)
+        if known is None or known.content_id != content_id:
+            raise self.driver.error(Changed, self.scanner.where(folder, path),
+                                    f"changed since the hub decided (expected {content_id[:16]}, last reported "
+                                    f"{known.content_id[:16] if known else 'nothing'})")
+        return known.fingerprint
+
+    def _copy(self, folder: str, action: Copy) -> Observed | None:
+        """Carry out a copy; what it wrote (None: it was there already)."""
+        where = self.scanner.where(folder, action.path)
+        current = self.scanner.stat(folder, action.path, settled=False)
+        if current is not None and current.sha256 == action.sha256:
+            return None  # already there (a repeated order, or the same content arrived otherwise)
+        sources = self._sources(action.sources)
+        failure: Exception | None = None if sources else TransferError(
+            f"{self.service}: {action.path}: no live source among {', '.join(action.sources)}")
+        for source in sources:
+            # a file of one chunk arrives whole or not at all: nothing of it can be staged to resume from
+            offset = self.driver.partial(where) if action.size > CHUNK else 0
+            self.progress[where] = [offset, action.size]
+
+            def advance(n: int, where: str = where) -> None:
+                self.progress[where][0] += n
+            chunks = fetch(source, source["service"], self._source_path(source, folder, action), offset, action.size,
+                           advance, lambda source=source: self._still_serving(source))
+            try:
+                written = self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
+                                            replaces=self._precondition(folder, action.path, action.replaces))
+                self.scanner.remember(written, action.sha256)
+                return Observed("file", action.sha256, written.size, written.mtime_ns, written.fingerprint)
+            except TransferError as exc:  # this source failed: keep what arrived, try the next one
+                failure = exc
+                self._plugs = (0.0, [])  # and read the plug tuples again next time (it may have restarted)
+            except DriverError as exc:
+                if offset and "sha256" in str(exc):
+                    self.driver.discard(where)  # the staged prefix was of another version
+                raise
+            finally:
+                self.progress.pop(where, None)
+        if not self.driver.partial(where):  # nothing arrived, now or in a try interrupted by a kill:
+            self.driver.discard(where)  # no empty staging file is left behind (its path may never be copied again)
+        raise failure or TransferError(f"{self.service}: {action.path}: no source could send it")
+
+    def _source_path(self, source: dict[str, Any], folder: str, action: Copy) -> str:
+        """The path of the file on the source's side (its folders may live elsewhere under its root)."""
+        path = action.source_path or action.path
+        top = source["folders"].get(folder, "")
+        return f"{top}/{path}" if top else path
+
+    def _still_serving(self, source: dict[str, Any]) -> bool:
+        """Whether the plug ``source`` describes still runs: its session-leased tuple is there (True while the
+        space cannot tell: a failover is not a dead source)."""
+        try:
+            found = self.space.read_all((tuples.PLUG, source["service"], None))
+        except SpaceError:
+            return True
+        return any(isinstance(t[2], dict) and t[2].get("id") == source.get("id") for t in found)
+
+    def _sources(self, names: Iterable[str]) -> list[dict[str, Any]]:
+        read, plugs = self._plugs
+        if time.monotonic() - read > SOURCES_TTL:  # a source found gone is skipped by fetch, then re-read here
+            plugs = self.space.read_all((tuples.PLUG, None, None))
+            self._plugs = (time.monotonic(), plugs)
+        found = []
+        for name in names:
+            for tup in (t for t in plugs if t[1] == name):
+                info = tup[2]
+                if isinstance(info, dict) and info.get("available") and name in self.config.services:
+                    folders = {f: c.path for f, c in self.config.services[name].folders.items()}
+                    found.append({**info, "service": name, "folders": folders})
+        return found

@@ -1,0 +1,182 @@
+"""The plug: one service's link to the hub (``python -m onitu.sync.plug --service NAME``).
+
+It registers the service in the space (a session-leased tuple, so a dead plug is visible at once), reports what
+changes in its replica (:mod:`onitu.sync.plug.reports`), carries out the orders the referee addresses to it
+(:mod:`onitu.sync.plug.orders`, in a thread of their own), and serves its files to the other plugs
+(:mod:`onitu.sync.plug.transfer`): contents go plug to plug, never through the space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from typing import Any
+
+from onitu.config import Config
+from onitu.heartbeat import Liveness
+from onitu.space.client import SpaceClient
+from onitu.space.errors import SpaceError
+from onitu.sync import tuples
+from onitu.sync.drivers import open_driver
+from onitu.sync.drivers.contract import Availability, ChangeEvent, Driver, DriverError
+from onitu.sync.plug.orders import OrderTaker
+from onitu.sync.plug.outbox import Outbox
+from onitu.sync.plug.reports import Reporter
+from onitu.sync.plug.scanner import Scanner
+from onitu.sync.plug.transfer import serve_files
+from onitu.sync.process import serve
+
+log = logging.getLogger(__name__)
+
+SESSION_TTL = 3.0
+REGISTRATION_CHECK = 2.0  # seconds between checks that the plug tuple is still in the space
+EVENTS = 2000  # watcher events handled together (one report per folder)
+
+
+class Plug:
+    """Runs one service: watch, report, obey, serve."""
+
+    def __init__(self, config: Config, service: str, space: SpaceClient) -> None:
+        if service not in config.services:
+            raise ValueError(f"no service {service!r} in {config.source or 'the config'}")
+        settings = config.services[service]
+        self.service, self.space, self.config = service, space, config
+        self.driver: Driver = open_driver(service, settings.driver, settings.options)
+        state = config.data / "sync"
+        state.mkdir(parents=True, exist_ok=True)
+        self.scanner = Scanner(self.driver, {name: f.path for name, f in settings.folders.items()},
+                               state / f"{service}.hashes")
+        self.id = secrets.token_hex(8)
+        self.events: queue.SimpleQueue[ChangeEvent] = queue.SimpleQueue()
+        self.status = Availability(False, "starting")
+        self.server = serve_files(self.driver, self._serves)
+        self._lock = threading.RLock()  # what was reported, reports' sequence numbers, the plug tuple
+        self._entry: Any = None
+        self._stop = threading.Event()
+        self.outbox = Outbox(space, self._stop, service)
+        self.reporter = Reporter(service, self.id, settings.folders, self.driver, self.scanner, self.outbox,
+                                 self._lock, self._set_status)
+        self.taker = OrderTaker(config, service, space, self.driver, self.scanner, self.reporter, self.events.put,
+                                self._stop)
+
+    # -- start and registration -----------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Initialise the root the first time the service is seen; afterwards a root without marker is refused."""
+        status = self.driver.available()
+        known = bool(self.space.read_all((tuples.KNOWN, self.service)))
+        if not status and not known:
+            try:
+                self.driver.initialise()
+            except DriverError as exc:
+                log.error("%s: cannot initialise the root: %s", self.service, exc)
+                return
+            log.info("%s: initialised %s", self.service, self.driver.root)
+        if not known and self.driver.available():
+            self.space.write((tuples.KNOWN, self.service))
+
+    def _info(self) -> dict[str, Any]:
+        return {"id": self.id, "endpoint": self.server.endpoint, "key": self.server.key,
+                "secret": self.server.secret, "available": bool(self.status), "reason": self.status.reason,
+                "pid": os.getpid(), "root": self.driver.root}
+
+    def _set_status(self, status: Availability) -> None:
+        with self._lock:
+            if self._entry is not None and bool(status) == bool(self.status) and status.reason == self.status.reason:
+                return
+            self.status = status
+            if not status:
+                log.warning("%s: unavailable: %s", self.service, status.reason)
+            ops: list[tuple] = [("write", (tuples.PLUG, self.service, self._info()), "session")]
+            if self._entry is not None:
+                ops.insert(0, ("take", (tuples.PLUG, self.service, {**self._entry})))
+            self.space.batch(ops)
+            self._entry = self._info()
+
+    def _check_registered(self) -> None:
+        """Write the plug tuple again if it is gone: it is session-leased, and a session that expired while the
+        space failed over takes it along, which left a live plug invisible to the referee for good."""
+        with self._lock, contextlib.suppress(SpaceError):
+            if self._entry is not None and not any(
+                    isinstance(t[2], dict) and t[2].get("id") == self.id
+                    for t in self.space.read_all((tuples.PLUG, self.service, None))):
+                log.warning("%s: the plug tuple was gone (its session expired); registering again", self.service)
+                self._entry = None
+                self._set_status(self.status)
+
+    def _serves(self, path: str) -> bool:
+        return self.scanner.locate(path) is not None
+
+    # -- main loop ------------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` (or SIGTERM)."""
+        self.prepare()
+        self._set_status(self.driver.available() or Availability(False, "starting"))
+        liveness = Liveness(lambda: {"service": self.service, "available": bool(self.status)})
+        self.scanner.beat = liveness.beat
+        self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)
+        orders = threading.Thread(target=self._logged(self.taker.run), name="onitu-orders", daemon=True)
+        orders.start()
+        last_progress = last_check = 0.0
+        while not self._stop.is_set():
+            liveness.beat()
+            if time.monotonic() - last_check > REGISTRATION_CHECK:
+                last_check = time.monotonic()
+                self._check_registered()
+            try:
+                events = [self.events.get(timeout=0.2)]
+                with contextlib.suppress(queue.Empty):
+                    while len(events) < EVENTS:
+                        events.append(self.events.get_nowait())
+                self.reporter.handle(events)
+            except queue.Empty:
+                pass
+            except DriverError as exc:
+                log.warning("%s: %s", self.service, exc)
+            if time.monotonic() - last_progress > 1.0 and self.taker.progress:
+                last_progress = time.monotonic()
+                self._publish_progress()
+            if not orders.is_alive() and not self._stop.is_set():
+                raise RuntimeError(f"{self.service}: the order thread died")
+        liveness.close()
+
+    def _logged(self, target: Any) -> Any:
+        """``target``, logging what it raises (the main loop notices the thread ended)."""
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                log.exception("%s: order loop failed", self.service)
+        return run
+
+    def _publish_progress(self) -> None:
+        body = {path: list(done) for path, done in list(self.taker.progress.items())[:50]}
+        with contextlib.suppress(SpaceError):
+            self.space.write((tuples.PROGRESS, self.service, body), 2.0)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Release the driver, the chunk server and the pool."""
+        self.driver.close()
+        self.scanner.save()
+        self.taker.close()
+        self.server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the plug of one service of the config."""
+    return serve("onitu-plug", __doc__, lambda config, space, args: Plug(config, args.service, space), argv,
+                 SESSION_TTL, lambda parser: parser.add_argument("--service", required=True))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,263 @@
+"""What a plug reports: what its replica holds, as it changes, and the results of the orders it carried out.
+
+Reports are observations, not events: for each changed path, what is there now (kind, sha256, size, mtime) or None.
+A full listing (at start, after an event overflow, periodically, when the root comes back, and when a restarted
+referee asks) is sent whole, so the referee can tell what disappeared; orders carried out while it is being made
+are accounted for in it. Reports and results are numbered in one sequence and leave through one ordered outbox
+(:mod:`onitu.sync.plug.outbox`): the referee applies them in the order the plug saw things.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from onitu.sync import tuples
+from onitu.sync.decide.plan import Action, Observed
+from onitu.sync.drivers.contract import Availability, ChangeEvent, Driver, DriverError
+from onitu.sync.plug.outbox import Outbox
+from onitu.sync.plug.scanner import Scanner
+from onitu.sync.state.tree import Indexed
+
+REPORT_SIZE = 1000  # entries per report tuple
+
+
+@dataclass(eq=False)
+class OrderRun:
+    """An order being carried out: its actions' results as they come, and the paths they left changed."""
+
+    tup: tuple
+    folder: str
+    actions: list[Action]
+    results: list[dict[str, Any] | None] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)
+    left: int = 0
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.actions)
+        self.left = len(self.actions)
+
+
+class Reporter:
+    """What the plug last reported per folder and path (``known``), and the reports and results that change it.
+
+    ``lock`` guards ``known`` and the sequence numbers; ``set_status`` publishes the root's availability.
+    """
+
+    def __init__(self, service: str, plug_id: str, folders: Iterable[str], driver: Driver, scanner: Scanner,
+                 outbox: Outbox, lock: threading.RLock, set_status: Callable[[Availability], None]) -> None:
+        self.service, self.id, self.driver, self.scanner, self.outbox = service, plug_id, driver, scanner, outbox
+        self.lock, self.set_status = lock, set_status
+        self.known: dict[str, Indexed] = {folder: Indexed() for folder in folders}
+        self.listed = threading.Event()  # the first listing is sent: orders are checked against what it saw
+        self._seq = 0
+        self._scanning: set[tuple[str, str]] | None = None  # (folder, path) of orders carried out during a listing
+
+    def send(self, folder: str, entries: list[tuple[str, Observed | None]], scan: str | None = None) -> None:
+        """Queue reports in the outbox (sent by the next :meth:`Outbox.flush`)."""
+        with self.lock:
+            parts = [entries[i:i + REPORT_SIZE] for i in range(0, len(entries), REPORT_SIZE)] or [[]]
+            ops = []
+            for n, part in enumerate(parts):
+                kind = scan if scan is None else "begin" if n == 0 else "part"
+                self._seq += 1
+                body = {"folder": folder, "scan": kind,
+                        "entries": [[path, tuples.obs_to_wire(obs)] for path, obs in part]}
+                ops.append(("write", (tuples.REPORT, self.service, self.id, self._seq, body), None))
+            if scan is not None:
+                self._seq += 1
+                end = {"folder": folder, "scan": "end", "entries": []}
+                ops.append(("write", (tuples.REPORT, self.service, self.id, self._seq, end), None))
+            for op in ops:
+                self.outbox.put([op])
+
+    def full_scan(self) -> None:
+        """List every folder and send the whole of it (entries being written keep their last known state)."""
+        status = self.driver.available()
+        if not status:
+            self.set_status(status)
+            return
+        listings = {}
+        with self.lock:
+            self._scanning = set()
+        try:
+            for folder, known in self.known.items():
+                seen = Indexed()
+                for path, obs, settled in self.scanner.below(folder):
+                    if obs is not None:
+                        seen[path] = obs
+                    elif not settled and path in known:
+                        seen[path] = known[path]
+                listings[folder] = seen
+        except DriverError as exc:
+            with self.lock:
+                self._scanning = None
+            self.set_status(self.driver.available() or Availability(False, str(exc)))
+            return
+        self.set_status(status)
+        with self.lock:
+            self._amend_listings(listings)
+            self._replace_listings(listings)
+        self.outbox.flush()
+        self.listed.set()
+        self.scanner.save()
+
+    def _amend_listings(self, listings: dict[str, Indexed]) -> None:
+        """What orders carried out while the listing was made left at their paths, instead of what the listing saw
+        before (it would report a file just copied here as deleted: its creation is not reported by the watcher)."""
+        touched, self._scanning = self._scanning or set(), None
+        for folder, path in touched:
+            seen, known = listings[folder], self.known[folder]
+            for gone in seen.at_and_below(path):
+                del seen[gone]
+            for found in known.at_and_below(path):
+                seen[found] = known[found]
+
+    def _replace_listings(self, listings: dict[str, Indexed]) -> None:
+        for folder, seen in listings.items():
+            for gone in self.known[folder].keys() - seen.keys():
+                self.scanner.forget(folder, gone)
+            self.known[folder] = seen
+            self.send(folder, sorted(seen.items()), scan="full")
+
+    def changed(self, folder: str, paths: Iterable[str]) -> None:
+        """Report the paths whose observation differs from the one last reported."""
+        with self.lock:
+            self.changed_locked(folder, paths)
+        self.outbox.flush()
+
+    def changed_locked(self, folder: str, paths: Iterable[str]) -> None:
+        known, entries = self.known[folder], []
+        for path in sorted(set(paths)):
+            obs = self.scanner.stat(folder, path)
+            if obs is None and path in known and self._unsettled(folder, path):
+                continue  # being written: the watcher reports it once it settles
+            if obs is not None:
+                entries += self.below_locked(folder, path, obs)
+            if known.get(path) != obs:
+                if obs is None:
+                    for below in known.at_and_below(path):
+                        del known[below]
+                        self.scanner.forget(folder, below)
+                        entries.append((below, None))
+                else:
+                    known[path] = obs
+                    entries.append((path, obs))
+        if entries:
+            self.send(folder, entries)
+
+    def below_locked(self, folder: str, path: str, obs: Observed) -> list[tuple[str, Observed | None]]:
+        """What changed below ``path``, now ``obs``, since last reported (``known`` updated): a directory's entries
+        as they are (those being written keep their last known state), and what was below a directory and is gone
+        (the directory was deleted or replaced and made again, or replaced by a file, between two looks)."""
+        known, entries, present = self.known[folder], [], set()
+        if obs.kind == "dir":
+            for below, child, _ in self.scanner.below(folder, path):
+                present.add(below)
+                if child is not None and known.get(below) != child:
+                    known[below] = child
+                    entries.append((below, child))
+        before = known.get(path)
+        if before is not None and before.kind == "dir":
+            for gone in [p for p in known.paths.below(path, known.__contains__) if p not in present]:
+                del known[gone]
+                self.scanner.forget(folder, gone)
+                entries.append((gone, None))
+        return entries
+
+    def _unsettled(self, folder: str, path: str) -> bool:
+        with contextlib.suppress(DriverError):
+            stat = self.driver.stat(self.scanner.where(folder, path))
+            return stat is not None and not self.driver.settled(stat, time.time_ns())
+        return False
+
+    def handle(self, events: Iterable[ChangeEvent]) -> None:
+        """Turn watcher events into reports: the paths they name are looked at together (one report per folder),
+        rescans and outages in their place among them."""
+        touched: dict[str, set[str]] = {}
+        for event in events:
+            if event.kind in ("rescan", "unavailable"):
+                self._report_touched(touched)
+                if event.kind == "rescan":
+                    self.full_scan()
+                else:
+                    self.set_status(Availability(False, event.dest or "unavailable"))
+                continue
+            for path in (event.path, event.dest) if event.kind == "moved" else (event.path,):
+                if path is None:
+                    continue
+                where = self.scanner.locate(path)
+                if where is not None:
+                    touched.setdefault(where[0], set()).add(where[1])
+                for folder in self.scanner.tops(path):  # a folder's own directory moved or deleted
+                    touched.setdefault(folder, set()).update(self.known[folder])
+        self._report_touched(touched)
+
+    def _report_touched(self, touched: dict[str, set[str]]) -> None:
+        for folder, paths in touched.items():
+            self.changed(folder, paths)
+        touched.clear()
+
+    # -- what orders leave ----------------------------------------------------------------------------------------
+
+    def reported(self, folder: str, path: str) -> Observed | None:
+        """What was last reported at ``path``."""
+        with self.lock:
+            return self.known[folder].get(path)
+
+    def reported_tree(self, folder: str, path: str) -> dict[str, Observed]:
+        """What was last reported at ``path`` and below it."""
+        with self.lock:
+            known = self.known[folder]
+            return {p: known[p] for p in known.at_and_below(path)}
+
+    def carried_out(self, order: OrderRun, n: int, touched: list[str], written: Observed | None,
+                    result: dict[str, Any]) -> None:
+        """Action ``n`` of ``order`` is done (``result``), having ``touched`` these paths (``written``: what a copy
+        wrote): record what they hold now; the order's result is sent once its last action is done."""
+        folder = order.folder
+        with self.lock:
+            known = self.known[folder]
+            if self._scanning is not None and result["ok"]:
+                self._scanning.update((folder, path) for path in touched)
+            # After a success, what the action left is ours and complete, settled or not. After a failure nothing
+            # was changed by us: someone else may be writing there (that is often why it failed), so a file is
+            # reported only once settled, as for any change (reporting it half-written would ship and agree on it).
+            for path in touched if result["ok"] else ():
+                obs = written or self.scanner.stat(folder, path, settled=False)
+                if obs is None:
+                    for below in known.at_and_below(path):
+                        del known[below]
+                        order.touched.append(below)
+                else:
+                    order.touched += [p for p, _ in self.below_locked(folder, path, obs)]
+                    known[path] = obs
+                order.touched.append(path)
+            if not result["ok"]:
+                with contextlib.suppress(DriverError):  # the watcher reports it, or the root's outage, later
+                    self.changed_locked(folder, touched)
+            order.results[n] = result
+            order.left -= 1
+            if not order.left:
+                self._finish(order)
+        self.outbox.flush()
+
+    def _finish(self, order: OrderRun) -> None:
+        """Queue an order's result (with the lock held): taken with it, so a plug killed before this finds the
+        order again; numbered like the reports, and telling what its paths hold as last reported, so the referee,
+        which applies both in order, never goes back to an older state."""
+        known, seen = self.known[order.folder], set()
+        entries = []
+        for path in order.touched:
+            if path not in seen:
+                seen.add(path)
+                entries.append([path, tuples.obs_to_wire(known.get(path))])
+        self._seq += 1
+        body = {**order.tup[3], "order": order.tup[2], "results": order.results, "entries": entries}
+        self.outbox.put([("take", (*order.tup[:3], None)),  # by id: matching the whole body costs as much as it
+                         ("write", (tuples.DONE, self.service, self.id, self._seq, body), None)])
+

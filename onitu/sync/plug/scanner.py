@@ -1,0 +1,138 @@
+"""A replica as the hub sees it: the driver's entries, per folder, as :class:`~onitu.sync.decide.plan.Observed`
+with hashes.
+
+A service maps each of its folders to a directory under its root (``''``: the root itself). The scanner turns
+service paths into (folder, path-in-folder) and back, and hashes files once per fingerprint: the hashes are kept in
+a cache file beside the service's state, so a restarted plug does not re-read every file to list its replica.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import msgpack
+
+from onitu.sync.decide.plan import Observed
+from onitu.sync.drivers.contract import Driver, NotFound, Stat, is_under
+
+log = logging.getLogger(__name__)
+
+
+class Scanner:
+    """Observations of one replica, with a persistent sha256 cache keyed by the driver's fingerprints."""
+
+    def __init__(self, driver: Driver, folders: Mapping[str, str], cache_file: Path | None = None) -> None:
+        """``folders`` maps each folder this service holds to its directory under the root."""
+        self.driver = driver
+        # deepest directories first, so a folder nested in another's directory claims its own paths
+        self.folders = dict(sorted(folders.items(), key=lambda item: -len(item[1])))
+        self.cache_file = cache_file
+        self.hashes: dict[str, tuple[str, str]] = {}  # service path -> (fingerprint, sha256)
+        self._dirty = False
+        self.beat: Callable[[], None] = lambda: None  # called per entry listed: long scans are not hangs
+        self._load()
+
+    def _load(self) -> None:
+        if self.cache_file is None or not self.cache_file.exists():
+            return
+        try:
+            data = msgpack.unpackb(self.cache_file.read_bytes(), raw=False)
+            self.hashes = {p: (f, s) for p, (f, s) in data.items() if isinstance(p, str)}
+        except (ValueError, TypeError, OSError, msgpack.UnpackException) as exc:
+            log.warning("%s: ignoring the hash cache %s: %s", self.driver.service, self.cache_file, exc)
+            self.hashes = {}
+
+    def save(self) -> None:
+        """Write the hash cache (through a temporary name), if it changed."""
+        if self.cache_file is None or not self._dirty:
+            return
+        temp = self.cache_file.with_name(self.cache_file.name + ".tmp")
+        with contextlib.suppress(OSError):
+            temp.write_bytes(msgpack.packb(dict(self.hashes)))  # a copy: copying threads add to it meanwhile
+            os.replace(temp, self.cache_file)
+            self._dirty = False
+
+    def locate(self, path: str) -> tuple[str, str] | None:
+        """(folder, path in the folder) of a service path, or None when no folder holds it (or it is a top)."""
+        for folder, top in self.folders.items():
+            if is_under(path, top) and path != top:
+                return folder, path[len(top) + 1:] if top else path
+        return None
+
+    def tops(self, path: str) -> list[str]:
+        """The folders whose directory is ``path`` or below it (a move or deletion of ``path`` covers them)."""
+        return [folder for folder, top in self.folders.items() if is_under(top, path)]
+
+    def where(self, folder: str, path: str) -> str:
+        """The service path of ``path`` in ``folder``."""
+        top = self.folders[folder]
+        return f"{top}/{path}" if top and path else top or path
+
+    def observe(self, stat: Stat) -> Observed | None:
+        """What ``stat`` stands for, hashing the file if its fingerprint is new (None if it changed meanwhile)."""
+        if stat.is_dir:
+            return Observed("dir", None, 0, stat.mtime_ns, stat.fingerprint)
+        sha = stat.sha256
+        cached = self.hashes.get(stat.path)
+        if sha is None and cached is not None and cached[0] == stat.fingerprint:
+            sha = cached[1]
+        if sha is None:
+            try:
+                sha = self.driver.checksum(stat.path)
+                again = self.driver.stat(stat.path)
+            except NotFound:
+                return None
+            if again is None or again.fingerprint != stat.fingerprint:
+                return None  # written while we read it: the watcher reports it again once settled
+        if cached != (stat.fingerprint, sha):
+            self.hashes[stat.path] = (stat.fingerprint, sha)
+            self._dirty = True
+        return Observed("file", sha, stat.size, stat.mtime_ns, stat.fingerprint)
+
+    def remember(self, stat: Stat, sha256: str) -> None:
+        """The hash of a file just written and verified, so that it is not read again to be observed."""
+        if not stat.is_dir and self.hashes.get(stat.path) != (stat.fingerprint, sha256):
+            self.hashes[stat.path] = (stat.fingerprint, sha256)
+            self._dirty = True
+
+    def stat(self, folder: str, path: str, *, settled: bool = True) -> Observed | None:
+        """The observation of one path now (None: nothing there, or, with ``settled``, still being written)."""
+        try:
+            stat = self.driver.stat(self.where(folder, path))
+        except NotFound:
+            return None
+        if stat is None or (settled and not self.driver.settled(stat, time.time_ns())):
+            return None
+        return self.observe(stat)
+
+    def below(self, folder: str, path: str = "") -> Iterator[tuple[str, Observed | None, bool]]:
+        """(path in folder, observation, settled) of everything below ``path`` in ``folder``."""
+        now = time.time_ns()
+        top = self.where(folder, path)
+        try:
+            stats = list(self.driver.list(top))
+        except NotFound:
+            return
+        for stat in stats:
+            self.beat()
+            where = self.locate(stat.path)
+            if where is None or where[0] != folder:
+                continue  # another folder nested here
+            if not self.driver.settled(stat, now):
+                yield where[1], None, False
+                continue
+            try:
+                obs = self.observe(stat)
+            except NotFound:
+                continue
+            yield where[1], obs, obs is not None
+
+    def forget(self, folder: str, path: str) -> None:
+        """Drop the cached hash of a path that is gone."""
+        if self.hashes.pop(self.where(folder, path), None) is not None:
+            self._dirty = True

@@ -1,0 +1,93 @@
+"""What each replica has now, as its plug last reported it: the referee's side of the plugs' listings.
+
+Kept compact, because it covers every file of every replica: per folder and path, a bit mask of the services whose
+entry has the agreed content (a replica in sync costs one bit, kept in the agreed table's row: see
+:meth:`onitu.sync.state.agreed.Agreed.matching`), and the other entries apart. Only what decisions use
+is kept: kind, hash, size and modification time; the fingerprint stays with the plug, which turns the content an
+order was decided on back into it (see :meth:`onitu.sync.decide.plan.Observed.content_id`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+
+from onitu.sync.decide.metadata import FileMeta
+from onitu.sync.decide.plan import Observed, content_of
+from onitu.sync.state.ledger import Ledger
+
+
+def observed(meta: FileMeta) -> Observed:
+    """An agreed version as a replica's entry."""
+    return Observed(meta.kind, meta.sha256, meta.size, meta.mtime_ns)
+
+
+class Mirror:
+    """Every replica's current entries, next to the ledger's agreed versions."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.other: dict[tuple[str, str], dict[str, Observed]] = defaultdict(dict)  # (service, folder) -> path
+
+    def get(self, service: str, folder: str, path: str) -> Observed | None:
+        """What ``service`` has at ``path`` (None: nothing)."""
+        agreed = self.ledger.agreed[folder]
+        if agreed.matching(path) & self.ledger.bit(service):
+            return observed(agreed[path])
+        return self.other.get((service, folder), {}).get(path)
+
+    def set(self, service: str, folder: str, path: str, obs: Observed | None) -> bool:
+        """Record what ``service`` has at ``path`` now; whether its content changed."""
+        before = self.get(service, folder, path)
+        bit, agreed = self.ledger.bit(service), self.ledger.agreed[folder]
+        mask = agreed.matching(path)
+        if mask & bit:
+            mask &= ~bit
+            agreed.set_matching(path, mask)
+        other = self.other[service, folder]
+        other.pop(path, None)
+        if obs is not None:
+            meta = agreed.get(path)
+            if meta is not None and content_of(meta) == obs.content:
+                agreed.set_matching(path, mask | bit)
+            else:
+                other[path] = Observed(obs.kind, obs.sha256, obs.size, obs.mtime_ns)
+        return content_of(before) != content_of(obs)
+
+    def paths(self, service: str, folder: str) -> Iterator[str]:
+        """The paths where ``service`` has something."""
+        yield from list(self.ledger.agreed[folder].matched_by(self.ledger.bit(service)))
+        yield from list(self.other.get((service, folder), ()))
+
+    def compact(self) -> None:
+        """Give back the room of tables that shrank (dicts keep their largest size: a bulk copy passes through
+        ``other`` before its files are agreed)."""
+        for key, table in self.other.items():
+            if sys.getsizeof(table) > 4096 and len(table) * 4 * 64 < sys.getsizeof(table):
+                self.other[key] = dict(table)
+
+    def known(self, folder: str) -> Iterator[str]:
+        """The paths where some replica has something that is not agreed (what is, the ledger knows)."""
+        for (_, f), table in self.other.items():
+            if f == folder:
+                yield from table
+
+    def rebase(self, folder: str, path: str, old: FileMeta | None, new: FileMeta | None, matching: int) -> None:
+        """The agreed version of ``path`` changed from ``old``, which the services of ``matching`` had: entries
+        with the old content are no longer "the same", those with the new content are."""
+        if content_of(old) == content_of(new):
+            return  # the agreed table kept the matching services
+        if matching and old is not None:
+            for service in self.ledger.services(matching):
+                self.other[service, folder][path] = observed(old)
+        if new is None or new.tombstone:
+            return
+        target, mask = content_of(new), 0
+        for (service, f), table in self.other.items():
+            obs = table.get(path) if f == folder else None
+            if obs is not None and obs.content == target:
+                del table[path]
+                mask |= self.ledger.bit(service)
+        if mask:
+            self.ledger.agreed[folder].set_matching(new.path, mask)

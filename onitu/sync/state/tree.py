@@ -1,0 +1,109 @@
+"""Paths in sorted order, for "everything below this directory" without a scan of every path.
+
+Every path below ``d`` sorts between ``d/`` and ``d0`` (``0`` follows ``/``), so the paths below a directory are one
+slice found by bisection. New paths are merged in lazily, before the next query or once they are many; paths that
+disappear are left in place (a query checks what it finds against the live table) until they are many.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+
+from onitu.sync.decide.plan import Observed
+
+MERGE_AT = 4096  # paths added, unqueried, before they are merged anyway (a set of them costs more than a list)
+
+
+class SortedPaths:
+    """One folder's paths, sorted, with the paths added since the last merge kept apart until then."""
+
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        self._sorted: list[str] = sorted(paths)
+        self._added: set[str] = set()
+
+    def add(self, path: str) -> None:
+        """A path that may be new."""
+        self._added.add(path)
+        if len(self._added) >= MERGE_AT:
+            self.settle()
+
+    def below(self, directory: str, alive: Callable[[str], bool]) -> list[str]:
+        """The paths strictly below ``directory`` ('' for the top: every path) for which ``alive`` holds."""
+        paths = self.settle(alive)
+        if not directory:
+            return [p for p in paths if p and alive(p)]
+        start = bisect.bisect_left(paths, directory + "/")
+        end = bisect.bisect_left(paths, directory + "0", start)
+        return [p for p in paths[start:end] if alive(p)]
+
+    def settle(self, alive: Callable[[str], bool] | None = None) -> list[str]:
+        """Merge in the paths added since (dropping the dead, given ``alive``, if they are many); the sorted list."""
+        added, self._added = self._added, set()
+        if not added:
+            return self._sorted
+        paths = self._sorted
+        fresh = sorted(added.difference(_present(paths, added)))
+        if len(fresh) < 64:
+            for path in fresh:
+                paths.insert(bisect.bisect_left(paths, path), path)
+            return paths
+        paths = self._sorted = sorted(paths + fresh)  # two sorted runs, no duplicates: a merge
+        if alive is not None and len(paths) > 1024:  # rebuilt anyway: drop the dead, if they are many
+            live = [p for p in paths if alive(p)]
+            if len(live) < len(paths) // 2:
+                paths = self._sorted = live
+        return paths
+
+
+class Tree:
+    """Sorted paths per folder."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, SortedPaths] = defaultdict(SortedPaths)
+
+    def add(self, folder: str, path: str) -> None:
+        """A path of ``folder`` that may be new."""
+        self._folders[folder].add(path)
+
+    def below(self, folder: str, directory: str, alive: Callable[[str], bool]) -> list[str]:
+        """The paths of ``folder`` strictly below ``directory`` for which ``alive`` holds."""
+        return self._folders[folder].below(directory, alive)
+
+    def settle(self) -> None:
+        """Merge in the paths added since the last query."""
+        for paths in self._folders.values():
+            paths.settle()
+
+
+class Indexed(dict[str, Observed]):
+    """What a plug last reported per path, with the paths kept sorted for :meth:`at_and_below`. Set entries
+    with ``table[path] = value`` (or build it from a mapping): ``update`` and ``setdefault`` would bypass the index."""
+
+    def __init__(self, entries: Mapping[str, Observed] | None = None) -> None:
+        super().__init__(entries or {})
+        self.paths = SortedPaths(self)
+
+    def __setitem__(self, path: str, value: Observed) -> None:
+        if path not in self:
+            self.paths.add(path)
+        super().__setitem__(path, value)
+
+    def at_and_below(self, path: str) -> list[str]:
+        """``path`` (if present) and every present path below it: no look at the index for a file, which is most
+        of what is deleted (a query merges the paths added since)."""
+        entry = self.get(path)
+        if entry is not None and entry.kind == "file":
+            return [path]
+        return ([path] if entry is not None else []) + self.paths.below(path, self.__contains__)
+
+
+def _present(paths: list[str], candidates: Iterable[str]) -> set[str]:
+    """The candidates already in the sorted ``paths``."""
+    found = set()
+    for path in candidates:
+        index = bisect.bisect_left(paths, path)
+        if index < len(paths) and paths[index] == path:
+            found.add(path)
+    return found

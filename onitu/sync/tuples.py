@@ -1,0 +1,169 @@
+"""The sync hub's tuples in the space, and the checked conversion of observations and orders to plain values.
+
+Every tuple starts with its tag. Plugs and the referee write and read them; nothing read from the space is trusted:
+``*_from_wire`` functions raise ValueError naming what is wrong, and the readers drop (and log) such tuples.
+
+- ``(PLUG, service, info)``: a live plug, session-leased (its transfer endpoint, key, secret, availability).
+- ``(KNOWN, service)``: the service's root was initialised once; a root without its marker is then unavailable.
+- ``(REPORT, service, plug_id, seq, body)``: observations ``{"folder", "scan", "entries": [[path, obs|None]]}``
+  (an observation: ``[kind, sha256, size, mtime_ns]``);
+  ``scan`` is ``"begin"``/``"part"``/``"end"`` for a full listing in parts, or None for changes.
+- ``(ORDER, service, order_id, body)``: work for a plug; ``(DONE, service, plug_id, seq, body)``: its result,
+  numbered with the plug's reports (the referee applies both in the order the plug saw things).
+- ``(META, "folder/path", record)``: the agreed version of a path and who holds it (see :mod:`onitu.sync.state.ledger`);
+  folder and path make one key because the space indexes a tuple's first two elements: found at once, not by a
+  walk through every record of the folder.
+- ``(CONFLICT, folder, conflict_path, info)``, ``(PENDING, folder, service, info)``: conflict copies, and
+  deletions held for approval.
+- ``(REQUEST, request_id, body)`` / ``(REPLY, request_id, body)``: a command to the referee, from the hub client
+  (:mod:`onitu.sync.hub`): ``{"op": "approve"|"reject", "folder", "service"}`` or ``{"op": "resolve", "pattern",
+  "keep", "folder"}``; the reply is ``{"ok": true, ...}`` or ``{"ok": false, "error"}``.
+- ``(STATUS, body)``, ``(PROGRESS, service, body)``: what the referee and plugs publish for ``onitu status``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from onitu.sync.decide.metadata import SHA256, FileMeta
+from onitu.sync.decide.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed
+from onitu.sync.drivers.contract import safe_path
+
+PLUG: Final = "sync.plug"
+KNOWN: Final = "sync.known"
+REPORT: Final = "sync.report"
+ORDER: Final = "sync.order"
+DONE: Final = "sync.done"
+META: Final = "sync.meta"
+CONFLICT: Final = "sync.conflict"
+PENDING: Final = "sync.pending"
+REQUEST: Final = "sync.request"
+REPLY: Final = "sync.reply"
+STATUS: Final = "sync.status"
+PROGRESS: Final = "sync.progress"
+RESCAN: Final = "sync.rescan"
+
+KEEP: Final = ("current", "conflict", "both")  # what a resolve request may keep of a conflict
+
+_KINDS = ("file", "dir")
+
+
+def _text(value: Any, what: str, limit: int = 4096) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError(f"{what} must be text of at most {limit} characters")
+    return value
+
+
+def _int(value: Any, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {value!r:.40}")
+    return value
+
+
+def meta_key(folder: str, path: str) -> str:
+    """The key of a path's record: folder names have no ``/``."""
+    return f"{folder}/{path}"
+
+
+def split_meta_key(key: Any) -> tuple[str, str]:
+    """(folder, path) of a record's key; ValueError if it is not one."""
+    if not isinstance(key, str) or "/" not in key:
+        raise ValueError(f"not a folder/path key: {key!r:.80}")
+    folder, _, path = key.partition("/")
+    return folder, safe_path(path)
+
+
+def obs_to_wire(obs: Observed | None) -> list | None:
+    """``[kind, sha256, size, mtime_ns]``, or None for "nothing there" (the fingerprint stays with the plug)."""
+    return None if obs is None else [obs.kind, obs.sha256, obs.size, obs.mtime_ns]
+
+
+def obs_from_wire(value: Any) -> Observed | None:
+    """The inverse of :func:`obs_to_wire`, checked."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        raise ValueError("an observation must be [kind, sha256, size, mtime_ns]")
+    kind, sha, size, mtime = value
+    if kind not in _KINDS:
+        raise ValueError(f"observation kind must be 'file' or 'dir', not {kind!r:.40}")
+    if type(mtime) is not int:
+        raise ValueError("observation mtime_ns must be an integer")
+    if kind == "file":
+        if type(size) is not int or size < 0 or not isinstance(sha, str) or not SHA256.fullmatch(sha):
+            raise ValueError("a file observation needs a size and a sha256 of 64 lowercase hex digits")
+    elif sha is not None or size:
+        raise ValueError("a directory observation has no sha256 and size 0")
+    return Observed(kind, sha, size, mtime)
+
+
+def entries_from_wire(value: Any) -> list[tuple[str, Observed | None]]:
+    """``[[path, obs|None], ...]`` checked: every path through :func:`safe_path`."""
+    if not isinstance(value, list | tuple):
+        raise ValueError("entries must be a list")
+    out = []
+    for item in value:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise ValueError("an entry must be [path, observation]")
+        out.append((safe_path(_text(item[0], "path")), obs_from_wire(item[1])))
+    return out
+
+
+def action_to_wire(action: Action) -> dict[str, Any]:
+    """An order's action as a plain dict (``op`` names its type)."""
+    if isinstance(action, Copy):
+        return {"op": "copy", "path": action.path, "on": action.to, "sources": list(action.sources),
+                "sha256": action.sha256, "size": action.size, "replaces": action.replaces,
+                "source_path": action.source_path}
+    if isinstance(action, Mkdir):
+        return {"op": "mkdir", "path": action.path, "on": action.on}
+    if isinstance(action, Delete):
+        return {"op": "delete", "path": action.path, "on": action.on, "replaces": action.replaces}
+    if isinstance(action, Move):
+        return {"op": "move", "path": action.src, "dst": action.dst, "on": action.on, "replaces": action.replaces}
+    if isinstance(action, KeepConflict):
+        return {"op": "conflict", "path": action.path, "on": action.on, "dst": action.conflict,
+                "replaces": action.replaces}
+    raise ValueError(f"{type(action).__name__} is not an order")
+
+
+_ORDER_KEYS = {
+    "copy": {"op", "path", "on", "sources", "sha256", "size", "replaces", "source_path"},
+    "mkdir": {"op", "path", "on"},
+    "delete": {"op", "path", "on", "replaces"},
+    "move": {"op", "path", "dst", "on", "replaces"},
+    "conflict": {"op", "path", "dst", "on", "replaces"},
+}
+
+
+def action_from_wire(value: Any) -> Action:
+    """The inverse of :func:`action_to_wire`, checked (paths through :func:`safe_path`)."""
+    if not isinstance(value, dict) or value.get("op") not in _ORDER_KEYS:
+        raise ValueError("an order must be a mapping whose 'op' is one of " + ", ".join(_ORDER_KEYS))
+    op = value["op"]
+    if set(value) != _ORDER_KEYS[op]:
+        raise ValueError(f"{op} order: expected the keys {sorted(_ORDER_KEYS[op])}")
+    path, on = safe_path(_text(value["path"], "path")), _text(value["on"], "service", 255)
+    if op == "mkdir":
+        return Mkdir(path, on)
+    replaces = value["replaces"]
+    if op == "copy":
+        if replaces is not None:
+            _text(replaces, "replaces", 256)
+        sources = value["sources"]
+        if not isinstance(sources, list | tuple) or not all(isinstance(s, str) for s in sources):
+            raise ValueError("copy order: sources must be a list of service names")
+        source_path = value["source_path"]
+        FileMeta(path, "file", _int(value["size"], "size"), value["sha256"])
+        return Copy(path, on, tuple(sources), value["sha256"], value["size"], replaces,
+                    None if source_path is None else safe_path(_text(source_path, "source_path")))
+    replaces = _text(replaces, "replaces", 256)
+    if op == "delete":
+        return Delete(path, on, replaces)
+    dst = safe_path(_text(value["dst"], "dst"))
+    return Move(path, dst, on, replaces) if op == "move" else KeepConflict(path, on, dst, replaces)
+
+
+def meta_from_wire(value: Any) -> FileMeta | None:
+    """An agreed version carried by an order (None when the order has none)."""
+    return None if value is None else FileMeta.from_wire(value)

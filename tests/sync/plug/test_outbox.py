@@ -1,0 +1,81 @@
+"""A plug's outbox: items reach the space whole, in the order they were numbered, in shared batches."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from onitu.space import TupleSpace
+from onitu.space.errors import Unavailable
+from onitu.sync.plug.outbox import Outbox
+
+
+@pytest.fixture
+def space():
+    ts = TupleSpace()
+    yield ts
+    ts.close()
+
+
+def written(space: TupleSpace) -> list[int]:
+    return [t[1] for t in space.read_all(("item", None))]
+
+
+def test_an_item_whose_take_fails_is_dropped_alone(space):
+    space.write(("order", 2))
+    box = Outbox(space, threading.Event(), "svc")
+    box.put([("write", ("item", 1), None)])
+    box.put([("take", ("order", 99)), ("write", ("item", 99), None)])  # its order was taken by an earlier try
+    box.put([("take", ("order", 2)), ("write", ("item", 2), None)])
+    box.put([("write", ("item", 3), None)])
+    box.flush()
+    assert written(space) == [1, 2, 3]
+    assert space.read_all(("order", None)) == []
+
+
+def test_concurrent_flushes_keep_the_numbering_order(space):
+    box = Outbox(space, threading.Event(), "svc")
+    numbering = threading.Lock()
+    counter = iter(range(10_000))
+
+    def work() -> None:
+        for _ in range(100):
+            with numbering:  # as the plug does: the number and the place in the queue under one lock
+                box.put([("write", ("item", next(counter)), None)])
+            box.flush()
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert written(space) == list(range(800))
+
+
+class Flaky:
+    """A space that is away for the first few batches."""
+
+    def __init__(self, space: TupleSpace, away: int) -> None:
+        self.space, self.away = space, away
+
+    def batch(self, ops):
+        if self.away:
+            self.away -= 1
+            raise Unavailable("failing over")
+        return self.space.batch(ops)
+
+
+def test_a_space_away_is_waited_for_and_nothing_is_lost_on_stop(space, monkeypatch):
+    monkeypatch.setattr("onitu.sync.plug.outbox.RETRY", 0.01)
+    box = Outbox(Flaky(space, 3), threading.Event(), "svc")  # type: ignore[arg-type]
+    box.put([("write", ("item", 1), None)])
+    box.flush()
+    assert written(space) == [1]
+    stop = threading.Event()
+    stop.set()
+    box = Outbox(Flaky(space, 1), stop, "svc")  # type: ignore[arg-type]
+    box.put([("write", ("item", 2), None)])
+    with pytest.raises(Unavailable):
+        box.flush()
+    box.flush()  # the item stayed queued, first in line
+    assert written(space) == [1, 2]

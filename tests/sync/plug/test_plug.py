@@ -1,0 +1,172 @@
+"""One plug in-process, on an in-process space and a local root: what it reports when orders and listings meet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from onitu.config import Config
+from onitu.space import TupleSpace
+from onitu.sync import tuples
+from onitu.sync.decide.plan import Delete, Mkdir, Move, tree_content_id
+from onitu.sync.plug.orders import Running
+from onitu.sync.plug.plug import Plug
+
+
+@pytest.fixture
+def plug(tmp_path: Path):
+    config = Config.model_validate({
+        "data": str(tmp_path / "data"), "folders": {"docs": {}},
+        "services": {"a": {"driver": "local", "options": {"root": str(tmp_path / "a"), "settle": 0},
+                           "folders": {"docs": ""}}}})
+    space = TupleSpace()
+    runner = Plug(config, "a", space)
+    runner.prepare()
+    yield runner
+    runner.close()
+    space.close()
+
+
+def listing(space: TupleSpace) -> dict[str, object]:
+    """The last full listing the plug sent: path -> observation."""
+    reports = sorted(space.read_all((tuples.REPORT, "a", None, None, None)), key=lambda t: t[3])
+    found: dict[str, object] = {}
+    for _, _, _, _, body in reports:
+        if body["scan"] == "begin":
+            found = {}
+        if body["scan"] is not None:
+            found.update({p: o for p, o in body["entries"]})
+    return found
+
+
+def obey(plug: Plug, oid: int, action) -> None:
+    """An order of one action, written to the space and carried out."""
+    tup = (tuples.ORDER, "a", oid, {"folder": "docs", "actions": [tuples.action_to_wire(action)], "metas": [None]})
+    plug.space.write(tup)
+    plug.taker.start(tup, Running())
+
+
+def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path):
+    root = tmp_path / "a"
+    (root / "old").mkdir()
+    below = plug.scanner.below
+
+    def slow_listing(folder, path=""):  # the order is carried out after the listing has looked at the root
+        yield from below(folder, path)
+        if path == "":
+            plug.scanner.below = below
+            obey(plug, 1, Mkdir("made-meanwhile", "a"))
+    plug.scanner.below = slow_listing
+    plug.reporter.full_scan()
+    assert (root / "made-meanwhile").is_dir()
+    assert "made-meanwhile" in listing(plug.space), "a directory the plug made itself was reported as deleted"
+    assert "made-meanwhile" in plug.reporter.known["docs"]
+
+
+def results(plug: Plug) -> list[dict]:
+    """Every action's result the plug has sent, oldest first."""
+    plug.outbox.flush()
+    done = sorted(plug.space.read_all((tuples.DONE, "a", None, None, None)), key=lambda t: t[3])
+    return [r for d in done for r in d[4]["results"]]
+
+
+def test_an_order_on_something_changed_since_is_refused(plug, tmp_path):
+    root = tmp_path / "a"
+    (root / "f.txt").write_text("one")
+    plug.reporter.full_scan()
+    reported = plug.reporter.known["docs"]["f.txt"]
+    (root / "f.txt").write_text("two, not reported yet")
+    obey(plug, 2, Delete("f.txt", "a", reported.content_id))
+    assert (root / "f.txt").read_text() == "two, not reported yet"
+    done = results(plug)
+    assert [r["ok"] for r in done] == [False] and "changed" in done[0]["error"]
+    obey(plug, 3, Delete("f.txt", "a", "0" * 64))  # naming content it never reported
+    assert (root / "f.txt").exists()
+
+
+def test_a_directory_holding_a_file_the_hub_has_not_seen_is_not_moved(plug, tmp_path):
+    """Renamed elsewhere while someone put a file in it here: moving it whole would carry that file off to a path
+    nobody gave it; the order is refused and the file stays where it was put."""
+    root = tmp_path / "a"
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "sub" / "1.txt").write_text("one")
+    plug.reporter.full_scan()
+
+    def seen_by_referee() -> str:
+        known = plug.reporter.known["docs"]
+        return tree_content_id({p[2:]: o.content for p, o in known.items() if p == "d" or p.startswith("d/")})
+    seen = seen_by_referee()
+    (root / "d" / "sub" / "new.txt").write_text("put here meanwhile")
+    obey(plug, 1, Move("d", "k", "a", seen))
+    assert (root / "d" / "sub" / "new.txt").read_text() == "put here meanwhile" and not (root / "k").exists()
+    assert results(plug)[-1]["ok"] is False and "not seen" in results(plug)[-1]["error"]
+    plug.reporter.full_scan()  # reported now: a move decided on that is carried out
+    obey(plug, 2, Move("d", "k", "a", seen_by_referee()))
+    assert results(plug)[-1] == {"ok": True, "error": ""}
+    assert (root / "k" / "sub" / "new.txt").exists() and not (root / "d").exists()
+    obey(plug, 3, Move("k", "m", "a", seen))  # decided on an older view of what it holds
+    assert (root / "k").is_dir() and "changed" in results(plug)[-1]["error"]
+
+
+@pytest.fixture
+def pair(tmp_path: Path):
+    """Plugs ``a`` and ``b`` of one folder, in-process on one space (b serves what a copies)."""
+    services = {name: {"driver": "local", "options": {"root": str(tmp_path / name), "settle": 0},
+                       "folders": {"docs": ""}} for name in ("a", "b")}
+    config = Config.model_validate({"data": str(tmp_path / "data"), "folders": {"docs": {}}, "services": services})
+    space = TupleSpace()
+    plugs = {name: Plug(config, name, space) for name in services}
+    for runner in plugs.values():
+        runner.prepare()
+        runner._set_status(runner.driver.available())
+        runner.reporter.full_scan()
+    yield plugs
+    for runner in plugs.values():
+        runner.close()
+    space.close()
+
+
+def test_a_file_changed_as_its_copy_lands_is_reported_with_its_new_content(pair, tmp_path, monkeypatch):
+    """Someone writes a file in place right after a copy linked it into place, before the driver looked at it
+    again: the driver used to take that look for its own write, so the plug cached the new fingerprint with the
+    copied content's hash, the watcher dropped the change as the plug's own, and every later listing reported the
+    old content (the hub settled on it; the new content never reached the other replicas: the kill -9 soak's
+    divergence of issue 20)."""
+    import hashlib
+
+    from onitu.sync.decide.plan import Copy
+    from onitu.sync.drivers import local_stage
+
+    a, b = pair["a"], pair["b"]
+    copied, edited = b"copied content\n" * 3, b"the user's edit, longer than the copy\n"
+    (tmp_path / "b" / "f.txt").write_bytes(copied)
+    b.reporter.changed("docs", ["f.txt"])
+    publish = local_stage.publish
+
+    def publish_then_edit(staged, temp, full):
+        publish(staged, temp, full)
+        if full.startswith(str(tmp_path / "a")):
+            with open(full, "r+b") as f:  # in place, as editors and the soak test do
+                f.truncate(0)
+                f.write(edited)
+    monkeypatch.setattr(local_stage, "publish", publish_then_edit)
+    sha = hashlib.sha256(copied).hexdigest()
+    tup = (tuples.ORDER, "a", 1, {"folder": "docs", "actions": [tuples.action_to_wire(
+        Copy("f.txt", "a", ("b",), sha, len(copied), None))], "metas": [None]})
+    a.space.write(tup)
+    a.taker.start(tup, Running())
+    a.taker.pool.shutdown(wait=True)
+    assert results(a) == [{"ok": True, "error": ""}]
+    assert (tmp_path / "a" / "f.txt").read_bytes() == edited
+    stat = a.driver.stat("f.txt")
+    assert not a.driver.wrote("f.txt", stat.fingerprint), "the user's write was taken for the driver's own"
+    a.reporter.changed("docs", ["f.txt"])  # what the watcher's event for the edit leads to
+    assert a.reporter.known["docs"]["f.txt"].sha256 == hashlib.sha256(edited).hexdigest()
+    a.scanner.save()
+    again = Plug(a.config, "a", a.space)  # restarted: its listing reads the hash cache
+    try:
+        again.reporter.full_scan()
+        assert again.reporter.known["docs"]["f.txt"].sha256 == hashlib.sha256(edited).hexdigest()
+    finally:
+        again.close()

@@ -1,0 +1,163 @@
+"""The ledger (agreed and held versions, one tuple per path in a real in-process space), the mirror of the
+replicas' entries beside it, and the sorted path index."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from onitu.space import TupleSpace
+from onitu.sync import tuples
+from onitu.sync.decide.metadata import FileMeta, VersionVector
+from onitu.sync.decide.plan import Observed
+from onitu.sync.state.ledger import Ledger
+from onitu.sync.state.replicas import Mirror
+from onitu.sync.state.tree import Tree
+
+
+def meta(path: str, text: str, *counts: tuple[str, int]) -> FileMeta:
+    return FileMeta(path, "file", len(text), hashlib.sha256(text.encode()).hexdigest(), VersionVector(dict(counts)))
+
+
+def obs(text: str) -> Observed:
+    return Observed("file", hashlib.sha256(text.encode()).hexdigest(), len(text), 7, "fp")
+
+
+@pytest.fixture
+def space():
+    ts = TupleSpace()
+    yield ts
+    ts.close()
+
+
+def reloaded(space: TupleSpace) -> Ledger:
+    ledger = Ledger()
+    ledger.load(space)
+    return ledger
+
+
+def state(ledger: Ledger, services=("a", "b", "c")) -> dict:
+    return {"agreed": dict(ledger.agreed["f"]),
+            "held": {s: dict(ledger.held[s, "f"].items()) for s in services},
+            "counts": {s: ledger.holding(s, "f") for s in services}}
+
+
+def test_one_tuple_per_path_and_a_reload_gives_the_same_state(space):
+    ledger = Ledger()
+    v1, v2 = meta("x", "one", ("a", 1)), meta("x", "two", ("a", 2))
+    ledger.agree("f", v1)
+    for s in ("a", "b", "c"):
+        ledger.hold(s, "f", "x", v1)
+    ledger.commit(space)
+    assert len(space.read_all((tuples.META, None, None))) == 1
+    ledger.agree("f", v2)  # a changed it: b and c still hold v1 until their copies are done
+    ledger.hold("a", "f", "x", v2)
+    ledger.commit(space)
+    assert len(space.read_all((tuples.META, None, None))) == 1
+    assert ledger.held["b", "f"]["x"] == v1 and ledger.held["a", "f"]["x"] == v2
+    assert state(reloaded(space)) == state(ledger)
+    ledger.hold("b", "f", "x", None)  # b deleted it
+    ledger.commit(space)
+    assert "x" not in ledger.held["b", "f"] and ledger.holding("b", "f") == 0
+    assert state(reloaded(space)) == state(ledger)
+
+
+def test_changes_show_in_latest_before_the_commit_and_in_memory_only_after(space):
+    ledger = Ledger()
+    v1 = meta("x", "one", ("a", 1))
+    ledger.agree("f", v1)
+    assert ledger.latest("f", "x") == v1 and "x" not in ledger.agreed["f"]
+    ledger.commit(space)
+    assert ledger.agreed["f"]["x"] == v1
+
+
+def test_corrupt_records_are_skipped_and_named(space, caplog):
+    good = meta("ok", "fine", ("a", 1))
+    space.write((tuples.META, "f/ok", {"meta": good.to_wire(), "holders": ["a"], "other": {}}))
+    space.write((tuples.META, "f/bad", {"meta": "not a mapping", "holders": [], "other": {}}))
+    space.write((tuples.META, "f/elsewhere", {"meta": good.to_wire(), "holders": [], "other": {}}))
+    space.write((tuples.META, "f/odd", ["a", "list"]))
+    space.write((tuples.META, "no-folder", {"meta": good.to_wire(), "holders": [], "other": {}}))
+    space.write((tuples.META, "f/../up", {"meta": good.to_wire(), "holders": [], "other": {}}))
+    ledger = reloaded(space)
+    assert list(ledger.agreed["f"]) == ["ok"] and ledger.holding("a", "f") == 1
+    named = {word.rstrip(":") for r in caplog.records for word in r.getMessage().split()}
+    assert {"'f/bad'", "'f/elsewhere'", "'f/odd'", "'no-folder'", "'f/../up'"} <= named
+
+
+@given(st.lists(st.tuples(st.sampled_from(["agree", "hold", "drop"]), st.sampled_from(["a", "b", "c"]),
+                          st.sampled_from(["x", "y", "d/z"]), st.integers(0, 3)), max_size=25))
+def test_random_changes_survive_a_reload(steps):
+    space = TupleSpace()
+    try:
+        ledger = Ledger()
+        for n, (op, service, path, version) in enumerate(steps):
+            version_meta = meta(path, f"v{version}", (service, version + 1))
+            if op == "agree":
+                ledger.agree("f", version_meta)
+            elif op == "hold":
+                ledger.hold(service, "f", path, version_meta)
+            else:
+                ledger.hold(service, "f", path, None)
+            if n % 3 == 2:
+                ledger.commit(space)
+        ledger.commit(space)
+        again = reloaded(space)
+        assert state(again) == state(ledger)
+        for s in ("a", "b", "c"):
+            assert ledger.holding(s, "f") == len(list(ledger.held[s, "f"]))
+    finally:
+        space.close()
+
+
+def test_the_mirror_keeps_entries_with_the_agreed_content_as_one_bit(space):
+    ledger = Ledger()
+    mirror = Mirror(ledger)
+    ledger.on_agreed = mirror.rebase
+    v1 = meta("x", "one", ("a", 1))
+    assert mirror.set("a", "f", "x", obs("one"))  # nothing agreed yet: kept apart
+    assert mirror.other["a", "f"]["x"].content == obs("one").content
+    ledger.agree("f", v1)
+    ledger.commit(space)  # now agreed: a's entry is the agreed content
+    assert ledger.agreed["f"].matching("x") == ledger.bit("a") and "x" not in mirror.other["a", "f"]
+    assert not mirror.set("b", "f", "x", None) and mirror.set("b", "f", "x", obs("one"))
+    assert mirror.get("b", "f", "x").content == obs("one").content
+    ledger.agree("f", meta("x", "two", ("a", 2)))  # agreed moves on: a and b have the old content now
+    ledger.commit(space)
+    assert mirror.get("a", "f", "x").content == obs("one").content and ledger.agreed["f"].matching("x") == 0
+    assert mirror.set("a", "f", "x", obs("two")) and ledger.agreed["f"].matching("x") == ledger.bit("a")
+    assert sorted(mirror.paths("b", "f")) == ["x"]
+    assert mirror.set("b", "f", "x", None) and mirror.get("b", "f", "x") is None
+    ledger.agree("f", FileMeta("x", "file", version=VersionVector({"a": 3}), tombstone=True))  # deleted
+    ledger.commit(space)
+    assert ledger.agreed["f"].matching("x") == 0 and mirror.get("a", "f", "x").content == obs("two").content
+
+
+def test_tree_finds_what_is_below_a_directory_and_nothing_beside_it():
+    tree = Tree()
+    paths = ["a", "a/x", "a/y/z", "a b", "a-b", "a0", "ab", "b/a"]
+    for p in paths:
+        tree.add("f", p)
+    alive = set(paths)
+    assert tree.below("f", "a", alive.__contains__) == ["a/x", "a/y/z"]
+    tree.add("f", "a/new")
+    alive.add("a/new")
+    alive.discard("a/x")
+    assert tree.below("f", "a", alive.__contains__) == ["a/new", "a/y/z"]
+    assert tree.below("f", "b", alive.__contains__) == ["b/a"] and tree.below("f", "ab", alive.__contains__) == []
+
+
+def test_orders_are_sent_in_the_order_given_whatever_the_paths(space):
+    """A plug carries out orders as it reads them: deleting a directory's content, deepest first, must come before
+    the directory, although the records of those paths were changed in another order."""
+    ledger = Ledger()
+    paths = ["top", "top/sub", "top/sub/file.txt"]
+    for path in paths:  # records changed in path order...
+        ledger.agree("f", meta(path, path, ("a", 1)))
+    for n, path in enumerate(reversed(paths)):  # ...orders given deepest first
+        ledger.also([("write", ("order", n, path), None)], [("f", path)])
+    ledger.commit(space)
+    assert [t[2] for t in space.read_all(("order", None, None))] == list(reversed(paths))

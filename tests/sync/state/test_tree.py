@@ -1,0 +1,59 @@
+"""onitu.sync.state.tree: "everything below a directory" by bisection equals a scan of every path, whatever was added,
+removed and added again, and however many paths wait to be merged. (Entries are directories here: paths are drawn
+at random, so any of them may have others below it; a file has nothing below it.)"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from onitu.sync.decide.plan import Observed
+from onitu.sync.drivers.contract import is_under
+from onitu.sync.state import tree
+from onitu.sync.state.tree import Indexed
+
+# names chosen to sort around "/" and "0": "a-b" and "a.b" sort between "a" and "a/x", "a0" after it
+names = st.sampled_from(["a", "a-b", "a.b", "a0", "b", "é", "a b"])
+paths = st.lists(names, min_size=1, max_size=4).map("/".join)
+DIR, FILE = Observed("dir"), Observed("file", "0" * 64)
+steps = st.lists(st.tuples(st.booleans(), paths), max_size=300)
+
+
+def scan(table: dict, path: str) -> list[str]:
+    return sorted(p for p in table if is_under(p, path))
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps, st.lists(paths, min_size=1, max_size=10), st.sampled_from([1, 3, 4096]))
+def test_at_and_below_is_a_scan(ops, queries, merge_at):
+    tree.MERGE_AT = merge_at  # merged on every add, every few adds, or only when queried
+    try:
+        table = Indexed({"a": DIR})
+        for i, (add, path) in enumerate(ops):
+            if add:
+                table[path] = DIR
+            else:
+                table.pop(path, None)
+            if i % 37 == 0:
+                for query in queries:
+                    assert sorted(table.at_and_below(query)) == scan(table, query)
+        for query in [*queries, ""]:
+            assert sorted(table.at_and_below(query)) == scan(table, query)
+    finally:
+        tree.MERGE_AT = 4096
+
+
+def test_many_deletions_are_dropped_from_the_index_when_it_is_rebuilt():
+    table = Indexed({f"d/{i:05}": FILE for i in range(3000)})
+    for i in range(2900):
+        del table[f"d/{i:05}"]
+    for i in range(100):
+        table[f"e/{i:03}"] = FILE
+    assert table.at_and_below("d") == [f"d/{i:05}" for i in range(2900, 3000)]
+    assert len(table.paths.settle(table.__contains__)) < 3000  # the dead were dropped at the merge
+
+
+def test_a_file_has_nothing_below_it():
+    table = Indexed({"f": FILE, "d": DIR, "d/x": FILE})
+    assert table.at_and_below("f") == ["f"] and table.at_and_below("d") == ["d", "d/x"]
+    assert table.at_and_below("gone") == []

@@ -51,7 +51,7 @@ def make_main(argv: list[str], *, cwd: Path | None = None, environ: Mapping[str,
     build_dir = build_dir.resolve()
     opts.print_directory = (opts.print_directory or (not opts.silent and (bool(opts.directories) or level > 0))) \
         and not opts.no_print_directory
-    display = Display(program, sink=sink)
+    display = Display(program, live=False if level else None, sink=sink)  # one status line: the top make's
     started_in = os.getcwd()
     try:
         os.chdir(build_dir)  # as GNU make does for -C: recipes run here, and start cheaper from here
@@ -107,7 +107,7 @@ def _make(opts: Options, build_dir: Path, display: Display, level: int, jobs_on_
                 display.message(message)
             if opts.dry_run:
                 status = dry_run(graph, display, env, always=opts.always, keep_going=opts.keep_going,
-                                 ignore_errors=opts.ignore_errors)
+                                 ignore_errors=opts.ignore_errors, settled=session.remade)
             else:
                 status = session.build(graph, env)
             break

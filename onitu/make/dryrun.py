@@ -19,10 +19,12 @@ from onitu.make.update import Update
 
 
 def dry_run(graph: Graph, display: Display, env: Mapping[str, str], *, always: bool = False,
-            keep_going: bool = False, ignore_errors: bool = False) -> int:
-    """Print what a build would run; returns make's exit status."""
+            keep_going: bool = False, ignore_errors: bool = False, settled: Mapping[str, bool] | None = None) -> int:
+    """Print what a build would run (``settled``: what remaking the makefiles settled); returns make's exit
+    status."""
     engine = Update(graph, always=always, keep_going=keep_going, dry_run=True, ignore_errors=ignore_errors,
-                    report=display.message, goal_line=lambda stream, text: _goal_line(display, stream, text))
+                    report=display.message, goal_line=lambda stream, text: _goal_line(display, stream, text),
+                    settled=settled)
     db = graph.db
     saved = db.expander.emit
     db.expander.emit = lambda stream, text: (display.out if stream == "out" else display.err)(text + "\n")

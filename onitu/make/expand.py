@@ -28,6 +28,7 @@ class Expander:
         self.cwd = cwd
         self.environ = environ
         self.emit = emit
+        self.program = "onitu make"  # how make names itself in its messages ("onitu make[1]" in a sub-make)
         self.globals = Scope()
         self.where: Location | None = None
         self._busy: set[int] = set()  # recursive variables being expanded (a self-reference is fatal)

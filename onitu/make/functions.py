@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from onitu.make.execute import direct_argv
 from onitu.make.text import MakeError, patsubst_words, pattern_match, split_pattern
 from onitu.make.variables import Scope, Var
 
@@ -283,12 +284,19 @@ def _file(ex: Expander, a: list[str], s: Scope) -> str:
 
 
 def run_shell(ex: Expander, command: str) -> str:
-    """``$(shell)``: /bin/sh -c in the make directory; trailing newlines dropped, the others become spaces."""
+    """``$(shell)``: in the make directory, run directly when a shell would only split it into words (as GNU does:
+    a missing program is then make's own error line), else by /bin/sh -c; trailing newlines dropped, the others
+    become spaces."""
+    argv = direct_argv(command)
     try:
-        proc = subprocess.run(["/bin/sh", "-c", command], cwd=ex.cwd, env=dict(ex.environ), stdout=subprocess.PIPE,
-                              check=False)
-    except OSError as exc:  # pragma: no cover - /bin/sh missing
-        raise MakeError(f"*** $(shell {command}): {exc}.  Stop.") from exc
+        proc = subprocess.run(argv or ["/bin/sh", "-c", command], cwd=ex.cwd, env=dict(ex.environ),
+                              stdout=subprocess.PIPE, check=False)
+    except OSError as exc:
+        if argv is None:  # pragma: no cover - /bin/sh missing
+            raise MakeError(f"*** $(shell {command}): {exc}.  Stop.") from exc
+        ex.emit("err", f"{ex.program}: {argv[0]}: {exc.strerror}")
+        ex.define(".SHELLSTATUS", "127", recursive=False, origin="override")
+        return ""
     ex.define(".SHELLSTATUS", str(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode),
               recursive=False, origin="override")
     text = proc.stdout.decode(errors="surrogateescape").rstrip("\n")

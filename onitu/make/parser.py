@@ -378,13 +378,14 @@ def load(makefiles: Sequence[str] | str | None, *, cwd: Path, overrides: Mapping
     rules = builtin and not opts.no_builtin_rules and not opts.no_builtin_variables
     variables = builtin and not opts.no_builtin_variables
     ex = Expander(cwd, environ, emit)
+    level = environ.get("MAKELEVEL", "0")
+    ex.program = make_command if level in ("", "0") or not level.isdigit() else f"{make_command}[{level}]"
     db = Database(cwd, ex)
     origin = "environment override" if opts.env_overrides else "environment"
     for key, value in environ.items():
         if key not in ("SHELL", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
             ex.globals.vars[key] = Var(value, True, origin, export=True)
     builtins.install(db, rules=rules, variables=variables)
-    level = environ.get("MAKELEVEL", "0")
     defaults = {"SHELL": "/bin/sh", "MAKE_COMMAND": make_command, "CURDIR": str(cwd.absolute()),
                 "MAKELEVEL": level if level.isdigit() else "0", ".SHELLFLAGS": "-c", "MAKE_VERSION": "4.3",
                 "MAKE_HOST": "x86_64-pc-linux-gnu", ".FEATURES": FEATURES, "MAKEFILES": "",

@@ -1,11 +1,13 @@
 """What a build shows while it runs: recipe echoes and output as GNU make prints them, plus a progress line.
 
 On a terminal a rich status line (tasks done/running/queued, workers) stays under the output; when piped, the
-output is exactly make's, and a plain progress line goes to stderr every ``PLAIN_EVERY`` seconds of a long build.
+output is exactly make's (GNU's, line for line), and the progress is logged at info level every ``PLAIN_EVERY``
+seconds of a long build (``ONITU_LOG=info``).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.live import Live
+
+log = logging.getLogger(__name__)
 
 PLAIN_EVERY = 10.0
 
@@ -93,7 +97,7 @@ class Display:
             self._live.update(_text(f"{self.program}: {self.counts.line()}"))
         elif time.monotonic() - self._last_plain > PLAIN_EVERY:
             self._last_plain = time.monotonic()
-            self.message(self.counts.line())
+            log.info("%s: %s", self.program, self.counts.line())
 
 
 def _text(line: str) -> Any:

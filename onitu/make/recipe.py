@@ -44,6 +44,7 @@ class AutoScope(Scope):
     target's scope; each is computed only if the recipe refers to it."""
 
     NAMES = frozenset("@%<^+?*|") | {k + s for k in "@%<^+?*" for s in "DF"}
+    computed = True
 
     def __init__(self, parent: Scope, autos: Autos) -> None:
         super().__init__(parent)

@@ -21,6 +21,7 @@ def remake_makefiles(db: Database, session: Session, env: dict[str, str]) -> str
     """Bring the makefiles up to date: ``RESTART`` (read them again), ``GO`` (build the goals) or an exit status."""
     goals: list[str] = []
     special = Special()
+    session.remade = {}
     for goal in reversed(db.makefile_goals):  # GNU's list of read files is in reverse reading order
         if goal.name in goals or _loops(db, goal.name):
             continue

@@ -202,7 +202,8 @@ class Runtime:
             from onitu.make.worker import Worker
 
             client = self.client if self.kind == "memory" else self._connect(self.endpoints, None, False)
-            worker = Worker(client, slots=slots, local=True)
+            # served: sub-makes' coordinators look for their tasks' claims, as the top one does
+            worker = Worker(client, slots=slots, local=True, claims=self.kind != "memory")
             thread = threading.Thread(target=worker.run, name="onitu-make-worker", daemon=True)
             thread.start()
             self.threads.append((worker, thread))

@@ -50,6 +50,7 @@ class Session:
         self.limit: int | None = None
         self.files: FileServer | None = None
         self.builds = 0
+        self.remade: dict[str, bool] = {}  # what the last makefile build settled (key -> failed), for the goals
 
     @property
     def id(self) -> str:
@@ -62,19 +63,28 @@ class Session:
     def build(self, graph: Graph, env: dict[str, str], *, special: Special | None = None) -> int:
         """Bring ``graph``'s goals up to date (``special``: they are makefiles); returns make's exit status."""
         opts = self.opts
-        quiet = opts.silent or special is not None  # GNU says nothing about makefiles it remade
+        is_goals = special is None
+        quiet = opts.silent or not is_goals  # GNU says nothing about makefiles it remade
         special = special or Special()
         build_opts = BuildOptions(jobs=None, keep_going=opts.keep_going, always=opts.always, silent=opts.silent,
                                   ignore_errors=opts.ignore_errors, quiet_goals=quiet)
         engine = Update(graph, always=opts.always, keep_going=opts.keep_going, ignore_errors=opts.ignore_errors,
                         report=self.ui.message, goal_line=goal_printer(self.ui), quiet_goals=build_opts.quiet_goals,
                         dontcare=special.dontcare, goal_errors=special.goal_errors,
-                        report_raw=lambda line: self.ui.err(line + "\n"))
+                        report_raw=lambda line: self.ui.err(line + "\n"),
+                        settled=self.remade if is_goals else None)
         engine.start()
         self.builds += 1
+        try:
+            return self._run(engine, graph, env, build_opts)
+        finally:
+            if not is_goals:
+                self.remade = engine.settled()
+
+    def _run(self, engine: Update, graph: Graph, env: dict[str, str], build_opts: BuildOptions) -> int:
         if not engine.has_work():
             engine.close()
-            remove_intermediates(engine, self.dir, self.ui, opts.silent)
+            remove_intermediates(engine, self.dir, self.ui, self.opts.silent)
             return engine.status()
         rt = self._runtime(graph.db)
         build_opts.jobs = self.limit

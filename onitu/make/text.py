@@ -35,15 +35,20 @@ def fatal(text: str, where: Location | None) -> MakeError:
 def matching_close(text: str, start: int, opening: str, closing: str) -> int:
     """Index of the ``closing`` that balances an already-open ``opening`` (only that kind counts), or -1."""
     depth = 0
-    for i in range(start, len(text)):
-        c = text[i]
-        if c == opening:
+    i = start
+    while True:  # from one bracket to the next with str.find: a Python loop over every character is slow
+        close = text.find(closing, i)
+        if close < 0:
+            return -1
+        open_at = text.find(opening, i, close)
+        if open_at >= 0:
             depth += 1
-        elif c == closing:
-            if depth == 0:
-                return i
+            i = open_at + 1
+        elif depth == 0:
+            return close
+        else:
             depth -= 1
-    return -1
+            i = close + 1
 
 
 def split_pattern(pattern: str) -> tuple[str, str] | None:
@@ -51,6 +56,11 @@ def split_pattern(pattern: str) -> tuple[str, str] | None:
 
     As in GNU make, ``\\%`` is a literal % and ``\\\\%`` a literal backslash before a live %.
     """
+    first = pattern.find("%")
+    if first < 0:
+        return None
+    if "\\" not in pattern:  # the common case, without a walk over the characters
+        return pattern[:first], pattern[first + 1 :]
     out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
@@ -202,10 +212,11 @@ def find_top(text: str, char: str) -> int:
 def first_word(text: str) -> tuple[str, str]:
     """The first blank-separated word of ``text`` and the rest, blanks trimmed on the left."""
     text = text.lstrip(" \t")
-    i = 0
-    while i < len(text) and text[i] not in " \t":
-        i += 1
+    i = _WORD.match(text).end()  # type: ignore[union-attr]  # always matches (maybe empty)
     return text[:i], text[i:].lstrip(" \t")
+
+
+_WORD = re.compile(r"[^ \t]*")
 
 
 def parse_assignment(text: str) -> tuple[str, str, str] | None:

@@ -15,6 +15,9 @@ The rules, as GNU make 4.3 applies them:
 5. The rules of a double-colon target are updated one after another, each on its own; a target with several
    targets made by one recipe (grouped targets, multi-target pattern rules) runs that recipe once for all.
 6. Without -k the first failure stops new jobs; with -k everything not depending on a failure is still made.
+7. What the makefile phase settled (the makefiles, and all they depend on) is not considered again for the goals:
+   a FORCE'd generator of an included file runs once. A -include'd makefile that failed quietly is reported when a
+   target needs it, as "No rule to make target" (GNU 4.3's words).
 
 Jobs become ready in any order; the lowest rank (GNU make -j1's depth-first order) goes first, so one job at a
 time runs exactly as GNU make -j1 runs them.
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from onitu.make.gnuhash import table_order
@@ -73,10 +76,12 @@ class Update:
     def __init__(self, graph: Graph, *, always: bool = False, keep_going: bool = False, dry_run: bool = False,
                  ignore_errors: bool = False, report: Report | None = None, goal_line: GoalLine | None = None,
                  quiet_goals: bool = False, dontcare: set[str] | None = None,
-                 goal_errors: dict[str, str] | None = None, report_raw: Report | None = None) -> None:
+                 goal_errors: dict[str, str] | None = None, report_raw: Report | None = None,
+                 settled: Mapping[str, bool] | None = None) -> None:
         """``quiet_goals``: no closing lines (-s; remaking makefiles); ``dontcare``: goals whose failure is silent
         and not an error (-include'd makefiles); ``goal_errors``: a line to print before the first error about a
-        goal (a required makefile that was not found)."""
+        goal (a required makefile that was not found); ``settled``: the targets an earlier update of the same
+        makefiles settled (key -> failed), see :meth:`settled`."""
         self.graph, self.nodes = graph, graph.nodes
         self.always, self.keep_going, self.dry_run, self.ignore_errors = always, keep_going, dry_run, ignore_errors
         self.report = report or (lambda text: None)
@@ -85,6 +90,7 @@ class Update:
         self.quiet_goals = quiet_goals
         self.dontcare = dontcare or set()
         self._goal_errors = dict(goal_errors or {})
+        self._settled = settled or {}
         self.started = False
         self._goals_said = 0
         self._counted: set[str] = set()
@@ -140,6 +146,10 @@ class Update:
         """The line GNU prints before the first error about a required makefile it could not find."""
         line = self._goal_errors.pop(self.nodes[key].name if key in self.nodes else key, None)
         return [line] if line else []
+
+    def settled(self) -> dict[str, bool]:
+        """The targets this update settled (key -> failed): the makefile phase hands them to the goals' update."""
+        return {key: st.failed for key, st in self.state.items() if st.phase == DONE}
 
     def done_count(self) -> int:
         """How many targets are settled (for the progress line)."""
@@ -242,6 +252,9 @@ class Update:
         st = self.state[key]
         st.phase = CHECKING
         node = self.nodes[key]
+        if key in self._settled:
+            self._settle_again(key)
+            return
         if node.colons:  # a double-colon target: its rules one after another, each judged by the mtime before
             self._colon_mtime[node.name] = self._mtime_of(node)
             st.pending = 1
@@ -255,6 +268,15 @@ class Update:
             else:
                 self._need(dep, key)
         self._todo.append(lambda: self._settle(key))
+
+    def _settle_again(self, key: str) -> None:
+        """``key`` was settled while remaking makefiles: as it was then, without looking at it again."""
+        st, node = self.state[key], self.nodes[key]
+        if self._settled[key] and not st.dontcare:  # quiet then (a -include'd makefile), not now
+            self._no_rule(key)
+            return
+        st.changed = self._mtime_of(node) is None
+        self._finish(key, failed=self._settled[key])
 
     def _settle(self, key: str) -> None:
         """One of the things ``key`` waits for is settled."""
@@ -366,6 +388,11 @@ class Update:
         if st.dontcare:  # a -include'd makefile no rule makes: silently not there
             self._finish(key, failed=True)
             return None
+        self._no_rule(key)
+        return None
+
+    def _no_rule(self, key: str) -> None:
+        st, node = self.state[key], self.nodes[key]
         parent = next((p for p in st.waiters if p in self.nodes), None)
         needed = f", needed by '{self.nodes[parent].name}'" if parent else ""
         for line in self.goal_errors(key):
@@ -374,7 +401,6 @@ class Update:
         self.failures += 1
         self.stopping = self.stopping or not self.keep_going
         self._finish(key, failed=True)
-        return None
 
     def _job(self, key: str) -> Job | None:
         node = self.nodes[key]

@@ -26,6 +26,8 @@ class Var:
 class Scope:
     """A variable set chained to an outer one (target -> the target that needed it -> ... -> global)."""
 
+    computed = False  # a scope whose variables are made when first asked for answers for itself (see find)
+
     def __init__(self, parent: Scope | None = None) -> None:
         self.vars: dict[str, Var] = {}
         self.parent = parent
@@ -34,6 +36,8 @@ class Scope:
         """The innermost definition of ``name`` and the scope holding it."""
         scope: Scope | None = self
         while scope is not None:
+            if scope.computed and scope is not self:  # e.g. a $(call)'s scope over the automatic variables
+                return scope.find(name)
             var = scope.vars.get(name)
             if var is not None:
                 return var, scope

@@ -39,10 +39,13 @@ ANY_TASK = (TASK, None, None, None)
 class Worker:
     """Runs tasks on ``slots`` threads until :meth:`stop`."""
 
-    def __init__(self, space: Any, *, slots: int = 1, cache: Path | None = None, local: bool = False) -> None:
+    def __init__(self, space: Any, *, slots: int = 1, cache: Path | None = None, local: bool = False,
+                 claims: bool = True) -> None:
         """``space``: a space client (or an in-process TupleSpace); ``local``: this worker runs in the process of
-        the coordinator whose builds it serves (their directories are here, no reaper process is needed)."""
-        self.space, self.slots, self.local = space, slots, local
+        the coordinator whose builds it serves (their directories are here, no reaper process is needed);
+        ``claims``: write a claim on each task taken, so that its coordinator can tell a task under way from a task
+        lost with its worker (only a space in memory, which no other coordinator reaches, goes without)."""
+        self.space, self.slots, self.local, self.claims = space, slots, local, claims
         self.id = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(2).hex()}"
         self._cache = cache
         self._blobs: BlobStore | None = None
@@ -83,7 +86,7 @@ class Worker:
         report: tuple | None = None  # (claim, done tuple) of the last task, not sent yet
         while not self._stop.is_set():
             try:
-                if self.local:
+                if not self.claims:
                     self._one_here()
                     continue
                 report = self._one(report)
@@ -99,8 +102,8 @@ class Worker:
                 self._report(report, None)
 
     def _one_here(self) -> None:
-        """A worker in its coordinator's process: no claim (it cannot die without the coordinator), one take and
-        one write per task."""
+        """A worker of a build in memory: no claim (it cannot die without the coordinator, and no coordinator of
+        a sub-make looks for its tasks), one take and one write per task."""
         try:
             task = self._parse(self.space.take(ANY_TASK, timeout=1.0))
         except RequestExpired:

@@ -116,3 +116,17 @@ def test_sub_makes_share_one_j_budget(tmp_path, subdirs, jobs):
     assert out.returncode == 0, out.stderr
     assert len((tmp_path / "log").read_text().splitlines()) == 2 * 6 * subdirs
     assert most_at_once(tmp_path) == jobs
+
+
+@pytest.mark.parametrize("jobs", ["-j1", "-j2"])
+def test_long_recipes_of_a_recursive_build_run_once(tmp_path, jobs):
+    """Recipes longer than a lost-task check (Lua's compiles under load) run once, in the top make and in the
+    sub-make: the workers of a served space claim what they take, so no coordinator thinks them lost."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "Makefile").write_text("all: top\n\t$(MAKE) -C sub\ntop:\n\techo run >> top.log; sleep 2; touch top\n")
+    (tmp_path / "sub" / "Makefile").write_text("all:\n\techo run >> sub.log; sleep 2\n")
+    out = make(tmp_path, jobs, data=tmp_path / "data")
+    assert out.returncode == 0, out.stderr
+    assert "died" not in out.stderr
+    assert (tmp_path / "top.log").read_text() == "run\n"
+    assert (tmp_path / "sub" / "sub.log").read_text() == "run\n"

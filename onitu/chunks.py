@@ -4,7 +4,7 @@
 A :class:`ChunkServer` answers on a ZeroMQ ROUTER socket, CURVE-encrypted with a key pair made for it alone; its
 endpoint, public key and a secret are published in a tuple, which only clients of the space can read. A request is
 the msgpack list ``[secret, request_id, *arguments]``; the answer ``[request_id, ok, body or error]``. What the
-arguments mean is the owner's ``handle``: a plug serves ranges of its replica's files, make's driver serves and
+arguments mean is the owner's ``handle``: a plug serves ranges of its replica's files, make's coordinator serves and
 takes build files by sha256. A request with the wrong secret, or that ``handle`` refuses, gets an error answer
 naming why; nothing a peer sends stops the server.
 """
@@ -18,9 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
-import zmq
-
-from onitu.space.auth import ephemeral_server
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +40,10 @@ class ChunkServer:
         self.handle, self.name, self.log_level = handle, name, log_level
         self.refused = (TransferError, ValueError, TypeError, msgpack.UnpackException, *refused)
         self.secret = secrets.token_hex(16)
+        import zmq  # here: make's coordinator and workers import TransferError on every run, a server is rare
+
+        from onitu.space.auth import ephemeral_server
+
         self.ctx = zmq.Context()
         self.sock, self.key = ephemeral_server(self.ctx, bind)
         self.endpoint = self.sock.last_endpoint.decode()

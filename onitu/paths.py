@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-
-import platformdirs
 
 
 def data_dir() -> Path:
     """``$ONITU_DATA`` or the user's data directory (``~/.local/share/onitu`` on Linux)."""
     env = os.environ.get("ONITU_DATA")
-    return Path(env) if env else Path(platformdirs.user_data_dir("onitu"))
+    if env:
+        return Path(env)
+    if sys.platform.startswith("linux"):  # XDG, as platformdirs has it: its import (and tempfile's) costs every run
+        xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+        return Path(xdg or os.path.expanduser("~/.local/share")) / "onitu"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("onitu"))
 
 
 def default_space_endpoint(data: Path) -> str:
@@ -21,4 +27,8 @@ def default_space_endpoint(data: Path) -> str:
 def runtime_dir() -> Path:
     """``$ONITU_RUNTIME`` or the user's runtime directory: where running launchers record their config."""
     env = os.environ.get("ONITU_RUNTIME")
-    return Path(env) if env else Path(platformdirs.user_runtime_dir("onitu"))
+    if env:
+        return Path(env)
+    import platformdirs  # (not at the top: see data_dir)
+
+    return Path(platformdirs.user_runtime_dir("onitu"))

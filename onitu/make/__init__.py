@@ -1,1 +1,2 @@
-"""A distributed, GNU-make-compatible make: the Makefile reader and dependency graph, the driver and its workers."""
+"""A distributed, GNU-make-compatible make: the Makefile reader, GNU make's update algorithm, the build
+coordinator and its workers."""

@@ -1,10 +1,10 @@
-"""Moving build files between the driver's host and workers on other hosts, by content (sha256).
+"""Moving build files between the coordinator's host and workers on other hosts, by content (sha256).
 
-The driver runs a :class:`FileServer` (a :class:`onitu.chunks.ChunkServer`: CURVE-encrypted with an ephemeral key
-published in the build tuple, requests carrying the build's secret, which only clients of the space can read). A
+The coordinator runs a :class:`FileServer` (a :class:`onitu.chunks.ChunkServer`: CURVE-encrypted with an ephemeral
+key published in the build tuple, requests carrying the build's secret, which only clients of the space can read). A
 remote worker asks for the sha256 and mode of the inputs it needs, fetches only the blobs missing from its
-:class:`BlobStore`, and uploads the files its recipe produced; the driver then places them in the build directory.
-File contents never go through the space.
+:class:`BlobStore`, and uploads the files its recipe produced; the coordinator then places them in the build
+directory. File contents never go through the space.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class _BlobWriter:
 
 
 class FileServer:
-    """The driver's side: serves the build directory's files by path and sha, and takes produced blobs."""
+    """The coordinator's side: serves the build directory's files by path and sha, and takes produced blobs."""
 
     def __init__(self, build_dir: Path, store: BlobStore, bind: str) -> None:
         self.build_dir, self.store = build_dir, store
@@ -220,12 +220,12 @@ class FileClient:
         self.sock.send(msgpack.packb([self.secret, self._rid, op, *args]))
         while True:  # replies to requests that timed out earlier are skipped
             if not self.sock.poll(int(self.timeout * 1000)):
-                raise TransferError(f"no answer from the driver's file server at {self.endpoint}")
+                raise TransferError(f"no answer from the coordinator's file server at {self.endpoint}")
             rid, ok, body = msgpack.unpackb(self.sock.recv(), raw=False)
             if rid == self._rid:
                 break
         if not ok:
-            raise TransferError(f"driver's file server: {body}")
+            raise TransferError(f"coordinator's file server: {body}")
         return body
 
     def fetch(self, sha: str, store: BlobStore) -> None:

@@ -8,13 +8,19 @@ import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from onitu.make.expand import Expander, MakeError, Scope, Var, patsubst_words, pattern_match, split_pattern
+from onitu.make.execute import direct_argv
+from onitu.make.text import MakeError, patsubst_words, pattern_match, split_pattern
+from onitu.make.variables import Scope, Var
 
-Impl = Callable[[Expander, list[str], Scope], str]
+if TYPE_CHECKING:
+    from onitu.make.expand import Expander
 
-# GNU functions this reader refuses rather than half-implements.
-UNSUPPORTED = {"eval", "file", "guile", "let", "intcmp"}
+Impl = Callable[["Expander", list[str], Scope], str]
+
+# GNU functions this reader refuses rather than half-implements ($(let) and $(intcmp) are GNU make 4.4's).
+UNSUPPORTED = {"guile", "let", "intcmp"}
 
 
 @dataclass(frozen=True)
@@ -241,13 +247,56 @@ def _info(ex: Expander, a: list[str], s: Scope) -> str:
     return ""
 
 
-def run_shell(ex: Expander, command: str) -> str:
-    """``$(shell)``: /bin/sh -c in the make directory; trailing newlines dropped, the others become spaces."""
+def _eval(ex: Expander, a: list[str], s: Scope) -> str:
+    if ex.evaluate is None:  # pragma: no cover - the reader always installs it
+        raise ex.error("$(eval) outside a makefile")
+    ex.evaluate(a[0])
+    return ""
+
+
+def _file(ex: Expander, a: list[str], s: Scope) -> str:
+    """``$(file >name,text)``, ``$(file >>name,text)`` (a newline added if the text lacks one), ``$(file <name)``."""
+    spec = a[0].strip()
+    op = ">>" if spec.startswith(">>") else spec[:1]
+    name = spec[len(op):].strip()
+    if op not in (">", ">>", "<"):
+        raise ex.error(f"file: invalid file operation: {spec}")
+    if not name:
+        raise ex.error("file: missing filename")
+    path = ex.cwd / name
+    if op == "<":
+        if len(a) > 1:
+            raise ex.error("file: too many arguments")
+        try:
+            text = path.read_text(errors="surrogateescape")
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            raise ex.error(f"open: {name}: {exc.strerror}") from exc
+        return text[:-1] if text.endswith("\n") else text
     try:
-        proc = subprocess.run(["/bin/sh", "-c", command], cwd=ex.cwd, env=dict(ex.environ), stdout=subprocess.PIPE,
-                              check=False)
-    except OSError as exc:  # pragma: no cover - /bin/sh missing
-        raise MakeError(f"*** $(shell {command}): {exc}.  Stop.") from exc
+        with open(path, "a" if op == ">>" else "w", errors="surrogateescape") as out:
+            if len(a) > 1:
+                out.write(a[1] if a[1].endswith("\n") and a[1] else a[1] + "\n")
+    except OSError as exc:
+        raise ex.error(f"open: {name}: {exc.strerror}") from exc
+    return ""
+
+
+def run_shell(ex: Expander, command: str) -> str:
+    """``$(shell)``: in the make directory, run directly when a shell would only split it into words (as GNU does:
+    a missing program is then make's own error line), else by /bin/sh -c; trailing newlines dropped, the others
+    become spaces."""
+    argv = direct_argv(command)
+    try:
+        proc = subprocess.run(argv or ["/bin/sh", "-c", command], cwd=ex.cwd, env=dict(ex.environ),
+                              stdout=subprocess.PIPE, check=False)
+    except OSError as exc:
+        if argv is None:  # pragma: no cover - /bin/sh missing
+            raise MakeError(f"*** $(shell {command}): {exc}.  Stop.") from exc
+        ex.emit("err", f"{ex.program}: {argv[0]}: {exc.strerror}")
+        ex.define(".SHELLSTATUS", "127", recursive=False, origin="override")
+        return ""
     ex.define(".SHELLSTATUS", str(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode),
               recursive=False, origin="override")
     text = proc.stdout.decode(errors="surrogateescape").rstrip("\n")
@@ -298,4 +347,6 @@ FUNCTIONS: dict[str, Function] = {
     "warning": Function(_warning, 1, 1),
     "info": Function(_info, 1, 1),
     "shell": Function(_shell, 1, 1),
+    "eval": Function(_eval, 1, 1),
+    "file": Function(_file, 1, 2),
 }

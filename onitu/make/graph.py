@@ -1,202 +1,98 @@
-"""The dependency graph of a build: goals resolved against explicit and pattern rules, GNU make's out-of-date rule
-and recipe expansion with automatic variables."""
+"""The dependency graph of a build: the goals and everything they need, each file resolved against explicit
+rules, double-colon rules, the second expansion and implicit rules (with chains of intermediate files).
+
+Resolution walks the goals depth first, prerequisites left to right (GNU make's order), so target-specific
+variables are inherited from the target that first needed a file, as in GNU make. A prerequisite that leads back to
+a target on the current path is dropped with GNU's "Circular a <- b dependency dropped." message.
+"""
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from onitu.make.expand import Expander, MakeError, Scope, Var, matching_close, pattern_match, split_pattern
-from onitu.make.parser import Database, PatternRule, RecipeLine
-from onitu.make.rules import substitute
-
-Mtime = Callable[[str], float | None]
-
-
-@dataclass(frozen=True)
-class Command:
-    """One shell command of a recipe, as GNU make would run it with ``/bin/sh -c``."""
-
-    text: str  # fully expanded, prefixes (@ - +) removed
-    echo: str  # what is echoed before running it
-    silent: bool  # '@' or .SILENT
-    ignore: bool  # '-' or .IGNORE
-    force: bool  # '+' or a $(MAKE) reference: runs even under -n
-    file: str | None = field(default=None, compare=False)  # where the recipe line is, for error messages
-    line: int | None = field(default=None, compare=False)
+from onitu.make.database import Database, Entry, Prereq, RecipeLine
+from onitu.make.implicit import Found, Search
+from onitu.make.locate import Locator
+from onitu.make.recipe import Autos, Command, automatic_scope, expand, stem_from_suffix
+from onitu.make.rules import file_words
+from onitu.make.text import MakeError, pattern_match
+from onitu.make.variables import Scope, Var
 
 
-@dataclass
+@dataclass(eq=False)
 class Node:
-    """One file (or phony target) of the build."""
+    """One file (or phony target) of the build; for a double-colon target, one node per rule as well."""
 
     name: str
-    prereqs: list[str]  # normal prerequisites, duplicates removed ($^)
-    all_prereqs: list[str]  # with duplicates ($+)
-    order_only: list[str]  # after '|' ($|)
+    all_prereqs: list[str]  # normal prerequisites with duplicates ($+), an implicit rule's first
+    order_only: list[str]  # after '|' ($|), those that are also normal left out
     phony: bool
-    has_recipe: bool
+    recipe: list[RecipeLine] | None
     stem: str  # $*
     file: str | None
     line: int | None
-    is_target: bool = False  # named as a target by some rule (or given an implicit rule, or .PHONY)
-    recipe: list[RecipeLine] = field(default_factory=list, repr=False)
-    scope: Scope | None = field(default=None, repr=False)  # target-specific variables, chained to the parent's
-    db: Database | None = field(default=None, repr=False, compare=False)
+    is_target: bool  # named as a target by some rule (or given an implicit rule, or .PHONY)
+    scope: Scope = field(repr=False)  # target- and pattern-specific variables, chained to the parent's
+    key: str = ""  # the graph's key: the name, or "name::N" for the Nth rule of a double-colon target
+    intermediate: bool = False  # made by a chain of implicit rules (or .INTERMEDIATE): rebuilt only when needed
+    chained: bool = False  # entered by a chain of implicit rules (not named by the makefiles)
+    secondary: bool = False  # intermediate, but never deleted
+    precious: bool = False
+    also_make: tuple[str, ...] = ()  # made by the same run of the recipe (grouped targets, multi-target patterns)
+    colons: list[str] = field(default_factory=list)  # a double-colon target: its rules' keys, in order
+    double_colon: bool = False  # this node is one rule of a double-colon target
+    db: Database | None = field(default=None, repr=False)
 
-    def commands(self, newer: Sequence[str]) -> list[Command]:
-        """Expand the recipe now (GNU expands it just before running it); ``newer`` is ``$?``."""
+    def __post_init__(self) -> None:
+        self.key = self.key or self.name
+
+    @property
+    def prereqs(self) -> list[str]:
+        """Normal prerequisites without duplicates ($^)."""
+        return list(dict.fromkeys(self.all_prereqs))
+
+    @property
+    def has_recipe(self) -> bool:
+        return self.recipe is not None
+
+    def deps(self) -> list[str]:
+        """What must be handled before this node: prerequisites then order-only ones, without duplicates (for a
+        double-colon target, its rules)."""
+        if self.colons:
+            return list(self.colons)
+        return list(dict.fromkeys([*self.all_prereqs, *self.order_only]))
+
+    def commands(self, newer: Sequence[str], path: dict[str, str] | None = None) -> list[Command]:
+        """Expand the recipe now (GNU expands it just before running it); ``newer`` is ``$?``, ``path`` maps
+        prerequisites found by vpath to the name they were found under."""
         assert self.db is not None
-        ex = self.db.expander
-        scope = Scope(self.scope or self.db.globals)
-        autos = {"@": self.name, "<": self.all_prereqs[0] if self.all_prereqs else "", "^": " ".join(self.prereqs),
-                 "+": " ".join(self.all_prereqs), "?": " ".join(newer), "*": self.stem,
-                 "|": " ".join(_dedup(self.order_only))}
-        for key, value in autos.items():
-            words = value.split()
-            scope.vars[key] = Var(value, False, "automatic")
-            if key == "|":  # GNU has no $(|D) or $(|F)
-                continue
-            scope.vars[key + "D"] = Var(" ".join(_dir_of(w) for w in words), False, "automatic")
-            scope.vars[key + "F"] = Var(" ".join(w[w.rfind("/") + 1 :] for w in words), False, "automatic")
-        silent, ignore = self.db.is_silent(self.name), self.db.is_ignored(self.name)
-        out: list[Command] = []
-        try:
-            for line in self.recipe:
-                ex.where = (line.file, line.line)
-                flags = _prefix_flags(line.text)[0]
-                force = "$(MAKE)" in line.text or "${MAKE}" in line.text
-                for piece in _split_commands(ex.expand(_join_in_refs(line.text), scope)):
-                    more, text = _prefix_flags(piece)
-                    if text.strip():
-                        both = flags | more
-                        out.append(Command(text, text, silent or "@" in both, ignore or "-" in both,
-                                           force or "+" in both, line.file, line.line))
-        finally:
-            ex.where = None
-        return out
-
-
-@dataclass
-class Decision:
-    """Whether a target's recipe must run (for a recipe-less target: whether it counts as remade), and ``$?``."""
-
-    run: bool
-    newer: list[str]
-
-
-def _dedup(names: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(names))
-
-
-def _dir_of(word: str) -> str:
-    """``$(@D)``: the directory part without its trailing slash, ``.`` when there is none."""
-    if "/" not in word:
-        return "."
-    return word[: word.rfind("/")]
-
-
-def _prefix_flags(text: str) -> tuple[set[str], str]:
-    """The ``@ - +`` prefixes (blanks may come before and between them) and the text after them."""
-    i = 0
-    while i < len(text) and text[i] in "@-+ \t":
-        i += 1
-    return set(text[:i]) - {" ", "\t"}, text[i:]
-
-
-def _join_in_refs(text: str) -> str:
-    """Inside ``$(...)`` of a recipe line, a backslash-newline and the blanks around it become one space."""
-    if "\\\n" not in text or "$" not in text:
-        return text
-    out, i = [], 0
-    while (j := text.find("$", i)) >= 0:
-        out.append(text[i:j])
-        if j + 1 < len(text) and text[j + 1] in "({":
-            end = matching_close(text, j + 2, text[j + 1], ")" if text[j + 1] == "(" else "}")
-            end = len(text) - 1 if end < 0 else end
-            ref = text[j : end + 1]
-            while "\\\n" in ref:
-                k = ref.index("\\\n")
-                ref = ref[:k].rstrip(" \t") + " " + ref[k + 2 :].lstrip(" \t")
-            out.append(ref)
-            i = end + 1
-        else:
-            out.append(text[j : j + 2])
-            i = j + 2
-    out.append(text[i:])
-    return "".join(out)
-
-
-def _split_commands(text: str) -> list[str]:
-    """Split an expanded recipe line at newlines that are not backslash-escaped (each runs as its own shell)."""
-    pieces, start = [], 0
-    for i, c in enumerate(text):
-        if c == "\n" and (len(text[:i]) - len(text[:i].rstrip("\\"))) % 2 == 0:
-            pieces.append(text[start:i])
-            start = i + 1
-    pieces.append(text[start:])
-    return pieces
-
-
-def implicit_rule(db: Database, name: str) -> tuple[PatternRule, str, list[str], list[str]] | None:
-    """The pattern rule GNU make would pick for ``name`` (rule, stem, prerequisites, order-only), or None.
-
-    Raises MakeError when only a chain of implicit rules could make it (GNU would chain; onitu make does not).
-    """
-    candidates = _candidates(db, name)
-    for rule, stem, prereqs, order_only in candidates:
-        if all(_ought_to_exist(db, p) for p in prereqs + order_only):
-            return rule, stem, prereqs, order_only
-    for rule, _, prereqs, order_only in candidates:
-        missing = [p for p in prereqs + order_only if not _ought_to_exist(db, p)]
-        if all(any(all(_ought_to_exist(db, q) for q in c[2] + c[3]) for c in _candidates(db, p)) for p in missing):
-            raise MakeError(f"*** '{name}' needs a chain of implicit rules ('{missing[0]}' from rule "
-                            f"{rule.file}:{rule.line} is itself made by a pattern rule), which onitu make does not "
-                            "support.  Stop.")
-    return None
-
-
-def _candidates(db: Database, name: str) -> list[tuple[PatternRule, str, list[str], list[str]]]:
-    """Pattern rules whose target matches ``name``, shortest stem first (GNU's preference), then file order."""
-    slash = name.rfind("/")
-    directory, base = name[: slash + 1], name[slash + 1 :]
-    found = []
-    for index, rule in enumerate(db.patterns):
-        parts = split_pattern(rule.target)
-        assert parts is not None
-        # A pattern without a slash matches the file name without its directory, which goes back onto the stem.
-        prefix = "" if "/" in rule.target else directory
-        stem = pattern_match(parts, name if not prefix else base)
-        if stem is None:
-            continue
-
-        def subst(p: str, stem: str = stem, prefix: str = prefix) -> str:
-            return prefix + substitute(p, stem) if split_pattern(p) is not None else p
-
-        found.append((len(stem), index, rule, prefix + stem, [subst(p) for p in rule.prereqs],
-                      [subst(p) for p in rule.order_only]))
-    found.sort(key=lambda c: (c[0], c[1]))
-    return [(rule, stem, prereqs, oo) for _, _, rule, stem, prereqs, oo in found]
-
-
-def _ought_to_exist(db: Database, name: str) -> bool:
-    return name in db.mentioned or os.path.lexists(db.cwd / name)
+        if self.recipe is None:
+            return []
+        where = path or {}
+        autos = Autos(self.name, [where.get(p, p) for p in self.all_prereqs], [where.get(p, p) for p in newer],
+                      [where.get(p, p) for p in self.order_only], self.stem)
+        return expand(self.db, self.recipe, automatic_scope(self.scope, autos), self.name)
 
 
 class Graph:
-    """The targets reachable from the goals, resolved, checked for cycles and missing sources."""
+    """The targets reachable from the goals, resolved, with cycles dropped as GNU drops them."""
 
     def __init__(self, db: Database, goals: list[str]) -> None:
         self.db = db
         self.goals = goals
         self.nodes: dict[str, Node] = {}
+        self.messages: list[str] = []  # GNU's "Circular ... dependency dropped." lines, for stderr
+        self.locate = Locator(db)
+        self.search = Search(db, self._known, self.locate.exists, self._second)
         self._order: list[str] = []
+        self._found: dict[str, tuple[Found, Node]] = {}  # intermediate files entered by a chain, not resolved yet
+        self._no_implicit: set[str] = set()  # found by a terminal rule: no search of their own
+        self._rules: dict[str, Node] = {}  # the rules of double-colon targets, until the walk reaches them
 
     @classmethod
     def build(cls, db: Database, goals: Sequence[str]) -> Graph:
-        """Resolve ``goals`` (default: the default goal) and everything they need; nothing runs if this raises."""
+        """Resolve ``goals`` (default: the default goal) and everything they need."""
         chosen = list(goals) or ([db.default_goal] if db.default_goal else [])
         if not chosen:
             raise MakeError("*** No targets.  Stop.")
@@ -205,148 +101,189 @@ class Graph:
             graph._visit(goal)
         return graph
 
+    def order(self) -> list[str]:
+        """Every node key in the order GNU make -j1 considers them (post-order, prerequisites left to right)."""
+        return list(self._order)
+
     def _visit(self, goal: str) -> None:
         """Depth-first, prerequisites left to right, post-order: GNU make -j1's order."""
         if goal in self.nodes:
             return
         self.nodes[goal] = self._resolve(goal, None)
-        stack: list[tuple[str, list[str]]] = [(goal, self._deps(goal))]
+        stack: list[tuple[str, list[str]]] = [(goal, self.nodes[goal].deps()[::-1])]
         on_path = {goal}
         while stack:
-            name, pending = stack[-1]
+            key, pending = stack[-1]
             if not pending:
                 stack.pop()
-                on_path.discard(name)
-                self._order.append(name)
+                on_path.discard(key)
+                self._order.append(key)
                 continue
             dep = pending.pop()
             if dep in on_path:
-                path = [n for n, _ in stack]
-                cycle = [*path[path.index(dep) :], dep]
-                raise MakeError(f"*** Circular dependency: {' <- '.join(cycle)}.  Stop.")
+                self._drop(self.nodes[key], dep)
+                continue
             if dep in self.nodes:
                 continue
-            self.nodes[dep] = self._resolve(dep, self.nodes[name])
-            stack.append((dep, self._deps(dep)))
+            self.nodes[dep] = self._resolve(dep, self.nodes[key])
+            stack.append((dep, self.nodes[dep].deps()[::-1]))
             on_path.add(dep)
 
-    def _deps(self, name: str) -> list[str]:
-        """The prerequisites still to visit, last first (the stacks pop from the end)."""
-        node = self.nodes[name]
-        return _dedup(node.prereqs + node.order_only)[::-1]
+    def _drop(self, node: Node, dep: str) -> None:
+        self.messages.append(f"Circular {node.name} <- {self.nodes[dep].name} dependency dropped.")
+        for names in (node.all_prereqs, node.order_only, node.colons):
+            if dep in names:
+                names.remove(dep)
+
+    # -- one file ----------------------------------------------------------------------------------------------
 
     def _resolve(self, name: str, parent: Node | None) -> Node:
         db = self.db
+        rule = self._rules.pop(name, None)
+        if rule is not None:
+            return rule
+        entered = self._found.pop(name, None)
+        if entered is not None:
+            return self._intermediate(*entered)
         entry = db.entries.get(name)
         phony = name in db.phony
-        prereqs = list(entry.prereqs) if entry else []
-        order_only = list(entry.order_only) if entry else []
+        scope = self._scope(name, parent, entry.scope if entry else None)
+        if entry is not None and entry.colons:
+            return self._double_colon(name, entry, phony, scope)
+        stem = entry.stem if entry else ""
+        prereqs, order_only = self._expand_deferred(entry.prereqs if entry else [], name, stem, scope)
+        order_only += entry.order_only if entry else []
         recipe = entry.recipe if entry else None
-        stem, file, line = (entry.stem, entry.file, entry.line) if entry else ("", None, None)
-        if recipe is None and not phony:
-            found = implicit_rule(db, name)
+        file, line = (entry.file, entry.line) if entry else (None, None)
+        is_target = (entry is not None and entry.is_target) or phony
+        node = Node(name, prereqs, [], phony, recipe, stem, file, line, is_target, scope, db=db)
+        if recipe is None and not phony and name not in self._no_implicit:
+            found = self.search.find(name, prereqs + order_only)
             if found is not None:
-                rule, stem, implicit, implicit_oo = found
-                prereqs, order_only = implicit + prereqs, implicit_oo + order_only
-                recipe, file, line = rule.recipe, rule.file, rule.line
-        is_target = entry is not None or phony or recipe is not None
-        if not is_target and not os.path.lexists(db.cwd / name):
-            needed = f", needed by '{parent.name}'" if parent else ""
-            raise MakeError(f"*** No rule to make target '{name}'{needed}.  Stop.")
-        scope = Scope(parent.scope if parent and parent.scope else db.globals)
-        if entry is not None and entry.scope is not None:
-            scope.vars = entry.scope.vars
+                self._apply(node, found)
+                prereqs, order_only = node.all_prereqs, [*node.order_only, *order_only]
+        if node.recipe is None and not node.is_target and db.default_recipe is not None:
+            node.recipe = db.default_recipe
+        node.all_prereqs = prereqs
         normal = set(prereqs)
-        order_only = [p for p in order_only if p not in normal]  # a prerequisite that is both is normal, as in GNU
-        return Node(name, _dedup(prereqs), prereqs, order_only, phony, recipe is not None, stem, file, line,
-                    is_target, list(recipe or []), scope, db)
+        node.order_only = [p for p in order_only if p not in normal]  # both normal and order-only: normal, as GNU
+        if entry is not None and entry.group:
+            node.also_make = tuple(t for t in entry.group if t != name)
+        self._flags(node)
+        return node
 
-    def order(self) -> list[str]:
-        """Every node in the order GNU make -j1 considers them (post-order, prerequisites left to right)."""
-        return list(self._order)
+    def _apply(self, node: Node, found: Found) -> None:
+        """Give ``node`` the implicit rule ``found`` (its prerequisites first, then the explicit ones)."""
+        rule = found.rule
+        node.all_prereqs = [d for d, oo in found.prereqs if not oo] + node.all_prereqs
+        node.order_only = [d for d, oo in found.prereqs if oo]
+        node.recipe, node.stem, node.file, node.line = rule.recipe, found.stem, rule.file, rule.line
+        node.is_target = True
+        node.also_make = tuple(found.also_make)
+        node.precious = found.target in self.db.precious.names
+        for dep, sub in found.intermediates.items():
+            self._found[dep] = (sub, node)
+        if rule.terminal:
+            self._no_implicit.update(d for d, _ in found.prereqs if d not in found.intermediates)
 
-    def decide(self, name: str, mtime: Mtime, remade: Set[str], always: bool) -> Decision:
-        """GNU make's out-of-date rule for ``name``, whose prerequisites are all handled already.
+    def _intermediate(self, found: Found, parent: Node) -> Node:
+        """A file no rule names, made by a chain of implicit rules: GNU's intermediate file."""
+        scope = self._scope(found.name, parent, None)
+        node = Node(found.name, [], [], False, None, "", None, None, True, scope, db=self.db)
+        self._apply(node, found)
+        self._flags(node)
+        node.intermediate = found.name not in self.db.notintermediate and found.target not in self.db.notintermediate
+        node.chained = True
+        return node
 
-        ``mtime`` gives current modification times (None: missing); ``remade`` holds the targets whose recipe ran,
-        phony targets and recipe-less targets that were remade; ``always`` is -B.
-        """
-        node = self.nodes[name]
-        this = None if node.phony else mtime(name)
-        run = this is None
-        changed_any = False
-        newer: list[str] = []
-        for dep in node.prereqs:
-            dep_node = self.nodes.get(dep)
-            dep_time = None if dep_node is not None and dep_node.phony else mtime(dep)
-            # GNU: a prerequisite "changed" if it is missing or its recipe ran (its mtime moved).
-            changed = dep_time is None or (dep in remade and dep_node is not None and dep_node.has_recipe)
-            later = dep_time is None or (this is not None and dep_time > this)
-            changed_any = changed_any or changed
-            run = run or later
-            if always or changed or later or this is None:
-                newer.append(dep)
-        if this is not None and node.is_target and not node.has_recipe and not changed_any and not always:
-            run = False  # GNU: no recipe and no prerequisite actually changed
-        elif always and node.has_recipe:
-            run = True
-        return Decision(run, newer)
+    def _double_colon(self, name: str, entry: Entry, phony: bool, scope: Scope) -> Node:
+        assert entry.colons is not None
+        node = Node(name, [], [], phony, None, entry.stem, entry.file, entry.line, True, scope, db=self.db)
+        for i, colon in enumerate(entry.colons):
+            prereqs, order_only = self._expand_deferred(colon.prereqs, name, entry.stem, scope)
+            rule = Node(name, prereqs, order_only + colon.order_only, phony, colon.recipe, entry.stem, colon.file,
+                        colon.line, True, scope, key=f"{name}::{i}", double_colon=True, db=self.db)
+            rule.stem = rule.stem or stem_from_suffix(name, self.db.suffixes)
+            self._rules[rule.key] = rule
+            node.colons.append(rule.key)
+        self._flags(node)
+        return node
 
-    def dry_run(self, always: bool, mtime: Mtime) -> tuple[list[str], list[str]]:
-        """What ``make -n`` (``-B`` if ``always``) prints for the goals: (stdout lines, stderr lines)."""
-        out: list[str] = []
-        err: list[str] = []
-        ex: Expander = self.db.expander
-        saved_emit = ex.emit
-        ex.emit = lambda stream, text: (out if stream == "out" else err).append(text)
-        ran: set[str] = set()
-        remade: set[str] = set()
-        done: set[str] = set()
+    def _flags(self, node: Node) -> None:
+        db, name = self.db, node.name
+        if not node.stem and node.recipe is not None:
+            node.stem = stem_from_suffix(_member_of(name), db.suffixes)
+        node.precious = node.precious or name in db.precious.names
+        if name in db.intermediate or name in db.secondary.names:
+            node.intermediate = name not in db.notintermediate
+        node.secondary = db.secondary.every or name in db.secondary.names
 
-        def pretend(path: str) -> float | None:
-            return math.inf if path in ran else mtime(path)  # a target that would be remade is brand new
+    # -- variables and the second expansion ------------------------------------------------------------------
 
-        try:
-            commands_started = 0
-            for goal in self.goals:
-                started = commands_started
-                for name in self.subtree(goal):
-                    if name in done:
-                        continue
-                    done.add(name)
-                    node = self.nodes[name]
-                    decision = self.decide(name, pretend, remade, always)
-                    if not decision.run:
-                        continue
-                    remade.add(name)
-                    if node.has_recipe:
-                        commands = node.commands(decision.newer)
-                        ran.add(name)
-                        commands_started += len(commands)
-                        out.extend(line for c in commands for line in c.echo.split("\n"))
-                if commands_started == started:
-                    node = self.nodes[goal]
-                    quiet = node.phony or not node.has_recipe
-                    out.append(f"onitu make: Nothing to be done for '{goal}'." if quiet
-                               else f"onitu make: '{goal}' is up to date.")
-        finally:
-            ex.emit = saved_emit
-        return out, err
+    def _scope(self, name: str, parent: Node | None, own: Scope | None) -> Scope:
+        """Target-specific variables over pattern-specific ones over the parent's (GNU's inheritance)."""
+        base = parent.scope if parent is not None else self.db.globals
+        matching = [(len(p[0]) + len(p[1]), i, s) for i, (p, s) in enumerate(self.db.pattern_vars)
+                    if pattern_match(p, name)]  # a non-empty stem, as GNU's lookup_pattern_var wants
+        if matching:
+            merged = Scope(base)
+            for _, _, pattern_scope in sorted(matching, key=lambda m: (m[0], m[1])):
+                for var_name, var in pattern_scope.vars.items():
+                    old = merged.vars.get(var_name)
+                    if var.append and old is not None:
+                        var = Var(f"{old.value} {var.value}", old.recursive, old.origin, old.export, old.append)
+                    merged.vars[var_name] = var
+            base = merged
+        scope = Scope(base)
+        if own is not None:
+            scope.vars = own.vars
+        return scope
+
+    def _expand_deferred(self, items: list[Prereq], name: str, stem: str, scope: Scope
+                         ) -> tuple[list[str], list[str]]:
+        """Prerequisites with the second expansion applied (``$$@`` is the target, ``$$<`` the first prereq...)."""
+        prereqs: list[str] = []
+        order_only: list[str] = []
+        for item in items:
+            if isinstance(item, str):
+                prereqs.append(item)
+                continue
+            text = item.text.replace("%", "$*") if item.stem else item.text
+            for dep, oo in self._second(text, name, item.stem or stem, scope, prereqs):
+                (order_only if oo else prereqs).append(dep)
+        return prereqs, order_only
+
+    def _second(self, text: str, target: str, stem: str, scope: Scope | None = None,
+                known: Sequence[str] = ()) -> list[tuple[str, bool]]:
+        """Expand ``text`` again with the automatic variables of ``target``; (name, order-only) pairs."""
+        autos = automatic_scope(scope or self.db.globals, Autos(target, list(known), [], [], stem))
+        expanded = self.db.expander.expand(text, autos)
+        normal, _, order_only = expanded.partition("|")
+        cwd = str(self.db.cwd)
+        return [(n, False) for n in file_words(normal, cwd)] + [(n, True) for n in file_words(order_only, cwd)]
+
+    def _known(self, name: str) -> bool:
+        return name in self.db.mentioned or name in self.nodes
 
     def subtree(self, goal: str) -> list[str]:
-        """The post-order nodes under ``goal`` (a slice of order())."""
-        seen: set[str] = set()
+        """The post-order node keys under ``goal``."""
+        seen: set[str] = {goal}
         result: list[str] = []
-        stack: list[tuple[str, list[str]]] = [(goal, self._deps(goal))]
-        seen.add(goal)
+        stack: list[tuple[str, list[str]]] = [(goal, self.nodes[goal].deps()[::-1])]
         while stack:
-            name, pending = stack[-1]
+            key, pending = stack[-1]
             if not pending:
                 stack.pop()
-                result.append(name)
+                result.append(key)
                 continue
             dep = pending.pop()
-            if dep not in seen:
+            if dep not in seen and dep in self.nodes:
                 seen.add(dep)
-                stack.append((dep, self._deps(dep)))
+                stack.append((dep, self.nodes[dep].deps()[::-1]))
         return result
+
+
+def _member_of(name: str) -> str:
+    if name.endswith(")") and "(" in name:
+        return name[name.index("(") + 1 : -1]
+    return name

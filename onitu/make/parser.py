@@ -1,26 +1,27 @@
 """The Makefile reader: GNU make 4.3's line syntax, directives, conditionals, assignments and rules.
 
-``load()`` reads the makefiles into a :class:`Database`; :mod:`onitu.make.graph` resolves goals against it.
-Everything GNU make accepts is either read exactly as GNU make reads it or refused with a ``MakeError``
-naming the file and line.
+``load()`` reads the makefiles into a :class:`Database` (GNU's built-in rules and variables first, unless -r/-R);
+:mod:`onitu.make.graph` resolves goals against it. Everything GNU make accepts is either read exactly as GNU make
+reads it or refused with a ``MakeError`` naming the file and line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from onitu.make.expand import (
+from onitu.make import builtins
+from onitu.make.database import Database, Entry, MakefileGoal, PatternRule, RecipeLine
+from onitu.make.expand import Emit, Expander, default_emit
+from onitu.make.functions import run_shell
+from onitu.make.options import Options, parse_makeflags
+from onitu.make.rules import RuleReader
+from onitu.make.text import (
     ASSIGN_OPS,
-    Emit,
-    Expander,
     Location,
     MakeError,
-    Scope,
-    Var,
     collapse,
-    default_emit,
     fatal,
     find_top,
     first_word,
@@ -28,49 +29,16 @@ from onitu.make.expand import (
     parse_assignment,
     strip_comment,
 )
-from onitu.make.rules import RuleReader
+from onitu.make.variables import Scope, Var, beats
 
 __all__ = ["Database", "Entry", "MakeError", "PatternRule", "RecipeLine", "load"]
 
 DEFAULT_MAKEFILES = ("GNUmakefile", "makefile", "Makefile")
 CONDITIONALS = ("ifdef", "ifndef", "ifeq", "ifneq", "else", "endif")
-REFUSED_DIRECTIVES = {"vpath": "the 'vpath' directive", "load": "the 'load' directive",
-                      "private": "the 'private' modifier"}
-
-
-@dataclass
-class RecipeLine:
-    """One logical recipe line, unexpanded (backslash-newlines kept, the prefix after each removed)."""
-
-    text: str
-    file: str
-    line: int
-
-
-@dataclass
-class Entry:
-    """What the makefiles say about one explicit target."""
-
-    name: str
-    prereqs: list[str] = field(default_factory=list)  # normal prerequisites, duplicates kept, GNU's merge order
-    order_only: list[str] = field(default_factory=list)
-    recipe: list[RecipeLine] | None = None
-    file: str | None = None
-    line: int | None = None
-    stem: str = ""  # static pattern rules: the stem, for $*
-    scope: Scope | None = None  # target-specific variables (their parent is set per build)
-
-
-@dataclass
-class PatternRule:
-    """An implicit rule ``prefix%suffix: prereq patterns``."""
-
-    target: str
-    prereqs: list[str]
-    order_only: list[str]
-    recipe: list[RecipeLine]
-    file: str
-    line: int
+REFUSED_DIRECTIVES = {"load": "the 'load' directive", "private": "the 'private' modifier"}
+INCLUDE_DIRS = ("/usr/local/include", "/usr/include")  # GNU's default search path for include
+FEATURES = ("target-specific order-only second-expansion else-if shortest-stem undefine oneshell nocomment "
+            "grouped-target archives jobserver check-symlink")
 
 
 @dataclass
@@ -83,87 +51,43 @@ class _Frame:
     outer_live: bool = True
 
 
-class Database:
-    """Everything read from the makefiles: variables, explicit targets, pattern rules and special targets."""
-
-    def __init__(self, cwd: Path, expander: Expander) -> None:
-        self.cwd = cwd
-        self.expander = expander
-        self.entries: dict[str, Entry] = {}
-        self.patterns: list[PatternRule] = []
-        self.mentioned: set[str] = set()  # explicit targets and prerequisites: "ought to exist" for implicit rules
-        self.phony: set[str] = set()
-        self.silent: set[str] | None = set()  # None: .SILENT without prerequisites (every target)
-        self.ignore: set[str] | None = set()
-        self.export_all = False
-        self.delete_on_error = False
-        self.not_parallel = False
-        self.makefiles: list[str] = []
-        self.default_goal: str | None = None
-        self._warnings: list[str] = []
-
-    @property
-    def globals(self) -> Scope:
-        """The global variable set."""
-        return self.expander.globals
-
-    def warnings(self) -> list[str]:
-        """The reader's own warnings (``file:line: warning: ...``), for the caller to print on stderr."""
-        return list(self._warnings)
-
-    def warn(self, text: str, where: Location) -> None:
-        """Record a warning at ``where``."""
-        self._warnings.append(f"{where[0]}:{where[1]}: {text}")
-
-    def exports(self) -> dict[str, str]:
-        """The recipes' environment: exported variables, plus those from the environment or command line."""
-        env: dict[str, str] = {}
-        shell = self.expander.environ.get("SHELL")
-        if shell is not None:  # GNU hands recipes the SHELL it was given, not the makefile's
-            env["SHELL"] = shell
-        for name, var in self.globals.vars.items():
-            if name == "SHELL" or not _exportable(name) or var.export is False:
-                continue
-            wanted = var.export or var.origin in ("environment", "command line")
-            if wanted or (self.export_all and var.origin not in ("default", "automatic")):
-                env[name] = self.expander.value_of(name)
-        return env
-
-    def is_silent(self, target: str) -> bool:
-        """Is ``target`` under .SILENT?"""
-        return self.silent is None or target in self.silent
-
-    def is_ignored(self, target: str) -> bool:
-        """Is ``target`` under .IGNORE?"""
-        return self.ignore is None or target in self.ignore
-
-
-def _exportable(name: str) -> bool:
-    return bool(name) and (name[0].isalpha() or name[0] == "_") and name.replace("_", "a").isalnum() and name.isascii()
-
-
 class _Reader:
     """Reads makefiles into a Database, one logical line at a time."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, include_dirs: Sequence[str] = ()) -> None:
         self.db = db
         self.ex = db.expander
         self.rules = RuleReader(db, self)
-        self.missing: list[tuple[str, Location, bool]] = []  # (include name, where, optional)
+        self.include_dirs = list(include_dirs)
+        self.ex.evaluate = self.evaluate
 
     # -- files and lines -------------------------------------------------------------------------------------------
 
-    def read_file(self, path: Path, name: str) -> None:
-        """Read one makefile (``name`` is how messages call it)."""
+    def read_file(self, path: Path, name: str, where: Location | None = None, optional: bool = False) -> None:
+        """Read one makefile (``name`` is how messages call it; ``where``: the include line that reads it)."""
         self.db.makefiles.append(name)
+        self.db.makefile_goals.append(MakefileGoal(name, where, optional))
         self.ex.define("MAKEFILE_LIST", " ".join(self.db.makefiles), recursive=False, origin="file")
         lines = path.read_text(errors="surrogateescape").split("\n")
         if lines and lines[-1] == "":
             lines.pop()
+        self._read_lines(lines, name, 1)
+
+    def evaluate(self, text: str) -> None:
+        """``$(eval text)``: read ``text`` as makefile lines, at the location of the eval (GNU's eval_buffer)."""
+        where, pending = self.ex.where, self.rules.pending
+        self.rules.pending = None
+        name, line = where or ("<eval>", 1)
+        try:
+            self._read_lines(text.split("\n"), name, line)
+        finally:
+            self.ex.where, self.rules.pending = where, pending
+
+    def _read_lines(self, lines: list[str], name: str, first: int) -> None:
         stack: list[_Frame] = []
         i = 0
         while i < len(lines):
-            where = (name, i + 1)
+            where = (name, first + i)
             self.ex.where = where
             live = all(f.live for f in stack)
             if self.rules.pending is not None and lines[i].startswith(self.recipe_prefix()):
@@ -175,7 +99,7 @@ class _Reader:
             i = self._logical(parts, where, stack, lines, i)
         self.rules.flush()
         if stack:
-            raise fatal("missing 'endif'", (name, len(lines) + 1))
+            raise fatal("missing 'endif'", (name, first + len(lines)))
 
     def recipe_prefix(self) -> str:
         """The recipe prefix: the first character of .RECIPEPREFIX, else a tab."""
@@ -274,22 +198,26 @@ class _Reader:
 
     def _statement(self, parts: list[str], text: str, where: Location, lines: list[str], i: int) -> int:
         """A directive, an assignment or a rule."""
-        word, rest = first_word(text)
+        body = text.lstrip(" \t")
+        word, rest = first_word(body)
         if word in REFUSED_DIRECTIVES and rest.strip() and not rest.startswith(ASSIGN_OPS):
             raise fatal(f"{REFUSED_DIRECTIVES[word]} is not supported by onitu make", where)
         if word in ("include", "-include", "sinclude") and not rest.startswith((*ASSIGN_OPS, ":")):
             self._include(rest, where, optional=word != "include")
             return i
+        if word == "vpath" and not rest.startswith((*ASSIGN_OPS, ":")):
+            self._vpath(rest, where)
+            return i
         modifiers: set[str] = set()
         while word in ("override", "export", "unexport") and not rest.startswith((*ASSIGN_OPS, ":")):
             modifiers.add(word)
-            word, rest = first_word(rest)
+            body = rest  # the words after the modifier, spacing kept (a value's inner blanks count)
+            word, rest = first_word(body)
         if word == "define":
             return self._define(rest, modifiers, where, lines, i)
         if word == "undefine":
             self._undefine(rest, modifiers, where)
             return i
-        body = f"{word} {rest}" if word else rest
         assignment = parse_assignment(body)
         if assignment is not None:
             name, op, value = assignment
@@ -301,6 +229,18 @@ class _Reader:
         else:
             self.rules.rule(parts, where)
         return i
+
+    def _vpath(self, rest: str, where: Location) -> None:
+        """``vpath PATTERN DIRS`` adds a search path; ``vpath PATTERN`` clears it; ``vpath`` clears them all."""
+        words = self.ex.expand(rest).split()
+        if not words:
+            self.db.vpaths.clear()
+            return
+        dirs = [d for w in words[1:] for d in w.split(":") if d]
+        if dirs:
+            self.db.vpaths.append((words[0], dirs))
+        else:
+            self.db.vpaths = [v for v in self.db.vpaths if v[0] != words[0]]
 
     def _export_names(self, body: str, export: bool, where: Location) -> None:
         names = self.ex.expand(body).split()
@@ -321,7 +261,7 @@ class _Reader:
         origin = "override" if "override" in modifiers else "file"
         old = scope.vars.get(name)
         target_var = scope is not self.db.globals
-        if old is not None and not _beats(origin, old.origin):
+        if old is not None and not beats(origin, old.origin):
             if "export" in modifiers or "unexport" in modifiers:
                 old.export = "unexport" not in modifiers
             return
@@ -339,24 +279,17 @@ class _Reader:
         elif op in (":=", "::="):
             value = self.ex.expand(value, scope)
         elif op == "!=":
-            from onitu.make.functions import run_shell  # functions imports expand only; no cycle at load
-
             value = run_shell(self.ex, self.ex.expand(value, scope))
         var = Var(value, recursive, origin, old.export if old else None, append, where)
         if "export" in modifiers or "unexport" in modifiers:
             var.export = "unexport" not in modifiers
         scope.vars[name] = var
-        if name == "VPATH" and value.strip():
-            raise fatal("VPATH is not supported by onitu make", where)
-        fixed = {"SHELL": "/bin/sh", ".SHELLFLAGS": "-c"}  # recipes always run as /bin/sh -c
-        if name in fixed and self.ex.value_of(name, scope).strip() != fixed[name]:
-            raise fatal(f"{name} other than '{fixed[name]}' is not supported by onitu make", where)
 
     def _undefine(self, rest: str, modifiers: set[str], where: Location) -> None:
         origin = "override" if "override" in modifiers else "file"
         for name in self.ex.expand(rest).split():
             old = self.db.globals.vars.get(name)
-            if old is not None and _beats(origin, old.origin):
+            if old is not None and beats(origin, old.origin):
                 del self.db.globals.vars[name]
 
     def _define(self, rest: str, modifiers: set[str], where: Location, lines: list[str], i: int) -> int:
@@ -391,20 +324,28 @@ class _Reader:
 
     def _include(self, rest: str, where: Location, *, optional: bool) -> None:
         for name in self.ex.expand(rest).split():
-            path = self.db.cwd / name
-            if path.is_file():
+            found = self._find_include(name)
+            if found is not None:
+                path, shown = found
                 saved = self.rules.pending
-                self.read_file(path, name)
+                self.read_file(path, shown, where, optional)
                 self.rules.pending = saved
                 self.ex.where = where
             else:
-                self.missing.append((name, where, optional))
+                self.db.makefile_goals.append(MakefileGoal(name, where, optional, found=False))
+                self.db.mentioned.add(name)
 
-
-def _beats(new: str, old: str) -> bool:
-    """May a definition of origin ``new`` replace one of origin ``old``? (GNU's origin priority)."""
-    rank = {"default": 0, "environment": 1, "file": 2, "command line": 3, "override": 4, "automatic": 5}
-    return rank[new] >= rank[old]
+    def _find_include(self, name: str) -> tuple[Path, str] | None:
+        """The file ``include`` reads and the name make then calls it: relative to the make directory, else in
+        the -I and the default directories (``inc/x.mk``, as GNU names it in MAKEFILE_LIST and when remaking)."""
+        path = self.db.cwd / name
+        if path.is_file() or name.startswith("/"):
+            return (path, name) if path.is_file() else None
+        for directory in [*self.include_dirs, *INCLUDE_DIRS]:
+            candidate = self.db.cwd / directory / name
+            if candidate.is_file():
+                return candidate, f"{directory.rstrip('/')}/{name}"
+        return None
 
 
 def _find_makefile(makefile: str | None, cwd: Path) -> tuple[Path, str]:
@@ -420,33 +361,53 @@ def _find_makefile(makefile: str | None, cwd: Path) -> tuple[Path, str]:
     return path, makefile
 
 
-def load(makefile: str | None, *, cwd: Path, overrides: dict[str, str], environ: Mapping[str, str],
-         goals: Sequence[str] = (), make_command: str = "onitu make", emit: Emit = default_emit) -> Database:
-    """Read the makefile like GNU make ``-r -R``.
+def load(makefiles: Sequence[str] | str | None, *, cwd: Path, overrides: Mapping[str, str],
+         environ: Mapping[str, str], goals: Sequence[str] = (), make_command: str = "onitu make",
+         emit: Emit = default_emit, options: Options | None = None, builtin: bool = True, restarts: int = 0
+         ) -> Database:
+    """Read the makefiles as GNU make does.
 
-    ``makefile`` None means GNUmakefile, makefile or Makefile in ``cwd`` (paths are relative to ``cwd``, the -C
+    ``makefiles`` None means GNUmakefile, makefile or Makefile in ``cwd`` (paths are relative to ``cwd``, the -C
     directory). ``overrides`` are command-line ``VAR=value``: they beat the makefile's assignments unless those say
-    ``override``; ``environ`` gives defaults that the makefile's assignments beat. ``goals`` are the command-line goals
-    (for MAKECMDGOALS), ``make_command`` is what ``$(MAKE)`` expands to, ``emit`` receives ``$(info)``/``$(warning)``
-    output.
+    ``override``; ``environ`` gives defaults that the makefile's assignments beat (unless -e). ``goals`` are the
+    command-line goals (for MAKECMDGOALS), ``make_command`` is what ``$(MAKE)`` expands to, ``emit`` receives
+    ``$(info)``/``$(warning)`` output. ``options`` are the command line's switches (-r, -R, -e, -I, --eval, and what
+    MAKEFLAGS says); ``builtin=False`` reads as ``-r -R`` would.
     """
-    path, name = _find_makefile(makefile, cwd)
+    opts = options or Options()
+    rules = builtin and not opts.no_builtin_rules and not opts.no_builtin_variables
+    variables = builtin and not opts.no_builtin_variables
     ex = Expander(cwd, environ, emit)
+    level = environ.get("MAKELEVEL", "0")
+    ex.program = make_command if level in ("", "0") or not level.isdigit() else f"{make_command}[{level}]"
     db = Database(cwd, ex)
+    origin = "environment override" if opts.env_overrides else "environment"
     for key, value in environ.items():
-        if key not in ("SHELL", "MAKEFLAGS", "MFLAGS"):
-            ex.globals.vars[key] = Var(value, True, "environment", export=True)
-    defaults = {"SHELL": "/bin/sh", "MAKE": make_command, "CURDIR": str(cwd.absolute()),
-                "MAKELEVEL": environ.get("MAKELEVEL", "0"), ".SHELLFLAGS": "-c"}
+        if key not in ("SHELL", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+            ex.globals.vars[key] = Var(value, True, origin, export=True)
+    builtins.install(db, rules=rules, variables=variables)
+    defaults = {"SHELL": "/bin/sh", "MAKE_COMMAND": make_command, "CURDIR": str(cwd.absolute()),
+                "MAKELEVEL": level if level.isdigit() else "0", ".SHELLFLAGS": "-c", "MAKE_VERSION": "4.3",
+                "MAKE_HOST": "x86_64-pc-linux-gnu", ".FEATURES": FEATURES, "MAKEFILES": "",
+                ".INCLUDE_DIRS": " ".join(INCLUDE_DIRS), "MAKEFLAGS": opts.makeflags(), "MFLAGS": opts.mflags()}
     for key, value in defaults.items():
-        ex.define(key, value, recursive=False, origin="file" if key in ("SHELL", "CURDIR") else "default")
+        ex.define(key, value, recursive=False, origin="file" if key in ("SHELL", "CURDIR", "MAKEFLAGS") else "default")
+    ex.define("MAKE", "$(MAKE_COMMAND)", recursive=True, origin="default")
     if goals:
         ex.define("MAKECMDGOALS", " ".join(goals), recursive=False, origin="default")
+    if restarts:
+        ex.define("MAKE_RESTARTS", str(restarts), recursive=False, origin="override")
     for key, value in overrides.items():
         ex.define(key, value, recursive=True, origin="command line")
-    reader = _Reader(db)
-    reader.read_file(path, name)
-    _check_makefile_rules(db, reader)
+    reader = _Reader(db, opts.include_dirs)
+    for text in opts.evals:
+        reader.evaluate(text)
+    names = [makefiles] if isinstance(makefiles, str) else list(makefiles or [])
+    for name in names or [None]:
+        path, shown = _find_makefile(name, cwd)
+        reader.read_file(path, shown)
+    _reread_makeflags(db, opts)
+    builtins.convert_suffix_rules(db)
     goal = ex.value_of(".DEFAULT_GOAL").split()
     if len(goal) > 1:
         raise MakeError("*** .DEFAULT_GOAL contains more than one target.  Stop.")
@@ -455,19 +416,10 @@ def load(makefile: str | None, *, cwd: Path, overrides: dict[str, str], environ:
     return db
 
 
-def _check_makefile_rules(db: Database, reader: _Reader) -> None:
-    """GNU would try to remake makefiles that have rules, and fails on missing includes without one."""
-    from onitu.make.graph import implicit_rule  # graph builds on this module
-
-    for name in [n for n, _, _ in reader.missing] + db.makefiles:
-        entry = db.entries.get(name)
-        has_rule = entry is not None and (entry.recipe is not None or entry.prereqs)
-        if has_rule or (entry is None and implicit_rule(db, name) is not None):
-            raise MakeError(f"*** makefile '{name}' has a rule to remake it; remaking makefiles is not supported by "
-                            "onitu make.  Stop.")
-    required = [(n, w) for n, w, optional in reader.missing if not optional]
-    if required:
-        name, where = required[-1]  # GNU reports the last one it tried, in reverse reading order
-        raise MakeError(f"{where[0]}:{where[1]}: {name}: No such file or directory\nonitu make: *** No rule to make "
-                        f"target '{name}'.  Stop.", where[0], where[1])
-
+def _reread_makeflags(db: Database, opts: Options) -> None:
+    """``MAKEFLAGS += -rR`` in a makefile drops the built-in rules or variables, as in GNU make."""
+    said = parse_makeflags(db.expander.value_of("MAKEFLAGS"), Options())
+    if said.no_builtin_rules and not opts.no_builtin_rules:
+        builtins.drop_rules(db)
+    if said.no_builtin_variables and not opts.no_builtin_variables:
+        builtins.drop_variables(db)

@@ -1,18 +1,23 @@
 """What a build shows while it runs: recipe echoes and output as GNU make prints them, plus a progress line.
 
 On a terminal a rich status line (tasks done/running/queued, workers) stays under the output; when piped, the
-output is exactly make's, and a plain progress line goes to stderr every ``PLAIN_EVERY`` seconds of a long build.
+output is exactly make's (GNU's, line for line), and the progress is logged at info level every ``PLAIN_EVERY``
+seconds of a long build (``ONITU_LOG=info``).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.live import Live
+
+log = logging.getLogger(__name__)
 
 PLAIN_EVERY = 10.0
 
@@ -33,9 +38,11 @@ class Counts:
 class Display:
     """Routes build output and shows progress; use as a context manager."""
 
-    def __init__(self, program: str, live: bool | None = None) -> None:
+    def __init__(self, program: str, live: bool | None = None, sink: Callable[[str, str], None] | None = None) -> None:
+        """``sink(stream, text)``: where output goes instead of stdout and stderr (tests, embedding)."""
         self.program = program
-        self.live_mode = sys.stderr.isatty() and sys.stdout.isatty() if live is None else live
+        self.sink = sink
+        self.live_mode = (sys.stderr.isatty() and sys.stdout.isatty() if live is None else live) and sink is None
         self.counts = Counts()
         self._live: Live | None = None
         self._last_plain = time.monotonic()
@@ -67,6 +74,10 @@ class Display:
     def _write(self, stream: object, data: bytes | str) -> None:
         if not data:
             return
+        if self.sink is not None:
+            text = data.decode(errors="surrogateescape") if isinstance(data, bytes) else data
+            self.sink("out" if stream is sys.stdout else "err", text)
+            return
         if self._live is not None:  # through rich's redirection, which keeps the status line below
             text = data.decode(errors="replace") if isinstance(data, bytes) else data
             stream.write(text)  # type: ignore[attr-defined]
@@ -80,11 +91,13 @@ class Display:
     def update(self, **counts: int) -> None:
         for k, v in counts.items():
             setattr(self.counts, k, v)
+        if self.sink is not None:
+            return
         if self._live is not None:
             self._live.update(_text(f"{self.program}: {self.counts.line()}"))
         elif time.monotonic() - self._last_plain > PLAIN_EVERY:
             self._last_plain = time.monotonic()
-            self.message(self.counts.line())
+            log.info("%s: %s", self.program, self.counts.line())
 
 
 def _text(line: str) -> Any:

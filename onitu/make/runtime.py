@@ -1,8 +1,17 @@
-"""Where a build runs: the space it uses (a running one, or one embedded in the driver) and local workers."""
+"""Where a build runs: the space it uses and its local workers.
+
+Three cases, picked once per ``onitu make`` run:
+
+- **shared**: a space was named (``--space``, ``$ONITU_SPACE``) or one runs here: tasks go there, to whatever
+  workers serve it; with none registered, local workers are started for it.
+- **memory**: no space and no recipe names ``$(MAKE)``: an in-process space in memory and worker threads in this
+  process (nothing to start, serialize or store: a small build costs little more than GNU make's).
+- **served**: no space, but sub-makes will want to join this build: a space served from a thread of this process
+  on a local socket, and a local worker process.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
@@ -10,94 +19,70 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from onitu.make.tasks import WORKER
-from onitu.space import SpaceError, Unavailable
-from onitu.space.client import SpaceClient, read_info
-from onitu.space.connect import connect
 
 log = logging.getLogger(__name__)
-
 
 MAX_RESPAWNS = 20
 RIDE_OUT = 30.0  # seconds a build waits for an answer from its space (a restart, a failover) before giving up
 
 
 class BuildLocked(Exception):
-    """Another driver is running the same build."""
+    """Another coordinator is running the same build."""
 
 
 class WorkersFailing(Exception):
-    """The driver's local workers die over and over (a broken environment, not a killed worker)."""
+    """The coordinator's local workers die over and over (a broken environment, not a killed worker)."""
 
 
 def embedded_endpoint(build: str) -> str:
     # a short socket path: ipc paths are limited to ~100 bytes
+    import tempfile
+
     return f"ipc://{tempfile.gettempdir()}/onitu-make-{os.getuid()}-{build[:12]}.sock"
 
 
-def will_embed(space: str | None, data: Path) -> bool:
-    """Whether the driver will serve its own space (none named, none running here)."""
-    return not (space or os.environ.get("ONITU_SPACE") or read_info(data))
+def space_runs_here(data: Path | None) -> bool:
+    """Does a space server publish its endpoints in the data directory (``space.json``)?"""
+    from onitu import paths
 
+    path = (data or paths.data_dir()) / "space.json"
+    if not path.is_file():  # the common case, answered without loading the space client
+        return False
+    from onitu.space.client import read_info
 
-def fork_worker(endpoint: str, slots: int) -> int:
-    """Start a local worker by forking this process: no interpreter start-up, so a small build starts at once.
-
-    Only safe before this process starts threads or ZeroMQ contexts; later workers are started with exec.
-    """
-    from onitu.make import worker  # noqa: F401 -- imported once, before the fork, for both processes
-    from onitu.make.cli import worker_main
-
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = worker_main(["--space", endpoint, "--slots", str(slots), "--parent", str(os.getppid())])
-        finally:
-            os._exit(code)
-    return pid
+    return read_info(path.parent) is not None
 
 
 class LocalWorker:
-    """A worker process this driver started (forked or exec'd)."""
+    """A worker process this coordinator started."""
 
-    def __init__(self, pid: int, proc: subprocess.Popen | None = None) -> None:
-        self.pid, self.proc = pid, proc
-        self.status: int | None = None
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.pid = proc.pid
 
     def alive(self) -> bool:
-        if self.status is None:
-            if self.proc is not None:
-                self.status = self.proc.poll()
-            else:
-                with contextlib.suppress(ChildProcessError):
-                    pid, status = os.waitpid(self.pid, os.WNOHANG)
-                    if pid:
-                        self.status = os.waitstatus_to_exitcode(status)
-        return self.status is None
+        return self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, sig)
+            self.proc.send_signal(sig)
 
     def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self.alive():
-            self.signal(signal.SIGKILL)
-            while self.alive():
-                time.sleep(0.01)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class EmbeddedSpace:
-    """A space served from a thread of the driver, for builds with no space running: local workers only."""
+    """A space served from a thread of the coordinator on a local socket (for sub-makes and a worker process)."""
 
     def __init__(self, state_dir: Path, build: str) -> None:
         from onitu.space.server import SpaceServer
@@ -105,13 +90,15 @@ class EmbeddedSpace:
         self.endpoint = embedded_endpoint(build)
         self.server = SpaceServer(state_dir, [self.endpoint])
         self.server.bind()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: Any = None  # its asyncio loop, once serving
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="onitu-make-space", daemon=True)
         self._thread.start()
         self._ready.wait(10)
 
     def _serve(self) -> None:
+        import asyncio
+
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._loop.call_soon(self._ready.set)
@@ -127,49 +114,83 @@ class EmbeddedSpace:
 
 
 class Runtime:
-    """The space and workers of one build; a context manager that releases all of it."""
+    """The space and workers of one ``onitu make`` run; a context manager that releases all of it."""
 
-    def __init__(self, build: str, state_dir: Path, *, space: str | None, data_dir: Path | None,
-                 insecure: bool, forked: tuple[int, int] | None = None) -> None:
-        """``forked``: (pid, slots) of a worker forked already for the embedded space (see :func:`fork_worker`)."""
-        self.build, self.state_dir = build, state_dir
-        self.workers = [LocalWorker(forked[0])] if forked else []
-        self._worker_args: list[str] = []
-        if forked:
-            self._worker_args = self._args(embedded_endpoint(build), forked[1])
-        state_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._lock = _lock(state_dir / "lock")
-        except BuildLocked:
-            self._stop_workers()
-            raise
+    def __init__(self, build: Callable[[], str], *, space: str | None, data_dir: Path | None, insecure: bool,
+                 recursive: bool, sub_make: Any = None) -> None:
+        """``build`` names the build when it needs a name on disk (a space of its own in memory needs none);
+        ``recursive``: some recipe names $(MAKE) (sub-makes must reach the space); ``sub_make``: the jobserver
+        address of the make that started this one (its space is used, its workers run the tasks)."""
+        self._build, self.data_dir = build, data_dir
+        self.workers: list[LocalWorker] = []
+        self.threads: list[tuple[Any, threading.Thread]] = []
         self.embedded: EmbeddedSpace | None = None
+        self.kind = "shared"
+        self.insecure = insecure
         self._respawns = 0
-        self.client = self._connect(space, data_dir, insecure)
+        self._lock: IO | None = None
+        self._worker_args: list[str] = []
+        if sub_make is not None:
+            self.client = self._connect(sub_make.endpoints, data_dir, sub_make.insecure)
+            return
+        named = bool(space or os.environ.get("ONITU_SPACE"))
+        if not named and not space_runs_here(data_dir):
+            self._own(recursive)
+            return
+        try:
+            self._take_lock()
+            self.client = self._connect(space, data_dir, insecure)
+        except Exception as exc:
+            from onitu.space.errors import Unavailable
 
-    def _connect(self, space: str | None, data_dir: Path | None, insecure: bool) -> SpaceClient:
-        """A given or running space if there is one; else an embedded one (no LAN discovery from a driver)."""
+            if named or not isinstance(exc, Unavailable):
+                self.close()
+                raise
+            log.info("the space recorded in the data directory does not answer; the build brings its own")
+            self._own(recursive)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where this build keeps what must survive the coordinator (its own space, the same-host token)."""
         from onitu import paths
 
-        data = data_dir or paths.data_dir()
-        if space or os.environ.get("ONITU_SPACE") or read_info(data):
-            try:
-                client = connect(space, data_dir=data, insecure=insecure, connect_timeout=3.0)
-            except Unavailable:
-                if space or os.environ.get("ONITU_SPACE"):
-                    raise
-                log.info("the space recorded in %s does not answer; using an embedded one", data)
-            else:
-                # 3 s to find out whether a recorded space is there at all; once found, a build rides out its
-                # restarts and failovers, which take longer than that on a loaded machine
-                client.connect_timeout = RIDE_OUT
-                return client
-        self.embedded = EmbeddedSpace(self.state_dir / "space", self.build)
-        return connect(self.embedded.endpoint, connect_timeout=5.0)
+        return (self.data_dir or paths.data_dir()) / "make" / self._build()
+
+    def _own(self, recursive: bool) -> None:
+        """No space to join: one in memory, or served on a local socket when sub-makes must reach it."""
+        if not recursive:
+            from onitu.space.local import TupleSpace
+
+            self.kind, self.client = "memory", TupleSpace()
+            return
+        self.kind = "served"
+        if self._lock is None:
+            self._take_lock()
+        self.embedded = EmbeddedSpace(self.state_dir / "space", self._build())
+        self.client = self._connect([self.embedded.endpoint], None, False)
+
+    def _take_lock(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.state_dir / "lock")
+
+    @staticmethod
+    def _connect(endpoint: Any, data: Path | None, insecure: bool) -> Any:
+        from onitu.space.connect import connect
+
+        client = connect(endpoint, data_dir=data or _data_dir(), insecure=insecure, connect_timeout=5.0)
+        # 5 s to find out whether a space is there at all; once found, a build rides out its restarts and
+        # failovers, which take longer than that on a loaded machine
+        client.connect_timeout = RIDE_OUT
+        return client
+
+    @property
+    def embedded_space(self) -> bool:
+        """The build brings its own space (memory or served): its workers are ours."""
+        return self.kind != "shared"
 
     @property
     def endpoints(self) -> list[str]:
-        return list(self.client.core.endpoints)
+        return [] if self.kind == "memory" else list(self.client.core.endpoints)
 
     def worker_slots(self) -> int:
         """Slots of the workers registered in the space, ours included."""
@@ -177,46 +198,70 @@ class Runtime:
                    if isinstance(w[2], dict) and isinstance(w[2].get("slots", 1), int))
 
     def start_workers(self, slots: int) -> None:
-        """One local worker process with ``slots`` slots, tied to this driver's life (unless one was forked)."""
-        if self.workers:
+        """Local workers with ``slots`` slots in all: threads of this process when the space is the build's own
+        (in memory, or served here: a client of its own on the local socket), else one process tied to our life
+        (a shared space: its worker registers like any other, and may be killed and replaced)."""
+        if self.workers or self.threads:
+            return
+        if self.kind != "shared":
+            from onitu.make.worker import Worker
+
+            client = self.client if self.kind == "memory" else self._connect(self.endpoints, None, False)
+            # served: sub-makes' coordinators look for their tasks' claims, as the top one does
+            worker = Worker(client, slots=slots, local=True, claims=self.kind != "memory")
+            thread = threading.Thread(target=worker.run, name="onitu-make-worker", daemon=True)
+            thread.start()
+            self.threads.append((worker, thread))
             return
         endpoint = self.embedded.endpoint if self.embedded else ",".join(self.endpoints)
-        self._worker_args = self._args(endpoint, slots)
+        self._worker_args = [sys.executable, "-m", "onitu.entry", "worker", "--space", endpoint, "--slots",
+                             str(slots), "--parent", str(os.getpid()), *(["--insecure"] if self.insecure else [])]
         self._spawn()
-
-    @staticmethod
-    def _args(endpoint: str, slots: int) -> list[str]:
-        return [sys.executable, "-m", "onitu.entry", "worker", "--space", endpoint, "--slots", str(slots),
-                "--parent", str(os.getpid())]
 
     def _spawn(self) -> None:
         proc = subprocess.Popen(self._worker_args, stdin=subprocess.DEVNULL)
-        self.workers.append(LocalWorker(proc.pid, proc))
+        self.workers.append(LocalWorker(proc))
 
     def check_workers(self) -> None:
-        """Replace a local worker that died (it was killed: its task is re-queued by the driver)."""
+        """Replace a local worker process that died (it was killed: its task is re-queued by the coordinator)."""
         for worker in list(self.workers):
             if not worker.alive():
-                log.warning("local worker %d exited with %s; starting another", worker.pid, worker.status)
+                log.warning("local worker %d exited with %s; starting another", worker.pid, worker.proc.returncode)
                 self.workers.remove(worker)
                 self._respawns += 1
                 if self._respawns > MAX_RESPAWNS:
                     raise WorkersFailing(f"local workers keep dying ({self._respawns} restarts); giving up")
                 self._spawn()
 
+    def interrupt(self) -> None:
+        """Kill the recipes our local workers run (an interrupted build)."""
+        for worker, _ in self.threads:
+            worker.stop(abort=True)
+        for proc in self.workers:
+            proc.signal(signal.SIGINT)
+
     def _stop_workers(self) -> None:
-        for worker in self.workers:  # SIGINT: an interrupted build kills its recipes, as make does
-            worker.signal(signal.SIGINT)
-        for worker in self.workers:
-            worker.wait(5)
+        for worker, _ in self.threads:
+            worker.stop()
+            if worker.space is not self.client:  # its own client of the served space
+                with contextlib.suppress(Exception):
+                    worker.space.close()
+        for proc in self.workers:  # SIGINT: an interrupted build kills its recipes, as make does
+            proc.signal(signal.SIGINT)
+        for proc in self.workers:
+            proc.wait(5)
 
     def close(self) -> None:
         self._stop_workers()
-        with contextlib.suppress(SpaceError):
-            self.client.close()
+        client = getattr(self, "client", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
         if self.embedded is not None:
             self.embedded.close()
-        self._lock.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> Runtime:
         return self
@@ -225,8 +270,14 @@ class Runtime:
         self.close()
 
 
+def _data_dir() -> Path:
+    from onitu import paths
+
+    return paths.data_dir()
+
+
 def _lock(path: Path) -> IO:
-    f = open(path, "a+")  # noqa: SIM115 -- held for the driver's life
+    f = open(path, "a+")  # noqa: SIM115 -- held for the coordinator's life
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

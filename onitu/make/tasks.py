@@ -8,7 +8,7 @@ A build ``B`` lives in the space as::
     ("make.done",    B, target, result)   finished: exit status, output per command, produced files
     ("make.worker",  worker, info)        a worker's presence (session-leased)
 
-A task is always in exactly one of task / working / done: a worker moves it with one atomic batch, so the driver
+A task is always in exactly one of task / working / done: a worker moves it with one atomic batch, so the coordinator
 reading them in that order can never miss one and never sees it twice.
 """
 
@@ -52,11 +52,14 @@ class Task:
     target: str
     steps: tuple[Step, ...]
     inputs: tuple[str, ...]  # files the recipe reads, relative to the build dir (staged on other hosts)
-    run: str  # the driver run that queued it: a restarted driver serves files elsewhere, see BuildInfo.run
+    run: str  # the coordinator run that queued it: a restarted one serves files elsewhere, see BuildInfo.run
+    program: str = "onitu make"  # names make in the messages of the worker itself ("onitu make[1]: cc: ...")
+    shell: tuple[str, ...] = ("/bin/sh", "-c")  # what runs each line: $(SHELL) and the words of $(.SHELLFLAGS)
 
     def tuple(self) -> tuple:
         return (TASK, self.build, self.target, {"steps": [s.wire() for s in self.steps], "inputs": list(self.inputs),
-                                                 "run": self.run})
+                                                 "run": self.run, "program": self.program,
+                                                 "shell": list(self.shell)})
 
     @classmethod
     def from_tuple(cls, tup: Any) -> Task:
@@ -75,7 +78,12 @@ class Task:
         inputs = _field(spec, "inputs", list, where)
         if not all(isinstance(p, str) and p for p in inputs):
             raise BadTask(f"{where}: bad input list")
-        return cls(build, target, tuple(steps), tuple(inputs), _field(spec, "run", str, where))
+        program = spec.get("program", "onitu make")
+        shell = spec.get("shell", ["/bin/sh", "-c"])
+        if not (isinstance(shell, list) and shell and all(isinstance(w, str) and w for w in shell)):
+            raise BadTask(f"{where}: bad shell {shell!r:.100}")
+        return cls(build, target, tuple(steps), tuple(inputs), _field(spec, "run", str, where),
+                   program if isinstance(program, str) else "onitu make", tuple(shell))
 
 
 @dataclass(frozen=True)
@@ -83,13 +91,13 @@ class BuildInfo:
     """The build-wide facts a worker reads once per build."""
 
     build: str
-    run: str            # changes with every driver run of this build (the file server moves with it)
-    dir: str            # absolute build directory on the driver's host
-    token_path: str     # a file only the driver's file system holds, whose content is ``token``
+    run: str            # changes with every coordinator run of this build (the file server moves with it)
+    dir: str            # absolute build directory on the coordinator's host
+    token_path: str     # a file only the coordinator's file system holds, whose content is ``token``
     token: str
-    env: dict[str, str]  # the driver's environment with the Makefile's exports: used when running in place
+    env: dict[str, str]  # the coordinator's environment with the Makefile's exports: used when running in place
     exports: dict[str, str]  # just the Makefile's exports: laid over a remote worker's own environment
-    files: str | None   # the driver's file server endpoint (None: same-host workers only)
+    files: str | None   # the coordinator's file server endpoint (None: same-host workers only)
     files_key: str | None
     secret: str | None
 

@@ -73,8 +73,9 @@ class TupleSpace:
 
     def write(self, tup: Sequence | Mapping, lease: Lease = None) -> Entry:
         with self._lock:
+            before = self._store.next_deadline()
             eid = self._store.write(tup, lease, self._session)
-            self._wake.notify()
+            self._poke(before)
         return Entry(self, eid, tup)
 
     def take(self, template: TemplateLike, timeout: float | None = None, on_wait: OnWait = None) -> Any:
@@ -96,8 +97,9 @@ class TupleSpace:
     def batch(self, ops: Iterable[Sequence]) -> list[Any]:
         """Atomic ``[("write", tup, lease), ("take", template), ("read", template)]``: all or nothing."""
         with self._lock:
+            before = self._store.next_deadline()
             results = self._store.batch(ops, self._session)
-            self._wake.notify()
+            self._poke(before)
         return results
 
     def notify(self, events: Iterable[str] | str, template: TemplateLike, lease: float | None = None,
@@ -106,9 +108,10 @@ class TupleSpace:
         events = [events] if isinstance(events, str) else events
         note = Notification(self)
         with self._lock:
+            before = self._store.next_deadline()
             note._sub = self._store.subscribe(events, as_template(template), note._queue.put, lease,
                                               self._session, since)
-            self._wake.notify()
+            self._poke(before)
         return note
 
     def stats(self) -> dict[str, Any]:
@@ -147,8 +150,9 @@ class TupleSpace:
                 return found
             if timeout == 0:
                 raise RequestExpired(f"no tuple matches {template.pattern!r}")
+            before = self._store.next_deadline()
             waiter = self._store.wait(template, take, result.set, timeout, self._session)
-            self._wake.notify()
+            self._poke(before)
         if on_wait is not None:
             on_wait(WaitingRequest(lambda: self._withdraw(waiter)))
         try:
@@ -170,9 +174,17 @@ class TupleSpace:
 
     def _renew(self, eid: int, lease: Lease) -> float | None:
         with self._lock:
+            before = self._store.next_deadline()
             deadline = self._store.renew(eid, lease, self._session)
-            self._wake.notify()
+            self._poke(before)
             return deadline
+
+    def _poke(self, before: float | None) -> None:
+        """Wake the timer thread only if the operation put a deadline before the one it waits for (waking it on
+        every operation cost a thread switch each)."""
+        after = self._store.next_deadline()
+        if after is not None and (before is None or after < before):
+            self._wake.notify()
 
     def _cancel(self, eid: int) -> Any:
         with self._lock:

@@ -43,10 +43,10 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def workers_of(driver: subprocess.Popen) -> list[psutil.Process]:
-    """The local worker processes a driver started (its only children: forked, or exec'd as ``onitu worker``)."""
+def workers_of(coordinator: subprocess.Popen) -> list[psutil.Process]:
+    """The local worker processes a coordinator started (its only children: forked, or exec'd as ``onitu worker``)."""
     try:
-        return psutil.Process(driver.pid).children()
+        return psutil.Process(coordinator.pid).children()
     except psutil.NoSuchProcess:
         return []
 

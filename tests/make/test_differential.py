@@ -1,8 +1,9 @@
-"""Differential tests: onitu's reader and graph against GNU make 4.3 (``make -r -R -n [-B] -j1``).
+"""Differential tests: onitu make against GNU make 4.3 (``make [-r -R] -n [-B] -j1``), run in this process.
 
 Each folder of ``corpus/`` is a case: a Makefile, tiny inputs and a ``case.txt`` of ``key: value`` lines:
 ``args`` (goals and VAR=value, shell words), ``always`` (``no``: run without -B), ``mtime: PATH SECONDS`` (set
-before running, relative to a fixed epoch), ``env: NAME=value``, ``mkdir: DIR``. ``corpus/errors/*.mk`` are bad
+before running, relative to a fixed epoch), ``env: NAME=value``, ``mkdir: DIR``, ``builtin: yes`` (GNU's
+built-in rules and variables in play: no -r -R). ``corpus/errors/*.mk`` are bad
 makefiles whose GNU error message and failure must be reproduced. The shared cases under
 /work/shared/cases/make are compared too when present.
 """
@@ -13,13 +14,11 @@ import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from onitu.make.graph import Graph
-from onitu.make.parser import MakeError, load
+from onitu.make.cli import make_main
 from tests.helpers import SHARED as SHARED_ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
@@ -53,63 +52,43 @@ def _prepare(src: Path, work: Path, spec: dict[str, list[str]]) -> Path:
     return work
 
 
-def _split(args: list[str]) -> tuple[str | None, dict[str, str], list[str]]:
-    makefile, overrides, goals = None, {}, []
-    it = iter(args)
-    for arg in it:
-        if arg == "-f":
-            makefile = next(it)
-        elif "=" in arg:
-            key, _, value = arg.partition("=")
-            overrides[key] = value
-        else:
-            goals.append(arg)
-    return makefile, overrides, goals
+def builtin_flags(spec: dict[str, list[str]]) -> list[str]:
+    """-r -R, unless the case wants GNU's built-in rules and variables."""
+    return [] if spec.get("builtin", ["no"])[0] == "yes" else ["-r", "-R"]
 
 
-def _gnu(work: Path, args: list[str], env: dict[str, str], always: bool) -> subprocess.CompletedProcess[str]:
-    flags = ["-r", "-R", "-n", "-j1"] + (["-B"] if always else [])
+def _gnu(work: Path, args: list[str], env: dict[str, str], always: bool, builtin: bool = False
+         ) -> subprocess.CompletedProcess[str]:
+    flags = [*([] if builtin else ["-r", "-R"]), "-n", "-j1"] + (["-B"] if always else [])
     return subprocess.run(["make", *flags, *args], cwd=work, env=env, capture_output=True, text=True, timeout=20,
                           check=False)
 
 
 def _normalise(lines: list[str]) -> list[str]:
-    out = []
-    for line in lines:
-        if "Entering directory" in line or "Leaving directory" in line:
-            continue
-        out.append("onitu make: " + line[len("make: "):] if line.startswith("make: ") else line)
-    return out
+    return [line for line in lines if "Entering directory" not in line and "Leaving directory" not in line]
 
 
-def _mtime(work: Path) -> Callable[[str], float | None]:
-    def mtime(name: str) -> float | None:
-        try:
-            return (work / name).stat().st_mtime
-        except OSError:
-            return None
+def _ours(work: Path, args: list[str], env: dict[str, str], always: bool, builtin: bool = False
+          ) -> tuple[list[str], list[str]]:
+    """(stdout, stderr) lines of ``onitu make -n`` (``-r -R`` unless ``builtin``), run in this process."""
+    out, err, status = run_ours(work, ["-n", "-j1", *([] if builtin else ["-r", "-R"]), *(["-B"] if always else []),
+                                       *args], env)
+    if status:
+        raise _Failed(out, err)
+    return out, err
 
-    return mtime
 
+def run_ours(work: Path, argv: list[str], env: dict[str, str]) -> tuple[list[str], list[str], int]:
+    """``onitu make ARGV`` in ``work``, in this process: (stdout lines, stderr lines, exit status)."""
+    text = {"out": "", "err": ""}
 
-def _ours(work: Path, args: list[str], env: dict[str, str], always: bool) -> tuple[list[str], list[str]]:
-    """(stdout, stderr) lines as the onitu CLI would print them for ``-n``."""
-    out: list[str] = []
-    err: list[str] = []
+    def sink(stream: str, data: str) -> None:
+        text[stream] += data
 
-    def emit(stream: str, text: str) -> None:
-        (out if stream == "out" else err).append(text)
-
-    makefile, overrides, goals = _split(args)
-    try:
-        db = load(makefile, cwd=work, overrides=overrides, environ=env, goals=goals, make_command="make", emit=emit)
-        err.extend(db.warnings())
-        graph = Graph.build(db, goals)
-        more_out, more_err = graph.dry_run(always, _mtime(work))
-    except MakeError as exc:
-        err.extend((str(exc) if exc.file else f"onitu make: {exc}").split("\n"))
-        raise _Failed(out, err) from exc
-    return out + more_out, err + more_err
+    status = make_main(argv, cwd=work, environ={**env, "ONITU_DATA": str(work.parent / "onitu-data")}, sink=sink)
+    # $(MAKE) is "onitu make" here, "make" in GNU's runs: messages are compared under GNU's name
+    out, err = ([line.replace("onitu make", "make") for line in text[s].splitlines()] for s in ("out", "err"))
+    return out, err, status
 
 
 class _Failed(Exception):
@@ -124,9 +103,10 @@ def _compare(src: Path, tmp_path: Path, spec: dict[str, list[str]]) -> None:
     env = dict(ENV, **dict(item.split("=", 1) for item in spec.get("env", [])))
     gnu_dir = _prepare(src, tmp_path / "gnu" / "case", spec)
     ours_dir = _prepare(src, tmp_path / "ours" / "case", spec)
-    gnu = _gnu(gnu_dir, args, env, always)
+    builtin = not builtin_flags(spec)
+    gnu = _gnu(gnu_dir, args, env, always, builtin)
     assert gnu.returncode == 0, gnu.stderr
-    out, err = _ours(ours_dir, args, env, always)
+    out, err = _ours(ours_dir, args, env, always, builtin)
     gnu_out = [line.replace(str(gnu_dir), "<dir>") for line in _normalise(gnu.stdout.splitlines())]
     assert [line.replace(str(ours_dir), "<dir>") for line in out] == gnu_out
     assert sorted(err) == sorted(_normalise(gnu.stderr.splitlines()))

@@ -1,4 +1,4 @@
-"""Workers and drivers killed with SIGKILL mid-build: the build still completes, with the right files, and
+"""Workers and coordinators killed with SIGKILL mid-build: the build still completes, with the right files, and
 finished tasks are not run again."""
 
 from __future__ import annotations
@@ -34,31 +34,6 @@ def runs(root) -> Counter:
     return Counter(log.read_text().split()) if log.exists() else Counter()
 
 
-def test_local_workers_killed_at_random_moments(tmp_path):
-    rng = random.Random(os.environ.get("ONITU_SEED", 5))
-    write_build(tmp_path)
-    driver = start_make(tmp_path, "-j2", data=tmp_path / "data")
-    kills = 0
-    try:
-        for _ in range(4):
-            time.sleep(rng.uniform(0.4, 1.0))
-            victims = [w for w in workers_of(driver) if w.is_running()]
-            if driver.poll() is not None or not victims:
-                break
-            victims[0].send_signal(signal.SIGKILL)
-            kills += 1
-        _, err = driver.communicate(timeout=120)
-    finally:
-        stop(driver)
-    assert driver.returncode == 0, err
-    assert kills >= 2, "the build ended before the workers could be killed"
-    assert (tmp_path / "sum.txt").read_text() == expected_sum()
-    counted = runs(tmp_path)
-    assert set(counted) == {f"s{i}.txt" for i in range(N)}
-    assert sum(counted.values()) <= N + 2 * kills  # only tasks under way on a killed worker ran again
-    assert "running its recipe again" in err or sum(counted.values()) == N
-
-
 @pytest.fixture
 def space(tmp_path):
     (tmp_path / "data").mkdir()
@@ -67,20 +42,46 @@ def space(tmp_path):
     server.stop()
 
 
+def test_local_workers_killed_at_random_moments(tmp_path, space):
+    """A shared space with no worker: the coordinator starts a worker process of its own, which is killed."""
+    rng = random.Random(os.environ.get("ONITU_SEED", 5))
+    write_build(tmp_path)
+    coordinator = start_make(tmp_path, "-j2", "--space", space.ipc, data=tmp_path / "data")
+    kills = 0
+    try:
+        for _ in range(4):
+            time.sleep(rng.uniform(0.4, 1.0))
+            victims = [w for w in workers_of(coordinator) if w.is_running()]
+            if coordinator.poll() is not None or not victims:
+                break
+            victims[0].send_signal(signal.SIGKILL)
+            kills += 1
+        _, err = coordinator.communicate(timeout=120)
+    finally:
+        stop(coordinator)
+    assert coordinator.returncode == 0, err
+    assert kills >= 2, "the build ended before the workers could be killed"
+    assert (tmp_path / "sum.txt").read_text() == expected_sum()
+    counted = runs(tmp_path)
+    assert set(counted) == {f"s{i}.txt" for i in range(N)}
+    assert sum(counted.values()) <= N + 2 * kills  # only tasks under way on a killed worker ran again
+    assert "running its recipe again" in err or sum(counted.values()) == N
+
+
 def test_a_killed_worker_task_is_rerun_elsewhere_within_two_seconds(tmp_path, space):
     data = tmp_path / "data"
     (tmp_path / "Makefile").write_text("slow.txt:\n\t@date +%s.%N >> starts.log; sleep 3; echo done > $@\n")
     workers = [start_worker("--space", space.ipc, data=data) for _ in range(2)]
     try:
         wait_for(lambda: len(space_workers(space)) == 2, what="two workers registered")
-        driver = start_make(tmp_path, data=data)
+        coordinator = start_make(tmp_path, data=data)
         wait_for(lambda: (tmp_path / "starts.log").exists(), what="the recipe to start")
         started = float((tmp_path / "starts.log").read_text().split()[0])
         busy = next(w for w in workers if _runs_recipe(w.pid))
         busy.send_signal(signal.SIGKILL)
         killed_at = time.time()
-        _, err = driver.communicate(timeout=60)
-        assert driver.returncode == 0, err
+        _, err = coordinator.communicate(timeout=60)
+        assert coordinator.returncode == 0, err
         starts = [float(x) for x in (tmp_path / "starts.log").read_text().split()]
         assert len(starts) == 2 and starts[0] == started
         detection = starts[1] - killed_at
@@ -92,16 +93,16 @@ def test_a_killed_worker_task_is_rerun_elsewhere_within_two_seconds(tmp_path, sp
             stop(w)
 
 
-def test_restarted_driver_resumes_without_rerunning_finished_tasks(tmp_path, space):
+def test_restarted_coordinator_resumes_without_rerunning_finished_tasks(tmp_path, space):
     data = tmp_path / "data"
     write_build(tmp_path, work="sleep 0.2")
     workers = [start_worker("--space", space.ipc, data=data) for _ in range(2)]
     try:
         wait_for(lambda: len(space_workers(space)) == 2, what="two workers registered")
-        driver = start_make(tmp_path, "-j2", data=data)
+        coordinator = start_make(tmp_path, "-j2", data=data)
         wait_for(lambda: sum(runs(tmp_path).values()) >= 5, what="a few tasks to finish")
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
+        coordinator.send_signal(signal.SIGKILL)
+        coordinator.wait()
         time.sleep(0.5)  # the workers go on with what they had
         again = make(tmp_path, "-j2", data=data)
         assert again.returncode == 0, again.stderr
@@ -114,14 +115,14 @@ def test_restarted_driver_resumes_without_rerunning_finished_tasks(tmp_path, spa
             stop(w)
 
 
-def test_restarted_driver_with_its_own_space_reruns_only_what_was_cut_short(tmp_path):
+def test_restarted_coordinator_with_its_own_space_reruns_only_what_was_cut_short(tmp_path):
     data = tmp_path / "data"
     write_build(tmp_path, work="sleep 0.2")
-    driver = start_make(tmp_path, "-j2", data=data)
+    coordinator = start_make(tmp_path, "-j2", data=data)
     wait_for(lambda: sum(runs(tmp_path).values()) >= 5, what="a few tasks to finish")
     finished_before = {p.name for p in tmp_path.glob("s*.txt")}
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    coordinator.send_signal(signal.SIGKILL)
+    coordinator.wait()
     again = make(tmp_path, "-j2", data=data)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "sum.txt").read_text() == expected_sum()
@@ -148,23 +149,23 @@ def _runs_recipe(pid: int) -> bool:
 
 def test_a_build_rides_out_a_space_restart_that_forgot_its_events(tmp_path):
     """The primary killed twice mid-build (the secondary is promoted, then restarted in place alone, without the
-    events the driver's notify was following): the driver reads the results it missed from the space and the build
-    completes, instead of dying of EventsLost."""
+    events the coordinator's notify was following): the coordinator reads the results it missed from the space and
+    the build completes, instead of dying of EventsLost."""
     run = Onitu(tmp_path, fast_crash=0.5)
     try:
         run.start()
         write_build(tmp_path, 24, "sleep 0.3")
-        driver = start_make(tmp_path, "-j2", data=run.data)
+        coordinator = start_make(tmp_path, "-j2", data=run.data)
         wait_for(lambda: len(runs(tmp_path)) >= 2, 60, "the build under way")
         first = run.status()["primary"]
         os.kill(run.primary_pid(), signal.SIGKILL)  # the secondary is promoted and goes on alone...
         run.wait(lambda s: s.get("primary") != first and run.process(s["primary"])["state"] == "running", 30,
                  "the promotion")
         os.kill(run.primary_pid(), signal.SIGKILL)  # ...so this one is restarted in place, its events gone
-        _, err = driver.communicate(timeout=120)
-        assert driver.returncode == 0, err
+        _, err = coordinator.communicate(timeout=120)
+        assert coordinator.returncode == 0, err
         assert (tmp_path / "sum.txt").read_text() == expected_sum(24)
     finally:
-        stop(driver) if "driver" in locals() else None
+        stop(coordinator) if "coordinator" in locals() else None
         run.stop()
         run.kill_everything()

@@ -1,4 +1,5 @@
-"""The driver's file server and a remote worker's client: content-addressed, verified, confined to the build dir."""
+"""The coordinator's file server and a remote worker's client: content-addressed, verified, confined to the build
+directory."""
 
 from __future__ import annotations
 

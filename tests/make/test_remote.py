@@ -1,6 +1,6 @@
 """A worker on "another host": its own network namespace (reaching the space over a veth pair, tcp + CURVE) and
-its own mount namespace in which the build directory and the driver's data are hidden, so every input must travel
-through the driver's file server, and every output back."""
+its own mount namespace in which the build directory and the coordinator's data are hidden, so every input must travel
+through the coordinator's file server, and every output back."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ copy.bin: big.bin
 @pytest.mark.skipif(WHY is not None, reason=WHY or "")
 def test_worker_in_another_namespace_builds_inputs_it_does_not_have(tmp_path, netns):
     ns, host_ip = netns
-    hidden = tmp_path / "hidden"  # build dir and driver data: invisible to the worker
+    hidden = tmp_path / "hidden"  # build dir and coordinator data: invisible to the worker
     build, data, wdata = hidden / "build", hidden / "data", tmp_path / "worker"
     for d in (build, data, wdata):
         d.mkdir(parents=True)

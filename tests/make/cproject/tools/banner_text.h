@@ -1,0 +1,1 @@
+#define BANNER_TEXT "calc 1.0"

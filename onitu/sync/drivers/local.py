@@ -9,7 +9,9 @@ A root is available when it is a readable directory holding the marker ``.onitu-
 mount point, a directory recreated empty or a disk swapped for another all lack it.
 
 Symbolic links are neither listed nor followed, and no operation resolves outside the root, so a link planted in a
-replica cannot make the hub read or write elsewhere. Names that are not valid UTF-8, or that :func:`safe_path`
+replica cannot make the hub read or write elsewhere. Special files (FIFOs, sockets, devices) are never opened: an
+open of a FIFO waits for a writer for ever, which stopped every sync from the replica; they are skipped like links,
+with a warning the first time each is seen. Names that are not valid UTF-8, or that :func:`safe_path`
 refuses (backslashes, control characters), are skipped by listings with a warning: they cannot be synced faithfully.
 """
 
@@ -100,6 +102,7 @@ class LocalDriver(Driver):
         self._written: dict[str, str] = {}  # path -> fingerprint, of entries written here and not yet seen changed
         self._inside: dict[str, tuple[int, int]] = {}  # directory -> (device, inode) when found inside the root
         self._folds_case: bool | None = None  # whether the disk under the root ignores case (None: not known yet)
+        self._special: set[str] = set()  # special files already warned about
 
     @property
     def root(self) -> str:
@@ -237,9 +240,21 @@ class LocalDriver(Driver):
             return None
         except OSError as exc:
             raise self._failure(exc, path) from None
-        if st_mode.S_ISLNK(info.st_mode):
+        if not (st_mode.S_ISREG(info.st_mode) or st_mode.S_ISDIR(info.st_mode)):
+            self._skip_special(path, info)
             return None
         return _stat(path, info)
+
+    def _skip_special(self, path: str, info: os.stat_result) -> None:
+        """Note a link, FIFO, socket or device found at ``path`` (warned about once: listings come back often)."""
+        if st_mode.S_ISLNK(info.st_mode) or path in self._special:
+            return
+        if len(self._special) >= INSIDE_KEPT:
+            self._special.clear()
+        self._special.add(path)
+        kind = "FIFO" if st_mode.S_ISFIFO(info.st_mode) else "socket" if st_mode.S_ISSOCK(info.st_mode) else "device"
+        log.warning("%s: skipping %s: a %s, not a regular file (it is never opened or synced)", self.service, path,
+                    kind)
 
     def list(self, prefix: str = "") -> Iterator[Stat]:
         """Walk below ``prefix``; raises :class:`RootUnavailable` at the end if the root went away meanwhile."""
@@ -265,6 +280,9 @@ class LocalDriver(Driver):
                 except ValueError as exc:
                     log.warning("%s: skipping a name that cannot be synced: %s", self.service, exc)
                     continue
+                if not (st_mode.S_ISREG(info.st_mode) or st_mode.S_ISDIR(info.st_mode)):
+                    self._skip_special(child, info)
+                    continue
                 yield _stat(child, info)
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, child))
@@ -275,11 +293,16 @@ class LocalDriver(Driver):
         # names the root's outage (see _failure).
         full = self._resolve(path)
         try:
-            return os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block the open
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise self.error(UnsafePath, path, "is a symbolic link") from None
             raise self._failure(exc, path) from None
+        mode = os.fstat(fd).st_mode
+        if not (st_mode.S_ISREG(mode) or st_mode.S_ISDIR(mode)):
+            os.close(fd)
+            raise self.error(UnsafePath, path, "is not a regular file (a FIFO, socket or device): not read")
+        return fd
 
     def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
         """Bytes ``offset`` to ``offset + length`` (or the end)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,27 @@ def test_a_file_changed_as_its_copy_lands_is_reported_with_its_new_content(pair,
         assert again.reporter.known["docs"]["f.txt"].sha256 == hashlib.sha256(edited).hexdigest()
     finally:
         again.close()
+
+
+def test_a_fifo_in_a_replica_is_skipped_and_stops_nothing(pair, tmp_path, caplog):
+    """Issue 12, item 6: a FIFO in a replica was opened to be hashed, and the open waited for a writer for ever: the
+    plug hung, was killed as such every ~31 s, and nothing from that replica synced again. Special files are never
+    opened: skipped, with a warning naming them, and the rest of the replica is listed."""
+    import threading
+
+    from onitu.sync.drivers.contract import UnsafePath
+
+    a = pair["a"]
+    os.mkfifo(tmp_path / "a" / "fifo")
+    (tmp_path / "a" / "after.txt").write_text("made after the FIFO\n")
+    listing = threading.Thread(target=a.reporter.full_scan, daemon=True)
+    listing.start()
+    listing.join(10)
+    assert not listing.is_alive(), "the listing hung on the FIFO"
+    assert "after.txt" in a.reporter.known["docs"] and "fifo" not in a.reporter.known["docs"]
+    assert any("skipping fifo: a FIFO" in r.getMessage() for r in caplog.records)
+    assert a.driver.stat("fifo") is None
+    with pytest.raises(UnsafePath, match="not a regular file"):
+        a.driver.read("fifo")
+    a.reporter.changed("docs", ["fifo"])  # as the watcher reports its creation: nothing to say, nothing hangs
+    assert "fifo" not in a.reporter.known["docs"]

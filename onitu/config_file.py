@@ -103,14 +103,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _expect(section: CommentedMap, kind: str, name: str, *, present: bool) -> None:
+    """Refuse to add what exists, or to change or remove what does not."""
+    if present and name not in section:
+        raise EditError(f"no {kind} {name!r}")
+    if not present and name in section:
+        raise EditError(f"{kind} {name!r} already exists")
+
+
 def set_folder(path: Path, name: str, options: dict[str, Any], *, new: bool) -> Config:
     """Add the folder ``name`` (``new``) or replace its options."""
     def change(doc: CommentedMap) -> None:
         folders = _section(doc, "folders")
-        if new and name in folders:
-            raise EditError(f"folder {name!r} already exists")
-        if not new and name not in folders:
-            raise EditError(f"no folder {name!r}")
+        _expect(folders, "folder", name, present=not new)
         folders[name] = _plain(options) if options else None
     return edit(path, change)
 
@@ -119,8 +124,7 @@ def remove_folder(path: Path, name: str) -> Config:
     """Remove the folder ``name`` and every service's mapping of it (no file is deleted anywhere)."""
     def change(doc: CommentedMap) -> None:
         folders = _section(doc, "folders")
-        if name not in folders:
-            raise EditError(f"no folder {name!r}")
+        _expect(folders, "folder", name, present=True)
         del folders[name]
         for service in (doc.get("services") or {}).values():
             if isinstance(service, dict) and isinstance(service.get("folders"), dict):
@@ -133,10 +137,7 @@ def set_service(path: Path, name: str, driver: str, options: dict[str, Any], fol
     """Add the service ``name`` (``new``) or replace its driver, options and folders."""
     def change(doc: CommentedMap) -> None:
         services = _section(doc, "services")
-        if new and name in services:
-            raise EditError(f"service {name!r} already exists")
-        if not new and name not in services:
-            raise EditError(f"no service {name!r}")
+        _expect(services, "service", name, present=not new)
         services[name] = _plain({"driver": driver, "options": options, "folders": folders})
     return edit(path, change)
 
@@ -145,8 +146,7 @@ def remove_service(path: Path, name: str) -> Config:
     """Remove the service ``name``: its plug stops; its files stay where they are."""
     def change(doc: CommentedMap) -> None:
         services = _section(doc, "services")
-        if name not in services:
-            raise EditError(f"no service {name!r}")
+        _expect(services, "service", name, present=True)
         del services[name]
     return edit(path, change)
 

@@ -82,3 +82,30 @@ def server(tmp_path: Path):
     srv = ServerProcess(data).start()
     yield srv
     srv.stop()
+
+
+class RawPrimary:
+    """Plays a primary to a secondary's replica socket with raw frames (the tests write the protocol by hand)."""
+
+    def __init__(self, endpoint: str) -> None:
+        import zmq
+
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(endpoint)
+
+    def send(self, *msg: object) -> None:
+        from onitu.space.protocol import packb
+
+        self.sock.send(packb(list(msg)))
+
+    def answer(self, timeout: float = 3.0) -> object:
+        """The secondary's next frame, or None after ``timeout`` seconds."""
+        from onitu.space.protocol import unpackb
+
+        return unpackb(self.sock.recv()) if self.sock.poll(int(timeout * 1000)) else None
+
+    def close(self) -> None:
+        self.sock.close()
+        self.ctx.term()

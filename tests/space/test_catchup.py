@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from onitu.space import connect
+from tests.helpers import RawPrimary
 from tests.space.test_replication import FakeWatchdog
 
 
@@ -122,22 +123,11 @@ def test_an_old_primary_coming_back_gets_a_snapshot_and_keeps_nothing_the_new_on
 
 def test_a_secondary_says_where_its_disk_stands_after_a_restart(tmp_path):
     """Raw frames: the test plays a primary at boot 'p'. Restarted, the secondary reports ['p', 4] in its need."""
-    import zmq
-
-    from onitu.space.protocol import packb, unpackb
+    from onitu.space.protocol import packb
 
     pair = Pair(tmp_path)
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger = 0
-    sock.connect(f"ipc://{tmp_path}/b/replica.sock")
-
-    def send(*msg):
-        sock.send(packb(list(msg)))
-
-    def answer():
-        return unpackb(sock.recv()) if sock.poll(5000) else None
-
+    primary = RawPrimary(f"ipc://{tmp_path}/b/replica.sock")
+    send, answer = primary.send, lambda: primary.answer(5.0)
     meta = {"sessions": [], "replies": [], "events": [], "next_id": 2, "event_id": 1}
     try:
         pair.serve("b", "secondary", 1)
@@ -161,6 +151,5 @@ def test_a_secondary_says_where_its_disk_stands_after_a_restart(tmp_path):
             assert answer() == ["ack", 1, lsn]
         assert pair.wd.status("b")["tuples"] == 4  # its memory holds its disk and what came since
     finally:
-        sock.close()
-        ctx.term()
+        primary.close()
         pair.close()

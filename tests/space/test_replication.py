@@ -14,6 +14,7 @@ import pytest
 import zmq
 
 from onitu.space import connect
+from tests.helpers import RawPrimary
 
 
 class FakeWatchdog:
@@ -95,8 +96,6 @@ def test_a_paired_primary_answers_nothing_without_a_fresh_acknowledgement(pair, 
 @pytest.fixture
 def secondary(tmp_path):
     """A real secondary; this test plays its primary on the replication socket, with raw frames."""
-    from onitu.space.protocol import packb, unpackb
-
     wd = FakeWatchdog(f"ipc://{tmp_path}/wd.sock")
     (tmp_path / "b").mkdir()
     proc = subprocess.Popen(
@@ -106,19 +105,9 @@ def secondary(tmp_path):
         env={**os.environ, "ONITU_WATCHDOG": f"ipc://{tmp_path}/wd.sock", "ONITU_NAME": "b"},
         stderr=subprocess.PIPE)
     wd.status("b")  # up
-    ctx = zmq.Context()
-    primary = ctx.socket(zmq.DEALER)
-    primary.linger = 0
-    primary.connect(f"ipc://{tmp_path}/b/replica.sock")
-
-    def send(*msg):
-        primary.send(packb(list(msg)))
-
-    def answer(timeout: float = 3.0):
-        return unpackb(primary.recv()) if primary.poll(int(timeout * 1000)) else None
-    yield proc, send, answer
+    primary = RawPrimary(f"ipc://{tmp_path}/b/replica.sock")
+    yield proc, primary.send, primary.answer
     primary.close()
-    ctx.term()
     if proc.poll() is None:
         proc.kill()
         proc.wait(10)

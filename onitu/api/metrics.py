@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
 from onitu.make.overview import builds
 from onitu.space.errors import SpaceError
@@ -63,7 +63,15 @@ def _processes(overview: dict[str, Any]) -> Iterator[Metric]:
 
 
 def _space(stats: dict[str, Any]) -> Iterator[Metric]:
-    """Every number the space reports, as ``onitu_space_<name>`` (a mapping of numbers gets a ``key`` label)."""
+    """Every number the space reports, as ``onitu_space_<name>`` (a mapping of numbers gets a ``key`` label);
+    requests by operation as a counter labelled ``op``, and the SQLite commit latency as a summary."""
+    by_op = CounterMetricFamily("onitu_space_requests_by_op", "Requests the space primary answered, by operation",
+                                labels=["op"])
+    for op, count in sorted((stats.pop("requests_by_op", None) or {}).items()):
+        by_op.add_metric([str(op)], count)
+    commit = SummaryMetricFamily("onitu_space_commit_seconds", "Time the space primary spent committing to SQLite",
+                                 count_value=stats.get("commits", 0), sum_value=stats.pop("commit_seconds", 0.0))
+    yield from (by_op, commit)
     for name, value in sorted(stats.items()):
         metric = "onitu_space_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
         if isinstance(value, bool):

@@ -190,7 +190,8 @@ class Operations:
     def stats(self, route: Route, args: dict) -> None:
         server = self.server
         stats = {**self.store.stats(), **server.counters, "boot": server.boot, "pid": os.getpid(),
-                 "endpoints": server.endpoints, "by_key": server.limits.stats()}
+                 "endpoints": server.endpoints, "by_key": server.limits.stats(),
+                 "requests_by_op": dict(server.requests_by_op), "commit_seconds": round(server.commit_seconds, 6)}
         server.answer(route, stats, False)
 
 

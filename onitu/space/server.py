@@ -146,6 +146,8 @@ class SpaceServer:
         self.routes: dict[tuple[bytes, int], Route] = {}
         self.boot = os.urandom(8).hex()
         self.counters: Counter[str] = Counter()
+        self.requests_by_op: Counter[str] = Counter()
+        self.commit_seconds = 0.0  # time spent committing to SQLite, for the commit latency (/ counters["commits"])
         self.endpoints: list[str] = []
         self.public_key: bytes | None = None
         self.ctx = zmq.Context()
@@ -409,6 +411,7 @@ class SpaceServer:
             acks, self._acks, self._acks_since = self._acks, {}, time.monotonic()
         if changes or self._new_replies or acks:
             rows = self.durable.encode(changes)
+            started = time.perf_counter()
             try:
                 self.durable.commit(rows, self._new_replies, acks)
             except Exception:
@@ -416,6 +419,7 @@ class SpaceServer:
                 log.critical("commit to %s failed; stopping without replying", self.durable.path, exc_info=True)
                 os._exit(70)
             self.counters["commits"] += 1
+            self.commit_seconds += time.perf_counter() - started
             if self.link is not None:
                 self._ship(rows, acks)
             self._new_replies = []
@@ -511,6 +515,7 @@ class SpaceServer:
         operation = OPERATIONS.get(op)
         if operation is None:
             return self.send_error(sock, ident, seq, ProtocolError(f"unknown op {op!r}"))
+        self.requests_by_op[op] += 1  # known ops only: a hostile client cannot grow this table
         if op != "hello" and not self.store.touch(sid):
             return self.send_error(sock, ident, seq, SessionExpired(f"session {sid.hex()} is not open; say hello"))
         route = Route(sock, ident, sid, seq, key, len(frames[1]))

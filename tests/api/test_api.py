@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import time
 
@@ -146,8 +147,12 @@ def test_plan_transfers_make_space_and_metrics(api_hub: ApiHub):
     for line in ('onitu_sync_pending_files{folder="docs",service="a"}',
                  'onitu_sync_available{folder="docs",service="b"} 1.0',
                  'onitu_sync_lag_seconds{folder="vault",service="c"}', 'onitu_sync_conflicts{folder="docs"}',
-                 'onitu_process_restarts_total{name="referee"}', "onitu_space_epoch", "onitu_space_tuples"):
+                 'onitu_process_restarts_total{name="referee"}', "onitu_space_epoch", "onitu_space_tuples",
+                 'onitu_space_requests_by_op_total{op="write"}', "onitu_space_commit_seconds_count"):
         assert line in text, line
+    commits = re.search(r"^onitu_space_commit_seconds_count (\S+)$", text, re.M)
+    spent = re.search(r"^onitu_space_commit_seconds_sum (\S+)$", text, re.M)
+    assert commits and spent and float(commits[1]) > 0 and 0 < float(spent[1]) < float(commits[1])  # < 1 s each
 
 
 def test_a_service_added_and_removed_while_running(api_hub: ApiHub):
@@ -183,3 +188,32 @@ def test_a_bad_folder_name_is_refused_with_the_configs_message(api_hub: ApiHub, 
         answer = api.post("/api/folders", json={"name": name})
     assert answer.status_code == 422
     assert "letters, digits" in str(answer.json()) or "at least 1 character" in str(answer.json())
+
+
+def test_a_running_make_build_is_shown(api_hub: ApiHub):
+    """``onitu make`` on the hub's space: /api/make and /metrics show its targets and workers while it runs."""
+    from tests.make.harness import start_make, stop
+
+    project = api_hub.tmp / "project"
+    project.mkdir()
+    targets = [f"t{n}" for n in range(6)]
+    rules = "".join(f"{t}:\n\t@sleep 1; touch $@\n" for t in targets)
+    (project / "Makefile").write_text(f"all: {' '.join(targets)}\n{rules}")
+    build = start_make(project, "-j2", data=api_hub.data)
+    try:
+        with api_hub.client() as api:
+            def running() -> bool:
+                assert build.poll() is None, build.communicate()
+                found = api.get("/api/make").json()
+                return any(b["running"] for b in found["builds"]) and any(w["busy"] for w in found["workers"])
+            api_hub.wait_for(running, 30, "the build to show running targets")
+            found = api.get("/api/make").json()
+            (shown,) = found["builds"]
+            assert shown["dir"] == str(project) and shown["running"] <= 2
+            assert shown["done"] + shown["running"] + shown["waiting"] <= len(targets) + 1
+            assert 'onitu_make_tasks{build="' in api.get("/metrics").text
+        _, err = build.communicate(timeout=60)
+        assert build.returncode == 0, err
+    finally:
+        stop(build)
+    assert all((project / t).exists() for t in targets)

@@ -37,6 +37,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from onitu.sync.drivers.contract import Callback, ChangeEvent, DriverError, RootUnavailable, is_under, safe_path
+from onitu.sync.drivers.local_names import unreadable, untangle_parent
 
 if TYPE_CHECKING:
     from onitu.sync.drivers.local import LocalDriver
@@ -49,6 +50,7 @@ EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent,
           FileDeletedEvent, DirDeletedEvent]
 
 _UNNAMED = re.compile(r"#\d+")
+READABLE_LOOK = 1.0  # seconds between looks at the entries skipped as unreadable
 
 _watchers: weakref.WeakSet[LocalWatcher] = weakref.WeakSet()
 
@@ -109,29 +111,48 @@ class LocalWatcher:
     # -- the loop -------------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        was_available, next_scan = False, 0.0
-        reported_down = False
+        was_available, next_scan, next_look = False, 0.0, 0.0
+        reported_down: str | None = None  # the reason last reported, while unavailable
         while not self._stop.is_set():
             status = self.driver.available()
             if not status:
-                if not reported_down:
+                if reported_down != status.reason:  # told again when the reason changes (an empty root is back)
                     self._stop_observer()
                     self._pending.clear()
                     self._emit(ChangeEvent("unavailable", dest=status.reason))
-                    reported_down = True
+                    reported_down = status.reason
                 was_available = False
                 self._stop.wait(self._tick)
                 self._drop_raw()
                 continue
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + READABLE_LOOK
+                if self._readable_again():  # its directories need watches, and what is in them a listing
+                    self._stop_observer()
+                    next_scan = 0.0
             if not was_available or self.overflowed.is_set() or time.monotonic() >= next_scan:
                 self.overflowed.clear()
                 if self._observer is None:
                     self._start_observer()
                 self._rescan()
-                was_available, reported_down = True, False
+                was_available, reported_down = True, None
                 next_scan = time.monotonic() + self.scan_interval
             self._drain()
             self._flush()
+
+    def _readable_again(self) -> bool:
+        """Whether an entry skipped as unreadable can be read now, or is gone (no event says so: inotify cannot
+        watch inside a directory it may not read, and a directory's change of mode is not reported as a change)."""
+        root = self.driver.root
+        for path in self.driver.skipped.unreadable_paths():
+            full = os.path.join(root, path)
+            try:
+                info = os.lstat(full)
+            except OSError:
+                return True
+            if unreadable(full, info) is None:
+                return True
+        return False
 
     def _start_observer(self) -> None:
         observer = Observer()
@@ -189,6 +210,8 @@ class LocalWatcher:
         if not absolute.startswith(root + os.sep):
             return None
         rel = absolute[len(root) + 1:].replace(os.sep, "/")
+        if not rel.isascii() and os.path.lexists(absolute):  # another name may be its twin once NFC-normalised
+            untangle_parent(self.driver.service, root, rel, self.driver.skipped)
         try:
             return safe_path(unicodedata.normalize("NFC", rel))
         except ValueError:

@@ -3,7 +3,6 @@ stops nothing, loses nothing and is shown in ``onitu status``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,31 +11,11 @@ import unicodedata
 
 import pytest
 
-from tests.sync.hub import Hub, tree
+from tests.sync.hub import Hub, sha, tree
 
 # Root without the capabilities that let it read anything: permissions apply to it as to any user.
 UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
                 "--inh-caps=-dac_override,-dac_read_search"]
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def hub(tmp_path):
-    made: list[Hub] = []
-
-    def make(**kwargs) -> Hub:
-        h = Hub(tmp_path, **kwargs)
-        made.append(h)
-        return h
-    yield make
-    for h in made:
-        try:
-            h.stop()
-        finally:
-            h.kill_everything()
 
 
 def row(h: Hub, service: str) -> dict:

@@ -240,6 +240,7 @@ class LocalDriver(Driver):
             info = os.lstat(full)
         except (FileNotFoundError, NotADirectoryError):
             self._ensure()  # "nothing there" only from a root that is there (the root is checked only then: cheap)
+            self.skipped.discard(path, refused=False)
             return None
         except OSError as exc:
             raise self._failure(exc, path) from None
@@ -247,7 +248,20 @@ class LocalDriver(Driver):
         if problem is not None:
             self.skipped.add(path, problem, unreadable=st_mode.S_ISDIR(info.st_mode))
             return None
+        self.skipped.discard(path, refused=False)
         return _stat(path, info)
+
+    def readable_again(self) -> bool:
+        """Whether an entry skipped as unreadable can be read now, or is gone."""
+        for path in self.skipped.unreadable_paths():
+            try:
+                full = self._resolve(path)
+                info = os.lstat(full)
+            except (OSError, DriverError):
+                return True
+            if unreadable(full, info) is None:
+                return True
+        return False
 
     def list(self, prefix: str = "") -> Iterator[Stat]:
         """Walk below ``prefix``; raises :class:`RootUnavailable` at the end if the root went away meanwhile.

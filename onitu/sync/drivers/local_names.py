@@ -43,8 +43,11 @@ def kind_of(mode: int) -> str | None:
 
 def unreadable(full: str, info: os.stat_result) -> str | None:
     """Why this process may not read the entry (None if it may): a directory must be listable and searchable."""
-    need = os.R_OK | os.X_OK if st_mode.S_ISDIR(info.st_mode) else os.R_OK
-    if os.access(full, need, follow_symlinks=False):
+    is_dir = st_mode.S_ISDIR(info.st_mode)
+    owner = st_mode.S_IRUSR | (st_mode.S_IXUSR if is_dir else 0)
+    if info.st_uid == os.geteuid() and info.st_mode & owner == owner:
+        return None  # its owner may read it: the common case, known without a system call
+    if os.access(full, os.R_OK | os.X_OK if is_dir else os.R_OK, follow_symlinks=False):
         return None
     return "cannot be read (permission denied); kept as last synced until it can be"
 

@@ -37,7 +37,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from onitu.sync.drivers.contract import Callback, ChangeEvent, DriverError, RootUnavailable, is_under, safe_path
-from onitu.sync.drivers.local_names import unreadable, untangle_parent
+from onitu.sync.drivers.local_names import untangle_parent
 
 if TYPE_CHECKING:
     from onitu.sync.drivers.local import LocalDriver
@@ -53,6 +53,17 @@ _UNNAMED = re.compile(r"#\d+")
 READABLE_LOOK = 1.0  # seconds between looks at the entries skipped as unreadable
 
 _watchers: weakref.WeakSet[LocalWatcher] = weakref.WeakSet()
+
+
+def _has_twin(absolute: str) -> bool:
+    """Whether the composed or decomposed form of this name is another entry beside it (two stats, no listing:
+    a directory of non-ASCII names being filled is not listed at every event)."""
+    directory, base = os.path.split(absolute)
+    for form in ("NFC", "NFD"):
+        twin = unicodedata.normalize(form, base)
+        if twin != base and os.path.lexists(os.path.join(directory, twin)):
+            return True
+    return False
 
 
 class _OverflowListener(logging.Handler):
@@ -127,7 +138,9 @@ class LocalWatcher:
                 continue
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + READABLE_LOOK
-                if self._readable_again():  # its directories need watches, and what is in them a listing
+                # no event says that an entry became readable (inotify cannot watch inside a directory it may not
+                # read, and a change of mode is not a change): look, and list and watch again when one did
+                if self.driver.readable_again():
                     self._stop_observer()
                     next_scan = 0.0
             if not was_available or self.overflowed.is_set() or time.monotonic() >= next_scan:
@@ -139,20 +152,6 @@ class LocalWatcher:
                 next_scan = time.monotonic() + self.scan_interval
             self._drain()
             self._flush()
-
-    def _readable_again(self) -> bool:
-        """Whether an entry skipped as unreadable can be read now, or is gone (no event says so: inotify cannot
-        watch inside a directory it may not read, and a directory's change of mode is not reported as a change)."""
-        root = self.driver.root
-        for path in self.driver.skipped.unreadable_paths():
-            full = os.path.join(root, path)
-            try:
-                info = os.lstat(full)
-            except OSError:
-                return True
-            if unreadable(full, info) is None:
-                return True
-        return False
 
     def _start_observer(self) -> None:
         observer = Observer()
@@ -210,7 +209,7 @@ class LocalWatcher:
         if not absolute.startswith(root + os.sep):
             return None
         rel = absolute[len(root) + 1:].replace(os.sep, "/")
-        if not rel.isascii() and os.path.lexists(absolute):  # another name may be its twin once NFC-normalised
+        if not rel.isascii() and _has_twin(absolute):
             untangle_parent(self.driver.service, root, rel, self.driver.skipped)
         try:
             return safe_path(unicodedata.normalize("NFC", rel))

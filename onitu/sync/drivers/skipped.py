@@ -56,10 +56,12 @@ class Skipped:
             self.changed.set()
         log.warning("%s: skipping %s: %s", self.service, path, reason)
 
-    def discard(self, path: str) -> None:
-        """``path`` is fine now (synced, or gone)."""
+    def discard(self, path: str, *, refused: bool = True) -> None:
+        """``path`` is fine now (synced, or gone); with ``refused`` False, a refused write there stays noted."""
         with self._lock:
-            if self._entries.pop(path, None) is not None:
+            entry = self._entries.get(path)
+            if entry is not None and (refused or not entry.refused):
+                del self._entries[path]
                 self.changed.set()
 
     def listed(self, prefix: str, found: dict[str, tuple[str, bool]]) -> None:

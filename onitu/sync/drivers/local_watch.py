@@ -66,6 +66,13 @@ def _has_twin(absolute: str) -> bool:
     return False
 
 
+def _shadowing(absolute: str) -> bool:
+    """Whether this name is not NFC and its NFC form is another entry: the hub's path for it is that entry's."""
+    directory, base = os.path.split(absolute)
+    nfc = unicodedata.normalize("NFC", base)
+    return nfc != base and os.path.lexists(os.path.join(directory, nfc))
+
+
 class _OverflowListener(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "overflow" in record.getMessage().lower():
@@ -220,8 +227,16 @@ class LocalWatcher:
         kind, is_dir = event.event_type, event.is_directory
         src = self._relative(event.src_path)
         if kind == "moved":
-            if not event.is_synthetic:  # children of a moved directory: covered by the directory's move
-                self._on_move(src, self._relative(event.dest_path), is_dir)
+            if event.is_synthetic:  # children of a moved directory: covered by the directory's move
+                return
+            dst = self._relative(event.dest_path)
+            if src is not None and _shadowing(os.fsdecode(event.src_path)):
+                # a twin set aside (or moved away) from under the name the hub knows: that name's entry stays
+                self._touch(src, is_dir)
+                if dst is not None:
+                    self._touch(dst, is_dir, created=True)
+            else:
+                self._on_move(src, dst, is_dir)
         elif src is None or kind in ("opened", "closed_no_write") or (is_dir and kind in ("modified", "attrib")):
             return
         elif kind in ("modified", "closed") and _UNNAMED.fullmatch(os.path.basename(src)) \

@@ -65,6 +65,8 @@ def test_status_counts_and_lists_what_a_replica_skips(api_hub: ApiHub):
                 time.sleep(0.3)
         assert status["sync"]["folders"]["vault"]["services"]["a"]["skipped"] == 1, status["sync"]
         assert "symbolic link" in status["sync"]["skipped"]["a"]["vault"]["planted-link"]["reason"]
+        with api_hub.client() as api:
+            assert 'onitu_sync_skipped{folder="vault",service="a"} 1.0' in api.get("/metrics").text
     finally:
         link.unlink()
 

@@ -10,8 +10,8 @@ mount point, a directory recreated empty or a disk swapped for another all lack 
 
 Symbolic links are neither listed nor followed, and no operation resolves outside the root, so a link planted in a
 replica cannot make the hub read or write elsewhere. Special files (FIFOs, sockets, devices) are never opened: an
-open of a FIFO waits for a writer for ever, which stopped every sync from the replica; they are skipped like links,
-like links. Names that are not valid UTF-8, or that :func:`safe_path` refuses (backslashes, control characters),
+open of a FIFO waits for a writer for ever, which stopped every sync from the replica; they are skipped like links.
+Names that are not valid UTF-8, or that :func:`safe_path` refuses (backslashes, control characters),
 are skipped: they cannot be synced faithfully. So are entries this process may not read (an unreadable directory is
 not an empty one: what was synced from it stands until it can be read again). Each skipped path goes to the
 driver's skipped map with its reason, logged once (``onitu status --skipped``). Two names that are one path once

@@ -65,7 +65,9 @@ def open_page(browser: bool = typer.Option(False, "--browser", help="Also open i
         webbrowser.open(url)
 
 
-def status(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def status(config: Path = ConfigOpt, as_json: bool = JsonOpt,
+           show_skipped: bool = typer.Option(False, "--skipped", help="List every path skipped or refused, and why "
+                                             "(--json always has them).")) -> None:
     """Every supervised process; per folder and service, whether files are in sync, pending or unavailable."""
     from onitu.supervision.launcher import status as processes
 
@@ -83,7 +85,7 @@ def status(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
         return
     supervision_cli.print_processes(data)
     if sync is not None:
-        sync_cli.print_status(sync)
+        sync_cli.print_status(sync, show_skipped)
 
 
 app.command("start")(start)

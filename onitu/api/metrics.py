@@ -32,7 +32,8 @@ def _hub(overview: dict[str, Any]) -> Iterator[Metric]:
         ("pending_bytes", "Bytes of the orders under way to the replica"),
         ("lag_seconds", "Seconds since the replica's oldest order under way was sent (0: in sync)"),
         ("available", "1 if the replica takes part in decisions (its plug runs and its root is there), else 0"),
-        ("held_deletions", "Paths held for approval because of the replica's deletions"))}
+        ("held_deletions", "Paths held for approval because of the replica's deletions"),
+        ("skipped", "Paths of the replica left out or refused (onitu status --skipped says which and why)"))}
     conflicts = GaugeMetricFamily("onitu_sync_conflicts", "Conflict copies waiting to be resolved", labels=["folder"])
     for folder, info in sync.get("folders", {}).items():
         conflicts.add_metric([folder], info.get("conflicts", 0))
@@ -43,6 +44,7 @@ def _hub(overview: dict[str, Any]) -> Iterator[Metric]:
             gauges["lag_seconds"].add_metric(labels, row.get("lag", 0.0))
             gauges["available"].add_metric(labels, 0 if str(row.get("state", "")).startswith("unavailable") else 1)
             gauges["held_deletions"].add_metric(labels, row.get("held", 0))
+            gauges["skipped"].add_metric(labels, row.get("skipped", 0))
     transferred = CounterMetricFamily("onitu_sync_transferred_bytes", "Bytes copied to the replica by orders done "
                                       "since the referee started", labels=["service"])
     for service, size in sync.get("transferred", {}).items():

@@ -75,16 +75,40 @@ def resolve(pattern: str = typer.Argument(..., help="A path or glob (`*.txt`, `d
 def approve(folder: str | None = typer.Option(None, "--folder", help="Only this folder."),
             service: str | None = typer.Option(None, "--service", help="Only the deletions made on this service."),
             reject: bool = typer.Option(False, "--reject", help="Do not delete: copy the files back instead."),
-            config: Path = ConfigOpt) -> None:
+            show: bool = typer.Option(False, "--list", help="Only list the held deletions and their paths."),
+            config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Release the deletions held because they exceeded the threshold (or, with --reject, undo them)."""
     with _hub(load_config(config)) as space:
+        if show:
+            _print_held([h for h in hub.held(space, sample=10_000) if folder in (None, h["folder"])
+                         and service in (None, h["service"])], as_json)
+            return
         released = (hub.reject if reject else hub.approve)(space, folder, service)
+    if as_json:
+        print(json.dumps(released))
+        return
     if not released:
         console.print("no deletions are held")
         return
     for item in released:
         verb = "restoring" if reject else "deleting"
         console.print(f"{item['folder']}: {verb} {item['paths']} entries deleted on {item['service']}")
+
+
+def _print_held(held: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(held))
+        return
+    if not held:
+        console.print("no deletions are held")
+    for item in held:
+        console.print(f"[bold]{item['folder']}[/bold]: {item['deleted']} of {item['total']} entries deleted on "
+                      f"{item['service']}, held since {str(item['when'])[:19]}; {item['count']} paths:",
+                      highlight=False)
+        for path in item["paths"]:
+            console.print(f"  {path}", highlight=False)
+    if held:
+        console.print("`onitu approve` carries them out, `onitu approve --reject` restores the files")
 
 
 def plan(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
@@ -107,6 +131,15 @@ def plan(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
         _print_plan(folder, folder_plan)
 
 
+def _print_skipped(skipped: dict[str, dict[str, dict[str, Any]]]) -> None:
+    table = Table("folder", "service", "path", "reason", title="skipped")
+    for service, folders in sorted(skipped.items()):
+        for folder, paths in sorted(folders.items()):
+            for path, info in sorted(paths.items()):
+                table.add_row(folder, service, path, str(info.get("reason")))
+    console.print(table if table.rows else "nothing is skipped")
+
+
 def _print_plan(folder: str, folder_plan: Plan) -> None:
     copies = [a for a in folder_plan.actions if isinstance(a, Copy)]
     counts = Counter(type(a).__name__ for a in folder_plan.actions)
@@ -123,7 +156,9 @@ def _print_plan(folder: str, folder_plan: Plan) -> None:
         console.print(f"  ... and {len(folder_plan.actions) - 200} more (--json for all)")
     for held in folder_plan.held:
         console.print(f"  [yellow]held:[/yellow] {held.deleted} of {held.total} entries deleted on {held.service} "
-                      f"exceed the threshold; `onitu approve` releases them", highlight=False)
+                      f"exceed the threshold; `onitu approve` releases them:", highlight=False)
+        for path in hub.held_paths(held)[:200]:
+            console.print(f"    {path}", highlight=False)
 
 
 def _describe(action: Any) -> str:
@@ -162,15 +197,25 @@ def hub_status(config: Config) -> dict[str, Any] | None:
         space.close()
 
 
-def print_status(status: dict[str, Any]) -> None:
-    """The sync table of ``onitu status``."""
+def print_status(status: dict[str, Any], show_skipped: bool = False) -> None:
+    """The sync table of ``onitu status`` (with ``show_skipped``, every path skipped and why)."""
     table = Table("folder", "service", "state", "files pending", "bytes pending", "held deletions", "conflicts",
-                  title="sync")
+                  "skipped", title="sync")
+    held = skipped = 0
     for folder, info in status.get("folders", {}).items():
         for service, row in info.get("services", {}).items():
             table.add_row(folder, service, row["state"], str(row["files"]), _bytes(row["bytes"]), str(row["held"]),
-                          str(info.get("conflicts", 0)))
+                          str(info.get("conflicts", 0)), str(row.get("skipped", 0)))
+            held += row["held"]
+            skipped += row.get("skipped", 0)
     console.print(table)
+    if held:
+        console.print(f"{held} deletions are held: `onitu approve --list` shows them, `onitu approve` carries them "
+                      f"out, `onitu approve --reject` restores the files", highlight=False)
+    if show_skipped:
+        _print_skipped(status.get("skipped", {}))
+    elif skipped:
+        console.print(f"{skipped} paths are skipped: `onitu status --skipped` lists them and why", highlight=False)
     for service, transfers in status.get("progress", {}).items():
         for path, (done, total) in transfers.items():
             share = done / total if total else 1.0

@@ -22,12 +22,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+OWED_EVERY = 5.0  # seconds between counts of what an unavailable replica will be sent
+
 
 class Commands:
     """Requests from the hub client, carried out on the referee; the published status."""
 
     def __init__(self, referee: Referee) -> None:
         self.referee = referee
+        self._owed_cache: dict[tuple[str, str], tuple[float, int, int]] = {}  # (folder, service) -> when, files, size
 
     def poll(self) -> None:
         """Answer pending requests and publish the status."""
@@ -131,6 +134,23 @@ class Commands:
 
     # -- status ---------------------------------------------------------------------------------------------------
 
+    def _owed(self, folder: str, service: str) -> tuple[int, int]:
+        """Files and bytes agreed in ``folder`` that ``service`` must hold and does not (counted at most every
+        OWED_EVERY seconds: a walk of the folder's records)."""
+        when, files, size = self._owed_cache.get((folder, service), (0.0, 0, 0))
+        if time.monotonic() - when < OWED_EVERY:
+            return files, size
+        ref = self.referee
+        agreed, bit, files, size = ref.ledger.agreed[folder], ref.ledger.bit(service), 0, 0
+        for path in agreed:
+            if agreed.holders(path) & bit or not agreed.is_live(path):
+                continue
+            meta = agreed[path]
+            if meta.kind == "file" and ref.rules.selects(service, folder, path, meta.size):
+                files, size = files + 1, size + meta.size
+        self._owed_cache[folder, service] = (time.monotonic(), files, size)
+        return files, size
+
     def summary(self) -> dict[str, Any]:
         """Per folder and service: state, files and bytes pending, lag (seconds since the oldest order under way
         was sent); conflicts and held deletions per folder; bytes copied per service since the referee started."""
@@ -143,6 +163,8 @@ class Commands:
             for service in services:
                 state = ref.plugs.state(service, folder)
                 files, size, oldest = pending.get((folder, service), (0, 0, now))
+                if state not in (None, "wait"):  # no orders go to it: what it will be sent once back
+                    files, size = self._owed(folder, service)
                 label = ("listing" if state == "wait" else f"unavailable: {state}" if state
                          else "syncing" if files else "in sync")
                 rows[service] = {"state": label, "files": files, "bytes": size,

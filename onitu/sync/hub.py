@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from onitu.config import Config
 from onitu.space.client import SpaceClient, read_info
 from onitu.sync import settings, tuples
-from onitu.sync.decide.plan import Observed, Plan, Replica
+from onitu.sync.decide.plan import HeldPlan, Observed, Plan, Replica
 from onitu.sync.decide.reconcile import reconcile
 from onitu.sync.drivers import open_driver
 from onitu.sync.drivers.contract import DriverError
@@ -64,13 +64,36 @@ def open_space(config: Config) -> SpaceClient:
 
 
 def status(space: SpaceClient) -> dict[str, Any]:
-    """The referee's view of every folder and service (state, files and bytes pending, held deletions, conflicts),
-    with the plugs' transfers under way (``progress``: service -> path -> [bytes done, size])."""
+    """The referee's view of every folder and service (state, files and bytes pending, held deletions, conflicts,
+    and ``skipped``: how many paths its plug leaves out or refused), with the plugs' transfers under way
+    (``progress``: service -> path -> [bytes done, size]) and what they skip (``skipped``: service -> folder ->
+    path -> ``{reason, since, count}``, at most a thousand paths per folder)."""
     found = space.read_all((tuples.STATUS, None))
     progress = {t[1]: t[2] for t in space.read_all((tuples.PROGRESS, None, None))}
+    counts, paths = skipped(space)
     if not found:
-        return {"folders": {}, "progress": progress, "note": "the referee has not published its status yet"}
-    return {**found[0][1], "progress": progress}
+        return {"folders": {}, "progress": progress, "skipped": paths,
+                "note": "the referee has not published its status yet"}
+    body = found[0][1]
+    for folder, info in body.get("folders", {}).items():
+        for service, row in info.get("services", {}).items():
+            row["skipped"] = counts.get((service, folder), 0)
+    return {**body, "progress": progress, "skipped": paths}
+
+
+def skipped(space: SpaceClient) -> tuple[dict[tuple[str, str], int], dict[str, dict[str, dict[str, Any]]]]:
+    """What the plugs leave out or refused, as they last published it: the count per (service, folder), and
+    service -> folder -> path -> ``{reason, since, count}``."""
+    counts, paths = {}, {}
+    for _, service, body in space.read_all((tuples.SKIPPED, None, None)):
+        folders = body.get("folders") if isinstance(body, dict) else None
+        if not isinstance(service, str) or not isinstance(folders, dict):
+            continue
+        for folder, entry in folders.items():
+            if isinstance(entry, dict) and isinstance(entry.get("paths"), dict):
+                counts[service, str(folder)] = int(entry.get("count") or 0)
+                paths.setdefault(service, {})[str(folder)] = entry["paths"]
+    return counts, paths
 
 
 def overview(config: Config, space: SpaceClient) -> dict[str, Any]:
@@ -188,7 +211,13 @@ def _request(space: SpaceClient, body: dict[str, Any]) -> dict[str, Any]:
 def plan_data(folder_plan: Plan) -> dict[str, Any]:
     """A folder's plan as plain data: its orders (as the referee would send them) and its held deletions."""
     return {"actions": [tuples.action_to_wire(a) for a in folder_plan.actions if not hasattr(a, "reason")],
-            "held": [{"service": h.service, "deleted": h.deleted, "total": h.total} for h in folder_plan.held]}
+            "held": [{"service": h.service, "deleted": h.deleted, "total": h.total, "paths": held_paths(h)}
+                     for h in folder_plan.held]}
+
+
+def held_paths(held_plan: HeldPlan) -> list[str]:
+    """The paths whose deletion a held plan waits to carry out, sorted."""
+    return sorted(path for path, meta in held_plan.agreed.items() if meta.tombstone)
 
 
 def _listings(config: Config, service: str, known: bool) -> tuple[dict[str, dict[str, Observed]], str | None]:

@@ -184,6 +184,10 @@ class Referee:
                 raise ValueError("no known folder")
             entries = tuples.entries_from_wire(body.get("entries"))
             if tag == tuples.REPORT:
+                for conflict, original in tuples.set_aside_from_wire(body.get("set_aside")):
+                    log.warning("%s/%s: %s collided with %s: kept as a conflict copy", service, body["folder"],
+                                conflict, original)
+                    self.awaiting.set_aside(body["folder"], conflict, original, service)
                 self._report(service, plug_id, body["folder"], body.get("scan"), entries)
             else:
                 self._done(service, body, entries)

@@ -7,7 +7,10 @@ Every tuple starts with its tag. Plugs and the referee write and read them; noth
 - ``(KNOWN, service)``: the service's root was initialised once; a root without its marker is then unavailable.
 - ``(REPORT, service, plug_id, seq, body)``: observations ``{"folder", "scan", "entries": [[path, obs|None]]}``
   (an observation: ``[kind, sha256, size, mtime_ns]``);
-  ``scan`` is ``"begin"``/``"part"``/``"end"`` for a full listing in parts, or None for changes.
+  ``scan`` is ``"begin"``/``"part"``/``"end"`` for a full listing in parts, or None for changes; ``set_aside``
+  (optional): ``[[conflict copy, original]]`` names the plug's driver renamed because they collided.
+- ``(SKIPPED, service, body)``: what a plug's driver leaves out or refused, per folder (``onitu status --skipped``):
+  ``{"folders": {folder: {"count", "paths": {path: {reason, since, count, ...}}}}}``.
 - ``(ORDER, service, order_id, body)``: work for a plug; ``(DONE, service, plug_id, seq, body)``: its result,
   numbered with the plug's reports (the referee applies both in the order the plug saw things).
 - ``(META, "folder/path", record)``: the agreed version of a path and who holds it (see :mod:`onitu.sync.state.ledger`);
@@ -42,6 +45,7 @@ REPLY: Final = "sync.reply"
 STATUS: Final = "sync.status"
 PROGRESS: Final = "sync.progress"
 RESCAN: Final = "sync.rescan"
+SKIPPED: Final = "sync.skipped"
 
 KEEP: Final = ("current", "conflict", "both")  # what a resolve request may keep of a conflict
 
@@ -107,6 +111,16 @@ def entries_from_wire(value: Any) -> list[tuple[str, Observed | None]]:
             raise ValueError("an entry must be [path, observation]")
         out.append((safe_path(_text(item[0], "path")), obs_from_wire(item[1])))
     return out
+
+
+def set_aside_from_wire(value: Any) -> list[tuple[str, str]]:
+    """A report's ``set_aside``: ``[[conflict copy, original path], ...]`` (names a plug's driver renamed because
+    they collided with another's), checked like paths; absent is empty."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(i, list | tuple) and len(i) == 2 for i in value):
+        raise ValueError("set_aside must be a list of [conflict copy, original path]")
+    return [(safe_path(_text(c, "path")), safe_path(_text(o, "path"))) for c, o in value]
 
 
 def action_to_wire(action: Action) -> dict[str, Any]:

@@ -52,6 +52,26 @@ def test_status_shows_processes_space_and_every_replica(api_hub: ApiHub):
     print(f"\nGET /api/status: {elapsed * 1000:.1f} ms")
 
 
+def test_status_counts_and_lists_what_a_replica_skips(api_hub: ApiHub):
+    """Issue 12, item 9: the API's status has what `onitu status --skipped` shows."""
+    link = api_hub.vaults["a"] / "planted-link"
+    link.symlink_to("/etc")
+    try:
+        with api_hub.client() as api:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                status = api.get("/api/status").json()
+                if status["sync"]["folders"]["vault"]["services"]["a"].get("skipped") == 1:
+                    break
+                time.sleep(0.3)
+        assert status["sync"]["folders"]["vault"]["services"]["a"]["skipped"] == 1, status["sync"]
+        assert "symbolic link" in status["sync"]["skipped"]["a"]["vault"]["planted-link"]["reason"]
+        with api_hub.client() as api:
+            assert 'onitu_sync_skipped{folder="vault",service="a"} 1.0' in api.get("/metrics").text
+    finally:
+        link.unlink()
+
+
 def test_files_conflicts_and_bulk_resolve(api_hub: ApiHub):
     a, b, c = api_hub.roots.values()
     (a / "notes").mkdir()

@@ -31,6 +31,7 @@ class Onitu:
         timing = "" if defaults else FAST % fast_crash
         self.config.write_text(f"data: {self.data}\n{timing}space:\n{space}{extra}api: {{listen: '{api}'}}\n")
         self.proc: subprocess.Popen | None = None
+        self.prefix: list[str] = []  # a command that runs `onitu start` (setpriv to drop privileges, say)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         out = subprocess.run([sys.executable, "-m", "onitu.cli", *args, "-c", str(self.config)],
@@ -41,7 +42,7 @@ class Onitu:
 
     def start(self, paired: bool = True) -> Onitu:
         # A session of its own, like a terminal's foreground job: Ctrl-C can be sent to its whole group.
-        self.proc = subprocess.Popen([sys.executable, "-m", "onitu.cli", "start", "-c", str(self.config)],
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "onitu.cli", "start", "-c", str(self.config)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait(lambda s: s.get("mode") == "paired" if paired else bool(s.get("processes")), 30, "start")
         return self

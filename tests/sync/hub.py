@@ -15,6 +15,11 @@ from typing import Any
 from tests.supervision.harness import Onitu
 
 
+def sha(data: bytes) -> str:
+    """The sha256 of ``data``, as :func:`tree` gives it."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def tree(root: Path) -> dict[str, str]:
     """``{relative path: sha256 or "dir"}`` of a replica, Onitu's own names left out."""
     found = {}

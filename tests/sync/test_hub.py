@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -10,28 +9,9 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from onitu.space import connect
 from onitu.sync import tuples
-from tests.sync.hub import Hub, tree
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def hub(tmp_path):
-    hubs: list[Hub] = []
-
-    def make(**kwargs) -> Hub:
-        h = Hub(tmp_path, **kwargs)
-        hubs.append(h)
-        return h
-    yield make
-    for h in hubs:
-        h.stop()
+from tests.sync.hub import sha, tree
 
 
 def test_every_operation_reaches_every_replica(hub):

@@ -77,8 +77,8 @@ def test_status_is_what_the_referee_published(pretend):
     referee.commands.poll()
     status = hub.status(referee.space)
     assert status["folders"]["docs"]["services"] == {
-        s: {"state": "in sync", "files": 0, "bytes": 0, "held": 0, "lag": 0.0} for s in ("a", "b", "c")}
-    assert status["progress"] == {} and "note" not in status
+        s: {"state": "in sync", "files": 0, "bytes": 0, "held": 0, "lag": 0.0, "skipped": 0} for s in ("a", "b", "c")}
+    assert status["progress"] == {} and status["skipped"] == {} and "note" not in status
 
 
 def test_a_conflict_is_listed_then_resolved(pretend):

@@ -54,7 +54,8 @@ from onitu.sync.decide.plan import (
     is_clean,
 )
 from onitu.sync.decide.renames import apply_moves, find_renames
-from onitu.sync.drivers.contract import MAX_COMPONENT, is_under, parent_of
+from onitu.sync.drivers.contract import is_under, parent_of
+from onitu.sync.drivers.naming import conflict_name
 
 
 class _Everywhere:
@@ -63,22 +64,6 @@ class _Everywhere:
 
     def reads(self, service: str, path: str, size: int, is_dir: bool) -> bool:
         return True
-
-
-def conflict_name(path: str, when: datetime, service: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
-    """``dir/name.conflict-<YYYYMMDD-HHMMSS>-<service>.ext`` for ``dir/name.ext``, not in ``taken``."""
-    directory, _, base = path.rpartition("/")
-    dot = base.rfind(".")
-    stem, ext = (base[:dot], base[dot:]) if dot > 0 else (base, "")
-    stamp = when.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        tag = f".conflict-{stamp}-{service}" + (f"-{n}" if n > 1 else "")
-        room = MAX_COMPONENT - len((tag + ext).encode("utf-8"))
-        short = stem.encode("utf-8")[:room].decode("utf-8", "ignore")  # cut on a character boundary
-        name = f"{directory}/{short}{tag}{ext}" if directory else f"{short}{tag}{ext}"
-        if name not in taken:
-            return name
-    raise ValueError(f"no free conflict name for {path}")
 
 
 @dataclass

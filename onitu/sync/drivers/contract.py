@@ -25,6 +25,8 @@ from typing import ClassVar, Final, Literal
 
 from pydantic import BaseModel
 
+from onitu.sync.drivers.skipped import Skipped
+
 MARKER: Final = ".onitu-root"
 TEMP_PREFIX: Final = ".onitu-tmp-"
 RESERVED_PREFIX: Final = ".onitu-"  # every internal name starts with this; scanners skip it, users may not use it
@@ -204,6 +206,7 @@ class Driver(ABC):
         self.settle = 0.0  # seconds a file must stay unchanged before it is reported (0: writes are atomic)
         # A service never started has no marker yet: only a read-only preview (`onitu plan`) may then list it.
         self.unmarked_ok = False
+        self.skipped = Skipped(service)  # what it leaves out or refuses, and why (``onitu status --skipped``)
 
     @property
     @abstractmethod

@@ -10,9 +10,12 @@ mount point, a directory recreated empty or a disk swapped for another all lack 
 
 Symbolic links are neither listed nor followed, and no operation resolves outside the root, so a link planted in a
 replica cannot make the hub read or write elsewhere. Special files (FIFOs, sockets, devices) are never opened: an
-open of a FIFO waits for a writer for ever, which stopped every sync from the replica; they are skipped like links,
-with a warning the first time each is seen. Names that are not valid UTF-8, or that :func:`safe_path`
-refuses (backslashes, control characters), are skipped by listings with a warning: they cannot be synced faithfully.
+open of a FIFO waits for a writer for ever, which stopped every sync from the replica; they are skipped like links.
+Names that are not valid UTF-8, or that :func:`safe_path` refuses (backslashes, control characters),
+are skipped: they cannot be synced faithfully. So are entries this process may not read (an unreadable directory is
+not an empty one: what was synced from it stands until it can be read again). Each skipped path goes to the
+driver's skipped map with its reason, logged once (``onitu status --skipped``). Two names that are one path once
+NFC-normalised are untangled: the second is set aside as a conflict copy (:mod:`.local_names`).
 """
 
 from __future__ import annotations
@@ -44,11 +47,12 @@ from onitu.sync.drivers.contract import (
     RootUnavailable,
     Stat,
     UnsafePath,
-    is_internal,
     safe_path,
     temp_name,
 )
+from onitu.sync.drivers.local_names import Found, kind_of, scan_directory, unreadable, untangle
 from onitu.sync.drivers.local_watch import LocalWatcher
+from onitu.sync.drivers.naming import shown
 
 log = logging.getLogger(__name__)
 INSIDE_KEPT = 4096  # directories remembered as resolving inside the root
@@ -102,7 +106,6 @@ class LocalDriver(Driver):
         self._written: dict[str, str] = {}  # path -> fingerprint, of entries written here and not yet seen changed
         self._inside: dict[str, tuple[int, int]] = {}  # directory -> (device, inode) when found inside the root
         self._folds_case: bool | None = None  # whether the disk under the root ignores case (None: not known yet)
-        self._special: set[str] = set()  # special files already warned about
 
     @property
     def root(self) -> str:
@@ -231,62 +234,83 @@ class LocalDriver(Driver):
     # -- reading --------------------------------------------------------------------------------------------------
 
     def stat(self, path: str) -> Stat | None:
-        """The entry at ``path`` (None if absent or a symbolic link)."""
+        """The entry at ``path`` (None if absent, not a regular file or directory, or a directory it may not read)."""
         path, full = self._resolve_checked(path)
         try:
             info = os.lstat(full)
         except (FileNotFoundError, NotADirectoryError):
             self._ensure()  # "nothing there" only from a root that is there (the root is checked only then: cheap)
+            self.skipped.discard(path, refused=False)
             return None
         except OSError as exc:
             raise self._failure(exc, path) from None
-        if not (st_mode.S_ISREG(info.st_mode) or st_mode.S_ISDIR(info.st_mode)):
-            self._skip_special(path, info)
+        problem = kind_of(info.st_mode) or (unreadable(full, info) if st_mode.S_ISDIR(info.st_mode) else None)
+        if problem is not None:
+            self.skipped.add(path, problem, unreadable=st_mode.S_ISDIR(info.st_mode))
             return None
+        self.skipped.discard(path, refused=False)
         return _stat(path, info)
 
-    def _skip_special(self, path: str, info: os.stat_result) -> None:
-        """Note a link, FIFO, socket or device found at ``path`` (warned about once: listings come back often)."""
-        if st_mode.S_ISLNK(info.st_mode) or path in self._special:
-            return
-        if len(self._special) >= INSIDE_KEPT:
-            self._special.clear()
-        self._special.add(path)
-        kind = "FIFO" if st_mode.S_ISFIFO(info.st_mode) else "socket" if st_mode.S_ISSOCK(info.st_mode) else "device"
-        log.warning("%s: skipping %s: a %s, not a regular file (it is never opened or synced)", self.service, path,
-                    kind)
+    def readable_again(self) -> bool:
+        """Whether an entry skipped as unreadable can be read now, or is gone."""
+        for path in self.skipped.unreadable_paths():
+            try:
+                full = self._resolve(path)
+                info = os.lstat(full)
+            except (OSError, DriverError):
+                return True
+            if unreadable(full, info) is None:
+                return True
+        return False
 
     def list(self, prefix: str = "") -> Iterator[Stat]:
-        """Walk below ``prefix``; raises :class:`RootUnavailable` at the end if the root went away meanwhile."""
+        """Walk below ``prefix``; raises :class:`RootUnavailable` at the end if the root went away meanwhile.
+
+        What it skips (links, special files, names that cannot be synced, entries it may not read) goes to the
+        skipped map, replacing what the last listing of ``prefix`` found; colliding names are set aside first.
+        """
         self._ensure()
         prefix = self.check(prefix, root_ok=True)
         stack = [(self._resolve(prefix) if prefix else self._root, prefix)]
+        skipped: dict[str, tuple[str, bool]] = {}
         while stack:
             directory, rel = stack.pop()
             try:
-                with os.scandir(directory) as entries:
-                    found = [(e, e.stat(follow_symlinks=False)) for e in entries if not is_internal(e.name)]
+                found = untangle(self.service, directory, rel, scan_directory(directory), self.skipped)
             except (FileNotFoundError, NotADirectoryError):
                 if directory == self._root or rel == prefix:
                     raise self._failure(FileNotFoundError(), rel) from None
                 continue  # removed while we walked
+            except PermissionError as exc:
+                if directory == self._root or rel == prefix:
+                    raise self._failure(exc, rel) from None
+                skipped[rel] = (f"cannot be read ({exc.strerror})", True)  # made unreadable since its parent's look
+                continue
             except OSError as exc:
                 raise self._failure(exc, rel) from None
-            for entry, info in sorted(found, key=lambda f: f[0].name):
-                if st_mode.S_ISLNK(info.st_mode):
+            for entry in found:
+                child, problem = self._listed(rel, entry)
+                if problem is not None:
+                    skipped[child] = problem
                     continue
-                try:
-                    child = safe_path(f"{rel}/{entry.name}" if rel else entry.name)
-                except ValueError as exc:
-                    log.warning("%s: skipping a name that cannot be synced: %s", self.service, exc)
-                    continue
-                if not (st_mode.S_ISREG(info.st_mode) or st_mode.S_ISDIR(info.st_mode)):
-                    self._skip_special(child, info)
-                    continue
-                yield _stat(child, info)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, child))
+                yield _stat(child, entry.info)
+                if st_mode.S_ISDIR(entry.info.st_mode):
+                    stack.append((entry.full, child))
         self._ensure()  # a listing of a root that vanished half-way must not look like mass deletion
+        self.skipped.listed(prefix, skipped)
+
+    def _listed(self, rel: str, entry: Found) -> tuple[str, tuple[str, bool] | None]:
+        """The service path of a listed entry, and why it is skipped ((reason, unreadable), or None)."""
+        name = f"{rel}/{entry.name}" if rel else entry.name
+        try:
+            child = safe_path(name)
+        except ValueError as exc:
+            return shown(name), (f"a name that cannot be synced: {exc}", False)
+        problem = kind_of(entry.info.st_mode)
+        if problem is not None:
+            return child, (problem, False)
+        problem = unreadable(entry.full, entry.info)
+        return child, None if problem is None else (problem, True)
 
     def _open(self, path: str) -> int:
         # No availability check first: a file that opens is there, and whoever reads it checks its hash; a failure

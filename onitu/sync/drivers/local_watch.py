@@ -37,6 +37,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from onitu.sync.drivers.contract import Callback, ChangeEvent, DriverError, RootUnavailable, is_under, safe_path
+from onitu.sync.drivers.local_names import untangle_parent
 
 if TYPE_CHECKING:
     from onitu.sync.drivers.local import LocalDriver
@@ -49,8 +50,27 @@ EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent,
           FileDeletedEvent, DirDeletedEvent]
 
 _UNNAMED = re.compile(r"#\d+")
+READABLE_LOOK = 1.0  # seconds between looks at the entries skipped as unreadable
 
 _watchers: weakref.WeakSet[LocalWatcher] = weakref.WeakSet()
+
+
+def _has_twin(absolute: str) -> bool:
+    """Whether the composed or decomposed form of this name is another entry beside it (two stats, no listing:
+    a directory of non-ASCII names being filled is not listed at every event)."""
+    directory, base = os.path.split(absolute)
+    for form in ("NFC", "NFD"):
+        twin = unicodedata.normalize(form, base)
+        if twin != base and os.path.lexists(os.path.join(directory, twin)):
+            return True
+    return False
+
+
+def _shadowing(absolute: str) -> bool:
+    """Whether this name is not NFC and its NFC form is another entry: the hub's path for it is that entry's."""
+    directory, base = os.path.split(absolute)
+    nfc = unicodedata.normalize("NFC", base)
+    return nfc != base and os.path.lexists(os.path.join(directory, nfc))
 
 
 class _OverflowListener(logging.Handler):
@@ -109,26 +129,33 @@ class LocalWatcher:
     # -- the loop -------------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        was_available, next_scan = False, 0.0
-        reported_down = False
+        was_available, next_scan, next_look = False, 0.0, 0.0
+        reported_down: str | None = None  # the reason last reported, while unavailable
         while not self._stop.is_set():
             status = self.driver.available()
             if not status:
-                if not reported_down:
+                if reported_down != status.reason:  # told again when the reason changes (an empty root is back)
                     self._stop_observer()
                     self._pending.clear()
                     self._emit(ChangeEvent("unavailable", dest=status.reason))
-                    reported_down = True
+                    reported_down = status.reason
                 was_available = False
                 self._stop.wait(self._tick)
                 self._drop_raw()
                 continue
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + READABLE_LOOK
+                # no event says that an entry became readable (inotify cannot watch inside a directory it may not
+                # read, and a change of mode is not a change): look, and list and watch again when one did
+                if self.driver.readable_again():
+                    self._stop_observer()
+                    next_scan = 0.0
             if not was_available or self.overflowed.is_set() or time.monotonic() >= next_scan:
                 self.overflowed.clear()
                 if self._observer is None:
                     self._start_observer()
                 self._rescan()
-                was_available, reported_down = True, False
+                was_available, reported_down = True, None
                 next_scan = time.monotonic() + self.scan_interval
             self._drain()
             self._flush()
@@ -189,6 +216,8 @@ class LocalWatcher:
         if not absolute.startswith(root + os.sep):
             return None
         rel = absolute[len(root) + 1:].replace(os.sep, "/")
+        if not rel.isascii() and _has_twin(absolute):
+            untangle_parent(self.driver.service, root, rel, self.driver.skipped)
         try:
             return safe_path(unicodedata.normalize("NFC", rel))
         except ValueError:
@@ -198,8 +227,16 @@ class LocalWatcher:
         kind, is_dir = event.event_type, event.is_directory
         src = self._relative(event.src_path)
         if kind == "moved":
-            if not event.is_synthetic:  # children of a moved directory: covered by the directory's move
-                self._on_move(src, self._relative(event.dest_path), is_dir)
+            if event.is_synthetic:  # children of a moved directory: covered by the directory's move
+                return
+            dst = self._relative(event.dest_path)
+            if src is not None and _shadowing(os.fsdecode(event.src_path)):
+                # a twin set aside (or moved away) from under the name the hub knows: that name's entry stays
+                self._touch(src, is_dir)
+                if dst is not None:
+                    self._touch(dst, is_dir, created=True)
+            else:
+                self._on_move(src, dst, is_dir)
         elif src is None or kind in ("opened", "closed_no_write") or (is_dir and kind in ("modified", "attrib")):
             return
         elif kind in ("modified", "closed") and _UNNAMED.fullmatch(os.path.basename(src)) \

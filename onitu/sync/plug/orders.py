@@ -44,6 +44,7 @@ from onitu.sync.drivers.contract import (
     ChangeEvent,
     Driver,
     DriverError,
+    UnsafePath,
     ancestors,
     is_under,
     safe_path,
@@ -184,12 +185,16 @@ class OrderTaker:
             else:
                 touched = self._execute(folder, action)
             result: dict[str, Any] = {"ok": True, "error": ""}
+            for path in touched:  # a write refused before is possible now (the planted link is gone, say)
+                self.driver.skipped.discard(self.scanner.where(folder, path))
         except Exception as exc:  # whatever went wrong, the order must get its result
             if not isinstance(exc, DriverError | TransferError | OSError):
                 log.exception("%s: order %s: %s", self.service, order.tup[2], action)
             log.info("%s: order %s failed: %s", self.service, order.tup[2], exc)
             touched = list(paths_of(action))
             result = {"ok": False, "error": str(exc)[:2000]}
+            if isinstance(exc, UnsafePath):  # refused for good until someone changes the replica: shown in status
+                self.driver.skipped.add(exc.path, f"refused: {exc.problem}", refused=True)
         self.reporter.carried_out(order, n, touched, written, result)
 
     def _execute(self, folder: str, action: Action) -> list[str]:

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 SESSION_TTL = 3.0
 REGISTRATION_CHECK = 2.0  # seconds between checks that the plug tuple is still in the space
 EVENTS = 2000  # watcher events handled together (one report per folder)
+PROGRESS_LEASE = 3.0  # seconds the published transfers live unless published again
+SKIPPED_LEASE = 15.0  # seconds the published skipped map lives unless published again
+SKIPPED_SHOWN = 1000  # skipped paths published per folder (all are counted)
 
 
 class Plug:
@@ -57,6 +60,7 @@ class Plug:
         self.server = serve_files(self.driver, self._serves)
         self._lock = threading.RLock()  # what was reported, reports' sequence numbers, the plug tuple
         self._entry: Any = None
+        self._progress_shown = False  # transfers are published: take them once none is under way
         self._stop = threading.Event()
         self.outbox = Outbox(space, self._stop, service)
         self.reporter = Reporter(service, self.id, settings.folders, self.driver, self.scanner, self.outbox,
@@ -126,7 +130,7 @@ class Plug:
         self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)
         orders = threading.Thread(target=self._logged(self.taker.run), name="onitu-orders", daemon=True)
         orders.start()
-        last_progress = last_check = 0.0
+        last_progress = last_check = last_skipped = 0.0
         while not self._stop.is_set():
             liveness.beat()
             if time.monotonic() - last_check > REGISTRATION_CHECK:
@@ -142,9 +146,10 @@ class Plug:
                 pass
             except DriverError as exc:
                 log.warning("%s: %s", self.service, exc)
-            if time.monotonic() - last_progress > 1.0 and self.taker.progress:
+            if time.monotonic() - last_progress > 1.0:
                 last_progress = time.monotonic()
                 self._publish_progress()
+                last_skipped = self._publish_skipped(last_skipped)
             if not orders.is_alive() and not self._stop.is_set():
                 raise RuntimeError(f"{self.service}: the order thread died")
         liveness.close()
@@ -159,9 +164,48 @@ class Plug:
         return run
 
     def _publish_progress(self) -> None:
+        """Publish the transfers under way (the last published is taken once none is: a finished transfer does
+        not linger in ``onitu status``)."""
         body = {path: list(done) for path, done in list(self.taker.progress.items())[:50]}
-        with contextlib.suppress(SpaceError):
-            self.space.write((tuples.PROGRESS, self.service, body), 2.0)
+        if body or self._progress_shown:
+            taken = self._replace(tuples.PROGRESS, body or None, PROGRESS_LEASE)
+            self._progress_shown = bool(body) or not taken
+
+    def _replace(self, tag: str, body: dict[str, Any] | None, lease: float) -> bool:
+        """Put ``(tag, service, body)`` in the space in place of the one there (none if ``body`` is None); whether
+        the space took it."""
+        ops: list[tuple] = [] if body is None else [("write", (tag, self.service, body), lease)]
+        try:
+            if self.space.read_all((tag, self.service, None)):
+                ops.insert(0, ("take", (tag, self.service, None)))
+            if ops:
+                self.space.batch(ops)
+            return True
+        except SpaceError:
+            return False
+
+    def _publish_skipped(self, last: float) -> float:
+        """Publish the driver's skipped map, per folder, when it changed and again before its lease runs out;
+        when it was last published."""
+        skipped = self.driver.skipped
+        changed = skipped.changed.is_set()
+        if not changed and time.monotonic() - last < SKIPPED_LEASE / 3:
+            return last
+        skipped.changed.clear()
+        folders: dict[str, dict[str, Any]] = {}
+        for path, info in sorted(skipped.snapshot().items()):
+            where = self.scanner.locate(path)
+            if where is not None:
+                entry = folders.setdefault(where[0], {"count": 0, "paths": {}})
+                entry["count"] += 1
+                if len(entry["paths"]) < SKIPPED_SHOWN:
+                    entry["paths"][where[1]] = info
+        if not folders and not changed:
+            return last
+        if self._replace(tuples.SKIPPED, {"folders": folders}, SKIPPED_LEASE):
+            return time.monotonic()
+        skipped.changed.set()  # not published: try again next turn
+        return last
 
     def stop(self) -> None:
         """Ask :meth:`run` to return."""

@@ -57,8 +57,10 @@ class Reporter:
         self._seq = 0
         self._scanning: set[tuple[str, str]] | None = None  # (folder, path) of orders carried out during a listing
 
-    def send(self, folder: str, entries: list[tuple[str, Observed | None]], scan: str | None = None) -> None:
-        """Queue reports in the outbox (sent by the next :meth:`Outbox.flush`)."""
+    def send(self, folder: str, entries: list[tuple[str, Observed | None]], scan: str | None = None,
+             set_aside: list[list[str]] | None = None) -> None:
+        """Queue reports in the outbox (sent by the next :meth:`Outbox.flush`); ``set_aside``: [conflict copy,
+        original] pairs the driver renamed, told with the first."""
         with self.lock:
             parts = [entries[i:i + REPORT_SIZE] for i in range(0, len(entries), REPORT_SIZE)] or [[]]
             ops = []
@@ -67,6 +69,8 @@ class Reporter:
                 self._seq += 1
                 body = {"folder": folder, "scan": kind,
                         "entries": [[path, tuples.obs_to_wire(obs)] for path, obs in part]}
+                if set_aside and n == 0:
+                    body["set_aside"] = set_aside
                 ops.append(("write", (tuples.REPORT, self.service, self.id, self._seq, body), None))
             if scan is not None:
                 self._seq += 1
@@ -92,6 +96,7 @@ class Reporter:
                         seen[path] = obs
                     elif not settled and path in known:
                         seen[path] = known[path]
+                self._keep_unreadable(folder, known, seen)
                 listings[folder] = seen
         except DriverError as exc:
             with self.lock:
@@ -105,6 +110,17 @@ class Reporter:
         self.outbox.flush()
         self.listed.set()
         self.scanner.save()
+
+    def _keep_unreadable(self, folder: str, known: Indexed, seen: Indexed) -> None:
+        """What was last reported of entries that cannot be read now stands in a listing (they are not gone)."""
+        if not self.driver.skipped.unreadable_paths():
+            return
+        for path in known.keys() - seen.keys():
+            if self._unreadable(folder, path):
+                seen[path] = known[path]
+
+    def _unreadable(self, folder: str, path: str) -> bool:
+        return self.driver.skipped.unreadable(self.scanner.where(folder, path))
 
     def _amend_listings(self, listings: dict[str, Indexed]) -> None:
         """What orders carried out while the listing was made left at their paths, instead of what the listing saw
@@ -134,8 +150,8 @@ class Reporter:
         known, entries = self.known[folder], []
         for path in sorted(set(paths)):
             obs = self.scanner.stat(folder, path)
-            if obs is None and path in known and self._unsettled(folder, path):
-                continue  # being written: the watcher reports it once it settles
+            if obs is None and path in known and (self._unsettled(folder, path) or self._unreadable(folder, path)):
+                continue  # being written (the watcher reports it once it settles), or unreadable, not gone
             if obs is not None:
                 entries += self.below_locked(folder, path, obs)
             if known.get(path) != obs:
@@ -163,7 +179,8 @@ class Reporter:
                     entries.append((below, child))
         before = known.get(path)
         if before is not None and before.kind == "dir":
-            for gone in [p for p in known.paths.below(path, known.__contains__) if p not in present]:
+            for gone in [p for p in known.paths.below(path, known.__contains__)
+                         if p not in present and not self._unreadable(folder, p)]:
                 del known[gone]
                 self.scanner.forget(folder, gone)
                 entries.append((gone, None))
@@ -196,6 +213,19 @@ class Reporter:
                 for folder in self.scanner.tops(path):  # a folder's own directory moved or deleted
                     touched.setdefault(folder, set()).update(self.known[folder])
         self._report_touched(touched)
+        self._tell_set_aside()
+
+    def _tell_set_aside(self) -> None:
+        """Tell the referee which names the driver set aside as conflict copies (it lists them as conflicts)."""
+        by_folder: dict[str, list[list[str]]] = {}
+        for conflict, original in self.driver.skipped.take_set_aside():
+            copy, of = self.scanner.locate(conflict), self.scanner.locate(original)
+            if copy is not None and of is not None and copy[0] == of[0]:
+                by_folder.setdefault(copy[0], []).append([copy[1], of[1]])
+        for folder, pairs in by_folder.items():
+            self.send(folder, [], set_aside=pairs)
+        if by_folder:
+            self.outbox.flush()
 
     def _report_touched(self, touched: dict[str, set[str]]) -> None:
         for folder, paths in touched.items():

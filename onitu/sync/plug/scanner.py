@@ -18,7 +18,7 @@ from pathlib import Path
 import msgpack
 
 from onitu.sync.decide.plan import Observed
-from onitu.sync.drivers.contract import Driver, NotFound, Stat, is_under
+from onitu.sync.drivers.contract import Driver, DriverError, NotFound, RootUnavailable, Stat, is_under
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,12 @@ class Scanner:
                 sha = self.driver.checksum(stat.path)
                 again = self.driver.stat(stat.path)
             except NotFound:
+                return None
+            except RootUnavailable:
+                raise
+            except DriverError as exc:  # one file it may not read must not stop the listing of the rest
+                self.driver.skipped.add(stat.path, f"cannot be read ({exc.problem}); kept as last synced until it "
+                                                   f"can be", unreadable=True)
                 return None
             if again is None or again.fingerprint != stat.fingerprint:
                 return None  # written while we read it: the watcher reports it again once settled

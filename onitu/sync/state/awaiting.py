@@ -75,11 +75,17 @@ class Awaiting:
 
     def conflict(self, folder: str, action: KeepConflict) -> None:
         """Record the conflict copy ``action`` makes (once), in the batch of the order that makes it."""
-        if (folder, action.conflict) in self.conflicts:
+        self.set_aside(folder, action.conflict, action.path, action.on, [(folder, action.path)])
+
+    def set_aside(self, folder: str, conflict: str, path: str, service: str,
+                  with_paths: list[tuple[str, str]] | None = None) -> None:
+        """Record (once) that ``conflict`` on ``service`` holds a version of ``path`` kept aside: a losing version,
+        or a name that collided with ``path``'s (renamed by the plug); committed with ``with_paths``' records."""
+        if (folder, conflict) in self.conflicts:
             return
-        info = {"path": action.path, "service": action.on, "when": datetime.now(UTC).isoformat()}
-        self.conflicts[folder, action.conflict] = info
-        self.ledger.also([("write", (tuples.CONFLICT, folder, action.conflict, info), None)], [(folder, action.path)])
+        info = {"path": path, "service": service, "when": datetime.now(UTC).isoformat()}
+        self.conflicts[folder, conflict] = info
+        self.ledger.also([("write", (tuples.CONFLICT, folder, conflict, info), None)], with_paths or [])
 
     def conflicts_matching(self, patterns: list[str], folder: str | None) -> list[tuple[str, str, dict[str, Any]]]:
         """(folder, conflict path, record) of the conflicts whose original or conflict path matches one of

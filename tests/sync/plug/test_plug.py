@@ -110,24 +110,6 @@ def test_a_directory_holding_a_file_the_hub_has_not_seen_is_not_moved(plug, tmp_
     assert (root / "k").is_dir() and "changed" in results(plug)[-1]["error"]
 
 
-@pytest.fixture
-def pair(tmp_path: Path):
-    """Plugs ``a`` and ``b`` of one folder, in-process on one space (b serves what a copies)."""
-    services = {name: {"driver": "local", "options": {"root": str(tmp_path / name), "settle": 0},
-                       "folders": {"docs": ""}} for name in ("a", "b")}
-    config = Config.model_validate({"data": str(tmp_path / "data"), "folders": {"docs": {}}, "services": services})
-    space = TupleSpace()
-    plugs = {name: Plug(config, name, space) for name in services}
-    for runner in plugs.values():
-        runner.prepare()
-        runner._set_status(runner.driver.available())
-        runner.reporter.full_scan()
-    yield plugs
-    for runner in plugs.values():
-        runner.close()
-    space.close()
-
-
 def test_a_file_changed_as_its_copy_lands_is_reported_with_its_new_content(pair, tmp_path, monkeypatch):
     """Someone writes a file in place right after a copy linked it into place, before the driver looked at it
     again: the driver used to take that look for its own write, so the plug cached the new fingerprint with the

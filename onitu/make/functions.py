@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from onitu.make.execute import direct_argv
-from onitu.make.text import MakeError, patsubst_words, pattern_match, split_pattern
+from onitu.make.execute import DIRECT_SHELLS, direct_argv
+from onitu.make.text import patsubst_words, pattern_match, split_pattern
 from onitu.make.variables import Scope, Var
 
 if TYPE_CHECKING:
@@ -283,18 +283,22 @@ def _file(ex: Expander, a: list[str], s: Scope) -> str:
     return ""
 
 
-def run_shell(ex: Expander, command: str) -> str:
-    """``$(shell)``: in the make directory, run directly when a shell would only split it into words (as GNU does:
-    a missing program is then make's own error line), else by /bin/sh -c; trailing newlines dropped, the others
-    become spaces."""
-    argv = direct_argv(command)
+def shell_of(ex: Expander, scope: Scope) -> tuple[str, ...]:
+    """What runs a command: ``$(SHELL)`` and the words of ``$(.SHELLFLAGS)``, as seen from ``scope``."""
+    return ex.value_of("SHELL", scope).strip() or "/bin/sh", *ex.value_of(".SHELLFLAGS", scope).split()
+
+
+def run_shell(ex: Expander, command: str, scope: Scope) -> str:
+    """``$(shell)`` and ``!=``: in the make directory, by ``$(SHELL) $(.SHELLFLAGS)``, or directly when the shell
+    is GNU's default and would only split the command into words (as GNU does: a missing program is then make's
+    own error line); trailing newlines dropped, the others become spaces."""
+    shell = shell_of(ex, scope)
+    argv = direct_argv(command) if shell in DIRECT_SHELLS else None
+    run = argv or [*shell, command]
     try:
-        proc = subprocess.run(argv or ["/bin/sh", "-c", command], cwd=ex.cwd, env=dict(ex.environ),
-                              stdout=subprocess.PIPE, check=False)
+        proc = subprocess.run(run, cwd=ex.cwd, env=dict(ex.environ), stdout=subprocess.PIPE, check=False)
     except OSError as exc:
-        if argv is None:  # pragma: no cover - /bin/sh missing
-            raise MakeError(f"*** $(shell {command}): {exc}.  Stop.") from exc
-        ex.emit("err", f"{ex.program}: {argv[0]}: {exc.strerror}")
+        ex.emit("err", f"{ex.program}: {run[0]}: {exc.strerror}")
         ex.define(".SHELLSTATUS", "127", recursive=False, origin="override")
         return ""
     ex.define(".SHELLSTATUS", str(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode),
@@ -304,7 +308,7 @@ def run_shell(ex: Expander, command: str) -> str:
 
 
 def _shell(ex: Expander, a: list[str], s: Scope) -> str:
-    return run_shell(ex, a[0])
+    return run_shell(ex, a[0], s)
 
 
 def _subst(ex: Expander, a: list[str], s: Scope) -> str:

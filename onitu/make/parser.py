@@ -279,7 +279,7 @@ class _Reader:
         elif op in (":=", "::="):
             value = self.ex.expand(value, scope)
         elif op == "!=":
-            value = run_shell(self.ex, self.ex.expand(value, scope))
+            value = run_shell(self.ex, self.ex.expand(value, scope), scope)
         var = Var(value, recursive, origin, old.export if old else None, append, where)
         if "export" in modifiers or "unexport" in modifiers:
             var.export = "unexport" not in modifiers

@@ -33,47 +33,6 @@ class Function:
     lazy: bool = False  # arguments passed unexpanded (if, or, and, foreach)
 
 
-def function_name(text: str, start: int) -> str | None:
-    """The function named at ``text[start:]`` (a word of a-z and '-' followed by whitespace), else None."""
-    i = start
-    while i < len(text) and ("a" <= text[i] <= "z" or text[i] == "-"):
-        i += 1
-    if i == start or i >= len(text) or text[i] not in " \t\n":
-        return None
-    return text[start:i]
-
-
-def _split_args(text: str, opening: str, closing: str, limit: int) -> list[str]:
-    """Split on top-level commas (only ``opening``/``closing`` nest, as in GNU make), at most ``limit`` pieces."""
-    args: list[str] = []
-    depth, begin = 0, 0
-    for i, c in enumerate(text):
-        if c == opening:
-            depth += 1
-        elif c == closing:
-            depth -= 1
-        elif c == "," and depth == 0 and (limit == 0 or len(args) < limit - 1):
-            args.append(text[begin:i])
-            begin = i + 1
-    args.append(text[begin:])
-    return args
-
-
-def call_function(ex: Expander, name: str, text: str, opening: str, closing: str, scope: Scope) -> str:
-    """Run built-in ``name`` on its unexpanded argument text."""
-    if name in UNSUPPORTED:
-        raise ex.error(f"function '{name}' is not supported by onitu make")
-    fn = FUNCTIONS.get(name)
-    if fn is None:
-        raise ex.error(f"unknown function '{name}'")
-    args = _split_args(text, opening, closing, fn.max_args)
-    if len(args) < fn.min_args:
-        raise ex.error(f"insufficient number of arguments ({len(args)}) to function '{name}'")
-    if not fn.lazy:
-        args = [ex.expand(a, scope) for a in args]
-    return fn.impl(ex, args, scope)
-
-
 def _words_map(fn: Callable[[str], str], keep_empty: bool = True) -> Impl:
     """Apply ``fn`` to each word; GNU keeps the separator of an empty result except for $(suffix)."""
     return lambda ex, a, s: " ".join(r for r in (fn(w) for w in a[0].split()) if keep_empty or r)

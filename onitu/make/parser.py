@@ -134,7 +134,7 @@ class _Reader:
         if not text.strip():
             return i
         self.rules.flush()
-        return self._statement(parts, text, where, lines, i)
+        return self._statement(parts, text, (word, rest), where, lines, i)
 
     # -- conditionals ----------------------------------------------------------------------------------------------
 
@@ -201,10 +201,11 @@ class _Reader:
 
     # -- statements ------------------------------------------------------------------------------------------------
 
-    def _statement(self, parts: list[str], text: str, where: Location, lines: list[str], i: int) -> int:
-        """A directive, an assignment or a rule."""
+    def _statement(self, parts: list[str], text: str, split: tuple[str, str], where: Location, lines: list[str],
+                   i: int) -> int:
+        """A directive, an assignment or a rule (``split``: its first word and the rest)."""
         body = text.lstrip(" \t")
-        word, rest = first_word(body)
+        word, rest = split
         if word in REFUSED_DIRECTIVES and rest.strip() and not rest.startswith(ASSIGN_OPS):
             raise fatal(f"{REFUSED_DIRECTIVES[word]} is not supported by onitu make", where)
         if word in ("include", "-include", "sinclude") and not rest.startswith((*ASSIGN_OPS, ":")):

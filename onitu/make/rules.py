@@ -104,7 +104,7 @@ class RuleReader:
     def rule(self, parts: list[str], where: Location) -> None:
         """Read a rule line (or a target-specific assignment); ``parts`` are its physical lines."""
         ex = self.db.expander
-        raw = "\n".join(parts)
+        raw = parts[0] if len(parts) == 1 else "\n".join(parts)
         cut = find_outside_refs(raw, ";#")
         recipe = raw[cut + 1 :] if cut >= 0 and raw[cut] == ";" else None
         text = strip_comment(collapse(raw[:cut].split("\n") if cut >= 0 else parts))

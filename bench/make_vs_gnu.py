@@ -6,7 +6,8 @@ Builds, each from a fresh copy, with ``make -jN`` then ``onitu make -jN`` (no sp
 in memory and worker threads; a space served on a local socket when sub-makes join): (a) a generated DAG of 1,000
 no-op tasks (10 layers of 100, each task needing two of the layer below); (b) the primes case of
 ../shared/cases/make (CPU-bound); (c) its matrix case; (d) a one-rule build (start-up and tear-down); (e) a
-recursive build: ``$(MAKE) -C sub`` with 40 tasks of 0.1 s in the sub-make (the sub-make joins the -j budget).
+recursive build: ``$(MAKE) -C sub`` with 40 tasks of 0.1 s in the sub-make (the sub-make joins the -j budget);
+(f) reading git-sized $(eval) templates (``make -n``: 13,500 template calls; "tasks" counts them).
 Prints the median wall times, the ratio, and the overhead per task ((onitu - GNU) / tasks). Every onitu build's
 outputs are compared with GNU make's, byte for byte.
 
@@ -46,6 +47,18 @@ def recursive_tree(root: Path, tasks: int = 40) -> None:
     (root / "Makefile").write_text("all:\n\t$(MAKE) -C sub\n")
     names = " ".join(f"r{i}.txt" for i in range(tasks))
     (root / "sub" / "Makefile").write_text(f"all: {names}\n%.txt:\n\t@sleep 0.1; echo $@ > $@\n")
+
+
+def eval_templates(root: Path, rules: int = 90, sources: int = 150) -> None:
+    """The $(eval) case of tests/make/corpus at the size of git's coccinelle rules (90 x 150 templates read)."""
+    text = (ROOT / "tests" / "make" / "corpus" / "evalmatrix" / "Makefile").read_text()
+    names = ["free", "swap", *(f"r{i}" for i in range(rules - 2))]
+    sources_line = "SOURCES = " + " ".join(f"src/f{i}.c" for i in range(sources))
+    rules_line = "RULES = " + " ".join(f"rules/{n}.cocci" for n in names)
+    text = text.replace("SOURCES = src/a.c src/b.c src/c.c", sources_line).replace(
+        "RULES = rules/free.cocci rules/swap.cocci", rules_line)
+    root.mkdir()
+    (root / "Makefile").write_text(text)
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -108,6 +121,9 @@ def main() -> None:
         one.mkdir()
         (one / "Makefile").write_text("out.txt:\n\techo built > $@\n")
         compare("(d) one-rule build", one, [], 1, opts.jobs, opts.repeat, scratch)
+        templates = scratch / "eval-src"
+        eval_templates(templates)
+        compare("(f) $(eval) templates, -n", templates, ["-n", "all"], 13500, opts.jobs, opts.repeat, scratch)
         rec = scratch / "rec-src"
         recursive_tree(rec)
         compare("(e) recursive, 40 x 0.1 s", rec, [], 41, opts.jobs, opts.repeat, scratch)

@@ -12,12 +12,9 @@ naming why; nothing a peer sends stops the server.
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
-
-import msgpack
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +34,18 @@ class ChunkServer:
 
     def __init__(self, handle: Handler, name: str, *, refused: tuple[type[Exception], ...] = (),
                  bind: str = "tcp://127.0.0.1:*", log_level: int = logging.DEBUG) -> None:
+        # imported here: make's coordinator and workers import this module for TransferError on every run,
+        # and a server is rare
+        import hmac
+        import secrets
+
+        import msgpack
+        import zmq
+
+        self._msgpack, self._same = msgpack, hmac.compare_digest
         self.handle, self.name, self.log_level = handle, name, log_level
         self.refused = (TransferError, ValueError, TypeError, msgpack.UnpackException, *refused)
         self.secret = secrets.token_hex(16)
-        import zmq  # here: make's coordinator and workers import TransferError on every run, a server is rare
 
         from onitu.space.auth import ephemeral_server
 
@@ -66,16 +71,16 @@ class ChunkServer:
             if len(frames) != 2:
                 continue
             peer, raw = frames
-            self.sock.send_multipart([peer, msgpack.packb(self._answer(peer, raw))])
+            self.sock.send_multipart([peer, self._msgpack.packb(self._answer(peer, raw))])
 
     def _answer(self, peer: bytes, raw: bytes) -> list[Any]:
         rid: Any = None
         try:
-            req = msgpack.unpackb(raw, raw=False)
+            req = self._msgpack.unpackb(raw, raw=False)
             if not (isinstance(req, list) and len(req) >= 2):
                 raise TransferError("not a request")
             token, rid = req[0], req[1]
-            if not isinstance(token, str) or not secrets.compare_digest(token, self.secret):
+            if not isinstance(token, str) or not self._same(token, self.secret):
                 raise TransferError("wrong secret")
             return [rid, True, self.handle(peer, req[2:])]
         except self.refused as exc:

@@ -79,7 +79,7 @@ class Runner:
         status = 0
         for step in steps:
             out_fd, err_fd = self._capture()
-            argv = direct_argv(step.text) if shell == ("/bin/sh", "-c") else None  # GNU: only for /bin/sh -c
+            argv = direct_argv(step.text) if shell in DIRECT_SHELLS else None
             try:
                 pid, wait = self._start(argv, [*shell, step.text], cwd, env, out_fd, err_fd)
             except OSError as exc:  # only a direct exec gets here: report it as the shell would have
@@ -155,6 +155,7 @@ class Runner:
 
 # GNU make runs a recipe line without a shell when the shell would only split it into words; so do we (it saves
 # the shell's start-up, a third of a no-op task). Anything a shell would interpret goes to /bin/sh -c.
+DIRECT_SHELLS = (("/bin/sh", "-c"), ("/bin/sh", "-ec"))  # GNU skips only its default shell (-c or -ec)
 _SHELL_CHARS = frozenset("#;\"*?[]&|<>(){}$`'~!\\=%^\n")
 _SHELL_WORDS = frozenset(
     ". : alias bg break case cd command continue do done echo elif else esac eval exec exit export false fc fg fi "

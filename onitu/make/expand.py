@@ -6,8 +6,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from onitu.make.functions import call_function, function_name
-from onitu.make.text import Location, MakeError, fatal, matching_close, patsubst_words, split_pattern
+from onitu.make.compiled import Code, compile_text, run
+from onitu.make.text import Location, MakeError, fatal
 from onitu.make.variables import Scope, Var
 
 Emit = Callable[[str, str], None]  # (stream "out" | "err", one line without its newline)
@@ -18,7 +18,6 @@ def default_emit(stream: str, line: str) -> None:
     target = sys.stdout if stream == "out" else sys.stderr
     target.write(line + "\n")
     target.flush()
-
 
 
 class Expander:
@@ -34,6 +33,7 @@ class Expander:
         self._busy: set[int] = set()  # recursive variables being expanded (a self-reference is fatal)
         self.call_args = 0  # how many $(1)... the innermost $(call) defined, hidden from nested calls
         self.evaluate: Callable[[str], None] | None = None  # $(eval): the reader reads the text as makefile lines
+        self._code: dict[str, Code] = {}  # each text expanded, parsed once
 
     def error(self, text: str) -> MakeError:
         """A fatal error at the current location."""
@@ -43,54 +43,10 @@ class Expander:
         """Expand every ``$`` reference in ``text``."""
         if "$" not in text:
             return text
-        scope = scope or self.globals
-        out: list[str] = []
-        i, n = 0, len(text)
-        while i < n:
-            j = text.find("$", i)
-            if j < 0:
-                out.append(text[i:])
-                break
-            out.append(text[i:j])
-            if j + 1 == n:  # a lone trailing $ expands to nothing
-                break
-            c = text[j + 1]
-            if c in "({":
-                value, i = self._reference(text, j + 2, c, ")" if c == "(" else "}", scope)
-                out.append(value)
-                continue
-            out.append("$" if c == "$" else self.value_of(c, scope))
-            i = j + 2
-        return "".join(out)
-
-    def _reference(self, text: str, start: int, opening: str, closing: str, scope: Scope) -> tuple[str, int]:
-        """Expand the ``$(...)`` whose body starts at ``start``; return the value and the index after it."""
-        end = matching_close(text, start, opening, closing)
-        name = function_name(text, start)
-        if name is not None:
-            if end < 0:
-                raise self.error(f"unterminated call to function '{name}': missing '{closing}'")
-            args_start = start + len(name)
-            while args_start < end and text[args_start] in " \t\n":
-                args_start += 1
-            return call_function(self, name, text[args_start:end], opening, closing, scope), end + 1
-        first = text.find(closing, start)
-        if first < 0:
-            raise self.error("unterminated variable reference")
-        body = text[start:first]
-        if "$" in body:
-            if end < 0:
-                raise self.error("unterminated variable reference")
-            body, first = self.expand(text[start:end], scope), end
-        colon = body.find(":")
-        if colon >= 0 and "=" in body[colon + 1 :]:
-            eq = body.index("=", colon + 1)
-            value = self.value_of(body[:colon], scope)
-            pattern, replacement = body[colon + 1 : eq], body[eq + 1 :]
-            if split_pattern(pattern) is None:  # $(V:.c=.o) is $(V:%.c=%.o)
-                pattern, replacement = "%" + pattern, "%" + replacement
-            return (patsubst_words(value, pattern, replacement) if value else ""), first + 1
-        return self.value_of(body, scope), first + 1
+        code = self._code.get(text)
+        if code is None:
+            code = self._code[text] = compile_text(text)
+        return run(self, code, scope or self.globals)
 
     def value_of(self, name: str, scope: Scope | None = None) -> str:
         """The expanded value of variable ``name`` ("" when undefined)."""
@@ -98,9 +54,11 @@ class Expander:
         found = scope.find(name)
         if found is None:
             return ""
-        var, holder = found
+        var = found[0]
         if var.append:
-            return self._appended(name, holder, scope)
+            return self._appended(name, found[1], scope)
+        if not var.recursive:
+            return var.value
         return self._expand_var(name, var, scope)
 
     def _expand_var(self, name: str, var: Var, scope: Scope) -> str:

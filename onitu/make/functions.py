@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from onitu.make.execute import direct_argv
-from onitu.make.text import MakeError, patsubst_words, pattern_match, split_pattern
+from onitu.make.execute import DIRECT_SHELLS, direct_argv
+from onitu.make.text import patsubst_words, pattern_match, split_pattern
 from onitu.make.variables import Scope, Var
 
 if TYPE_CHECKING:
@@ -31,47 +31,6 @@ class Function:
     min_args: int
     max_args: int
     lazy: bool = False  # arguments passed unexpanded (if, or, and, foreach)
-
-
-def function_name(text: str, start: int) -> str | None:
-    """The function named at ``text[start:]`` (a word of a-z and '-' followed by whitespace), else None."""
-    i = start
-    while i < len(text) and ("a" <= text[i] <= "z" or text[i] == "-"):
-        i += 1
-    if i == start or i >= len(text) or text[i] not in " \t\n":
-        return None
-    return text[start:i]
-
-
-def _split_args(text: str, opening: str, closing: str, limit: int) -> list[str]:
-    """Split on top-level commas (only ``opening``/``closing`` nest, as in GNU make), at most ``limit`` pieces."""
-    args: list[str] = []
-    depth, begin = 0, 0
-    for i, c in enumerate(text):
-        if c == opening:
-            depth += 1
-        elif c == closing:
-            depth -= 1
-        elif c == "," and depth == 0 and (limit == 0 or len(args) < limit - 1):
-            args.append(text[begin:i])
-            begin = i + 1
-    args.append(text[begin:])
-    return args
-
-
-def call_function(ex: Expander, name: str, text: str, opening: str, closing: str, scope: Scope) -> str:
-    """Run built-in ``name`` on its unexpanded argument text."""
-    if name in UNSUPPORTED:
-        raise ex.error(f"function '{name}' is not supported by onitu make")
-    fn = FUNCTIONS.get(name)
-    if fn is None:
-        raise ex.error(f"unknown function '{name}'")
-    args = _split_args(text, opening, closing, fn.max_args)
-    if len(args) < fn.min_args:
-        raise ex.error(f"insufficient number of arguments ({len(args)}) to function '{name}'")
-    if not fn.lazy:
-        args = [ex.expand(a, scope) for a in args]
-    return fn.impl(ex, args, scope)
 
 
 def _words_map(fn: Callable[[str], str], keep_empty: bool = True) -> Impl:
@@ -283,18 +242,22 @@ def _file(ex: Expander, a: list[str], s: Scope) -> str:
     return ""
 
 
-def run_shell(ex: Expander, command: str) -> str:
-    """``$(shell)``: in the make directory, run directly when a shell would only split it into words (as GNU does:
-    a missing program is then make's own error line), else by /bin/sh -c; trailing newlines dropped, the others
-    become spaces."""
-    argv = direct_argv(command)
+def shell_of(ex: Expander, scope: Scope) -> tuple[str, ...]:
+    """What runs a command: ``$(SHELL)`` and the words of ``$(.SHELLFLAGS)``, as seen from ``scope``."""
+    return ex.value_of("SHELL", scope).strip() or "/bin/sh", *ex.value_of(".SHELLFLAGS", scope).split()
+
+
+def run_shell(ex: Expander, command: str, scope: Scope) -> str:
+    """``$(shell)`` and ``!=``: in the make directory, by ``$(SHELL) $(.SHELLFLAGS)``, or directly when the shell
+    is GNU's default and would only split the command into words (as GNU does: a missing program is then make's
+    own error line); trailing newlines dropped, the others become spaces."""
+    shell = shell_of(ex, scope)
+    argv = direct_argv(command) if shell in DIRECT_SHELLS else None
+    run = argv or [*shell, command]
     try:
-        proc = subprocess.run(argv or ["/bin/sh", "-c", command], cwd=ex.cwd, env=dict(ex.environ),
-                              stdout=subprocess.PIPE, check=False)
+        proc = subprocess.run(run, cwd=ex.cwd, env=dict(ex.environ), stdout=subprocess.PIPE, check=False)
     except OSError as exc:
-        if argv is None:  # pragma: no cover - /bin/sh missing
-            raise MakeError(f"*** $(shell {command}): {exc}.  Stop.") from exc
-        ex.emit("err", f"{ex.program}: {argv[0]}: {exc.strerror}")
+        ex.emit("err", f"{ex.program}: {run[0]}: {exc.strerror}")
         ex.define(".SHELLSTATUS", "127", recursive=False, origin="override")
         return ""
     ex.define(".SHELLSTATUS", str(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode),
@@ -304,7 +267,7 @@ def run_shell(ex: Expander, command: str) -> str:
 
 
 def _shell(ex: Expander, a: list[str], s: Scope) -> str:
-    return run_shell(ex, a[0])
+    return run_shell(ex, a[0], s)
 
 
 def _subst(ex: Expander, a: list[str], s: Scope) -> str:

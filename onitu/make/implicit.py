@@ -126,26 +126,26 @@ class Search:
     def _try(self, name: str, t: _Try, explicit: list[str], recursions: int, in_use: set[int],
              intermediate_ok: bool) -> Found | None:
         rule = t.rule
-        full_stem = t.dir_prefix + t.stem
-        found = Found(name, rule, t.target, full_stem, [], also_make=self._also(rule, t))
-        if not rule.prereqs and not rule.order_only:
-            return found
-        in_use = in_use | {id(rule)}
-        for dep, order_only in self._prereqs(name, t):
-            if dep in self.impossible:
-                return _IMPOSSIBLE
-            if dep in explicit or self.known(dep) or self.exists(dep):
-                found.prereqs.append((dep, order_only))
-                continue
-            if not intermediate_ok:
-                return None
-            sub = self._search(dep, dep, [], recursions + 1, in_use)
-            if sub is None:
-                self.impossible.add(dep)
-                return None
-            found.prereqs.append((dep, order_only))
-            found.intermediates[dep] = sub
-        return found
+        prereqs: list[tuple[str, bool]] = []
+        intermediates: dict[str, Found] = {}
+        if rule.prereqs or rule.order_only:
+            in_use = in_use | {id(rule)}
+            for dep, order_only in self._prereqs(name, t):
+                if dep in self.impossible:
+                    return _IMPOSSIBLE
+                if dep in explicit or self.known(dep) or self.exists(dep):
+                    prereqs.append((dep, order_only))
+                    continue
+                if not intermediate_ok:
+                    return None
+                sub = self._search(dep, dep, [], recursions + 1, in_use)
+                if sub is None:
+                    self.impossible.add(dep)
+                    return None
+                prereqs.append((dep, order_only))
+                intermediates[dep] = sub
+        # made only for a rule that applies (most tries fail, and a search makes ~170 of them for a name)
+        return Found(name, rule, t.target, t.dir_prefix + t.stem, prereqs, intermediates, self._also(rule, t))
 
     def _prereqs(self, name: str, t: _Try) -> list[tuple[str, bool]]:
         """The rule's prerequisites for this match (``%`` is the stem, the directory put back)."""

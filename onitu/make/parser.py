@@ -89,11 +89,15 @@ class _Reader:
         while i < len(lines):
             where = (name, first + i)
             self.ex.where = where
-            live = all(f.live for f in stack)
-            if self.rules.pending is not None and lines[i].startswith(self.recipe_prefix()):
+            live = not stack or all(f.live for f in stack)
+            if self.rules.pending is not None and lines[i][:1] == self.recipe_prefix() and lines[i]:
                 parts, i = join_continued(lines, i)
                 if live:
                     self.rules.add_recipe_line(self._recipe_text(parts), where)
+                continue
+            line = lines[i]
+            if not line or (line[0] == "#" and not line.endswith("\\")):  # blank, or a comment: nothing to read
+                i += 1
                 continue
             parts, i = join_continued(lines, i)
             i = self._logical(parts, where, stack, lines, i)
@@ -103,8 +107,9 @@ class _Reader:
 
     def recipe_prefix(self) -> str:
         """The recipe prefix: the first character of .RECIPEPREFIX, else a tab."""
-        var = self.db.globals.vars.get(".RECIPEPREFIX")
-        value = self.ex.value_of(".RECIPEPREFIX") if var else ""
+        if ".RECIPEPREFIX" not in self.db.globals.vars:
+            return "\t"
+        value = self.ex.value_of(".RECIPEPREFIX")
         return value[0] if value else "\t"
 
     def _recipe_text(self, parts: list[str]) -> str:
@@ -122,14 +127,14 @@ class _Reader:
         if word in CONDITIONALS and not rest.startswith(ASSIGN_OPS):
             self._conditional(word, rest, where, stack)
             return i
-        if not all(f.live for f in stack):
+        if stack and not all(f.live for f in stack):
             if word == "define" or (word in ("override", "export") and first_word(rest)[0] == "define"):
                 return self._skip_define(lines, i, where)
             return i
         if not text.strip():
             return i
         self.rules.flush()
-        return self._statement(parts, text, where, lines, i)
+        return self._statement(parts, text, (word, rest), where, lines, i)
 
     # -- conditionals ----------------------------------------------------------------------------------------------
 
@@ -196,10 +201,11 @@ class _Reader:
 
     # -- statements ------------------------------------------------------------------------------------------------
 
-    def _statement(self, parts: list[str], text: str, where: Location, lines: list[str], i: int) -> int:
-        """A directive, an assignment or a rule."""
+    def _statement(self, parts: list[str], text: str, split: tuple[str, str], where: Location, lines: list[str],
+                   i: int) -> int:
+        """A directive, an assignment or a rule (``split``: its first word and the rest)."""
         body = text.lstrip(" \t")
-        word, rest = first_word(body)
+        word, rest = split
         if word in REFUSED_DIRECTIVES and rest.strip() and not rest.startswith(ASSIGN_OPS):
             raise fatal(f"{REFUSED_DIRECTIVES[word]} is not supported by onitu make", where)
         if word in ("include", "-include", "sinclude") and not rest.startswith((*ASSIGN_OPS, ":")):
@@ -279,7 +285,7 @@ class _Reader:
         elif op in (":=", "::="):
             value = self.ex.expand(value, scope)
         elif op == "!=":
-            value = run_shell(self.ex, self.ex.expand(value, scope))
+            value = run_shell(self.ex, self.ex.expand(value, scope), scope)
         var = Var(value, recursive, origin, old.export if old else None, append, where)
         if "export" in modifiers or "unexport" in modifiers:
             var.export = "unexport" not in modifiers

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from onitu.make.database import Database, RecipeLine
+from onitu.make.functions import shell_of
 from onitu.make.implicit import archive_parts
 from onitu.make.text import matching_close
 from onitu.make.variables import Scope, Var
@@ -89,7 +90,7 @@ def expand(db: Database, recipe: list[RecipeLine], scope: Scope, target: str) ->
     silent, ignore = db.is_silent(target), db.is_ignored(target)
     out: list[Command] = []
     try:
-        shell = (ex.value_of("SHELL", scope).strip() or "/bin/sh", *ex.value_of(".SHELLFLAGS", scope).split())
+        shell = shell_of(ex, scope)
         for line in recipe:
             ex.where = (line.file, line.line)
             flags = _prefix_flags(line.text)[0]

@@ -4,6 +4,7 @@ variables, and the special targets."""
 from __future__ import annotations
 
 import glob
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +52,9 @@ class _Pending:
     recipe_where: Location | None = None
 
 
+_GLOB = re.compile(r"[*?\[]")
+
+
 def file_words(text: str, cwd: str) -> list[str]:
     """Target or prerequisite names: wildcards expanded (kept when nothing matches), archive groups
     (``lib.a(x.o y.o)``) spread, a leading ``./`` dropped."""
@@ -69,8 +73,10 @@ def file_words(text: str, cwd: str) -> list[str]:
             members[-1] = members[-1].removesuffix(")")
             out.extend(f"{word[:open_at]}({m})" for m in members if m)
             continue
-        matches = sorted(glob.glob(word, root_dir=cwd)) if any(c in word for c in "*?[") else []
-        out.extend(normalize(name) for name in matches or [word])
+        if _GLOB.search(word) is None:
+            out.append(normalize(word) if word.startswith("./") else word)
+            continue
+        out.extend(normalize(name) for name in sorted(glob.glob(word, root_dir=cwd)) or [word])
     return out
 
 
@@ -98,7 +104,7 @@ class RuleReader:
     def rule(self, parts: list[str], where: Location) -> None:
         """Read a rule line (or a target-specific assignment); ``parts`` are its physical lines."""
         ex = self.db.expander
-        raw = "\n".join(parts)
+        raw = parts[0] if len(parts) == 1 else "\n".join(parts)
         cut = find_outside_refs(raw, ";#")
         recipe = raw[cut + 1 :] if cut >= 0 and raw[cut] == ";" else None
         text = strip_comment(collapse(raw[:cut].split("\n") if cut >= 0 else parts))
@@ -135,6 +141,8 @@ class RuleReader:
     def _target_variable(self, targets: list[str], rest: str, recipe: str | None, where: Location) -> bool:
         """Handle ``targets: [override|export] VAR op value``; False when ``rest`` is no assignment."""
         text = rest if recipe is None else f"{rest};{recipe}"
+        if "=" not in text:  # the common case: no assignment, a rule
+            return False
         modifiers: set[str] = set()
         body = text.lstrip(" \t")
         word, tail = first_word(body)
@@ -184,7 +192,7 @@ class RuleReader:
         text = rest
         bar = text.find("|") if not deferred else -1
         normal, order_only = (text[:bar], text[bar + 1 :]) if bar >= 0 else (text, "")
-        patterns = [t for t in targets if split_pattern(t) is not None]
+        patterns = [t for t in targets if "%" in t and split_pattern(t) is not None]
         if patterns:
             if len(patterns) != len(targets):
                 raise fatal("mixed implicit and normal rules", where)

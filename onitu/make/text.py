@@ -166,6 +166,13 @@ def outside_refs(text: str, chars: str) -> Iterator[tuple[int, str]]:
 
 def find_outside_refs(text: str, chars: str) -> int:
     """Index of the first of ``chars`` outside variable references (a ``\\#`` is no comment), or -1."""
+    if "$" not in text and "\\" not in text:  # nothing to skip, no escaped '#': the first one found
+        best = len(text)
+        for c in chars:
+            i = text.find(c, 0, best)
+            if i >= 0:
+                best = i
+        return best if best < len(text) else -1
     for i, c in outside_refs(text, chars):
         if c != "#" or (len(text[:i]) - len(text[:i].rstrip("\\"))) % 2 == 0:
             return i
@@ -211,31 +218,37 @@ def find_top(text: str, char: str) -> int:
 
 def first_word(text: str) -> tuple[str, str]:
     """The first blank-separated word of ``text`` and the rest, blanks trimmed on the left."""
-    text = text.lstrip(" \t")
-    i = _WORD.match(text).end()  # type: ignore[union-attr]  # always matches (maybe empty)
-    return text[:i], text[i:].lstrip(" \t")
+    m = _WORD.match(text)  # always matches (maybe empty)
+    return m.group(1), text[m.end() :]  # type: ignore[union-attr]
 
 
-_WORD = re.compile(r"[^ \t]*")
+_WORD = re.compile(r"[ \t]*([^ \t]*)[ \t]*")
+_ASSIGN_CHARS = re.compile(r"[=:]")
 
 
 def parse_assignment(text: str) -> tuple[str, str, str] | None:
-    """``(name, operator, value)`` if ``text`` is a variable assignment, else None (a rule or an error)."""
-    for i, c in outside_refs(text, "=:"):
-        if c == "=":
-            op = text[i - 1] + "=" if i > 0 and text[i - 1] in "+?!" else "="
-            name, value = text[: i + 1 - len(op)], text[i + 1 :]
-            break
-        if c == ":":
-            op = "::=" if text.startswith("::=", i) else ":=" if text.startswith(":=", i) else ""
-            if not op:
-                return None
-            name, value = text[:i], text[i + len(op) :]
-            break
-    else:
+    """``(name, operator, value)`` if ``text`` is a variable assignment, else None (a rule or an error): the first
+    ``=`` or ``:`` outside references decides."""
+    if "=" not in text:  # every assignment operator has one (most lines are rules and recipes)
         return None
+    if "$" in text:
+        found = next(outside_refs(text, "=:"), None)
+    else:  # no reference to skip: one search (this runs on every line read)
+        m = _ASSIGN_CHARS.search(text)
+        found = (m.start(), m.group()) if m else None
+    if found is None:
+        return None
+    i, c = found
+    if c == "=":
+        op = text[i - 1] + "=" if i > 0 and text[i - 1] in "+?!" else "="
+        name, value = text[: i + 1 - len(op)], text[i + 1 :]
+    else:
+        op = "::=" if text.startswith("::=", i) else ":=" if text.startswith(":=", i) else ""
+        if not op:
+            return None
+        name, value = text[:i], text[i + len(op) :]
     name = name.strip()
-    if any(c in name for c in " \t"):
+    if " " in name or "\t" in name:
         return None
     return name, op, value.lstrip(" \t")
 

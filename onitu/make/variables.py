@@ -34,9 +34,12 @@ class Scope:
 
     def find(self, name: str) -> tuple[Var, Scope] | None:
         """The innermost definition of ``name`` and the scope holding it."""
-        scope: Scope | None = self
+        var = self.vars.get(name)
+        if var is not None:
+            return var, self
+        scope = self.parent
         while scope is not None:
-            if scope.computed and scope is not self:  # e.g. a $(call)'s scope over the automatic variables
+            if scope.computed:  # e.g. a $(call)'s scope over the automatic variables
                 return scope.find(name)
             var = scope.vars.get(name)
             if var is not None:

@@ -351,6 +351,13 @@ class DriverConformance:
             with pytest.raises(UnsafePath):
                 list(driver.list(prefix))
 
+    def test_unsyncable_names_found_on_the_root_are_skipped(self, harness: Harness, driver: Driver) -> None:
+        harness.put("fine.txt", b"ok")
+        harness.put("back\\slash.txt", b"cannot be synced faithfully")
+        with contextlib.suppress(Exception):  # (a server may refuse to hold such a name at all)
+            harness.put("new\nline.txt", b"nor can this")
+        assert listing(driver) == {"fine.txt": 2}
+
     def test_names_differing_only_in_case(self, driver: Driver) -> None:
         put(driver, "Case.txt", b"upper")
         try:

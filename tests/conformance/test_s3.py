@@ -49,3 +49,13 @@ def test_directories_are_kept_without_placeholder_objects(s3_server: S3Server, t
     again.delete("empty/inside")
     again.delete("empty")
     assert listing(open_driver("bucket", "s3", options, tmp_path)) == {"docs": None}
+
+
+def test_hostile_keys_are_refused_and_reported(harness: Harness, s3_server: S3Server,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Keys another tool wrote that would name something outside the root, or nothing at all, are never synced."""
+    for key in ("../escape.txt", "a/../../x", "/abs", "a//b", "x" * 300, "d/./e"):
+        s3_server.client().put_object(Bucket=s3_server.bucket, Key=f"root/{key}", Body=b"evil")
+    put(harness.driver, "fine.txt", b"ok")
+    assert listing(harness.driver) == {"fine.txt": 2}
+    assert "refusing a name from the server" in caplog.text and "../escape.txt" in caplog.text

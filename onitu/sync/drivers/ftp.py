@@ -180,13 +180,22 @@ class FTPDriver(RenameStaged):
         return _stat(path, facts) if facts is not None else None
 
     def raw_children(self, directory: str) -> Iterable[tuple[str, Any]]:
-        """One MLSD."""
+        """One MLSD. A name holding a line break comes as two lines, the second without facts: both dropped (the
+        first names nothing that exists)."""
         try:
-            return self._mlsd(directory)
+            listed = self._mlsd(directory)
         except ftplib.error_perm as exc:
             if not _missing(exc):
                 raise
             raise FileNotFoundError(str(exc)) from None
+        entries: list[tuple[str, dict[str, str]]] = []
+        for name, facts in listed:
+            if "type" in facts:
+                entries.append((name, facts))
+            elif entries:
+                cut = entries.pop()[0]
+                self.accept(f"{directory}/{cut}\n{name}" if directory else f"{cut}\n{name}")  # (reported)
+        return entries
 
     def entry(self, path: str, info: Any) -> Stat | None:
         """From the MLSD facts."""

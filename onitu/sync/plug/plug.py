@@ -46,9 +46,9 @@ class Plug:
             raise ValueError(f"no service {service!r} in {config.source or 'the config'}")
         settings = config.services[service]
         self.service, self.space, self.config = service, space, config
-        self.driver: Driver = open_driver(service, settings.driver, settings.options)
         state = config.data / "sync"
         state.mkdir(parents=True, exist_ok=True)
+        self.driver: Driver = open_driver(service, settings.driver, settings.options, state)
         self.scanner = Scanner(self.driver, {name: f.path for name, f in settings.folders.items()},
                                state / f"{service}.hashes")
         self.id = secrets.token_hex(8)

@@ -180,6 +180,8 @@ class Reporter:
         rescans and outages in their place among them."""
         touched: dict[str, set[str]] = {}
         for event in events:
+            if event.stat is not None:
+                self.scanner.fresh[event.path] = event.stat
             if event.kind in ("rescan", "unavailable"):
                 self._report_touched(touched)
                 if event.kind == "rescan":
@@ -196,6 +198,7 @@ class Reporter:
                 for folder in self.scanner.tops(path):  # a folder's own directory moved or deleted
                     touched.setdefault(folder, set()).update(self.known[folder])
         self._report_touched(touched)
+        self.scanner.fresh.clear()
 
     def _report_touched(self, touched: dict[str, set[str]]) -> None:
         for folder, paths in touched.items():

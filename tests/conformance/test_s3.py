@@ -9,7 +9,7 @@ import pytest
 
 from onitu.sync.drivers import open_driver
 from tests.conformance.served import FAST, s3_harness
-from tests.conformance.suite import DriverConformance, Harness, put
+from tests.conformance.suite import DriverConformance, Harness, listing, put
 from tests.servers import S3Server
 
 
@@ -31,3 +31,21 @@ def test_sha256_is_kept_in_metadata_and_not_downloaded(harness: Harness, s3_serv
 def test_missing_bucket_and_wrong_secret_are_unavailable_with_the_reason(s3_server: S3Server) -> None:
     gone = open_driver("s3", "s3", {**s3_server.options, "bucket": "no-such-bucket", **FAST})
     assert "does not exist" in gone.available().reason
+
+
+def test_directories_are_kept_without_placeholder_objects(s3_server: S3Server, tmp_path) -> None:
+    """No object is made for a directory, yet one emptied behind the driver's back (or between two runs) is still
+    listed: an object store that cannot hold empty directories must not make them read as deleted."""
+    options = {**s3_server.options, "root": "kept", **FAST}
+    driver = open_driver("bucket", "s3", options, tmp_path)
+    driver.initialise()
+    driver.mkdir("empty/inside")
+    put(driver, "docs/a.txt", b"a")
+    keys = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_server.bucket)["Contents"]}
+    assert keys == {"kept/.onitu-root", "kept/docs/a.txt"}
+    s3_server.client().delete_object(Bucket=s3_server.bucket, Key="kept/docs/a.txt")
+    again = open_driver("bucket", "s3", options, tmp_path)  # a restarted plug
+    assert listing(again) == {"docs": None, "empty": None, "empty/inside": None}
+    again.delete("empty/inside")
+    again.delete("empty")
+    assert listing(open_driver("bucket", "s3", options, tmp_path)) == {"docs": None}

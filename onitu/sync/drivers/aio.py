@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 T = TypeVar("T")
-TIMEOUT = 120.0  # seconds one request may take before it is given up
+TIMEOUT = 20.0  # seconds one request may take before it is given up (a frozen server)
 
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()

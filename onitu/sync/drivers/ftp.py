@@ -18,15 +18,15 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from onitu.sync.drivers.contract import ANY, MARKER, DriverError, Features, NotFound, Precondition, Stat
+from onitu.sync.drivers.contract import MARKER, DriverError, Features, Stat
 from onitu.sync.drivers.options import FTPOptions, reveal
 from onitu.sync.drivers.staging import RenameStaged
 
-TIMEOUT = 30.0
+TIMEOUT = 20.0  # seconds without an answer before a request is given up (a frozen server)
 POOL = 8  # idle connections kept
 FACTS = ["type", "size", "modify", "unique"]
 
@@ -80,11 +80,12 @@ class FTPDriver(RenameStaged):
 
     def _connect(self) -> ftplib.FTP:
         o = self.options
+        username, password = reveal(o.username, "username") or "anonymous", reveal(o.password, "password") or ""
         conn = ftplib.FTP_TLS(context=ssl.create_default_context()) if o.tls else ftplib.FTP()
         conn.encoding = "utf-8"
         conn.connect(o.host, o.port, timeout=TIMEOUT)
         try:
-            conn.login(reveal(o.username, "username") or "anonymous", reveal(o.password, "password") or "")
+            conn.login(username, password)
         except ftplib.error_perm as exc:
             conn.close()
             raise PermissionError(f"login refused (wrong username or password?): {exc}") from None
@@ -139,10 +140,11 @@ class FTPDriver(RenameStaged):
 
     def ftp(self, operation: str, *args: object) -> object:
         """``FTP.operation(*args)`` on a pooled connection, retried after a transient failure."""
-        def once() -> object:
-            with self.session() as conn:
-                return getattr(conn, operation)(*args)
-        return self.call(once)
+        return self.call(self._command, operation, *args)
+
+    def _command(self, operation: str, *args: object) -> object:
+        with self.session() as conn:
+            return getattr(conn, operation)(*args)
 
     # -- availability ---------------------------------------------------------------------------------------------
 
@@ -172,66 +174,29 @@ class FTPDriver(RenameStaged):
 
     # -- reading --------------------------------------------------------------------------------------------------
 
-    def stat(self, path: str) -> Stat | None:
-        """The entry at ``path`` (MLST), None if there is none."""
-        path = self.check(path)
-        self.ensure()
-        with self.failing(path):
-            facts = self._facts(path)
+    def raw_stat(self, path: str) -> Stat | None:
+        """One MLST."""
+        facts = self._facts(path)
         return _stat(path, facts) if facts is not None else None
 
-    def list(self, prefix: str = "") -> Iterable[Stat]:
-        """Every entry below ``prefix``, one MLSD per directory."""
-        prefix = self.check(prefix, root_ok=True)
-        self.ensure()
-        found: list[Stat] = []
-        stack = [prefix]
-        with self.failing(prefix):
-            while stack:
-                directory = stack.pop()
-                try:
-                    entries = self.call(self._mlsd, directory)
-                except ftplib.error_perm as exc:
-                    if not _missing(exc):
-                        raise
-                    if directory != prefix:
-                        continue  # removed while we walked
-                    raise FileNotFoundError(str(exc)) from None
-                for name, facts in entries:
-                    child = self.accept(f"{directory}/{name}" if directory else name)
-                    stat = _stat(child, facts) if child is not None and "/" not in name else None
-                    if stat is not None:
-                        found.append(stat)
-                        if stat.is_dir:
-                            self.known_dir(child)
-                            stack.append(child)
-        self.ensure()
-        return sorted(found, key=lambda s: s.path)
+    def raw_children(self, directory: str) -> Iterable[tuple[str, Any]]:
+        """One MLSD."""
+        try:
+            return self._mlsd(directory)
+        except ftplib.error_perm as exc:
+            if not _missing(exc):
+                raise
+            raise FileNotFoundError(str(exc)) from None
+
+    def entry(self, path: str, info: Any) -> Stat | None:
+        """From the MLSD facts."""
+        return _stat(path, info)
 
     def _mlsd(self, directory: str) -> list[tuple[str, dict[str, str]]]:
         with self.session() as conn:
             entries = list(conn.mlsd(self.full(directory), FACTS))
             conn.voidcmd("TYPE I")  # ftplib lists in ASCII mode; transfers and REST need binary
             return entries
-
-    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
-        """Bytes ``offset`` to ``offset + length`` (or the end): REST, RETR, and the data connection closed early."""
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("offset and length must not be negative")
-        path = self.check(path)
-        self.ensure()
-        if length == 0:
-            return b""
-        with self.failing(path):
-            try:
-                return self.call(self.raw_read, path, offset, -1 if length is None else length)
-            except ftplib.error_perm as exc:
-                if not _missing(exc):
-                    raise
-                current = self.stat(path)
-                if current is not None and current.is_dir:
-                    raise self.error(DriverError, path, "is a directory") from None
-                raise FileNotFoundError(str(exc)) from None
 
     def raw_read(self, path: str, offset: int, length: int) -> bytes:
         """Read a range (``length`` -1: to the end) on one pooled connection."""
@@ -241,6 +206,8 @@ class FTPDriver(RenameStaged):
             except ftplib.error_perm as exc:
                 if str(exc).startswith("554"):  # REST past the end: nothing there to read
                     return b""
+                if _missing(exc):  # (a directory too)
+                    raise FileNotFoundError(str(exc)) from None
                 raise
             parts, got, ended = [], 0, False
             try:
@@ -283,58 +250,30 @@ class FTPDriver(RenameStaged):
 
     def raw_replace(self, src: str, dst: str) -> None:
         """RNFR/RNTO over ``dst``."""
-        self.ftp("rename", self.full(src), self.full(dst))
+        self._command("rename", self.full(src), self.full(dst))
 
     def raw_remove(self, path: str) -> None:
         """DELE one file."""
         try:
-            self.ftp("delete", self.full(path))
+            self._command("delete", self.full(path))
         except ftplib.error_perm as exc:
             if not _missing(exc):
                 raise
             raise FileNotFoundError(str(exc)) from None
 
+    def raw_rmdir(self, path: str) -> None:
+        """RMD an empty directory."""
+        self._command("rmd", self.full(path))
+
+    def raw_empty(self, path: str) -> bool:
+        """MLSD lists nothing but the directory itself."""
+        return not any(facts.get("type", "").lower() not in ("cdir", "pdir") for _, facts in self._mlsd(path))
+
+    def raw_rename(self, src: str, dst: str) -> None:
+        """RNFR/RNTO."""
+        self._command("rename", self.full(src), self.full(dst))
+
     # -- namespace ------------------------------------------------------------------------------------------------
-
-    def _existing(self, path: str) -> Stat:
-        current = self.stat(path)
-        if current is None:
-            raise self.error(NotFound, path, "no such file or directory")
-        return current
-
-    def delete(self, path: str, *, replaces: Precondition = ANY) -> None:
-        """Remove a file or an empty directory."""
-        path = self.check(path)
-        self.ensure()
-        with self.failing(path):
-            current = self._existing(path)
-            self.precondition(current, path, replaces)
-            if not current.is_dir:
-                self.ftp("delete", self.full(path))
-                return
-            if any(name not in (".", "..") for name, _ in self.call(self._mlsd, path)):
-                raise self.error(DriverError, path, "directory not empty")
-            self.ftp("rmd", self.full(path))
-            self.forget_dirs(path)
-
-    def move(self, src: str, dst: str, *, replaces: Precondition = ANY) -> Stat:
-        """Rename ``src`` to ``dst`` (which must not exist), creating the parents of ``dst``."""
-        src, dst = self.check(src), self.check(dst)
-        self.ensure()
-        with self.failing(src):
-            current = self._existing(src)
-            self.precondition(current, src, replaces)
-            if current.is_dir:
-                self.refuse_into_itself(src, dst)
-            if self.stat(dst) is not None:
-                raise self.error(DriverError, dst, "destination exists")
-            self.parent_ready(dst)
-            self.ftp("rename", self.full(src), self.full(dst))
-            self.forget_dirs(src)
-            moved = self.stat(dst)
-        if moved is None:
-            raise self.error(DriverError, dst, "vanished right after it was moved")
-        return moved
 
     def mkdir(self, path: str) -> Stat:
         """Create a directory and its parents."""

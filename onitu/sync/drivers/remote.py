@@ -45,7 +45,7 @@ from onitu.sync.drivers.polling import PollWatcher
 log = logging.getLogger(__name__)
 
 AVAILABLE_TTL = 2.0  # seconds a successful availability check is trusted
-RETRIES = 4  # attempts of an operation failing with a transient network error
+RETRIES = 3  # attempts of an operation failing with a transient network error
 BACKOFF = 0.25  # seconds before the second attempt, tripled each time
 KEPT = 4096  # written fingerprints and directories remembered, at most
 
@@ -208,10 +208,83 @@ class RemoteDriver(Driver):
             raise self.error(Changed, path, f"changed meanwhile (expected {replaces or 'nothing'}, found "
                                             f"{found or 'nothing'})")
 
-    def refuse_into_itself(self, src: str, dst: str) -> None:
-        """A directory cannot move below itself."""
-        if is_under(dst, src):
-            raise self.error(DriverError, src, f"cannot move a directory into itself ({dst})")
+    # -- the operations every remote backend does alike, around its own hooks -----------------------------------
+
+    @abstractmethod
+    def raw_stat(self, path: str) -> Stat | None:
+        """The entry at ``path`` (None if there is none, or it is neither a file nor a directory), no checks."""
+
+    def stat(self, path: str) -> Stat | None:
+        """The entry at ``path``, None if there is none."""
+        path = self.check(path)
+        self.ensure()
+        with self.failing(path):
+            return self.raw_stat(path)
+
+    @abstractmethod
+    def raw_read(self, path: str, offset: int, length: int) -> bytes:
+        """Bytes of ``path`` (``length`` -1: to the end), no checks; FileNotFoundError where there is no file (a
+        directory included), IsADirectoryError where the backend can tell."""
+
+    @abstractmethod
+    def remove_entry(self, current: Stat) -> None:
+        """Remove the file or empty directory ``current`` (checked to exist and be as expected)."""
+
+    @abstractmethod
+    def move_entry(self, current: Stat, dst: str) -> Stat:
+        """Move ``current`` to ``dst`` (checked not to exist, nor to be below a directory moved) and stat it."""
+
+    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Bytes ``offset`` to ``offset + length`` (or the end): one ranged request."""
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("offset and length must not be negative")
+        path = self.check(path)
+        self.ensure()
+        if length == 0:
+            return b""
+        with self.failing(path):
+            try:
+                return self.call(self.raw_read, path, offset, -1 if length is None else length)
+            except IsADirectoryError:
+                pass
+            except FileNotFoundError:
+                current = self.stat(path)
+                if current is None or not current.is_dir:
+                    raise
+            raise self.error(DriverError, path, "is a directory")
+
+    def existing(self, path: str) -> Stat:
+        """The entry at ``path``; :class:`NotFound` if there is none."""
+        current = self.stat(path)
+        if current is None:
+            raise self.error(NotFound, path, "no such file or directory")
+        return current
+
+    def delete(self, path: str, *, replaces: Precondition = ANY) -> None:
+        """Remove a file or an empty directory."""
+        path = self.check(path)
+        self.ensure()
+        with self.failing(path):
+            current = self.existing(path)
+            self.precondition(current, path, replaces)
+            self.remove_entry(current)
+        if current.is_dir:
+            self.forget_dirs(path)
+
+    def move(self, src: str, dst: str, *, replaces: Precondition = ANY) -> Stat:
+        """Move ``src`` to ``dst``, which must not exist (parents made as needed)."""
+        src, dst = self.check(src), self.check(dst)
+        self.ensure()
+        with self.failing(src):
+            current = self.existing(src)
+            self.precondition(current, src, replaces)
+            if current.is_dir and is_under(dst, src):
+                raise self.error(DriverError, src, f"cannot move a directory into itself ({dst})")
+            if self.stat(dst) is not None:
+                raise self.error(DriverError, dst, "destination exists")
+            moved = self.move_entry(current, dst)
+        self.forget_dirs(src)
+        return moved
 
     # -- writes seen by the watcher -------------------------------------------------------------------------------
 

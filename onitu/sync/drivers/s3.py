@@ -36,7 +36,6 @@ from onitu.sync.drivers.contract import (
     MARKER,
     DriverError,
     Features,
-    NotFound,
     Precondition,
     Stat,
     ancestors,
@@ -69,8 +68,7 @@ class S3Driver(RemoteDriver):
     features: ClassVar[Features] = Features(
         atomic_rename=False, resumable=PART, real_dirs=False, dir_move=False, native_hash=True, mtime_precision=1.0,
         mtime_settable=False, watch="poll")
-    TRANSIENT = (*RemoteDriver.TRANSIENT, botocore.exceptions.EndpointConnectionError,
-                 botocore.exceptions.ConnectionClosedError)
+    TRANSIENT = ()  # s3fs retries them itself
 
     def __init__(self, service: str, options: BaseModel, state: Path | None = None) -> None:
         assert isinstance(options, S3Options)
@@ -96,9 +94,9 @@ class S3Driver(RemoteDriver):
             self._fs = s3fs.S3FileSystem(
                 key=reveal(o.key, "key"), secret=reveal(o.secret, "secret"), endpoint_url=o.endpoint_url,
                 client_kwargs={"region_name": o.region} if o.region else {}, skip_instance_cache=True,
-                use_listings_cache=False, config_kwargs={"retries": {"max_attempts": 2, "mode": "standard"},
-                                                         "connect_timeout": 5, "read_timeout": 60})
-            self._fs.retries = 3
+                use_listings_cache=False, config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 5,
+                                                         "read_timeout": 20})
+            self._fs.retries = 3  # s3fs retries with backoff: botocore's own retries would multiply them
         return self._fs
 
     def key(self, path: str) -> str:
@@ -173,20 +171,16 @@ class S3Driver(RemoteDriver):
         return _file(path, found["ContentLength"], found["ETag"], found.get("LastModified"),
                      found.get("Metadata", {}).get(SHA_KEY))
 
-    def stat(self, path: str) -> Stat | None:
+    def raw_stat(self, path: str) -> Stat | None:
         """A file (one HEAD), else a directory kept or implied by the keys below it."""
-        path = self.check(path)
-        self.ensure()
-        with self.failing(path):
-            found = self.head(path)
-            if found is not None:
-                return found
-            if path in self._seen_dirs:
-                return _dir(path)
-            below = self.s3("list_objects_v2", Prefix=self.key(path) + "/", MaxKeys=1)
-            if below.get("KeyCount"):
-                self._keep_dirs([path])
-                return _dir(path)
+        found = self.head(path)
+        if found is not None:
+            return found
+        if path in self._seen_dirs:
+            return _dir(path)
+        if self.s3("list_objects_v2", Prefix=self.key(path) + "/", MaxKeys=1).get("KeyCount"):
+            self._keep_dirs([path])
+            return _dir(path)
         return None
 
     def list(self, prefix: str = "") -> Iterable[Stat]:
@@ -223,26 +217,15 @@ class S3Driver(RemoteDriver):
             files[path] = _file(path, obj["Size"], obj["ETag"], obj.get("LastModified"))
             dirs.update(ancestors(path))
 
-    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
-        """Bytes ``offset`` to ``offset + length`` (or the end): one ranged GET."""
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("offset and length must not be negative")
-        path = self.check(path)
-        self.ensure()
-        if length == 0:
-            return b""
-        with self.failing(path):
-            try:
-                end = None if length is None else offset + length
-                return self.call(self.fs.cat_file, f"{self.bucket}/{self.key(path)}", start=offset, end=end)
-            except OSError as exc:
-                if exc.errno == errno.EINVAL and "range" in str(exc).lower():
-                    return b""  # from past the end
-                if not isinstance(exc, FileNotFoundError):
-                    raise
-                if self.stat(path) is not None:
-                    raise self.error(DriverError, path, "is a directory") from None
-                raise
+    def raw_read(self, path: str, offset: int, length: int) -> bytes:
+        """One ranged GET (nothing from past the end)."""
+        try:
+            end = None if length < 0 else offset + length
+            return self.fs.cat_file(f"{self.bucket}/{self.key(path)}", start=offset, end=end)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and "range" in str(exc).lower():
+                return b""
+            raise
 
     def checksum(self, path: str) -> str:
         """The sha256 kept in the object's metadata (one HEAD); read and hashed only for objects written by others."""
@@ -284,49 +267,33 @@ class S3Driver(RemoteDriver):
 
     # -- namespace ------------------------------------------------------------------------------------------------
 
-    def delete(self, path: str, *, replaces: Precondition = ANY) -> None:
-        """Remove a file, or an empty directory (from the directories kept, and its placeholder if any)."""
-        path = self.check(path)
-        self.ensure()
-        with self.failing(path):
-            current = self.stat(path)
-            if current is None:
-                raise self.error(NotFound, path, "no such file or directory")
-            self.precondition(current, path, replaces)
-            if not current.is_dir:
-                self.s3("delete_object", Key=self.key(path))
-                return
-            below = self.s3("list_objects_v2", Prefix=self.key(path) + "/", MaxKeys=2).get("Contents", ())
-            if any(obj["Key"] != self.key(path) + "/" for obj in below) or any(
-                    is_under(d, path) and d != path for d in self._seen_dirs):
-                raise self.error(DriverError, path, "directory not empty")
-            self.s3("delete_object", Key=self.key(path) + "/")
-            self._keep_dirs((), drop=path)
+    def remove_entry(self, current: Stat) -> None:
+        """Delete an object; or forget a directory found empty (and delete its placeholder, if another tool made
+        one)."""
+        path = current.path
+        if not current.is_dir:
+            self.s3("delete_object", Key=self.key(path))
+            return
+        below = self.s3("list_objects_v2", Prefix=self.key(path) + "/", MaxKeys=2).get("Contents", ())
+        if any(obj["Key"] != self.key(path) + "/" for obj in below) or any(
+                is_under(d, path) and d != path for d in self._seen_dirs):
+            raise self.error(DriverError, path, "directory not empty")
+        self.s3("delete_object", Key=self.key(path) + "/")
+        self._keep_dirs((), drop=path)
 
-    def move(self, src: str, dst: str, *, replaces: Precondition = ANY) -> Stat:
-        """Copy then delete: one object, or every object below a directory (S3 has no rename)."""
-        src, dst = self.check(src), self.check(dst)
-        self.ensure()
-        with self.failing(src):
-            current = self.stat(src)
-            if current is None:
-                raise self.error(NotFound, src, "no such file or directory")
-            self.precondition(current, src, replaces)
-            if current.is_dir and is_under(dst, src):
-                raise self.error(DriverError, src, f"cannot move a directory into itself ({dst})")
-            if self.stat(dst) is not None:
-                raise self.error(DriverError, dst, "destination exists")
-            if not current.is_dir:
-                self._copy_delete(src, dst)
-                self._keep_dirs(ancestors(dst))
-                return self.stat(dst) or current
-            moved = [s for s in self.list(src)]
-            for stat in moved:
-                if not stat.is_dir:
-                    self._copy_delete(stat.path, dst + stat.path[len(src):])
-            self._keep_dirs([dst, *(dst + s.path[len(src):] for s in moved if s.is_dir)], drop=src)
-            with contextlib.suppress(FileNotFoundError):
-                self.s3("delete_object", Key=self.key(src) + "/")
+    def move_entry(self, current: Stat, dst: str) -> Stat:
+        """Copy then delete: one object, or each object below a directory (S3 has no rename)."""
+        src = current.path
+        if not current.is_dir:
+            self._copy_delete(src, dst)
+            self._keep_dirs(ancestors(dst))
+            return self.stat(dst) or current
+        moved = list(self.list(src))
+        for stat in moved:
+            if not stat.is_dir:
+                self._copy_delete(stat.path, dst + stat.path[len(src):])
+        self._keep_dirs([dst, *(dst + s.path[len(src):] for s in moved if s.is_dir)], drop=src)
+        self.s3("delete_object", Key=self.key(src) + "/")
         return _dir(dst)
 
     def _copy_delete(self, src: str, dst: str) -> None:

@@ -28,12 +28,9 @@ with warnings.catch_warnings():  # its DSA support warns at import; no DSA key i
 
 from onitu.sync.drivers import aio
 from onitu.sync.drivers.contract import (
-    ANY,
     MARKER,
     DriverError,
     Features,
-    NotFound,
-    Precondition,
     Stat,
 )
 from onitu.sync.drivers.options import SFTPOptions, reveal
@@ -134,12 +131,14 @@ class SFTPDriver(RenameStaged):
 
     def arun(self, coroutine: Callable[[], Awaitable[T]]) -> T:
         """Run the coroutine ``coroutine()`` makes, asyncssh's errors translated, again after a transient one."""
-        def once() -> T:
-            try:
-                return aio.run(coroutine())
-            except asyncssh.Error as exc:
-                raise _translate(exc) from exc
-        return self.call(once)
+        return self.call(lambda: self._translated(coroutine()))
+
+    @staticmethod
+    def _translated(awaitable: Awaitable[T]) -> T:
+        try:
+            return aio.run(awaitable)
+        except asyncssh.Error as exc:
+            raise _translate(exc) from exc
 
     # -- availability ---------------------------------------------------------------------------------------------
 
@@ -164,53 +163,21 @@ class SFTPDriver(RenameStaged):
 
     # -- reading --------------------------------------------------------------------------------------------------
 
-    def stat(self, path: str) -> Stat | None:
-        """The entry at ``path`` (None if absent or not a regular file or directory)."""
-        path = self.check(path)
-        self.ensure()
-        with self.failing(path):
-            try:
-                return _stat(path, self.sftp("lstat", self.full(path)))
-            except FileNotFoundError:
-                return None
+    def raw_stat(self, path: str) -> Stat | None:
+        """One lstat (links are not followed)."""
+        try:
+            return _stat(path, self._translated(self._client().lstat(self.full(path))))
+        except FileNotFoundError:
+            return None
 
-    def list(self, prefix: str = "") -> Iterable[Stat]:
-        """Every entry below ``prefix``, one directory read (paged by the server) per directory."""
-        prefix = self.check(prefix, root_ok=True)
-        self.ensure()
-        found: list[Stat] = []
-        stack = [prefix]
-        with self.failing(prefix):
-            while stack:
-                directory = stack.pop()
-                try:
-                    names = self.sftp("readdir", self.full(directory))
-                except FileNotFoundError:
-                    if directory == prefix:
-                        raise
-                    continue  # removed while we walked
-                for entry in names:
-                    if entry.filename in (".", ".."):
-                        continue
-                    child = self.accept(f"{directory}/{entry.filename}" if directory else entry.filename)
-                    stat = _stat(child, entry.attrs) if child is not None else None
-                    if stat is None:
-                        continue
-                    found.append(stat)
-                    if stat.is_dir:
-                        self.known_dir(child)
-                        stack.append(child)
-        self.ensure()
-        return sorted(found, key=lambda s: s.path)
+    def raw_children(self, directory: str) -> Iterable[tuple[str, Any]]:
+        """One directory read (paged by the server)."""
+        return [(e.filename, e.attrs) for e in self._translated(self._client().readdir(self.full(directory)))
+                if e.filename not in (".", "..")]
 
-    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
-        """Bytes ``offset`` to ``offset + length`` (or the end), read at that offset."""
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("offset and length must not be negative")
-        path = self.check(path)
-        self.ensure()
-        with self.failing(path):
-            return self.raw_read(path, offset, -1 if length is None else length)
+    def entry(self, path: str, info: Any) -> Stat | None:
+        """From the attributes the directory read gave."""
+        return _stat(path, info)
 
     def raw_read(self, path: str, offset: int, length: int) -> bytes:
         """Read through one open handle (ranged: the server sends only those bytes)."""
@@ -219,17 +186,14 @@ class SFTPDriver(RenameStaged):
                 if (await file.stat()).type == _DIR:
                     raise IsADirectoryError(path)
                 return await file.read(length, offset)
-        try:
-            return self.arun(read)
-        except IsADirectoryError:
-            raise self.error(DriverError, path, "is a directory") from None
+        return self._translated(read())
 
     # -- staging primitives ---------------------------------------------------------------------------------------
 
     def raw_size(self, path: str) -> int | None:
         """The size of a file, None if absent."""
         try:
-            return self.sftp("lstat", self.full(path)).size
+            return self._translated(self._client().lstat(self.full(path))).size
         except FileNotFoundError:
             return None
 
@@ -250,51 +214,25 @@ class SFTPDriver(RenameStaged):
 
     def raw_replace(self, src: str, dst: str) -> None:
         """Rename over ``dst`` (OpenSSH's posix-rename: atomic)."""
-        self.sftp("posix_rename", self.full(src), self.full(dst))
+        self._translated(self._client().posix_rename(self.full(src), self.full(dst)))
 
     def raw_remove(self, path: str) -> None:
         """Remove one file."""
-        self.sftp("remove", self.full(path))
+        self._translated(self._client().remove(self.full(path)))
+
+    def raw_rmdir(self, path: str) -> None:
+        """Remove an empty directory."""
+        self._translated(self._client().rmdir(self.full(path)))
+
+    def raw_empty(self, path: str) -> bool:
+        """Nothing in the directory but . and .."""
+        return not set(self._translated(self._client().listdir(self.full(path)))) - {".", ".."}
+
+    def raw_rename(self, src: str, dst: str) -> None:
+        """SFTP's rename (it never replaces)."""
+        self._translated(self._client().rename(self.full(src), self.full(dst)))
 
     # -- namespace ------------------------------------------------------------------------------------------------
-
-    def delete(self, path: str, *, replaces: Precondition = ANY) -> None:
-        """Remove a file or an empty directory."""
-        path = self.check(path)
-        self.ensure()
-        with self.failing(path):
-            current = self.stat(path)
-            if current is None:
-                raise self.error(NotFound, path, "no such file or directory")
-            self.precondition(current, path, replaces)
-            if current.is_dir:
-                if set(self.sftp("listdir", self.full(path))) - {".", ".."}:
-                    raise self.error(DriverError, path, "directory not empty")
-                self.sftp("rmdir", self.full(path))
-                self.forget_dirs(path)
-            else:
-                self.sftp("remove", self.full(path))
-
-    def move(self, src: str, dst: str, *, replaces: Precondition = ANY) -> Stat:
-        """Rename ``src`` to ``dst`` (which must not exist), creating the parents of ``dst``."""
-        src, dst = self.check(src), self.check(dst)
-        self.ensure()
-        with self.failing(src):
-            current = self.stat(src)
-            if current is None:
-                raise self.error(NotFound, src, "no such file or directory")
-            self.precondition(current, src, replaces)
-            if current.is_dir:
-                self.refuse_into_itself(src, dst)
-            if self.stat(dst) is not None:
-                raise self.error(DriverError, dst, "destination exists")
-            self.parent_ready(dst)
-            self.sftp("rename", self.full(src), self.full(dst))
-            self.forget_dirs(src)
-            moved = self.stat(dst)
-        if moved is None:
-            raise self.error(DriverError, dst, "vanished right after it was moved")
-        return moved
 
     def mkdir(self, path: str) -> Stat:
         """Create a directory and its parents."""

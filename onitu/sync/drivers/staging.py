@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from onitu.sync.drivers.contract import (
     ANY,
@@ -33,16 +34,46 @@ def staging_path(path: str) -> str:
 
 
 class RenameStaged(RemoteDriver):
-    """A remote driver writing through a staging name. Subclasses provide the raw operations (on relative paths,
-    internal names allowed, no checks)."""
+    """A remote driver on a server with real directories and renames, writing through a staging name. Subclasses
+    provide the raw operations (on relative paths, internal names allowed, no checks, no retries)."""
+
+    @abstractmethod
+    def raw_children(self, directory: str) -> Iterable[tuple[str, Any]]:
+        """(name, what the server says of it) for each entry of ``directory``; FileNotFoundError if it is gone."""
+
+    @abstractmethod
+    def entry(self, path: str, info: Any) -> Stat | None:
+        """The :class:`Stat` of a listed entry (None for what is neither a file nor a directory)."""
+
+    def list(self, prefix: str = "") -> Iterable[Stat]:
+        """Every entry below ``prefix``: one listing (paged by the server) per directory."""
+        prefix = self.check(prefix, root_ok=True)
+        self.ensure()
+        found: list[Stat] = []
+        stack = [prefix]
+        with self.failing(prefix):
+            while stack:
+                directory = stack.pop()
+                try:
+                    children = self.call(self.raw_children, directory)
+                except FileNotFoundError:
+                    if directory == prefix:
+                        raise
+                    continue  # removed while we walked
+                for name, info in children:
+                    child = self.accept(f"{directory}/{name}" if directory else name)
+                    stat = self.entry(child, info) if child is not None and "/" not in name else None
+                    if stat is not None:
+                        found.append(stat)
+                        if stat.is_dir:
+                            self.known_dir(child)
+                            stack.append(child)
+        self.ensure()  # a listing of a root that vanished half-way must not look like deletions
+        return sorted(found, key=lambda s: s.path)
 
     @abstractmethod
     def raw_size(self, path: str) -> int | None:
         """The size of the file at ``path`` (None if there is none)."""
-
-    @abstractmethod
-    def raw_read(self, path: str, offset: int, length: int) -> bytes:
-        """Bytes of ``path``, as :meth:`read` without the checks."""
 
     @abstractmethod
     def raw_upload(self, path: str, chunks: Iterable[bytes], offset: int) -> None:
@@ -55,6 +86,36 @@ class RenameStaged(RemoteDriver):
     @abstractmethod
     def raw_remove(self, path: str) -> None:
         """Remove the file ``path`` (FileNotFoundError if there is none)."""
+
+    @abstractmethod
+    def raw_rmdir(self, path: str) -> None:
+        """Remove the empty directory ``path``."""
+
+    @abstractmethod
+    def raw_empty(self, path: str) -> bool:
+        """Whether the directory ``path`` holds nothing (our own staging files included)."""
+
+    @abstractmethod
+    def raw_rename(self, src: str, dst: str) -> None:
+        """Rename ``src`` (a file or a directory) to ``dst``, which does not exist."""
+
+    def remove_entry(self, current: Stat) -> None:
+        """A file, or a directory once checked empty."""
+        if not current.is_dir:
+            self.call(self.raw_remove, current.path)
+            return
+        if not self.call(self.raw_empty, current.path):
+            raise self.error(DriverError, current.path, "directory not empty")
+        self.call(self.raw_rmdir, current.path)
+
+    def move_entry(self, current: Stat, dst: str) -> Stat:
+        """One rename (a directory's content along)."""
+        self.parent_ready(dst)
+        self.call(self.raw_rename, current.path, dst)
+        moved = self.stat(dst)
+        if moved is None:
+            raise self.error(DriverError, dst, "vanished right after it was moved")
+        return moved
 
     def write(
         self, path: str, chunks: Iterable[bytes], *, expected_sha256: str, resume_from: int = 0,

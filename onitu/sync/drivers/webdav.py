@@ -21,11 +21,11 @@ import httpx
 from pydantic import BaseModel
 from webdav4.client import Client, ClientError, HTTPError, ResourceNotFound
 
-from onitu.sync.drivers.contract import ANY, MARKER, DriverError, Features, NotFound, Precondition, Stat
+from onitu.sync.drivers.contract import MARKER, DriverError, Features, Stat
 from onitu.sync.drivers.options import WebDAVOptions, reveal
 from onitu.sync.drivers.staging import RenameStaged
 
-TIMEOUT = 30.0
+TIMEOUT = 20.0  # seconds without an answer before a request is given up (a frozen server)
 
 
 class _Stream(io.RawIOBase):
@@ -104,12 +104,13 @@ class WebDAVDriver(RenameStaged):
 
     def dav(self, operation: str, *args: Any, **kwargs: Any) -> Any:
         """``Client.operation(*args)``, errors translated, retried when transient."""
-        def once() -> Any:
-            try:
-                return getattr(self.client, operation)(*args, **kwargs)
-            except (ClientError, httpx.HTTPError) as exc:
-                raise _translate(exc) from exc
-        return self.call(once)
+        return self.call(self._dav, operation, *args, **kwargs)
+
+    def _dav(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, operation)(*args, **kwargs)
+        except (ClientError, httpx.HTTPError) as exc:
+            raise _translate(exc) from exc
 
     def _reset(self) -> None:
         client, self._client = self._client, None
@@ -140,60 +141,23 @@ class WebDAVDriver(RenameStaged):
 
     # -- reading --------------------------------------------------------------------------------------------------
 
-    def stat(self, path: str) -> Stat | None:
-        """The entry at ``path`` (one PROPFIND of depth 0)."""
-        path = self.check(path)
-        self.ensure()
-        with self.failing(path):
-            found = self._props(path)
+    def raw_stat(self, path: str) -> Stat | None:
+        """One PROPFIND of depth 0."""
+        found = self._props(path)
         props = found.get(path) if found else None
         return _stat(path, props) if props is not None else None
 
-    def list(self, prefix: str = "") -> Iterable[Stat]:
-        """Every entry below ``prefix``, one PROPFIND of depth 1 per collection."""
-        prefix = self.check(prefix, root_ok=True)
-        self.ensure()
-        found: list[Stat] = []
-        stack = [prefix]
-        with self.failing(prefix):
-            while stack:
-                directory = stack.pop()
-                entries = self._props(directory, "1")
-                if entries is None:
-                    if directory == prefix:
-                        raise FileNotFoundError(prefix)
-                    continue  # removed while we walked
-                for name, props in entries.items():
-                    if name == directory:
-                        continue
-                    child = self.accept(name)
-                    if child is None or child.rpartition("/")[0] != directory:
-                        continue
-                    stat = _stat(child, props)
-                    found.append(stat)
-                    if stat.is_dir:
-                        self.known_dir(child)
-                        stack.append(child)
-        self.ensure()
-        return sorted(found, key=lambda s: s.path)
+    def raw_children(self, directory: str) -> Iterable[tuple[str, Any]]:
+        """One PROPFIND of depth 1."""
+        entries = self._props(directory, "1")
+        if entries is None:
+            raise FileNotFoundError(directory)
+        return [(name.rpartition("/")[2], props) for name, props in entries.items()
+                if name != directory and name.rpartition("/")[0] == directory]
 
-    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
-        """Bytes ``offset`` to ``offset + length`` (or the end): one ranged GET."""
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("offset and length must not be negative")
-        path = self.check(path)
-        self.ensure()
-        if length == 0:
-            return b""
-        with self.failing(path):
-            current = None
-            try:
-                return self.call(self.raw_read, path, offset, -1 if length is None else length)
-            except FileNotFoundError:
-                current = self.stat(path)
-                if current is None:
-                    raise
-            raise self.error(DriverError, path, "is a directory")
+    def entry(self, path: str, info: Any) -> Stat | None:
+        """From the PROPFIND's properties."""
+        return _stat(path, info)
 
     def raw_read(self, path: str, offset: int, length: int) -> bytes:
         """A ranged GET (416, past the end, is no bytes)."""
@@ -231,47 +195,21 @@ class WebDAVDriver(RenameStaged):
 
     def raw_remove(self, path: str) -> None:
         """DELETE one file."""
-        self.dav("remove", path)
+        self._dav("remove", path)
+
+    def raw_rmdir(self, path: str) -> None:
+        """DELETE a collection (checked empty: DELETE would take its content along)."""
+        self._dav("remove", path)
+
+    def raw_empty(self, path: str) -> bool:
+        """A PROPFIND of depth 1 finds the collection alone."""
+        return len(self._props(path, "1") or {}) <= 1
+
+    def raw_rename(self, src: str, dst: str) -> None:
+        """MOVE without overwriting."""
+        self._dav("move", src, dst, overwrite=False)
 
     # -- namespace ------------------------------------------------------------------------------------------------
-
-    def _existing(self, path: str) -> Stat:
-        current = self.stat(path)
-        if current is None:
-            raise self.error(NotFound, path, "no such file or directory")
-        return current
-
-    def delete(self, path: str, *, replaces: Precondition = ANY) -> None:
-        """Remove a file or an empty collection (DELETE would take a collection's content along: checked first)."""
-        path = self.check(path)
-        self.ensure()
-        with self.failing(path):
-            current = self._existing(path)
-            self.precondition(current, path, replaces)
-            if current.is_dir:
-                if len(self._props(path, "1") or {}) > 1:
-                    raise self.error(DriverError, path, "directory not empty")
-                self.forget_dirs(path)
-            self.dav("remove", path)
-
-    def move(self, src: str, dst: str, *, replaces: Precondition = ANY) -> Stat:
-        """MOVE ``src`` to ``dst`` (which must not exist), creating the parents of ``dst``."""
-        src, dst = self.check(src), self.check(dst)
-        self.ensure()
-        with self.failing(src):
-            current = self._existing(src)
-            self.precondition(current, src, replaces)
-            if current.is_dir:
-                self.refuse_into_itself(src, dst)
-            if self.stat(dst) is not None:
-                raise self.error(DriverError, dst, "destination exists")
-            self.parent_ready(dst)
-            self.dav("move", src, dst, overwrite=False)
-            self.forget_dirs(src)
-            moved = self.stat(dst)
-        if moved is None:
-            raise self.error(DriverError, dst, "vanished right after it was moved")
-        return moved
 
     def mkdir(self, path: str) -> Stat:
         """Create a collection and its parents."""

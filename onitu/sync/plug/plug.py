@@ -119,10 +119,12 @@ class Plug:
 
     def run(self) -> None:
         """Serve until :meth:`stop` (or SIGTERM)."""
-        self.prepare()
-        self._set_status(self.driver.available() or Availability(False, "starting"))
+        # answering heartbeats first: a remote root's first check (connection, login) may take longer than the
+        # watchdog's startup grace on a busy machine
         liveness = Liveness(lambda: {"service": self.service, "available": bool(self.status)})
         self.scanner.beat = liveness.beat
+        self.prepare()
+        self._set_status(self.driver.available() or Availability(False, "starting"))
         self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)
         orders = threading.Thread(target=self._logged(self.taker.run), name="onitu-orders", daemon=True)
         orders.start()

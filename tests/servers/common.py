@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 _counter = itertools.count(1)
+_hashed: dict[tuple[str, int, int, int], str] = {}  # (path, inode, size, mtime_ns) -> sha256: tests poll big trees
 
 
 def fresh_name(prefix: str = "t") -> str:
@@ -22,5 +23,12 @@ def files_under(root: Path) -> dict[str, str]:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             path = Path(dirpath, name)
-            found[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+            try:
+                st = path.stat()
+                key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+                if key not in _hashed:
+                    _hashed[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except FileNotFoundError:  # renamed or deleted by the server meanwhile
+                continue
+            found[path.relative_to(root).as_posix()] = _hashed[key]
     return found

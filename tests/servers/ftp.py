@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -22,6 +22,7 @@ class FtpServer:
     """What an ``ftp`` service needs: ``options`` uses the driver's option names (``root`` is the test's folder,
     an absolute path in the FTP namespace, whose login directory is ``home``). ``directory`` is that folder on disk."""
 
+    driver: ClassVar[str] = "ftp"
     host: str
     port: int
     username: str

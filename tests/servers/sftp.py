@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -28,6 +28,7 @@ class SftpServer:
     """What an ``sftp`` service needs: ``options`` uses the driver's option names (``root`` is the test's folder,
     an absolute path, the same on the server and here since both are this machine)."""
 
+    driver: ClassVar[str] = "sftp"
     host: str
     port: int
     username: str

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -24,6 +24,7 @@ class WebdavServer:
     """What a ``webdav`` service needs: ``options`` uses the driver's option names (``url`` is the test's
     collection); ``directory`` is that collection on the served disk."""
 
+    driver: ClassVar[str] = "webdav"
     url: str
     username: str
     password: str

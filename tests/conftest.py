@@ -9,6 +9,16 @@ os.environ["ONITU_API_LISTEN"] = ""
 os.environ["ONITU_RUNTIME"] = tempfile.mkdtemp(prefix="onitu-runtime-")
 
 from tests.helpers import server  # noqa: F401  (fixture)
+from tests.servers import (  # noqa: F401  (fixtures)  # noqa: F401  (fixtures)
+    ftp_server,
+    ftp_session,
+    s3_server,
+    s3_session,
+    sftp_server,
+    sftp_session,
+    webdav_server,
+    webdav_session,
+)
 
 
 def pytest_addoption(parser):

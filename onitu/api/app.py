@@ -22,7 +22,7 @@ from onitu.api.context import Context
 from onitu.config import ConfigError
 from onitu.make.overview import builds
 from onitu.sync import hub
-from onitu.sync.drivers import DRIVERS
+from onitu.sync.drivers import OPTIONS
 
 STATIC = resources.files("onitu.api") / "static"
 HIDDEN = ("password", "secret", "token", "passphrase", "private")  # option names whose values are never shown
@@ -136,7 +136,7 @@ def create_app(ctx: Context, hub_events: events.Events) -> FastAPI:
     @api.get("/drivers")
     def drivers() -> dict[str, Any]:
         """Every driver's options, as JSON schema (the page builds its forms from them)."""
-        return {name: cls.Options.model_json_schema() for name, cls in sorted(DRIVERS.items())}
+        return {name: schema.model_json_schema() for name, schema in OPTIONS.items()}  # local first: the default
 
     @api.get("/folders/{folder}/files")
     def files(folder: str, dir: Annotated[str, Query(max_length=4096)] = "",

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from onitu.schema import Located, Model, Name, positive
 from onitu.sync.decide.rules import FolderOptions, Rules
-from onitu.sync.drivers import OptionError, driver_for, parse_options
+from onitu.sync.drivers import OptionError, options_for, parse_options
 from onitu.sync.drivers.contract import safe_path
 
 if TYPE_CHECKING:
@@ -50,11 +50,11 @@ class ServiceConfig(Model):
     @model_validator(mode="after")
     def _check_options(self) -> Self:
         try:
-            driver = driver_for(self.driver)
+            options_for(self.driver)
         except ValueError as exc:
             raise Located(("driver",), str(exc)) from None
         try:
-            parse_options(driver, self.options)
+            parse_options(self.driver, self.options)
         except OptionError as exc:
             raise Located(("options", *exc.option), exc.problem) from None
         return self

@@ -78,7 +78,8 @@ def test_sync_sections_are_optional(tmp_path: Path) -> None:
 
 BAD = {
     "unknown driver": (
-        "services:\n  a:\n    driver: dropbox\n", 3, "services.a.driver", "unknown driver 'dropbox' (known: local)",
+        "services:\n  a:\n    driver: dropbox\n", 3, "services.a.driver",
+        "unknown driver 'dropbox' (known: ftp, local, s3, sftp, webdav)",
     ),
     "missing driver option": (
         "services:\n  a:\n    driver: local\n    options:\n      mount: true\n",

@@ -140,6 +140,7 @@ async function refreshConfig() {
   const driver = $("service-driver");
   if (!driver.options.length) {
     driver.replaceChildren(...Object.keys(state.drivers).map((n) => el("option", n)));
+    if ("local" in state.drivers) driver.value = "local";  // the one people start with
     driverOptions();
   }
 }

@@ -1,16 +1,31 @@
-"""Storage drivers by name, with their option schemas: ``driver_for("local")``, ``open_driver(service, ...)``."""
+"""Storage drivers by name, with their option schemas: ``driver_for("s3")``, ``open_driver(service, ...)``.
+
+The registry is lazy: a driver's module (and its client library: s3fs, asyncssh, webdav4) is imported only when a
+service using it is opened. Validating a config needs the option schemas alone (:mod:`.options`).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from onitu.sync.drivers.contract import Driver
-from onitu.sync.drivers.local import LocalDriver
+from onitu.sync.drivers.local import LocalDriver, LocalOptions
+from onitu.sync.drivers.options import FTPOptions, S3Options, SFTPOptions, WebDAVOptions
 
-DRIVERS: dict[str, type[Driver]] = {cls.name: cls for cls in (LocalDriver,)}
+OPTIONS: dict[str, type[BaseModel]] = {
+    "local": LocalOptions, "s3": S3Options, "sftp": SFTPOptions, "ftp": FTPOptions, "webdav": WebDAVOptions,
+}
+"""Every driver's option schema, by driver name (``local`` first: the one people start with)."""
+
+_CLASSES = {"local": "onitu.sync.drivers.local:LocalDriver", "s3": "onitu.sync.drivers.s3:S3Driver",
+            "sftp": "onitu.sync.drivers.sftp:SFTPDriver", "ftp": "onitu.sync.drivers.ftp:FTPDriver",
+            "webdav": "onitu.sync.drivers.webdav:WebDAVDriver"}
+_loaded: dict[str, type[Driver]] = {"local": LocalDriver}
 
 
 class OptionError(ValueError):
@@ -22,29 +37,44 @@ class OptionError(ValueError):
         super().__init__(f"option {name}: {problem}" if name else problem)
 
 
+def _known(name: str) -> None:
+    if name not in OPTIONS:
+        raise ValueError(f"unknown driver {name!r} (known: {', '.join(sorted(OPTIONS))})")
+
+
+def options_for(name: str) -> type[BaseModel]:
+    """The option schema of the driver ``name`` (its module is not imported)."""
+    _known(name)
+    return OPTIONS[name]
+
+
 def driver_for(name: str) -> type[Driver]:
-    """The driver class registered under ``name``; ValueError listing the known ones otherwise."""
-    try:
-        return DRIVERS[name]
-    except KeyError:
-        raise ValueError(f"unknown driver {name!r} (known: {', '.join(sorted(DRIVERS))})") from None
+    """The driver class registered under ``name`` (importing its module); ValueError listing the known ones."""
+    _known(name)
+    if name not in _loaded:
+        module, _, cls = _CLASSES[name].partition(":")
+        _loaded[name] = getattr(importlib.import_module(module), cls)
+    return _loaded[name]
 
 
-def parse_options(driver: type[Driver], options: Mapping[str, Any]) -> BaseModel:
-    """Validate ``options`` against the driver's schema; the first problem is an :class:`OptionError` naming it."""
+def parse_options(driver: str | type[Driver], options: Mapping[str, Any]) -> BaseModel:
+    """Validate ``options`` against a driver's schema (by name or class); the first problem is an
+    :class:`OptionError` naming it."""
+    schema = options_for(driver) if isinstance(driver, str) else driver.Options
     if not isinstance(options, Mapping):
         raise OptionError((), "driver options must be a mapping")
     try:
-        return driver.Options.model_validate(dict(options))
+        return schema.model_validate(dict(options))
     except ValidationError as exc:
         err = exc.errors()[0]
         problem = {"missing": "missing required option", "extra_forbidden": "unknown option"}.get(err["type"])
         if err["type"] == "extra_forbidden":
-            problem += f" (expected one of: {', '.join(driver.Options.model_fields)})"
+            problem += f" (expected one of: {', '.join(schema.model_fields)})"
         raise OptionError(tuple(err["loc"]), problem or err["msg"].removeprefix("Value error, ")) from None
 
 
-def open_driver(service: str, name: str, options: Mapping[str, Any]) -> Driver:
-    """A driver instance for ``service`` from its config (driver name and raw options)."""
+def open_driver(service: str, name: str, options: Mapping[str, Any], state: Path | None = None) -> Driver:
+    """A driver instance for ``service`` from its config (driver name and raw options); ``state``: where it may keep
+    small files of its own (the hub's ``DATA/sync``)."""
     cls = driver_for(name)
-    return cls(service, parse_options(cls, options))
+    return cls(service, parse_options(cls, options), state)

@@ -1,12 +1,18 @@
 """The interface every storage backend implements, and the path rules and errors they all share.
 
+Shaped like rclone's ``fs.Fs``: a small mandatory core (availability, stat, list, ranged read, verified write,
+delete, mkdir) plus declared :class:`Features` telling what the backend can do beyond it (atomic rename, resumable
+writes and their granularity, real directories, directory moves, a native content hash, mtime precision, push or
+poll change detection). Callers and the conformance suite read the features instead of assuming a POSIX disk.
+
 A driver serves one *service*: one root (a local directory, a bucket prefix, a remote directory) under which every
 path is relative, POSIX-style (``a/b.txt``) and NFC-normalised. Paths coming from the hub go through
 :func:`safe_path` before a driver touches anything, so hostile names are refused in one place for every backend.
 
-Writes are staged under a name the scanners ignore (``.onitu-tmp-…`` in the destination directory), verified by
-sha256, then renamed into place where the backend can do that atomically. Staged data survives an interruption so
-the transfer can resume (:meth:`Driver.partial`, ``write(…, resume_from=N)``).
+Writes are verified by sha256 before anything becomes visible. Backends that can rename stage under a name the
+scanners ignore (``.onitu-tmp-…`` in the destination directory) and rename into place (:mod:`.staging`); object
+stores complete a multipart upload only once its hash is checked. Where ``Features.resumable`` says so, staged data
+survives an interruption so the transfer can resume (:meth:`Driver.partial`, ``write(…, resume_from=N)``).
 
 A root must be *proved* present before its listing means anything: :meth:`Driver.available` checks the root and its
 marker ``.onitu-root`` (written once by :meth:`Driver.initialise` when the service is first added), so an unmounted or
@@ -21,6 +27,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Final, Literal
 
 from pydantic import BaseModel
@@ -144,6 +151,20 @@ def is_under(path: str, folder: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Features:
+    """What a backend can do beyond the mandatory core (rclone's ``fs.Features``), declared per driver class."""
+
+    atomic_rename: bool = True  # a file is renamed in one step (else: copy + delete)
+    resumable: int = 1  # granularity in bytes at which an interrupted write resumes; 0: it restarts from scratch
+    real_dirs: bool = True  # directories are entries of their own (else: implied by the files below them)
+    dir_move: bool = True  # a directory moves in one operation (else: file by file)
+    native_hash: bool = False  # the sha256 of a file is known without reading it (object metadata)
+    mtime_precision: float = 1e-9  # seconds
+    mtime_settable: bool = True
+    watch: Literal["push", "poll"] = "push"  # changes are pushed as they happen, or found by listing periodically
+
+
+@dataclass(frozen=True, slots=True)
 class Stat:
     """One entry of a replica. ``fingerprint`` is cheap and changes whenever the content may have changed."""
 
@@ -184,6 +205,7 @@ class ChangeEvent:
     path: str = ""
     dest: str | None = None
     is_dir: bool = False
+    stat: Stat | None = None  # the entry as a polling watcher just listed it: the consumer need not stat it again
 
 
 Callback = Callable[[ChangeEvent], None]
@@ -200,9 +222,11 @@ class Driver(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
+    features: ClassVar[Features] = Features()
 
-    def __init__(self, service: str, options: BaseModel) -> None:
-        self.service, self.options = service, options
+    def __init__(self, service: str, options: BaseModel, state: Path | None = None) -> None:
+        """``state``: a directory where the driver may keep small files of its own (None: it keeps them in memory)."""
+        self.service, self.options, self.state = service, options, state
         self.settle = 0.0  # seconds a file must stay unchanged before it is reported (0: writes are atomic)
         # A service never started has no marker yet: only a read-only preview (`onitu plan`) may then list it.
         self.unmarked_ok = False
@@ -283,13 +307,15 @@ class Driver(ABC):
         raises, the staged data is kept for a later ``resume_from=partial(path)``.
         """
 
-    @abstractmethod
     def partial(self, path: str) -> int:
-        """How many bytes of an interrupted write to ``path`` are staged (0 if none)."""
+        """How many bytes of an interrupted write to ``path`` are staged (0 if none): a multiple of
+        ``features.resumable``, and always 0 where writes cannot resume."""
+        self.check(path)
+        return 0
 
-    @abstractmethod
     def discard(self, path: str) -> None:
         """Forget the staged data of an interrupted write to ``path``, if any."""
+        self.check(path)
 
     @abstractmethod
     def delete(self, path: str, *, replaces: Precondition = ANY) -> None:
@@ -309,8 +335,14 @@ class Driver(ABC):
 
         The first event is ``rescan``; another follows after an event overflow, every ``scan_interval`` seconds,
         and when the root comes back after being unavailable. Changes made through this driver itself may go
-        unreported (their caller knows them); every other change is reported.
+        unreported (their caller knows them); every other change is reported. A polling watcher (``features.watch
+        == "poll"``) may report a move as a deletion and a creation.
         """
+
+    def wrote(self, path: str, fingerprint: str) -> bool:
+        """Whether the entry at ``path``, now ``fingerprint``, is exactly as this driver just wrote it (its watcher
+        need not report it). False unless the driver keeps track."""
+        return False
 
     @abstractmethod
     def close(self) -> None:

@@ -96,9 +96,9 @@ class LocalDriver(Driver):
     name = "local"
     Options = LocalOptions
 
-    def __init__(self, service: str, options: BaseModel) -> None:
+    def __init__(self, service: str, options: BaseModel, state: Path | None = None) -> None:
         assert isinstance(options, LocalOptions)
-        super().__init__(service, options)
+        super().__init__(service, options, state)
         self._root, self._mount = str(options.root), options.mount
         self._real_root = os.path.realpath(self._root)
         self.settle = options.settle

@@ -253,7 +253,9 @@ class OrderTaker:
     def _copy(self, folder: str, action: Copy) -> Observed | None:
         """Carry out a copy; what it wrote (None: it was there already)."""
         where = self.scanner.where(folder, action.path)
-        current = self.scanner.stat(folder, action.path, settled=False)
+        # as last reported (the first full listing precedes every order): asking the driver would cost a round trip
+        # per file on a remote service; a change not reported yet makes the write's precondition fail instead
+        current = self.reporter.reported(folder, action.path)
         if current is not None and current.sha256 == action.sha256:
             return None  # already there (a repeated order, or the same content arrived otherwise)
         sources = self._sources(action.sources)

@@ -49,9 +49,9 @@ class Plug:
             raise ValueError(f"no service {service!r} in {config.source or 'the config'}")
         settings = config.services[service]
         self.service, self.space, self.config = service, space, config
-        self.driver: Driver = open_driver(service, settings.driver, settings.options)
         state = config.data / "sync"
         state.mkdir(parents=True, exist_ok=True)
+        self.driver: Driver = open_driver(service, settings.driver, settings.options, state)
         self.scanner = Scanner(self.driver, {name: f.path for name, f in settings.folders.items()},
                                state / f"{service}.hashes")
         self.id = secrets.token_hex(8)
@@ -123,10 +123,12 @@ class Plug:
 
     def run(self) -> None:
         """Serve until :meth:`stop` (or SIGTERM)."""
-        self.prepare()
-        self._set_status(self.driver.available() or Availability(False, "starting"))
+        # answering heartbeats first: a remote root's first check (connection, login) may take longer than the
+        # watchdog's startup grace on a busy machine
         liveness = Liveness(lambda: {"service": self.service, "available": bool(self.status)})
         self.scanner.beat = liveness.beat
+        self.prepare()
+        self._set_status(self.driver.available() or Availability(False, "starting"))
         self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)
         orders = threading.Thread(target=self._logged(self.taker.run), name="onitu-orders", daemon=True)
         orders.start()

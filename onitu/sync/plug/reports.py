@@ -197,6 +197,8 @@ class Reporter:
         rescans and outages in their place among them."""
         touched: dict[str, set[str]] = {}
         for event in events:
+            if event.stat is not None:
+                self.scanner.fresh[event.path] = event.stat
             if event.kind in ("rescan", "unavailable"):
                 self._report_touched(touched)
                 if event.kind == "rescan":
@@ -213,6 +215,7 @@ class Reporter:
                 for folder in self.scanner.tops(path):  # a folder's own directory moved or deleted
                     touched.setdefault(folder, set()).update(self.known[folder])
         self._report_touched(touched)
+        self.scanner.fresh.clear()
         self._tell_set_aside()
 
     def _tell_set_aside(self) -> None:

@@ -35,6 +35,8 @@ class Scanner:
         self.hashes: dict[str, tuple[str, str]] = {}  # service path -> (fingerprint, sha256)
         self._dirty = False
         self.beat: Callable[[], None] = lambda: None  # called per entry listed: long scans are not hangs
+        # entries a polling watcher just listed, by service path: looked at once without asking the driver again
+        self.fresh: dict[str, Stat] = {}
         self._load()
 
     def _load(self) -> None:
@@ -108,8 +110,10 @@ class Scanner:
 
     def stat(self, folder: str, path: str, *, settled: bool = True) -> Observed | None:
         """The observation of one path now (None: nothing there, or, with ``settled``, still being written)."""
+        where = self.where(folder, path)
+        stat = self.fresh.pop(where, None)
         try:
-            stat = self.driver.stat(self.where(folder, path))
+            stat = stat or self.driver.stat(where)
         except NotFound:
             return None
         if stat is None or (settled and not self.driver.settled(stat, time.time_ns())):

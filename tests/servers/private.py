@@ -33,3 +33,14 @@ def private_server(kind: str, base: Path) -> Iterator[Server]:
             yield webdav_server_in(proc, base / "share", "served")
     else:
         raise ValueError(f"no loopback server for {kind!r}")
+
+
+def sibling(server: Server, name: str) -> Server:
+    """Another bucket or folder ``name`` on the same server process as ``server``."""
+    if isinstance(server, S3Server):
+        return s3_server_in(server.process, name)
+    if isinstance(server, SftpServer):
+        return sftp_server_in(server.process, server.key_file, server.known_hosts, server.directory.parent / name)
+    if isinstance(server, FtpServer):
+        return ftp_server_in(server.process, server.home, "/" + name)
+    return webdav_server_in(server.process, server.directory.parent, name)

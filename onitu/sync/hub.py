@@ -25,6 +25,7 @@ from onitu.sync.decide.plan import Observed, Plan, Replica
 from onitu.sync.decide.reconcile import reconcile
 from onitu.sync.drivers import open_driver
 from onitu.sync.drivers.contract import DriverError
+from onitu.sync.majordomo import registry
 from onitu.sync.plug.scanner import Scanner
 from onitu.sync.state.ledger import Ledger
 
@@ -70,7 +71,8 @@ def status(space: SpaceClient) -> dict[str, Any]:
     progress = {t[1]: t[2] for t in space.read_all((tuples.PROGRESS, None, None))}
     if not found:
         return {"folders": {}, "progress": progress, "note": "the referee has not published its status yet"}
-    return {**found[0][1], "progress": progress}
+    remote = registry.services(space.read_all((registry.REMOTE, None, None)))
+    return registry.mark_remote({**found[0][1], "progress": progress}, remote)
 
 
 def overview(config: Config, space: SpaceClient) -> dict[str, Any]:

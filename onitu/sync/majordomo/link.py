@@ -175,8 +175,12 @@ class Link:
         last_heard = last_ping = time.monotonic()
         while True:
             if time.monotonic() - last_heard > SILENCE:
-                log.warning("no answer from the hub at %s for %g s (is it running, this key allowed with `onitu "
-                            "keys allow` and listed under majordomo.clients?); dialling again", self.hub, SILENCE)
+                if welcomed:
+                    log.warning("the hub at %s went silent; dialling again", self.hub)
+                else:
+                    log.warning("no answer from the hub at %s for %g s (is it running, this key allowed there with "
+                                "`onitu keys allow` and listed under majordomo.clients?); dialling again", self.hub,
+                                SILENCE)
                 return welcomed
             if welcomed and time.monotonic() - last_ping >= PING_EVERY:
                 last_ping = time.monotonic()

@@ -61,3 +61,15 @@ def with_remote(config: Config, remote: dict[str, dict[str, Any]]) -> Config:
         if name not in config.services and folders:
             added[name] = ServiceConfig.model_construct(driver="remote", options={}, folders=folders)
     return config.model_copy(update={"services": {**config.services, **added}}) if added else config
+
+
+def mark_remote(status: dict[str, Any], remote: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The referee's status with each agent service marked ``remote: AGENT``, and ``offline`` while its agent is
+    not connected (its plug is gone; what it holds is kept)."""
+    for info in status.get("folders", {}).values():
+        for service, row in info.get("services", {}).items():
+            if service in remote:
+                row["remote"] = remote[service]["agent"]
+                if row.get("state") == "unavailable: its plug is not running":
+                    row["state"] = f"offline (agent {row['remote']} not connected)"
+    return status

@@ -76,7 +76,7 @@ class Grant:
         elif head == tuples.KNOWN and op != "take" and len(template) == 2:
             self._own(service, f"{op} of a known marker")
         elif head == tuples.PLUG and len(template) == 3:
-            if not (op == "read_all" and service is None):
+            if not (op == "read_all" and (service is None or isinstance(service, str))):  # sources: shown_plug
                 self._own(service, f"{op} of a plug tuple")
         else:
             raise self.refuse(f"may not {op} {str(template)[:80]}")

@@ -84,11 +84,11 @@ class AgentProc:
         self.log = self.dir / "agent.log"
 
     def start(self) -> AgentProc:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "onitu.cli", "agent", "--hub", self.hub.endpoint, "--hub-key",
-             str(self.hub.data / "keys" / "server.key"), "--key", self.name, "-c", str(self.config)],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "ONITU_LOG": "INFO"})
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "onitu.cli", "agent", "--hub", self.hub.endpoint, "--hub-key",
+                 str(self.hub.data / "keys" / "server.key"), "--key", self.name, "-c", str(self.config)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "ONITU_LOG": "INFO"})
         return self
 
     def stop(self) -> int | None:
@@ -120,3 +120,57 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str, logs: Callable
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}\n{logs()}")
+
+
+class RawAgent:
+    """An agent played with raw frames over a real CURVE connection, for hostile tests."""
+
+    def __init__(self, hub: MajordomoHub, data: Path, name: str) -> None:
+        import zmq
+
+        from onitu.space.auth import client_keys, configure_client, load_pair
+
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        configure_client(self.sock, load_pair(hub.data / "keys" / "server.key")[0], *client_keys(data, name))
+        self.sock.connect(hub.endpoint)
+        self.serve_with: Callable[[str, int, int], bytes] = lambda path, offset, length: b""
+        self.served: list[str] = []
+
+    def send(self, *parts: object) -> None:
+        from onitu.sync.majordomo.wire import pack
+
+        self.sock.send(pack(*parts))
+
+    def raw(self, frame: bytes) -> None:
+        self.sock.send(frame)
+
+    def expect(self, kind: str, rid: object = None, timeout: float = 15.0) -> list:
+        """The next message of ``kind`` (with ``rid``), answering pings and serves meanwhile."""
+        from onitu.sync.majordomo.wire import unpack
+
+        deadline = time.monotonic() + timeout
+        last_ping = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() - last_ping > 1.0:
+                last_ping = time.monotonic()
+                self.send("ping")
+            if not self.sock.poll(100):
+                continue
+            msg = unpack(self.sock.recv())
+            if msg[0] == "serve":
+                _, tag, _, path, offset, length = msg
+                self.served.append(path)
+                self.send("served", tag, True, self.serve_with(path, offset, length))
+            elif msg[0] == kind and (rid is None or msg[1] == rid):
+                return msg
+        raise AssertionError(f"no {kind} {rid} within {timeout} s")
+
+    def call(self, rid: int, op: str, args: dict) -> list:
+        self.send("call", rid, op, args)
+        return self.expect("result", rid)
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()

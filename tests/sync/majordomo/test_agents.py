@@ -3,6 +3,8 @@ their own data dirs and keys. One hub for the module (starting one is the slow p
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import signal
 import time
@@ -13,10 +15,10 @@ import pytest
 
 from onitu.space.auth import fingerprint, load_pair
 from tests.sync.hub import tree
-from tests.sync.majordomo.harness import AgentProc, MajordomoHub, keys, wait_for
+from tests.sync.majordomo.harness import AgentProc, MajordomoHub, RawAgent, keys, wait_for
 
 CLIENTS = {"laptop": "folders: [docs], mode: rw", "reader": "folders: [docs], mode: r",
-           "narrow": "folders: [docs], mode: rw"}
+           "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw"}
 
 
 class Setup:
@@ -132,6 +134,68 @@ def test_kill9_and_restart_resumes(setup: Setup) -> None:
     laptop.start()
     setup.wait(lambda: laptop.tree() == tree(hub.docs) and "dead-edit.txt" in tree(hub.docs)
                and "while-dead.txt" in laptop.tree(), "reconciled after a restart")
+
+
+def test_hostile_agent(setup: Setup) -> None:
+    """Malformed frames, requests outside its grant, a file whose content lies about its size and hash: refused,
+    the majordomo unharmed, nothing written on the hub."""
+    hub = setup.hub
+    pid = hub.pid("majordomo")
+    (hub.roots["hub"] / "secret" / "private.txt").write_text("not for agents")
+    keys_of = setup.agent("mallory")  # its key pair, allowed; the agent itself is played here
+    mallory = RawAgent(hub, keys_of.data, "mallory")
+    try:
+        for junk in (b"\xff\x00", b"", b"\x93\x01\x02\x03"):
+            mallory.raw(junk)
+        mallory.send("call", 1)  # a known kind, of the wrong length
+        mallory.send("hello", {"version": 1, "services": {"mallory-files": {"docs": "../up"}}})
+        assert "'..' component" in mallory.expect("refused")[1]
+        mallory.close()
+        mallory = RawAgent(hub, keys_of.data, "mallory")
+        mallory.send("hello", {"version": 1, "services": {"mallory-files": {"docs": ""}}})
+        mallory.expect("welcome")
+        refused = [
+            ("write", {"t": ("sync.report", "mallory-files", "m", 1, {"folder": "secret", "entries": []}),
+                       "lease": None}),
+            ("write", {"t": ("sync.meta", "docs/x", {}), "lease": None}),
+            ("write", {"t": ("sync.known", "hub"), "lease": None}),
+            ("read_all", {"p": ("sync.meta", None, None), "limit": None}),
+            ("take", {"p": ("sync.plug", "hub", None), "timeout": 0}),
+            ("read", {"p": ("sync.order", "hub", None, None), "timeout": 0}),
+        ]
+        for rid, (op, args) in enumerate(refused, start=10):
+            ok, body = mallory.call(rid, op, args)[2:]
+            assert not ok and body[0] == "refused", (op, args, body)
+        for rid, path in enumerate(("secret/private.txt", "../secret/private.txt", "docs/../secret/private.txt"),
+                                   start=20):
+            mallory.send("fetch", rid, "hub", path, 0, 1 << 20)
+            ok, body = mallory.expect("fetched", rid)[2:]
+            assert not ok and "not for agents" not in str(body), body
+        mallory.send("fetch", 29, "hub", "docs/from-hub.txt", 0, 1 << 20)
+        assert mallory.expect("fetched", 29)[2:] == [True, b"hub, changed"]
+        # a file that is not what it claims: the hub's plug fetches it, checks it and keeps nothing
+        truth = b"the truth"
+        mallory.serve_with = lambda path, offset, length: b"lies!" * 100 if offset == 0 else b""
+        info = {"id": "m1", "available": True, "reason": None, "endpoint": "tcp://10.0.0.1:1", "key": "k",
+                "secret": "s"}
+        assert mallory.call(30, "batch", {"ops": [("write", ("sync.plug", "mallory-files", info), None)]})[2]
+        entries = [["lie.txt", ["file", hashlib.sha256(truth).hexdigest(), len(truth), 1]],
+                   ["big-lie.txt", ["file", hashlib.sha256(truth).hexdigest(), 3, 1]]]
+        for seq, (scan, listed) in enumerate((("begin", entries), ("end", [])), start=1):
+            report = ("sync.report", "mallory-files", "m1", seq, {"folder": "docs", "scan": scan, "entries": listed})
+            assert mallory.call(30 + seq, "write", {"t": report, "lease": None})[2]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not {"lie.txt", "big-lie.txt"} <= set(mallory.served):
+            with contextlib.suppress(AssertionError):
+                mallory.expect("nothing", timeout=0.5)  # answers the hub's serves meanwhile
+        assert {"lie.txt", "big-lie.txt"} <= set(mallory.served), setup.logs()
+        time.sleep(1.0)
+        assert "lie.txt" not in tree(hub.docs) and "big-lie.txt" not in tree(hub.docs)
+    finally:
+        mallory.close()
+    assert hub.pid("majordomo") == pid
+    log = hub.majordomo_log()
+    assert "malformed frame" in log and "agent mallory: refused" in log
 
 
 def test_revocation_disconnects_at_once(setup: Setup) -> None:

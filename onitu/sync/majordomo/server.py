@@ -200,12 +200,16 @@ class Majordomo:
             for session in [s for s in self.sessions.values() if now - s.last_seen > SILENCE]:
                 await self.drop(session, f"silent for {SILENCE:g} s")
             with contextlib.suppress(SpaceError):
-                found = await self.space.read_all((tuples.PLUG, None, None))
-                self.plugs = {t[1]: t[2] for t in found if isinstance(t[1], str) and isinstance(t[2], dict)}
+                await self._read_plugs()
+
+    async def _read_plugs(self) -> None:
+        found = await self.space.read_all((tuples.PLUG, None, None))
+        self.plugs = {t[1]: t[2] for t in found if isinstance(t[1], str) and isinstance(t[2], dict)}
 
     async def run(self) -> None:
         """Serve until SIGTERM."""
         self.space = await self._connect()
+        await self._read_plugs()  # before the first agent's fetch
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)

@@ -135,6 +135,9 @@ class AgentSession:
             self.send("result", rid, False, error_body(exc))
         except (TypeError, ValueError, KeyError, IndexError) as exc:
             self.send("result", rid, False, error_body(Refused(f"malformed {op!r:.20}: {exc}")))
+        except Exception as exc:  # a bug here must not leave the agent's plug waiting for an answer
+            log.exception("agent %s: %s failed", self.name, op)
+            self.send("result", rid, False, ["server", f"the majordomo failed: {exc}"])
 
     async def _run(self, op: Any, args: dict[str, Any]) -> Any:
         grant, space = self.grant, self.space

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -196,6 +197,18 @@ def test_hostile_agent(setup: Setup) -> None:
     assert hub.pid("majordomo") == pid
     log = hub.majordomo_log()
     assert "malformed frame" in log and "agent mallory: refused" in log
+
+
+def test_agents_ride_out_hub_failures(setup: Setup) -> None:
+    """The majordomo killed -9 (restarted by the watchdog), then the space's primary: agents reconnect by
+    themselves and go on."""
+    hub, reader = setup.hub, setup.agents["reader"]
+    for n, victim in enumerate(("majordomo", hub.status()["primary"])):
+        old = hub.pid(victim)
+        os.kill(old, signal.SIGKILL)
+        (hub.docs / f"after-kill-{n}.txt").write_text(f"written after {victim} was killed")
+        setup.wait(lambda n=n: f"after-kill-{n}.txt" in reader.tree(), f"the reader synced after {victim} died", 60)
+    assert reader.proc.poll() is None
 
 
 def test_revocation_disconnects_at_once(setup: Setup) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from onitu.sync.drivers.contract import CHUNK
 
 log = logging.getLogger(__name__)
 
+EXPIRY = 60.0  # seconds; a fetching plug gives up after 30 (onitu.sync.plug.transfer.TIMEOUT)
 Answer = Callable[[bool, Any], None]  # (ok, data or error) -> send it where it was asked
 
 
@@ -43,16 +45,23 @@ def checked_chunk(ok: Any, body: Any, length: int) -> tuple[bool, Any]:
 
 
 class Pending:
-    """Requests sent and not yet answered, by tag; each answered once, or failed when its peer goes."""
+    """Requests sent and not yet answered, by tag; each answered once, or failed when its peer goes or after
+    :data:`EXPIRY` seconds (a plug that died with requests of ours)."""
 
     def __init__(self) -> None:
         self._tags = itertools.count(1)
-        self.waiting: dict[int, tuple[Any, Answer, int]] = {}  # tag -> (owner, answer, length asked)
+        self.waiting: dict[int, tuple[Any, Answer, int, float]] = {}  # tag -> (owner, answer, length, when asked)
 
     def add(self, owner: Any, answer: Answer, length: int) -> int:
         tag = next(self._tags)
-        self.waiting[tag] = (owner, answer, length)
+        self.waiting[tag] = (owner, answer, length, time.monotonic())
         return tag
+
+    def expire(self) -> None:
+        """Fail the requests that went unanswered too long (oldest first: tags grow with time)."""
+        limit = time.monotonic() - EXPIRY
+        for tag in [t for t, e in self.waiting.items() if e[3] < limit]:
+            self.waiting.pop(tag)[1](False, f"no answer within {EXPIRY:g} s")
 
     def settle(self, tag: Any, ok: Any, body: Any) -> bool:
         """Pass an answer on; False if nothing waits for ``tag``."""

@@ -196,6 +196,7 @@ class Majordomo:
             await asyncio.sleep(TICK)
             self._revoke(self.keyring.reload())
             self.keyring.handle_monitor(self.monitor)
+            self.pending.expire()
             now = time.monotonic()
             for session in [s for s in self.sessions.values() if now - s.last_seen > SILENCE]:
                 await self.drop(session, f"silent for {SILENCE:g} s")

@@ -24,6 +24,8 @@ from onitu.sync.majordomo import registry
 from onitu.sync.majordomo.grants import Grant
 from onitu.sync.majordomo.relay import token
 from onitu.sync.majordomo.wire import VERSION, error_body, pack
+from onitu.sync.plug.orders import TRANSFERS
+from onitu.sync.plug.transfer import WINDOW
 
 if TYPE_CHECKING:
     from onitu.sync.majordomo.server import Majordomo
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SESSION_TTL = 3.0  # as a plug's
+# Chunks asked for an agent at once (two plugs' worth of copies, WINDOW chunks in flight each): beyond this its fetches
+# are refused, so one agent cannot have the hub read from its plugs faster than the agent takes the chunks.
+IN_FLIGHT = 2 * WINDOW * TRANSFERS
 LONGEST_WAIT = 30.0  # seconds an agent's take or read may block
 
 
@@ -46,6 +51,7 @@ class AgentSession:
         self.notes: dict[int, asyncio.Task] = {}
         self.tokens: dict[str, str] = {}  # service -> the token standing for its chunk server
         self.last_seen = time.monotonic()
+        self.in_flight = 0  # chunks asked for the agent and not yet passed on
         self.closed = False
 
     def send(self, *parts: Any) -> None:
@@ -238,8 +244,13 @@ class AgentSession:
         info = self.door.plugs.get(service) if isinstance(service, str) else None
 
         def answer(ok: bool, body: Any) -> None:
+            self.in_flight -= 1
             self.send("fetched", rid, ok, body)
 
+        self.in_flight += 1
+        if self.in_flight > IN_FLIGHT:
+            answer(False, f"more than {IN_FLIGHT} chunks asked at once")
+            return
         if info is None:
             answer(False, f"no live plug of {service!r:.60}")
             return

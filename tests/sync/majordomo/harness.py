@@ -32,9 +32,9 @@ class MajordomoHub(Hub):
     """A hub with local service ``hub`` on folders ``docs`` and ``secret``, and a majordomo granting ``clients``
     (``{key name: "folders: [...], mode: ..."}``)."""
 
-    def __init__(self, tmp: Path, clients: dict[str, str]) -> None:
+    def __init__(self, tmp: Path, clients: dict[str, str], host: str = "127.0.0.1") -> None:
         self.port = free_port()
-        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.endpoint = f"tcp://{host}:{self.port}"
         grants = "".join(f"    {name}: {{{grant}}}\n" for name, grant in clients.items())
         self.extra = (f"majordomo:\n  listen: {self.endpoint}\n  clients:\n{grants}")
         super().__init__(tmp, names=("hub",))
@@ -63,8 +63,9 @@ class AgentProc:
     """``onitu agent`` with service ``NAME-files`` (a local root under ``tmp/NAME``) on ``folders``."""
 
     def __init__(self, tmp: Path, hub: MajordomoHub, name: str, folders: tuple[str, ...] = ("docs",),
-                 allow: bool = True) -> None:
-        self.name, self.hub = name, hub
+                 allow: bool = True, prefix: tuple[str, ...] = ()) -> None:
+        """``prefix``: a command that runs it elsewhere (``ip netns exec NS``)."""
+        self.name, self.hub, self.prefix = name, hub, prefix
         self.dir = tmp / f"agent-{name}"
         self.data = self.dir / "data"
         self.root = tmp / name
@@ -86,7 +87,7 @@ class AgentProc:
     def start(self) -> AgentProc:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "onitu.cli", "agent", "--hub", self.hub.endpoint, "--hub-key",
+                [*self.prefix, sys.executable, "-m", "onitu.cli", "agent", "--hub", self.hub.endpoint, "--hub-key",
                  str(self.hub.data / "keys" / "server.key"), "--key", self.name, "-c", str(self.config)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "ONITU_LOG": "INFO"})
         return self

@@ -30,3 +30,15 @@ def test_service_mode_is_the_grant_within_the_folder() -> None:
     assert service_mode("rw", "rw") == "rw"
     assert service_mode("rw", "r") == "r"
     assert service_mode("r", "r") is None  # nothing may flow
+
+
+def test_changed_grants_restart_the_majordomo(tmp_path: Path) -> None:
+    from onitu.supervision.reload import changes
+
+    base = ("folders: {docs: {}}\nmajordomo:\n  listen: tcp://127.0.0.1:7652\n"
+            "  clients:\n    laptop: {folders: [docs]}\n")
+    old = loads(base, "onitu.yaml", tmp_path / "onitu.yaml")
+    new = loads(base.replace("folders: [docs]}", "folders: [docs], mode: r}"), "onitu.yaml", tmp_path / "onitu.yaml")
+    found = changes(old, new)
+    assert "majordomo" in found.stop and "majordomo" in [s.name for s in found.start]
+    assert "majordomo" not in changes(old, old).stop

@@ -115,6 +115,15 @@ def worker(ctx: typer.Context) -> None:
     raise typer.Exit(worker_main(list(ctx.args)))
 
 
+@app.command("agent", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def agent(ctx: typer.Context) -> None:
+    """Sync this machine's services with a hub it dials (--hub, --hub-key, --key NAME, -c agent.yaml)."""
+    from onitu.sync.majordomo.agent import main as agent_main
+
+    raise typer.Exit(agent_main(list(ctx.args)))
+
+
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more (info level).")) -> None:
     configure_logging(verbose=verbose)

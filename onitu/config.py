@@ -27,11 +27,12 @@ from pydantic import (
 from onitu import paths
 from onitu.api.settings import ApiConfig
 from onitu.schema import Located, Model, Name, plain_name, positive
+from onitu.sync.majordomo.settings import MajordomoConfig
 from onitu.sync.settings import FolderConfig, ServiceConfig, SyncConfig
 
 RESERVED_NAMES = frozenset({"space-a", "space-b", "watchdog"})
 FILE_NAME = "onitu.yaml"
-_SECTIONS = ("heartbeat", "restart", "space", "agents", "workers", "folders", "services", "sync", "api")
+_SECTIONS = ("heartbeat", "restart", "space", "agents", "workers", "folders", "services", "sync", "majordomo", "api")
 
 
 class ConfigError(Exception):
@@ -133,6 +134,7 @@ class Config(Model):
     folders: dict[Name, FolderConfig] = {}
     services: dict[Name, ServiceConfig] = {}
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    majordomo: MajordomoConfig = Field(default_factory=MajordomoConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     source: Path | None = None
 
@@ -170,7 +172,14 @@ class Config(Model):
         """The configured agents followed by ``workers.count`` worker agents named worker-1 .. worker-N."""
         command = [sys.executable, "-m", "onitu.entry", "worker", *self.workers.args]
         workers = [AgentConfig(name=f"worker-{n}", command=command) for n in range(1, self.workers.count + 1)]
-        return [*self.agents, *workers, *self.sync_agents(), *self.api_agents()]
+        return [*self.agents, *workers, *self.sync_agents(), *self.majordomo_agents(), *self.api_agents()]
+
+    def majordomo_agents(self) -> list[AgentConfig]:
+        """The majordomo, the door of remote sync agents (none when ``majordomo.listen`` is empty)."""
+        if not self.majordomo.listen:
+            return []
+        return [AgentConfig(name="majordomo", command=[sys.executable, "-m", "onitu.sync.majordomo",
+                                                       *self._source_args()], heartbeat=True)]
 
     def api_agents(self) -> list[AgentConfig]:
         """The API process (none when ``api.listen`` is empty)."""
@@ -183,8 +192,8 @@ class Config(Model):
         return ["--config", str(self.source.resolve())] if self.source else []
 
     def sync_agents(self) -> list[AgentConfig]:
-        """The sync hub's processes: the referee and one plug per service (none without services)."""
-        if not self.services:
+        """The sync hub's processes: the referee and one plug per service (none without services or agents)."""
+        if not self.services and not self.majordomo.listen:
             return []
         source = self._source_args()
         python = [sys.executable, "-m"]

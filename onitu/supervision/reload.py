@@ -48,6 +48,8 @@ def changes(old: Config, new: Config) -> Changes:
             touched.add(f"plug-{name}")
     if old.api != new.api:
         touched.add("api")
+    if (old.majordomo, old.folders, old.services) != (new.majordomo, new.folders, new.services):
+        touched.add("majordomo")  # its grants, and the folders and service names it checks agents against
     found = Changes()
     for name, spec in before.items():
         if name not in after or after[name] != spec or name in touched:

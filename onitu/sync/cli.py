@@ -185,7 +185,7 @@ def _bytes(n: int) -> str:
 
 def hub_status(config: Config) -> dict[str, Any] | None:
     """The sync part of ``onitu status`` (None when the config has no services or the space cannot be asked)."""
-    if not config.services or read_info(config.data) is None:
+    if not (config.services or config.majordomo.listen) or read_info(config.data) is None:
         return None
     try:
         space = hub.open_space(config)
@@ -204,7 +204,8 @@ def print_status(status: dict[str, Any], show_skipped: bool = False) -> None:
     held = skipped = 0
     for folder, info in status.get("folders", {}).items():
         for service, row in info.get("services", {}).items():
-            table.add_row(folder, service, row["state"], str(row["files"]), _bytes(row["bytes"]), str(row["held"]),
+            name = f"{service} (remote: {row['remote']})" if row.get("remote") else service
+            table.add_row(folder, name, row["state"], str(row["files"]), _bytes(row["bytes"]), str(row["held"]),
                           str(info.get("conflicts", 0)), str(row.get("skipped", 0)))
             held += row["held"]
             skipped += row.get("skipped", 0)

@@ -25,6 +25,7 @@ from onitu.sync.decide.plan import HeldPlan, Observed, Plan, Replica
 from onitu.sync.decide.reconcile import reconcile
 from onitu.sync.drivers import open_driver
 from onitu.sync.drivers.contract import DriverError
+from onitu.sync.majordomo import registry
 from onitu.sync.plug.scanner import Scanner
 from onitu.sync.state.ledger import Ledger
 
@@ -78,7 +79,8 @@ def status(space: SpaceClient) -> dict[str, Any]:
     for folder, info in body.get("folders", {}).items():
         for service, row in info.get("services", {}).items():
             row["skipped"] = counts.get((service, folder), 0)
-    return {**body, "progress": progress, "skipped": paths}
+    remote = registry.services(space.read_all((registry.REMOTE, None, None)))
+    return registry.mark_remote({**body, "progress": progress, "skipped": paths}, remote)
 
 
 def skipped(space: SpaceClient) -> tuple[dict[tuple[str, str], int], dict[str, dict[str, dict[str, Any]]]]:

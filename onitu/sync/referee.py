@@ -59,6 +59,7 @@ from onitu.sync.decide.renames import deleted, find_renames
 from onitu.sync.decide.rules import Rules
 from onitu.sync.decide.split_passes import split
 from onitu.sync.drivers.contract import is_under
+from onitu.sync.majordomo import registry
 from onitu.sync.process import serve
 from onitu.sync.state.awaiting import Awaiting
 from onitu.sync.state.ledger import Ledger
@@ -101,6 +102,7 @@ class Referee:
 
     def __init__(self, config: Config, space: SpaceClient) -> None:
         self.config, self.space = config, space
+        self.base = config  # without the agents' services, which come and go in the space
         self.rules: Rules = settings.rules(config)
         self.folders = {f: self.rules.services(f) for f in config.folders}
         self.ledger = Ledger()
@@ -151,7 +153,23 @@ class Referee:
         self._read_backlog()
         return stream
 
+    def _refresh_remote(self) -> None:
+        """Take in the services of remote agents admitted since (:mod:`onitu.sync.majordomo.registry`)."""
+        found = registry.services(self.space.read_all((registry.REMOTE, None, None)))
+        config = registry.with_remote(self.base, found)
+        if config.services == self.config.services:
+            return
+        new = config.services.keys() - self.config.services.keys()
+        log.info("remote services now: %s", ", ".join(sorted(config.services.keys() - self.base.services.keys())))
+        self.config, self.rules = config, settings.rules(config)
+        self.folders = {f: self.rules.services(f) for f in config.folders}
+        for folder in self.folders:
+            self.dirty[folder].update(self._known(folder))
+        if new:
+            self.space.batch([("write", (tuples.RESCAN, s, secrets.token_hex(4), {}), 60.0) for s in new])
+
     def _refresh_plugs(self) -> None:
+        self._refresh_remote()
         found = {}
         for _, service, info in self.space.read_all((tuples.PLUG, None, None)):
             if isinstance(service, str) and isinstance(info, dict) and service in self.config.services:

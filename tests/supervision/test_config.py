@@ -132,7 +132,7 @@ BAD = {
         "heartbeat:\n  interval: 1\nheartbeet:\n  interval: 2\n",
         3, "heartbeet",
         "unknown setting (expected one of: data, heartbeat, restart, space, agents, workers, folders, services, sync, "
-        "api)",
+        "majordomo, api)",
     ),
     "unknown nested key": (
         "heartbeat:\n  interval: 1\n  intervall: 2\n",

@@ -1,0 +1,3 @@
+from onitu.sync.majordomo.server import main
+
+raise SystemExit(main())

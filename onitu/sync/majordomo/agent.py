@@ -1,0 +1,100 @@
+"""``onitu agent --hub tcp://HOST:7652 --hub-key FILE --key NAME [-c agent.yaml]``: a remote sync agent.
+
+It runs one ordinary plug (:class:`onitu.sync.plug.plug.Plug`) per service of ``agent.yaml`` (``folders:`` and
+``services:`` as in the hub's file, folders named as on the hub), on this machine, with the agent's own data dir.
+Its one connection is the one it dials to the hub's majordomo with its key pair ``NAME`` (made with ``onitu keys
+new NAME`` in this data dir, its public half allowed on the hub with ``onitu keys allow NAME.key``); ``--hub-key``
+is the hub's public key (``DATA/keys/server.key`` on the hub). Exit status: 0 when stopped, 2 when the hub refuses
+the agent or revokes its key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from onitu.config import Config
+from onitu.space.auth import KeysError, client_keys, load_pair
+from onitu.sync.majordomo.link import Link
+from onitu.sync.majordomo.remote_space import RelayedSpace
+from onitu.sync.plug.plug import Plug
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """The plugs of ``config``'s services, over one link to the hub."""
+
+    def __init__(self, config: Config, link: Link) -> None:
+        self.config, self.link = config, link
+        self.space = RelayedSpace(link)
+        self.plugs = [Plug(config, service, self.space) for service in config.services]  # type: ignore[arg-type]
+        self.threads: list[threading.Thread] = []
+
+    def run(self) -> int:
+        """Run the plugs until :meth:`stop` or until the hub refuses or revokes the agent."""
+        for plug in self.plugs:
+            thread = threading.Thread(target=self._run_plug, args=(plug,), name=f"onitu-plug-{plug.service}",
+                                      daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        self.link.ended.wait()
+        for plug in self.plugs:
+            plug.stop()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        return 2 if self.link.fatal else 0
+
+    def _run_plug(self, plug: Plug) -> None:
+        try:
+            plug.run()
+        except Exception as exc:  # a refused or revoked agent ends its plugs this way too
+            if not self.link.ended.is_set():
+                log.exception("%s: the plug failed", plug.service)
+                self.link.close()
+            else:
+                log.info("%s: stopped: %s", plug.service, exc)
+
+    def stop(self) -> None:
+        self.link.close()
+
+    def close(self) -> None:
+        for plug in self.plugs:
+            plug.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run an agent."""
+    from onitu import config as config_mod
+    from onitu.logs import configure_logging
+
+    configure_logging("INFO")
+    parser = argparse.ArgumentParser(prog="onitu agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--hub", required=True, help="the majordomo's endpoint, tcp://HOST:7652")
+    parser.add_argument("--hub-key", required=True, type=Path, help="the hub's public key file (server.key)")
+    parser.add_argument("--key", required=True, help="the name of this agent's key pair in its data dir")
+    parser.add_argument("-c", "--config", type=Path, default=None, help="agent.yaml (folders and services)")
+    args = parser.parse_args(argv)
+    if not args.hub.startswith("tcp://"):
+        parser.error(f"--hub {args.hub}: expected tcp://HOST:PORT")
+    try:
+        config = config_mod.load(args.config or config_mod.default_path())
+        server_key = load_pair(args.hub_key)[0]
+        public, secret = client_keys(config.data, args.key)
+    except (config_mod.ConfigError, KeysError) as exc:
+        parser.exit(2, f"onitu agent: {exc}\n")
+    if not config.services:
+        parser.exit(2, f"onitu agent: {config.source}: no services to sync\n")
+    services = {name: {f: c.path for f, c in s.folders.items()} for name, s in config.services.items()}
+    link = Link(args.hub, server_key, public, secret, services)
+    agent = Agent(config, link)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop())
+    try:
+        return agent.run()
+    finally:
+        agent.close()
+        link.close()

@@ -1,0 +1,228 @@
+"""Remote agents on loopback: a hub under ``onitu start`` with its majordomo, and ``onitu agent`` processes with
+their own data dirs and keys. One hub for the module (starting one is the slow part); the tests run in order."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from onitu.space.auth import fingerprint, load_pair
+from tests.sync.hub import tree
+from tests.sync.majordomo.harness import AgentProc, MajordomoHub, RawAgent, keys, wait_for
+
+CLIENTS = {"laptop": "folders: [docs], mode: rw", "reader": "folders: [docs], mode: r",
+           "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw"}
+
+
+class Setup:
+    def __init__(self, tmp: Path, hub: MajordomoHub) -> None:
+        self.tmp, self.hub = tmp, hub
+        self.agents: dict[str, AgentProc] = {}
+
+    def agent(self, name: str, **kw: object) -> AgentProc:
+        self.agents[name] = AgentProc(self.tmp, self.hub, name, **kw)  # type: ignore[arg-type]
+        return self.agents[name]
+
+    def logs(self) -> str:
+        return "".join(f"--- agent {n}\n{a.output()[-2000:]}\n" for n, a in self.agents.items()) + \
+            self.hub.agent_logs()
+
+    def wait(self, pred: object, what: str, timeout: float = 60) -> None:
+        wait_for(pred, timeout, what, self.logs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    tmp = tmp_path_factory.mktemp("majordomo")
+    hub = MajordomoHub(tmp, CLIENTS)
+    found = Setup(tmp, hub)
+    try:
+        hub.start()
+        yield found
+    finally:
+        for agent in found.agents.values():
+            agent.kill9()
+        try:
+            hub.stop()
+        finally:
+            hub.kill_everything()
+
+
+def services(hub: MajordomoHub) -> dict[str, dict]:
+    status = json.loads(hub.onitu("status", "--json").stdout)
+    return status["sync"]["folders"]["docs"]["services"]
+
+
+def test_sync_both_ways_and_mode_r(setup: Setup) -> None:
+    hub = setup.hub
+    (hub.docs / "from-hub.txt").write_text("hub")
+    laptop, reader = setup.agent("laptop"), setup.agent("reader")
+    (laptop.root / "sub").mkdir()
+    (laptop.root / "sub" / "from-laptop.txt").write_text("laptop")
+    (reader.root / "from-reader.txt").write_text("reader's own")
+    laptop.start()
+    reader.start()
+    setup.wait(lambda: laptop.tree() == tree(hub.docs) and len(laptop.tree()) == 3, "laptop and hub in sync")
+    setup.wait(lambda: all(p in reader.tree() for p in laptop.tree()), "the reader receives")
+    (laptop.root / "later.txt").write_text("later")
+    (hub.docs / "from-hub.txt").write_text("hub, changed")
+    (reader.root / "reader-later.txt").write_text("not taken")
+    setup.wait(lambda: laptop.tree() == tree(hub.docs) and "later.txt" in tree(hub.docs)
+               and (laptop.root / "from-hub.txt").read_text() == "hub, changed"
+               and reader.tree().get("later.txt") == laptop.tree()["later.txt"]
+               and (reader.root / "from-hub.txt").read_text() == "hub, changed", "changes both ways")
+    # mode r: the reader's changes are never taken
+    assert "from-reader.txt" not in tree(hub.docs) and "reader-later.txt" not in tree(hub.docs)
+    assert "from-reader.txt" not in laptop.tree()
+    rows = services(hub)
+    assert rows["laptop-files"]["remote"] == "laptop" and rows["reader-files"]["remote"] == "reader"
+    assert "remote" not in rows["hub"]
+    out = hub.onitu("status").stdout
+    assert "laptop-files (remote: laptop)" in out, out
+
+
+def test_refusals_are_logged_with_the_key(setup: Setup) -> None:
+    hub = setup.hub
+    stranger = setup.agent("stranger", allow=False).start()  # its key was never allowed
+    outsider = setup.agent("outsider").start()  # allowed, but not under majordomo.clients
+    narrow = setup.agent("narrow", folders=("docs", "secret")).start()  # asks for a folder not granted
+    (hub.roots["hub"] / "secret" / "private.txt").write_text("not for agents")
+    assert outsider.proc.wait(60) == 2 and narrow.proc.wait(60) == 2, setup.logs()
+    public = load_pair(stranger.data / "keys" / "stranger.key")[0]
+    setup.wait(lambda: fingerprint(public) in hub.majordomo_log(), "the unknown key's refusal in the log")
+    log = hub.majordomo_log()
+    assert "refused agent outsider" in log and "not listed under majordomo.clients" in log
+    assert "refused agent narrow" in log and "'secret' is not granted to key narrow" in log
+    assert "the hub refused this agent" in outsider.output()
+    assert stranger.proc.poll() is None  # it keeps dialling, in case its key is allowed later
+    stranger.kill9()
+    assert not any(a.root.joinpath("private.txt").exists() for a in setup.agents.values())
+    assert "outsider-files" not in services(hub) and "narrow-files" not in services(hub)
+
+
+def test_offline_agent_is_not_empty(setup: Setup) -> None:
+    """An agent silent for 10 s (its network cut): offline, nothing deleted; changes on both sides meanwhile are
+    reconciled when it comes back."""
+    hub, laptop = setup.hub, setup.agents["laptop"]
+    before = tree(hub.docs)
+    laptop.proc.send_signal(signal.SIGSTOP)
+    try:
+        setup.wait(lambda: services(hub)["laptop-files"]["state"].startswith("offline"), "laptop offline", 30)
+        (hub.docs / "while-away.txt").write_text("hub, while the laptop was away")
+        (laptop.root / "offline-edit.txt").write_text("made offline")
+        time.sleep(max(0.0, 10 - 5))
+        assert all(p in tree(hub.docs) for p in before), "a file of the offline agent was deleted on the hub"
+    finally:
+        laptop.proc.send_signal(signal.SIGCONT)
+    setup.wait(lambda: laptop.tree() == tree(hub.docs) and "offline-edit.txt" in tree(hub.docs)
+               and "while-away.txt" in laptop.tree(), "reconciled after the agent came back")
+    assert all(p in laptop.tree() for p in before)
+
+
+def test_kill9_and_restart_resumes(setup: Setup) -> None:
+    hub, laptop = setup.hub, setup.agents["laptop"]
+    laptop.kill9()
+    (hub.docs / "while-dead.txt").write_text("x" * 300_000)
+    (laptop.root / "dead-edit.txt").write_text("made while the agent was down")
+    laptop.start()
+    setup.wait(lambda: laptop.tree() == tree(hub.docs) and "dead-edit.txt" in tree(hub.docs)
+               and "while-dead.txt" in laptop.tree(), "reconciled after a restart")
+
+
+def test_hostile_agent(setup: Setup) -> None:
+    """Malformed frames, requests outside its grant, a file whose content lies about its size and hash: refused,
+    the majordomo unharmed, nothing written on the hub."""
+    hub = setup.hub
+    pid = hub.pid("majordomo")
+    (hub.roots["hub"] / "secret" / "private.txt").write_text("not for agents")
+    keys_of = setup.agent("mallory")  # its key pair, allowed; the agent itself is played here
+    mallory = RawAgent(hub, keys_of.data, "mallory")
+    try:
+        for junk in (b"\xff\x00", b"", b"\x93\x01\x02\x03"):
+            mallory.raw(junk)
+        mallory.send("call", 1)  # a known kind, of the wrong length
+        mallory.send("hello", {"version": 1, "services": {"mallory-files": {"docs": "../up"}}})
+        assert "'..' component" in mallory.expect("refused")[1]
+        mallory.close()
+        mallory = RawAgent(hub, keys_of.data, "mallory")
+        mallory.send("hello", {"version": 1, "services": {"mallory-files": {"docs": ""}}})
+        mallory.expect("welcome")
+        refused = [
+            ("write", {"t": ("sync.report", "mallory-files", "m", 1, {"folder": "secret", "entries": []}),
+                       "lease": None}),
+            ("write", {"t": ("sync.meta", "docs/x", {}), "lease": None}),
+            ("write", {"t": ("sync.known", "hub"), "lease": None}),
+            ("read_all", {"p": ("sync.meta", None, None), "limit": None}),
+            ("take", {"p": ("sync.plug", "hub", None), "timeout": 0}),
+            ("read", {"p": ("sync.order", "hub", None, None), "timeout": 0}),
+        ]
+        for rid, (op, args) in enumerate(refused, start=10):
+            ok, body = mallory.call(rid, op, args)[2:]
+            assert not ok and body[0] == "refused", (op, args, body)
+        for rid, path in enumerate(("secret/private.txt", "../secret/private.txt", "docs/../secret/private.txt"),
+                                   start=20):
+            mallory.send("fetch", rid, "hub", path, 0, 1 << 20)
+            ok, body = mallory.expect("fetched", rid)[2:]
+            assert not ok and "not for agents" not in str(body), body
+        mallory.send("fetch", 29, "hub", "docs/from-hub.txt", 0, 1 << 20)
+        assert mallory.expect("fetched", 29)[2:] == [True, b"hub, changed"]
+        # a file that is not what it claims: the hub's plug fetches it, checks it and keeps nothing
+        truth = b"the truth"
+        mallory.serve_with = lambda path, offset, length: b"lies!" * 100 if offset == 0 else b""
+        info = {"id": "m1", "available": True, "reason": None, "endpoint": "tcp://10.0.0.1:1", "key": "k",
+                "secret": "s"}
+        assert mallory.call(30, "batch", {"ops": [("write", ("sync.plug", "mallory-files", info), None)]})[2]
+        entries = [["lie.txt", ["file", hashlib.sha256(truth).hexdigest(), len(truth), 1]],
+                   ["big-lie.txt", ["file", hashlib.sha256(truth).hexdigest(), 3, 1]]]
+        for seq, (scan, listed) in enumerate((("begin", entries), ("end", [])), start=1):
+            report = ("sync.report", "mallory-files", "m1", seq, {"folder": "docs", "scan": scan, "entries": listed})
+            assert mallory.call(30 + seq, "write", {"t": report, "lease": None})[2]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not {"lie.txt", "big-lie.txt"} <= set(mallory.served):
+            with contextlib.suppress(AssertionError):
+                mallory.expect("nothing", timeout=0.5)  # answers the hub's serves meanwhile
+        assert {"lie.txt", "big-lie.txt"} <= set(mallory.served), setup.logs()
+        time.sleep(1.0)
+        assert "lie.txt" not in tree(hub.docs) and "big-lie.txt" not in tree(hub.docs)
+    finally:
+        mallory.close()
+    assert hub.pid("majordomo") == pid
+    log = hub.majordomo_log()
+    assert "malformed frame" in log and "agent mallory: refused" in log
+
+
+def test_agents_ride_out_hub_failures(setup: Setup) -> None:
+    """The majordomo killed -9 (restarted by the watchdog), then the space's primary: agents reconnect by
+    themselves and go on."""
+    hub, reader = setup.hub, setup.agents["reader"]
+    for n, victim in enumerate(("majordomo", hub.status()["primary"])):
+        old = hub.pid(victim)
+        os.kill(old, signal.SIGKILL)
+        (hub.docs / f"after-kill-{n}.txt").write_text(f"written after {victim} was killed")
+        setup.wait(lambda n=n: f"after-kill-{n}.txt" in reader.tree(), f"the reader synced after {victim} died", 60)
+    assert reader.proc.poll() is None
+
+
+def test_revocation_disconnects_at_once(setup: Setup) -> None:
+    hub, laptop = setup.hub, setup.agents["laptop"]
+    setup.wait(lambda: services(hub)["laptop-files"]["state"] == "in sync", "laptop in sync")
+    held = tree(hub.docs)
+    keys(hub.data, "revoke", "laptop")
+    revoked = time.monotonic()
+    setup.wait(lambda: "revoked this agent" in laptop.output(), "the agent told", 10)
+    took = time.monotonic() - revoked
+    assert laptop.proc.wait(30) == 2
+    print(f"revocation reached the agent in {took:.2f} s")
+    assert took < 3.0, f"revocation took {took:.2f} s"  # the bound is a second; room for a loaded machine
+    (laptop.root / "after-revocation.txt").write_text("never sent")
+    time.sleep(1.0)
+    assert tree(hub.docs) == held  # its copies stay, nothing new arrives
+    setup.wait(lambda: services(hub)["laptop-files"]["state"].startswith("offline"), "laptop offline", 15)

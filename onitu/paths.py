@@ -29,6 +29,10 @@ def runtime_dir() -> Path:
     env = os.environ.get("ONITU_RUNTIME")
     if env:
         return Path(env)
+    import warnings
+
     import platformdirs  # (not at the top: see data_dir)
 
-    return Path(platformdirs.user_runtime_dir("onitu"))
+    with warnings.catch_warnings():  # no XDG_RUNTIME_DIR (root shells, containers): its /tmp fallback is fine here
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir("onitu"))

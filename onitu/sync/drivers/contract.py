@@ -22,6 +22,7 @@ vanished root is reported as unavailable instead of as a replica whose files wer
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import unicodedata
 from abc import ABC, abstractmethod
@@ -209,6 +210,14 @@ class ChangeEvent:
 
 
 Callback = Callable[[ChangeEvent], None]
+
+
+def deliver(callback: Callback, event: ChangeEvent, service: str) -> None:
+    """Hand ``event`` to a watcher's consumer; a consumer's bug is logged, and the watcher lives on."""
+    try:
+        callback(event)
+    except Exception:
+        logging.getLogger(__name__).exception("%s: change callback failed on %s", service, event)
 
 
 class Driver(ABC):

@@ -36,7 +36,15 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from onitu.sync.drivers.contract import Callback, ChangeEvent, DriverError, RootUnavailable, is_under, safe_path
+from onitu.sync.drivers.contract import (
+    Callback,
+    ChangeEvent,
+    DriverError,
+    RootUnavailable,
+    deliver,
+    is_under,
+    safe_path,
+)
 from onitu.sync.drivers.local_names import untangle_parent
 
 if TYPE_CHECKING:
@@ -178,10 +186,7 @@ class LocalWatcher:
             self._raw.get_nowait()
 
     def _emit(self, event: ChangeEvent) -> None:
-        try:
-            self.callback(event)
-        except Exception:  # the watcher must outlive a consumer's bug
-            log.exception("%s: change callback failed on %s", self.driver.service, event)
+        deliver(self.callback, event, self.driver.service)
 
     def _rescan(self) -> None:
         """Put files still being written into the pending table, then tell the consumer to list."""

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from onitu.sync.drivers.contract import Callback, ChangeEvent, DriverError, RootUnavailable, Stat
+from onitu.sync.drivers.contract import Callback, ChangeEvent, DriverError, RootUnavailable, Stat, deliver
 
 if TYPE_CHECKING:
     from onitu.sync.drivers.contract import Driver
@@ -44,10 +44,7 @@ class PollWatcher:
             self._thread.join()
 
     def _emit(self, event: ChangeEvent) -> None:
-        try:
-            self.callback(event)
-        except Exception:  # the watcher must outlive a consumer's bug
-            log.exception("%s: change callback failed on %s", self.driver.service, event)
+        deliver(self.callback, event, self.driver.service)
 
     def _run(self) -> None:
         down, next_scan = False, 0.0

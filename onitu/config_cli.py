@@ -13,13 +13,14 @@ import yaml
 from onitu import config_file
 from onitu.config import ConfigError
 from onitu.console import ConfigOpt, console, err, load_config
+from onitu.sync.drivers import OPTIONS
 
 folder_app = typer.Typer(help="Add or remove a synced folder (edits onitu.yaml; a running Onitu applies it).",
                          no_args_is_help=True)
 service_app = typer.Typer(help="Add or remove a storage service (edits onitu.yaml; a running Onitu applies it).",
                           no_args_is_help=True)
 
-OptionOpt = typer.Option([], "--option", "-o", help="KEY=VALUE (the value is read as YAML: true, 3, [a, b]); "
+OptionOpt = typer.Option([], "--option", "-o", help="KEY=VALUE (the value is read as YAML: true, 3, \\[a, b]); "
                                                     "repeat for more.")
 
 
@@ -62,7 +63,8 @@ def folder_remove(name: str, config: Path = ConfigOpt) -> None:
 
 
 @service_app.command("add")
-def service_add(name: str, driver: str = typer.Option(..., "--driver", "-d", help="local, or another driver."),
+def service_add(name: str,
+                driver: str = typer.Option(..., "--driver", "-d", help=f"One of {', '.join(OPTIONS)} (see README)."),
                 option: list[str] = OptionOpt,
                 folder: list[str] = typer.Option([], "--folder", "-f", help="FOLDER[:PATH]: a folder this "
                                                  "service holds, at PATH in it (default: its root); repeatable."),

@@ -15,8 +15,8 @@ from onitu.config import Config, ConfigError, default_path, load
 console = Console(width=None if sys.stdout.isatty() else 1000)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 1000)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./onitu.yaml if present, else the "
-                                                     "embedded default).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./onitu.yaml, else the running "
+                                                     "Onitu's, else the data directory's, else the embedded default).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 
 

@@ -75,7 +75,7 @@ def test_killed_supervision_leaves_no_process_and_loses_nothing(hub, victims):
     if "watchdog" in victims:
         assert logs.count("no heartbeat from the watchdog") == len(children), logs[-4000:]
     else:
-        assert "the launcher (pid %d) is gone; stopping everything" % launcher in logs
+        assert f"the launcher (pid {launcher}) is gone; stopping everything" in logs
 
     hub.start()  # the run directory of the killed launcher does not stand in the way
     after = hub.wait_converged(60, lambda t: len(t) == 21)

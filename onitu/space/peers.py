@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import socket
 import struct
 from collections import Counter
@@ -41,6 +42,7 @@ class Peers:
 
     def __init__(self, counters: Counter[str], cap: int, handshake: Callable[[int, str], None]) -> None:
         self.counters, self.cap, self.handshake = counters, cap, handshake
+        _more_descriptors()
         self.counters["frames_over_cap"] += 0  # listed from the start
         self.counters["connections"] = 0
         self.monitors: list[zmq.Socket] = []
@@ -72,8 +74,13 @@ class Peers:
 
     def _watch(self, fd: int) -> None:
         try:
-            dup = socket.socket(fileno=os.dup(fd))
+            copy = os.dup(fd)
         except OSError:  # closed meanwhile, or out of descriptors: this one goes unwatched
+            return
+        try:
+            dup = socket.socket(fileno=copy)
+        except OSError:  # not a socket: the descriptor was closed and reused meanwhile
+            os.close(copy)
             return
         who = _peer(dup)
         if who is None:  # not a connected socket: the descriptor was closed and reused meanwhile
@@ -109,6 +116,17 @@ class Peers:
         for dup, _ in self.watched.values():
             dup.close()
         self.watched.clear()
+
+
+def _more_descriptors() -> None:
+    """Each connection takes two descriptors here: raise the soft limit (often 1,024) to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (OSError, ValueError) as exc:
+            log.info("cannot raise the open file limit from %d to %d: %s", soft, want, exc)
 
 
 def _peer(sock: socket.socket) -> str | None:

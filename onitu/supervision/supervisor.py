@@ -36,6 +36,7 @@ from onitu.space.roles import DEMOTED
 log = logging.getLogger("onitu.supervision")
 
 PR_SET_PDEATHSIG = 1
+SPACE_LAST = 10.0  # seconds an orphaned space server waits longer than the agents before it stops
 STARTING, RUNNING, BACKOFF, FAILED, STOPPED, STALE = "starting", "running", "backoff", "failed", "stopped", "stale"
 
 
@@ -127,8 +128,10 @@ class Supervisor:
         return child
 
     def spawn(self, child: Child) -> None:
+        # Orphaned, the space servers stop last (as `onitu stop` orders it): the agents' last words still land.
+        orphan = self.hb.orphan + (SPACE_LAST if child.spec.role != "agent" else 0.0)
         env = {**os.environ, **child.spec.env, ENV_ENDPOINT: self.endpoint, ENV_NAME: child.name,
-               ENV_ORPHAN: str(self.hb.orphan)}
+               ENV_ORPHAN: str(orphan)}
         log_path = self.run_dir / f"{child.name}.log"
         preexec = None if child.spec.heartbeat else _die_with_watchdog(os.getpid())
         with open(log_path, "ab") as out:

@@ -15,7 +15,7 @@ from tests.supervision.harness import kill_all
 from tests.sync.hub import Hub, tree
 
 ORPHAN = 4.0  # the children's patience in this test (default 30 s)
-BOUND = ORPHAN + 30.0  # silence noticed, then an orderly stop; SIGKILL to itself after as long again
+BOUND = ORPHAN + 30.0  # silence noticed, an orderly stop (the space servers 10 s after the agents)
 
 
 def alive(pids: list[int]) -> list[str]:

@@ -50,6 +50,16 @@ class HeartbeatConfig(Model):
     interval: float = positive(0.5)
     misses: int = Field(3, ge=1)
     startup: float = positive(10.0)  # grace before the first answer is due
+    # A supervised process that hears no ping this long stops itself: its watchdog died and no launcher is left
+    # to start one that adopts it. Long enough for a new watchdog to be started and for a busy one to catch up.
+    orphan: float = positive(30.0)
+
+    @model_validator(mode="after")
+    def _check_orphan(self) -> Self:
+        if self.orphan < 2 * self.interval * self.misses:
+            raise Located(("orphan",), f"must be at least twice interval x misses "
+                                       f"({2 * self.interval * self.misses:g} s): a slow watchdog is not a dead one")
+        return self
 
 
 class RestartConfig(Model):

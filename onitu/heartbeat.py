@@ -5,6 +5,11 @@ The watchdog sends ``{"op": "ping", "n": N, "epoch": E}`` to a process (addresse
 so a stuck loop stops answering just like a stopped (SIGSTOP) or dead process. The watchdog also sends commands
 (``{"op": "command", ...}``) the same way; a process answers them with ``{"op": "done", "n": N, ...}``.
 Frames are msgpack maps; anything else is dropped and counted.
+
+A supervised process whose watchdog is gone (the watchdog and the launcher killed with SIGKILL: nobody will start
+another watchdog to adopt it) hears no ping any more. After ``ONITU_ORPHAN_AFTER`` seconds of silence (the
+watchdog's ``heartbeat.orphan``, many heartbeat periods) it stops itself with SIGTERM, as ``onitu stop`` would have,
+instead of running forever.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +31,8 @@ log = logging.getLogger("onitu.heartbeat")
 
 ENV_ENDPOINT = "ONITU_WATCHDOG"
 ENV_NAME = "ONITU_NAME"
+ENV_ORPHAN = "ONITU_ORPHAN_AFTER"
+ORPHAN_LOOK_EVERY = 1.0
 
 
 def decode(frame: bytes) -> dict[str, Any] | None:
@@ -35,12 +43,48 @@ def decode(frame: bytes) -> dict[str, Any] | None:
     return msg if isinstance(msg, dict) and isinstance(msg.get("op"), str) else None
 
 
+class OrphanWatch:
+    """A thread that stops this process (SIGTERM, then ``os._exit`` if that does not end it) once ``after``
+    seconds pass without :meth:`heard` being called: its watchdog is gone for good."""
+
+    def __init__(self, after: float, name: str) -> None:
+        self.after, self.name = after, name
+        self.last = time.monotonic()
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, name="onitu-orphan-watch", daemon=True).start()
+
+    def heard(self) -> None:
+        """A message came from the watchdog."""
+        self.last = time.monotonic()
+
+    def _run(self) -> None:
+        terminated = None
+        while not self._stop.wait(ORPHAN_LOOK_EVERY):
+            now = time.monotonic()
+            if now - self.last <= self.after:
+                terminated = None  # a new watchdog adopted us while we were stopping: carry on
+            elif terminated is None:
+                log.warning("%s: no heartbeat from the watchdog for %.0f s; it is gone, so stopping",
+                            self.name, now - self.last)
+                terminated = now
+                os.kill(os.getpid(), signal.SIGTERM)
+            elif now - terminated > self.after:
+                log.error("%s: still running %.0f s after SIGTERM with no watchdog; exiting", self.name,
+                          now - terminated)
+                os._exit(75)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 class Responder:
     """The supervised side: answers pings (with ``status()``) and commands (with ``on_command(msg)``)."""
 
     def __init__(self, endpoint: str, name: str, status: Callable[[], dict[str, Any]],
-                 on_command: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+                 on_command: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 orphan_after: float | None = None) -> None:
         self.status, self.on_command = status, on_command
+        self.orphan = OrphanWatch(orphan_after, name) if orphan_after else None
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
@@ -53,7 +97,13 @@ class Responder:
                  on_command: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Responder | None:
         """The responder the watchdog asked for (through the environment), or None when not supervised."""
         endpoint, name = os.environ.get(ENV_ENDPOINT), os.environ.get(ENV_NAME)
-        return cls(endpoint, name, status, on_command) if endpoint and name else None
+        if not (endpoint and name):
+            return None
+        try:
+            orphan_after = float(os.environ.get(ENV_ORPHAN, ""))
+        except ValueError:
+            orphan_after = None
+        return cls(endpoint, name, status, on_command, orphan_after)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Answer from this event loop: if the loop is stuck, the watchdog hears nothing."""
@@ -64,6 +114,7 @@ class Responder:
     def handle(self) -> None:
         while self.sock.get(zmq.EVENTS) & zmq.POLLIN:
             msg = decode(self.sock.recv(zmq.NOBLOCK))
+            self.heard()
             if msg is None:
                 continue
             if msg["op"] == "ping":
@@ -76,6 +127,11 @@ class Responder:
                     result = {"error": f"{type(exc).__name__}: {exc}"}
                 self._send({"op": "done", "n": msg.get("n"), **result})
 
+    def heard(self) -> None:
+        """The watchdog is there (whatever it said)."""
+        if self.orphan is not None:
+            self.orphan.heard()
+
     def _send(self, msg: dict[str, Any]) -> None:
         with contextlib.suppress(zmq.Again):  # watchdog away: it will ask again
             self.sock.send(msgpack.packb(msg), zmq.NOBLOCK)
@@ -83,6 +139,8 @@ class Responder:
     def close(self) -> None:
         if self._loop is not None:
             self._loop.remove_reader(self.sock.getsockopt(zmq.FD))
+        if self.orphan is not None:
+            self.orphan.close()
         self.sock.close(0)
 
 
@@ -115,6 +173,7 @@ class Liveness:
             else:  # stuck: the ping goes unanswered and the watchdog restarts us
                 with contextlib.suppress(zmq.Again):
                     sock.recv(zmq.NOBLOCK)
+                    self._responder.heard()
 
     def close(self) -> None:
         """Stop answering."""

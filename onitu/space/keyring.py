@@ -8,8 +8,9 @@ those of a revoked key, and :meth:`Keyring.reload` reports the keys that just lo
 are ended at once.
 
 Refused handshakes (an unknown key, a plain client at a CURVE endpoint, a client that expects another server key)
-are seen through a socket monitor: counted (``handshakes_refused`` in ``space stats``) and logged, at most a line
-every few seconds per kind, naming the fingerprint of a refused key (``onitu keys list`` shows fingerprints).
+are seen through the socket's monitor (:mod:`onitu.space.peers`): counted (``handshakes_refused`` in ``space
+stats``) and logged, at most a line every few seconds per kind, naming the fingerprint of a refused key (``onitu
+keys list`` shows fingerprints).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils.monitor import parse_monitor_message
 
 from onitu.space import auth
 from onitu.space.auth import fingerprint
@@ -52,7 +52,6 @@ class Keyring:
         self._refused: list[str] = []  # keys the ZAP thread turned away, for the loop to log
         self._lock = threading.Lock()
         self._quiet = QuietLog(log)
-        self.monitors: list[zmq.Socket] = []
         self.reload()
         self._auth = ThreadAuthenticator(ctx)
         self._auth.start()
@@ -113,23 +112,18 @@ class Keyring:
 
     # ---- refused handshakes --------------------------------------------------------------------------------
 
-    def monitor(self, sock: zmq.Socket) -> zmq.Socket:
-        """A monitor of a CURVE socket's handshakes, for the loop to read with :meth:`handle_monitor`."""
-        mon = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-        self.monitors.append(mon)
-        return mon
+    def handshake_failed(self, kind: int, endpoint: str) -> None:
+        """The monitor of a CURVE socket reported a refused handshake at ``endpoint``."""
+        why = HANDSHAKE_FAILED.get(kind)
+        if why is None:
+            return
+        self.counters["handshakes_refused"] += 1
+        if kind != zmq.EVENT_HANDSHAKE_FAILED_AUTH:  # those are logged with their key by log_refused
+            self._quiet.warn(f"handshake {why}", "refused a client at %s: %s", endpoint, why)
+        self.log_refused()
 
-    def handle_monitor(self, mon: zmq.Socket) -> None:
-        while mon.get(zmq.EVENTS) & zmq.POLLIN:
-            event = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
-            why = HANDSHAKE_FAILED.get(int(event["event"]))
-            if why is None:
-                continue
-            self.counters["handshakes_refused"] += 1
-            if int(event["event"]) != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                self._quiet.warn(f"handshake {why}", "refused a client at %s: %s",
-                                 event["endpoint"].decode(errors="replace"), why)
+    def log_refused(self) -> None:
+        """Log the keys the ZAP thread turned away since the last call."""
         with self._lock:
             refused, self._refused = self._refused, []
         for key in refused:
@@ -137,7 +131,4 @@ class Keyring:
                              fingerprint(key), self.dir)
 
     def close(self) -> None:
-        for mon in self.monitors:
-            mon.close(0)
-        self.monitors.clear()
         self._auth.stop()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import os
@@ -28,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import zmq
 
@@ -36,10 +34,12 @@ from onitu.heartbeat import Responder
 from onitu.space import numbers, ring
 from onitu.space.bounded import Regexes
 from onitu.space.durable import Durable
+from onitu.space.endpoints import ConfigError, check_endpoint
 from onitu.space.errors import KeyRevoked, NotPrimary, ProtocolError, SessionExpired, SpaceError
 from onitu.space.keyring import RELOAD_EVERY, Keyring
 from onitu.space.limits import LOCAL, Limits
 from onitu.space.ops import OPERATIONS, Operations
+from onitu.space.peers import Peers
 from onitu.space.protocol import MAX_FRAME, error_reply, packb, parse_request, reply
 from onitu.space.quietlog import QuietLog
 from onitu.space.replication import PrimaryLink, SecondarySink
@@ -52,35 +52,7 @@ POLLIN = int(zmq.POLLIN)
 SNDMORE_NOBLOCK = zmq.SNDMORE | zmq.NOBLOCK
 MAX_BATCH = 4096  # requests per turn: bounds the latency one turn adds to the next
 MAX_CACHED_REPLIES = 10_000  # per session, for clients that never acknowledge
-
-
-class ConfigError(SpaceError):
-    """The server was given an endpoint or option it cannot use."""
-
-    code = "config"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_endpoint(endpoint: str, insecure_loopback: bool) -> bool:
-    """Validate an endpoint; True when it must use CURVE."""
-    parts = urlsplit(endpoint)
-    if parts.scheme == "ipc" and endpoint[len("ipc://"):]:
-        return False
-    if parts.scheme != "tcp" or not parts.hostname:
-        raise ConfigError(f"endpoint {endpoint!r}: expected ipc://PATH or tcp://HOST:PORT")
-    if insecure_loopback:
-        if not is_loopback(parts.hostname):
-            raise ConfigError(f"endpoint {endpoint!r}: --insecure-loopback only allows 127.0.0.1, ::1 or localhost")
-        return False
-    return True
+HARD_CAP = 4  # libzmq's own cap on a frame, in max_frames: the server never even reads a bigger one
 
 
 Outbox = list[tuple[zmq.Socket, bytes, bytes]]
@@ -154,6 +126,7 @@ class SpaceServer:
         self.socks: list[zmq.Socket] = []
         self._secure: set[zmq.Socket] = set()
         self.keyring: Keyring | None = None
+        self.peers = Peers(self.counters, max_frame * HARD_CAP, self._handshake_failed)
         self.outbox: Outbox = []
         self._new_replies: list[tuple[bytes, int, bytes]] = []
         self._acks: dict[bytes, int] = {}
@@ -201,10 +174,11 @@ class SpaceServer:
                 self.limits.load(self.keyring.dir.parent / "limits.json")
             sock = self._router(secure, self.keyring.secret)
             self._secure.add(sock)
-            mon = self.keyring.monitor(sock)
-            if self.loop is not None:
-                self.loop.add_reader(mon.getsockopt(zmq.FD), self.keyring.handle_monitor, mon)
             opened.append(sock)
+        for sock in opened:
+            mon = self.peers.monitor(sock, sock in self._secure)
+            if self.loop is not None:
+                self.loop.add_reader(mon.getsockopt(zmq.FD), self.peers.handle, mon)
         self.socks.extend(opened)
         return opened
 
@@ -225,15 +199,22 @@ class SpaceServer:
                     self.loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
                 self.write_info()
 
-    def _reload_keys(self) -> None:
-        """Authorized keys and limits, read again when changed; a revoked key's sessions end now."""
-        if self.keyring is None or self._closed:
+    def _look_around(self) -> None:
+        """Now and then: authorized keys and limits, read again when changed (a revoked key's sessions end now);
+        what the socket monitors reported (zmq's FD is edge-triggered: look anyway)."""
+        if self._closed:
             return
-        self._keys_changed()
-        for mon in self.keyring.monitors:  # zmq's FD is edge-triggered: look now and then anyway
-            self.keyring.handle_monitor(mon)
+        if self.keyring is not None:
+            self._keys_changed()
+            self.keyring.log_refused()
+        for mon in self.peers.monitors:
+            self.peers.handle(mon)
         if self.loop is not None:
-            self.loop.call_later(RELOAD_EVERY, self._reload_keys)
+            self.loop.call_later(RELOAD_EVERY, self._look_around)
+
+    def _handshake_failed(self, kind: int, endpoint: str) -> None:
+        if self.keyring is not None:
+            self.keyring.handshake_failed(kind, endpoint)
 
     def _keys_changed(self) -> None:
         revoked = self.keyring.reload()
@@ -258,7 +239,8 @@ class SpaceServer:
         sock = self.ctx.socket(zmq.ROUTER)
         sock.linger = 0
         sock.sndhwm = sock.rcvhwm = 100_000
-        sock.maxmsgsize = self.max_frame * 4  # hard stop; frames above max_frame get a clear error reply
+        sock.maxmsgsize = self.max_frame * HARD_CAP  # frames above max_frame get a clear error reply; above this,
+        # libzmq drops the connection (counted by self.peers)
         if secret is not None:
             sock.curve_server = True
             sock.curve_secretkey = secret
@@ -287,11 +269,9 @@ class SpaceServer:
         self._stopped = asyncio.Event()
         for sock in self.socks:
             self.loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
-        if self.keyring is not None:
-            for mon in self.keyring.monitors:
-                self.loop.add_reader(mon.getsockopt(zmq.FD), self.keyring.handle_monitor, mon)
-                self.keyring.handle_monitor(mon)
-            self.loop.call_later(RELOAD_EVERY, self._reload_keys)
+        for mon in self.peers.monitors:
+            self.loop.add_reader(mon.getsockopt(zmq.FD), self.peers.handle, mon)
+        self._look_around()
         self.pair.watch()
         if self.role == "primary":
             self.regexes.python.start()
@@ -342,15 +322,14 @@ class SpaceServer:
         repl = [self.sink.sock] if self.sink else []
         if self.link is not None:
             repl.append(self.link.sock)
-        monitors = self.keyring.monitors if self.keyring else []
-        for sock in self.socks + repl + monitors:
+        for sock in self.socks + repl + self.peers.monitors:
             if self.loop is not None:
                 with contextlib.suppress(ValueError, zmq.ZMQError):
                     self.loop.remove_reader(sock.getsockopt(zmq.FD))
         for sock in self.socks:
-            if sock in self._secure:
-                with contextlib.suppress(zmq.ZMQError):
-                    sock.disable_monitor()
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+        self.peers.close()
         if self.keyring is not None:
             self.keyring.close()
             self.keyring = None

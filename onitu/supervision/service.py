@@ -47,6 +47,7 @@ class Watchdog:
         self._status_at = 0.0
         self.ring = self._discovery()
         self.watch = ConfigWatch(config)
+        self.launcher = os.getppid()
 
     def _discovery(self) -> SyncResponder | None:
         """Answer LAN lookups for the pair; on loopback only when no endpoint is reachable from elsewhere."""
@@ -94,6 +95,10 @@ class Watchdog:
     def loop(self) -> None:
         while not self.stopping:
             self.sup.tick(0.05)
+            if os.getppid() != self.launcher:
+                # Killed with SIGKILL (else it would have stopped us): nobody would start our successor.
+                log.warning("the launcher (pid %d) is gone; stopping everything", self.launcher)
+                break
             if self.ring is not None:
                 self.ring.handle()
             self.pair.tick()

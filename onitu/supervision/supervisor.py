@@ -12,12 +12,15 @@ restarted; the backoff grows with the deaths that came soon after a start, whate
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +30,13 @@ import psutil
 import zmq
 
 from onitu.config import HeartbeatConfig, RestartConfig
-from onitu.heartbeat import ENV_ENDPOINT, ENV_NAME, decode
+from onitu.heartbeat import ENV_ENDPOINT, ENV_NAME, ENV_ORPHAN, decode
 from onitu.space.roles import DEMOTED
 
 log = logging.getLogger("onitu.supervision")
 
+PR_SET_PDEATHSIG = 1
+SPACE_LAST = 10.0  # seconds an orphaned space server waits longer than the agents before it stops
 STARTING, RUNNING, BACKOFF, FAILED, STOPPED, STALE = "starting", "running", "backoff", "failed", "stopped", "stale"
 
 
@@ -81,6 +86,19 @@ class Child:
             return False
 
 
+def _die_with_watchdog(watchdog: int) -> Callable[[], None] | None:
+    """For a child that cannot hear heartbeats: SIGTERM from the kernel when the watchdog dies (Linux), so it does
+    not outlive a watchdog killed with SIGKILL. A watchdog that adopts the processes of a dead one restarts it."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def preexec() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != watchdog:  # it died before prctl took effect
+            os._exit(1)
+    return preexec
+
+
 class Supervisor:
     """Keeps a set of children alive. Call :meth:`tick` in a loop (it waits for heartbeat answers)."""
 
@@ -110,13 +128,18 @@ class Supervisor:
         return child
 
     def spawn(self, child: Child) -> None:
-        env = {**os.environ, **child.spec.env, ENV_ENDPOINT: self.endpoint, ENV_NAME: child.name}
+        # Orphaned, the space servers stop last (as `onitu stop` orders it): the agents' last words still land.
+        orphan = self.hb.orphan + (SPACE_LAST if child.spec.role != "agent" else 0.0)
+        env = {**os.environ, **child.spec.env, ENV_ENDPOINT: self.endpoint, ENV_NAME: child.name,
+               ENV_ORPHAN: str(orphan)}
         log_path = self.run_dir / f"{child.name}.log"
+        preexec = None if child.spec.heartbeat else _die_with_watchdog(os.getpid())
         with open(log_path, "ab") as out:
             try:
                 child.proc = subprocess.Popen(child.spec.command, env=env, cwd=child.spec.cwd, stdout=out,
                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                              start_new_session=True)
+                                              start_new_session=True,
+                                              preexec_fn=preexec)
             except OSError as exc:
                 log.error("cannot start %s (%s): %s", child.name, " ".join(child.spec.command), exc)
                 self.crashed(child, f"cannot start: {exc}")

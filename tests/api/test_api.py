@@ -168,7 +168,8 @@ def test_plan_transfers_make_space_and_metrics(api_hub: ApiHub):
                  'onitu_sync_available{folder="docs",service="b"} 1.0',
                  'onitu_sync_lag_seconds{folder="vault",service="c"}', 'onitu_sync_conflicts{folder="docs"}',
                  'onitu_process_restarts_total{name="referee"}', "onitu_space_epoch", "onitu_space_tuples",
-                 'onitu_space_requests_by_op_total{op="write"}', "onitu_space_commit_seconds_count"):
+                 'onitu_space_requests_by_op_total{op="write"}', "onitu_space_commit_seconds_count",
+                 "onitu_space_frames_over_cap 0.0", "onitu_space_connections "):
         assert line in text, line
     commits = re.search(r"^onitu_space_commit_seconds_count (\S+)$", text, re.M)
     spent = re.search(r"^onitu_space_commit_seconds_sum (\S+)$", text, re.M)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -374,3 +376,58 @@ def test_junk_frames_are_logged_quietly_and_oversize_ones_counted(srv):
             space.write(["huge", b"x" * (65 * 1024 * 1024)])
     assert srv.read_log().count("malformed request") <= 3
 
+
+
+def zmtp_dealer(endpoint: str) -> socket.socket:
+    """A DEALER written by hand over TCP (ZMTP 3.0, NULL mechanism), as any program can speak it."""
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + bytes(32))
+    assert recv_exactly(sock, 64)[0] == 0xFF
+    ready = b"\x05READY" + b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER"
+    sock.sendall(bytes([0x04, len(ready)]) + ready)
+    flags, size = recv_exactly(sock, 2)
+    assert flags == 0x04 and b"READY" in recv_exactly(sock, size)
+    return sock
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = sock.recv(n - len(data))
+        assert more, "the server closed the connection"
+        data += more
+    return data
+
+
+def test_a_frame_over_the_transport_cap_is_counted_and_logged_with_its_peer(srv):
+    """Item 5: libzmq drops a frame over ZMQ_MAXMSGSIZE (4 x --max-frame: 64 MiB) and the connection with it,
+    telling no one: the server counted nothing. Now it is counted and logged, naming the peer; clients that
+    come and go are not counted, and a client beside it keeps working."""
+    cap = 4 * 16 * 1024 * 1024
+    with connect(srv.ipc) as space:
+        for _ in range(5):  # clients that leave in the ordinary way
+            with connect(srv.tcp_endpoint, insecure=True):
+                pass
+        peers = []
+        for _ in range(3):
+            before = space.stats()["connections"]
+            raw = zmtp_dealer(srv.tcp_endpoint)
+            deadline = time.monotonic() + 5  # until the server holds it (one sent at once may go unseen)
+            while space.stats()["connections"] == before and time.monotonic() < deadline:
+                time.sleep(0.02)
+            host, port = raw.getsockname()[:2]
+            peers.append(f"{host}:{port}")
+            space.write(["innocent", len(peers)])
+            with pytest.raises(OSError):  # reset by the server, long before the whole frame is sent
+                raw.sendall(b"\x02" + struct.pack(">Q", cap + 1) + bytes(cap + 1))
+                recv_exactly(raw, 1)
+            raw.close()
+            assert space.take(["innocent", None], timeout=0) == ("innocent", len(peers))
+        deadline = time.monotonic() + 5
+        while space.stats()["frames_over_cap"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert space.stats()["frames_over_cap"] == 3
+    log = srv.read_log()
+    assert f"dropped the connection of {peers[0]}: it sent a frame over the {cap}-byte limit" in log, log
+    assert log.count("dropped the connection of") == 1  # quiet: one line, the others counted

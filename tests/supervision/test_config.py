@@ -136,7 +136,7 @@ BAD = {
     ),
     "unknown nested key": (
         "heartbeat:\n  interval: 1\n  intervall: 2\n",
-        3, "heartbeat.intervall", "unknown setting (expected one of: interval, misses, startup)",
+        3, "heartbeat.intervall", "unknown setting (expected one of: interval, misses, startup, orphan)",
     ),
     "unknown key in an agent": (
         "agents:\n  - name: a\n    command: x\n    heartbeats: true\n",
@@ -146,6 +146,10 @@ BAD = {
     "negative interval": ("heartbeat:\n  interval: -1\n", 2, "heartbeat.interval", "greater than 0 (found -1)"),
     "zero misses": ("heartbeat: {misses: 0}\n", 1, "heartbeat.misses", "greater than or equal to 1"),
     "infinite startup": ("\n\nheartbeat:\n  startup: .inf\n", 4, "heartbeat.startup", "must be a finite number"),
+    "orphan within a few heartbeats": (
+        "heartbeat:\n  interval: 1\n  orphan: 5\n", 3, "heartbeat.orphan",
+        "must be at least twice interval x misses (6 s): a slow watchdog is not a dead one",
+    ),
     "max_backoff below backoff": (
         "restart:\n  backoff: 5\n  max_backoff: 1\n", 3, "restart.max_backoff", "must be at least restart.backoff (5)",
     ),

@@ -79,6 +79,11 @@ class UnsafePath(DriverError, ValueError):
     """A path that could escape the root or that this backend cannot represent faithfully."""
 
 
+class CaseCollision(UnsafePath):
+    """On a replica that ignores case, another entry's name differs from this path's only in case: writing would
+    replace that other file."""
+
+
 class Changed(DriverError):
     """The path no longer has the fingerprint the caller based its decision on (someone changed it meanwhile)."""
 

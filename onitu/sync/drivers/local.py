@@ -38,6 +38,7 @@ from onitu.sync.drivers.contract import (
     MARKER,
     Availability,
     Callback,
+    CaseCollision,
     Changed,
     Driver,
     DriverError,
@@ -209,22 +210,38 @@ class LocalDriver(Driver):
             return part
         return next((n for n in names if unicodedata.normalize("NFC", n) == part), part)
 
+    def _folds(self) -> bool:
+        """Whether the disk under the root ignores case (the marker's name in capitals finds it)."""
+        if self._folds_case is None and os.path.lexists(os.path.join(self._root, MARKER)):
+            self._folds_case = os.path.lexists(os.path.join(self._root, MARKER.upper()))
+        return bool(self._folds_case)
+
+    def _other_case(self, full: str) -> bool:
+        """Whether ``full`` finds an entry only because the disk ignores case ("a.txt" finding "A.txt"). Listing
+        the directory costs O(n) a call: done only on disks that ignore case."""
+        if not self._folds() or full == self._root:
+            return False
+        directory, base = os.path.split(full)
+        return os.path.lexists(full) and base not in os.listdir(directory)
+
+    def _lstat(self, full: str) -> os.stat_result:
+        """``os.lstat`` of the entry of exactly this name: another's whose name differs only in case is not it."""
+        info = os.lstat(full)
+        if self._other_case(full):
+            raise FileNotFoundError(errno.ENOENT, "only a name that differs in case is there", full)
+        return info
+
     def _check_case(self, full: str, path: str) -> None:
         # On a case-insensitive filesystem "a.txt" finds "A.txt": writing would silently replace another file.
-        if self._folds_case is None and os.path.lexists(os.path.join(self._root, MARKER)):
-            # the marker's name in capitals finds it: the disk ignores case
-            self._folds_case = os.path.lexists(os.path.join(self._root, MARKER.upper()))
-        if self._folds_case is False:  # nothing to check (listing the directory for every write costs O(n) a file)
-            return
-        directory, base = os.path.split(full)
-        if os.path.lexists(full) and base not in os.listdir(directory):
-            raise self.error(UnsafePath, path, "differs only in case from an existing name on a case-insensitive disk")
+        if self._other_case(full):
+            raise self.error(CaseCollision, path,
+                             "differs only in case from an existing name on a case-insensitive disk")
 
     def _check_precondition(self, full: str, path: str, replaces: Precondition) -> None:
         if replaces is ANY:
             return
         try:
-            current = _stat(path, os.lstat(full)).fingerprint
+            current = _stat(path, self._lstat(full)).fingerprint
         except (FileNotFoundError, NotADirectoryError):
             current = None
         if current != replaces:
@@ -237,7 +254,7 @@ class LocalDriver(Driver):
         """The entry at ``path`` (None if absent, not a regular file or directory, or a directory it may not read)."""
         path, full = self._resolve_checked(path)
         try:
-            info = os.lstat(full)
+            info = self._lstat(full)
         except (FileNotFoundError, NotADirectoryError):
             self._ensure()  # "nothing there" only from a root that is there (the root is checked only then: cheap)
             self.skipped.discard(path, refused=False)
@@ -437,7 +454,7 @@ class LocalDriver(Driver):
         self._ensure()
         full = self._resolve(path)
         try:
-            info = os.lstat(full)
+            info = self._lstat(full)
             self._check_precondition(full, path, replaces)
             if st_mode.S_ISDIR(info.st_mode):
                 os.rmdir(full)
@@ -454,7 +471,7 @@ class LocalDriver(Driver):
         src_full, dst_full = self._resolve(src), self._resolve(dst)
         dst = self.check(dst)
         try:
-            src_info = os.lstat(src_full)
+            src_info = self._lstat(src_full)
             self._check_precondition(src_full, src, replaces)
             if os.path.lexists(dst_full) and not os.path.samestat(src_info, os.lstat(dst_full)):
                 raise self.error(DriverError, dst, "destination exists")

@@ -30,6 +30,7 @@ from onitu.space.aio import AsyncSpaceClient
 from onitu.space.auth import fingerprint
 from onitu.space.errors import ProtocolError, SpaceError, Unavailable
 from onitu.space.keyring import Keyring
+from onitu.space.peers import Peers
 from onitu.space.quietlog import QuietLog
 from onitu.sync import tuples
 from onitu.sync.majordomo.relay import AgentFiles, Answer, HubFiles, Pending
@@ -58,7 +59,8 @@ class Majordomo:
         plain.router_mandatory = False
         plain.bind(config.majordomo.listen)
         self._plain = plain
-        self.monitor = self.keyring.monitor(plain)
+        self.peers = Peers(self.keyring.counters, MAX_FRAME, self.keyring.handshake_failed)
+        self.monitor = self.peers.monitor(plain, curve=True)
         self.router = zmq.asyncio.Socket.shadow(plain.underlying)
         self.sessions: dict[bytes, AgentSession] = {}
         self.by_service: dict[str, AgentSession] = {}
@@ -195,7 +197,7 @@ class Majordomo:
         while True:
             await asyncio.sleep(TICK)
             self._revoke(self.keyring.reload())
-            self.keyring.handle_monitor(self.monitor)
+            self.peers.handle(self.monitor)
             self.pending.expire()
             now = time.monotonic()
             for session in [s for s in self.sessions.values() if now - s.last_seen > SILENCE]:
@@ -240,6 +242,7 @@ class Majordomo:
     def close(self) -> None:
         self.hub_files.close()
         self.agent_files.close()
+        self.peers.close()
         self.keyring.close()
         self.router.close(0)
         self._plain.close(0)

@@ -18,6 +18,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from onitu.chunks import TransferError
@@ -40,6 +42,7 @@ from onitu.sync.decide.plan import (
 )
 from onitu.sync.drivers.contract import (
     CHUNK,
+    CaseCollision,
     Changed,
     ChangeEvent,
     Driver,
@@ -49,6 +52,7 @@ from onitu.sync.drivers.contract import (
     is_under,
     safe_path,
 )
+from onitu.sync.drivers.naming import conflict_name
 from onitu.sync.plug.reports import OrderRun, Reporter
 from onitu.sync.plug.scanner import Scanner
 from onitu.sync.plug.transfer import fetch
@@ -107,6 +111,7 @@ class OrderTaker:
         self.pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix=f"onitu-copy-{service}")
         self.progress: dict[str, list[int]] = {}  # path -> [bytes done, size], transfers under way
         self._plugs: tuple[float, list[tuple]] = (0.0, [])  # when read, the plug tuples
+        self._set_apart_as: dict[tuple[str, str, str], str] = {}  # (folder, path, sha256) -> its conflict copy
 
     def close(self) -> None:
         """Give up the copies not started."""
@@ -167,10 +172,12 @@ class OrderTaker:
             return
         order = OrderRun(tup, body["folder"], actions)
         for n, action in enumerate(actions):
-            for future in running.overlapping(paths_of(action)[0]):
+            # Paths case-folded: on a replica that ignores case, "A.txt" and "a.txt" are one file, and two copies
+            # at once would both find it free and the second would replace the first.
+            for future in running.overlapping(paths_of(action)[0].casefold()):
                 future.result()  # an action never overtakes an earlier one on the same paths
             if isinstance(action, Copy):
-                running.add(action.path, self.pool.submit(self._carry_out, order, n))
+                running.add(action.path.casefold(), self.pool.submit(self._carry_out, order, n))
             else:
                 self._carry_out(order, n)
 
@@ -252,6 +259,31 @@ class OrderTaker:
 
     def _copy(self, folder: str, action: Copy) -> Observed | None:
         """Carry out a copy; what it wrote (None: it was there already)."""
+        try:
+            return self._copy_to(folder, action)
+        except CaseCollision as exc:
+            conflict = self._set_apart(folder, action)
+            raise self.driver.error(CaseCollision, exc.path, f"{exc.problem}; its content is kept beside it as "
+                                                             f"{self.scanner.where(folder, conflict)}") from exc
+
+    def _set_apart(self, folder: str, action: Copy) -> str:
+        """The replica ignores case and holds a name that differs from ``action.path`` only in case: the content
+        lands beside it as a conflict copy (``onitu conflicts`` lists it), once per content, instead of nowhere.
+        The copy itself still fails: the hub must not think this replica holds ``action.path``."""
+        key = (folder, action.path, action.sha256)
+        conflict = self._set_apart_as.get(key)
+        if conflict is None:  # the hub retries the copy now and then: one conflict copy of a content is enough
+            conflict = conflict_name(action.path, datetime.now(UTC), self.service)
+            self._copy_to(folder, replace(action, path=conflict, source_path=action.source_path or action.path,
+                                          replaces=None))
+            self._set_apart_as[key] = conflict
+            self.driver.skipped.set_aside(self.scanner.where(folder, conflict), self.scanner.where(folder, action.path))
+            log.warning("%s: %s differs only in case from a name this replica has (it ignores case): kept as %s",
+                        self.service, action.path, conflict)
+        return conflict
+
+    def _copy_to(self, folder: str, action: Copy) -> Observed | None:
+        """Carry out a copy as the action says."""
         where = self.scanner.where(folder, action.path)
         # as last reported (the first full listing precedes every order): asking the driver would cost a round trip
         # per file on a remote service; a change not reported yet makes the write's precondition fail instead

@@ -33,6 +33,11 @@ class Agent:
         self.space = RelayedSpace(link)
         self.plugs = [Plug(config, service, self.space) for service in config.services]  # type: ignore[arg-type]
         self.threads: list[threading.Thread] = []
+        link.on_end = self._stopping  # before their calls fail: a revoked agent's plugs stop, they do not crash
+
+    def _stopping(self) -> None:
+        for plug in self.plugs:
+            plug.stop()
 
     def run(self) -> int:
         """Run the plugs until :meth:`stop` or until the hub refuses or revokes the agent."""
@@ -42,8 +47,7 @@ class Agent:
             thread.start()
             self.threads.append(thread)
         self.link.ended.wait()
-        for plug in self.plugs:
-            plug.stop()
+        self._stopping()  # (again, in case the link ended before it was told whom to stop)
         for thread in self.threads:
             thread.join(timeout=5)
         return 2 if self.link.fatal else 0
@@ -56,7 +60,7 @@ class Agent:
                 log.exception("%s: the plug failed", plug.service)
                 self.link.close()
             else:
-                log.info("%s: stopped: %s", plug.service, exc)
+                log.debug("%s: stopped: %s", plug.service, exc)
 
     def stop(self) -> None:
         self.link.close()

@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -37,6 +38,11 @@ from onitu.sync.majordomo.wire import MAX_FRAME, PING_EVERY, SILENCE, VERSION, e
 log = logging.getLogger(__name__)
 
 BACKOFF = (0.2, 5.0)  # first and longest pause between two dials
+_WHAT_TO_DO = {
+    "refused": "Fix what the hub says above (agent.yaml, or majordomo.clients on the hub), then start it again.",
+    "revoked": "To rejoin, the hub's operator must allow a key of this agent again (`onitu keys allow NAME.key` on "
+               "the hub, with the public key file from this agent's data dir), then start it again.",
+}
 
 
 class Link:
@@ -48,6 +54,7 @@ class Link:
         self.services = services
         self.fatal: str | None = None
         self.ended = threading.Event()  # set when the link ends for good (fatal, or closed)
+        self.on_end: Callable[[], None] = lambda: None  # called once it ends, before what waits on it is failed
         self.up = threading.Event()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -116,9 +123,13 @@ class Link:
 
     def _end(self, why: str, error: type[SpaceError]) -> None:
         with self._lock:
-            if not self.ended.is_set():
+            ending = not self.ended.is_set()
+            if ending:
                 self.fatal = why if error is not Unavailable else self.fatal
                 self.ended.set()
+        if ending:
+            self.on_end()
+        with self._lock:
             calls, self._calls = self._calls, {}
             notes, self._notes = self._notes, {}
         for future, _ in calls.values():
@@ -201,7 +212,7 @@ class Link:
                 self._resend()
             elif kind in ("refused", "revoked"):
                 why = f"the hub {kind} this agent: {msg[1] if len(msg) > 1 else ''}"
-                log.error("%s", why)
+                log.error("%s; this agent stops. %s", why, _WHAT_TO_DO[kind])
                 self._end(why, Refused if kind == "refused" else KeyRevoked)
                 self._stopping.set()
                 return welcomed

@@ -220,6 +220,12 @@ def test_revocation_disconnects_at_once(setup: Setup) -> None:
     setup.wait(lambda: "revoked this agent" in laptop.output(), "the agent told", 10)
     took = time.monotonic() - revoked
     assert laptop.proc.wait(30) == 2
+    out = laptop.output()
+    assert "Traceback" not in out and "onitu keys allow" in out, out[-3000:]  # one clear line saying what to do
+    assert [line for line in out.splitlines() if "ERROR" in line] == [
+        line for line in out.splitlines() if "revoked this agent" in line], out[-3000:]
+    log = hub.majordomo_log()
+    assert "agent laptop disconnected: its key was revoked" in log and "Traceback" not in log, log[-3000:]
     print(f"revocation reached the agent in {took:.2f} s")
     assert took < 3.0, f"revocation took {took:.2f} s"  # the bound is a second; room for a loaded machine
     (laptop.root / "after-revocation.txt").write_text("never sent")

@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 from onitu.config import Config
 from onitu.space.auth import KeysError, client_keys, load_pair
@@ -70,6 +71,19 @@ class Agent:
             plug.close()
 
 
+def hello_services(config: Config) -> dict[str, dict[str, dict[str, Any]]]:
+    """What the hello says of each service: per folder, its path and the folder options agent.yaml gives it (those
+    under ``services:``, over those under ``folders:``); the hub applies them to the service as to one of its own,
+    its mode within what the agent's key was granted."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, service in config.services.items():
+        out[name] = {}
+        for folder, options in service.folders.items():
+            shared = config.folders[folder].model_dump(mode="json", exclude_unset=True)
+            out[name][folder] = {**shared, **options.model_dump(mode="json", exclude_unset=True), "path": options.path}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run an agent."""
     from onitu import config as config_mod
@@ -92,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"onitu agent: {exc}\n")
     if not config.services:
         parser.exit(2, f"onitu agent: {config.source}: no services to sync\n")
-    services = {name: {f: c.path for f, c in s.folders.items()} for name, s in config.services.items()}
-    link = Link(args.hub, server_key, public, secret, services)
+    link = Link(args.hub, server_key, public, secret, hello_services(config))
     agent = Agent(config, link)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())

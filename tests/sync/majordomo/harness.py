@@ -63,8 +63,9 @@ class AgentProc:
     """``onitu agent`` with service ``NAME-files`` (a local root under ``tmp/NAME``) on ``folders``."""
 
     def __init__(self, tmp: Path, hub: MajordomoHub, name: str, folders: tuple[str, ...] = ("docs",),
-                 allow: bool = True, prefix: tuple[str, ...] = ()) -> None:
-        """``prefix``: a command that runs it elsewhere (``ip netns exec NS``)."""
+                 allow: bool = True, prefix: tuple[str, ...] = (), shared: str = "{}", own: str = "") -> None:
+        """``prefix``: a command that runs it elsewhere (``ip netns exec NS``); ``shared`` and ``own``: the options
+        of folder ``docs`` in agent.yaml, under ``folders:`` and under the service (YAML flow mappings)."""
         self.name, self.hub, self.prefix = name, hub, prefix
         self.dir = tmp / f"agent-{name}"
         self.data = self.dir / "data"
@@ -73,8 +74,8 @@ class AgentProc:
         self.service = f"{name}-files"
         self.config = self.dir / "agent.yaml"
         self.dir.mkdir(parents=True, exist_ok=True)
-        decl = "".join(f"  {f}: {{}}\n" for f in folders)
-        mapped = ", ".join(f"{f}: {'' if f == 'docs' else f}" for f in folders)
+        decl = "".join(f"  {f}: {shared if f == 'docs' else '{}'}\n" for f in folders)
+        mapped = ", ".join(f"{f}: {own if f == 'docs' else f}" for f in folders)
         self.config.write_text(f"data: {self.data}\nfolders:\n{decl}services:\n  {self.service}: "
                                f"{{driver: local, options: {{root: {self.root}, settle: 0.1}}, "
                                f"folders: {{{mapped}}}}}\n")

@@ -19,7 +19,7 @@ from tests.sync.hub import tree
 from tests.sync.majordomo.harness import AgentProc, MajordomoHub, RawAgent, keys, wait_for
 
 CLIENTS = {"laptop": "folders: [docs], mode: rw", "reader": "folders: [docs], mode: r",
-           "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw"}
+           "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw", "picky": "folders: [docs], mode: rw"}
 
 
 class Setup:
@@ -87,6 +87,24 @@ def test_sync_both_ways_and_mode_r(setup: Setup) -> None:
     assert "remote" not in rows["hub"]
     out = hub.onitu("status").stdout
     assert "laptop-files (remote: laptop)" in out, out
+
+
+def test_agent_folder_options_apply(setup: Setup) -> None:
+    """agent.yaml's folder options (under ``folders:`` and under the service) apply to the agent's service on the
+    hub, both ways: a blacklisted file and one above the size limit are neither sent to it nor taken from it."""
+    hub = setup.hub
+    picky = setup.agent("picky", shared="{blacklist: ['*.tmp']}", own="{path: '', file_size: {max: 1000}}")
+    for where, who in ((hub.docs, "hub"), (picky.root, "picky")):
+        (where / f"{who}-small.txt").write_text(who)
+        (where / f"{who}.tmp").write_text(who)
+        (where / f"{who}-big.bin").write_bytes(b"x" * 5000)
+    picky.start()
+    setup.wait(lambda: "hub-small.txt" in picky.tree() and "picky-small.txt" in tree(hub.docs),
+               "the picky agent in sync")
+    setup.wait(lambda: services(hub)["picky-files"]["state"] == "in sync", "picky in sync")
+    assert not {"hub.tmp", "hub-big.bin"} & set(picky.tree()), picky.tree()
+    assert not {"picky.tmp", "picky-big.bin"} & set(tree(hub.docs)), tree(hub.docs)
+    picky.stop()
 
 
 def test_refusals_are_logged_with_the_key(setup: Setup) -> None:

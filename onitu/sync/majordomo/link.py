@@ -33,7 +33,17 @@ from onitu.space.auth import configure_client, ephemeral_client, ephemeral_serve
 from onitu.space.errors import EventsLost, KeyRevoked, ProtocolError, Refused, SpaceError, Unavailable
 from onitu.space.handles import Event
 from onitu.space.protocol import as_tuple
-from onitu.sync.majordomo.wire import MAX_FRAME, PING_EVERY, SILENCE, VERSION, error_of, pack, unpack
+from onitu.sync.majordomo.wire import (
+    ACK_EVERY,
+    MAX_FRAME,
+    PING_EVERY,
+    SILENCE,
+    VERSION,
+    cost,
+    error_of,
+    pack,
+    unpack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +194,7 @@ class Link:
         await sock.send(pack("hello", {"version": VERSION, "services": self.services}))
         welcomed = False
         last_heard = last_ping = time.monotonic()
+        received = acked = 0  # bytes of the hub's frames on this connection (wire.cost), and acknowledged
         while True:
             if time.monotonic() - last_heard > SILENCE:
                 if welcomed:
@@ -196,11 +207,19 @@ class Link:
             if welcomed and time.monotonic() - last_ping >= PING_EVERY:
                 last_ping = time.monotonic()
                 await sock.send(pack("ping"))
+                if received > acked:
+                    acked = received
+                    await sock.send(pack("ack", acked))
             if not await sock.poll(int(PING_EVERY * 1000 / 2)):
                 continue
             last_heard = time.monotonic()
+            raw = await sock.recv()
+            received += cost(raw)
+            if received - acked >= ACK_EVERY:
+                acked = received
+                await sock.send(pack("ack", acked))
             try:
-                msg = unpack(await sock.recv())
+                msg = unpack(raw)
             except (ProtocolError, SpaceError) as exc:
                 log.warning("malformed frame from the hub: %s", exc)
                 continue

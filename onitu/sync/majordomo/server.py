@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 TICK = 0.5  # seconds between looks at revoked keys, silent agents and the plugs' tuples
 CONNECT_PATIENCE = 30.0
+SEND_QUEUE = 100_000  # frames queued for one agent at most (they are small unless counted in UNREAD_MAX)
+STUCK = 3 * SILENCE  # seconds an agent may go on pinging without reading what was sent to it
 
 
 class Majordomo:
@@ -55,7 +57,10 @@ class Majordomo:
         plain.curve_server = True
         plain.curve_secretkey = self.keyring.secret
         plain.maxmsgsize = MAX_FRAME
-        plain.router_mandatory = False
+        # an agent's queue is bounded by the bytes it acknowledges (session.UNREAD_MAX); this bounds the count of
+        # frames, and a full queue fails the send (and drops the agent) instead of losing a frame silently
+        plain.sndhwm = SEND_QUEUE
+        plain.router_mandatory = True
         plain.bind(config.majordomo.listen)
         self._plain = plain
         self.monitor = self.keyring.monitor(plain)
@@ -74,8 +79,13 @@ class Majordomo:
     # -- the agents' frames -------------------------------------------------------------------------------------
 
     def send(self, ident: bytes, frame: bytes) -> None:
-        with contextlib.suppress(zmq.ZMQError):
-            self.router.send_multipart([ident, frame], zmq.NOBLOCK)
+        sent = self.router.send_multipart([ident, frame], zmq.NOBLOCK)  # (done at once: nothing ever awaits it)
+        error = sent.exception() if sent.done() else None
+        if isinstance(error, zmq.Again):  # its queue is full: an agent that does not read
+            session = self.sessions.get(ident)
+            if session is not None:
+                session.choke(f"{SEND_QUEUE} frames sent to it wait unread")
+        # any other error: the peer is gone (EHOSTUNREACH), its frames have nowhere to go
 
     async def _receive(self) -> None:
         while True:
@@ -119,6 +129,8 @@ class Majordomo:
             self.pending.settle(msg[1], msg[2], msg[3])
         elif kind == "ping":
             session.send("pong")
+        elif kind == "ack":
+            session.ack(msg[1])
 
     def _authorized(self, key: str) -> bool:
         if self.keyring.allows(key):
@@ -133,10 +145,11 @@ class Majordomo:
             self.refuse(session, f"key {name} is not listed under majordomo.clients in {self.config.source}")
             return
         for other in [s for s in self.sessions.values() if s.name == name and s is not session]:
-            self._later(self.drop(other, "the agent connected again"))
+            self.later(self.drop(other, "the agent connected again"))
         session.spawn(session.hello(body))
 
-    def _later(self, work: Any) -> None:
+    def later(self, work: Any) -> None:
+        """Run ``work`` in the background (kept until it is done)."""
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -145,7 +158,7 @@ class Majordomo:
         """Turn an agent away, saying why to it and to the log (with its key's name and fingerprint)."""
         log.warning("refused agent %s (%s): %s", session.name, fingerprint(session.key), why)
         session.send("refused", why)
-        self._later(self.drop(session, "refused"))
+        self.later(self.drop(session, "refused"))
 
     def admitted(self, session: AgentSession) -> None:
         for service in session.tokens:
@@ -161,7 +174,7 @@ class Majordomo:
     def _revoke(self, keys: set[str]) -> None:
         for session in [s for s in self.sessions.values() if s.key in keys]:
             session.send("revoked", f"key {session.name} was revoked on the hub")
-            self._later(self.drop(session, "its key was revoked"))
+            self.later(self.drop(session, "its key was revoked"))
 
     # -- chunks ---------------------------------------------------------------------------------------------------
 
@@ -200,6 +213,8 @@ class Majordomo:
             now = time.monotonic()
             for session in [s for s in self.sessions.values() if now - s.last_seen > SILENCE]:
                 await self.drop(session, f"silent for {SILENCE:g} s")
+            for session in [s for s in self.sessions.values() if s.unread() and now - s.last_ack > STUCK]:
+                await self.drop(session, f"it has read nothing sent to it for {STUCK:g} s")
             with contextlib.suppress(SpaceError):
                 await self._read_plugs()
 

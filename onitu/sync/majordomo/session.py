@@ -21,10 +21,11 @@ from onitu.space import aconnect
 from onitu.space.aio import AsyncSpaceClient
 from onitu.space.errors import Refused, SpaceError
 from onitu.sync import tuples
+from onitu.sync.drivers.contract import CHUNK
 from onitu.sync.majordomo import registry
 from onitu.sync.majordomo.grants import Grant
 from onitu.sync.majordomo.relay import token
-from onitu.sync.majordomo.wire import VERSION, error_body, pack
+from onitu.sync.majordomo.wire import VERSION, cost, error_body, pack
 from onitu.sync.plug.orders import TRANSFERS
 from onitu.sync.plug.transfer import WINDOW
 from onitu.sync.settings import ServiceFolderConfig
@@ -38,6 +39,10 @@ SESSION_TTL = 3.0  # as a plug's
 # Chunks asked for an agent at once (two plugs' worth of copies, WINDOW chunks in flight each): beyond this its fetches
 # are refused, so one agent cannot have the hub read from its plugs faster than the agent takes the chunks.
 IN_FLIGHT = 2 * WINDOW * TRANSFERS
+# Bytes sent to an agent and not acknowledged (wire.ACK_EVERY) past which it is dropped: the chunks it may have
+# asked for, and room for its results and events. So the hub never queues more than this for an agent that does
+# not read (its fetches are refused once their answers would not fit, see fetch).
+UNREAD_MAX = IN_FLIGHT * CHUNK + 16 * 1024 * 1024
 LONGEST_WAIT = 30.0  # seconds an agent's take or read may block
 
 
@@ -54,11 +59,37 @@ class AgentSession:
         self.tokens: dict[str, str] = {}  # service -> the token standing for its chunk server
         self.last_seen = time.monotonic()
         self.in_flight = 0  # chunks asked for the agent and not yet passed on
-        self.closed = False
+        self.sent = self.acked = 0  # bytes of the frames sent to it (wire.cost), and of those it acknowledged
+        self.last_ack = time.monotonic()  # when its acknowledged bytes last grew
+        self.closed = False  # nothing more is sent to it
+        self.ended = False
 
     def send(self, *parts: Any) -> None:
+        """Queue a message for the agent, unless it stopped reading (then it is dropped)."""
+        if self.closed:
+            return
+        frame = pack(*parts)
+        self.sent += cost(frame)
+        if self.unread() > UNREAD_MAX:
+            self.choke(f"it has not read the last {self.unread() >> 20} MiB sent to it")
+            return
+        self.door.send(self.ident, frame)
+
+    def choke(self, why: str) -> None:
+        """Drop an agent that does not read what it is sent: nothing more is queued for it."""
         if not self.closed:
-            self.door.send(self.ident, pack(*parts))
+            self.closed = True
+            log.warning("agent %s: dropped: %s", self.name, why)
+            self.door.later(self.door.drop(self, "it does not read"))
+
+    def unread(self) -> int:
+        """Bytes sent to the agent that it has not acknowledged."""
+        return self.sent - self.acked
+
+    def ack(self, received: Any) -> None:
+        """The agent's acknowledgement of the bytes it received so far."""
+        if type(received) is int and self.acked < received <= self.sent:
+            self.acked, self.last_ack = received, time.monotonic()
 
     def spawn(self, work: Any) -> asyncio.Task:
         task = asyncio.create_task(work)
@@ -256,8 +287,10 @@ class AgentSession:
             self.send("fetched", rid, ok, body)
 
         self.in_flight += 1
-        if self.in_flight > IN_FLIGHT:
-            answer(False, f"more than {IN_FLIGHT} chunks asked at once")
+        if self.in_flight * CHUNK + self.unread() > IN_FLIGHT * CHUNK:
+            self.door.quiet.warn(f"unread {self.name}", "agent %s: its fetches are refused: %d chunks asked, %d MiB "
+                                 "sent to it not read yet", self.name, self.in_flight - 1, self.unread() >> 20)
+            answer(False, f"more than {IN_FLIGHT} chunks asked and not read yet")
             return
         if info is None:
             answer(False, f"no live plug of {service!r:.60}")
@@ -272,9 +305,9 @@ class AgentSession:
 
     async def close(self, why: str) -> None:
         """End the session: its streams, its relays, its session in the space (its plug tuples go with it)."""
-        if self.closed:
+        if self.ended:
             return
-        self.closed = True
+        self.ended = self.closed = True
         log.info("agent %s disconnected: %s", self.name, why)
         self.door.pending.fail_owner(self, f"agent {self.name} disconnected")
         for task in list(self.tasks):

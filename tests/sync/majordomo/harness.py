@@ -127,7 +127,8 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str, logs: Callable
 class RawAgent:
     """An agent played with raw frames over a real CURVE connection, for hostile tests."""
 
-    def __init__(self, hub: MajordomoHub, data: Path, name: str) -> None:
+    def __init__(self, hub: MajordomoHub, data: Path, name: str, reads: bool = True) -> None:
+        """``reads`` False: its socket takes in next to nothing (a peer that stops reading)."""
         import zmq
 
         from onitu.space.auth import client_keys, configure_client, load_pair
@@ -135,6 +136,9 @@ class RawAgent:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
+        if not reads:
+            self.sock.rcvhwm, self.sock.rcvbuf = 1, 4096
+        self.received = 0
         configure_client(self.sock, load_pair(hub.data / "keys" / "server.key")[0], *client_keys(data, name))
         self.sock.connect(hub.endpoint)
         self.serve_with: Callable[[str, int, int], bytes] = lambda path, offset, length: b""
@@ -150,7 +154,7 @@ class RawAgent:
 
     def expect(self, kind: str, rid: object = None, timeout: float = 15.0) -> list:
         """The next message of ``kind`` (with ``rid``), answering pings and serves meanwhile."""
-        from onitu.sync.majordomo.wire import unpack
+        from onitu.sync.majordomo.wire import cost, unpack
 
         deadline = time.monotonic() + timeout
         last_ping = 0.0
@@ -160,7 +164,10 @@ class RawAgent:
                 self.send("ping")
             if not self.sock.poll(100):
                 continue
-            msg = unpack(self.sock.recv())
+            raw = self.sock.recv()
+            self.received += cost(raw)
+            self.send("ack", self.received)
+            msg = unpack(raw)
             if msg[0] == "serve":
                 _, tag, _, path, offset, length = msg
                 self.served.append(path)
@@ -168,6 +175,11 @@ class RawAgent:
             elif msg[0] == kind and (rid is None or msg[1] == rid):
                 return msg
         raise AssertionError(f"no {kind} {rid} within {timeout} s")
+
+    def hello(self, services: dict) -> None:
+        from onitu.sync.majordomo.wire import VERSION
+
+        self.send("hello", {"version": VERSION, "services": services})
 
     def call(self, rid: int, op: str, args: dict) -> list:
         self.send("call", rid, op, args)

@@ -19,7 +19,8 @@ from tests.sync.hub import tree
 from tests.sync.majordomo.harness import AgentProc, MajordomoHub, RawAgent, keys, wait_for
 
 CLIENTS = {"laptop": "folders: [docs], mode: rw", "reader": "folders: [docs], mode: r",
-           "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw", "picky": "folders: [docs], mode: rw"}
+           "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw",
+           "picky": "folders: [docs], mode: rw", "hog": "folders: [docs], mode: rw"}
 
 
 class Setup:
@@ -167,11 +168,11 @@ def test_hostile_agent(setup: Setup) -> None:
         for junk in (b"\xff\x00", b"", b"\x93\x01\x02\x03"):
             mallory.raw(junk)
         mallory.send("call", 1)  # a known kind, of the wrong length
-        mallory.send("hello", {"version": 1, "services": {"mallory-files": {"docs": "../up"}}})
+        mallory.hello({"mallory-files": {"docs": "../up"}})
         assert "'..' component" in mallory.expect("refused")[1]
         mallory.close()
         mallory = RawAgent(hub, keys_of.data, "mallory")
-        mallory.send("hello", {"version": 1, "services": {"mallory-files": {"docs": ""}}})
+        mallory.hello({"mallory-files": {"docs": ""}})
         mallory.expect("welcome")
         refused = [
             ("write", {"t": ("sync.report", "mallory-files", "m", 1, {"folder": "secret", "entries": []}),
@@ -215,6 +216,47 @@ def test_hostile_agent(setup: Setup) -> None:
     assert hub.pid("majordomo") == pid
     log = hub.majordomo_log()
     assert "malformed frame" in log and "agent mallory: refused" in log
+
+
+def rss(pid: int) -> int:
+    """Resident bytes of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_agent_that_does_not_read(setup: Setup) -> None:
+    """An agent that asks for chunk after chunk and pings, but never reads what comes back (its socket takes in
+    next to nothing): the hub queues a bounded amount for it, refuses its fetches beyond, then drops it; its
+    memory stays bounded and the other agents go on."""
+    hub, reader = setup.hub, setup.agents["reader"]
+    with open(hub.docs / "hog.bin", "wb") as out:
+        out.write(os.urandom(32 << 20))
+    pid = hub.pid("majordomo")
+    hog = RawAgent(hub, setup.agent("hog").data, "hog", reads=False)
+    try:
+        hog.hello({"hog-files": {"docs": ""}})
+        hog.expect("welcome")
+        base = peak = rss(pid)
+        asked = 0  # up to 400 MiB of answers: what the hub would queue if only the chunks not answered counted
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and "agent hog disconnected" not in hub.majordomo_log():
+            hog.send("ping")
+            for rid in range(asked, min(asked + 20, 400)):
+                hog.send("fetch", rid, "hub", "docs/hog.bin", (rid % 32) << 20, 1 << 20)
+            asked = min(asked + 20, 400)
+            (hub.docs / "meanwhile.txt").write_text("written while an agent hogs the hub")
+            peak = max(peak, rss(pid))
+            time.sleep(0.1)
+        print(f"majordomo RSS: {base >> 20} MiB before, {peak >> 20} MiB at most")
+        log = hub.majordomo_log()
+        assert "agent hog: its fetches are refused" in log and "agent hog disconnected" in log, setup.logs()
+        assert peak - base < 150 << 20, f"the majordomo grew by {(peak - base) >> 20} MiB"
+    finally:
+        hog.close()
+    setup.wait(lambda: reader.tree().get("meanwhile.txt") == tree(hub.docs)["meanwhile.txt"], "the reader goes on")
+    assert hub.pid("majordomo") == pid
 
 
 def test_agents_ride_out_hub_failures(setup: Setup) -> None:

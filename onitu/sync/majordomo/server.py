@@ -71,6 +71,8 @@ class Majordomo:
         self.hub_files = HubFiles(self.actx, self.pending)
         self.agent_files = AgentFiles(self._route, self.serve)
         self.plugs: dict[str, dict[str, Any]] = {}  # service -> its live plug's info, read every TICK
+        # agent -> bytes of file contents relayed by this process, to it and from it (shown by its heartbeat)
+        self.relayed: dict[str, dict[str, int]] = {}
         self.quiet = QuietLog(log)
         self.space: AsyncSpaceClient = None  # type: ignore[assignment]  # connected in run()
         self._stop = asyncio.Event()
@@ -184,10 +186,20 @@ class Majordomo:
                 return session, service
         return None
 
+    def count(self, agent: str, way: str, ok: bool, body: Any) -> None:
+        """Count a chunk relayed ``way`` (``to_agent`` or ``from_agent``)."""
+        if ok and isinstance(body, bytes):
+            counts = self.relayed.setdefault(agent, {"to_agent": 0, "from_agent": 0})
+            counts[way] += len(body)
+
     def serve(self, session: AgentSession, service: str, path: str, offset: int, length: int,
               answer: Answer) -> None:
         """Ask an agent for a chunk of one of its files."""
-        tag = self.pending.add(session, answer, length)
+        def counted(ok: bool, body: Any) -> None:
+            self.count(session.name, "from_agent", ok, body)
+            answer(ok, body)
+
+        tag = self.pending.add(session, counted, length)
         session.send("serve", tag, service, path, offset, length)
 
     def fetch_for(self, asking: AgentSession, service: str, info: dict[str, Any], path: str, offset: int,
@@ -229,7 +241,8 @@ class Majordomo:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        heartbeat = Responder.from_env(lambda: {"agents": sorted(s.name for s in self.sessions.values())})
+        heartbeat = Responder.from_env(lambda: {"agents": sorted(s.name for s in self.sessions.values()),
+                                                 "relayed": self.relayed})
         if heartbeat is not None:
             heartbeat.attach(loop)
         tasks = [asyncio.create_task(t) for t in (self._receive(), self._tick(), self.agent_files.run())]

@@ -284,6 +284,7 @@ class AgentSession:
 
         def answer(ok: bool, body: Any) -> None:
             self.in_flight -= 1
+            self.door.count(self.name, "to_agent", ok, body)
             self.send("fetched", rid, ok, body)
 
         self.in_flight += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import signal
 import time
 from collections.abc import Iterator
@@ -110,3 +111,29 @@ def test_kill9_of_the_majordomo_resumes_from_what_the_hub_staged(remote: tuple[M
     sent = relayed(hub, "from_agent")[0]  # all of it by the new majordomo
     print(f"staged at the kill: {staged >> 20} MiB of {SIZE >> 20}; relayed after the restart: {sent >> 20} MiB")
     assert SIZE - staged <= sent <= SIZE - staged + SLACK, f"{sent} bytes sent after the restart, {staged} staged"
+
+
+@pytest.mark.timeout(400)
+def test_majordomo_killed_again_and_again_while_files_go_both_ways(
+        remote: tuple[MajordomoHub, AgentProc]) -> None:
+    """No transfer is left hanging on a majordomo that died under it (its plug waiting for chunks that will never
+    come until its 30 s timeout): each round converges, in both directions, and no copy gave up for want of an
+    answer. ONITU_MAJORDOMO_KILLS rounds (2)."""
+    hub, agent = remote
+    why = lambda: logs(hub, agent)  # noqa: E731
+    rng = random.Random(int(os.environ.get("ONITU_SEED", "17")))
+    for n in range(int(os.environ.get("ONITU_MAJORDOMO_KILLS", "2"))):
+        wanted = {}
+        for side, root in (("hub", hub.docs), ("agent", agent.root)):
+            for i in range(4):
+                wanted[f"{side}-{n}-{i}.bin"] = random_file(root / f"{side}-{n}-{i}.bin", (4 + 4 * i) << 20)
+        time.sleep(rng.uniform(0.2, 1.5))
+        killed = time.monotonic()
+        os.kill(hub.pid("majordomo"), signal.SIGKILL)
+        wait_for(lambda wanted=wanted: all(tree(hub.docs).get(p) == s and agent.tree().get(p) == s
+                                           for p, s in wanted.items()),
+                 150, f"round {n}: convergence after the majordomo was killed", why)
+        print(f"round {n}: converged {time.monotonic() - killed:.1f} s after the kill")
+    hung = [line for text in (agent.output(), (hub.data / "run" / "plug-hub.log").read_text())
+            for line in text.splitlines() if "no answer from" in line]
+    assert not hung, "\n".join(hung)

@@ -55,6 +55,20 @@ _WHAT_TO_DO = {
 }
 
 
+class Acks:
+    """The bytes of the hub's frames received on one connection (:func:`~onitu.sync.majordomo.wire.cost`),
+    acknowledged once :data:`~onitu.sync.majordomo.wire.ACK_EVERY` more arrived, and with every ping."""
+
+    def __init__(self) -> None:
+        self.received = self.acked = 0
+
+    async def send(self, sock: zmq.asyncio.Socket, arrived: int, ping: bool = False) -> None:
+        self.received += arrived
+        if self.received - self.acked >= (1 if ping else ACK_EVERY):
+            self.acked = self.received
+            await sock.send(pack("ack", self.acked))
+
+
 class Link:
     """The agent's connection; ``services`` maps each of its services to its folders (folder -> path)."""
 
@@ -194,51 +208,48 @@ class Link:
         await sock.send(pack("hello", {"version": VERSION, "services": self.services}))
         welcomed = False
         last_heard = last_ping = time.monotonic()
-        received = acked = 0  # bytes of the hub's frames on this connection (wire.cost), and acknowledged
-        while True:
-            if time.monotonic() - last_heard > SILENCE:
-                if welcomed:
-                    log.warning("the hub at %s went silent; dialling again", self.hub)
-                else:
-                    log.warning("no answer from the hub at %s for %g s (is it running, this key allowed there with "
-                                "`onitu keys allow` and listed under majordomo.clients?); dialling again", self.hub,
-                                SILENCE)
-                return welcomed
+        acks = Acks()
+        while time.monotonic() - last_heard <= SILENCE:
             if welcomed and time.monotonic() - last_ping >= PING_EVERY:
                 last_ping = time.monotonic()
                 await sock.send(pack("ping"))
-                if received > acked:
-                    acked = received
-                    await sock.send(pack("ack", acked))
+                await acks.send(sock, 0, ping=True)
             if not await sock.poll(int(PING_EVERY * 1000 / 2)):
                 continue
             last_heard = time.monotonic()
             raw = await sock.recv()
-            received += cost(raw)
-            if received - acked >= ACK_EVERY:
-                acked = received
-                await sock.send(pack("ack", acked))
+            await acks.send(sock, cost(raw))
             try:
                 msg = unpack(raw)
             except (ProtocolError, SpaceError) as exc:
                 log.warning("malformed frame from the hub: %s", exc)
                 continue
-            kind = msg[0]
-            if kind == "welcome":
+            if msg[0] == "welcome":
                 welcomed = True
                 log.info("connected to the hub at %s as %s", self.hub, msg[1].get("agent"))
                 self.up.set()
                 self._resend()
-            elif kind in ("refused", "revoked"):
-                why = f"the hub {kind} this agent: {msg[1] if len(msg) > 1 else ''}"
-                log.error("%s; this agent stops. %s", why, _WHAT_TO_DO[kind])
-                self._end(why, Refused if kind == "refused" else KeyRevoked)
-                self._stopping.set()
+            elif msg[0] in ("refused", "revoked"):
+                self._turned_away(msg)
                 return welcomed
-            elif kind == "again":
+            elif msg[0] == "again":
                 return welcomed
             else:
                 self._handle(msg)
+        if welcomed:
+            log.warning("the hub at %s went silent; dialling again", self.hub)
+        else:
+            log.warning("no answer from the hub at %s for %g s (is it running, this key allowed there with `onitu keys "
+                        "allow` and listed under majordomo.clients?); dialling again", self.hub, SILENCE)
+        return welcomed
+
+    def _turned_away(self, msg: list[Any]) -> None:
+        """The hub refuses or revokes the agent: the link ends for good."""
+        kind = msg[0]
+        why = f"the hub {kind} this agent: {msg[1] if len(msg) > 1 else ''}"
+        log.error("%s; this agent stops. %s", why, _WHAT_TO_DO[kind])
+        self._end(why, Refused if kind == "refused" else KeyRevoked)
+        self._stopping.set()
 
     def _lost_connection(self) -> None:
         """Notify streams end (the hub's session is gone); local fetches under way fail at once."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tests.sync.hub import Hub, tree
@@ -188,3 +189,18 @@ class RawAgent:
     def close(self) -> None:
         self.sock.close(0)
         self.ctx.term()
+
+
+@contextlib.contextmanager
+def running(hub: MajordomoHub, agents: Iterable[AgentProc]) -> Iterator[MajordomoHub]:
+    """``hub`` started; on the way out, ``agents`` (as they are then: a live view may grow meanwhile) killed and the
+    hub stopped, killed if it will not stop."""
+    try:
+        yield hub.start()
+    finally:
+        for agent in list(agents):
+            agent.kill9()
+        try:
+            hub.stop()
+        finally:
+            hub.kill_everything()

@@ -16,7 +16,7 @@ import pytest
 
 from onitu.space.auth import fingerprint, load_pair
 from tests.sync.hub import tree
-from tests.sync.majordomo.harness import AgentProc, MajordomoHub, RawAgent, keys, wait_for
+from tests.sync.majordomo.harness import AgentProc, MajordomoHub, RawAgent, keys, running, wait_for
 
 CLIENTS = {"laptop": "folders: [docs], mode: rw", "reader": "folders: [docs], mode: r",
            "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw",
@@ -45,16 +45,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp("majordomo")
     hub = MajordomoHub(tmp, CLIENTS)
     found = Setup(tmp, hub)
-    try:
-        hub.start()
+    with running(hub, found.agents.values()):
         yield found
-    finally:
-        for agent in found.agents.values():
-            agent.kill9()
-        try:
-            hub.stop()
-        finally:
-            hub.kill_everything()
 
 
 def services(hub: MajordomoHub) -> dict[str, dict]:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.make.test_remote import WHY, netns  # noqa: F401  (the fixture)
 from tests.sync.hub import tree
-from tests.sync.majordomo.harness import AgentProc, MajordomoHub, wait_for
+from tests.sync.majordomo.harness import AgentProc, MajordomoHub, running, wait_for
 
 pytestmark = pytest.mark.skipif(WHY is not None, reason=WHY or "")
 
@@ -26,15 +26,8 @@ def remote(tmp_path: Path, netns: tuple[str, str]) -> Iterator[tuple[MajordomoHu
     ns, host_ip = netns
     hub = MajordomoHub(tmp_path, {"far": "folders: [docs], mode: rw"}, host=host_ip)
     agent = AgentProc(tmp_path, hub, "far", prefix=("ip", "netns", "exec", ns))
-    try:
-        hub.start()
+    with running(hub, [agent]):
         yield hub, agent.start(), ns
-    finally:
-        agent.kill9()
-        try:
-            hub.stop()
-        finally:
-            hub.kill_everything()
 
 
 def big(path: Path, mib: int) -> None:

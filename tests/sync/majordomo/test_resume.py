@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.sync.hub import tree
-from tests.sync.majordomo.harness import AgentProc, MajordomoHub, wait_for
+from tests.sync.majordomo.harness import AgentProc, MajordomoHub, running, wait_for
 
 SIZE = 128 << 20  # bytes: long enough to be caught half-way on a fast machine
 STAGED = 32 << 20  # bytes staged when the kill comes, at least
@@ -27,16 +27,8 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Majordomo
     tmp = tmp_path_factory.mktemp("resume")
     hub = MajordomoHub(tmp, {"far": "folders: [docs], mode: rw"})
     agent = AgentProc(tmp, hub, "far")
-    try:
-        hub.start()
-        agent.start()
-        yield hub, agent
-    finally:
-        agent.kill9()
-        try:
-            hub.stop()
-        finally:
-            hub.kill_everything()
+    with running(hub, [agent]):
+        yield hub, agent.start()
 
 
 def logs(hub: MajordomoHub, agent: AgentProc) -> str:

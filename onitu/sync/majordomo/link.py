@@ -252,11 +252,13 @@ class Link:
         self._stopping.set()
 
     def _lost_connection(self) -> None:
-        """Notify streams end (the hub's session is gone); local fetches under way fail at once."""
+        """Notify streams end (the hub's session is gone); local fetches under way fail at once. A stream the hub
+        has not confirmed yet is asked for again on the next connection, like any call waiting (forgetting it left
+        its plug waiting for the confirmation for ever when the connection was lost twice in a row)."""
         with self._lock:
-            notes, self._notes = self._notes, {}
+            notes = {nid: q for nid, q in self._notes.items() if nid not in self._calls}
             for nid in notes:
-                self._calls.pop(nid, None)
+                del self._notes[nid]
         for events_queue in notes.values():
             events_queue.put(EventsLost("the connection to the hub was lost"))
         fetching, self._fetching = self._fetching, {}

@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 from onitu.config import Config
 from onitu.space.auth import KeysError, client_keys, load_pair
@@ -33,6 +34,11 @@ class Agent:
         self.space = RelayedSpace(link)
         self.plugs = [Plug(config, service, self.space) for service in config.services]  # type: ignore[arg-type]
         self.threads: list[threading.Thread] = []
+        link.on_end = self._stopping  # before their calls fail: a revoked agent's plugs stop, they do not crash
+
+    def _stopping(self) -> None:
+        for plug in self.plugs:
+            plug.stop()
 
     def run(self) -> int:
         """Run the plugs until :meth:`stop` or until the hub refuses or revokes the agent."""
@@ -42,8 +48,7 @@ class Agent:
             thread.start()
             self.threads.append(thread)
         self.link.ended.wait()
-        for plug in self.plugs:
-            plug.stop()
+        self._stopping()  # (again, in case the link ended before it was told whom to stop)
         for thread in self.threads:
             thread.join(timeout=5)
         return 2 if self.link.fatal else 0
@@ -56,7 +61,7 @@ class Agent:
                 log.exception("%s: the plug failed", plug.service)
                 self.link.close()
             else:
-                log.info("%s: stopped: %s", plug.service, exc)
+                log.debug("%s: stopped: %s", plug.service, exc)
 
     def stop(self) -> None:
         self.link.close()
@@ -64,6 +69,19 @@ class Agent:
     def close(self) -> None:
         for plug in self.plugs:
             plug.close()
+
+
+def hello_services(config: Config) -> dict[str, dict[str, dict[str, Any]]]:
+    """What the hello says of each service: per folder, its path and the folder options agent.yaml gives it (those
+    under ``services:``, over those under ``folders:``); the hub applies them to the service as to one of its own,
+    its mode within what the agent's key was granted."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, service in config.services.items():
+        out[name] = {}
+        for folder, options in service.folders.items():
+            shared = config.folders[folder].model_dump(mode="json", exclude_unset=True)
+            out[name][folder] = {**shared, **options.model_dump(mode="json", exclude_unset=True), "path": options.path}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"onitu agent: {exc}\n")
     if not config.services:
         parser.exit(2, f"onitu agent: {config.source}: no services to sync\n")
-    services = {name: {f: c.path for f, c in s.folders.items()} for name, s in config.services.items()}
-    link = Link(args.hub, server_key, public, secret, services)
+    link = Link(args.hub, server_key, public, secret, hello_services(config))
     agent = Agent(config, link)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())

@@ -2,10 +2,11 @@
 
 An agent's plugs get the space operations an ordinary plug uses, on their own services only: register their plug
 tuple (always session-leased, and rewritten by the majordomo so its endpoint is the relay's), mark their root
-known, report (only about folders granted to the key), publish progress, read and take their orders. They may read
-the plug tuples of the services sharing a granted folder (their folders limited to those, their endpoints hidden),
-and fetch chunks only of files under such a folder, and only when the key may receive. Anything else is refused
-with :class:`onitu.space.errors.Refused` naming the agent and what it asked.
+known, report (only about folders granted to the key), publish (and replace) their transfers under way and skipped
+paths, read and take their orders. They may read the plug tuples of the services sharing a granted folder (their
+folders limited to those, their endpoints hidden), and fetch chunks only of files under such a folder, and only
+when the key may receive. Anything else is refused with :class:`onitu.space.errors.Refused` naming the agent and
+what it asked.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from onitu.sync.drivers.contract import CHUNK, is_under, safe_path
 
 ORDERS = r"^sync\.(order|rescan)$"  # the pattern of a plug's order stream (onitu.sync.plug.orders)
 LEASE_MAX = 60.0  # seconds: the longest lease an agent may ask for a progress tuple
-_WRITES = {tuples.KNOWN: 2, tuples.PLUG: 3, tuples.PROGRESS: 3, tuples.REPORT: 5, tuples.DONE: 5}
+_WRITES = {tuples.KNOWN: 2, tuples.PLUG: 3, tuples.PROGRESS: 3, tuples.SKIPPED: 3, tuples.REPORT: 5, tuples.DONE: 5}
+_LEASED = (tuples.PROGRESS, tuples.SKIPPED)  # what a plug publishes and replaces: its transfers, its skipped paths
 
 
 @dataclass
@@ -58,9 +60,9 @@ class Grant:
                 raise self.refuse(f"{tup[0]} about folder {folder!r:.60}, not granted to {tup[1]}")
         if tup[0] == tuples.PLUG:
             return tup, "session"
-        if tup[0] == tuples.PROGRESS:
+        if tup[0] in _LEASED:
             if not (isinstance(lease, int | float) and 0 < lease <= LEASE_MAX):
-                raise self.refuse("a progress tuple needs a lease of at most a minute")
+                raise self.refuse(f"a {tup[0]} tuple needs a lease of at most a minute")
             return tup, lease
         return tup, None if tup[0] == tuples.KNOWN else lease
 
@@ -73,6 +75,8 @@ class Grant:
             self._own(service, f"{op} of orders")
         elif head in (tuples.ORDER, tuples.RESCAN) and op == "take" and len(template) == 4:
             self._own(service, "take of an order")
+        elif head in _LEASED and op in ("read_all", "take") and len(template) == 3:
+            self._own(service, f"{op} of a {head} tuple")
         elif head == tuples.KNOWN and op != "take" and len(template) == 2:
             self._own(service, f"{op} of a known marker")
         elif head == tuples.PLUG and len(template) == 3:

@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -32,11 +33,40 @@ from onitu.space.auth import configure_client, ephemeral_client, ephemeral_serve
 from onitu.space.errors import EventsLost, KeyRevoked, ProtocolError, Refused, SpaceError, Unavailable
 from onitu.space.handles import Event
 from onitu.space.protocol import as_tuple
-from onitu.sync.majordomo.wire import MAX_FRAME, PING_EVERY, SILENCE, VERSION, error_of, pack, unpack
+from onitu.sync.majordomo.wire import (
+    ACK_EVERY,
+    MAX_FRAME,
+    PING_EVERY,
+    SILENCE,
+    VERSION,
+    cost,
+    error_of,
+    pack,
+    unpack,
+)
 
 log = logging.getLogger(__name__)
 
 BACKOFF = (0.2, 5.0)  # first and longest pause between two dials
+_WHAT_TO_DO = {
+    "refused": "Fix what the hub says above (agent.yaml, or majordomo.clients on the hub), then start it again.",
+    "revoked": "To rejoin, the hub's operator must allow a key of this agent again (`onitu keys allow NAME.key` on "
+               "the hub, with the public key file from this agent's data dir), then start it again.",
+}
+
+
+class Acks:
+    """The bytes of the hub's frames received on one connection (:func:`~onitu.sync.majordomo.wire.cost`),
+    acknowledged once :data:`~onitu.sync.majordomo.wire.ACK_EVERY` more arrived, and with every ping."""
+
+    def __init__(self) -> None:
+        self.received = self.acked = 0
+
+    async def send(self, sock: zmq.asyncio.Socket, arrived: int, ping: bool = False) -> None:
+        self.received += arrived
+        if self.received - self.acked >= (1 if ping else ACK_EVERY):
+            self.acked = self.received
+            await sock.send(pack("ack", self.acked))
 
 
 class Link:
@@ -48,6 +78,7 @@ class Link:
         self.services = services
         self.fatal: str | None = None
         self.ended = threading.Event()  # set when the link ends for good (fatal, or closed)
+        self.on_end: Callable[[], None] = lambda: None  # called once it ends, before what waits on it is failed
         self.up = threading.Event()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -116,9 +147,13 @@ class Link:
 
     def _end(self, why: str, error: type[SpaceError]) -> None:
         with self._lock:
-            if not self.ended.is_set():
+            ending = not self.ended.is_set()
+            if ending:
                 self.fatal = why if error is not Unavailable else self.fatal
                 self.ended.set()
+        if ending:
+            self.on_end()
+        with self._lock:
             calls, self._calls = self._calls, {}
             notes, self._notes = self._notes, {}
         for future, _ in calls.values():
@@ -173,49 +208,57 @@ class Link:
         await sock.send(pack("hello", {"version": VERSION, "services": self.services}))
         welcomed = False
         last_heard = last_ping = time.monotonic()
-        while True:
-            if time.monotonic() - last_heard > SILENCE:
-                if welcomed:
-                    log.warning("the hub at %s went silent; dialling again", self.hub)
-                else:
-                    log.warning("no answer from the hub at %s for %g s (is it running, this key allowed there with "
-                                "`onitu keys allow` and listed under majordomo.clients?); dialling again", self.hub,
-                                SILENCE)
-                return welcomed
+        acks = Acks()
+        while time.monotonic() - last_heard <= SILENCE:
             if welcomed and time.monotonic() - last_ping >= PING_EVERY:
                 last_ping = time.monotonic()
                 await sock.send(pack("ping"))
+                await acks.send(sock, 0, ping=True)
             if not await sock.poll(int(PING_EVERY * 1000 / 2)):
                 continue
             last_heard = time.monotonic()
+            raw = await sock.recv()
+            await acks.send(sock, cost(raw))
             try:
-                msg = unpack(await sock.recv())
+                msg = unpack(raw)
             except (ProtocolError, SpaceError) as exc:
                 log.warning("malformed frame from the hub: %s", exc)
                 continue
-            kind = msg[0]
-            if kind == "welcome":
+            if msg[0] == "welcome":
                 welcomed = True
                 log.info("connected to the hub at %s as %s", self.hub, msg[1].get("agent"))
                 self.up.set()
                 self._resend()
-            elif kind in ("refused", "revoked"):
-                why = f"the hub {kind} this agent: {msg[1] if len(msg) > 1 else ''}"
-                log.error("%s", why)
-                self._end(why, Refused if kind == "refused" else KeyRevoked)
-                self._stopping.set()
+            elif msg[0] in ("refused", "revoked"):
+                self._turned_away(msg)
                 return welcomed
-            elif kind == "again":
+            elif msg[0] == "again":
                 return welcomed
             else:
                 self._handle(msg)
+        if welcomed:
+            log.warning("the hub at %s went silent; dialling again", self.hub)
+        else:
+            log.warning("no answer from the hub at %s for %g s (is it running, this key allowed there with `onitu keys "
+                        "allow` and listed under majordomo.clients?); dialling again", self.hub, SILENCE)
+        return welcomed
+
+    def _turned_away(self, msg: list[Any]) -> None:
+        """The hub refuses or revokes the agent: the link ends for good."""
+        kind = msg[0]
+        why = f"the hub {kind} this agent: {msg[1] if len(msg) > 1 else ''}"
+        log.error("%s; this agent stops. %s", why, _WHAT_TO_DO[kind])
+        self._end(why, Refused if kind == "refused" else KeyRevoked)
+        self._stopping.set()
 
     def _lost_connection(self) -> None:
-        """Notify streams end (the hub's session is gone); local fetches under way fail at once."""
+        """Notify streams end (the hub's session is gone); local fetches under way fail at once. A stream the hub
+        has not confirmed yet is asked for again on the next connection, like any call waiting (forgetting it left
+        its plug waiting for the confirmation for ever when the connection was lost twice in a row)."""
         with self._lock:
-            notes, self._notes = self._notes, {}
+            notes = {nid: q for nid, q in self._notes.items() if nid not in self._calls}
             for nid in notes:
-                self._calls.pop(nid, None)
+                del self._notes[nid]
         for events_queue in notes.values():
             events_queue.put(EventsLost("the connection to the hub was lost"))
         fetching, self._fetching = self._fetching, {}

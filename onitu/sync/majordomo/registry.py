@@ -1,9 +1,11 @@
 """The agents' services, recorded in the space so the referee decides for them and ``onitu status`` names them.
 
-``(REMOTE, service, {"agent": NAME, "folders": {folder: {"path": path, "mode": mode}}})`` is written by the
-majordomo when an agent is admitted (never by an agent) and stays when the agent goes away: its services are then
-offline (their plugs are gone), not forgotten, and nothing is inferred from their absence. ``mode`` is already the
-hub's folder option (``r``: the service's changes are read, ``w``: the hub writes to it), see :func:`service_mode`.
+``(REMOTE, service, {"agent": NAME, "folders": {folder: {"path": path, "mode": mode, "options": {...}}}})`` is
+written by the majordomo when an agent is admitted (never by an agent) and stays when the agent goes away: its
+services are then offline (their plugs are gone), not forgotten, and nothing is inferred from their absence.
+``mode`` is already the hub's folder option (``r``: the service's changes are read, ``w``: the hub writes to it),
+see :func:`service_mode`; ``options`` are the other folder options agent.yaml gives the service (blacklist,
+file_size, ...), which the referee applies to it as to a service of the hub.
 """
 
 from __future__ import annotations
@@ -22,16 +24,26 @@ REMOTE: Final = "sync.remote"
 _HUB_SIDE = {"r": {"w"}, "w": {"r"}, "rw": {"r", "w"}}
 
 
-def service_mode(granted: str, folder_mode: str) -> str | None:
+def service_mode(granted: str, folder_mode: str, asked: str = "rw") -> str | None:
     """The hub's mode for an agent's service in a folder: what the key was granted (``r``: the agent receives),
-    within the folder's own mode; None when nothing may flow."""
-    both = _HUB_SIDE[granted] & set(folder_mode)
+    within the folder's own mode and the mode agent.yaml ``asked`` for the service (said as in onitu.yaml); None
+    when nothing may flow."""
+    both = _HUB_SIDE[granted] & set(folder_mode) & set(asked)
     return "".join(sorted(both)) or None
 
 
-def record(agent: str, folders: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """The body of a REMOTE tuple: ``folders`` maps a folder to (path under the service's root, hub mode)."""
-    return {"agent": agent, "folders": {f: {"path": p, "mode": m} for f, (p, m) in folders.items()}}
+def folder_config(body: dict[str, Any]) -> ServiceFolderConfig:
+    """The folder options of a REMOTE tuple's folder entry (ValueError if they are not valid options)."""
+    options = body.get("options") or {}
+    if not isinstance(options, dict) or {"path", "mode"} & options.keys():
+        raise ValueError("bad options")
+    return ServiceFolderConfig.model_validate({**options, "path": body["path"], "mode": body["mode"]})
+
+
+def record(agent: str, folders: dict[str, ServiceFolderConfig]) -> dict[str, Any]:
+    """The body of a REMOTE tuple: ``folders`` maps a folder to the service's options there (its hub mode set)."""
+    return {"agent": agent, "folders": {f: {"path": c.path, "mode": c.mode, "options": c.model_dump(
+        mode="json", exclude_unset=True, exclude={"path", "mode"})} for f, c in folders.items()}}
 
 
 def services(found: list[tuple]) -> dict[str, dict[str, Any]]:
@@ -44,8 +56,7 @@ def services(found: list[tuple]) -> dict[str, dict[str, Any]]:
                 raise ValueError("not a service and a mapping with its agent")
             for folder in body["folders"].values():
                 safe_path(folder["path"], root_ok=True)
-                if folder["mode"] not in ("r", "w", "rw"):
-                    raise ValueError(f"bad mode {folder['mode']!r:.20}")
+                folder_config(folder)
             out[name] = body
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("ignoring a malformed %s tuple: %s", REMOTE, exc)
@@ -56,8 +67,7 @@ def with_remote(config: Config, remote: dict[str, dict[str, Any]]) -> Config:
     """``config`` with the agents' services added (those of its folders only; a hub service keeps its name)."""
     added = {}
     for name, body in remote.items():
-        folders = {f: ServiceFolderConfig(path=o["path"], mode=o["mode"])
-                   for f, o in body["folders"].items() if f in config.folders}
+        folders = {f: folder_config(o) for f, o in body["folders"].items() if f in config.folders}
         if name not in config.services and folders:
             added[name] = ServiceConfig.model_construct(driver="remote", options={}, folders=folders)
     return config.model_copy(update={"services": {**config.services, **added}}) if added else config

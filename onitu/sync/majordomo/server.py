@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 TICK = 0.5  # seconds between looks at revoked keys, silent agents and the plugs' tuples
 CONNECT_PATIENCE = 30.0
+SEND_QUEUE = 100_000  # frames queued for one agent at most (they are small unless counted in UNREAD_MAX)
+STUCK = 3 * SILENCE  # seconds an agent may go on pinging without reading what was sent to it
 
 
 class Majordomo:
@@ -56,7 +58,10 @@ class Majordomo:
         plain.curve_server = True
         plain.curve_secretkey = self.keyring.secret
         plain.maxmsgsize = MAX_FRAME
-        plain.router_mandatory = False
+        # an agent's queue is bounded by the bytes it acknowledges (session.UNREAD_MAX); this bounds the count of
+        # frames, and a full queue fails the send (and drops the agent) instead of losing a frame silently
+        plain.sndhwm = SEND_QUEUE
+        plain.router_mandatory = True
         plain.bind(config.majordomo.listen)
         self._plain = plain
         self.peers = Peers(self.keyring.counters, MAX_FRAME, self.keyring.handshake_failed)
@@ -68,6 +73,8 @@ class Majordomo:
         self.hub_files = HubFiles(self.actx, self.pending)
         self.agent_files = AgentFiles(self._route, self.serve)
         self.plugs: dict[str, dict[str, Any]] = {}  # service -> its live plug's info, read every TICK
+        # agent -> bytes of file contents relayed by this process, to it and from it (shown by its heartbeat)
+        self.relayed: dict[str, dict[str, int]] = {}
         self.quiet = QuietLog(log)
         self.space: AsyncSpaceClient = None  # type: ignore[assignment]  # connected in run()
         self._stop = asyncio.Event()
@@ -76,8 +83,13 @@ class Majordomo:
     # -- the agents' frames -------------------------------------------------------------------------------------
 
     def send(self, ident: bytes, frame: bytes) -> None:
-        with contextlib.suppress(zmq.ZMQError):
-            self.router.send_multipart([ident, frame], zmq.NOBLOCK)
+        sent = self.router.send_multipart([ident, frame], zmq.NOBLOCK)  # (done at once: nothing ever awaits it)
+        error = sent.exception() if sent.done() else None
+        if isinstance(error, zmq.Again):  # its queue is full: an agent that does not read
+            session = self.sessions.get(ident)
+            if session is not None:
+                session.choke(f"{SEND_QUEUE} frames sent to it wait unread")
+        # any other error: the peer is gone (EHOSTUNREACH), its frames have nowhere to go
 
     async def _receive(self) -> None:
         while True:
@@ -121,6 +133,8 @@ class Majordomo:
             self.pending.settle(msg[1], msg[2], msg[3])
         elif kind == "ping":
             session.send("pong")
+        elif kind == "ack":
+            session.ack(msg[1])
 
     def _authorized(self, key: str) -> bool:
         if self.keyring.allows(key):
@@ -135,10 +149,11 @@ class Majordomo:
             self.refuse(session, f"key {name} is not listed under majordomo.clients in {self.config.source}")
             return
         for other in [s for s in self.sessions.values() if s.name == name and s is not session]:
-            self._later(self.drop(other, "the agent connected again"))
+            self.later(self.drop(other, "the agent connected again"))
         session.spawn(session.hello(body))
 
-    def _later(self, work: Any) -> None:
+    def later(self, work: Any) -> None:
+        """Run ``work`` in the background (kept until it is done)."""
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -147,7 +162,7 @@ class Majordomo:
         """Turn an agent away, saying why to it and to the log (with its key's name and fingerprint)."""
         log.warning("refused agent %s (%s): %s", session.name, fingerprint(session.key), why)
         session.send("refused", why)
-        self._later(self.drop(session, "refused"))
+        self.later(self.drop(session, "refused"))
 
     def admitted(self, session: AgentSession) -> None:
         for service in session.tokens:
@@ -163,7 +178,7 @@ class Majordomo:
     def _revoke(self, keys: set[str]) -> None:
         for session in [s for s in self.sessions.values() if s.key in keys]:
             session.send("revoked", f"key {session.name} was revoked on the hub")
-            self._later(self.drop(session, "its key was revoked"))
+            self.later(self.drop(session, "its key was revoked"))
 
     # -- chunks ---------------------------------------------------------------------------------------------------
 
@@ -173,10 +188,20 @@ class Majordomo:
                 return session, service
         return None
 
+    def count(self, agent: str, way: str, ok: bool, body: Any) -> None:
+        """Count a chunk relayed ``way`` (``to_agent`` or ``from_agent``)."""
+        if ok and isinstance(body, bytes):
+            counts = self.relayed.setdefault(agent, {"to_agent": 0, "from_agent": 0})
+            counts[way] += len(body)
+
     def serve(self, session: AgentSession, service: str, path: str, offset: int, length: int,
               answer: Answer) -> None:
         """Ask an agent for a chunk of one of its files."""
-        tag = self.pending.add(session, answer, length)
+        def counted(ok: bool, body: Any) -> None:
+            self.count(session.name, "from_agent", ok, body)
+            answer(ok, body)
+
+        tag = self.pending.add(session, counted, length)
         session.send("serve", tag, service, path, offset, length)
 
     def fetch_for(self, asking: AgentSession, service: str, info: dict[str, Any], path: str, offset: int,
@@ -202,6 +227,8 @@ class Majordomo:
             now = time.monotonic()
             for session in [s for s in self.sessions.values() if now - s.last_seen > SILENCE]:
                 await self.drop(session, f"silent for {SILENCE:g} s")
+            for session in [s for s in self.sessions.values() if s.unread() and now - s.last_ack > STUCK]:
+                await self.drop(session, f"it has read nothing sent to it for {STUCK:g} s")
             with contextlib.suppress(SpaceError):
                 await self._read_plugs()
 
@@ -216,7 +243,8 @@ class Majordomo:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        heartbeat = Responder.from_env(lambda: {"agents": sorted(s.name for s in self.sessions.values())})
+        heartbeat = Responder.from_env(lambda: {"agents": sorted(s.name for s in self.sessions.values()),
+                                                 "relayed": self.relayed})
         if heartbeat is not None:
             heartbeat.attach(loop)
         tasks = [asyncio.create_task(t) for t in (self._receive(), self._tick(), self.agent_files.run())]

@@ -14,18 +14,21 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from onitu.schema import plain_name
 from onitu.space import aconnect
 from onitu.space.aio import AsyncSpaceClient
 from onitu.space.errors import Refused, SpaceError
 from onitu.sync import tuples
-from onitu.sync.drivers.contract import safe_path
+from onitu.sync.drivers.contract import CHUNK
 from onitu.sync.majordomo import registry
 from onitu.sync.majordomo.grants import Grant
 from onitu.sync.majordomo.relay import token
-from onitu.sync.majordomo.wire import VERSION, error_body, pack
+from onitu.sync.majordomo.wire import VERSION, cost, error_body, pack
 from onitu.sync.plug.orders import TRANSFERS
 from onitu.sync.plug.transfer import WINDOW
+from onitu.sync.settings import ServiceFolderConfig
 
 if TYPE_CHECKING:
     from onitu.sync.majordomo.server import Majordomo
@@ -36,6 +39,10 @@ SESSION_TTL = 3.0  # as a plug's
 # Chunks asked for an agent at once (two plugs' worth of copies, WINDOW chunks in flight each): beyond this its fetches
 # are refused, so one agent cannot have the hub read from its plugs faster than the agent takes the chunks.
 IN_FLIGHT = 2 * WINDOW * TRANSFERS
+# Bytes sent to an agent and not acknowledged (wire.ACK_EVERY) past which it is dropped: the chunks it may have
+# asked for, and room for its results and events. So the hub never queues more than this for an agent that does
+# not read (its fetches are refused once their answers would not fit, see fetch).
+UNREAD_MAX = IN_FLIGHT * CHUNK + 16 * 1024 * 1024
 LONGEST_WAIT = 30.0  # seconds an agent's take or read may block
 
 
@@ -52,11 +59,37 @@ class AgentSession:
         self.tokens: dict[str, str] = {}  # service -> the token standing for its chunk server
         self.last_seen = time.monotonic()
         self.in_flight = 0  # chunks asked for the agent and not yet passed on
-        self.closed = False
+        self.sent = self.acked = 0  # bytes of the frames sent to it (wire.cost), and of those it acknowledged
+        self.last_ack = time.monotonic()  # when its acknowledged bytes last grew
+        self.closed = False  # nothing more is sent to it
+        self.ended = False
 
     def send(self, *parts: Any) -> None:
+        """Queue a message for the agent, unless it stopped reading (then it is dropped)."""
+        if self.closed:
+            return
+        frame = pack(*parts)
+        self.sent += cost(frame)
+        if self.unread() > UNREAD_MAX:
+            self.choke(f"it has not read the last {self.unread() >> 20} MiB sent to it")
+            return
+        self.door.send(self.ident, frame)
+
+    def choke(self, why: str) -> None:
+        """Drop an agent that does not read what it is sent: nothing more is queued for it."""
         if not self.closed:
-            self.door.send(self.ident, pack(*parts))
+            self.closed = True
+            log.warning("agent %s: dropped: %s", self.name, why)
+            self.door.later(self.door.drop(self, "it does not read"))
+
+    def unread(self) -> int:
+        """Bytes sent to the agent that it has not acknowledged."""
+        return self.sent - self.acked
+
+    def ack(self, received: Any) -> None:
+        """The agent's acknowledgement of the bytes it received so far."""
+        if type(received) is int and self.acked < received <= self.sent:
+            self.acked, self.last_ack = received, time.monotonic()
 
     def spawn(self, work: Any) -> asyncio.Task:
         task = asyncio.create_task(work)
@@ -69,15 +102,15 @@ class AgentSession:
     async def hello(self, body: Any) -> None:
         """Admit the agent's services if its key may have them, else refuse it (logged with the key's name)."""
         try:
-            services, modes = self._check_services(body)
+            configs = self._check_services(body)
             claimed = registry.services(await self.door.space.read_all((registry.REMOTE, None, None)))
-            for service in services:
+            for service in configs:
                 owner = claimed.get(service, {}).get("agent", self.name)
                 if owner != self.name:
                     raise Refused(f"service name {service!r} belongs to agent {owner}; rename it in agent.yaml")
             self.space = await aconnect(None, data_dir=self.door.config.data, session_ttl=SESSION_TTL)
-            for service, folders in services.items():
-                body = registry.record(self.name, {f: (p, modes[f]) for f, p in folders.items()})
+            for service, folders in configs.items():
+                body = registry.record(self.name, folders)
                 if claimed.get(service) != body:
                     ops: list[tuple] = [("take", (registry.REMOTE, service, None))] if service in claimed else []
                     await self.door.space.batch([*ops, ("write", (registry.REMOTE, service, body))])
@@ -85,6 +118,7 @@ class AgentSession:
             self.door.refuse(self, str(exc))
             return
         grant = self.door.clients[self.name]
+        services = {service: {f: c.path for f, c in folders.items()} for service, folders in configs.items()}
         self.grant = Grant(self.name, services, receives=grant.mode in ("r", "rw"))
         for service in services:
             self.tokens[service] = token()
@@ -93,12 +127,12 @@ class AgentSession:
         self.send("welcome", {"agent": self.name, "services": sorted(services)})
         log.info("agent %s connected: services %s", self.name, ", ".join(sorted(services)) or "none")
 
-    def _check_services(self, body: Any) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-        """The services of a hello, checked against the key's grant and the hub's folders; their hub modes."""
-        grant = self.door.clients[self.name]
+    def _check_services(self, body: Any) -> dict[str, dict[str, ServiceFolderConfig]]:
+        """The services of a hello, checked against the key's grant and the hub's folders: their folder options
+        as agent.yaml gives them, with the hub's mode (what the grant, the folder and agent.yaml all allow)."""
         if not isinstance(body, dict) or body.get("version") != VERSION or not isinstance(body.get("services"), dict):
             raise Refused(f"hello of another version or malformed (this hub speaks version {VERSION})")
-        services, modes = {}, {}
+        services = {}
         for service, folders in body["services"].items():
             try:
                 plain_name(service)
@@ -108,23 +142,28 @@ class AgentSession:
                 raise Refused(f"service name {service!r} is a service of the hub; rename it in agent.yaml")
             if not isinstance(folders, dict) or not folders:
                 raise Refused(f"service {service}: no folders")
-            for folder, path in folders.items():
-                if folder not in grant.folders:
-                    raise Refused(f"service {service}: folder {folder!r:.60} is not granted to key {self.name} "
-                                  f"(granted: {', '.join(grant.folders) or 'none'})")
-                if folder not in self.door.config.folders:
-                    raise Refused(f"service {service}: the hub has no folder {folder!r}")
-                try:
-                    safe_path(path, root_ok=True)
-                except ValueError as exc:
-                    raise Refused(f"service {service}: folder {folder}: {exc}") from None
-                mode = registry.service_mode(grant.mode, self.door.config.folders[folder].mode)
-                if mode is None:
-                    raise Refused(f"folder {folder}: key mode {grant.mode} and the folder's mode "
-                                  f"{self.door.config.folders[folder].mode} leave nothing to sync")
-                modes[folder] = mode
-            services[service] = dict(folders)
-        return services, modes
+            services[service] = {folder: self._folder_options(service, folder, options)
+                                 for folder, options in folders.items()}
+        return services
+
+    def _folder_options(self, service: str, folder: Any, options: Any) -> ServiceFolderConfig:
+        grant, hub = self.door.clients[self.name], self.door.config
+        if folder not in grant.folders:
+            raise Refused(f"service {service}: folder {folder!r:.60} is not granted to key {self.name} "
+                          f"(granted: {', '.join(grant.folders) or 'none'})")
+        if folder not in hub.folders:
+            raise Refused(f"service {service}: the hub has no folder {folder!r}")
+        try:
+            asked = ServiceFolderConfig.model_validate(options)  # (its path checked as safe_path does)
+        except ValidationError as exc:
+            why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+            raise Refused(f"service {service}: folder {folder}: bad options in agent.yaml: {why}") from None
+        mode = registry.service_mode(grant.mode, hub.folders[folder].mode, asked.mode)
+        if mode is None:
+            raise Refused(f"folder {folder}: key mode {grant.mode} (said from the agent's side), the hub folder's "
+                          f"mode {hub.folders[folder].mode} and mode {asked.mode} in agent.yaml leave nothing to sync")
+        given = asked.model_dump(exclude_unset=True, exclude={"mode"})
+        return ServiceFolderConfig.model_validate({**given, "path": asked.path, "mode": mode})
 
     # -- space operations ---------------------------------------------------------------------------------------
 
@@ -245,11 +284,14 @@ class AgentSession:
 
         def answer(ok: bool, body: Any) -> None:
             self.in_flight -= 1
+            self.door.count(self.name, "to_agent", ok, body)
             self.send("fetched", rid, ok, body)
 
         self.in_flight += 1
-        if self.in_flight > IN_FLIGHT:
-            answer(False, f"more than {IN_FLIGHT} chunks asked at once")
+        if self.in_flight * CHUNK + self.unread() > IN_FLIGHT * CHUNK:
+            self.door.quiet.warn(f"unread {self.name}", "agent %s: its fetches are refused: %d chunks asked, %d MiB "
+                                 "sent to it not read yet", self.name, self.in_flight - 1, self.unread() >> 20)
+            answer(False, f"more than {IN_FLIGHT} chunks asked and not read yet")
             return
         if info is None:
             answer(False, f"no live plug of {service!r:.60}")
@@ -264,9 +306,9 @@ class AgentSession:
 
     async def close(self, why: str) -> None:
         """End the session: its streams, its relays, its session in the space (its plug tuples go with it)."""
-        if self.closed:
+        if self.ended:
             return
-        self.closed = True
+        self.ended = self.closed = True
         log.info("agent %s disconnected: %s", self.name, why)
         self.door.pending.fail_owner(self, f"agent {self.name} disconnected")
         for task in list(self.tasks):

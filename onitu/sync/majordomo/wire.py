@@ -7,7 +7,11 @@ as they do to the space itself. Agent to majordomo:
 - ``["call", rid, op, args]``: a space operation (write, take, read, read_all, batch) of one of its plugs;
 - ``["notify", nid, events, template]`` / ``["unnotify", nid]``: a notify stream;
 - ``["fetch", rid, service, path, offset, length]``: a chunk of a file of another service;
-- ``["served", tag, ok, body]``: the answer to a ``serve``.
+- ``["served", tag, ok, body]``: the answer to a ``serve``;
+- ``["ack", n]``: the bytes received on this connection so far (as :func:`cost` counts them), sent once
+  :data:`ACK_EVERY` more have arrived and with every ping. The majordomo relays no more chunks to an agent whose
+  unacknowledged bytes pass what it may have asked for, and drops one that stops acknowledging: an agent that
+  does not read cannot make the hub queue more than that for it.
 
 Majordomo to agent: ``["welcome", info]``, ``["refused", why]``, ``["revoked", why]``, ``["pong"]``,
 ``["result", rid, ok, body]`` (on failure ``body`` is ``[error code, message]``), ``["event", nid, id, kind,
@@ -22,12 +26,19 @@ from typing import Any
 from onitu.space.errors import ERRORS, ProtocolError, SpaceError
 from onitu.space.protocol import packb, unpackb
 
-VERSION = 1
+VERSION = 2
 PING_EVERY = 1.0  # seconds between an agent's pings
 SILENCE = 5.0  # seconds without a frame after which either side takes the connection for dead
 MAX_FRAME = 4 * 1024 * 1024  # above a chunk (1 MiB) with room for its envelope
+ACK_EVERY = 256 * 1024  # bytes an agent receives between two acks (a chunk is acknowledged as it arrives)
+FRAME_COST = 64  # bytes counted per frame on top of its length: a queued message's own bookkeeping
 
-KINDS_FROM_AGENT = {"hello": 2, "ping": 1, "call": 4, "notify": 4, "unnotify": 2, "fetch": 6, "served": 4}
+KINDS_FROM_AGENT = {"hello": 2, "ping": 1, "call": 4, "notify": 4, "unnotify": 2, "fetch": 6, "served": 4, "ack": 2}
+
+
+def cost(frame: bytes) -> int:
+    """What a frame counts for in the acknowledged bytes (its length and its queue entry)."""
+    return len(frame) + FRAME_COST
 
 
 def pack(*parts: Any) -> bytes:

@@ -327,13 +327,16 @@ class OrderTaker:
         return f"{top}/{path}" if top else path
 
     def _still_serving(self, source: dict[str, Any]) -> bool:
-        """Whether the plug ``source`` describes still runs: its session-leased tuple is there (True while the
-        space cannot tell: a failover is not a dead source)."""
+        """Whether the plug ``source`` describes still runs and serves where it did: its session-leased tuple is
+        there, naming the same chunk server (an agent's plug keeps its id when the majordomo that relays it
+        restarts, but its chunks then come through another endpoint) (True while the space cannot tell: a failover
+        is not a dead source)."""
         try:
             found = self.space.read_all((tuples.PLUG, source["service"], None))
         except SpaceError:
             return True
-        return any(isinstance(t[2], dict) and t[2].get("id") == source.get("id") for t in found)
+        return any(isinstance(t[2], dict) and t[2].get("id") == source.get("id")
+                   and t[2].get("endpoint") == source.get("endpoint") for t in found)
 
     def _sources(self, names: Iterable[str]) -> list[dict[str, Any]]:
         read, plugs = self._plugs

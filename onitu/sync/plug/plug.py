@@ -157,12 +157,16 @@ class Plug:
         liveness.close()
 
     def _logged(self, target: Any) -> Any:
-        """``target``, logging what it raises (the main loop notices the thread ended)."""
+        """``target``, logging what it raises (the main loop notices the thread ended); what it raises once the plug
+        was asked to stop (its space went away for good: a revoked agent) is how it stops, not a failure."""
         def run() -> None:
             try:
                 target()
-            except Exception:
-                log.exception("%s: order loop failed", self.service)
+            except Exception as exc:
+                if self._stop.is_set():
+                    log.debug("%s: the order loop stopped: %s", self.service, exc)
+                else:
+                    log.exception("%s: order loop failed", self.service)
         return run
 
     def _publish_progress(self) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tests.sync.hub import Hub, tree
@@ -63,8 +64,9 @@ class AgentProc:
     """``onitu agent`` with service ``NAME-files`` (a local root under ``tmp/NAME``) on ``folders``."""
 
     def __init__(self, tmp: Path, hub: MajordomoHub, name: str, folders: tuple[str, ...] = ("docs",),
-                 allow: bool = True, prefix: tuple[str, ...] = ()) -> None:
-        """``prefix``: a command that runs it elsewhere (``ip netns exec NS``)."""
+                 allow: bool = True, prefix: tuple[str, ...] = (), shared: str = "{}", own: str = "") -> None:
+        """``prefix``: a command that runs it elsewhere (``ip netns exec NS``); ``shared`` and ``own``: the options
+        of folder ``docs`` in agent.yaml, under ``folders:`` and under the service (YAML flow mappings)."""
         self.name, self.hub, self.prefix = name, hub, prefix
         self.dir = tmp / f"agent-{name}"
         self.data = self.dir / "data"
@@ -73,8 +75,8 @@ class AgentProc:
         self.service = f"{name}-files"
         self.config = self.dir / "agent.yaml"
         self.dir.mkdir(parents=True, exist_ok=True)
-        decl = "".join(f"  {f}: {{}}\n" for f in folders)
-        mapped = ", ".join(f"{f}: {'' if f == 'docs' else f}" for f in folders)
+        decl = "".join(f"  {f}: {shared if f == 'docs' else '{}'}\n" for f in folders)
+        mapped = ", ".join(f"{f}: {own if f == 'docs' else f}" for f in folders)
         self.config.write_text(f"data: {self.data}\nfolders:\n{decl}services:\n  {self.service}: "
                                f"{{driver: local, options: {{root: {self.root}, settle: 0.1}}, "
                                f"folders: {{{mapped}}}}}\n")
@@ -126,7 +128,8 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str, logs: Callable
 class RawAgent:
     """An agent played with raw frames over a real CURVE connection, for hostile tests."""
 
-    def __init__(self, hub: MajordomoHub, data: Path, name: str) -> None:
+    def __init__(self, hub: MajordomoHub, data: Path, name: str, reads: bool = True) -> None:
+        """``reads`` False: its socket takes in next to nothing (a peer that stops reading)."""
         import zmq
 
         from onitu.space.auth import client_keys, configure_client, load_pair
@@ -134,6 +137,9 @@ class RawAgent:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
+        if not reads:
+            self.sock.rcvhwm, self.sock.rcvbuf = 1, 4096
+        self.received = 0
         configure_client(self.sock, load_pair(hub.data / "keys" / "server.key")[0], *client_keys(data, name))
         self.sock.connect(hub.endpoint)
         self.serve_with: Callable[[str, int, int], bytes] = lambda path, offset, length: b""
@@ -149,7 +155,7 @@ class RawAgent:
 
     def expect(self, kind: str, rid: object = None, timeout: float = 15.0) -> list:
         """The next message of ``kind`` (with ``rid``), answering pings and serves meanwhile."""
-        from onitu.sync.majordomo.wire import unpack
+        from onitu.sync.majordomo.wire import cost, unpack
 
         deadline = time.monotonic() + timeout
         last_ping = 0.0
@@ -159,7 +165,10 @@ class RawAgent:
                 self.send("ping")
             if not self.sock.poll(100):
                 continue
-            msg = unpack(self.sock.recv())
+            raw = self.sock.recv()
+            self.received += cost(raw)
+            self.send("ack", self.received)
+            msg = unpack(raw)
             if msg[0] == "serve":
                 _, tag, _, path, offset, length = msg
                 self.served.append(path)
@@ -168,6 +177,11 @@ class RawAgent:
                 return msg
         raise AssertionError(f"no {kind} {rid} within {timeout} s")
 
+    def hello(self, services: dict) -> None:
+        from onitu.sync.majordomo.wire import VERSION
+
+        self.send("hello", {"version": VERSION, "services": services})
+
     def call(self, rid: int, op: str, args: dict) -> list:
         self.send("call", rid, op, args)
         return self.expect("result", rid)
@@ -175,3 +189,18 @@ class RawAgent:
     def close(self) -> None:
         self.sock.close(0)
         self.ctx.term()
+
+
+@contextlib.contextmanager
+def running(hub: MajordomoHub, agents: Iterable[AgentProc]) -> Iterator[MajordomoHub]:
+    """``hub`` started; on the way out, ``agents`` (as they are then: a live view may grow meanwhile) killed and the
+    hub stopped, killed if it will not stop."""
+    try:
+        yield hub.start()
+    finally:
+        for agent in list(agents):
+            agent.kill9()
+        try:
+            hub.stop()
+        finally:
+            hub.kill_everything()

@@ -16,10 +16,11 @@ import pytest
 
 from onitu.space.auth import fingerprint, load_pair
 from tests.sync.hub import tree
-from tests.sync.majordomo.harness import AgentProc, MajordomoHub, RawAgent, keys, wait_for
+from tests.sync.majordomo.harness import AgentProc, MajordomoHub, RawAgent, keys, running, wait_for
 
 CLIENTS = {"laptop": "folders: [docs], mode: rw", "reader": "folders: [docs], mode: r",
-           "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw"}
+           "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw",
+           "picky": "folders: [docs], mode: rw", "hog": "folders: [docs], mode: rw"}
 
 
 class Setup:
@@ -44,16 +45,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp("majordomo")
     hub = MajordomoHub(tmp, CLIENTS)
     found = Setup(tmp, hub)
-    try:
-        hub.start()
+    with running(hub, found.agents.values()):
         yield found
-    finally:
-        for agent in found.agents.values():
-            agent.kill9()
-        try:
-            hub.stop()
-        finally:
-            hub.kill_everything()
 
 
 def services(hub: MajordomoHub) -> dict[str, dict]:
@@ -87,6 +80,24 @@ def test_sync_both_ways_and_mode_r(setup: Setup) -> None:
     assert "remote" not in rows["hub"]
     out = hub.onitu("status").stdout
     assert "laptop-files (remote: laptop)" in out, out
+
+
+def test_agent_folder_options_apply(setup: Setup) -> None:
+    """agent.yaml's folder options (under ``folders:`` and under the service) apply to the agent's service on the
+    hub, both ways: a blacklisted file and one above the size limit are neither sent to it nor taken from it."""
+    hub = setup.hub
+    picky = setup.agent("picky", shared="{blacklist: ['*.tmp']}", own="{path: '', file_size: {max: 1000}}")
+    for where, who in ((hub.docs, "hub"), (picky.root, "picky")):
+        (where / f"{who}-small.txt").write_text(who)
+        (where / f"{who}.tmp").write_text(who)
+        (where / f"{who}-big.bin").write_bytes(b"x" * 5000)
+    picky.start()
+    setup.wait(lambda: "hub-small.txt" in picky.tree() and "picky-small.txt" in tree(hub.docs),
+               "the picky agent in sync")
+    setup.wait(lambda: services(hub)["picky-files"]["state"] == "in sync", "picky in sync")
+    assert not {"hub.tmp", "hub-big.bin"} & set(picky.tree()), picky.tree()
+    assert not {"picky.tmp", "picky-big.bin"} & set(tree(hub.docs)), tree(hub.docs)
+    picky.stop()
 
 
 def test_refusals_are_logged_with_the_key(setup: Setup) -> None:
@@ -149,11 +160,11 @@ def test_hostile_agent(setup: Setup) -> None:
         for junk in (b"\xff\x00", b"", b"\x93\x01\x02\x03"):
             mallory.raw(junk)
         mallory.send("call", 1)  # a known kind, of the wrong length
-        mallory.send("hello", {"version": 1, "services": {"mallory-files": {"docs": "../up"}}})
+        mallory.hello({"mallory-files": {"docs": "../up"}})
         assert "'..' component" in mallory.expect("refused")[1]
         mallory.close()
         mallory = RawAgent(hub, keys_of.data, "mallory")
-        mallory.send("hello", {"version": 1, "services": {"mallory-files": {"docs": ""}}})
+        mallory.hello({"mallory-files": {"docs": ""}})
         mallory.expect("welcome")
         refused = [
             ("write", {"t": ("sync.report", "mallory-files", "m", 1, {"folder": "secret", "entries": []}),
@@ -199,6 +210,47 @@ def test_hostile_agent(setup: Setup) -> None:
     assert "malformed frame" in log and "agent mallory: refused" in log
 
 
+def rss(pid: int) -> int:
+    """Resident bytes of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_agent_that_does_not_read(setup: Setup) -> None:
+    """An agent that asks for chunk after chunk and pings, but never reads what comes back (its socket takes in
+    next to nothing): the hub queues a bounded amount for it, refuses its fetches beyond, then drops it; its
+    memory stays bounded and the other agents go on."""
+    hub, reader = setup.hub, setup.agents["reader"]
+    with open(hub.docs / "hog.bin", "wb") as out:
+        out.write(os.urandom(32 << 20))
+    pid = hub.pid("majordomo")
+    hog = RawAgent(hub, setup.agent("hog").data, "hog", reads=False)
+    try:
+        hog.hello({"hog-files": {"docs": ""}})
+        hog.expect("welcome")
+        base = peak = rss(pid)
+        asked = 0  # up to 400 MiB of answers: what the hub would queue if only the chunks not answered counted
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and "agent hog disconnected" not in hub.majordomo_log():
+            hog.send("ping")
+            for rid in range(asked, min(asked + 20, 400)):
+                hog.send("fetch", rid, "hub", "docs/hog.bin", (rid % 32) << 20, 1 << 20)
+            asked = min(asked + 20, 400)
+            (hub.docs / "meanwhile.txt").write_text("written while an agent hogs the hub")
+            peak = max(peak, rss(pid))
+            time.sleep(0.1)
+        print(f"majordomo RSS: {base >> 20} MiB before, {peak >> 20} MiB at most")
+        log = hub.majordomo_log()
+        assert "agent hog: its fetches are refused" in log and "agent hog disconnected" in log, setup.logs()
+        assert peak - base < 150 << 20, f"the majordomo grew by {(peak - base) >> 20} MiB"
+    finally:
+        hog.close()
+    setup.wait(lambda: reader.tree().get("meanwhile.txt") == tree(hub.docs)["meanwhile.txt"], "the reader goes on")
+    assert hub.pid("majordomo") == pid
+
+
 def test_agents_ride_out_hub_failures(setup: Setup) -> None:
     """The majordomo killed -9 (restarted by the watchdog), then the space's primary: agents reconnect by
     themselves and go on."""
@@ -220,6 +272,12 @@ def test_revocation_disconnects_at_once(setup: Setup) -> None:
     setup.wait(lambda: "revoked this agent" in laptop.output(), "the agent told", 10)
     took = time.monotonic() - revoked
     assert laptop.proc.wait(30) == 2
+    out = laptop.output()
+    assert "Traceback" not in out and "onitu keys allow" in out, out[-3000:]  # one clear line saying what to do
+    assert [line for line in out.splitlines() if "ERROR" in line] == [
+        line for line in out.splitlines() if "revoked this agent" in line], out[-3000:]
+    log = hub.majordomo_log()
+    assert "agent laptop disconnected: its key was revoked" in log and "Traceback" not in log, log[-3000:]
     print(f"revocation reached the agent in {took:.2f} s")
     assert took < 3.0, f"revocation took {took:.2f} s"  # the bound is a second; room for a loaded machine
     (laptop.root / "after-revocation.txt").write_text("never sent")

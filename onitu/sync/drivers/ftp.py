@@ -297,8 +297,15 @@ class FTPDriver(RenameStaged):
         parts = path.split("/") if path else []
         for depth in range(len(parts) + 1):
             current = "/".join(parts[:depth])
+            if current and current in self._dirs:
+                continue
             facts = self._facts(current)
             if facts is None:
-                self.ftp("mkd", self.full(current))
-            elif facts.get("type", "").lower() not in ("dir", "cdir"):
+                try:
+                    self.ftp("mkd", self.full(current))
+                except ftplib.error_perm:  # "550 File exists": another transfer made it since we looked
+                    facts = self._facts(current)
+                    if facts is None:
+                        raise
+            if facts is not None and facts.get("type", "").lower() not in ("dir", "cdir"):
                 raise self.error(DriverError, current, "a file is in the way")

@@ -162,11 +162,21 @@ class RenameStaged(RemoteDriver):
                 with contextlib.suppress(Exception):
                     self.raw_remove(temp)
                 raise
-            self.call(self.raw_replace, temp, path)
+            self._replace(temp, path, size[0])
             stat = self.stat(path)
         if stat is None:
             raise self.error(DriverError, path, "vanished right after it was written")
         return self.wrote_stat(stat)
+
+    def _replace(self, temp: str, path: str, size: int) -> None:
+        """Rename the staged ``temp`` over ``path``. A rename retried after its answer was lost (a dropped
+        connection) finds its source gone: it was done if the staged file, Onitu's own name, is gone and ``path``
+        has the staged size."""
+        try:
+            self.call(self.raw_replace, temp, path)
+        except FileNotFoundError:
+            if self.call(self.raw_size, temp) is not None or self.call(self.raw_size, path) != size:
+                raise
 
     def _hash_staged(self, path: str, temp: str, length: int, digest: hashlib._Hash) -> None:
         staged = self.call(self.raw_size, temp) or 0

@@ -259,12 +259,16 @@ class FTPDriver(RenameStaged):
 
     def raw_replace(self, src: str, dst: str) -> None:
         """RNFR/RNTO over ``dst``."""
-        self._command("rename", self.full(src), self.full(dst))
+        self._on_paths("rename", src, dst)
 
     def raw_remove(self, path: str) -> None:
         """DELE one file."""
+        self._on_paths("delete", path)
+
+    def _on_paths(self, operation: str, *paths: str) -> None:
+        """``FTP.operation`` on the server's names of ``paths``; a 550 answer (no such file) as FileNotFoundError."""
         try:
-            self._command("delete", self.full(path))
+            self._command(operation, *map(self.full, paths))
         except ftplib.error_perm as exc:
             if not _missing(exc):
                 raise

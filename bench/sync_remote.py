@@ -43,6 +43,8 @@ BACKENDS = ("s3", "sftp", "ftp", "webdav")
 # rclone's sftp backend checks each upload with md5sum run in a remote shell (a process per file on the server):
 # the anchor keeps rclone's default, and this variant is printed beside it
 NO_SHELL = ("--sftp-disable-hashcheck",)
+POLL = 10.0  # seconds between two listings of the remote replica by its plug (the driver's default)
+LOOK = 1.0  # seconds between two looks at the server's storage: a listing of 2,000 objects loads moto itself
 
 
 def say(text: str) -> None:
@@ -137,7 +139,9 @@ def onitu_copy(tree: Path, remote: Server, base: Path, expected: dict[str, tuple
                ) -> float | None:
     """Seconds from ``onitu start``, with ``tree`` already in the local root, until ``remote`` holds all of it."""
     base.mkdir(parents=True)
-    hub = RemoteHub(base, {remote.driver: remote})
+    # the remote service polls at its default (10 s), not the tests' 0.5 s: a one-way copy needs no remote polling,
+    # and listing 2,000 objects twice a second kept moto busy
+    hub = RemoteHub(base, {remote.driver: remote}, options={remote.driver: {"poll": POLL}})
     hub.local.mkdir(parents=True)
     os.rename(tree, hub.local / "onitu")
     want = {rel: size for rel, (size, _) in expected.items()}
@@ -150,7 +154,7 @@ def onitu_copy(tree: Path, remote: Server, base: Path, expected: dict[str, tuple
                 took = time.perf_counter() - launched
                 checked(remote, "onitu/", expected)
                 return took
-            time.sleep(0.2)
+            time.sleep(LOOK)
         say(f"  {remote.driver}: no convergence within {timeout:.0f} s\n{hub.agent_logs()}")
         return None
     finally:

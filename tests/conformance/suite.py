@@ -15,6 +15,7 @@ import queue
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -32,6 +33,7 @@ from onitu.sync.drivers.contract import (
     UnsafePath,
     is_under,
 )
+from onitu.sync.plug.orders import TRANSFERS
 
 MIB = 1 << 20
 FULL = os.environ.get("ONITU_CONFORMANCE_FULL") == "1"
@@ -197,6 +199,18 @@ class DriverConformance:
         assert found[f"{deep}/leaf.txt"] == 4 and found["level0"] is None and len(found) == 41
         assert listing(driver, "level0/level1/level2") == {p: s for p, s in found.items()
                                                            if p.startswith("level0/level1/level2/")}
+
+    def test_concurrent_writes_into_new_directories(self, driver: Driver) -> None:
+        """Copies run TRANSFERS at a time: writes into nested directories none of them has made yet, each making
+        the parents it lacks at the same moment as the others, all succeed (servers answer a second MKD or MKCOL
+        of one directory with an error; wsgidav with a 500)."""
+        files = {f"new/d{i % 6}/e{i % 2}/f{i:03}.bin": payload(512, i) for i in range(96)}
+        with ThreadPoolExecutor(TRANSFERS) as pool:
+            list(pool.map(lambda item: put(driver, *item), files.items()))
+        found = listing(driver)
+        assert {p: size for p, size in found.items() if size is not None} == {p: 512 for p in files}
+        assert {driver.checksum(p) for p in ("new/d0/e0/f000.bin", "new/d5/e1/f095.bin")} == {
+            sha(files["new/d0/e0/f000.bin"]), sha(files["new/d5/e1/f095.bin"])}
 
     def test_unicode_names_are_nfc(self, driver: Driver) -> None:
         names = ["café.txt", "日本語/ファイル.txt", "emoji 🎉.md", "Ωmega/ünïcödé"]

@@ -4,13 +4,16 @@ buckets, credentials."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from onitu.sync.drivers import open_driver
+from onitu.sync.drivers.contract import Changed
 from tests.conformance.served import FAST, s3_harness
-from tests.conformance.suite import DriverConformance, Harness, listing, put
+from tests.conformance.suite import DriverConformance, Harness, listing, put, sha
 from tests.servers import S3Server
+from tests.servers.s3 import s3_process, s3_server_in, s3_user
 
 
 @pytest.fixture
@@ -28,9 +31,31 @@ def test_sha256_is_kept_in_metadata_and_not_downloaded(harness: Harness, s3_serv
     assert head["Metadata"]["onitu-sha256"] == stat.sha256 == harness.driver.checksum("f.txt")
 
 
-def test_missing_bucket_and_wrong_secret_are_unavailable_with_the_reason(s3_server: S3Server) -> None:
+def test_missing_bucket_and_wrong_secret_are_unavailable_with_the_reason(s3_server: S3Server, tmp_path: Path
+                                                                          ) -> None:
     gone = open_driver("s3", "s3", {**s3_server.options, "bucket": "no-such-bucket", **FAST})
     assert "does not exist" in gone.available().reason
+    with s3_process(tmp_path / "moto.log", check_credentials=True) as proc:  # the session's accepts any secret
+        checked = s3_server_in(proc, "checked", *s3_user(proc))
+        right = open_driver("s3", "s3", {**checked.options, **FAST}).available()  # let in: no marker there yet
+        assert not right and "marker" in right.reason and "denied" not in right.reason, right
+        wrong = open_driver("s3", "s3", {**checked.options, "secret": "not-the-secret", **FAST}).available()
+        assert not wrong and "access denied (wrong key or secret?)" in wrong.reason, wrong
+
+
+def test_preconditions_see_objects_and_directories_made_by_others(harness: Harness, s3_server: S3Server) -> None:
+    """A write that must not replace anything is refused where another tool put an object, or keys that make a
+    directory, even behind keys sharing the name's beginning (``n.bak`` sorts before ``n/``)."""
+    client = s3_server.client()
+    for key in ("m", "n.bak", "n-1", "n/inside"):
+        client.put_object(Bucket=s3_server.bucket, Key=f"root/{key}", Body=b"theirs")
+    driver = harness.driver
+    for path in ("m", "n"):
+        with pytest.raises(Changed):
+            driver.write(path, [b"mine"], expected_sha256=sha(b"mine"), replaces=None)
+    stat = driver.write("m", [b"mine"], expected_sha256=sha(b"mine"), replaces=driver.stat("m").fingerprint)
+    assert stat == driver.stat("m") and driver.checksum("m") == sha(b"mine")
+    assert driver.write("o", [b"new"], expected_sha256=sha(b"new"), replaces=None) == driver.stat("o")
 
 
 def test_directories_are_kept_without_placeholder_objects(s3_server: S3Server, tmp_path) -> None:

@@ -38,7 +38,7 @@ def private_server(kind: str, base: Path) -> Iterator[Server]:
 def sibling(server: Server, name: str) -> Server:
     """Another bucket or folder ``name`` on the same server process as ``server``."""
     if isinstance(server, S3Server):
-        return s3_server_in(server.process, name)
+        return s3_server_in(server.process, name, server.key, server.secret)
     if isinstance(server, SftpServer):
         return sftp_server_in(server.process, server.key_file, server.known_hosts, server.directory.parent / name)
     if isinstance(server, FtpServer):

@@ -59,18 +59,23 @@ def driver_for(name: str) -> type[Driver]:
 
 def parse_options(driver: str | type[Driver], options: Mapping[str, Any]) -> BaseModel:
     """Validate ``options`` against a driver's schema (by name or class); the first problem is an
-    :class:`OptionError` naming it."""
+    :class:`OptionError` naming it. An unknown option comes first: a misspelt ``buckett`` also leaves ``bucket``
+    missing, and the misspelling is what people must fix."""
     schema = options_for(driver) if isinstance(driver, str) else driver.Options
     if not isinstance(options, Mapping):
         raise OptionError((), "driver options must be a mapping")
     try:
         return schema.model_validate(dict(options))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        problem = {"missing": "missing required option", "extra_forbidden": "unknown option"}.get(err["type"])
+        errors = exc.errors()
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         if err["type"] == "extra_forbidden":
-            problem += f" (expected one of: {', '.join(schema.model_fields)})"
-        raise OptionError(tuple(err["loc"]), problem or err["msg"].removeprefix("Value error, ")) from None
+            problem = f"unknown option (expected one of: {', '.join(schema.model_fields)})"
+        elif err["type"] == "missing":
+            problem = "missing required option"
+        else:
+            problem = err["msg"].removeprefix("Value error, ")
+        raise OptionError(tuple(err["loc"]), problem) from None
 
 
 def open_driver(service: str, name: str, options: Mapping[str, Any], state: Path | None = None) -> Driver:

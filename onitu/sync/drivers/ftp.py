@@ -259,12 +259,16 @@ class FTPDriver(RenameStaged):
 
     def raw_replace(self, src: str, dst: str) -> None:
         """RNFR/RNTO over ``dst``."""
-        self._command("rename", self.full(src), self.full(dst))
+        self._on_paths("rename", src, dst)
 
     def raw_remove(self, path: str) -> None:
         """DELE one file."""
+        self._on_paths("delete", path)
+
+    def _on_paths(self, operation: str, *paths: str) -> None:
+        """``FTP.operation`` on the server's names of ``paths``; a 550 answer (no such file) as FileNotFoundError."""
         try:
-            self._command("delete", self.full(path))
+            self._command(operation, *map(self.full, paths))
         except ftplib.error_perm as exc:
             if not _missing(exc):
                 raise
@@ -297,8 +301,15 @@ class FTPDriver(RenameStaged):
         parts = path.split("/") if path else []
         for depth in range(len(parts) + 1):
             current = "/".join(parts[:depth])
+            if current and current in self._dirs:
+                continue
             facts = self._facts(current)
             if facts is None:
-                self.ftp("mkd", self.full(current))
-            elif facts.get("type", "").lower() not in ("dir", "cdir"):
+                try:
+                    self.ftp("mkd", self.full(current))
+                except ftplib.error_perm:  # "550 File exists": another transfer made it since we looked
+                    facts = self._facts(current)
+                    if facts is None:
+                        raise
+            if facts is not None and facts.get("type", "").lower() not in ("dir", "cdir"):
                 raise self.error(DriverError, current, "a file is in the way")

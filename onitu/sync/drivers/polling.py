@@ -4,7 +4,9 @@ Every ``interval`` seconds it lists the replica and compares each entry's cheap 
 mtime, FTP MLSD ``modify``/``unique``, WebDAV etag) with the previous listing, and reports only what changed. An entry
 still changing (not :meth:`~onitu.sync.drivers.contract.Driver.settled`) is reported at a later poll, once it
 settled. A listing that fails because the root is unreachable or lost its marker is reported as ``unavailable``,
-never as deletions; the first good listing after that is a ``rescan``. A move shows up as a deletion and a creation.
+never as deletions, and so is an outage the driver finds in any other operation (:meth:`PollWatcher.lost`: an order
+failing while the server is gone must not wait for the next listing to show it); the first good listing after that
+is a ``rescan``. A move shows up as a deletion and a creation.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class PollWatcher:
         self.driver, self.callback = driver, callback
         self.interval, self.scan_interval = interval, scan_interval
         self._stop = threading.Event()
+        self._guard = threading.Lock()  # over _lost: the root is known lost (``unavailable`` told, ``rescan`` due)
+        self._lost = False
         self._last: dict[str, Stat] | None = None  # what was last reported (None: nothing yet, or the root was lost)
         self._previous: dict[str, Stat] = {}  # the previous listing, as it was
         self._thread = threading.Thread(target=self._run, name=f"onitu-poll-{driver.service}", daemon=True)
@@ -46,26 +50,34 @@ class PollWatcher:
     def _emit(self, event: ChangeEvent) -> None:
         deliver(self.callback, event, self.driver.service)
 
+    def lost(self, reason: str) -> None:
+        """The root was found unavailable (by any thread): report it once; the next good listing is a rescan."""
+        with self._guard:
+            if self._lost:
+                return
+            self._lost = True
+        self._emit(ChangeEvent("unavailable", dest=reason))
+
     def _run(self) -> None:
-        down, next_scan = False, 0.0
+        next_scan = 0.0
         while not self._stop.is_set():
             try:
                 listing = {stat.path: stat for stat in self.driver.list()}
             except RootUnavailable as exc:
-                if not down:
-                    self._emit(ChangeEvent("unavailable", dest=exc.problem))
-                down, self._last = True, None
+                self.lost(exc.problem)
                 self._stop.wait(self.interval)
                 continue
             except DriverError as exc:  # a path refused or a transient failure: try again next time
                 log.warning("%s: polling failed: %s", self.driver.service, exc)
                 self._stop.wait(self.interval)
                 continue
-            if self._last is None or time.monotonic() >= next_scan:
+            with self._guard:
+                back, self._lost = self._lost, False
+            if back or self._last is None or time.monotonic() >= next_scan:
                 self._previous = listing  # what is old enough by its mtime is taken as it is: the consumer lists
                 self._last = self._settled_part(listing, {})
                 self._emit(ChangeEvent("rescan"))
-                next_scan, down = time.monotonic() + self.scan_interval, False
+                next_scan = time.monotonic() + self.scan_interval
             else:
                 self._compare(listing)
             self._stop.wait(self.interval)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
@@ -67,6 +68,8 @@ class RemoteDriver(Driver):
         self._written: dict[str, str] = {}
         self._refused: set[str] = set()  # hostile names already reported
         self._watcher: PollWatcher | None = None
+        self._making = threading.Lock()  # held while parent_ready makes a directory
+        self._retrying = threading.local()  # inside call(): an inner call does not retry again (3 x 3 attempts)
 
     # -- hooks ----------------------------------------------------------------------------------------------------
 
@@ -92,7 +95,19 @@ class RemoteDriver(Driver):
     # -- retries and errors ---------------------------------------------------------------------------------------
 
     def call(self, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``operation(*args, **kwargs)``, tried again with backoff after a transient network error."""
+        """``operation(*args, **kwargs)``, tried again with backoff after a transient network error.
+
+        Only the outermost call retries: an availability probe made of several calls would otherwise try each of
+        them 3 x 3 times, and a server gone would be noticed only seconds later."""
+        if getattr(self._retrying, "on", False):
+            return operation(*args, **kwargs)
+        self._retrying.on = True
+        try:
+            return self._retried(operation, *args, **kwargs)
+        finally:
+            self._retrying.on = False
+
+    def _retried(self, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         delay = BACKOFF
         for attempt in range(1, RETRIES + 1):
             try:
@@ -140,6 +155,8 @@ class RemoteDriver(Driver):
             reason = self.describe(exc)
         if reason:
             self._seen_at = -float("inf")
+            if self._watcher is not None:  # an order may find the outage first: shown now, not at the next poll
+                self._watcher.lost(f"{self.root}: {reason}")
             return Availability(False, f"{self.root}: {reason}")
         self._seen_at = time.monotonic()
         return Availability(True)
@@ -186,10 +203,13 @@ class RemoteDriver(Driver):
         self._dirs = {d for d in self._dirs if not is_under(d, path)}
 
     def parent_ready(self, path: str) -> None:
-        """Make sure the parent directory of ``path`` exists (free when it is known to)."""
+        """Make sure the parent directory of ``path`` exists (free when it is known to). One thread makes it while
+        the others writing there wait: not one MKD/MKCOL each, which servers answer with errors (wsgidav: 500)."""
         parent = path.rpartition("/")[0]
         if parent and parent not in self._dirs:
-            self.mkdir(parent)
+            with self._making:
+                if parent not in self._dirs:
+                    self.mkdir(parent)
 
     def check_precondition(self, path: str, replaces: Precondition) -> Stat | None:
         """The entry at ``path`` now (one stat, none when ``replaces`` is ANY), checked by :meth:`precondition`."""

@@ -183,6 +183,28 @@ class S3Driver(RemoteDriver):
             return _dir(path)
         return None
 
+    def check_precondition(self, path: str, replaces: Precondition) -> Stat | None:
+        """The entry at ``path`` as a precondition needs it (its fingerprint): one listing of the keys starting with
+        its key, which shows the object and the keys below it as a directory, where a stat costs a HEAD then a
+        listing for a path with nothing there (every new file)."""
+        if replaces is ANY:
+            return None
+        current = self._peek(path)
+        self.precondition(current, path, replaces)
+        return current
+
+    def _peek(self, path: str) -> Stat | None:
+        key = self.key(path)
+        page = self.s3("list_objects_v2", Prefix=key, MaxKeys=100)
+        below = path in self._seen_dirs
+        for obj in page.get("Contents", ()):
+            if obj["Key"] == key:  # (it sorts first among the keys it prefixes)
+                return _file(path, obj["Size"], obj["ETag"], obj.get("LastModified"))
+            below = below or obj["Key"].startswith(key + "/")
+        if below:
+            return _dir(path)
+        return self.raw_stat(path) if page.get("IsTruncated") else None  # siblings such as `name.bak` filled it
+
     def list(self, prefix: str = "") -> Iterable[Stat]:
         """Every object below ``prefix`` (a request per 1,000 keys), with the directories they imply or that were
         kept."""

@@ -12,7 +12,9 @@ staging object deleted.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Iterator
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from onitu.sync.drivers.contract import CHUNK, DriverError, HashMismatch, Precondition, Stat
@@ -50,8 +52,17 @@ def write(driver: S3Driver, path: str, chunks: Iterable[bytes], expected: str, r
         raise driver.error(HashMismatch, path, f"sha256 {digest.hexdigest()} written, {expected} expected")
     with driver.failing(path):
         driver.check_precondition(path, replaces)
-    _call(driver, path, "put_object", Key=driver.key(path), Body=bytes(buffer), Metadata={SHA_KEY: expected})
-    return _written(driver, path)
+    sent = _call(driver, path, "put_object", Key=driver.key(path), Body=bytes(buffer), Metadata={SHA_KEY: expected})
+    return _put(path, len(buffer), sent, expected)
+
+
+def _put(path: str, size: int, answer: dict[str, Any], sha256: str) -> Stat:
+    """The object a PUT just wrote, from its answer (no HEAD): its ETag, and its time as the server gives it
+    (Last-Modified where the server sends it, else the answer's Date, which S3 lists at the same precision)."""
+    headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    when = headers.get("last-modified") or headers.get("date")
+    mtime_ns = int(parsedate_to_datetime(when).timestamp()) * 1_000_000_000 if when else time.time_ns()
+    return Stat(path, False, size, mtime_ns, answer["ETag"].strip('"'), sha256)
 
 
 def _written(driver: S3Driver, path: str) -> Stat:

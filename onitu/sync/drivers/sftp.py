@@ -48,6 +48,8 @@ def _translate(exc: BaseException) -> BaseException:
         return PermissionError(exc.reason)
     if isinstance(exc, asyncssh.ConnectionLost | asyncssh.ChannelOpenError | BrokenPipeError):
         return ConnectionError(str(exc))
+    if isinstance(exc, asyncssh.SFTPNoConnection | asyncssh.SFTPConnectionLost):  # a client whose connection died:
+        return ConnectionError(exc.reason)  # transient, so the connection is made again (else it fails for good)
     return exc
 
 

@@ -162,11 +162,21 @@ class RenameStaged(RemoteDriver):
                 with contextlib.suppress(Exception):
                     self.raw_remove(temp)
                 raise
-            self.call(self.raw_replace, temp, path)
+            self._replace(temp, path, expected_sha256)
             stat = self.stat(path)
         if stat is None:
             raise self.error(DriverError, path, "vanished right after it was written")
         return self.wrote_stat(stat)
+
+    def _replace(self, temp: str, path: str, expected_sha256: str) -> None:
+        """Rename the staged ``temp`` over ``path``. A rename retried after its answer was lost (a dropped
+        connection) finds its source gone: it was done if the staged file is gone and ``path`` has the content
+        (read back to be sure: this happens seldom, and a wrong hash remembered would hide a difference)."""
+        try:
+            self.call(self.raw_replace, temp, path)
+        except FileNotFoundError:
+            if self.call(self.raw_size, temp) is not None or self.checksum(path) != expected_sha256:
+                raise
 
     def _hash_staged(self, path: str, temp: str, length: int, digest: hashlib._Hash) -> None:
         staged = self.call(self.raw_size, temp) or 0

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import httpx
 from pydantic import BaseModel
-from webdav4.client import Client, ClientError, HTTPError, ResourceNotFound
+from webdav4.client import Client, ClientError, HTTPError, ResourceAlreadyExists, ResourceNotFound
 
 from onitu.sync.drivers.contract import MARKER, DriverError, Features, Stat
 from onitu.sync.drivers.options import WebDAVOptions, reveal
@@ -113,9 +113,10 @@ class WebDAVDriver(RenameStaged):
             raise _translate(exc) from exc
 
     def _reset(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.http.close()
+        # The next request makes a new client. The old one is not closed: other threads' requests may be under way
+        # on it, and closing it under them failed them all at once ("Bad file descriptor"), a MOVE included, whose
+        # retry then found its source gone. Its connections close when it is collected.
+        self._client = None
 
     # -- availability ---------------------------------------------------------------------------------------------
 
@@ -212,20 +213,30 @@ class WebDAVDriver(RenameStaged):
     # -- namespace ------------------------------------------------------------------------------------------------
 
     def mkdir(self, path: str) -> Stat:
-        """Create a collection and its parents."""
+        """Create a collection and its parents (one made meanwhile by another writer is fine)."""
         path = self.check(path)
         self.ensure()
         with self.failing(path):
             parts = path.split("/")
             for depth in range(1, len(parts) + 1):
                 current = "/".join(parts[:depth])
-                if current in self._dirs:
-                    continue
-                found = self._props(current)
-                props = found.get(current) if found else None
-                if props is None:
-                    self.dav("mkdir", current)
-                elif props.resource_type != "directory":
-                    raise self.error(DriverError, current, "a file is in the way")
-                self.known_dir(current)
+                if current not in self._dirs:
+                    self._collection(current)
+                    self.known_dir(current)
         return Stat(path, True, 0, 0, "d")
+
+    def _collection(self, path: str) -> None:
+        """Make sure the collection ``path`` exists (its parent does)."""
+        for attempt in (1, 2):
+            found = self._props(path)
+            props = found.get(path) if found else None
+            if props is not None:
+                if props.resource_type != "directory":
+                    raise self.error(DriverError, path, "a file is in the way")
+                return
+            try:
+                self.dav("mkdir", path)
+                return
+            except ResourceAlreadyExists:  # another transfer made it between our look and our MKCOL: look again
+                if attempt == 2:
+                    raise

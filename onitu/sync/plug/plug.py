@@ -70,8 +70,9 @@ class Plug:
 
     # -- start and registration -----------------------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """Initialise the root the first time the service is seen; afterwards a root without marker is refused."""
+    def prepare(self) -> Availability:
+        """Initialise the root the first time the service is seen (afterwards a root without marker is refused);
+        whether it is available now, and why not."""
         status = self.driver.available()
         known = bool(self.space.read_all((tuples.KNOWN, self.service)))
         if not status and not known:
@@ -79,10 +80,12 @@ class Plug:
                 self.driver.initialise()
             except DriverError as exc:
                 log.error("%s: cannot initialise the root: %s", self.service, exc)
-                return
+                return status
             log.info("%s: initialised %s", self.service, self.driver.root)
-        if not known and self.driver.available():
+            status = self.driver.available()
+        if not known and status:
             self.space.write((tuples.KNOWN, self.service))
+        return status
 
     def _info(self) -> dict[str, Any]:
         return {"id": self.id, "endpoint": self.server.endpoint, "key": self.server.key,
@@ -127,8 +130,7 @@ class Plug:
         # watchdog's startup grace on a busy machine
         liveness = Liveness(lambda: {"service": self.service, "available": bool(self.status)})
         self.scanner.beat = liveness.beat
-        self.prepare()
-        self._set_status(self.driver.available() or Availability(False, "starting"))
+        self._set_status(self.prepare())  # the reason shown at once (a server refusing a password may take seconds)
         self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)
         orders = threading.Thread(target=self._logged(self.taker.run), name="onitu-orders", daemon=True)
         orders.start()

@@ -88,6 +88,9 @@ def test_options_are_checked_by_name(tmp_path: Path) -> None:
     assert config.services["box"].driver == "sftp"
     with pytest.raises(OptionError, match="bucket: missing required option"):
         parse_options("s3", {"endpoint_url": "http://x"})
+    # a misspelt required option: the misspelling is named, not the option it leaves missing
+    with pytest.raises(OptionError, match=r"^option buckett: unknown option \(expected one of: .*bucket"):
+        parse_options("s3", {"buckett": "x"})
     with pytest.raises(OptionError, match=r"unknown option.*expected one of: poll, settle, host"):
         parse_options("ftp", {"host": "h", "passwd": "p"})
     with pytest.raises(OptionError, match="url"):

@@ -203,7 +203,8 @@ class SecondarySink:
     def __init__(self, server: SpaceServer, sock: zmq.Socket) -> None:
         self.server, self.sock = server, sock
         self.stream = server.durable.stream()  # (primary boot, last lsn applied), kept on disk with each batch
-        self.history: deque = deque(maxlen=server.store.history.maxlen)
+        # the primary's events as they came (decoded only on promotion: most replicas never need them)
+        self.history: deque[list] = deque(maxlen=server.store.history.maxlen)
         self._in_snapshot: tuple[str, int] | None = None
         self._waiting: list[list] = []
         # The server's memory holds what its disk holds (the store, the cached replies): a promotion is then a
@@ -250,7 +251,7 @@ class SecondarySink:
             server.replies.clear()
             self._mirror([[], [], [], meta["sessions"]], meta["replies"], {})
             self.history.clear()
-            self.history.extend(_event(e) for e in meta["events"])
+            self.history.extend(meta["events"])
             return None
         if kind == "snap_rows" and self._in_snapshot is not None:
             server.durable.snapshot_rows(msg[2])
@@ -293,6 +294,10 @@ class SecondarySink:
                 for seq in [s for s in cache if s < ack]:
                     del cache[seq]
 
+    def events(self) -> list[tuple]:
+        """The event history received so far, decoded (for a promotion)."""
+        return [_event(e) for e in self.history]
+
     def _need(self, lsn: int) -> list:
         """Ask for what we lack, saying which message made us ask, who we are (a restarted replica asks anew) and
         where our disk stands in a primary's stream (the primary sends the rest, or a snapshot)."""
@@ -317,6 +322,6 @@ class SecondarySink:
             self.server.durable.commit(rows, replies, acks, counters, (boot, lsn))
             if self.live:
                 self._mirror(rows, replies, acks)
-            self.history.extend(_event(e) for e in events)
+            self.history.extend(events)
             self.stream = (boot, lsn)
         return ["ack", self.server.epoch, lsn]

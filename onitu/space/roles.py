@@ -192,7 +192,7 @@ class Pairing:
             server.replies.clear()
             server.load()
         if sink is not None:
-            server.store.history.extend(sink.history)
+            server.store.history.extend(sink.events())
         self.require_ack = False
         if server.peer:
             server.link = PrimaryLink(server, server.peer)

@@ -211,6 +211,13 @@ class SecondarySink:
         # role change, with nothing to load. The server loaded its disk; False while a snapshot is under way,
         # and after one is abandoned.
         self.live = True
+        self._unmirrored: list[tuple[list, list, dict]] = []  # batches on disk, not yet in memory
+
+    def mirror_pending(self) -> None:
+        """Bring the memory up to the disk (the batches acknowledged since the last call)."""
+        pending, self._unmirrored = self._unmirrored, []
+        for rows, replies, acks in pending:
+            self._mirror(rows, replies, acks)
 
     def receive(self, reply: Callable[[bytes, list], None]) -> None:
         for _ in range(PER_TURN):
@@ -224,10 +231,12 @@ class SecondarySink:
             answer = self.handle(msg)
             if answer is not None:
                 reply(frames[0], answer)
+            self.mirror_pending()  # after the acknowledgement left: the primary answers while our memory follows
             if msg[0] == "snap_rows":  # a chunk is thousands of rows to decode and index: one per loop turn
                 return
 
     def handle(self, msg: list) -> list | None:
+        self.mirror_pending()
         server = self.server
         kind, epoch = msg[0], msg[1]
         if epoch < server.epoch:
@@ -321,7 +330,7 @@ class SecondarySink:
             acks = dict(acks)
             self.server.durable.commit(rows, replies, acks, counters, (boot, lsn))
             if self.live:
-                self._mirror(rows, replies, acks)
+                self._unmirrored.append((rows, replies, acks))
             self.history.extend(events)
             self.stream = (boot, lsn)
         return ["ack", self.server.epoch, lsn]

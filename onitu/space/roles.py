@@ -180,6 +180,8 @@ class Pairing:
         server.role = "primary"
         server.regexes.python.start()
         sink = server.sink
+        if sink is not None:
+            sink.mirror_pending()
         server.durable.forget_stream()
         if sink is not None:
             sink.abort_snapshot()

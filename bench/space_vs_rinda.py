@@ -4,7 +4,10 @@
 
 Pattern (as ../shared/rinda/bench/client.rb): N sequential writes of [:task, i, "payload"], N takes of
 [:task, nil, nil], N reads of [:conf, nil, nil]; then 4 such clients at once; then onitu's batched writes
-(1000 tuples per request). Prints ops/s and onitu/Rinda ratios.
+(1000 tuples per request). Prints ops/s and onitu/Rinda ratios, then two ceilings: a zero-work pyzmq echo (the best
+any zmq client can do sequentially) and the same echo relayed through a second process (the shape of a paired
+write: client -> primary -> secondary -> primary -> client), and the machine's load: on a shared machine the
+sequential rows move with it, so compare rows of one run only.
 """
 
 from __future__ import annotations

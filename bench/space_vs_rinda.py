@@ -4,7 +4,10 @@
 
 Pattern (as ../shared/rinda/bench/client.rb): N sequential writes of [:task, i, "payload"], N takes of
 [:task, nil, nil], N reads of [:conf, nil, nil]; then 4 such clients at once; then onitu's batched writes
-(1000 tuples per request). Prints ops/s and onitu/Rinda ratios.
+(1000 tuples per request). Prints ops/s and onitu/Rinda ratios, then two ceilings: a zero-work pyzmq echo (the best
+any zmq client can do sequentially) and the same echo relayed through a second process (the shape of a paired
+write: client -> primary -> secondary -> primary -> client), and the machine's load: on a shared machine the
+sequential rows move with it, so compare rows of one run only.
 """
 
 from __future__ import annotations
@@ -124,18 +127,29 @@ def paired_pair(n: int, total: int) -> list[tuple[str, float]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def zmq_floor(n: int) -> float:
-    """Round trips/s of a zero-work ROUTER echo in another process: the transport's own ceiling here."""
+ECHO = ("import sys, zmq\n"
+        "s = zmq.Context().socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
+        "while True: s.send_multipart(s.recv_multipart())\n")
+# The replicated pair's shape with zero work: take a request, send it on to the next process, wait for its answer,
+# answer (a paired write: client -> primary -> secondary -> primary -> client).
+RELAY = ("import sys, zmq\n"
+         "ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
+         "peer = ctx.socket(zmq.DEALER); peer.connect(sys.argv[2])\n"
+         "while True:\n"
+         "    ident, body = s.recv_multipart(); peer.send(body); s.send_multipart([ident, peer.recv()])\n")
+
+
+def zmq_floor(n: int, hops: int = 1) -> float:
+    """Round trips/s of a zero-work echo ``hops`` processes away: the transport's own ceiling here."""
     import zmq
 
     ctx = zmq.Context()
     tmp = Path(tempfile.mkdtemp(prefix="onitu-floor-"))
-    echo = subprocess.Popen([sys.executable, "-c", (
-        "import sys, zmq\n"
-        "s = zmq.Context().socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
-        "while True: s.send_multipart(s.recv_multipart())\n"), f"ipc://{tmp}/echo"])
+    procs = [subprocess.Popen([sys.executable, "-c", ECHO, f"ipc://{tmp}/hop{hops - 1}"])]
+    procs += [subprocess.Popen([sys.executable, "-c", RELAY, f"ipc://{tmp}/hop{i}", f"ipc://{tmp}/hop{i + 1}"])
+              for i in range(hops - 1)]
     sock = ctx.socket(zmq.DEALER)
-    sock.connect(f"ipc://{tmp}/echo")
+    sock.connect(f"ipc://{tmp}/hop0")
     try:
         sock.send(b"warm")
         sock.recv()
@@ -145,7 +159,8 @@ def zmq_floor(n: int) -> float:
             sock.recv()
         return n / (time.perf_counter() - t0)
     finally:
-        echo.kill()
+        for proc in procs:
+            proc.kill()
         sock.close(0)
         ctx.term()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -231,9 +246,13 @@ def main() -> None:
         ratio = f"{ours / theirs:6.2f}x" if theirs else "-"
         print(f"{label:58} {ours:12.0f} {theirs or 0:12.0f} {ratio:>7}")
     print(f"(n={n}, {os.cpu_count()} cores; Rinda over DRb on tcp loopback; onitu durable, sync=normal)")
-    floor = zmq_floor(n)
+    floor, floor2 = zmq_floor(n), zmq_floor(n, hops=2)
     print(f"transport ceiling: a zero-work pyzmq echo between two processes does {floor:.0f} round trips/s "
           f"({floor / rinda_seq:.2f}x Rinda sequential), so no zmq client can do better sequentially here")
+    print(f"paired ceiling: relayed once more (client -> relay -> echo -> relay -> client, as a paired write) it "
+          f"does {floor2:.0f} round trips/s ({floor2 / rinda_seq:.2f}x Rinda sequential)")
+    load = os.getloadavg()
+    print(f"machine load at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1/5/15 min), {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

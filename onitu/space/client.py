@@ -51,6 +51,7 @@ BLOCKED_RESEND = 5.0  # re-register a blocked request this often, in case the se
 TRANSPORT_CAP = 4 * MAX_FRAME  # a server's transport drops a bigger frame with its connection, unanswered
 HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+WAIT_SLICE = 100  # ms a client waits for a reply before it looks at retries, refusals and deadlines
 NO_DETAIL_TRIES = 3  # handshakes cut without a reason, in a row, before the client calls it a refusal
 
 
@@ -334,6 +335,9 @@ class SpaceClient:
         sock = getattr(self._local, "sock", None)
         if sock is None:
             sock = self._local.sock = self.core.socket(self.ctx)
+            # a blocking recv that gives up after WAIT_SLICE: one call per reply, where poll + recv cost two
+            # (and a Poller built per call)
+            sock.rcvtimeo = WAIT_SLICE
             with self._socks_lock:
                 self._socks.append(sock)
         return sock
@@ -360,8 +364,12 @@ class SpaceClient:
                 on_wait(WaitingRequest(lambda: self._call("withdraw", {"seq": seq})))
             parts = Parts()
             while True:
-                if sock.poll(100):
-                    got, status, body = parse_reply(sock.recv())
+                try:
+                    frame = sock.recv()
+                except zmq.Again:
+                    frame = None
+                if frame is not None:
+                    got, status, body = parse_reply(frame)
                     if got == 0 and status == ERROR:
                         raise error_from(body)
                     if got != seq:

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS replies (sid BLOB, seq INTEGER, body BLOB NOT NULL, P
 
 
 _SET_STREAM = "INSERT OR REPLACE INTO meta VALUES ('stream_boot', ?), ('stream_lsn', ?)"
+_SET_COUNTERS = "INSERT OR REPLACE INTO meta VALUES ('next_id', ?), ('event_id', ?)"
+_SET_REPLICA = f"{_SET_COUNTERS}, ('stream_boot', ?), ('stream_lsn', ?)"
 
 
 class StorageError(SpaceError):
@@ -142,7 +144,8 @@ class Durable:
         """Write one group of rows (see :meth:`encode`), cached replies and acknowledgements in one transaction.
 
         ``acks`` (forgettable replies) may lag: a reply kept too long costs a row, never correctness. A replica
-        passes ``stream``, where this batch leaves it in its primary's stream (see :meth:`stream`).
+        passes ``counters`` (the primary's next ids) and ``stream``, where this batch leaves it in its primary's stream
+        (see :meth:`stream`), written in one statement.
         """
         puts, dels, leases, sessions = rows
         db = self.db
@@ -164,10 +167,8 @@ class Durable:
                 db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?)", replies)
             if acks:
                 db.executemany("DELETE FROM replies WHERE sid = ? AND seq < ?", acks.items())
-            if counters is not None:  # a replica keeps the primary's counters, to number on after a promotion
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?), ('event_id', ?)", counters)
-            if stream is not None:
-                db.execute(_SET_STREAM, stream)
+            if stream is not None:  # a replica: the primary's counters (to number on after a promotion) and stream
+                db.execute(_SET_REPLICA, (*counters, *stream))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -198,7 +199,7 @@ class Durable:
             db.execute(f"DELETE FROM {table}")
         db.executemany("INSERT INTO sessions VALUES (?, ?)", sessions)
         db.executemany("INSERT INTO replies VALUES (?, ?, ?)", replies)
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?), ('event_id', ?)", (next_id, event_id))
+        db.execute(_SET_COUNTERS, (next_id, event_id))
         db.execute(_SET_STREAM, stream)
 
     def snapshot_rows(self, rows: list) -> None:

@@ -19,11 +19,15 @@ from typing import Protocol
 from onitu.space.template import Symbol, Template
 
 _NO_KEY = object()
+_SCALARS = frozenset({str, int, float, bool, bytes, Symbol, type(None)})  # hashable without asking
 
 
 def _key(v: object) -> Hashable:
     """An index key for a constant, or _NO_KEY when the value cannot be indexed (containers, NaN-like)."""
-    if type(v) in (list, tuple, dict):
+    kind = type(v)
+    if kind in _SCALARS:
+        return v
+    if kind in (list, tuple, dict):
         return _NO_KEY
     try:
         hash(v)
@@ -77,6 +81,17 @@ class Bucket:
                 yield eid
 
 
+class HeadBucket(Bucket):
+    """The tuples of one (shape, first element), and inside it ``second``: {second element: id | Bucket}. One
+    lookup of the head key reaches both levels."""
+
+    __slots__ = ("second",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.second: dict[Hashable, int | Bucket] = {}
+
+
 class Index(Protocol):
     """How the store finds candidates; ``add``/``remove`` keep it in step with the live tuples."""
 
@@ -91,35 +106,38 @@ class FifoIndex:
     def __init__(self, live: dict) -> None:
         self.live = live
         self.by_shape: dict[Hashable, Bucket] = {}
-        self.by_head: dict[tuple, Bucket] = {}
-        # second level, inside a head bucket: {second element: id | Bucket}
-        self.by_second: dict[tuple, dict[Hashable, int | Bucket]] = {}
+        self.by_head: dict[tuple, HeadBucket] = {}
 
     def add(self, eid: int, tup: tuple | dict) -> None:
+        # The hottest path of a batched write: buckets are appended to directly, scalar keys taken as they are.
         sk = shape(tup)
         bucket = self.by_shape.get(sk)
         if bucket is None:
             bucket = self.by_shape[sk] = Bucket()
-        bucket.add(eid)
-        if type(tup) is dict or not tup or (h0 := _key(tup[0])) is _NO_KEY:
+        bucket.ids.append(eid)
+        if type(tup) is dict or not tup:
+            return
+        h0 = tup[0]
+        if type(h0) not in _SCALARS and (h0 := _key(h0)) is _NO_KEY:
             return
         hk = (sk, h0)
-        bucket = self.by_head.get(hk)
-        if bucket is None:
-            bucket = self.by_head[hk] = Bucket()
-        bucket.add(eid)
-        if len(tup) < 2 or (h1 := _key(tup[1])) is _NO_KEY:
+        head = self.by_head.get(hk)
+        if head is None:
+            head = self.by_head[hk] = HeadBucket()
+        head.ids.append(eid)
+        if len(tup) < 2:
             return
-        sub = self.by_second.get(hk)
-        if sub is None:
-            sub = self.by_second[hk] = {}
+        h1 = tup[1]
+        if type(h1) not in _SCALARS and (h1 := _key(h1)) is _NO_KEY:
+            return
+        sub = head.second
         held = sub.get(h1)
         if held is None:
             sub[h1] = eid
         else:
             if type(held) is int:
                 held = sub[h1] = _bucket_of(held)
-            held.add(eid)
+            held.ids.append(eid)
 
     def remove(self, eid: int, tup: tuple | dict, taken: bool) -> None:
         # Called after eid left `live`.
@@ -129,17 +147,14 @@ class FifoIndex:
         if type(tup) is dict or not tup or (h0 := _key(tup[0])) is _NO_KEY:
             return
         hk = (sk, h0)
+        if len(tup) >= 2 and (h1 := _key(tup[1])) is not _NO_KEY:
+            sub = self.by_head[hk].second
+            held = sub[h1]
+            if type(held) is int or len(held) <= 1:
+                del sub[h1]
+            else:
+                held.discard(live)
         self._discard(self.by_head, hk)
-        if len(tup) < 2 or (h1 := _key(tup[1])) is _NO_KEY:
-            return
-        sub = self.by_second[hk]
-        held = sub[h1]
-        if type(held) is int or len(held) <= 1:
-            del sub[h1]
-        else:
-            held.discard(live)
-        if not sub:
-            del self.by_second[hk]
 
     def _discard(self, table: dict, key: Hashable) -> None:
         bucket = table[key]
@@ -162,7 +177,8 @@ class FifoIndex:
         head2 = template.head(2)
         h1 = _key(head2[1]) if head2 else _NO_KEY
         if h1 is not _NO_KEY:
-            held = self.by_second.get(hk, {}).get(h1)
+            head = self.by_head.get(hk)
+            held = head.second.get(h1) if head is not None else None
             if held is None:
                 return iter(())
             return iter((held,)) if type(held) is int else held.walk(self.live)

@@ -142,6 +142,8 @@ class Operations:
         self.server.answer(route, result, True)
 
     def _batch_op(self, op: Any) -> tuple:
+        if type(op) is list and len(op) == 2 and op[0] == "write":  # the bulk of a big batch
+            return ("write", as_tuple(op[1]), None)
         if not isinstance(op, list) or not op or op[0] not in ("write", "take", "read"):
             raise InvalidTuple(f"batch op must be ['write', tuple, lease], ['take', template] or ['read', template], "
                                f"not {op!r}")

@@ -32,17 +32,17 @@ EXT_SYMBOL, EXT_RANGE, EXT_REGEX, EXT_TYPE = 1, 2, 3, 4
 REGEX_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE | re.ASCII
 
 
-_symbol_exts: dict[Symbol, msgpack.ExtType] = {}
+_symbol_exts: dict[str, msgpack.ExtType] = {}  # by name: a str caches its hash, a Symbol computes it in Python
 
 
 def _default(obj: Any) -> msgpack.ExtType:
     kind = type(obj)
     if kind is Symbol:
-        ext = _symbol_exts.get(obj)
+        ext = _symbol_exts.get(obj.name)
         if ext is None:
             ext = msgpack.ExtType(EXT_SYMBOL, obj.name.encode())
             if len(_symbol_exts) < 10_000:
-                _symbol_exts[obj] = ext
+                _symbol_exts[obj.name] = ext
         return ext
     if kind is Range:
         return msgpack.ExtType(EXT_RANGE, _pack_inner([obj.lo, obj.hi, obj.exclusive]))
@@ -60,10 +60,18 @@ def _pack_inner(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
+_symbols: dict[bytes, Symbol] = {}  # decoded symbol names: most tuples of a space share a few heads
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     try:
         if code == EXT_SYMBOL:
-            return Symbol(data.decode())
+            sym = _symbols.get(data)
+            if sym is None:
+                sym = Symbol(data.decode())
+                if len(_symbols) < 10_000:
+                    _symbols[data] = sym
+            return sym
         if code == EXT_TYPE:
             return TYPES[data.decode()]
         if code == EXT_RANGE:
@@ -106,10 +114,9 @@ def unpackb(data: bytes) -> Any:
 
 def as_tuple(value: Any) -> tuple | dict:
     """The top level of a decoded tuple; short strings are interned so a million tuples share their heads."""
-    tup = check_tuple(value)
-    if type(tup) is tuple:
-        return tuple([sys.intern(x) if type(x) is str and len(x) <= 64 else x for x in tup])
-    return tup
+    if type(value) is list or type(value) is tuple:
+        return tuple([sys.intern(x) if type(x) is str and len(x) <= 64 else x for x in value])
+    return check_tuple(value)
 
 
 # ---- messages ----------------------------------------------------------------------------------------------

@@ -203,13 +203,21 @@ class SecondarySink:
     def __init__(self, server: SpaceServer, sock: zmq.Socket) -> None:
         self.server, self.sock = server, sock
         self.stream = server.durable.stream()  # (primary boot, last lsn applied), kept on disk with each batch
-        self.history: deque = deque(maxlen=server.store.history.maxlen)
+        # the primary's events as they came (decoded only on promotion: most replicas never need them)
+        self.history: deque[list] = deque(maxlen=server.store.history.maxlen)
         self._in_snapshot: tuple[str, int] | None = None
         self._waiting: list[list] = []
         # The server's memory holds what its disk holds (the store, the cached replies): a promotion is then a
         # role change, with nothing to load. The server loaded its disk; False while a snapshot is under way,
         # and after one is abandoned.
         self.live = True
+        self._unmirrored: list[tuple[list, list, dict]] = []  # batches on disk, not yet in memory
+
+    def mirror_pending(self) -> None:
+        """Bring the memory up to the disk (the batches acknowledged since the last call)."""
+        pending, self._unmirrored = self._unmirrored, []
+        for rows, replies, acks in pending:
+            self._mirror(rows, replies, acks)
 
     def receive(self, reply: Callable[[bytes, list], None]) -> None:
         for _ in range(PER_TURN):
@@ -223,10 +231,12 @@ class SecondarySink:
             answer = self.handle(msg)
             if answer is not None:
                 reply(frames[0], answer)
+            self.mirror_pending()  # after the acknowledgement left: the primary answers while our memory follows
             if msg[0] == "snap_rows":  # a chunk is thousands of rows to decode and index: one per loop turn
                 return
 
     def handle(self, msg: list) -> list | None:
+        self.mirror_pending()
         server = self.server
         kind, epoch = msg[0], msg[1]
         if epoch < server.epoch:
@@ -250,7 +260,7 @@ class SecondarySink:
             server.replies.clear()
             self._mirror([[], [], [], meta["sessions"]], meta["replies"], {})
             self.history.clear()
-            self.history.extend(_event(e) for e in meta["events"])
+            self.history.extend(meta["events"])
             return None
         if kind == "snap_rows" and self._in_snapshot is not None:
             server.durable.snapshot_rows(msg[2])
@@ -293,6 +303,10 @@ class SecondarySink:
                 for seq in [s for s in cache if s < ack]:
                     del cache[seq]
 
+    def events(self) -> list[tuple]:
+        """The event history received so far, decoded (for a promotion)."""
+        return [_event(e) for e in self.history]
+
     def _need(self, lsn: int) -> list:
         """Ask for what we lack, saying which message made us ask, who we are (a restarted replica asks anew) and
         where our disk stands in a primary's stream (the primary sends the rest, or a snapshot)."""
@@ -316,7 +330,7 @@ class SecondarySink:
             acks = dict(acks)
             self.server.durable.commit(rows, replies, acks, counters, (boot, lsn))
             if self.live:
-                self._mirror(rows, replies, acks)
-            self.history.extend(_event(e) for e in events)
+                self._unmirrored.append((rows, replies, acks))
+            self.history.extend(events)
             self.stream = (boot, lsn)
         return ["ack", self.server.epoch, lsn]

@@ -180,6 +180,8 @@ class Pairing:
         server.role = "primary"
         server.regexes.python.start()
         sink = server.sink
+        if sink is not None:
+            sink.mirror_pending()
         server.durable.forget_stream()
         if sink is not None:
             sink.abort_snapshot()
@@ -192,7 +194,7 @@ class Pairing:
             server.replies.clear()
             server.load()
         if sink is not None:
-            server.store.history.extend(sink.history)
+            server.store.history.extend(sink.events())
         self.require_ack = False
         if server.peer:
             server.link = PrimaryLink(server, server.peer)

@@ -239,9 +239,11 @@ class Store:
         plan: list[tuple[str, Any]] = []
         for i, op in enumerate(ops):
             if op[0] == "write":
-                tup = op[1]
-                deadline = lease_deadline(op[2], now)
-                self._owner(op[2], session)
+                tup, lease = op[1], op[2]
+                deadline = None
+                if lease is not None:  # most writes of a big batch have none
+                    deadline = lease_deadline(lease, now)
+                    self._owner(lease, session)
                 if deadline is None or deadline > now:
                     pending.append((i, tup))
                 plan.append(("write", None))
@@ -540,6 +542,8 @@ class Store:
 
 
 def _check_op(op: Any) -> tuple:
+    if type(op) is tuple and len(op) == 3 and op[0] == "write" and type(op[1]) is tuple:
+        return op  # already in shape (the server decoded it so): the common case of a big batch
     if not isinstance(op, list | tuple) or not op:
         raise InvalidTuple(f"batch op must be a list like ['write', tuple, lease] or ['take', template], not {op!r}")
     kind = op[0]

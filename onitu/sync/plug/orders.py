@@ -97,6 +97,38 @@ class Running:
         return [f for p in (key, *ancestors(key)) if (f := self.futures.get(p)) is not None]
 
 
+class Started:
+    """The ids of the orders started and not yet seen taken: an order is carried out once, though it can come both
+    from the reading of what waits in the space and from the notify stream (written between the two).
+
+    An id leaves when the stream shows the order taken (the plug's result took it). Its write event came before
+    that take in the stream, and a later reading cannot find it, so it cannot come back: the set holds the orders
+    under way, not every order ever seen.
+    """
+
+    def __init__(self) -> None:
+        self.ids: set[Any] = set()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def fresh(self, oid: Any) -> bool:
+        """Whether order ``oid`` is seen for the first time (it is then counted as started)."""
+        if oid in self.ids:
+            return False
+        self.ids.add(oid)
+        return True
+
+    def taken(self, oid: Any) -> None:
+        """The stream showed order ``oid`` taken."""
+        self.ids.discard(oid)
+
+    def resync(self, waiting: Iterable[Any]) -> None:
+        """After events were lost (take events among them): keep the ids of the orders still ``waiting`` in the
+        space. The others were taken; they were written before the new stream began, so it will not bring them."""
+        self.ids.intersection_update(waiting)
+
+
 class OrderTaker:
     """Takes the orders addressed to one service and carries them out (:meth:`run`, in a thread of its own)."""
 
@@ -107,6 +139,7 @@ class OrderTaker:
         self.pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix=f"onitu-copy-{service}")
         self.progress: dict[str, list[int]] = {}  # path -> [bytes done, size], transfers under way
         self._plugs: tuple[float, list[tuple]] = (0.0, [])  # when read, the plug tuples
+        self.started = Started()
 
     def close(self) -> None:
         """Give up the copies not started."""
@@ -119,8 +152,7 @@ class OrderTaker:
         while not self.reporter.listed.wait(0.2):
             if self._stop.is_set():
                 return
-        stream = self.space.notify("write", pattern)
-        started: set[Any] = set()
+        stream = self.space.notify(("write", "take"), pattern)
         running = Running()
         backlog = self.space.read_all(pattern)
         while not self._stop.is_set():
@@ -129,23 +161,24 @@ class OrderTaker:
                     with contextlib.suppress(SpaceError):
                         self.space.take(tup, timeout=0)
                         self.events(ChangeEvent("rescan"))
-                    continue
-                if tup[2] in started:
-                    continue
-                started.add(tup[2])
-                self.start(tup, running)
+                elif self.started.fresh(tup[2]):
+                    self.start(tup, running)
             backlog = []
             try:
                 event = stream.next(0.5)
-                backlog.append(event.tuple)
+                if event.kind == "write":
+                    backlog.append(event.tuple)
+                elif event.tuple[0] == tuples.ORDER:
+                    self.started.taken(event.tuple[2])
             except TimeoutError:
                 pass
             except EventsLost:  # the space restarted and cannot replay them: what was missed is still there
                 log.info("%s: the order stream lost events; reading the orders waiting in the space", self.service)
                 with contextlib.suppress(SpaceError):
                     stream.close()
-                stream = self.space.notify("write", pattern)
+                stream = self.space.notify(("write", "take"), pattern)
                 backlog = self.space.read_all(pattern)
+                self.started.resync(t[2] for t in backlog if t[0] == tuples.ORDER)
             running.prune()
 
     def start(self, tup: tuple, running: Running) -> None:

@@ -33,8 +33,9 @@ class Staged:
     named: bool
 
 
-def stage(temp: str, chunks: Iterable[bytes], resume_from: int) -> Staged:
-    """Write ``chunks`` (the file from ``resume_from`` on, after what is staged at ``temp``) and fsync it.
+def stage(temp: str, chunks: Iterable[bytes], resume_from: int, *, sync: bool = True) -> Staged:
+    """Write ``chunks`` (the file from ``resume_from`` on, after what is staged at ``temp``) and fsync it (unless
+    ``sync`` is false: the caller makes it durable with others, :func:`durable`, before publishing it).
 
     If ``chunks`` raises, what arrived is kept at ``temp`` for a later resume, and the error propagates.
     """
@@ -66,15 +67,24 @@ def stage(temp: str, chunks: Iterable[bytes], resume_from: int) -> Staged:
                 with contextlib.suppress(OSError):  # (the original error matters more)
                     _name(fd, temp)
             raise
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
         return Staged(fd, digest.hexdigest(), named)
     except BaseException:
         os.close(fd)
         raise
 
 
-def publish(staged: Staged, temp: str, full: str) -> None:
-    """Give the verified file its final name ``full`` (replacing what is there), durably, and close it."""
+def durable(staged: Iterable[Staged]) -> None:
+    """Make files staged with ``sync=False`` durable: all written first, then each flushed (the journal commits
+    that the first flush forces carry the others' allocations too)."""
+    for one in staged:
+        os.fsync(one.fd)
+
+
+def publish(staged: Staged, temp: str, full: str, *, sync_dir: bool = True) -> None:
+    """Give the verified file its final name ``full`` (replacing what is there) and close it; durably, unless
+    ``sync_dir`` is false: then the caller fsyncs the directory (once for many files) before telling anyone."""
     directory = os.open(os.path.dirname(full), os.O_RDONLY | os.O_DIRECTORY)
     try:
         if not staged.named:
@@ -90,7 +100,8 @@ def publish(staged: Staged, temp: str, full: str) -> None:
     finally:
         os.close(staged.fd)
         try:
-            os.fsync(directory)
+            if sync_dir:
+                os.fsync(directory)
         finally:
             os.close(directory)
 

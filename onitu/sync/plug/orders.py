@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.chunks import TransferError
@@ -45,18 +46,58 @@ from onitu.sync.drivers.contract import (
     Driver,
     DriverError,
     UnsafePath,
+    WholeFile,
     ancestors,
     is_under,
     safe_path,
 )
 from onitu.sync.plug.reports import OrderRun, Reporter
 from onitu.sync.plug.scanner import Scanner
-from onitu.sync.plug.transfer import fetch
+from onitu.sync.plug.transfer import MANY, fetch, fetch_many
 
 log = logging.getLogger(__name__)
 
 TRANSFERS = 8  # copies carried out at once
 SOURCES_TTL = 1.0  # seconds the other plugs' tuples are reused before they are read again
+SMALL = CHUNK // 4  # files of at most this many bytes are copied in batches: fetched together, made durable together
+BATCH_BYTES = 4 * CHUNK  # bytes of one batch at most
+
+
+@dataclass(eq=False)
+class Batch:
+    """Small copies of one order gathered to be carried out together (no two on overlapping paths)."""
+
+    order: OrderRun
+    numbers: list[int] = field(default_factory=list)  # the actions' numbers in the order
+    size: int = 0
+    paths: set[str] = field(default_factory=set)  # the copies' paths and the directories above them
+
+    def takes(self, copy: Copy) -> bool:
+        """Whether ``copy`` can join (else the batch is handed over first)."""
+        return (len(self.numbers) < MANY and self.size + copy.size <= BATCH_BYTES and copy.path not in self.paths
+                and not any(a in self.paths for a in ancestors(copy.path)))
+
+    def add(self, n: int, copy: Copy) -> None:
+        self.numbers.append(n)
+        self.size += copy.size
+        self.paths.update((copy.path, *ancestors(copy.path)))
+
+    def clear(self) -> None:
+        self.numbers, self.size = [], 0
+        self.paths.clear()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a copy made in a batch came to: what it wrote (None: it was there already), or why it failed."""
+
+    written: Observed | None = None
+    error: Exception | None = None
+
+    def get(self) -> Observed | None:
+        if self.error is not None:
+            raise self.error
+        return self.written
 
 
 class Running:
@@ -199,21 +240,52 @@ class OrderTaker:
                 self.space.take(tup, timeout=0)
             return
         order = OrderRun(tup, body["folder"], actions)
+        small = Batch(order)
         for n, action in enumerate(actions):
+            if isinstance(action, Copy) and action.size <= SMALL:  # copied with the small files next to it
+                if not small.takes(action):
+                    self._submit(small, running)
+                for future in running.overlapping(action.path):
+                    future.result()
+                small.add(n, action)
+                continue
+            self._submit(small, running)
             for future in running.overlapping(paths_of(action)[0]):
                 future.result()  # an action never overtakes an earlier one on the same paths
             if isinstance(action, Copy):
                 running.add(action.path, self.pool.submit(self._carry_out, order, n))
             else:
                 self._carry_out(order, n)
+        self._submit(small, running)
 
-    def _carry_out(self, order: OrderRun, n: int) -> None:
-        """Carry out action ``n`` of ``order``; the order's result is sent once its last action is done."""
+    def _submit(self, batch: Batch, running: Running) -> None:
+        """Hand the small copies gathered in ``batch`` to the pool, as one task, and start a new batch."""
+        if batch.numbers:
+            numbers = list(batch.numbers)
+            future = self.pool.submit(self._carry_out_small, batch.order, numbers)
+            for n in numbers:
+                running.add(batch.order.actions[n].path, future)
+        batch.clear()
+
+    def _carry_out_small(self, order: OrderRun, numbers: list[int]) -> None:
+        """Carry out copies of small files together; those the batch could not fetch are copied alone."""
+        copies = [order.actions[n] for n in numbers]
+        try:
+            outcomes = self._copy_small(order.folder, copies)
+        except Exception as exc:  # the batch as a whole: each copy is tried alone, and gets its own result
+            log.info("%s: order %s: %d small copies go one by one: %s", self.service, order.tup[2], len(copies), exc)
+            outcomes = [None] * len(copies)
+        for n, outcome in zip(numbers, outcomes, strict=True):
+            self._carry_out(order, n, outcome)
+
+    def _carry_out(self, order: OrderRun, n: int, copied: Outcome | None = None) -> None:
+        """Carry out action ``n`` of ``order`` (a copy already made in a batch: ``copied``); the order's result is
+        sent once its last action is done."""
         folder, action = order.folder, order.actions[n]
         try:
             written: Observed | None = None
             if isinstance(action, Copy):
-                written = self._copy(folder, action)
+                written = self._copy(folder, action) if copied is None else copied.get()
                 touched = [action.path]
             else:
                 touched = self._execute(folder, action)
@@ -282,6 +354,47 @@ class OrderTaker:
                                     f"changed since the hub decided (expected {content_id[:16]}, last reported "
                                     f"{known.content_id[:16] if known else 'nothing'})")
         return known.fingerprint
+
+    def _copy_small(self, folder: str, copies: list[Copy]) -> list[Outcome | None]:
+        """Copy small files with one request per source and one durability step for them all; for each, its
+        outcome, or None when it must be copied alone (its source cannot send many at once, or failed to read it:
+        alone, it tries the other sources and its error names the file)."""
+        outcomes: list[Outcome | None] = [None] * len(copies)
+        by_source: dict[str, tuple[dict[str, Any], list[int]]] = {}
+        for i, copy in enumerate(copies):
+            current = self.reporter.reported(folder, copy.path)
+            if current is not None and current.sha256 == copy.sha256:
+                outcomes[i] = Outcome()  # already there
+                continue
+            sources = self._sources(copy.sources)
+            if sources and sources[0]["endpoint"]:
+                by_source.setdefault(sources[0]["service"], (sources[0], []))[1].append(i)
+        files, placed = [], []
+        for name, (source, numbers) in by_source.items():
+            try:
+                got = fetch_many(source, name, [self._source_path(source, folder, copies[i]) for i in numbers],
+                                 lambda source=source: self._still_serving(source))
+            except TransferError as exc:
+                log.debug("%s: %d small files from %s go one by one: %s", self.service, len(numbers), name, exc)
+                continue
+            for i, data in zip(numbers, got, strict=True):
+                if isinstance(data, bytes):
+                    copy = copies[i]
+                    try:
+                        replaces = self._precondition(folder, copy.path, copy.replaces)
+                    except DriverError as exc:
+                        outcomes[i] = Outcome(error=exc)
+                        continue
+                    files.append(WholeFile(self.scanner.where(folder, copy.path), data, copy.sha256, replaces))
+                    placed.append(i)
+        for i, written in zip(placed, self.driver.write_many(files) if files else [], strict=True):
+            if isinstance(written, DriverError):
+                outcomes[i] = Outcome(error=written)
+            else:
+                self.scanner.remember(written, copies[i].sha256)
+                outcomes[i] = Outcome(Observed("file", copies[i].sha256, written.size, written.mtime_ns,
+                                               written.fingerprint))
+        return outcomes
 
     def _copy(self, folder: str, action: Copy) -> Observed | None:
         """Carry out a copy; what it wrote (None: it was there already)."""

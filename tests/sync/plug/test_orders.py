@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -9,8 +10,8 @@ from collections import Counter
 from typing import Any
 
 from onitu.sync import tuples
-from onitu.sync.decide.plan import Mkdir
-from onitu.sync.plug.orders import Started
+from onitu.sync.decide.plan import Copy, Mkdir
+from onitu.sync.plug.orders import Running, Started
 from onitu.sync.plug.plug import Plug
 
 
@@ -80,3 +81,32 @@ def test_after_lost_events_only_the_orders_still_waiting_are_kept():
     started.taken(2)
     started.taken(2)
     assert started.ids == {4}
+
+
+def test_small_copies_go_together_and_one_the_source_cannot_read_fails_alone(pair, tmp_path):
+    a, b = pair["a"], pair["b"]
+    contents = {f"s{i}.txt": f"small {i}\n".encode() * (i + 1) for i in range(6)}
+    for name, data in contents.items():
+        (tmp_path / "b" / name).write_bytes(data)
+    b.reporter.changed("docs", list(contents))
+    copies = [Copy(name, "a", ("b",), hashlib.sha256(data).hexdigest(), len(data), None)
+              for name, data in contents.items()]
+    copies.insert(3, Copy("gone.txt", "a", ("b",), "0" * 64, 10, None))  # reported by b, deleted since
+    tup = (tuples.ORDER, "a", 7, {"folder": "docs", "actions": [tuples.action_to_wire(c) for c in copies],
+                                  "metas": [None] * len(copies)})
+    requests: list[list[Any]] = []
+    serve = b.server.handle
+    b.server.handle = lambda peer, args: (requests.append(args), serve(peer, args))[1]
+    a.space.write(tup)
+    a.taker.start(tup, Running())
+    a.taker.pool.shutdown(wait=True)
+    a.outbox.flush()
+    assert requests[0] == [[c.path for c in copies]], "the small files were not asked for in one request"
+    assert {r[0] for r in requests[1:]} == {"gone.txt"}, "only the one the batch could not bring goes alone"
+    (result,) = a.space.read_all((tuples.DONE, "a", None, None, None))
+    outcomes = result[4]["results"]
+    assert [r["ok"] for r in outcomes] == [True, True, True, False, True, True, True]
+    assert "gone.txt" in outcomes[3]["error"]
+    assert {name: (tmp_path / "a" / name).read_bytes() for name in contents} == contents
+    assert not (tmp_path / "a" / "gone.txt").exists()
+    assert a.reporter.known["docs"]["s5.txt"].sha256 == copies[6].sha256

@@ -450,12 +450,15 @@ class LocalDriver(Driver):
             raise
         # What was written, taken from the staged file itself: a look at its name once published could find
         # someone's write made just after, which would then pass for ours (its change never reported, its
-        # fingerprint cached with our content's hash).
-        written = _stat(path, os.fstat(staged.fd))
+        # fingerprint cached with our content's hash). Recorded as ours before it has its name: the watcher can
+        # see the name at once, and took it for someone else's file when it came first (a change to settle, then
+        # report: work for nothing, per file).
+        written = self._wrote(_stat(path, os.fstat(staged.fd)))
         try:
             local_stage.publish(staged, temp, full, sync_dir=sync_dir)
-            return self._wrote(written)
+            return written
         except OSError as exc:
+            self._written.pop(path, None)
             self._unlink_quietly(temp)
             raise self._failure(exc, path) from None
 

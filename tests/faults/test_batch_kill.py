@@ -35,16 +35,19 @@ def killed(step):
 
 if where == "publish":  # some files have their names, the others are staged, durable, unnamed
     local_stage.publish = killed(local_stage.publish)
-else:  # some staged files are flushed, none is named yet
-    real = os.fsync
-    os.fsync = killed(real)
+elif where == "durable":  # all are durable, none is named yet
+    durable = local_stage.durable
+    local_stage.durable = lambda staged: (durable(staged), os.kill(os.getpid(), signal.SIGKILL))
+else:  # flushed one by one (no syncfs): some are flushed, none is named yet
+    local_stage._syncfs = None
+    os.fsync = killed(os.fsync)
 data = [(f"d{i % 4}/f{i:02}.bin", f"file {i} ".encode() * (50 + i)) for i in range(%(files)d)]
 driver.write_many([WholeFile(p, b, hashlib.sha256(b).hexdigest()) for p, b in data])
 print("not killed")
 """.replace("%(files)d", str(FILES))
 
 
-@pytest.mark.parametrize(("where", "after"), [("publish", 0), ("publish", 17), ("fsync", 5)])
+@pytest.mark.parametrize(("where", "after"), [("publish", 0), ("publish", 17), ("durable", 0), ("fsync", 5)])
 def test_a_kill_in_the_middle_of_a_batch_shows_nothing_half_written(tmp_path: Path, where: str, after: int) -> None:
     root = tmp_path / "root"
     proc = subprocess.run([sys.executable, "-c", CHILD, str(root), where, str(after)], capture_output=True,

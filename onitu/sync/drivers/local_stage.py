@@ -4,16 +4,20 @@ The data is written to a file with no name (``O_TMPFILE``) and linked at its fin
 it is on disk. Nothing half-written ever has a name, and a watcher of the directory (our own among them) sees one
 creation instead of a staging file created, written, closed and renamed. A transfer that fails half-way, and one
 long enough that a kill would waste much, is linked at a ``.onitu-tmp-`` staging name instead, so that it can be
-resumed. Where the filesystem has no ``O_TMPFILE``, the staging name is used from the start.
+resumed. Where the filesystem has no ``O_TMPFILE``, the staging name is used from the start. Small files written
+together are all staged, then made durable together (:func:`durable`), then named, and each directory is flushed once
+for them all before the writes are reported done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from onitu.sync.drivers.contract import CHUNK
@@ -22,6 +26,20 @@ RESUMABLE = 4 * CHUNK  # bytes after which an unnamed write gets its staging nam
 _PROC_FD = "/proc/self/fd"
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS}
 _unnamed_ok = hasattr(os, "O_TMPFILE") and os.path.isdir(_PROC_FD)
+SYNCFS_FROM = 4  # files made durable together from which one syncfs replaces a flush of each
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2) (Python has no binding), or None."""
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
+    return syncfs  # type: ignore[no-any-return]
+
+
+_syncfs = _find_syncfs() if sys.platform.startswith("linux") else None
 
 
 @dataclass
@@ -76,8 +94,14 @@ def stage(temp: str, chunks: Iterable[bytes], resume_from: int, *, sync: bool = 
 
 
 def durable(staged: Iterable[Staged]) -> None:
-    """Make files staged with ``sync=False`` durable: all written first, then each flushed (the journal commits
-    that the first flush forces carry the others' allocations too)."""
+    """Make files staged with ``sync=False`` durable: one ``syncfs`` per filesystem they are on when they are many
+    (it writes them back in one pass and commits the journal once: a fraction of the time and CPU of a flush per
+    file), else, or where ``syncfs`` is missing or fails, a flush of each."""
+    staged = list(staged)
+    if len(staged) >= SYNCFS_FROM and _syncfs is not None:
+        devices = {os.fstat(one.fd).st_dev: one.fd for one in staged}
+        if all(_syncfs(fd) == 0 for fd in devices.values()):
+            return
     for one in staged:
         os.fsync(one.fd)
 

@@ -45,6 +45,7 @@ from onitu.sync.drivers.contract import (
     ChangeEvent,
     Driver,
     DriverError,
+    Stat,
     UnsafePath,
     WholeFile,
     ancestors,
@@ -209,7 +210,7 @@ class OrderTaker:
                 event = stream.next(0.5)
                 if event.kind == "write":
                     backlog.append(event.tuple)
-                elif event.tuple[0] == tuples.ORDER:
+                elif event.kind == "take" and event.tuple[0] == tuples.ORDER:
                     self.started.taken(event.tuple[2])
             except TimeoutError:
                 pass
@@ -391,10 +392,13 @@ class OrderTaker:
             if isinstance(written, DriverError):
                 outcomes[i] = Outcome(error=written)
             else:
-                self.scanner.remember(written, copies[i].sha256)
-                outcomes[i] = Outcome(Observed("file", copies[i].sha256, written.size, written.mtime_ns,
-                                               written.fingerprint))
+                outcomes[i] = Outcome(self._remembered(written, copies[i].sha256))
         return outcomes
+
+    def _remembered(self, written: Stat, sha256: str) -> Observed:
+        """What a copy wrote, its hash cached (it need not be read again to be reported)."""
+        self.scanner.remember(written, sha256)
+        return Observed("file", sha256, written.size, written.mtime_ns, written.fingerprint)
 
     def _copy(self, folder: str, action: Copy) -> Observed | None:
         """Carry out a copy; what it wrote (None: it was there already)."""
@@ -419,8 +423,7 @@ class OrderTaker:
             try:
                 written = self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
                                             replaces=self._precondition(folder, action.path, action.replaces))
-                self.scanner.remember(written, action.sha256)
-                return Observed("file", action.sha256, written.size, written.mtime_ns, written.fingerprint)
+                return self._remembered(written, action.sha256)
             except TransferError as exc:  # this source failed: keep what arrived, try the next one
                 failure = exc
                 self._plugs = (0.0, [])  # and read the plug tuples again next time (it may have restarted)

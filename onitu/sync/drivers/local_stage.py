@@ -27,6 +27,8 @@ _PROC_FD = "/proc/self/fd"
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS}
 _unnamed_ok = hasattr(os, "O_TMPFILE") and os.path.isdir(_PROC_FD)
 SYNCFS_FROM = 4  # files made durable together from which one syncfs replaces a flush of each
+SYNCFS_KINDS = {"ext4", "ext3", "xfs", "btrfs", "f2fs", "tmpfs"}  # local filesystems whose syncfs makes data durable
+_durable_by_syncfs: dict[int, bool] = {}  # device -> whether its filesystem is of those
 
 
 def _find_syncfs() -> Callable[[int], int] | None:
@@ -96,14 +98,30 @@ def stage(temp: str, chunks: Iterable[bytes], resume_from: int, *, sync: bool = 
 def durable(staged: Iterable[Staged]) -> None:
     """Make files staged with ``sync=False`` durable: one ``syncfs`` per filesystem they are on when they are many
     (it writes them back in one pass and commits the journal once: a fraction of the time and CPU of a flush per
-    file), else, or where ``syncfs`` is missing or fails, a flush of each."""
+    file), else, or where ``syncfs`` is missing, fails or is not known to make data durable, a flush of each."""
     staged = list(staged)
     if len(staged) >= SYNCFS_FROM and _syncfs is not None:
         devices = {os.fstat(one.fd).st_dev: one.fd for one in staged}
-        if all(_syncfs(fd) == 0 for fd in devices.values()):
+        if all(_syncfs_makes_durable(dev) for dev in devices) and all(_syncfs(fd) == 0 for fd in devices.values()):
             return
     for one in staged:
         os.fsync(one.fd)
+
+
+def _syncfs_makes_durable(device: int) -> bool:
+    """Whether the filesystem on ``device`` is one whose syncfs writes data back and commits it (not a FUSE or
+    network filesystem, where only a flush of each file is sure to reach the storage)."""
+    if device not in _durable_by_syncfs:
+        kind = None
+        with contextlib.suppress(OSError, ValueError, IndexError), \
+                open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if fields[2] == f"{os.major(device)}:{os.minor(device)}":
+                    kind = fields[fields.index("-") + 1]
+                    break
+        _durable_by_syncfs[device] = kind in SYNCFS_KINDS
+    return _durable_by_syncfs[device]
 
 
 def publish(staged: Staged, temp: str, full: str, *, sync_dir: bool = True) -> None:

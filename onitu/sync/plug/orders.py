@@ -24,7 +24,7 @@ from typing import Any
 from onitu.chunks import TransferError
 from onitu.config import Config
 from onitu.space.client import SpaceClient
-from onitu.space.errors import EventsLost, SpaceError
+from onitu.space.errors import EventsLost, Refused, SpaceError
 from onitu.sync import tuples
 from onitu.sync.decide.plan import (
     TREE,
@@ -194,7 +194,7 @@ class OrderTaker:
         while not self.reporter.listed.wait(0.2):
             if self._stop.is_set():
                 return
-        stream = self.space.notify(("write", "take"), pattern)
+        stream = self._subscribe(pattern)
         running = Running()
         backlog = self.space.read_all(pattern)
         while not self._stop.is_set():
@@ -218,10 +218,19 @@ class OrderTaker:
                 log.info("%s: the order stream lost events; reading the orders waiting in the space", self.service)
                 with contextlib.suppress(SpaceError):
                     stream.close()
-                stream = self.space.notify(("write", "take"), pattern)
+                stream = self._subscribe(pattern)
                 backlog = self.space.read_all(pattern)
                 self.started.resync(t[2] for t in backlog if t[0] == tuples.ORDER)
             running.prune()
+
+    def _subscribe(self, pattern: tuple) -> Any:
+        """The stream of the orders' writes and takes; of their writes only through a majordomo of an earlier
+        version, which refuses takes (then the ids of the orders started are kept, as they were then)."""
+        try:
+            return self.space.notify(("write", "take"), pattern)
+        except Refused as exc:
+            log.info("%s: following the orders' writes only (%s)", self.service, exc)
+            return self.space.notify("write", pattern)
 
     def start(self, tup: tuple, running: Running) -> None:
         """Carry out the order ``tup`` (copies in the pool, after those under way in ``running`` on the same paths)."""

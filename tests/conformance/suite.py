@@ -31,6 +31,7 @@ from onitu.sync.drivers.contract import (
     NotFound,
     RootUnavailable,
     UnsafePath,
+    WholeFile,
     is_under,
 )
 from onitu.sync.plug.orders import TRANSFERS
@@ -240,6 +241,25 @@ class DriverConformance:
         with pytest.raises(HashMismatch):
             driver.write("old.txt", [b"corrupt"], expected_sha256=sha(b"good"))
         assert driver.read("old.txt") == b"keep me" and listing(driver) == {"old.txt": 7}
+
+    def test_write_many_makes_visible_only_what_verifies(self, driver: Driver) -> None:
+        put(driver, "kept.txt", b"changed since the decision")
+        put(driver, "old.txt", b"old")
+        old = driver.stat("old.txt")
+        files = [WholeFile("a.txt", b"first", sha(b"first")),
+                 WholeFile("bad.txt", b"corrupted", sha(b"expected")),
+                 WholeFile("kept.txt", b"stale", sha(b"stale"), replaces="not its fingerprint"),
+                 WholeFile("new/dir/b.txt", b"", sha(b"")),
+                 WholeFile("old.txt", b"replaced", sha(b"replaced"), replaces=old.fingerprint)]
+        done = driver.write_many(files)
+        assert [type(d) for d in done[1:3]] == [HashMismatch, Changed]
+        assert [(d.path, d.size) for d in (done[0], done[3], done[4])] == [("a.txt", 5), ("new/dir/b.txt", 0),
+                                                                          ("old.txt", 8)]
+        assert driver.stat("a.txt") == done[0] and driver.read("old.txt") == b"replaced"
+        assert driver.read("kept.txt") == b"changed since the decision"
+        assert listing(driver) == {"a.txt": 5, "kept.txt": 26, "new": None, "new/dir": None, "new/dir/b.txt": 0,
+                                   "old.txt": 8}
+        assert driver.partial("bad.txt") == driver.partial("kept.txt") == 0
 
     def test_interrupted_write_resumes(self, driver: Driver) -> None:
         step = driver.features.resumable

@@ -183,6 +183,16 @@ class Stat:
 
 
 @dataclass(frozen=True, slots=True)
+class WholeFile:
+    """One file of :meth:`Driver.write_many`: all its bytes, their expected sha256, and the write's precondition."""
+
+    path: str
+    data: bytes
+    sha256: str
+    replaces: Precondition = ANY
+
+
+@dataclass(frozen=True, slots=True)
 class Availability:
     """Whether a root can be trusted; false with the reason otherwise (``bool(a)`` tells which)."""
 
@@ -320,6 +330,18 @@ class Driver(ABC):
         mismatch the staged data is removed and :class:`HashMismatch` raised: nothing becomes visible. If ``chunks``
         raises, the staged data is kept for a later ``resume_from=partial(path)``.
         """
+
+    def write_many(self, files: list[WholeFile]) -> list[Stat | DriverError]:
+        """Write whole files, each as :meth:`write` does (verified and durable before it is visible); for each, its
+        new :class:`Stat` or the error that refused it. Drivers that can make many files durable at once override
+        this one-by-one version."""
+        done: list[Stat | DriverError] = []
+        for one in files:
+            try:
+                done.append(self.write(one.path, [one.data], expected_sha256=one.sha256, replaces=one.replaces))
+            except DriverError as exc:
+                done.append(exc)
+        return done
 
     def partial(self, path: str) -> int:
         """How many bytes of an interrupted write to ``path`` are staged (0 if none): a multiple of

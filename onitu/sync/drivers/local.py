@@ -48,6 +48,7 @@ from onitu.sync.drivers.contract import (
     RootUnavailable,
     Stat,
     UnsafePath,
+    WholeFile,
     safe_path,
     temp_name,
 )
@@ -392,6 +393,46 @@ class LocalDriver(Driver):
         self._ensure()
         path = self.check(path)
         full, temp = self._staging(path)
+        staged = self._stage(path, full, temp, chunks, resume_from, sync=True)
+        return self._publish(path, full, temp, staged, expected_sha256, replaces, sync_dir=True)
+
+    def write_many(self, files: list[WholeFile]) -> list[Stat | DriverError]:
+        """Stage every file, make them all durable, then name those that verify, and fsync each directory once for
+        them all (a file and a directory fsync apiece cost more than a small file's transfer)."""
+        self._ensure()
+        done: list[Stat | DriverError | None] = [None] * len(files)
+        staged: list[tuple[int, str, str, str, local_stage.Staged]] = []  # index, path, full, temp, staged
+        try:
+            for n, one in enumerate(files):
+                try:
+                    path = self.check(one.path)
+                    full, temp = self._staging(path)
+                    staged.append((n, path, full, temp, self._stage(path, full, temp, [one.data], 0, sync=False)))
+                except DriverError as exc:
+                    done[n] = exc
+            local_stage.durable(s for *_, s in staged)
+        except BaseException:
+            for *_, temp, one in staged:
+                local_stage.abandon(one, temp)
+            raise
+        directories = set()
+        for at, (n, path, full, temp, one) in enumerate(staged):
+            try:
+                done[n] = self._publish(path, full, temp, one, files[n].sha256, files[n].replaces, sync_dir=False)
+                directories.add(os.path.dirname(full))
+            except DriverError as exc:
+                done[n] = exc
+            except BaseException:
+                for *_, later_temp, later in staged[at + 1:]:
+                    local_stage.abandon(later, later_temp)
+                raise
+        for directory in sorted(directories):  # before any of them is reported written
+            _fsync_dir(directory)
+        assert all(d is not None for d in done)
+        return done  # type: ignore[return-value]
+
+    def _stage(self, path: str, full: str, temp: str, chunks: Iterable[bytes], resume_from: int, *,
+               sync: bool) -> local_stage.Staged:
         failed: list[BaseException] = []
 
         def source() -> Iterator[bytes]:
@@ -405,13 +446,17 @@ class LocalDriver(Driver):
         try:
             if not os.path.isdir(parent):
                 os.makedirs(parent, exist_ok=True)
-            staged = local_stage.stage(temp, source(), resume_from)
+            return local_stage.stage(temp, source(), resume_from, sync=sync)
         except ValueError as exc:
             raise self.error(DriverError, path, str(exc)) from None
         except OSError as exc:
             if exc in failed:  # the sender's failure (a lost connection, say) is the caller's to handle
                 raise
             raise self._failure(exc, path) from None
+
+    def _publish(self, path: str, full: str, temp: str, staged: local_stage.Staged, expected_sha256: str,
+                 replaces: Precondition, *, sync_dir: bool) -> Stat:
+        """Check the staged file and give it its name (closing it in any case)."""
         try:
             if staged.digest != expected_sha256:
                 raise self.error(HashMismatch, path, f"sha256 {staged.digest} written, {expected_sha256} expected")
@@ -422,12 +467,15 @@ class LocalDriver(Driver):
             raise
         # What was written, taken from the staged file itself: a look at its name once published could find
         # someone's write made just after, which would then pass for ours (its change never reported, its
-        # fingerprint cached with our content's hash).
-        written = _stat(path, os.fstat(staged.fd))
+        # fingerprint cached with our content's hash). Recorded as ours before it has its name: the watcher can
+        # see the name at once, and took it for someone else's file when it came first (a change to settle, then
+        # report: work for nothing, per file).
+        written = self._wrote(_stat(path, os.fstat(staged.fd)))
         try:
-            local_stage.publish(staged, temp, full)
-            return self._wrote(written)
+            local_stage.publish(staged, temp, full, sync_dir=sync_dir)
+            return written
         except OSError as exc:
+            self._written.pop(path, None)
             self._unlink_quietly(temp)
             raise self._failure(exc, path) from None
 

@@ -4,16 +4,20 @@ The data is written to a file with no name (``O_TMPFILE``) and linked at its fin
 it is on disk. Nothing half-written ever has a name, and a watcher of the directory (our own among them) sees one
 creation instead of a staging file created, written, closed and renamed. A transfer that fails half-way, and one
 long enough that a kill would waste much, is linked at a ``.onitu-tmp-`` staging name instead, so that it can be
-resumed. Where the filesystem has no ``O_TMPFILE``, the staging name is used from the start.
+resumed. Where the filesystem has no ``O_TMPFILE``, the staging name is used from the start. Small files written
+together are all staged, then made durable together (:func:`durable`), then named, and each directory is flushed once
+for them all before the writes are reported done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from onitu.sync.drivers.contract import CHUNK
@@ -22,6 +26,22 @@ RESUMABLE = 4 * CHUNK  # bytes after which an unnamed write gets its staging nam
 _PROC_FD = "/proc/self/fd"
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS}
 _unnamed_ok = hasattr(os, "O_TMPFILE") and os.path.isdir(_PROC_FD)
+SYNCFS_FROM = 4  # files made durable together from which one syncfs replaces a flush of each
+SYNCFS_KINDS = {"ext4", "ext3", "xfs", "btrfs", "f2fs", "tmpfs"}  # local filesystems whose syncfs makes data durable
+_durable_by_syncfs: dict[int, bool] = {}  # device -> whether its filesystem is of those
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2) (Python has no binding), or None."""
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
+    return syncfs  # type: ignore[no-any-return]
+
+
+_syncfs = _find_syncfs() if sys.platform.startswith("linux") else None
 
 
 @dataclass
@@ -33,8 +53,9 @@ class Staged:
     named: bool
 
 
-def stage(temp: str, chunks: Iterable[bytes], resume_from: int) -> Staged:
-    """Write ``chunks`` (the file from ``resume_from`` on, after what is staged at ``temp``) and fsync it.
+def stage(temp: str, chunks: Iterable[bytes], resume_from: int, *, sync: bool = True) -> Staged:
+    """Write ``chunks`` (the file from ``resume_from`` on, after what is staged at ``temp``) and fsync it (unless
+    ``sync`` is false: the caller makes it durable with others, :func:`durable`, before publishing it).
 
     If ``chunks`` raises, what arrived is kept at ``temp`` for a later resume, and the error propagates.
     """
@@ -66,15 +87,46 @@ def stage(temp: str, chunks: Iterable[bytes], resume_from: int) -> Staged:
                 with contextlib.suppress(OSError):  # (the original error matters more)
                     _name(fd, temp)
             raise
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
         return Staged(fd, digest.hexdigest(), named)
     except BaseException:
         os.close(fd)
         raise
 
 
-def publish(staged: Staged, temp: str, full: str) -> None:
-    """Give the verified file its final name ``full`` (replacing what is there), durably, and close it."""
+def durable(staged: Iterable[Staged]) -> None:
+    """Make files staged with ``sync=False`` durable: one ``syncfs`` per filesystem they are on when they are many
+    (it writes them back in one pass and commits the journal once: a fraction of the time and CPU of a flush per
+    file), else, or where ``syncfs`` is missing, fails or is not known to make data durable, a flush of each."""
+    staged = list(staged)
+    if len(staged) >= SYNCFS_FROM and _syncfs is not None:
+        devices = {os.fstat(one.fd).st_dev: one.fd for one in staged}
+        if all(_syncfs_makes_durable(dev) for dev in devices) and all(_syncfs(fd) == 0 for fd in devices.values()):
+            return
+    for one in staged:
+        os.fsync(one.fd)
+
+
+def _syncfs_makes_durable(device: int) -> bool:
+    """Whether the filesystem on ``device`` is one whose syncfs writes data back and commits it (not a FUSE or
+    network filesystem, where only a flush of each file is sure to reach the storage)."""
+    if device not in _durable_by_syncfs:
+        kind = None
+        with contextlib.suppress(OSError, ValueError, IndexError), \
+                open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if fields[2] == f"{os.major(device)}:{os.minor(device)}":
+                    kind = fields[fields.index("-") + 1]
+                    break
+        _durable_by_syncfs[device] = kind in SYNCFS_KINDS
+    return _durable_by_syncfs[device]
+
+
+def publish(staged: Staged, temp: str, full: str, *, sync_dir: bool = True) -> None:
+    """Give the verified file its final name ``full`` (replacing what is there) and close it; durably, unless
+    ``sync_dir`` is false: then the caller fsyncs the directory (once for many files) before telling anyone."""
     directory = os.open(os.path.dirname(full), os.O_RDONLY | os.O_DIRECTORY)
     try:
         if not staged.named:
@@ -90,7 +142,8 @@ def publish(staged: Staged, temp: str, full: str) -> None:
     finally:
         os.close(staged.fd)
         try:
-            os.fsync(directory)
+            if sync_dir:
+                os.fsync(directory)
         finally:
             os.close(directory)
 

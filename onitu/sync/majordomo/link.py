@@ -324,9 +324,13 @@ class Link:
             if len(frames) != 2:
                 continue
             peer = frames[0]
+            request = None
             try:
-                service, rid, path, offset, length = msgpack.unpackb(frames[1], raw=False)
+                request = msgpack.unpackb(frames[1], raw=False)
+                service, rid, path, offset, length = request
             except (ValueError, TypeError, msgpack.UnpackException):
+                if isinstance(request, list) and len(request) >= 2:  # answered, or the plug waits for its timeout
+                    self._answer_local(peer, request[1], False, "not a chunk request (one range at a time here)")
                 continue
             if not self.up.is_set():
                 self._answer_local(peer, rid, False, "the hub is unreachable")

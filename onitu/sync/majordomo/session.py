@@ -257,8 +257,8 @@ class AgentSession:
         await self.ready.wait()
         assert self.grant is not None and self.space is not None
         try:
-            if events != ["write"]:
-                raise Refused("only write events may be followed")
+            if events not in (["write"], ["write", "take"]):  # (takes: a plug forgets the orders it saw taken)
+                raise Refused("only write and take events may be followed")
             self.grant.check_template("notify", template)
             note = await self.space.notify(events, template)
         except SpaceError as exc:

@@ -18,14 +18,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from onitu.chunks import TransferError
 from onitu.config import Config
 from onitu.space.client import SpaceClient
-from onitu.space.errors import EventsLost, SpaceError
+from onitu.space.errors import EventsLost, Refused, SpaceError
 from onitu.sync import tuples
 from onitu.sync.decide.plan import (
     TREE,
@@ -47,7 +47,9 @@ from onitu.sync.drivers.contract import (
     ChangeEvent,
     Driver,
     DriverError,
+    Stat,
     UnsafePath,
+    WholeFile,
     ancestors,
     is_under,
     safe_path,
@@ -55,12 +57,51 @@ from onitu.sync.drivers.contract import (
 from onitu.sync.drivers.naming import conflict_name
 from onitu.sync.plug.reports import OrderRun, Reporter
 from onitu.sync.plug.scanner import Scanner
-from onitu.sync.plug.transfer import fetch
+from onitu.sync.plug.transfer import MANY, fetch, fetch_many
 
 log = logging.getLogger(__name__)
 
 TRANSFERS = 8  # copies carried out at once
 SOURCES_TTL = 1.0  # seconds the other plugs' tuples are reused before they are read again
+SMALL = CHUNK // 4  # files of at most this many bytes are copied in batches: fetched together, made durable together
+BATCH_BYTES = 4 * CHUNK  # bytes of one batch at most
+
+
+@dataclass(eq=False)
+class Batch:
+    """Small copies of one order gathered to be carried out together (no two on overlapping paths)."""
+
+    order: OrderRun
+    numbers: list[int] = field(default_factory=list)  # the actions' numbers in the order
+    size: int = 0
+    paths: set[str] = field(default_factory=set)  # the copies' paths and the directories above them
+
+    def takes(self, copy: Copy) -> bool:
+        """Whether ``copy`` can join (else the batch is handed over first)."""
+        return (len(self.numbers) < MANY and self.size + copy.size <= BATCH_BYTES and copy.path not in self.paths
+                and not any(a in self.paths for a in ancestors(copy.path)))
+
+    def add(self, n: int, copy: Copy) -> None:
+        self.numbers.append(n)
+        self.size += copy.size
+        self.paths.update((copy.path, *ancestors(copy.path)))
+
+    def clear(self) -> None:
+        self.numbers, self.size = [], 0
+        self.paths.clear()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a copy made in a batch came to: what it wrote (None: it was there already), or why it failed."""
+
+    written: Observed | None = None
+    error: Exception | None = None
+
+    def get(self) -> Observed | None:
+        if self.error is not None:
+            raise self.error
+        return self.written
 
 
 class Running:
@@ -101,6 +142,38 @@ class Running:
         return [f for p in (key, *ancestors(key)) if (f := self.futures.get(p)) is not None]
 
 
+class Started:
+    """The ids of the orders started and not yet seen taken: an order is carried out once, though it can come both
+    from the reading of what waits in the space and from the notify stream (written between the two).
+
+    An id leaves when the stream shows the order taken (the plug's result took it). Its write event came before
+    that take in the stream, and a later reading cannot find it, so it cannot come back: the set holds the orders
+    under way, not every order ever seen.
+    """
+
+    def __init__(self) -> None:
+        self.ids: set[Any] = set()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def fresh(self, oid: Any) -> bool:
+        """Whether order ``oid`` is seen for the first time (it is then counted as started)."""
+        if oid in self.ids:
+            return False
+        self.ids.add(oid)
+        return True
+
+    def taken(self, oid: Any) -> None:
+        """The stream showed order ``oid`` taken."""
+        self.ids.discard(oid)
+
+    def resync(self, waiting: Iterable[Any]) -> None:
+        """After events were lost (take events among them): keep the ids of the orders still ``waiting`` in the
+        space. The others were taken; they were written before the new stream began, so it will not bring them."""
+        self.ids.intersection_update(waiting)
+
+
 class OrderTaker:
     """Takes the orders addressed to one service and carries them out (:meth:`run`, in a thread of its own)."""
 
@@ -112,6 +185,7 @@ class OrderTaker:
         self.progress: dict[str, list[int]] = {}  # path -> [bytes done, size], transfers under way
         self._plugs: tuple[float, list[tuple]] = (0.0, [])  # when read, the plug tuples
         self._set_apart_as: dict[tuple[str, str, str], str] = {}  # (folder, path, sha256) -> its conflict copy
+        self.started = Started()
 
     def close(self) -> None:
         """Give up the copies not started."""
@@ -124,8 +198,7 @@ class OrderTaker:
         while not self.reporter.listed.wait(0.2):
             if self._stop.is_set():
                 return
-        stream = self.space.notify("write", pattern)
-        started: set[Any] = set()
+        stream = self._subscribe(pattern)
         running = Running()
         backlog = self.space.read_all(pattern)
         while not self._stop.is_set():
@@ -134,24 +207,34 @@ class OrderTaker:
                     with contextlib.suppress(SpaceError):
                         self.space.take(tup, timeout=0)
                         self.events(ChangeEvent("rescan"))
-                    continue
-                if tup[2] in started:
-                    continue
-                started.add(tup[2])
-                self.start(tup, running)
+                elif self.started.fresh(tup[2]):
+                    self.start(tup, running)
             backlog = []
             try:
                 event = stream.next(0.5)
-                backlog.append(event.tuple)
+                if event.kind == "write":
+                    backlog.append(event.tuple)
+                elif event.kind == "take" and event.tuple[0] == tuples.ORDER:
+                    self.started.taken(event.tuple[2])
             except TimeoutError:
                 pass
             except EventsLost:  # the space restarted and cannot replay them: what was missed is still there
                 log.info("%s: the order stream lost events; reading the orders waiting in the space", self.service)
                 with contextlib.suppress(SpaceError):
                     stream.close()
-                stream = self.space.notify("write", pattern)
+                stream = self._subscribe(pattern)
                 backlog = self.space.read_all(pattern)
+                self.started.resync(t[2] for t in backlog if t[0] == tuples.ORDER)
             running.prune()
+
+    def _subscribe(self, pattern: tuple) -> Any:
+        """The stream of the orders' writes and takes; of their writes only through a majordomo of an earlier
+        version, which refuses takes (then the ids of the orders started are kept, as they were then)."""
+        try:
+            return self.space.notify(("write", "take"), pattern)
+        except Refused as exc:
+            log.info("%s: following the orders' writes only (%s)", self.service, exc)
+            return self.space.notify("write", pattern)
 
     def start(self, tup: tuple, running: Running) -> None:
         """Carry out the order ``tup`` (copies in the pool, after those under way in ``running`` on the same paths)."""
@@ -171,23 +254,54 @@ class OrderTaker:
                 self.space.take(tup, timeout=0)
             return
         order = OrderRun(tup, body["folder"], actions)
+        small = Batch(order)
         for n, action in enumerate(actions):
             # Paths case-folded: on a replica that ignores case, "A.txt" and "a.txt" are one file, and two copies
             # at once would both find it free and the second would replace the first.
+            if isinstance(action, Copy) and action.size <= SMALL:  # copied with the small files next to it
+                if not small.takes(action):
+                    self._submit(small, running)
+                for future in running.overlapping(action.path.casefold()):
+                    future.result()
+                small.add(n, action)
+                continue
+            self._submit(small, running)
             for future in running.overlapping(paths_of(action)[0].casefold()):
                 future.result()  # an action never overtakes an earlier one on the same paths
             if isinstance(action, Copy):
                 running.add(action.path.casefold(), self.pool.submit(self._carry_out, order, n))
             else:
                 self._carry_out(order, n)
+        self._submit(small, running)
 
-    def _carry_out(self, order: OrderRun, n: int) -> None:
-        """Carry out action ``n`` of ``order``; the order's result is sent once its last action is done."""
+    def _submit(self, batch: Batch, running: Running) -> None:
+        """Hand the small copies gathered in ``batch`` to the pool, as one task, and start a new batch."""
+        if batch.numbers:
+            numbers = list(batch.numbers)
+            future = self.pool.submit(self._carry_out_small, batch.order, numbers)
+            for n in numbers:
+                running.add(batch.order.actions[n].path.casefold(), future)
+        batch.clear()
+
+    def _carry_out_small(self, order: OrderRun, numbers: list[int]) -> None:
+        """Carry out copies of small files together; those the batch could not fetch are copied alone."""
+        copies = [order.actions[n] for n in numbers]
+        try:
+            outcomes = self._copy_small(order.folder, copies)
+        except Exception as exc:  # the batch as a whole: each copy is tried alone, and gets its own result
+            log.info("%s: order %s: %d small copies go one by one: %s", self.service, order.tup[2], len(copies), exc)
+            outcomes = [None] * len(copies)
+        for n, outcome in zip(numbers, outcomes, strict=True):
+            self._carry_out(order, n, outcome)
+
+    def _carry_out(self, order: OrderRun, n: int, copied: Outcome | None = None) -> None:
+        """Carry out action ``n`` of ``order`` (a copy already made in a batch: ``copied``); the order's result is
+        sent once its last action is done."""
         folder, action = order.folder, order.actions[n]
         try:
             written: Observed | None = None
             if isinstance(action, Copy):
-                written = self._copy(folder, action)
+                written = self._copy(folder, action) if copied is None else copied.get()
                 touched = [action.path]
             else:
                 touched = self._execute(folder, action)
@@ -257,6 +371,52 @@ class OrderTaker:
                                     f"{known.content_id[:16] if known else 'nothing'})")
         return known.fingerprint
 
+    def _copy_small(self, folder: str, copies: list[Copy]) -> list[Outcome | None]:
+        """Copy small files with one request per source and one durability step for them all; for each, its
+        outcome, or None when it must be copied alone (its source cannot send many at once, or failed to read it:
+        alone, it tries the other sources and its error names the file)."""
+        outcomes: list[Outcome | None] = [None] * len(copies)
+        by_source: dict[str, tuple[dict[str, Any], list[int]]] = {}
+        for i, copy in enumerate(copies):
+            current = self.reporter.reported(folder, copy.path)
+            if current is not None and current.sha256 == copy.sha256:
+                outcomes[i] = Outcome()  # already there
+                continue
+            sources = self._sources(copy.sources)
+            if sources and sources[0]["endpoint"]:
+                by_source.setdefault(sources[0]["service"], (sources[0], []))[1].append(i)
+        files, placed = [], []
+        for name, (source, numbers) in by_source.items():
+            try:
+                got = fetch_many(source, name, [self._source_path(source, folder, copies[i]) for i in numbers],
+                                 lambda source=source: self._still_serving(source))
+            except TransferError as exc:
+                log.debug("%s: %d small files from %s go one by one: %s", self.service, len(numbers), name, exc)
+                continue
+            for i, data in zip(numbers, got, strict=True):
+                if isinstance(data, bytes):
+                    copy = copies[i]
+                    try:
+                        replaces = self._precondition(folder, copy.path, copy.replaces)
+                    except DriverError as exc:
+                        outcomes[i] = Outcome(error=exc)
+                        continue
+                    files.append(WholeFile(self.scanner.where(folder, copy.path), data, copy.sha256, replaces))
+                    placed.append(i)
+        for i, written in zip(placed, self.driver.write_many(files) if files else [], strict=True):
+            if isinstance(written, CaseCollision):
+                continue  # copied alone, which sets its content apart as a conflict copy
+            if isinstance(written, DriverError):
+                outcomes[i] = Outcome(error=written)
+            else:
+                outcomes[i] = Outcome(self._remembered(written, copies[i].sha256))
+        return outcomes
+
+    def _remembered(self, written: Stat, sha256: str) -> Observed:
+        """What a copy wrote, its hash cached (it need not be read again to be reported)."""
+        self.scanner.remember(written, sha256)
+        return Observed("file", sha256, written.size, written.mtime_ns, written.fingerprint)
+
     def _copy(self, folder: str, action: Copy) -> Observed | None:
         """Carry out a copy; what it wrote (None: it was there already)."""
         try:
@@ -305,8 +465,7 @@ class OrderTaker:
             try:
                 written = self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
                                             replaces=self._precondition(folder, action.path, action.replaces))
-                self.scanner.remember(written, action.sha256)
-                return Observed("file", action.sha256, written.size, written.mtime_ns, written.fingerprint)
+                return self._remembered(written, action.sha256)
             except TransferError as exc:  # this source failed: keep what arrived, try the next one
                 failure = exc
                 self._plugs = (0.0, [])  # and read the plug tuples again next time (it may have restarted)

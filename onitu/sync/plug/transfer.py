@@ -4,6 +4,8 @@ Every plug serves its replica's files with a :class:`onitu.chunks.ChunkServer`, 
 in its session-leased plug tuple. A request is ``[secret, request_id, path, offset, length]``; the answer
 ``[request_id, ok, data or error]``. The fetching side keeps a few requests in flight so a transfer is not one round
 trip per chunk, and the receiving driver checks the sha256 of the whole file before anything becomes visible.
+Small files (one chunk at most) go many to a request, ``[secret, request_id, [path, ...]]``, answered with one
+``[ok, data or error]`` per path: a round trip per file would cost more than the file.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ WINDOW = 4  # chunks in flight per transfer
 TIMEOUT = 30.0  # seconds without an answer before a source is given up
 CHECK = 1.0  # seconds without an answer between two checks that the source still runs
 KEPT = 8  # connections a thread keeps open
+MANY = 64  # files of one chunk at most per request
 
 
 def serve_files(driver: Driver, allowed: Callable[[str], bool]) -> ChunkServer:
     """A chunk server of ``driver``'s files whose paths ``allowed`` accepts: a request's arguments are ``[path,
     offset, length]`` (at most one chunk), its answer the bytes read."""
 
-    def read(peer: bytes, args: list[Any]) -> bytes:
+    def read(peer: bytes, args: list[Any]) -> bytes | list[list[Any]]:
+        if len(args) == 1 and isinstance(args[0], list) and 0 < len(args[0]) <= MANY:
+            return [whole(path) for path in args[0]]
         if len(args) != 3:
             raise TransferError("not a chunk request")
         path, offset, length = args
@@ -40,6 +45,13 @@ def serve_files(driver: Driver, allowed: Callable[[str], bool]) -> ChunkServer:
         if not allowed(path):
             raise TransferError(f"{path!r:.80} is not in a synced folder")
         return driver.read(path, offset, length)
+
+    def whole(path: Any) -> list[Any]:
+        """[True, the first chunk of the file] or [False, why not]: one answer of a request for many."""
+        try:
+            return [True, read(b"", [path, 0, CHUNK])]
+        except (TransferError, DriverError) as exc:
+            return [False, str(exc)]
 
     return ChunkServer(read, f"onitu-chunks-{driver.service}", refused=(DriverError,))
 
@@ -90,14 +102,7 @@ def fetch(source: dict[str, Any], service: str, path: str, offset: int = 0, size
                 wanted += CHUNK
             if not asked:
                 break
-            silent = 0.0
-            while not sock.poll(int(CHECK * 1000)):
-                silent += CHECK
-                if silent >= TIMEOUT:
-                    raise TransferError(f"{where}: no answer from {endpoint} for {TIMEOUT:.0f} s")
-                if alive is not None and not alive():
-                    raise TransferError(f"{where}: the source stopped (its plug is gone)")
-            rid, ok, body = msgpack.unpackb(sock.recv(), raw=False)
+            rid, ok, body = _receive(sock, where, endpoint, alive)
             if rid not in asked:
                 continue  # the late answer to a transfer given up
             if not ok:
@@ -119,3 +124,51 @@ def fetch(source: dict[str, Any], service: str, path: str, offset: int = 0, size
             _connections.put(endpoint, key, sock)
         else:  # given up, or the caller stopped reading: answers may still come, or the source is gone
             sock.close(0)
+
+
+def fetch_many(source: dict[str, Any], service: str, paths: list[str],
+               alive: Callable[[], bool] | None = None) -> list[bytes | str]:
+    """The whole of each of ``paths`` (files of one chunk at most, :data:`MANY` at most) on the plug ``source``
+    describes, in one round trip: for each, its bytes or why the source could not read it.
+
+    Raises :class:`TransferError` if the source refuses the request as a whole (a chunk server that serves one range
+    at a time), stays silent, or is gone, as :func:`fetch` does.
+    """
+    endpoint, key = str(source["endpoint"]), str(source["key"])
+    where = f"{service}: {len(paths)} files from {paths[0]!r:.80} on"
+    sock = _connections.get(endpoint, key)
+    answered = False
+    try:
+        rid = next(_request_ids)
+        sock.send(msgpack.packb([source["secret"], rid, paths]))
+        got, ok, body = _receive(sock, where, endpoint, alive)
+        while got != rid:  # the late answer to a transfer given up
+            got, ok, body = _receive(sock, where, endpoint, alive)
+        answered = True
+        if not ok:
+            raise TransferError(f"{where}: {body}")
+        if not (isinstance(body, list) and len(body) == len(paths)
+                and all(isinstance(one, list) and len(one) == 2 for one in body)):
+            raise TransferError(f"{where}: a malformed answer from {endpoint}")
+        return [data if ok and isinstance(data, bytes) else str(data) for ok, data in body]
+    finally:
+        if answered:
+            _connections.put(endpoint, key, sock)
+        else:
+            sock.close(0)
+
+
+def _receive(sock: zmq.Socket, where: str, endpoint: str, alive: Callable[[], bool] | None) -> list[Any]:
+    """The next answer on ``sock``: [request id, ok, body]. Raises :class:`TransferError` after :data:`TIMEOUT`
+    seconds of silence, or as soon as ``alive`` says the source is gone."""
+    silent = 0.0
+    while not sock.poll(int(CHECK * 1000)):
+        silent += CHECK
+        if silent >= TIMEOUT:
+            raise TransferError(f"{where}: no answer from {endpoint} for {TIMEOUT:.0f} s")
+        if alive is not None and not alive():
+            raise TransferError(f"{where}: the source stopped (its plug is gone)")
+    answer = msgpack.unpackb(sock.recv(), raw=False)
+    if not (isinstance(answer, list) and len(answer) == 3):
+        raise TransferError(f"{where}: a malformed answer from {endpoint}")
+    return answer

@@ -127,8 +127,8 @@ def test_a_file_changed_as_its_copy_lands_is_reported_with_its_new_content(pair,
     b.reporter.changed("docs", ["f.txt"])
     publish = local_stage.publish
 
-    def publish_then_edit(staged, temp, full):
-        publish(staged, temp, full)
+    def publish_then_edit(staged, temp, full, **how):
+        publish(staged, temp, full, **how)
         if full.startswith(str(tmp_path / "a")):
             with open(full, "r+b") as f:  # in place, as editors and the soak test do
                 f.truncate(0)

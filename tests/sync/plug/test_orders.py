@@ -1,0 +1,112 @@
+"""A plug's order loop on an in-process space: each order carried out once, and its id forgotten once taken."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from onitu.sync import tuples
+from onitu.sync.decide.plan import Copy, Mkdir
+from onitu.sync.plug.orders import Running, Started
+from onitu.sync.plug.plug import Plug
+
+
+def order(oid: int) -> tuple:
+    action = tuples.action_to_wire(Mkdir(f"d{oid}", "a"))
+    return (tuples.ORDER, "a", oid, {"folder": "docs", "actions": [action], "metas": [None]})
+
+
+class WritesWhileReading:
+    """The space, with an order written between the plug's subscription and its reading of the orders waiting:
+    it comes both ways."""
+
+    def __init__(self, space: Any, oid: int) -> None:
+        self.space, self.oid = space, oid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.space, name)
+
+    def read_all(self, template: Any, limit: int | None = None) -> list[Any]:
+        if self.oid is not None:
+            self.space.write(order(self.oid))
+            self.oid = None
+        return self.space.read_all(template, limit)
+
+
+def wait_for(check: Any, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def done(space: Any) -> list[int]:
+    """The ids of the orders whose results the plug sent."""
+    return [d[4]["order"] for d in space.read_all((tuples.DONE, "a", None, None, None))]
+
+
+def test_orders_are_carried_out_once_and_their_ids_forgotten_once_taken(pair):
+    a: Plug = pair["a"]
+    space = a.space
+    for oid in range(1, 51):  # waiting before the loop starts: read, not notified
+        space.write(order(oid))
+    a.taker.space = WritesWhileReading(space, 51)  # read and notified
+    loop = threading.Thread(target=a.taker.run, daemon=True)
+    loop.start()
+    try:
+        wait_for(lambda: len(a.taker.started) > 0, "the loop did not start")
+        for oid in range(52, 301):  # notified only
+            space.write(order(oid))
+        wait_for(lambda: len(done(space)) >= 300, "not every order was carried out")
+        wait_for(lambda: len(a.taker.started) == 0, "the ids of orders taken are still kept")
+    finally:
+        a.stop()
+        loop.join(5)
+    assert Counter(done(space)) == Counter(range(1, 301)), "an order was carried out twice, or not at all"
+    assert not space.read_all((tuples.ORDER, "a", None, None))
+    assert all(os.path.isdir(os.path.join(a.driver.root, f"d{oid}")) for oid in range(1, 301))
+
+
+def test_after_lost_events_only_the_orders_still_waiting_are_kept():
+    started = Started()
+    assert started.fresh(1) and started.fresh(2) and started.fresh(3)
+    assert not started.fresh(2), "an order seen twice is started once"
+    started.resync([2, 4])  # 1 and 3 were taken while events were lost; 4 is new and not started yet
+    assert started.ids == {2}
+    assert started.fresh(4) and not started.fresh(2)
+    started.taken(2)
+    started.taken(2)
+    assert started.ids == {4}
+
+
+def test_small_copies_go_together_and_one_the_source_cannot_read_fails_alone(pair, tmp_path):
+    a, b = pair["a"], pair["b"]
+    contents = {f"s{i}.txt": f"small {i}\n".encode() * (i + 1) for i in range(6)}
+    for name, data in contents.items():
+        (tmp_path / "b" / name).write_bytes(data)
+    b.reporter.changed("docs", list(contents))
+    copies = [Copy(name, "a", ("b",), hashlib.sha256(data).hexdigest(), len(data), None)
+              for name, data in contents.items()]
+    copies.insert(3, Copy("gone.txt", "a", ("b",), "0" * 64, 10, None))  # reported by b, deleted since
+    tup = (tuples.ORDER, "a", 7, {"folder": "docs", "actions": [tuples.action_to_wire(c) for c in copies],
+                                  "metas": [None] * len(copies)})
+    requests: list[list[Any]] = []
+    serve = b.server.handle
+    b.server.handle = lambda peer, args: (requests.append(args), serve(peer, args))[1]
+    a.space.write(tup)
+    a.taker.start(tup, Running())
+    a.taker.pool.shutdown(wait=True)
+    a.outbox.flush()
+    assert requests[0] == [[c.path for c in copies]], "the small files were not asked for in one request"
+    assert {r[0] for r in requests[1:]} == {"gone.txt"}, "only the one the batch could not bring goes alone"
+    (result,) = a.space.read_all((tuples.DONE, "a", None, None, None))
+    outcomes = result[4]["results"]
+    assert [r["ok"] for r in outcomes] == [True, True, True, False, True, True, True]
+    assert "gone.txt" in outcomes[3]["error"]
+    assert {name: (tmp_path / "a" / name).read_bytes() for name in contents} == contents
+    assert not (tmp_path / "a" / "gone.txt").exists()
+    assert a.reporter.known["docs"]["s5.txt"].sha256 == copies[6].sha256

@@ -108,7 +108,9 @@ class AgentFiles:
 
         try:
             req = msgpack.unpackb(raw, raw=False)
-            token, rid, path, offset, length = req
+            if isinstance(req, list) and len(req) >= 2:  # answered with its id: its sender need not wait it out
+                rid = req[1]
+            token, rid, path, offset, length = req  # (one range at a time: many small files are asked one by one)
             found = self.route(token) if isinstance(token, str) else None
         except (ValueError, TypeError, msgpack.UnpackException):
             answer(False, "not a chunk request")

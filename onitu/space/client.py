@@ -335,9 +335,6 @@ class SpaceClient:
         sock = getattr(self._local, "sock", None)
         if sock is None:
             sock = self._local.sock = self.core.socket(self.ctx)
-            # a blocking recv that gives up after WAIT_SLICE: one call per reply, where poll + recv cost two
-            # (and a Poller built per call)
-            sock.rcvtimeo = WAIT_SLICE
             with self._socks_lock:
                 self._socks.append(sock)
         return sock
@@ -364,12 +361,10 @@ class SpaceClient:
                 on_wait(WaitingRequest(lambda: self._call("withdraw", {"seq": seq})))
             parts = Parts()
             while True:
-                try:
-                    frame = sock.recv()
-                except zmq.Again:
-                    frame = None
-                if frame is not None:
-                    got, status, body = parse_reply(frame)
+                # poll, then recv: a recv blocked in libzmq (a receive timeout) aborts the process when another
+                # thread closes the client meanwhile (libzmq's signaler.cpp assertion, seen at the end of builds)
+                if sock.poll(WAIT_SLICE):
+                    got, status, body = parse_reply(sock.recv())
                     if got == 0 and status == ERROR:
                         raise error_from(body)
                     if got != seq:

@@ -68,8 +68,13 @@ def in_flight(remote: Server, known: set[str]) -> bool:
     if isinstance(remote, S3Server):
         client = remote.client()
         uploads = client.list_multipart_uploads(Bucket=remote.bucket).get("Uploads", [])
-        return any(client.list_parts(Bucket=remote.bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts")
-                   for u in uploads)
+        for upload in uploads:
+            try:  # an upload listed a moment ago may be complete by now
+                if client.list_parts(Bucket=remote.bucket, Key=upload["Key"], UploadId=upload["UploadId"]).get("Parts"):
+                    return True
+            except client.exceptions.NoSuchUpload:
+                continue
+        return False
     for dirpath, _, filenames in os.walk(remote.directory):
         for name in filenames:
             path = Path(dirpath, name)

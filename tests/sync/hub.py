@@ -31,8 +31,11 @@ def tree(root: Path) -> dict[str, str]:
         for f in filenames:
             if f.startswith(".onitu-"):
                 continue
-            found[os.path.normpath(os.path.join(rel, f))] = hashlib.sha256(
-                Path(dirpath, f).read_bytes()).hexdigest()
+            try:
+                data = Path(dirpath, f).read_bytes()
+            except FileNotFoundError:  # moved away (a conflict copy set apart) since the listing: not there
+                continue
+            found[os.path.normpath(os.path.join(rel, f))] = hashlib.sha256(data).hexdigest()
     return found
 
 

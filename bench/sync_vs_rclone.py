@@ -42,6 +42,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -162,13 +163,17 @@ def rclone_copy(rclone: str, src: Path, dst: Path, scratch: Path) -> float:
 # ---- the hub --------------------------------------------------------------------------------------------------
 
 class Hub:
-    """``onitu start`` with the local services ``source``, ``r1``, ``r2`` under ``base`` sharing the folder ``docs``."""
+    """``onitu start`` with local services (``source``, ``r1``, ``r2`` unless told) under ``base`` sharing the
+    folder ``docs``."""
 
-    def __init__(self, base: Path, settle: float | None) -> None:
+    def __init__(self, base: Path, settle: float | None, services: tuple[str, ...] = SERVICES) -> None:
         self.base, self.data, self.config = base, base / "data", base / "onitu.yaml"
-        self.roots = {name: base / name for name in SERVICES}
+        self.roots = {name: base / name for name in services}
         option = "" if settle is None else f", settle: {settle}"
-        lines = [f"data: {self.data}", "space:", "  discovery_port: 0", "folders:", "  docs: {}", "services:"]
+        with socket.create_server(("127.0.0.1", 0)) as free:  # benches may run side by side: not the default port
+            api = f"127.0.0.1:{free.getsockname()[1]}"
+        lines = [f"data: {self.data}", "space:", "  discovery_port: 0", f"api: {{listen: '{api}'}}", "folders:",
+                 "  docs: {}", "services:"]
         lines += [f"  {name}: {{driver: local, options: {{root: {root}{option}}}, folders: {{docs: {{}}}}}}"
                   for name, root in self.roots.items()]
         base.mkdir(parents=True, exist_ok=True)
@@ -188,7 +193,7 @@ class Hub:
         while time.monotonic() < deadline:
             status = self.status()
             agents = [p for p in status.get("processes", []) if p["name"].startswith(("plug-", "referee"))]
-            if status.get("mode") == "paired" and len(agents) == 1 + len(SERVICES) and all(
+            if status.get("mode") == "paired" and len(agents) == 1 + len(self.roots) and all(
                     p["state"] == "running" for p in agents):
                 return time.perf_counter() - self.launched
             self.check()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -45,14 +47,31 @@ async def _aconnect(config: config_mod.Config) -> AsyncSpaceClient:
     return await aconnect(os.environ.get("ONITU_SPACE"), data_dir=config.data, session_ttl=5.0)
 
 
-async def serve(ctx: Context) -> None:
+class ListenRefused(Exception):
+    """``api.listen`` cannot be bound (the port is taken, or the address is not this machine's)."""
+
+
+def listening_socket(listen: str) -> socket.socket:
+    """The bound, listening socket of ``api.listen``, bound here rather than by uvicorn: uvicorn exits with status
+    3 when it cannot bind, which the watchdog would read as a space server stepping down."""
+    host, port = split_listen(listen)
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        hint = ("another program holds that port (another onitu?)" if exc.errno == errno.EADDRINUSE
+                else "that address is not this machine's")
+        raise ListenRefused(f"api.listen {listen!r}: {os.strerror(exc.errno or 0)}: {hint}. Choose another with "
+                            f"`api: {{listen: \"127.0.0.1:PORT\"}}` in the config, or `listen: \"\"` to turn the API "
+                            "off") from exc
+
+
+async def serve(ctx: Context, sock: socket.socket) -> None:
     config = ctx.config
     aspace = await _aconnect(config)
     app = create_app(ctx, Events(lambda: aspace))
-    host, port = split_listen(config.api.listen)
     tls = config.api.tls
     server = uvicorn.Server(uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+        app, log_level="warning", access_log=False, lifespan="off",
         timeout_graceful_shutdown=1, ssl_certfile=str(tls.cert) if tls else None,
         ssl_keyfile=str(tls.key) if tls else None))
     responder = Responder.from_env(lambda: {"listen": config.api.listen})
@@ -60,7 +79,7 @@ async def serve(ctx: Context) -> None:
         responder.attach(asyncio.get_running_loop())
     watcher = asyncio.create_task(Watcher(lambda: ctx.config, aspace).run())
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -79,10 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     if not config.api.listen:
         print("the API is off (api.listen is empty)", file=sys.stderr)
         return 2
+    try:  # before anything else, so a port taken is a failure to start, not a crash after being ready
+        sock = listening_socket(config.api.listen)
+    except ListenRefused as exc:
+        log.error("%s", exc)
+        return 2
     token = ensure_token(config.data)
     space = connect_patiently(os.environ.get("ONITU_SPACE"), config, session_ttl=5.0)
     try:
-        asyncio.run(serve(Context(config, space, token)))
+        asyncio.run(serve(Context(config, space, token), sock))
     finally:
         space.close()
     return 0

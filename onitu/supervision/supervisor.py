@@ -228,7 +228,8 @@ class Supervisor:
     def _check(self, child: Child, now: float) -> None:
         if child.state in (STARTING, RUNNING, STALE) and not child.alive():
             child.exit_code = child.proc.returncode if child.proc is not None else None
-            self.crashed(child, f"exited with status {child.exit_code}")
+            said = last_error(self.run_dir / f"{child.name}.log") if child.exit_code else ""
+            self.crashed(child, f"exited with status {child.exit_code}" + (f": {said}" if said else ""))
         elif child.state in (STARTING, RUNNING) and self.hung(child, now):
             if child.spec.fence_on_hang:
                 log.warning("%s (pid %s) is not answering; fencing it", child.name, child.pid)
@@ -273,7 +274,7 @@ class Supervisor:
         """Decide what a death means: a restart after backoff, or failed after too many fast crashes."""
         child.reason = reason
         now = time.monotonic()
-        if child.exit_code == DEMOTED:  # a superseded primary stepping down: not a crash
+        if child.exit_code == DEMOTED and child.spec.role != "agent":  # a superseded primary stepping down
             child.reason = "demoted"
             log.info("%s demoted itself; restarting it in its new role", child.name)
             self.restart_soon(child)
@@ -298,3 +299,21 @@ class Supervisor:
         self.sock.close(0)
         self.ctx.term()
         Path(self.endpoint[len("ipc://"):]).unlink(missing_ok=True)
+
+
+def last_error(log: Path, tail: int = 8192) -> str:
+    """The last ERROR or CRITICAL message a child logged (or the last line of its traceback), for ``onitu status``
+    to say why it exited: a bare exit status tells the user nothing."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        if " ERROR " in line or " CRITICAL " in line:
+            return line.split(" ERROR ", 1)[-1].split(" CRITICAL ", 1)[-1].partition(": ")[2][:300]
+        if line.startswith("Traceback ") and i + 1 < len(lines):
+            return lines[-1].strip()[:300]
+    return ""

@@ -6,6 +6,8 @@ was refused and reached it nowhere. Now it lands there as a conflict copy, reach
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -59,4 +61,47 @@ def test_names_differing_only_in_case_keep_both_contents_on_a_case_insensitive_r
         time.sleep(8)  # the hub retries the refused copies meanwhile (0.5, 1, 2, 4 s): no new conflict copy
         assert len(contents(b, "a.txt")) == 2 and len(contents(b, "notes.md")) == 2, tree(b)
         assert {k: v for k, v in tree(a).items() if k not in refused} == tree(b)  # all else is in sync
+        h.stop()
+
+
+def test_directories_differing_only_in_case_keep_every_file_apart_and_a_restart_reuses_the_place(hub, tmp_path):
+    """``Docs/`` and ``docs/``: the disk would merge them, so the hub expected files where the replica had none and
+    held their "deletion". The one that comes second lands as ``docs.conflict-…-b/`` with all it holds; after
+    the plug is killed and restarted, a new file of the clashing directory goes to the same place."""
+    h = hub(names=("a", "b"))
+    a, b = h.roots["a"], h.roots["b"]
+    for name, data in {"Docs/x.txt": "x", "docs/y.txt": "y", "docs/sub/z.txt": "z"}.items():
+        (a / name).parent.mkdir(parents=True, exist_ok=True)
+        (a / name).write_text(data)
+    with mounted(tmp_path / "b-disk", b):
+        h.start()
+
+        def apart(root) -> list[str]:
+            return sorted({k.split("/")[0] for k in tree(root) if ".conflict-" in k.split("/")[0]})
+
+        def settled(*files: str) -> bool:
+            """b holds one of Docs/docs and one conflict directory with the other's files; a holds b's tree."""
+            on_b, on_a = tree(b), tree(a)
+            tops = {k.split("/")[0] for k in on_b}
+            if len(apart(b)) != 1 or len(tops & {"Docs", "docs"}) != 1:
+                return False
+            (kept,), copy = tops & {"Docs", "docs"}, apart(b)[0]
+            other = "docs" if kept == "Docs" else "Docs"
+            want = {f.replace(other + "/", copy + "/", 1) for f in files}
+            return want <= set(on_b) and all(on_a.get(k) == v for k, v in on_b.items())
+
+        h.wait_for(lambda: settled("Docs/x.txt", "docs/y.txt", "docs/sub/z.txt"), 60, "each directory's files on b")
+        assert not any(row["held"] for row in h.status_json()["sync"]["folders"]["docs"]["services"].values())
+        (copy,) = apart(b)
+        assert copy.endswith("-b"), copy
+        first = copy.split(".conflict-")[0]  # the directory that came second, set apart
+        plug = h.pid("plug-b")
+        os.kill(plug, signal.SIGKILL)
+        h.wait_for(lambda: h.process("plug-b").get("pid") not in (None, plug)
+                   and h.process("plug-b")["state"] == "running", 30, "plug-b restarted")
+        (a / first / "w.txt").write_text("w")
+        h.wait_for(lambda: f"{copy}/w.txt" in tree(b), 60, "a new file of the clashing directory set apart")
+        time.sleep(8)  # the hub retries the refused copies meanwhile: still one conflict directory
+        assert apart(b) == [copy] and apart(a) == [copy], (apart(a), apart(b))
+        assert tree(b)[f"{copy}/w.txt"] == sha(b"w")
         h.stop()

@@ -233,10 +233,22 @@ class LocalDriver(Driver):
         return info
 
     def _check_case(self, full: str, path: str) -> None:
-        # On a case-insensitive filesystem "a.txt" finds "A.txt": writing would silently replace another file.
-        if self._other_case(full):
-            raise self.error(CaseCollision, path,
-                             "differs only in case from an existing name on a case-insensitive disk")
+        """Refuse to write ``path`` where the disk ignores case and finds, on the way to it, an entry whose name
+        differs only in case: "a.txt" would replace "A.txt", and "docs/y.txt" would land in "Docs/". The error
+        names the entry that clashes (``path`` or a directory above it): the caller sets the content apart there."""
+        if not self._folds() or full == self._root:
+            return
+        at, parts = self._root, os.path.relpath(full, self._root).split(os.sep)
+        for i, part in enumerate(parts):  # the on-disk names, as many as the path's (NFC matching keeps the count)
+            below = os.path.join(at, part)
+            if not os.path.lexists(below):
+                return
+            if part not in os.listdir(at):  # O(entries) a directory: on disks that ignore case only
+                clash = "/".join(path.split("/")[:i + 1])
+                what = "its name" if clash == path else f"the name of its directory {clash}"
+                raise self.error(CaseCollision, clash,
+                                 f"{what} differs only in case from an existing one on a case-insensitive disk")
+            at = below
 
     def _check_precondition(self, full: str, path: str, replaces: Precondition) -> None:
         if replaces is ANY:
@@ -443,6 +455,7 @@ class LocalDriver(Driver):
                 raise
 
         parent = os.path.dirname(full)
+        self._check_case(full, path)  # before its directories are made: "docs/sub" would make "Docs/sub"
         try:
             if not os.path.isdir(parent):
                 os.makedirs(parent, exist_ok=True)
@@ -537,8 +550,8 @@ class LocalDriver(Driver):
         full = self._resolve(path)
         path = self.check(path)
         try:
+            self._check_case(full, path)  # "docs" would find "Docs"
             if not os.path.isdir(full):
-                self._check_case(full, path)
                 os.makedirs(full)
                 return self._wrote(_stat(path, os.lstat(full)))
             return _stat(path, os.lstat(full))

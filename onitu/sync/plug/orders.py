@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from onitu.chunks import TransferError
@@ -54,7 +53,7 @@ from onitu.sync.drivers.contract import (
     is_under,
     safe_path,
 )
-from onitu.sync.drivers.naming import conflict_name
+from onitu.sync.plug.apart import SetApart
 from onitu.sync.plug.reports import OrderRun, Reporter
 from onitu.sync.plug.scanner import Scanner
 from onitu.sync.plug.transfer import MANY, fetch, fetch_many
@@ -184,7 +183,7 @@ class OrderTaker:
         self.pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix=f"onitu-copy-{service}")
         self.progress: dict[str, list[int]] = {}  # path -> [bytes done, size], transfers under way
         self._plugs: tuple[float, list[tuple]] = (0.0, [])  # when read, the plug tuples
-        self._set_apart_as: dict[tuple[str, str, str], str] = {}  # (folder, path, sha256) -> its conflict copy
+        self.apart = SetApart(service, reporter)
         self.started = Started()
 
     def close(self) -> None:
@@ -322,7 +321,12 @@ class OrderTaker:
         """Carry out one order other than a copy; the paths it touched (relative to the folder)."""
         at = self.scanner.where
         if isinstance(action, Mkdir):
-            self.driver.mkdir(at(folder, action.path))
+            try:
+                self.driver.mkdir(at(folder, action.path))
+            except CaseCollision as exc:
+                conflict = self._set_apart(folder, action.path, exc, None)
+                raise self.driver.error(CaseCollision, exc.path, f"{exc.problem}; kept beside it as "
+                                                                 f"{at(folder, conflict)}") from exc
             return [action.path]
         if isinstance(action, Delete):
             current = self.driver.stat(at(folder, action.path))
@@ -422,24 +426,29 @@ class OrderTaker:
         try:
             return self._copy_to(folder, action)
         except CaseCollision as exc:
-            conflict = self._set_apart(folder, action)
+            conflict = self._set_apart(folder, action.path, exc, action)
             raise self.driver.error(CaseCollision, exc.path, f"{exc.problem}; its content is kept beside it as "
                                                              f"{self.scanner.where(folder, conflict)}") from exc
 
-    def _set_apart(self, folder: str, action: Copy) -> str:
-        """The replica ignores case and holds a name that differs from ``action.path`` only in case: the content
-        lands beside it as a conflict copy (``onitu conflicts`` lists it), once per content, instead of nowhere.
-        The copy itself still fails: the hub must not think this replica holds ``action.path``."""
-        key = (folder, action.path, action.sha256)
-        conflict = self._set_apart_as.get(key)
-        if conflict is None:  # the hub retries the copy now and then: one conflict copy of a content is enough
-            conflict = conflict_name(action.path, datetime.now(UTC), self.service)
-            self._copy_to(folder, replace(action, path=conflict, source_path=action.source_path or action.path,
-                                          replaces=None))
-            self._set_apart_as[key] = conflict
-            self.driver.skipped.set_aside(self.scanner.where(folder, conflict), self.scanner.where(folder, action.path))
-            log.warning("%s: %s differs only in case from a name this replica has (it ignores case): kept as %s",
-                        self.service, action.path, conflict)
+    def _set_apart(self, folder: str, path: str, exc: CaseCollision, action: Copy | None) -> str:
+        """The replica ignores case and holds a name that differs only in case from ``path`` or a directory above
+        it (``exc.path``): the content (of ``action``; a directory if None) lands beside that entry as a conflict
+        copy (:mod:`.apart`), instead of nowhere. The order itself still fails: the hub must not think this replica
+        holds ``path``."""
+        located = self.scanner.locate(exc.path)
+        if located is None or located[0] != folder:  # the folder's own directory clashes: nowhere to go
+            raise exc
+        conflict = self.apart.target(folder, path, located[1], action.sha256 if action else None)
+        if action is None:
+            self.driver.mkdir(self.scanner.where(folder, conflict))
+            wrote = True
+        else:  # (nothing to do if it is there: the hub retries the copy now and then)
+            wrote = self._copy_to(folder, replace(action, path=conflict, source_path=action.source_path or path,
+                                                  replaces=None)) is not None
+        self.driver.skipped.set_aside(self.scanner.where(folder, conflict), self.scanner.where(folder, path))
+        if wrote:
+            log.warning("%s: %s: %s (the replica ignores case): kept as %s", self.service, path, exc.problem,
+                        conflict)
         return conflict
 
     def _copy_to(self, folder: str, action: Copy) -> Observed | None:

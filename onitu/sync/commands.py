@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from onitu.space.errors import SpaceError
-from onitu.sync import tuples
+from onitu.sync import hub, tuples
 from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import Copy
 
@@ -52,17 +52,30 @@ class Commands:
 
     def handle(self, body: Any) -> dict[str, Any]:
         """Carry out one request."""
-        if not isinstance(body, dict) or body.get("op") not in ("approve", "reject", "resolve"):
+        if not isinstance(body, dict) or body.get("op") not in ("approve", "reject", "resolve", "files"):
             raise ValueError("unknown request")
         folder = body.get("folder")
         if folder is not None and folder not in self.referee.folders:
             raise ValueError(f"unknown folder {folder!r}")
+        if body["op"] == "files":
+            return self.files(str(folder), str(body.get("dir", "")), int(body.get("limit", 5000)))
         if body["op"] == "resolve":
             patterns = body.get("patterns", [body.get("pattern")])
             if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
                 raise ValueError("patterns must be a list of globs")
             return self.resolve(patterns, str(body.get("keep", "")), folder)
         return self.release(body["op"] == "approve", folder, body.get("service"))
+
+    def files(self, folder: str, directory: str, limit: int) -> dict[str, Any]:
+        """The agreed entries directly in ``directory`` (see :func:`onitu.sync.hub.files`), from the index of
+        paths: the cost follows the directory's entries."""
+        ref = self.referee
+        agreed = ref.ledger.agreed[folder]
+        found = []
+        for path in ref.tree.children(folder, directory, agreed.is_live):
+            meta = agreed[path]
+            found.append(hub.file_entry(meta.to_wire(), ref.ledger.services(agreed.holders(path))))
+        return {"ok": True, "files": hub.sorted_entries(found, limit)}
 
     # -- held deletions -------------------------------------------------------------------------------------------
 

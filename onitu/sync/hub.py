@@ -178,19 +178,34 @@ def transfers(space: SpaceClient) -> dict[str, dict[str, dict[str, int]]]:
 
 def files(space: SpaceClient, folder: str, directory: str = "", limit: int = 5000) -> list[dict[str, Any]]:
     """The entries of ``folder`` directly in ``directory`` ('' is the folder's root), as the hub agreed them:
-    ``{path, name, kind, size, sha256, version, mtime_ns, holders}``, deleted ones left out, sorted by name
-    (at most ``limit``)."""
-    prefix = f"{directory.strip('/')}/" if directory.strip("/") else ""
+    ``{path, name, kind, size, sha256, version, mtime_ns, holders}``, deleted ones left out, directories first,
+    then by name (at most ``limit``). The referee answers from its index of paths, at a cost that follows the
+    directory's size; while it is not running, the folder's records are read from the space (a scan)."""
+    directory = directory.strip("/")
+    try:
+        reply = _request(space, {"op": "files", "folder": folder, "dir": directory, "limit": limit})
+        return list(reply["files"])
+    except (NotRunning, NoAnswer):
+        pass
+    prefix = f"{directory}/" if directory else ""
     key = re.compile("^" + re.escape(tuples.meta_key(folder, prefix)) + "[^/]+$")
     found = []
     for _, _, record in space.read_all((tuples.META, key, None)):
         meta = record.get("meta") if isinstance(record, dict) else None
-        if not isinstance(meta, dict) or meta.get("tombstone"):
-            continue
-        found.append({"path": meta.get("path"), "name": str(meta.get("path")).rsplit("/", 1)[-1],
-                      "kind": meta.get("kind"), "size": meta.get("size"), "sha256": meta.get("sha256"),
-                      "version": meta.get("version"), "mtime_ns": meta.get("mtime_ns"),
-                      "holders": record.get("holders", [])})
+        if isinstance(meta, dict) and not meta.get("tombstone"):
+            found.append(file_entry(meta, record.get("holders", [])))
+    return sorted_entries(found, limit)
+
+
+def file_entry(meta: dict[str, Any], holders: list[str]) -> dict[str, Any]:
+    """One entry of :func:`files`, from an agreed version as on the wire and the services holding it."""
+    return {"path": meta.get("path"), "name": str(meta.get("path")).rsplit("/", 1)[-1], "kind": meta.get("kind"),
+            "size": meta.get("size"), "sha256": meta.get("sha256"), "version": meta.get("version"),
+            "mtime_ns": meta.get("mtime_ns"), "holders": holders}
+
+
+def sorted_entries(found: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Directories first, then by name; at most ``limit``."""
     found.sort(key=lambda f: (f["kind"] != "dir", f["name"]))
     return found[:limit]
 

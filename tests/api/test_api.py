@@ -20,6 +20,12 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def listings_of(hub: ApiHub, services: tuple[str, ...]) -> int:
+    """How many full listings of ``services`` the referee received so far."""
+    text = (hub.data / "run" / "referee.log").read_text()
+    return sum(text.count(f"{s}/{f}: listing of") for s in services for f in ("docs", "vault"))
+
+
 def test_every_api_route_and_metrics_need_the_token(api_hub: ApiHub):
     schema = httpx.get(f"{api_hub.url}/openapi.json").json()
     routes = [(path, method) for path, ops in schema["paths"].items() for method in ops]
@@ -180,6 +186,7 @@ def test_a_service_added_and_removed_while_running(api_hub: ApiHub):
     a = api_hub.roots["a"]
     (a / "before-d.txt").write_text("here before d")
     api_hub.wait_converged(expect=lambda t: "before-d.txt" in t)
+    referee, listings = api_hub.pid("referee"), listings_of(api_hub, ("a", "b", "c"))
     d = api_hub.tmp / "d"
     body = {"name": "d", "driver": "local", "options": {"root": str(d)}, "folders": {"docs": "docs"}}
     with api_hub.client() as api:
@@ -202,6 +209,9 @@ def test_a_service_added_and_removed_while_running(api_hub: ApiHub):
         assert (d / "docs" / "before-d.txt").exists() and (d / "docs" / "from-d.txt").exists()  # nothing deleted
         assert "from-d.txt" in tree(a)
         assert api.delete("/api/services/d").status_code == 409
+    assert api_hub.pid("referee") == referee  # applied in place: no restart, ...
+    assert listings_of(api_hub, ("a", "b", "c")) == listings  # ... and no listing asked of a, b or c
+    assert (api_hub.data / "run" / "referee.log").read_text().count("config changed") >= 2
 
 
 @pytest.mark.parametrize("name", ["bad name", ""])

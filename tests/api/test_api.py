@@ -249,3 +249,70 @@ def test_a_running_make_build_is_shown(api_hub: ApiHub):
     finally:
         stop(build)
     assert all((project / t).exists() for t in targets)
+
+
+def test_a_folder_added_changed_and_removed_in_place(api_hub: ApiHub):
+    """Folder and rule edits reach the running referee without a restart: its rules are re-evaluated from what it
+    knows (no listing asked of the replicas it already had), and a removed folder deletes nothing."""
+    a, b = (api_hub.services[n] / "extra" for n in ("a", "b"))
+    referee = api_hub.pid("referee")
+    a.mkdir()
+    b.mkdir()
+    with api_hub.client() as api:
+        assert api.post("/api/folders", json={"name": "extra", "options": {"blacklist": ["*.tmp"]}}
+                        ).status_code == 201
+        for name in ("a", "b"):
+            service = api.get("/api/services").json()[name]
+            body = {"driver": "local", "options": {"root": str(api_hub.services[name]), "settle": 0.1},
+                    "folders": {**service["folders"], "extra": {"path": "extra"}}}
+            assert api.put(f"/api/services/{name}", json=body).status_code == 200, body
+        (a / "keep.txt").write_text("kept")
+        (a / "skip.tmp").write_text("left out by the rule")
+        api_hub.wait_for(lambda: (b / "keep.txt").exists(), 60, "extra/keep.txt reaching b")
+        assert not (b / "skip.tmp").exists()
+        listings = listings_of(api_hub, ("a", "b", "c"))
+
+        assert api.put("/api/folders/extra", json={"options": {}}).status_code == 200  # the rule is lifted
+        api_hub.wait_for(lambda: (b / "skip.tmp").exists(), 30, "extra/skip.tmp reaching b once allowed")
+        assert listings_of(api_hub, ("a", "b", "c")) == listings  # decided again from what the referee knew
+
+        assert api.delete("/api/folders/extra").status_code == 200
+        assert "extra" not in api.get("/api/folders").json()
+        time.sleep(2)  # the referee and the restarted plugs take the change in
+        (a / "after.txt").write_text("extra is no longer synced")
+        time.sleep(3)
+        assert not (b / "after.txt").exists()
+        assert sorted(p.name for p in a.iterdir()) == ["after.txt", "keep.txt", "skip.tmp"]  # nothing deleted
+        assert sorted(p.name for p in b.iterdir()) == ["keep.txt", "skip.tmp"]
+    assert api_hub.pid("referee") == referee
+
+
+def test_files_route_browses_one_directory_among_thousands(api_hub: ApiHub):
+    """Thousands of files in many directories: the route lists one directory, with its subdirectories, exactly."""
+    a = api_hub.roots["a"] / "many"
+    for d in range(40):
+        sub = a / f"d{d:02}"
+        (sub / "deeper").mkdir(parents=True)
+        for n in range(50):
+            (sub / f"f{n:02}.txt").write_text(f"{d}/{n}")
+        for n in range(10):
+            (sub / "deeper" / f"g{n}.txt").write_text(f"deeper {d}/{n}")
+    expected = [("deeper", "dir")] + [(f"f{n:02}.txt", "file") for n in range(50)]
+    with api_hub.client() as api:
+        def listed(directory: str) -> list[dict]:
+            answer = api.get("/api/folders/docs/files", params={"dir": directory})
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        api_hub.wait_for(lambda: all(len(listed(f"many/d{d:02}")) == 51 for d in (0, 17, 39)), 120,
+                         "2,400 files agreed")
+        entries = listed("many/d17")
+        assert [(e["name"], e["kind"]) for e in entries] == expected
+        f03 = next(e for e in entries if e["name"] == "f03.txt")
+        assert f03["path"] == "many/d17/f03.txt" and f03["size"] == len("17/3") and f03["sha256"] == sha(b"17/3")
+        assert f03["version"] and "a" in f03["holders"]
+        assert [e["name"] for e in listed("many")] == [f"d{d:02}" for d in range(40)]
+        assert [e["name"] for e in listed("many/d17/deeper")] == [f"g{n}.txt" for n in range(10)]
+        (a / "d17" / "f03.txt").unlink()
+        api_hub.wait_for(lambda: "f03.txt" not in [e["name"] for e in listed("many/d17")], 30, "a deletion")
+        assert len(api.get("/api/folders/docs/files", params={"dir": "many", "limit": 5}).json()) == 5

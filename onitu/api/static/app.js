@@ -4,7 +4,8 @@
 // a header; Last-Event-ID resumes after a reconnection).
 "use strict";
 
-const state = { token: "", lastId: null, folders: {}, drivers: {}, dir: "", folder: "", transfers: {} };
+const state = { token: "", lastId: null, folders: {}, services: {}, drivers: {}, dir: "", folder: "", transfers: {},
+                editing: { folder: null, service: null } };  // the names the forms change, null: they add
 const $ = (id) => document.getElementById(id);
 
 function takeToken() {
@@ -129,7 +130,9 @@ async function refreshHeld() {
 }
 
 async function refreshConfig() {
-  [state.folders, state.drivers] = await Promise.all([api("GET", "/api/folders"), api("GET", "/api/drivers")]);
+  [state.folders, state.services, state.drivers] = await Promise.all(
+    [api("GET", "/api/folders"), api("GET", "/api/services"), api("GET", "/api/drivers")]);
+  renderConfig();
   const names = Object.keys(state.folders);
   for (const select of [$("files-folder"), $("service-folder")]) {
     const chosen = select.value;
@@ -212,13 +215,16 @@ function formError(form, error) {
 async function addFolder(event) {
   event.preventDefault();
   const form = event.target;
-  const options = {};
+  const name = state.editing.folder;
+  const options = name ? { ...state.folders[name].options } : {};  // what the form does not show stays
+  delete options.blacklist;
   const globs = $("folder-blacklist").value.split(",").map((s) => s.trim()).filter(Boolean);
   if (globs.length) options.blacklist = globs;
   try {
-    await api("POST", "/api/folders", { name: $("folder-name").value.trim(), options });
+    if (name) await api("PUT", `/api/folders/${encodeURIComponent(name)}`, { options });
+    else await api("POST", "/api/folders", { name: $("folder-name").value.trim(), options });
     formError(form, null);
-    form.reset();
+    editFolder(null);
     await refreshConfig();
     await refreshStatus();
   } catch (error) { formError(form, error); }
@@ -260,16 +266,96 @@ async function addService(event) {
   event.preventDefault();
   const form = event.target;
   const folder = $("service-folder").value;
-  const body = { name: $("service-name").value.trim(), driver: $("service-driver").value,
-                 options: optionValues(), folders: folder ? { [folder]: $("service-path").value.trim() } : {} };
+  const name = state.editing.service;
+  const kept = name ? { ...state.services[name].folders } : {};  // the folders the form does not show stay
+  const body = { driver: $("service-driver").value, options: optionValues(),
+                 folders: folder ? { ...kept, [folder]: $("service-path").value.trim() } : kept };
   try {
-    await api("POST", "/api/services", body);
+    if (name) await api("PUT", `/api/services/${encodeURIComponent(name)}`, body);
+    else await api("POST", "/api/services", { name: $("service-name").value.trim(), ...body });
     formError(form, null);
-    form.reset();
-    driverOptions();
+    editService(null);
     await refreshConfig();
     await refreshStatus();
   } catch (error) { formError(form, error); }
+}
+
+// ---- change and remove ------------------------------------------------------------------------------------------
+
+function renderConfig() {
+  const body = $("config").tBodies[0];
+  body.replaceChildren();
+  const entries = [
+    ...Object.entries(state.folders).map(([n, f]) => [n, "folder", Object.keys(f.services).join(", ")]),
+    ...Object.entries(state.services).map(([n, s]) => [n, `service (${s.driver})`, Object.keys(s.folders).join(", ")]),
+  ];
+  for (const [name, kind, holds] of entries) {
+    const which = kind === "folder" ? "folder" : "service";
+    const buttons = el("span");
+    for (const [verb, act] of [["change", which === "folder" ? editFolder : editService], ["remove", remove]]) {
+      const button = el("button", verb);
+      button.type = "button";
+      button.dataset.verb = verb;
+      button.dataset[which] = name;
+      button.addEventListener("click", () => act(name, which));
+      buttons.append(button);
+    }
+    body.append(row([name, kind, holds, buttons]));
+  }
+}
+
+function editFolder(name) {
+  state.editing.folder = name;
+  const form = $("folder-form");
+  form.reset();
+  formError(form, null);
+  $("folder-name").disabled = Boolean(name);
+  $("folder-title").textContent = name ? `Change folder ${name}` : "Add a folder";
+  $("folder-add").textContent = name ? "Save folder" : "Add folder";
+  $("folder-cancel").hidden = !name;
+  if (name) {
+    $("folder-name").value = name;
+    $("folder-blacklist").value = (state.folders[name].options.blacklist || []).join(", ");
+    form.scrollIntoView({ block: "nearest" });
+  }
+}
+
+function editService(name) {
+  state.editing.service = name;
+  const form = $("service-form");
+  form.reset();
+  formError(form, null);
+  $("service-name").disabled = Boolean(name);
+  $("service-title").textContent = name ? `Change service ${name}` : "Add a service";
+  $("service-add").textContent = name ? "Save service" : "Add service";
+  $("service-cancel").hidden = !name;
+  if (!name) { driverOptions(); return; }
+  const service = state.services[name];
+  $("service-name").value = name;
+  $("service-driver").value = service.driver;
+  driverOptions();
+  for (const [option, value] of Object.entries(service.options)) {
+    const input = $("option-" + option);
+    if (!input) continue;
+    if (input.type === "checkbox") input.checked = Boolean(value); else input.value = String(value);
+  }
+  const [folder, settings] = Object.entries(service.folders)[0] || ["", {}];
+  $("service-folder").value = folder;
+  $("service-path").value = settings.path || "";
+  form.scrollIntoView({ block: "nearest" });
+}
+
+async function remove(name, which) {
+  const what = which === "folder" ? `folder ${name}: no service will sync it any more`
+                                  : `service ${name}: its plug stops`;
+  if (!confirm(`Remove ${what}? No file is deleted anywhere.`)) return;
+  try {
+    await api("DELETE", `/api/${which}s/${encodeURIComponent(name)}`);
+    showError(null);
+    if (state.editing[which] === name) (which === "folder" ? editFolder : editService)(null);
+  } catch (error) { showError(error); }
+  await refreshConfig().catch(showError);
+  await refreshStatus().catch(showError);
 }
 
 // ---- live events ------------------------------------------------------------------------------------------------
@@ -389,6 +475,8 @@ async function start() {
   $("folder-form").addEventListener("submit", addFolder);
   $("service-form").addEventListener("submit", addService);
   $("service-driver").addEventListener("change", driverOptions);
+  $("folder-cancel").addEventListener("click", () => editFolder(null));
+  $("service-cancel").addEventListener("click", () => editService(null));
   $("files-folder").addEventListener("change", (e) => {
     state.folder = e.target.value; state.dir = ""; refreshFiles().catch(showError);
   });

@@ -23,7 +23,7 @@ from onitu.api.app import create_app
 from onitu.api.auth import ensure_token
 from onitu.api.context import Context
 from onitu.api.events import Events
-from onitu.api.settings import split_listen
+from onitu.api.settings import in_use, split_listen
 from onitu.api.watcher import Watcher
 from onitu.heartbeat import Responder
 from onitu.logs import configure_logging
@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     config = config_mod.load(args.config or config_mod.default_path())
     if not config.api.listen:
         print("the API is off (api.listen is empty)", file=sys.stderr)
+        return 2
+    if in_use(config.api.listen):  # uvicorn would only say "address already in use"
+        log.error("cannot listen on %s: something else does (another Onitu?); set api.listen in %s to a free "
+                  "address", config.api.listen, config.source or "onitu.yaml")
         return 2
     token = ensure_token(config.data)
     space = connect_patiently(os.environ.get("ONITU_SPACE"), config, session_ttl=5.0)

@@ -106,7 +106,8 @@ def overview(config: Config, space: SpaceClient) -> dict[str, Any]:
     run = supervised(config) or {}
     keep = ("name", "role", "pid", "epoch", "state", "restarts", "uptime", "last_heartbeat", "reason")
     return {"processes": [{k: p.get(k) for k in keep} for p in run.get("processes", [])],
-            "space": {"mode": run.get("mode"), "epoch": run.get("epoch"), "primary": run.get("primary")},
+            "space": {"mode": run.get("mode"), "epoch": run.get("epoch"), "primary": run.get("primary"),
+                      "failovers": run.get("failovers")},
             "sync": status(space)}
 
 
@@ -186,7 +187,11 @@ def files(space: SpaceClient, folder: str, directory: str = "", limit: int = 500
         reply = _request(space, {"op": "files", "folder": folder, "dir": directory, "limit": limit})
         return list(reply["files"])
     except (NotRunning, NoAnswer):
-        pass
+        return scan_files(space, folder, directory, limit)
+
+
+def scan_files(space: SpaceClient, folder: str, directory: str, limit: int) -> list[dict[str, Any]]:
+    """:func:`files` from the records in the space: a scan of every record (the referee is not running)."""
     prefix = f"{directory}/" if directory else ""
     key = re.compile("^" + re.escape(tuples.meta_key(folder, prefix)) + "[^/]+$")
     found = []

@@ -223,32 +223,46 @@ def test_a_bad_folder_name_is_refused_with_the_configs_message(api_hub: ApiHub, 
 
 
 def test_a_running_make_build_is_shown(api_hub: ApiHub):
-    """``onitu make`` on the hub's space: /api/make and /metrics show its targets and workers while it runs."""
+    """``onitu make`` on the hub's space: /api/make and /metrics show its targets done, running and waiting and
+    the workers with their slots while it runs; once it ended, the build is gone."""
     from tests.make.harness import start_make, stop
 
     project = api_hub.tmp / "project"
     project.mkdir()
-    targets = [f"t{n}" for n in range(6)]
+    targets = [f"t{n}" for n in range(8)]
     rules = "".join(f"{t}:\n\t@sleep 1; touch $@\n" for t in targets)
     (project / "Makefile").write_text(f"all: {' '.join(targets)}\n{rules}")
     build = start_make(project, "-j2", data=api_hub.data)
+    seen: list[dict] = []
     try:
         with api_hub.client() as api:
             def running() -> bool:
                 assert build.poll() is None, build.communicate()
                 found = api.get("/api/make").json()
-                return any(b["running"] for b in found["builds"]) and any(w["busy"] for w in found["workers"])
-            api_hub.wait_for(running, 30, "the build to show running targets")
+                seen.extend(found["builds"])
+                return (any(b["running"] and b["done"] for b in found["builds"])
+                        and any(w["busy"] for w in found["workers"]))
+            api_hub.wait_for(running, 60, "the build to show targets done and running")
             found = api.get("/api/make").json()
             (shown,) = found["builds"]
-            assert shown["dir"] == str(project) and shown["running"] <= 2
-            assert shown["done"] + shown["running"] + shown["waiting"] <= len(targets) + 1
-            assert 'onitu_make_tasks{build="' in api.get("/metrics").text
-        _, err = build.communicate(timeout=60)
-        assert build.returncode == 0, err
+            assert shown["dir"] == str(project) and 1 <= shown["running"] <= 2
+            assert shown["total"] >= len(targets) and shown["waiting"] >= 1
+            assert shown["done"] + shown["running"] + shown["waiting"] == shown["total"]
+            (worker,) = found["workers"]
+            assert worker["slots"] == 2 and 1 <= worker["busy"] <= 2
+            metrics = api.get("/metrics").text
+            for state in ("done", "running", "waiting"):
+                assert f'onitu_make_tasks{{build="{shown["build"]}",state="{state}"}}' in metrics, state
+            assert f'onitu_make_worker_slots{{worker="{worker["id"]}"}} 2.0' in metrics
+            _, err = build.communicate(timeout=60)
+            assert build.returncode == 0, err
+            assert api.get("/api/make").json()["builds"] == []  # gone with its tuples
+            assert 'onitu_make_tasks{' not in api.get("/metrics").text
     finally:
         stop(build)
     assert all((project / t).exists() for t in targets)
+    done = [b["done"] for b in seen if b["total"]]
+    assert done == sorted(done), done  # the count only grows
 
 
 def test_a_folder_added_changed_and_removed_in_place(api_hub: ApiHub):
@@ -316,3 +330,54 @@ def test_files_route_browses_one_directory_among_thousands(api_hub: ApiHub):
         (a / "d17" / "f03.txt").unlink()
         api_hub.wait_for(lambda: "f03.txt" not in [e["name"] for e in listed("many/d17")], 30, "a deletion")
         assert len(api.get("/api/folders/docs/files", params={"dir": "many", "limit": 5}).json()) == 5
+
+
+def test_metrics_after_real_activity(api_hub: ApiHub):
+    """Every family the issue lists, with values that follow what happened: bytes copied, deletions held."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[str, list]:
+        with api_hub.client() as api:
+            text = api.get("/metrics").text
+        return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+    def value(families: dict, name: str, **labels: str) -> float:
+        """The sample ``name`` with ``labels`` (0 if there is none yet)."""
+        return next((s.value for samples in families.values() for s in samples
+                     if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())), 0.0)
+
+    before = scrape()
+    vault = list(api_hub.vaults.values())
+    (vault[0] / "big.bin").write_bytes(os.urandom(300_000))
+    for n in range(6):
+        (vault[0] / f"m{n}.txt").write_text(f"metrics {n}")
+    api_hub.wait_for(lambda: all((v / "m5.txt").exists() and (v / "big.bin").exists() for v in vault))
+    for n in range(6):
+        (vault[2] / f"m{n}.txt").unlink()
+    api_hub.wait_for(lambda: value(scrape(), "onitu_sync_held_deletions", folder="vault", service="c") == 6,
+                     30, "6 deletions held in the metrics")
+    after = scrape()
+    for family in ("onitu_sync_pending_files", "onitu_sync_pending_bytes", "onitu_sync_lag_seconds",
+                   "onitu_sync_available", "onitu_sync_conflicts", "onitu_sync_transferred_bytes",
+                   "onitu_space_tuples", "onitu_space_sessions", "onitu_space_requests_by_op",
+                   "onitu_space_commit_seconds", "onitu_process_restarts", "onitu_space_failovers",
+                   "onitu_make_tasks"):
+        assert family in after, family
+    for service in ("b", "c"):  # big.bin and the six files were copied to them
+        grown = (value(after, "onitu_sync_transferred_bytes_total", service=service)
+                 - value(before, "onitu_sync_transferred_bytes_total", service=service))
+        assert grown >= 300_000, (service, grown)
+    assert after["onitu_sync_available"] and all(s.value == 1 for s in after["onitu_sync_available"])
+    assert all(s.value >= 0 for s in after["onitu_sync_pending_files"] + after["onitu_sync_lag_seconds"])
+    assert value(after, "onitu_sync_held_deletions", folder="vault", service="a") == 0
+    assert value(after, "onitu_space_tuples") > 0 and value(after, "onitu_space_sessions") >= 5  # referee, plugs
+    ops = {s.labels["op"]: s.value for s in after["onitu_space_requests_by_op"] if s.name.endswith("_total")}
+    assert ops["batch"] > value(before, "onitu_space_requests_by_op_total", op="batch")  # the hub's commits
+    assert len(ops) >= 4 and all(v > 0 for v in ops.values()), ops
+    count = value(after, "onitu_space_commit_seconds_count")
+    assert count > value(before, "onitu_space_commit_seconds_count")
+    assert 0 < value(after, "onitu_space_commit_seconds_sum") / count < 0.5
+    assert {s.labels["name"] for s in after["onitu_process_restarts"]} >= {"referee", "plug-a", "api"}
+    with api_hub.client() as api:
+        assert api.post("/api/held/reject", json={"folder": "vault"}).status_code == 200
+    api_hub.wait_for(lambda: (vault[2] / "m5.txt").exists(), 30, "the deletions undone")

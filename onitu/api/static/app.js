@@ -150,12 +150,13 @@ async function refreshConfig() {
 
 async function refreshFiles() {
   const body = $("files").tBodies[0];
-  body.replaceChildren();
   $("files-dir").textContent = state.dir ? "/" + state.dir : "/";
   $("files-up").hidden = !state.dir;
-  if (!state.folder) return;
-  const entries = await api("GET", `/api/folders/${encodeURIComponent(state.folder)}/files?dir=`
-                                   + encodeURIComponent(state.dir));
+  if (!state.folder) { body.replaceChildren(); return; }
+  const [folder, dir] = [state.folder, state.dir];
+  const entries = await api("GET", `/api/folders/${encodeURIComponent(folder)}/files?dir=` + encodeURIComponent(dir));
+  if (folder !== state.folder || dir !== state.dir) return;  // another directory was opened meanwhile
+  const rows = [];  // filled in one go once the answer is here: two refreshes under way never add up
   for (const f of entries) {
     let name = f.name;
     if (f.kind === "dir") {
@@ -163,9 +164,10 @@ async function refreshFiles() {
       name.type = "button";
       name.addEventListener("click", () => { state.dir = f.path; refreshFiles().catch(showError); });
     }
-    body.append(row([name, f.kind === "dir" ? "" : bytes(f.size), (f.holders || []).join(", "),
-                     el("code", f.sha256 ? f.sha256.slice(0, 12) : "")]));
+    rows.push(row([name, f.kind === "dir" ? "" : bytes(f.size), (f.holders || []).join(", "),
+                   el("code", f.sha256 ? f.sha256.slice(0, 12) : "")]));
   }
+  body.replaceChildren(...rows);
 }
 
 function renderTransfers() {
@@ -302,6 +304,8 @@ function renderConfig() {
     }
     body.append(row([name, kind, holds, buttons]));
   }
+  $("no-config").hidden = entries.length > 0;
+  $("config").hidden = entries.length === 0;
 }
 
 function editFolder(name) {

@@ -52,19 +52,30 @@ class Commands:
 
     def handle(self, body: Any) -> dict[str, Any]:
         """Carry out one request."""
-        if not isinstance(body, dict) or body.get("op") not in ("approve", "reject", "resolve", "files"):
+        if not isinstance(body, dict) or body.get("op") not in ("approve", "reject", "resolve"):
             raise ValueError("unknown request")
         folder = body.get("folder")
         if folder is not None and folder not in self.referee.folders:
             raise ValueError(f"unknown folder {folder!r}")
-        if body["op"] == "files":
-            return self.files(str(folder), str(body.get("dir", "")), int(body.get("limit", 5000)))
         if body["op"] == "resolve":
             patterns = body.get("patterns", [body.get("pattern")])
             if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
                 raise ValueError("patterns must be a list of globs")
             return self.resolve(patterns, str(body.get("keep", "")), folder)
         return self.release(body["op"] == "approve", folder, body.get("service"))
+
+    def query(self, rid: Any, folder: Any, directory: Any, limit: Any) -> None:
+        """Answer a :data:`~onitu.sync.tuples.QUERY` (the entries of one directory) with a ``REPLY``."""
+        try:
+            if folder not in self.referee.folders:
+                raise ValueError(f"unknown folder {folder!r}")
+            if not isinstance(directory, str) or type(limit) is not int or limit < 1:
+                raise ValueError("a files query needs a directory and a positive limit")
+            result = self.files(folder, directory, limit)
+        except ValueError as exc:
+            result = {"ok": False, "error": str(exc)}
+        with contextlib.suppress(SpaceError):
+            self.referee.space.write((tuples.REPLY, rid, result), 120.0)
 
     def files(self, folder: str, directory: str, limit: int) -> dict[str, Any]:
         """The agreed entries directly in ``directory`` (see :func:`onitu.sync.hub.files`), from the index of

@@ -180,11 +180,13 @@ def transfers(space: SpaceClient) -> dict[str, dict[str, dict[str, int]]]:
 def files(space: SpaceClient, folder: str, directory: str = "", limit: int = 5000) -> list[dict[str, Any]]:
     """The entries of ``folder`` directly in ``directory`` ('' is the folder's root), as the hub agreed them:
     ``{path, name, kind, size, sha256, version, mtime_ns, holders}``, deleted ones left out, directories first,
-    then by name (at most ``limit``). The referee answers from its index of paths, at a cost that follows the
-    directory's size; while it is not running, the folder's records are read from the space (a scan)."""
+    then by name (at most ``limit``). The referee answers as the query arrives (it follows it with the plugs'
+    reports), from its index of paths, at a cost that follows the directory's size; while it is not running, the
+    folder's records are read from the space (a scan)."""
     directory = directory.strip("/")
     try:
-        reply = _request(space, {"op": "files", "folder": folder, "dir": directory, "limit": limit})
+        rid = secrets.token_hex(8)
+        reply = _ask(space, (tuples.QUERY, rid, folder, directory, limit), rid)
         return list(reply["files"])
     except (NotRunning, NoAnswer):
         return scan_files(space, folder, directory, limit)
@@ -217,10 +219,15 @@ def sorted_entries(found: list[dict[str, Any]], limit: int) -> list[dict[str, An
 
 def _request(space: SpaceClient, body: dict[str, Any]) -> dict[str, Any]:
     """Ask the referee to carry out ``body`` and wait for its answer."""
+    rid = secrets.token_hex(8)
+    return _ask(space, (tuples.REQUEST, rid, body), rid)
+
+
+def _ask(space: SpaceClient, question: tuple, rid: str) -> dict[str, Any]:
+    """Write ``question`` (a request or a query, of id ``rid``) and wait for the referee's answer."""
     if not space.read_all((tuples.PLUG, None, None)) and not space.read_all((tuples.STATUS, None)):
         raise NotRunning("the sync hub is not running (no referee has published its status)")
-    rid = secrets.token_hex(8)
-    space.write((tuples.REQUEST, rid, body), REPLY_TIMEOUT)
+    space.write(question, REPLY_TIMEOUT)
     try:
         reply = space.take((tuples.REPLY, rid, None), timeout=REPLY_TIMEOUT)[2]
     except TimeoutError:

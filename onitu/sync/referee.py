@@ -76,7 +76,7 @@ PASS_SIZE = 2000  # paths per decision batch
 # Orders under way beyond which nothing more is decided until results come back: a tree of a million files arriving
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
 OUTSTANDING = 4000
-INBOUND = (re.compile(r"^sync\.(report|done)$"), None, None, None, None)
+INBOUND = (re.compile(r"^sync\.(report|done|query)$"), None, None, None, None)
 
 
 @dataclass
@@ -209,6 +209,10 @@ class Referee:
     def inbound(self, tup: tuple) -> None:
         """Apply one report or result (once, in each plug's order)."""
         tag, service, plug_id, seq, body = tup
+        if tag == tuples.QUERY:  # a read (the API's files): answered at once, between two reports
+            self.consumed.append((tag, service, None, None, None))
+            self.commands.query(service, plug_id, seq, body)
+            return
         # taken once applied, by (plug, number), which is unique: a template with the whole body would cost as much
         # to match as the body did to send, and keep it in memory meanwhile
         self.consumed.append((tag, service, plug_id, seq, None))

@@ -81,3 +81,42 @@ def test_a_tcp_client_without_keys_is_told_what_to_pass(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "needs the server's public key" in out.stderr and "insecure=True" in out.stderr, out.stderr
+
+
+def test_first_run_when_the_default_port_is_taken(tmp_path):
+    """Another Onitu (here: any listener) holds the default port: the first start picks the next free one, says
+    so, and prints a page address that answers with this Onitu's token."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    env = {**os.environ, "ONITU_DATA": str(tmp_path / "data"), "ONITU_API_LISTEN": f"127.0.0.1:{port}"}
+    log = tmp_path / "start.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "onitu.cli", "start"], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "#token=" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        text = log.read_text()
+        assert f"127.0.0.1:{port} is in use" in text, text
+        url = next(line.split("the page is at ")[1] for line in text.splitlines() if "#token=" in line).strip()
+        assert not url.startswith(f"http://127.0.0.1:{port}/")
+        assert 'api: {listen: "127.0.0.1:' in (tmp_path / "data" / "onitu.yaml").read_text()
+        base, token = url.split("/#token=")
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
+        while time.monotonic() < deadline:
+            try:
+                if api.get("/api/folders").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert api.get("/api/folders").json() == {}
+        subprocess.run([sys.executable, "-m", "onitu.cli", "stop"], env=env, timeout=60, check=True)
+        assert proc.wait(30) == 0
+    finally:
+        taken.close()
+        kill_all(str(tmp_path))

@@ -72,7 +72,8 @@ class Commands:
             if not isinstance(directory, str) or type(limit) is not int or limit < 1:
                 raise ValueError("a files query needs a directory and a positive limit")
             result = self.files(folder, directory, limit)
-        except ValueError as exc:
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("files query on %r/%r refused: %s", folder, directory, exc)
             result = {"ok": False, "error": str(exc)}
         with contextlib.suppress(SpaceError):
             self.referee.space.write((tuples.REPLY, rid, result), 120.0)

@@ -30,6 +30,7 @@ from onitu.sync.plug.scanner import Scanner
 from onitu.sync.state.ledger import Ledger
 
 REPLY_TIMEOUT = 30.0  # seconds the referee has to answer a command
+QUERY_TIMEOUT = 5.0  # seconds it has to answer a files query, before the records are read from the space instead
 
 
 class HubError(Exception):
@@ -186,7 +187,7 @@ def files(space: SpaceClient, folder: str, directory: str = "", limit: int = 500
     directory = directory.strip("/")
     try:
         rid = secrets.token_hex(8)
-        reply = _ask(space, (tuples.QUERY, rid, folder, directory, limit), rid)
+        reply = _ask(space, (tuples.QUERY, rid, folder, directory, limit), rid, QUERY_TIMEOUT)
         return list(reply["files"])
     except (NotRunning, NoAnswer):
         return scan_files(space, folder, directory, limit)
@@ -223,15 +224,15 @@ def _request(space: SpaceClient, body: dict[str, Any]) -> dict[str, Any]:
     return _ask(space, (tuples.REQUEST, rid, body), rid)
 
 
-def _ask(space: SpaceClient, question: tuple, rid: str) -> dict[str, Any]:
-    """Write ``question`` (a request or a query, of id ``rid``) and wait for the referee's answer."""
+def _ask(space: SpaceClient, question: tuple, rid: str, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+    """Write ``question`` (a request or a query, of id ``rid``) and wait ``timeout`` for the referee's answer."""
     if not space.read_all((tuples.PLUG, None, None)) and not space.read_all((tuples.STATUS, None)):
         raise NotRunning("the sync hub is not running (no referee has published its status)")
-    space.write(question, REPLY_TIMEOUT)
+    space.write(question, timeout)
     try:
-        reply = space.take((tuples.REPLY, rid, None), timeout=REPLY_TIMEOUT)[2]
+        reply = space.take((tuples.REPLY, rid, None), timeout=timeout)[2]
     except TimeoutError:
-        raise NoAnswer(f"no answer from the referee within {REPLY_TIMEOUT:.0f} s") from None
+        raise NoAnswer(f"no answer from the referee within {timeout:.0f} s") from None
     if not reply.get("ok"):
         raise Refused(str(reply.get("error")))
     return reply

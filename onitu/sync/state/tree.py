@@ -40,8 +40,9 @@ class SortedPaths:
 
     def children(self, directory: str, alive: Callable[[str], bool]) -> list[str]:
         """The paths directly in ``directory`` ('' for the top) for which ``alive`` holds, sorted; each deeper
-        subtree met is skipped by bisection, so the cost follows the directory's entries, not the folder's."""
-        paths = self.settle(alive)
+        subtree met is skipped by bisection, so the cost follows the directory's entries, not the folder's. (Paths
+        ``alive`` refuses stay: the referee's other queries may still want them.)"""
+        paths = self.settle()
         prefix = f"{directory}/" if directory else ""
         at = bisect.bisect_left(paths, prefix) if prefix else 0
         end = bisect.bisect_left(paths, directory + "0", at) if prefix else len(paths)

@@ -308,15 +308,20 @@ function renderConfig() {
   $("config").hidden = entries.length === 0;
 }
 
-function editFolder(name) {
-  state.editing.folder = name;
-  const form = $("folder-form");
+function formFor(which, name) {  // the folder or service form, emptied, to add (name null) or change `name`
+  state.editing[which] = name;
+  const form = $(`${which}-form`);
   form.reset();
   formError(form, null);
-  $("folder-name").disabled = Boolean(name);
-  $("folder-title").textContent = name ? `Change folder ${name}` : "Add a folder";
-  $("folder-add").textContent = name ? "Save folder" : "Add folder";
-  $("folder-cancel").hidden = !name;
+  $(`${which}-name`).disabled = Boolean(name);
+  $(`${which}-title`).textContent = name ? `Change ${which} ${name}` : `Add a ${which}`;
+  $(`${which}-add`).textContent = `${name ? "Save" : "Add"} ${which}`;
+  $(`${which}-cancel`).hidden = !name;
+  return form;
+}
+
+function editFolder(name) {
+  const form = formFor("folder", name);
   if (name) {
     $("folder-name").value = name;
     $("folder-blacklist").value = (state.folders[name].options.blacklist || []).join(", ");
@@ -325,14 +330,7 @@ function editFolder(name) {
 }
 
 function editService(name) {
-  state.editing.service = name;
-  const form = $("service-form");
-  form.reset();
-  formError(form, null);
-  $("service-name").disabled = Boolean(name);
-  $("service-title").textContent = name ? `Change service ${name}` : "Add a service";
-  $("service-add").textContent = name ? "Save service" : "Add service";
-  $("service-cancel").hidden = !name;
+  const form = formFor("service", name);
   if (!name) { driverOptions(); return; }
   const service = state.services[name];
   $("service-name").value = name;

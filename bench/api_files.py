@@ -63,8 +63,8 @@ def main() -> None:
                     answer.raise_for_status()
                     return len(answer.json())
 
-                hub.wait_for(lambda: listed(last) == args.per_dir and (hub.roots["b"] / last).exists(), 1800,
-                             "the tree agreed")
+                hub.wait_for(lambda: listed(last) == args.per_dir and listed("tree") == dirs
+                             and (hub.roots["b"] / last).exists(), 1800, "the tree agreed")
                 print(f"{args.files} files in {dirs} directories agreed in {time.monotonic() - started:.0f} s; "
                       f"load {os.getloadavg()[0]:.1f}")
                 space = connect(None, data_dir=hub.data)
@@ -73,6 +73,8 @@ def main() -> None:
                 timed("GET files?dir=tree (referee index)", args.repeat, lambda: listed("tree"))
                 timed(f"scan of every record for {one} (before)", args.repeat,
                       lambda: len(scan_files(space, "docs", one, 100_000)))
+                timed("scan of every record for tree (before)", args.repeat,
+                      lambda: len(scan_files(space, "docs", "tree", 100_000)))
                 timed(f"anchor: os.scandir + stat of {one}", args.repeat,
                       lambda: len([e.stat() for e in os.scandir(hub.roots["a"] / one)]))
                 space.close()

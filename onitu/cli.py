@@ -32,14 +32,35 @@ def start(config: Path = ConfigOpt) -> None:
         path = config_file.config_path(cfg)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(config_file.NEW_FILE + f"data: {cfg.data}\n")
+            path.write_text(config_file.NEW_FILE + f"data: {cfg.data}\n" + _first_listen(cfg))
         cfg = load_config(path)
     supervision_cli.run(cfg, lambda: _announce(cfg))
 
 
+def _first_listen(cfg: Config) -> str:
+    """The ``api`` section of a config made at first start: another port when the default one is taken (by
+    another Onitu on this machine, most often), else none."""
+    from onitu.api.settings import free_listen
+
+    listen = free_listen(cfg.api.listen) if cfg.api.listen else ""
+    if listen == cfg.api.listen:
+        return ""
+    err.print(f"onitu: {cfg.api.listen} is in use (another Onitu?): the page will listen on {listen}",
+              highlight=False, soft_wrap=True)
+    return f'api: {{listen: "{listen}"}}\n'
+
+
 def _announce(cfg: Config) -> None:
-    if cfg.api.listen:
-        err.print(f"onitu: the page is at {page_url(cfg)}", highlight=False, soft_wrap=True)
+    from onitu.api.settings import in_use
+
+    if not cfg.api.listen:
+        return
+    if in_use(cfg.api.listen):  # before our API started: someone else's; its page would refuse our token
+        err.print(f"[red]onitu: {cfg.api.listen} is already in use (another Onitu?): the page cannot start; set "
+                  f"api.listen in {config_file.config_path(cfg)} to a free address[/red]", highlight=False,
+                  soft_wrap=True)
+        return
+    err.print(f"onitu: the page is at {page_url(cfg)}", highlight=False, soft_wrap=True)
 
 
 def page_url(cfg: Config) -> str:

@@ -26,6 +26,7 @@ from onitu.sync.drivers import OPTIONS
 
 STATIC = resources.files("onitu.api") / "static"
 HIDDEN = ("password", "secret", "token", "passphrase", "private")  # option names whose values are never shown
+MASK = "********"  # what is shown instead
 
 # The page and its scripts come from here only; nothing may frame it.
 SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
@@ -81,7 +82,7 @@ class ServiceChange(Body):
 
 
 def _masked(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: "********" if any(word in k.lower() for word in HIDDEN) else v for k, v in options.items()}
+    return {k: MASK if any(word in k.lower() for word in HIDDEN) else v for k, v in options.items()}
 
 
 def create_app(ctx: Context, hub_events: events.Events) -> FastAPI:
@@ -220,7 +221,10 @@ def create_app(ctx: Context, hub_events: events.Events) -> FastAPI:
 
     @api.put("/services/{name}")
     def change_service(name: str, body: ServiceChange) -> dict[str, str]:
-        ctx.adopt(config_file.set_service(ctx.path, name, body.driver, body.options, body.folders, new=False))
+        current = ctx.config.services.get(name)
+        options = {k: current.options[k] if v == MASK and current and k in current.options else v
+                   for k, v in body.options.items()}  # a secret shown masked and sent back unchanged
+        ctx.adopt(config_file.set_service(ctx.path, name, body.driver, options, body.folders, new=False))
         return {"service": name}
 
     @api.delete("/services/{name}")

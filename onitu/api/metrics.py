@@ -61,7 +61,10 @@ def _processes(overview: dict[str, Any]) -> Iterator[Metric]:
         up.add_metric([proc["name"], str(proc.get("role") or "")], 1 if proc.get("state") == "running" else 0)
     epoch = GaugeMetricFamily("onitu_space_epoch", "The space pair's epoch: it grows by one at each failover")
     epoch.add_metric([], overview.get("space", {}).get("epoch") or 0)
-    yield from (restarts, up, epoch)
+    failovers = CounterMetricFamily("onitu_space_failovers", "Promotions of the space's secondary (its primary was "
+                                    "lost)")
+    failovers.add_metric([], overview.get("space", {}).get("failovers") or 0)
+    yield from (restarts, up, epoch, failovers)
 
 
 def _space(stats: dict[str, Any]) -> Iterator[Metric]:

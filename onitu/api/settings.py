@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -25,6 +26,29 @@ def split_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, like {DEFAULT_LISTEN!r}")
     return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def in_use(listen: str) -> bool:
+    """Whether something already listens on ``listen`` (another Onitu's API, most often)."""
+    host, port = split_listen(listen)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to take
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_listen(listen: str = DEFAULT_LISTEN, tries: int = 50) -> str:
+    """``listen``, or the first of the next ``tries`` ports on its host that nothing listens on (as is if all are
+    taken)."""
+    host, port = split_listen(listen)
+    for candidate in range(port, min(port + tries, 65536)):
+        address = f"[{host}]:{candidate}" if ":" in host else f"{host}:{candidate}"
+        if not in_use(address):
+            return address
+    return listen
 
 
 def is_loopback(host: str) -> bool:

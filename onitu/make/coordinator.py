@@ -25,7 +25,7 @@ from onitu.make.graph import Graph, Node
 from onitu.make.jobserver import Jobserver
 from onitu.make.progress import Display
 from onitu.make.recipe import Command, location
-from onitu.make.tasks import BUILD, DONE, TASK, WORKING, BadTask, BuildInfo, Result, Step, Task
+from onitu.make.tasks import BUILD, DONE, PROGRESS, TASK, WORKING, BadTask, BuildInfo, Result, Step, Task
 from onitu.make.update import Job, Update
 from onitu.space.errors import EventsLost, RequestExpired
 
@@ -76,6 +76,7 @@ class Coordinator:
         self.unseen: set[str] = set()  # running tasks missing from the space at the last check
         self.handled: list[str] = []  # results applied whose tuples are still in the space
         self.waiting_said = False
+        self.published: dict[str, int] | None = None  # the progress last written to the space
 
     # ---- the build ------------------------------------------------------------------------------------------
 
@@ -91,6 +92,7 @@ class Coordinator:
         self._resume()
         if not self.engine.started:
             self.engine.start()
+        self._publish_progress()
         last_check = time.monotonic()
         while True:
             self._dispatch()
@@ -103,6 +105,7 @@ class Coordinator:
                     self._requeue_lost()
                     self.rt.check_workers()
                 self.ui.update(workers=self.rt.worker_slots())
+                self._publish_progress()
                 last_check = time.monotonic()
         self.events.close()
         self.engine.close()
@@ -348,7 +351,19 @@ class Coordinator:
         """Remove every tuple of this build (workers still running a task then drop their result)."""
         b = self.info.build
         found = [t for kind in (TASK, WORKING, DONE) for t in self.space.read_all((kind, b, None, None))]
-        self._take_all([(t[0], b, t[2], None) for t in found] + [(BUILD, b, None)])
+        progress = [(PROGRESS, b, None)] if self.published is not None else []
+        self._take_all([(t[0], b, t[2], None) for t in found] + [(BUILD, b, None), *progress])
+
+    def _publish_progress(self) -> None:
+        """``(PROGRESS, build, {total, done, running})`` when it changed: the tasks in the space are only the ones
+        dispatched, so the targets done and still to do are the coordinator's to tell (the API shows them)."""
+        counts = {"total": len(self.engine.rank), "done": self.engine.done_count(), "running": self._count()}
+        if counts == self.published:
+            return
+        b = self.info.build
+        self.space.batch([*([("take", (PROGRESS, b, None))] if self.published is not None else []),
+                          ("write", (PROGRESS, b, counts))])
+        self.published = counts
 
     def _show(self) -> None:
         self.ui.update(total=len(self.engine.rank), done=self.engine.done_count(), running=self._count())

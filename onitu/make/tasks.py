@@ -7,6 +7,7 @@ A build ``B`` lives in the space as::
     ("make.working", B, target, worker)   taken by a worker; session-leased, so it vanishes if the worker dies
     ("make.done",    B, target, result)   finished: exit status, output per command, produced files
     ("make.worker",  worker, info)        a worker's presence (session-leased)
+    ("make.progress", B, counts)          the coordinator's targets total, done and running (for the API's page)
 
 A task is always in exactly one of task / working / done: a worker moves it with one atomic batch, so the coordinator
 reading them in that order can never miss one and never sees it twice.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 BUILD, TASK, WORKING, DONE, WORKER = "make.build", "make.task", "make.working", "make.done", "make.worker"
+PROGRESS = "make.progress"
 
 
 class BadTask(ValueError):

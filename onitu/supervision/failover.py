@@ -36,6 +36,7 @@ class PairState:
     epoch: int = 0
     primary: str = SLOTS[0]
     mode: str = "solo"
+    failovers: int = 0  # promotions of the secondary, since the data directory was made
 
     @property
     def secondary(self) -> str:
@@ -45,7 +46,7 @@ class PairState:
 def load_state(path: Path) -> PairState:
     try:
         raw = json.loads(path.read_text())
-        state = PairState(int(raw["epoch"]), str(raw["primary"]), str(raw["mode"]))
+        state = PairState(int(raw["epoch"]), str(raw["primary"]), str(raw["mode"]), int(raw.get("failovers", 0)))
     except FileNotFoundError:
         return PairState()
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -116,7 +117,8 @@ class SpacePair:
 
     def bump(self, mode: str, primary: str | None = None) -> None:
         self._asked_pair = False
-        self.state = PairState(self.state.epoch + 1, primary or self.state.primary, mode)
+        failovers = self.state.failovers + (primary is not None and primary != self.state.primary)
+        self.state = PairState(self.state.epoch + 1, primary or self.state.primary, mode, failovers)
         save_state(self.state_path, self.state)
         for slot in SLOTS:  # restarts use the current epoch and role
             if slot in self.sup.children:

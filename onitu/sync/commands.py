@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from onitu.space.errors import SpaceError
-from onitu.sync import tuples
+from onitu.sync import hub, tuples
 from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import Copy
 
@@ -63,6 +63,31 @@ class Commands:
                 raise ValueError("patterns must be a list of globs")
             return self.resolve(patterns, str(body.get("keep", "")), folder)
         return self.release(body["op"] == "approve", folder, body.get("service"))
+
+    def query(self, rid: Any, folder: Any, directory: Any, limit: Any) -> None:
+        """Answer a :data:`~onitu.sync.tuples.QUERY` (the entries of one directory) with a ``REPLY``."""
+        try:
+            if folder not in self.referee.folders:
+                raise ValueError(f"unknown folder {folder!r}")
+            if not isinstance(directory, str) or type(limit) is not int or limit < 1:
+                raise ValueError("a files query needs a directory and a positive limit")
+            result = self.files(folder, directory, limit)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("files query on %r/%r refused: %s", folder, directory, exc)
+            result = {"ok": False, "error": str(exc)}
+        with contextlib.suppress(SpaceError):
+            self.referee.space.write((tuples.REPLY, rid, result), 120.0)
+
+    def files(self, folder: str, directory: str, limit: int) -> dict[str, Any]:
+        """The agreed entries directly in ``directory`` (see :func:`onitu.sync.hub.files`), from the index of
+        paths: the cost follows the directory's entries."""
+        ref = self.referee
+        agreed = ref.ledger.agreed[folder]
+        found = []
+        for path in ref.tree.children(folder, directory, agreed.is_live):
+            meta = agreed[path]
+            found.append(hub.file_entry(meta.to_wire(), ref.ledger.services(agreed.holders(path))))
+        return {"ok": True, "files": hub.sorted_entries(found, limit)}
 
     # -- held deletions -------------------------------------------------------------------------------------------
 

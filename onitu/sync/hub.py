@@ -30,6 +30,7 @@ from onitu.sync.plug.scanner import Scanner
 from onitu.sync.state.ledger import Ledger
 
 REPLY_TIMEOUT = 30.0  # seconds the referee has to answer a command
+QUERY_TIMEOUT = 5.0  # seconds it has to answer a files query, before the records are read from the space instead
 
 
 class HubError(Exception):
@@ -106,7 +107,8 @@ def overview(config: Config, space: SpaceClient) -> dict[str, Any]:
     run = supervised(config) or {}
     keep = ("name", "role", "pid", "epoch", "state", "restarts", "uptime", "last_heartbeat", "reason")
     return {"processes": [{k: p.get(k) for k in keep} for p in run.get("processes", [])],
-            "space": {"mode": run.get("mode"), "epoch": run.get("epoch"), "primary": run.get("primary")},
+            "space": {"mode": run.get("mode"), "epoch": run.get("epoch"), "primary": run.get("primary"),
+                      "failovers": run.get("failovers")},
             "sync": status(space)}
 
 
@@ -178,33 +180,59 @@ def transfers(space: SpaceClient) -> dict[str, dict[str, dict[str, int]]]:
 
 def files(space: SpaceClient, folder: str, directory: str = "", limit: int = 5000) -> list[dict[str, Any]]:
     """The entries of ``folder`` directly in ``directory`` ('' is the folder's root), as the hub agreed them:
-    ``{path, name, kind, size, sha256, version, mtime_ns, holders}``, deleted ones left out, sorted by name
-    (at most ``limit``)."""
-    prefix = f"{directory.strip('/')}/" if directory.strip("/") else ""
+    ``{path, name, kind, size, sha256, version, mtime_ns, holders}``, deleted ones left out, directories first,
+    then by name (at most ``limit``). The referee answers as the query arrives (it follows it with the plugs'
+    reports), from its index of paths, at a cost that follows the directory's size; while it is not running, the
+    folder's records are read from the space (a scan)."""
+    directory = directory.strip("/")
+    try:
+        rid = secrets.token_hex(8)
+        reply = _ask(space, (tuples.QUERY, rid, folder, directory, limit), rid, QUERY_TIMEOUT)
+        return list(reply["files"])
+    except (NotRunning, NoAnswer):
+        return scan_files(space, folder, directory, limit)
+
+
+def scan_files(space: SpaceClient, folder: str, directory: str, limit: int) -> list[dict[str, Any]]:
+    """:func:`files` from the records in the space: a scan of every record (the referee is not running)."""
+    prefix = f"{directory}/" if directory else ""
     key = re.compile("^" + re.escape(tuples.meta_key(folder, prefix)) + "[^/]+$")
     found = []
     for _, _, record in space.read_all((tuples.META, key, None)):
         meta = record.get("meta") if isinstance(record, dict) else None
-        if not isinstance(meta, dict) or meta.get("tombstone"):
-            continue
-        found.append({"path": meta.get("path"), "name": str(meta.get("path")).rsplit("/", 1)[-1],
-                      "kind": meta.get("kind"), "size": meta.get("size"), "sha256": meta.get("sha256"),
-                      "version": meta.get("version"), "mtime_ns": meta.get("mtime_ns"),
-                      "holders": record.get("holders", [])})
+        if isinstance(meta, dict) and not meta.get("tombstone"):
+            found.append(file_entry(meta, record.get("holders", [])))
+    return sorted_entries(found, limit)
+
+
+def file_entry(meta: dict[str, Any], holders: list[str]) -> dict[str, Any]:
+    """One entry of :func:`files`, from an agreed version as on the wire and the services holding it."""
+    return {"path": meta.get("path"), "name": str(meta.get("path")).rsplit("/", 1)[-1], "kind": meta.get("kind"),
+            "size": meta.get("size"), "sha256": meta.get("sha256"), "version": meta.get("version"),
+            "mtime_ns": meta.get("mtime_ns"), "holders": holders}
+
+
+def sorted_entries(found: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Directories first, then by name; at most ``limit``."""
     found.sort(key=lambda f: (f["kind"] != "dir", f["name"]))
     return found[:limit]
 
 
 def _request(space: SpaceClient, body: dict[str, Any]) -> dict[str, Any]:
     """Ask the referee to carry out ``body`` and wait for its answer."""
+    rid = secrets.token_hex(8)
+    return _ask(space, (tuples.REQUEST, rid, body), rid)
+
+
+def _ask(space: SpaceClient, question: tuple, rid: str, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+    """Write ``question`` (a request or a query, of id ``rid``) and wait ``timeout`` for the referee's answer."""
     if not space.read_all((tuples.PLUG, None, None)) and not space.read_all((tuples.STATUS, None)):
         raise NotRunning("the sync hub is not running (no referee has published its status)")
-    rid = secrets.token_hex(8)
-    space.write((tuples.REQUEST, rid, body), REPLY_TIMEOUT)
+    space.write(question, timeout)
     try:
-        reply = space.take((tuples.REPLY, rid, None), timeout=REPLY_TIMEOUT)[2]
+        reply = space.take((tuples.REPLY, rid, None), timeout=timeout)[2]
     except TimeoutError:
-        raise NoAnswer(f"no answer from the referee within {REPLY_TIMEOUT:.0f} s") from None
+        raise NoAnswer(f"no answer from the referee within {timeout:.0f} s") from None
     if not reply.get("ok"):
         raise Refused(str(reply.get("error")))
     return reply

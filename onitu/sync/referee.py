@@ -14,7 +14,7 @@ path with orders under way waits for their results before it is decided again, s
 no more is decided while 4,000 actions are under way. A replica's deletions are judged whole against the deletion
 threshold (:mod:`onitu.sync.decide.deletions`). Everything the referee knows that matters survives it: agreed and
 held versions, orders and pending plans are in the space; the replicas' current entries are asked again (a rescan)
-when it starts.
+when it starts. A changed ``onitu.yaml`` is applied in place (:meth:`Referee.reconfigure`): no restart, no rescan.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 
 from onitu import heap
 from onitu.config import Config
+from onitu.config_watch import ConfigWatch
 from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
 from onitu.space.errors import EventsLost, SpaceError
@@ -75,7 +76,7 @@ PASS_SIZE = 2000  # paths per decision batch
 # Orders under way beyond which nothing more is decided until results come back: a tree of a million files arriving
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
 OUTSTANDING = 4000
-INBOUND = (re.compile(r"^sync\.(report|done)$"), None, None, None, None)
+INBOUND = (re.compile(r"^sync\.(report|done|query)$"), None, None, None, None)
 
 
 @dataclass
@@ -119,6 +120,7 @@ class Referee:
         self.consumed: list[tuple] = []
         self.commands = Commands(self)
         self.liveness = Liveness(lambda: {})
+        self.watch = ConfigWatch(config, report=False)  # the watchdog reports the file's errors
         self._quiet_since = 0.0
         self._stop = False
 
@@ -156,15 +158,34 @@ class Referee:
     def _refresh_remote(self) -> None:
         """Take in the services of remote agents admitted since (:mod:`onitu.sync.majordomo.registry`)."""
         found = registry.services(self.space.read_all((registry.REMOTE, None, None)))
-        config = registry.with_remote(self.base, found)
-        if config.services == self.config.services:
+        self._adopt(registry.with_remote(self.base, found))
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a changed config file in place: folders and services added or removed, rules changed. Only the
+        folders whose replicas or rules changed are decided again (from what is known: no rescan); new replicas
+        are asked for a listing; the orders of removed ones are withdrawn (nothing is deleted for them)."""
+        log.info("config changed: folders %s; services %s", ", ".join(sorted(config.folders)) or "none",
+                 ", ".join(sorted(config.services)) or "none")
+        self.base = config
+        self._refresh_remote()
+
+    def _adopt(self, config: Config) -> None:
+        old = self.config
+        if (config.folders, config.services, config.sync) == (old.folders, old.services, old.sync):
             return
-        new = config.services.keys() - self.config.services.keys()
-        log.info("remote services now: %s", ", ".join(sorted(config.services.keys() - self.base.services.keys())))
         self.config, self.rules = config, settings.rules(config)
         self.folders = {f: self.rules.services(f) for f in config.folders}
         for folder in self.folders:
-            self.dirty[folder].update(self._known(folder))
+            if _folder_settings(old, folder) != _folder_settings(config, folder):
+                self.dirty[folder].update(self._known(folder))
+        for folder in old.folders.keys() - config.folders.keys():
+            self.dirty.pop(folder, None)
+            self.queued.pop(folder, None)
+        withdrawn = self.orders.forget(lambda o: o.folder in self.folders and o.service in self.folders[o.folder])
+        if withdrawn:
+            log.info("withdrew %d orders of removed replicas", len(withdrawn))
+            self.space.batch([("take", (tuples.ORDER, service, oid, None)) for service, oid in withdrawn])
+        new = config.services.keys() - old.services.keys()
         if new:
             self.space.batch([("write", (tuples.RESCAN, s, secrets.token_hex(4), {}), 60.0) for s in new])
 
@@ -188,6 +209,10 @@ class Referee:
     def inbound(self, tup: tuple) -> None:
         """Apply one report or result (once, in each plug's order)."""
         tag, service, plug_id, seq, body = tup
+        if tag == tuples.QUERY:  # a read (the API's files): answered at once, between two reports
+            self.consumed.append((tag, service, None, None, None))
+            self.commands.query(service, plug_id, seq, body)
+            return
         # taken once applied, by (plug, number), which is unique: a template with the whole body would cost as much
         # to match as the body did to send, and keep it in memory meanwhile
         self.consumed.append((tag, service, plug_id, seq, None))
@@ -513,6 +538,8 @@ class Referee:
                 self._take_consumed()
             if time.monotonic() - last_tick >= 0.5:
                 last_tick = time.monotonic()
+                if (config := self.watch.poll()) is not None:
+                    self.reconfigure(config)
                 self._refresh_plugs()
                 self.commands.poll()
                 self._compact()
@@ -546,6 +573,12 @@ class Referee:
     def close(self) -> None:
         """Stop answering heartbeats."""
         self.liveness.close()
+
+
+def _folder_settings(config: Config, folder: str) -> tuple:
+    """What a folder's decisions depend on in ``config``: its options, its replicas' settings, the sync rules."""
+    return (config.folders.get(folder), config.sync,
+            {name: svc.folders[folder] for name, svc in config.services.items() if folder in svc.folders})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ META: Final = "sync.meta"
 CONFLICT: Final = "sync.conflict"
 PENDING: Final = "sync.pending"
 REQUEST: Final = "sync.request"
+QUERY: Final = "sync.query"  # (QUERY, id, folder, directory, limit): a read the referee answers as it arrives
 REPLY: Final = "sync.reply"
 STATUS: Final = "sync.status"
 PROGRESS: Final = "sync.progress"

@@ -84,6 +84,9 @@ def test_resume_across_a_failover(api_hub: ApiHub):
         assert data["epoch"] > epoch and data["previous"] == primary
     finally:
         stream.close()
+    api_hub.wait_api()
+    with api_hub.client() as api:
+        api_hub.wait_for(lambda: "onitu_space_failovers_total 1.0" in api.get("/metrics").text, 30, "a failover")
 
 
 def test_a_resume_point_the_space_no_longer_holds_gets_resync(api_hub: ApiHub):

@@ -8,11 +8,37 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
 from tests.api.harness import free_port
 from tests.supervision.harness import kill_all
+
+
+def start(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, float]:
+    """``onitu start`` with no config, its output in ``tmp_path/start.log``; and a deadline for it to be up."""
+    with open(tmp_path / "start.log", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "onitu.cli", "start"], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, time.monotonic() + 60
+
+
+def page(tmp_path: Path, deadline: float) -> tuple[str, httpx.Client]:
+    """The page address ``onitu start`` printed, and a client of its API once it answers."""
+    log = tmp_path / "start.log"
+    while "#token=" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    url = next(line.split("the page is at ")[1] for line in log.read_text().splitlines() if "#token=" in line)
+    base, token = url.strip().split("/#token=")
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
+    while time.monotonic() < deadline:
+        try:
+            if api.get("/api/folders").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return url, api
 
 
 def test_first_run_needs_no_yaml(tmp_path):
@@ -25,25 +51,11 @@ def test_first_run_needs_no_yaml(tmp_path):
         return subprocess.run([sys.executable, "-m", "onitu.cli", *args], cwd=elsewhere, env=env, timeout=60,
                               capture_output=True, text=True)
 
-    log = tmp_path / "start.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "onitu.cli", "start"], cwd=tmp_path, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc, deadline = start(tmp_path, env)
     try:
-        deadline = time.monotonic() + 60
-        while "#token=" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        url = next(line.split("the page is at ")[1] for line in log.read_text().splitlines() if "#token=" in line)
-        token = url.split("#token=")[1].strip()
+        url, api = page(tmp_path, deadline)
         assert url.startswith(f"http://127.0.0.1:{port}/#token=")
         assert (tmp_path / "data" / "onitu.yaml").exists()
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"})
-        while time.monotonic() < deadline:
-            try:
-                if api.get("/api/folders").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         assert api.get("/api/folders").json() == {}
         assert onitu("open").stdout.strip() == url.strip()
 
@@ -81,3 +93,27 @@ def test_a_tcp_client_without_keys_is_told_what_to_pass(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "needs the server's public key" in out.stderr and "insecure=True" in out.stderr, out.stderr
+
+
+def test_first_run_when_the_default_port_is_taken(tmp_path):
+    """Another Onitu (here: any listener) holds the default port: the first start picks the next free one, says
+    so, and prints a page address that answers with this Onitu's token."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    env = {**os.environ, "ONITU_DATA": str(tmp_path / "data"), "ONITU_API_LISTEN": f"127.0.0.1:{port}"}
+    proc, deadline = start(tmp_path, env)
+    try:
+        url, api = page(tmp_path, deadline)
+        assert f"127.0.0.1:{port} is in use" in (tmp_path / "start.log").read_text()
+        assert not url.startswith(f"http://127.0.0.1:{port}/")
+        assert 'api: {listen: "127.0.0.1:' in (tmp_path / "data" / "onitu.yaml").read_text()
+        assert api.get("/api/folders").json() == {}
+        subprocess.run([sys.executable, "-m", "onitu.cli", "stop"], env=env, timeout=60, check=True)
+        assert proc.wait(30) == 0
+    finally:
+        taken.close()
+        kill_all(str(tmp_path))

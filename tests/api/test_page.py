@@ -50,6 +50,42 @@ def make_conflicts(hub: ApiHub, names: list[str]) -> None:
         os.kill(plug_b, signal.SIGCONT)
 
 
+def change_and_remove_a_service(hub: ApiHub, page) -> None:
+    """p1's ``settle`` option changed from the page (a bad value first: the config's message), then p2 removed
+    (after a confirmation): its plug stops and nothing is deleted."""
+    with hub.client() as api:
+        referee, folders = hub.pid("referee"), api.get("/api/services").json()["p1"]["folders"]
+        page.click("#config button[data-verb=change][data-service=p1]")
+        expect(page.locator("#service-name")).to_have_value("p1")
+        expect(page.locator("#service-name")).to_be_disabled()
+        expect(page.locator("#option-root")).to_have_value(str(hub.tmp / "p1"))
+        page.fill("#option-settle", "-1")
+        page.click("#service-add")
+        page.wait_for_selector("#service-form .form-error:not([hidden])")
+        assert "services.p1.options.settle" in page.locator("#service-form .form-error").text_content()
+        page.fill("#option-settle", "0.3")
+        page.click("#service-add")
+        expect(page.locator("#service-title")).to_have_text("Add a service")
+        assert api.get("/api/services").json()["p1"]["options"] == {"root": str(hub.tmp / "p1"), "settle": 0.3}
+        assert api.get("/api/services").json()["p1"]["folders"] == folders
+
+        dialogs: list[str] = []
+        page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.click("#config button[data-verb=remove][data-service=p2]")
+        assert dialogs and "Remove service p2" in dialogs[0]
+        assert "p2" in api.get("/api/services").json()  # dismissed: nothing removed
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#config button[data-verb=remove][data-service=p2]")
+        expect(page.locator("#config button[data-service=p2]")).to_have_count(0)
+        assert "p2" not in api.get("/api/services").json()
+        hub.wait(lambda s: not any(p["name"] == "plug-p2" for p in s["processes"]), 30, "plug-p2 stopped")
+        (hub.tmp / "p1" / "after-p2.jpg").write_bytes(b"p2 is gone")
+        page.wait_for_selector("#events li:has-text('photos/after-p2.jpg changed')")
+        assert (hub.tmp / "p2" / "pic.jpg").exists() and not (hub.tmp / "p2" / "after-p2.jpg").exists()
+        assert (hub.tmp / "p1" / "pic.jpg").exists()  # nothing deleted anywhere
+        assert hub.pid("referee") == referee
+
+
 def test_the_page(api_hub: ApiHub, browser):
     errors: list[str] = []
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -109,10 +145,14 @@ def test_the_page(api_hub: ApiHub, browser):
     page.wait_for_selector("#events li:has-text('photos/pic.jpg changed')")
     expect(page.locator("#folders tbody tr")).to_have_count(8, timeout=30_000)
 
+    change_and_remove_a_service(api_hub, page)
+
+    expect(page.locator("#files td:text-is('seen-live.txt')")).to_have_count(1)  # refreshes never add up
     page.set_viewport_size({"width": 400, "height": 900})
     page.screenshot(path=str(ARTIFACTS / "page-400.png"), full_page=True)
     widest = max(page.locator("section").evaluate_all("sections => sections.map(s => s.scrollWidth)"))
     assert widest <= 400, f"a section is {widest} px wide at 400 px"
-    # the one refused request above (Chromium logs every failed request); no script error, nothing else
-    assert errors == ["Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"]
+    # the two refused requests above (Chromium logs every failed request); no script error, nothing else
+    assert errors == ["Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
+                      ] * 2, errors
     page.close()

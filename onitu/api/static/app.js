@@ -4,7 +4,8 @@
 // a header; Last-Event-ID resumes after a reconnection).
 "use strict";
 
-const state = { token: "", lastId: null, folders: {}, drivers: {}, dir: "", folder: "", transfers: {} };
+const state = { token: "", lastId: null, folders: {}, services: {}, drivers: {}, dir: "", folder: "", transfers: {},
+                editing: { folder: null, service: null } };  // the names the forms change, null: they add
 const $ = (id) => document.getElementById(id);
 
 function takeToken() {
@@ -129,7 +130,9 @@ async function refreshHeld() {
 }
 
 async function refreshConfig() {
-  [state.folders, state.drivers] = await Promise.all([api("GET", "/api/folders"), api("GET", "/api/drivers")]);
+  [state.folders, state.services, state.drivers] = await Promise.all(
+    [api("GET", "/api/folders"), api("GET", "/api/services"), api("GET", "/api/drivers")]);
+  renderConfig();
   const names = Object.keys(state.folders);
   for (const select of [$("files-folder"), $("service-folder")]) {
     const chosen = select.value;
@@ -147,12 +150,13 @@ async function refreshConfig() {
 
 async function refreshFiles() {
   const body = $("files").tBodies[0];
-  body.replaceChildren();
   $("files-dir").textContent = state.dir ? "/" + state.dir : "/";
   $("files-up").hidden = !state.dir;
-  if (!state.folder) return;
-  const entries = await api("GET", `/api/folders/${encodeURIComponent(state.folder)}/files?dir=`
-                                   + encodeURIComponent(state.dir));
+  if (!state.folder) { body.replaceChildren(); return; }
+  const [folder, dir] = [state.folder, state.dir];
+  const entries = await api("GET", `/api/folders/${encodeURIComponent(folder)}/files?dir=` + encodeURIComponent(dir));
+  if (folder !== state.folder || dir !== state.dir) return;  // another directory was opened meanwhile
+  const rows = [];  // filled in one go once the answer is here: two refreshes under way never add up
   for (const f of entries) {
     let name = f.name;
     if (f.kind === "dir") {
@@ -160,9 +164,10 @@ async function refreshFiles() {
       name.type = "button";
       name.addEventListener("click", () => { state.dir = f.path; refreshFiles().catch(showError); });
     }
-    body.append(row([name, f.kind === "dir" ? "" : bytes(f.size), (f.holders || []).join(", "),
-                     el("code", f.sha256 ? f.sha256.slice(0, 12) : "")]));
+    rows.push(row([name, f.kind === "dir" ? "" : bytes(f.size), (f.holders || []).join(", "),
+                   el("code", f.sha256 ? f.sha256.slice(0, 12) : "")]));
   }
+  body.replaceChildren(...rows);
 }
 
 function renderTransfers() {
@@ -212,13 +217,16 @@ function formError(form, error) {
 async function addFolder(event) {
   event.preventDefault();
   const form = event.target;
-  const options = {};
+  const name = state.editing.folder;
+  const options = name ? { ...state.folders[name].options } : {};  // what the form does not show stays
+  delete options.blacklist;
   const globs = $("folder-blacklist").value.split(",").map((s) => s.trim()).filter(Boolean);
   if (globs.length) options.blacklist = globs;
   try {
-    await api("POST", "/api/folders", { name: $("folder-name").value.trim(), options });
+    if (name) await api("PUT", `/api/folders/${encodeURIComponent(name)}`, { options });
+    else await api("POST", "/api/folders", { name: $("folder-name").value.trim(), options });
     formError(form, null);
-    form.reset();
+    editFolder(null);
     await refreshConfig();
     await refreshStatus();
   } catch (error) { formError(form, error); }
@@ -260,16 +268,96 @@ async function addService(event) {
   event.preventDefault();
   const form = event.target;
   const folder = $("service-folder").value;
-  const body = { name: $("service-name").value.trim(), driver: $("service-driver").value,
-                 options: optionValues(), folders: folder ? { [folder]: $("service-path").value.trim() } : {} };
+  const name = state.editing.service;
+  const kept = name ? { ...state.services[name].folders } : {};  // the folders the form does not show stay
+  const body = { driver: $("service-driver").value, options: optionValues(),
+                 folders: folder ? { ...kept, [folder]: $("service-path").value.trim() } : kept };
   try {
-    await api("POST", "/api/services", body);
+    if (name) await api("PUT", `/api/services/${encodeURIComponent(name)}`, body);
+    else await api("POST", "/api/services", { name: $("service-name").value.trim(), ...body });
     formError(form, null);
-    form.reset();
-    driverOptions();
+    editService(null);
     await refreshConfig();
     await refreshStatus();
   } catch (error) { formError(form, error); }
+}
+
+// ---- change and remove ------------------------------------------------------------------------------------------
+
+function renderConfig() {
+  const body = $("config").tBodies[0];
+  body.replaceChildren();
+  const entries = [
+    ...Object.entries(state.folders).map(([n, f]) => [n, "folder", Object.keys(f.services).join(", ")]),
+    ...Object.entries(state.services).map(([n, s]) => [n, `service (${s.driver})`, Object.keys(s.folders).join(", ")]),
+  ];
+  for (const [name, kind, holds] of entries) {
+    const which = kind === "folder" ? "folder" : "service";
+    const buttons = el("span");
+    for (const [verb, act] of [["change", which === "folder" ? editFolder : editService], ["remove", remove]]) {
+      const button = el("button", verb);
+      button.type = "button";
+      button.dataset.verb = verb;
+      button.dataset[which] = name;
+      button.addEventListener("click", () => act(name, which));
+      buttons.append(button);
+    }
+    body.append(row([name, kind, holds, buttons]));
+  }
+  $("no-config").hidden = entries.length > 0;
+  $("config").hidden = entries.length === 0;
+}
+
+function formFor(which, name) {  // the folder or service form, emptied, to add (name null) or change `name`
+  state.editing[which] = name;
+  const form = $(`${which}-form`);
+  form.reset();
+  formError(form, null);
+  $(`${which}-name`).disabled = Boolean(name);
+  $(`${which}-title`).textContent = name ? `Change ${which} ${name}` : `Add a ${which}`;
+  $(`${which}-add`).textContent = `${name ? "Save" : "Add"} ${which}`;
+  $(`${which}-cancel`).hidden = !name;
+  return form;
+}
+
+function editFolder(name) {
+  const form = formFor("folder", name);
+  if (name) {
+    $("folder-name").value = name;
+    $("folder-blacklist").value = (state.folders[name].options.blacklist || []).join(", ");
+    form.scrollIntoView({ block: "nearest" });
+  }
+}
+
+function editService(name) {
+  const form = formFor("service", name);
+  if (!name) { driverOptions(); return; }
+  const service = state.services[name];
+  $("service-name").value = name;
+  $("service-driver").value = service.driver;
+  driverOptions();
+  for (const [option, value] of Object.entries(service.options)) {
+    const input = $("option-" + option);
+    if (!input) continue;
+    if (input.type === "checkbox") input.checked = Boolean(value); else input.value = String(value);
+  }
+  const [folder, settings] = Object.entries(service.folders)[0] || ["", {}];
+  $("service-folder").value = folder;
+  $("service-path").value = settings.path || "";
+  form.scrollIntoView({ block: "nearest" });
+}
+
+async function remove(name, which) {
+  const what = which === "folder" ? `folder ${name}: no service will sync it any more`
+                                  : `service ${name}: its plug stops`;
+  if (!confirm(`Remove ${what}? No file is deleted anywhere.`)) return;
+  try {
+    await api("DELETE", `/api/${which}s/${encodeURIComponent(name)}`);
+    showError(null);
+    if (state.editing[which] === name) (which === "folder" ? editFolder : editService)(null);
+  } catch (error) { showError(error); }
+  await refreshConfig().catch(showError);
+  await refreshStatus().catch(showError);
 }
 
 // ---- live events ------------------------------------------------------------------------------------------------
@@ -389,6 +477,8 @@ async function start() {
   $("folder-form").addEventListener("submit", addFolder);
   $("service-form").addEventListener("submit", addService);
   $("service-driver").addEventListener("change", driverOptions);
+  $("folder-cancel").addEventListener("click", () => editFolder(null));
+  $("service-cancel").addEventListener("click", () => editService(null));
   $("files-folder").addEventListener("change", (e) => {
     state.folder = e.target.value; state.dir = ""; refreshFiles().catch(showError);
   });

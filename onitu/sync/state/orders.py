@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +104,18 @@ class Orders:
             for path in order.paths:
                 self._mark_busy(order.folder, path, -1)
         return order, self._waiting.pop(oid, [])
+
+    def forget(self, keep: Callable[[Outstanding], bool]) -> list[tuple[str, int]]:
+        """Stop waiting for the orders ``keep`` refuses (their replica was removed from the config), and for what
+        waited on them; their (service, id), whose tuples the caller takes back."""
+        gone = [oid for oid, order in self.sent.items() if not keep(order)]
+        found = []
+        for oid in gone:
+            order, _ = self.done(oid)
+            assert order is not None
+            self.transferred[order.service] -= order.size  # not transferred after all
+            found.append((order.service, oid))
+        return found
 
     def is_busy(self, folder: str, path: str) -> bool:
         """Whether an order under way touches ``path``, a directory above it or anything below it."""

@@ -38,6 +38,26 @@ class SortedPaths:
         end = bisect.bisect_left(paths, directory + "0", start)
         return [p for p in paths[start:end] if alive(p)]
 
+    def children(self, directory: str, alive: Callable[[str], bool]) -> list[str]:
+        """The paths directly in ``directory`` ('' for the top) for which ``alive`` holds, sorted; each deeper
+        subtree met is skipped by bisection, so the cost follows the directory's entries, not the folder's. (Paths
+        ``alive`` refuses stay: the referee's other queries may still want them.)"""
+        paths = self.settle()
+        prefix = f"{directory}/" if directory else ""
+        at = bisect.bisect_left(paths, prefix) if prefix else 0
+        end = bisect.bisect_left(paths, directory + "0", at) if prefix else len(paths)
+        found = []
+        while at < end:
+            path = paths[at]
+            slash = path.find("/", len(prefix))
+            if slash >= 0:  # below a child directory: jump past everything below it
+                at = bisect.bisect_left(paths, path[:slash] + "0", at, end)
+                continue
+            if path and alive(path):
+                found.append(path)
+            at += 1
+        return found
+
     def settle(self, alive: Callable[[str], bool] | None = None) -> list[str]:
         """Merge in the paths added since (dropping the dead, given ``alive``, if they are many); the sorted list."""
         added, self._added = self._added, set()
@@ -70,6 +90,10 @@ class Tree:
     def below(self, folder: str, directory: str, alive: Callable[[str], bool]) -> list[str]:
         """The paths of ``folder`` strictly below ``directory`` for which ``alive`` holds."""
         return self._folders[folder].below(directory, alive)
+
+    def children(self, folder: str, directory: str, alive: Callable[[str], bool]) -> list[str]:
+        """The paths of ``folder`` directly in ``directory`` for which ``alive`` holds."""
+        return self._folders[folder].children(directory, alive)
 
     def settle(self) -> None:
         """Merge in the paths added since the last query."""

@@ -57,3 +57,21 @@ def test_a_file_has_nothing_below_it():
     table = Indexed({"f": FILE, "d": DIR, "d/x": FILE})
     assert table.at_and_below("f") == ["f"] and table.at_and_below("d") == ["d", "d/x"]
     assert table.at_and_below("gone") == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps, st.lists(st.one_of(st.just(""), paths), min_size=1, max_size=10))
+def test_children_are_a_scan_of_the_direct_entries(ops, queries):
+    """The files route's index: the live paths directly in a directory, whatever was added and removed."""
+    table: dict[str, Observed] = {}
+    sorted_paths = tree.SortedPaths()
+    for i, (add, path) in enumerate(ops):
+        if add:
+            table[path] = DIR
+            sorted_paths.add(path)
+        else:
+            table.pop(path, None)
+        if i % 29 == 0 or i == len(ops) - 1:
+            for query in queries:
+                direct = sorted(p for p in table if p.rpartition("/")[0] == query)
+                assert sorted_paths.children(query, table.__contains__) == direct

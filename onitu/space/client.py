@@ -202,7 +202,9 @@ class Core:
 def send(sock: zmq.Socket, frame: bytes) -> None:
     """Send without blocking: with no server connected (down, or refusing our key) the retry loop resends."""
     try:
-        _send(sock, frame, NOBLOCK)
+        # zmq.Socket's own send: an asyncio socket (the asyncio client shares this) must see its sends, which can
+        # consume the edge of zmq's edge-triggered FD
+        sock.send(frame, zmq.NOBLOCK)
     except zmq.Again:
         log.debug("space not connected; will retry")
 
@@ -410,7 +412,10 @@ class SpaceClient:
     def _send(self, sock: zmq.Socket, op: str, seq: int, args: dict, blocking: float | None, start: float) -> float:
         if blocking:  # a re-sent blocked request keeps its original deadline
             args = {**args, "timeout": max(0.0, blocking - (time.monotonic() - start))}
-        send(sock, self.core.frame(op, seq, args))
+        try:  # a blocking client's own socket: pyzmq's Cython send, without the Python layer
+            _send(sock, self.core.frame(op, seq, args), NOBLOCK)
+        except zmq.Again:
+            log.debug("space not connected; will retry")
         return time.monotonic()
 
     def _keep_alive(self) -> None:

@@ -43,6 +43,9 @@ from onitu.space.local import OnWait, TemplateLike, WaitingRequest, check_timeou
 from onitu.space.protocol import ERROR, EVENT, MAX_FRAME, PART, as_tuple, error_from, parse_reply, request
 from onitu.space.store import Lease
 from onitu.space.template import Template, check_tuple
+from onitu.space.zmqfast import NOBLOCK, wait_readable
+from onitu.space.zmqfast import recv as _recv
+from onitu.space.zmqfast import send as _send
 
 log = logging.getLogger("onitu.space.client")
 
@@ -199,6 +202,8 @@ class Core:
 def send(sock: zmq.Socket, frame: bytes) -> None:
     """Send without blocking: with no server connected (down, or refusing our key) the retry loop resends."""
     try:
+        # zmq.Socket's own send: an asyncio socket (the asyncio client shares this) must see its sends, which can
+        # consume the edge of zmq's edge-triggered FD
         sock.send(frame, zmq.NOBLOCK)
     except zmq.Again:
         log.debug("space not connected; will retry")
@@ -363,8 +368,12 @@ class SpaceClient:
             while True:
                 # poll, then recv: a recv blocked in libzmq (a receive timeout) aborts the process when another
                 # thread closes the client meanwhile (libzmq's signaler.cpp assertion, seen at the end of builds)
-                if sock.poll(WAIT_SLICE):
-                    got, status, body = parse_reply(sock.recv())
+                if wait_readable(sock, WAIT_SLICE):
+                    try:
+                        frame = _recv(sock, NOBLOCK)
+                    except zmq.Again:  # poll said a message waits; never block on recv regardless
+                        continue
+                    got, status, body = parse_reply(frame)
                     if got == 0 and status == ERROR:
                         raise error_from(body)
                     if got != seq:
@@ -403,7 +412,10 @@ class SpaceClient:
     def _send(self, sock: zmq.Socket, op: str, seq: int, args: dict, blocking: float | None, start: float) -> float:
         if blocking:  # a re-sent blocked request keeps its original deadline
             args = {**args, "timeout": max(0.0, blocking - (time.monotonic() - start))}
-        send(sock, self.core.frame(op, seq, args))
+        try:  # a blocking client's own socket: pyzmq's Cython send, without the Python layer
+            _send(sock, self.core.frame(op, seq, args), NOBLOCK)
+        except zmq.Again:
+            log.debug("space not connected; will retry")
         return time.monotonic()
 
     def _keep_alive(self) -> None:

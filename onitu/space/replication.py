@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from onitu.space.protocol import as_tuple, packb, unpackb
+from onitu.space.zmqfast import NOBLOCK, RCVMORE, get, readable, recv, send
 
 if TYPE_CHECKING:
     from onitu.space.server import SpaceServer
@@ -98,16 +99,16 @@ class PrimaryLink:
     def _send(self, msg: list) -> int:
         frame = packb(msg)
         try:
-            self.sock.send(frame, zmq.NOBLOCK)
+            send(self.sock, frame, NOBLOCK)
         except zmq.Again:
             self.synced = False  # cannot happen with an unlimited HWM; if it does, resync
         return len(frame)
 
     def receive(self) -> None:
         for _ in range(PER_TURN):
-            if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            if not readable(self.sock):
                 return
-            msg = _message(self.sock.recv(zmq.NOBLOCK))
+            msg = _message(recv(self.sock, NOBLOCK))
             if msg is None:
                 self.server.counters["replication_malformed"] += 1
                 continue
@@ -221,9 +222,11 @@ class SecondarySink:
 
     def receive(self, reply: Callable[[bytes, list], None]) -> None:
         for _ in range(PER_TURN):
-            if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            if not readable(self.sock):
                 return
-            frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            frames = [recv(self.sock, NOBLOCK)]
+            while get(self.sock, RCVMORE):
+                frames.append(recv(self.sock, NOBLOCK))
             msg = _message(frames[-1]) if len(frames) == 2 else None
             if msg is None:
                 self.server.counters["replication_malformed"] += 1

@@ -16,6 +16,7 @@ import zmq
 
 from onitu.space.protocol import packb
 from onitu.space.replication import PrimaryLink
+from onitu.space.zmqfast import NOBLOCK, SNDMORE_NOBLOCK, readable, send
 
 if TYPE_CHECKING:
     from onitu.space.server import Outbox, SpaceServer
@@ -55,7 +56,7 @@ class Pairing:
     def recheck(self) -> None:
         server = self.server
         pending = [s.sock for s in (server.sink, server.link)
-                   if s is not None and s.sock.get(zmq.EVENTS) & zmq.POLLIN]
+                   if s is not None and readable(s.sock)]
         if pending and not self._scheduled and server.loop is not None:
             self._scheduled = True
             server.loop.call_soon(server.turn, self.replication_in)
@@ -77,8 +78,10 @@ class Pairing:
             self.server.link.receive()
 
     def _reply_replica(self, ident: bytes, msg: list) -> None:
+        sock = self.server.sink.sock
         try:
-            self.server.sink.sock.send_multipart([ident, packb(msg)], zmq.NOBLOCK)
+            send(sock, ident, SNDMORE_NOBLOCK)
+            send(sock, packb(msg), NOBLOCK)
         except zmq.ZMQError:
             self.server.counters["replication_dropped"] += 1
 

@@ -71,3 +71,22 @@ def test_session_close_cancels_nothing_it_does_not_own(server):
         await b.close()
 
     run(main())
+
+
+def test_requests_in_flight_are_answered_without_a_resend(server):
+    # A send can consume the edge of zmq's edge-triggered FD: an asyncio socket must see every send, or replies
+    # sit unread until the client's retry resends (the server then answers from its reply cache, counted).
+    async def main():
+        async with await aconnect(server.ipc) as space:
+            gate = asyncio.Semaphore(4)
+
+            async def one(i):
+                async with gate:
+                    await space.batch([("write", ["bulk", i, j]) for j in range(50)])
+
+            await asyncio.gather(*(one(i) for i in range(100)))
+            stats = await space.stats()
+            assert stats["tuples"] == 5000
+            assert stats.get("retries_answered", 0) == 0
+
+    run(main())

@@ -49,14 +49,17 @@ class Plug:
             raise ValueError(f"no service {service!r} in {config.source or 'the config'}")
         settings = config.services[service]
         self.service, self.space, self.config = service, space, config
+        self.status = Availability(False, "starting")
         state = config.data / "sync"
         state.mkdir(parents=True, exist_ok=True)
         self.driver: Driver = open_driver(service, settings.driver, settings.options, state)
+        # answering heartbeats from here (a driver that cannot open is a failure to start): loading the hash cache
+        # of a million files, or a remote root's first check, may outlast the watchdog's startup grace when busy
+        self.liveness = Liveness(lambda: {"service": self.service, "available": bool(self.status)})
         self.scanner = Scanner(self.driver, {name: f.path for name, f in settings.folders.items()},
                                state / f"{service}.hashes")
         self.id = secrets.token_hex(8)
         self.events: queue.SimpleQueue[ChangeEvent] = queue.SimpleQueue()
-        self.status = Availability(False, "starting")
         self.server = serve_files(self.driver, self._serves)
         self._lock = threading.RLock()  # what was reported, reports' sequence numbers, the plug tuple
         self._entry: Any = None
@@ -126,9 +129,7 @@ class Plug:
 
     def run(self) -> None:
         """Serve until :meth:`stop` (or SIGTERM)."""
-        # answering heartbeats first: a remote root's first check (connection, login) may take longer than the
-        # watchdog's startup grace on a busy machine
-        liveness = Liveness(lambda: {"service": self.service, "available": bool(self.status)})
+        liveness = self.liveness
         self.scanner.beat = liveness.beat
         self._set_status(self.prepare())  # the reason shown at once (a server refusing a password may take seconds)
         self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)

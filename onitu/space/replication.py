@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from onitu.space.protocol import as_tuple, packb, unpackb
+from onitu.space.store import unpack_stored
 
 if TYPE_CHECKING:
     from onitu.space.server import SpaceServer
@@ -52,12 +53,8 @@ def _message(frame: bytes) -> list | None:
     return None
 
 
-def _decode(body: bytes) -> Any:
-    return as_tuple(unpackb(body))
-
-
 def _event(event: list) -> tuple:
-    event_id, kind, tup = event
+    event_id, kind, tup = event  # tup: bytes as a packed store keeps them (a list from an older primary)
     return (event_id, kind, as_tuple(tup) if isinstance(tup, list) else tup)
 
 
@@ -158,8 +155,8 @@ class PrimaryLink:
         self.synced, self._catching_up = False, None
         self._snap_to = (replica, self.lsn)
         self.snapshots += 1
-        rows = [[eid, tup, store.leases.get(eid), store.owner[eid].sid if eid in store.owner else None]
-                for eid, tup in store.live.items()]
+        rows = [[eid, body, store.leases.get(eid), store.owner[eid].sid if eid in store.owner else None]
+                for eid, body in store.bodies()]
         chunks: deque[list] = deque()
         chunks.append(["snap_begin", server.epoch, server.boot, self.lsn,
                        {"sessions": [[s.sid, s.ttl] for s in store.sessions.values()],
@@ -177,9 +174,7 @@ class PrimaryLink:
         # One chunk per loop turn, so clients (and heartbeats) are served while a big snapshot streams.
         if self._snapshot is None:
             return
-        chunk = self._snapshot.popleft()
-        if chunk[0] == "snap_rows":  # encoded here, a chunk per turn, rather than all at once at the copy
-            chunk[2] = [[eid, packb(tup), deadline, owner] for eid, tup, deadline, owner in chunk[2]]
+        chunk = self._snapshot.popleft()  # the store holds its tuples encoded: the rows are ready to send
         self._send(chunk)
         if self._snapshot:
             self.server.call_soon(self._continue_snapshot)
@@ -264,7 +259,7 @@ class SecondarySink:
             return None
         if kind == "snap_rows" and self._in_snapshot is not None:
             server.durable.snapshot_rows(msg[2])
-            server.store.mirror([msg[2], [], [], []], _decode)
+            server.store.mirror([msg[2], [], [], []], unpack_stored)
             return None
         if kind == "snap_end" and self._in_snapshot is not None:
             server.durable.end_snapshot()
@@ -291,7 +286,7 @@ class SecondarySink:
     def _mirror(self, rows: list, replies: list, acks: dict) -> None:
         """Apply to the server's memory what was just committed to its disk."""
         server = self.server
-        server.store.mirror(rows, _decode)
+        server.store.mirror(rows, unpack_stored)
         for sid, ttl in rows[3]:
             if ttl is None:
                 server.forget_session(sid)

@@ -53,6 +53,16 @@ def _message(frame: bytes) -> list | None:
     return None
 
 
+_BATCH_HEAD = b"\x95" + packb("batch")  # msgpack: an array of 5, its first element
+
+
+def _batch_frame(epoch: int, boot: str, lsn: int, body: bytes) -> bytes:
+    """``["batch", epoch, boot, lsn, body]`` around a body packed once: a retained batch is kept as its bytes (a
+    fraction of its decoded size) and sent again under the epoch of the moment (the watchdog may raise it while
+    the link lasts)."""
+    return b"".join((_BATCH_HEAD, packb(epoch), packb(boot), packb(lsn), body))
+
+
 def _event(event: list) -> tuple:
     event_id, kind, tup = event  # tup: bytes as a packed store keeps them (a list from an older primary)
     return (event_id, kind, as_tuple(tup) if isinstance(tup, list) else tup)
@@ -73,32 +83,34 @@ class PrimaryLink:
         self.last_ack = 0.0  # monotonic time of the last acknowledgement
         self._snap_to: tuple[str | None, int] = (None, -1)  # (replica boot, lsn) of the last snapshot or catch-up
         self._snapshot: deque[list] | None = None
-        self._retained: deque[tuple[int, list, int]] = deque()  # (lsn, body, bytes) of the last batches shipped
+        self._retained: deque[tuple[int, bytes]] = deque()  # (lsn, packed body) of the last batches shipped
         self._retained_bytes = 0
         self._catching_up: int | None = None  # the lsn whose acknowledgement ends a catch-up
         self.snapshots = self.catch_ups = 0  # sent so far
 
     def ship(self, body: list) -> int:
         self.lsn += 1
-        size = self._send(["batch", self.server.epoch, self.server.boot, self.lsn, body])
+        packed = packb(body)
+        self._send_frame(_batch_frame(self.server.epoch, self.server.boot, self.lsn, packed))
         retained = self._retained
-        retained.append((self.lsn, body, size))
-        self._retained_bytes += size
+        retained.append((self.lsn, packed))
+        self._retained_bytes += len(packed)
         while len(retained) > RETAIN[0] or self._retained_bytes > RETAIN[1]:
-            self._retained_bytes -= retained.popleft()[2]
+            self._retained_bytes -= len(retained.popleft()[1])
         return self.lsn
 
     def probe(self, always: bool = False) -> None:
         if self._snapshot is None and (always or not self.synced):
             self._send(["probe", self.server.epoch, self.server.boot, self.lsn])
 
-    def _send(self, msg: list) -> int:
-        frame = packb(msg)
+    def _send(self, msg: list) -> None:
+        self._send_frame(packb(msg))
+
+    def _send_frame(self, frame: bytes) -> None:
         try:
             self.sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             self.synced = False  # cannot happen with an unlimited HWM; if it does, resync
-        return len(frame)
 
     def receive(self) -> None:
         for _ in range(PER_TURN):
@@ -143,9 +155,9 @@ class PrimaryLink:
         self.synced, self._snap_to, self._catching_up = False, (replica, self.lsn), self.lsn
         self.catch_ups += 1
         server = self.server
-        for lsn, body, _ in self._retained:
+        for lsn, body in self._retained:
             if lsn >= start:
-                self._send(["batch", server.epoch, server.boot, lsn, body])
+                self._send_frame(_batch_frame(server.epoch, server.boot, lsn, body))
         log.info("catching %s up from lsn %d to %d, without a snapshot", self.peer, has[1], self.lsn)
         return True
 

@@ -40,7 +40,7 @@ from onitu.space.keyring import RELOAD_EVERY, Keyring
 from onitu.space.limits import LOCAL, Limits
 from onitu.space.ops import OPERATIONS, Operations
 from onitu.space.peers import Peers
-from onitu.space.protocol import MAX_FRAME, error_reply, packb, parse_request, reply
+from onitu.space.protocol import MAX_FRAME, error_reply, parse_request, reply
 from onitu.space.quietlog import QuietLog
 from onitu.space.replication import PrimaryLink, SecondarySink
 from onitu.space.roles import Pairing

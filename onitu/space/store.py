@@ -445,8 +445,7 @@ class Store:
         delivered to the matching subscriptions."""
         self.event_id += 1
         event = (self.event_id, kind, tup)
-        self.history.append(event if not self.packed else (self.event_id, kind, self._pack(tup) if body is None
-                                                           else body))
+        self.history.append((self.event_id, kind, self._pack(tup) if body is None else body) if self.packed else event)
         if self.subs:
             for sub in list(self.subs):
                 if kind in sub.kinds and sub.template.match(tup):

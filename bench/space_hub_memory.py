@@ -93,6 +93,10 @@ def main() -> None:
         for role in ("primary", "secondary"):
             print(f"  {role:<10} {before[role] / 2**20:8.1f} MiB -> {after[role] / 2**20:8.1f} MiB: "
                   f"{(after[role] - before[role]) / n:6.0f} bytes per file")
+    except BaseException:
+        for log in sorted((run.data / "run").glob("*.log")):  # what the watchdog and the servers saw
+            print(f"--- {log.name}:", *log.read_text(errors="replace").splitlines()[-15:], sep="\n")
+        raise
     finally:
         run.close()
 

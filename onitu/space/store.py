@@ -9,10 +9,7 @@ Semantics follow Ruby Rinda: a write first satisfies every blocked ``read`` it m
 ``take`` (the oldest), and is stored only if no take consumed it; an already-expired write is announced
 (``write`` then ``delete``) but never stored.
 
-A *packed* store (the server's) holds each live tuple, and each event of its history, as its msgpack bytes: a
-tuple of nested dicts and strings costs several times its encoding as Python objects, and a sync hub keeps one per
-file. Only the index keeps decoded values (the first two elements); a candidate is decoded when a template
-examines it. The bytes are what the disk and the secondary receive, so a tuple is encoded once.
+A *packed* store (the server's) holds its tuples as :mod:`onitu.space.packed` says.
 """
 
 from __future__ import annotations
@@ -28,7 +25,11 @@ from typing import Any
 from onitu.space import numbers
 from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
 from onitu.space.index import FifoIndex, Index, RindaIndex
-from onitu.space.protocol import packb, unpackb
+from onitu.space.packed import held as _held
+from onitu.space.packed import same as _same
+from onitu.space.packed import unpack_held as _unpack_held
+from onitu.space.packed import unpack_stored
+from onitu.space.protocol import packb
 from onitu.space.template import Template, check_tuple
 
 Tuple = tuple | dict
@@ -74,16 +75,6 @@ class Subscription:
     active: bool = True
 
 
-def _same(tup: Any) -> Any:
-    return tup
-
-
-def unpack_stored(body: bytes) -> Tuple:
-    """A stored tuple from its bytes. Not interned (unlike a request's): the index keeps a few decoded values per
-    tuple, mostly unique keys, that an interning table would only make bigger."""
-    return check_tuple(unpackb(body))
-
-
 def lease_deadline(lease: Lease, now: float) -> float | None:
     """Absolute deadline of a lease given in seconds; None for forever (and for session leases)."""
     lease = numbers.lease(lease)
@@ -105,8 +96,8 @@ class Store:
         self.packed = packed
         # Unpacked (in-process), a tuple is held as given: any Python values, returned as the same objects.
         self._pack: Callable[[Tuple], Any] = packb if packed else _same
-        self._unpack: Callable[[Any], Tuple] = unpack_stored if packed else _same
-        self.live: dict[int, Any] = {}  # id -> tuple, or its bytes when packed
+        self._unpack: Callable[[Any], Tuple] = _unpack_held if packed else _same
+        self.live: dict[int, Any] = {}  # id -> tuple, or its bytes when packed (see _held)
         self.index: Index = RindaIndex(self.live) if rinda_order else FifoIndex(self.live)
         self.next_id = 1
         self.leases: dict[int, float] = {}  # id -> deadline, leased tuples only
@@ -130,22 +121,23 @@ class Store:
         deadline = None if lease is None else lease_deadline(lease, now)
         owner = None if lease is None else self._owner(lease, session)
         body = self._pack(tup)  # first: a tuple that cannot be encoded is refused before it has any effect
+        held = _held(tup, body) if self.packed else tup
         eid = self.next_id
         self.next_id += 1
         waiters = self.waiters
         if waiters:
             self._offer_to_readers(tup)
-        self._emit("write", tup, body)
+        self._emit("write", tup, held)
         if deadline is not None and deadline <= now:
-            self._emit("delete", tup, body)
+            self._emit("delete", tup, held)
             return eid
         if waiters:
             taker = next((w for w in waiters if w.take and w.template.match(tup)), None)
             if taker is not None:
                 self._finish(taker, tup)
-                self._emit("take", tup, body)
+                self._emit("take", tup, held)
                 return eid
-        self._store(eid, tup, body, deadline, owner)
+        self._store(eid, tup, held, deadline, owner)
         self.changes.append(("put", eid, body, deadline, owner.sid if owner else None))
         return eid
 
@@ -212,9 +204,7 @@ class Store:
 
     def bodies(self) -> Iterator[tuple[int, bytes]]:
         """Every live tuple as (entry id, msgpack bytes), oldest first: a snapshot's rows."""
-        if self.packed:
-            return iter(self.live.items())
-        return ((eid, packb(tup)) for eid, tup in self.live.items())
+        return ((eid, held if type(held) is bytes else packb(held)) for eid, held in self.live.items())
 
     def _find(self, template: Template, skip: set[int] | frozenset = frozenset()) -> tuple[int, Tuple] | None:
         """The first match: (entry id, tuple), or None."""
@@ -445,7 +435,10 @@ class Store:
         delivered to the matching subscriptions."""
         self.event_id += 1
         event = (self.event_id, kind, tup)
-        self.history.append((self.event_id, kind, self._pack(tup) if body is None else body) if self.packed else event)
+        if not self.packed:
+            self.history.append(event)
+        else:
+            self.history.append((self.event_id, kind, _held(tup, packb(tup)) if body is None else body))
         if self.subs:
             for sub in list(self.subs):
                 if kind in sub.kinds and sub.template.match(tup):
@@ -496,7 +489,7 @@ class Store:
         if owner is not None and session is None:
             return  # its session is gone: the tuple died with it
         tup = unpack_stored(body)
-        self._store(eid, tup, body if self.packed else tup, deadline, session)
+        self._store(eid, tup, _held(tup, body) if self.packed else tup, deadline, session)
         self.next_id = max(self.next_id, eid + 1)
 
     def restore_session(self, sid: bytes, ttl: float) -> None:
@@ -520,7 +513,7 @@ class Store:
             if owner is not None and session is None:
                 continue
             tup = decode(body)
-            live[eid] = body if self.packed else tup
+            live[eid] = _held(tup, body) if self.packed else tup
             index.add(eid, tup)
             self._hold_quietly(eid, deadline, session)
         for eid in dels:

@@ -149,7 +149,8 @@ def test_resume_beyond_the_retained_history_is_refused():
 
 # ---- a packed store (the server's) answers as a store of Python objects does ----------------------------------
 
-VALUES = [0, 1, 1.0, True, False, None, "a", "b", b"a", V, Symbol("other"), [1, "a"], {"k": [1.0]}, 3.5]
+# b"x" * 5000: a tuple a packed store holds decoded (it is big), beside the others it holds as bytes
+VALUES = [0, 1, 1.0, True, False, None, "a", "b", b"a", V, Symbol("other"), [1, "a"], {"k": [1.0]}, 3.5, b"x" * 5000]
 
 
 def _random_tuple(rng):

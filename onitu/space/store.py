@@ -181,14 +181,17 @@ class Store:
         found = self._find(template)
         return None if found is None else found[1]
 
-    def read_all(self, template: Template, limit: int | None = None) -> list[Tuple]:
-        """Every match, in the order take would find them (Rinda: oldest first even for symbol bins)."""
+    def read_all(self, template: Template, limit: int | None = None, encoded: bool = False) -> list[Any]:
+        """Every match, in the order take would find them (Rinda: oldest first even for symbol bins); ``encoded``:
+        as the store holds them (a packed store: mostly msgpack bytes, to send as they are)."""
         self.reap()
         live, unpack, out = self.live, self._unpack, []
+        exact = self.packed and self.index.exact(template)  # no need to decode to know they match
         for eid in self.index.candidates(template, True):
-            tup = unpack(live[eid])
-            if template.match(tup):
-                out.append(tup)
+            held = live[eid]
+            tup = None if exact else unpack(held)
+            if tup is None or template.match(tup):
+                out.append(held if encoded else tup if tup is not None else unpack(held))
                 if limit is not None and len(out) >= limit:
                     break
         return out
@@ -209,10 +212,11 @@ class Store:
     def _find(self, template: Template, skip: set[int] | frozenset = frozenset()) -> tuple[int, Tuple] | None:
         """The first match: (entry id, tuple), or None."""
         live, unpack = self.live, self._unpack
+        exact = self.packed and self.index.exact(template)
         for eid in self.index.candidates(template, False):
             if eid not in skip:
                 tup = unpack(live[eid])
-                if template.match(tup):
+                if exact or template.match(tup):
                     return eid, tup
         return None
 

@@ -6,6 +6,7 @@ import pytest
 
 from onitu.space import NoSuchEntry, Symbol, Template
 from onitu.space.index import FifoIndex
+from onitu.space.packed import unpack_held
 from onitu.space.store import Store
 
 V = Symbol("val")
@@ -209,6 +210,10 @@ def test_a_packed_store_answers_as_the_store_of_objects_does(seed):
     assert events[0] == events[1]
     everything = Template((None, None, None))
     assert stores[0].read_all(everything) == stores[1].read_all(everything)
+    for head in (("t", None, None), ("t", "a", None), (V, None, None), ("u", b"a", None)):  # matched undecoded
+        template = Template(head)
+        encoded = [unpack_held(x) for x in stores[1].read_all(template, encoded=True)]
+        assert stores[0].read_all(template) == stores[1].read_all(template) == encoded
     # the history a resumed notify replays, decoded from the packed one's bytes
     replays: list[list] = [[], []]
     for store, replay in zip(stores, replays, strict=True):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from onitu.space.errors import SpaceError
-from onitu.space.protocol import as_tuple, packb, unpackb
+from onitu.space.protocol import packb
 from onitu.space.store import Store
 
 log = logging.getLogger("onitu.space.durable")
@@ -92,7 +92,7 @@ class Durable:
                 store.restore_session(sid, ttl)
             rows = self.db.execute("SELECT id, body, deadline, owner FROM tuples ORDER BY id")
             for eid, body, deadline, owner in rows:
-                store.restore(eid, as_tuple(unpackb(body)), deadline, owner)
+                store.restore(eid, body, deadline, owner)
             replies = {(sid, seq): body for sid, seq, body in self.db.execute("SELECT sid, seq, body FROM replies")}
         except (sqlite3.DatabaseError, SpaceError) as exc:
             raise StorageError(f"{self.path}: cannot load the space: {exc}") from exc
@@ -112,8 +112,8 @@ class Durable:
     def encode(changes: Iterable[tuple]) -> list[list]:
         """Turn the store's change records into rows: ``[puts, dels, leases, sessions]``.
 
-        Each tuple is encoded here, once; a primary ships these same rows to its secondary. A tuple written and
-        removed within the group never becomes a row.
+        Each tuple is encoded once (a packed store's records carry its bytes already); a primary ships these same
+        rows to its secondary. A tuple written and removed within the group never becomes a row.
         """
         puts: dict[int, list] = {}
         dels: list[int] = []
@@ -122,8 +122,8 @@ class Durable:
         for change in changes:
             kind = change[0]
             if kind == "put":
-                _, eid, tup, deadline, owner = change
-                puts[eid] = [eid, packb(tup), deadline, owner]
+                _, eid, body, deadline, owner = change
+                puts[eid] = [eid, body if type(body) is bytes else packb(body), deadline, owner]
             elif kind == "del":
                 if puts.pop(change[1], None) is None:
                     dels.append(change[1])

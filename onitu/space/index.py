@@ -98,6 +98,7 @@ class Index(Protocol):
     def add(self, eid: int, tup: tuple | dict) -> None: ...
     def remove(self, eid: int, tup: tuple | dict, taken: bool) -> None: ...
     def candidates(self, template: Template, all_matches: bool) -> Iterator[int]: ...
+    def exact(self, template: Template) -> bool: ...
 
 
 class FifoIndex:
@@ -185,6 +186,11 @@ class FifoIndex:
         bucket = self.by_head.get(hk)
         return bucket.walk(self.live) if bucket else iter(())
 
+    def exact(self, template: Template) -> bool:
+        """Does every candidate match (the template is the one or two leading constants its bucket is keyed by)?
+        For tuples decoded from msgpack, whose strings are never of a subclass."""
+        return 1 <= template.exact_head <= 2
+
     def stats(self) -> dict[str, int]:
         return {"shapes": len(self.by_shape), "heads": len(self.by_head)}
 
@@ -224,6 +230,9 @@ class RindaIndex:
             ids = self.bins.get(key, [])
             return iter(list(ids) if all_matches else ids[::-1])
         return iter([eid for ids in self.bins.values() for eid in ids])
+
+    def exact(self, template: Template) -> bool:
+        return False
 
     def stats(self) -> dict[str, int]:
         return {"bins": len(self.bins)}

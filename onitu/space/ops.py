@@ -100,7 +100,7 @@ class Operations:
 
     def read_all(self, route: Route, args: dict) -> None:
         template = self._template(args.get("p"))
-        found = self.store.read_all(template, args.get("limit"))
+        found = self.store.read_all(template, args.get("limit"), encoded=True)
         _raise_bound(template)
         self._send_parts(route, found, 0)
 
@@ -108,7 +108,9 @@ class Operations:
         """Up to :data:`CHUNK` bytes of the answer now, the rest on later turns (the loop stays free)."""
         packed, size, end = [], 0, offset
         while end < len(found) and size < CHUNK:
-            item = packb(found[end])
+            item = found[end]
+            if type(item) is not bytes:  # the store's bytes go as they are; a big tuple it holds decoded
+                item = packb(item)
             packed.append(item)
             size += len(item)
             end += 1

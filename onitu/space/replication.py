@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from onitu.space.packed import unpack_stored
 from onitu.space.protocol import as_tuple, packb, unpackb
 from onitu.space.zmqfast import NOBLOCK, RCVMORE, get, readable, recv, send
 
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("onitu.space.replication")
 
 SNAPSHOT_CHUNK = 5000
-RETAIN = (10_000, 64 << 20)  # the last batches a primary keeps (at most this many, this many bytes) for catch-ups
+# The last batches a primary keeps for catch-ups (at most this many, this many bytes): a replica away for longer
+# gets a snapshot. Bytes held for good by a busy primary, as much as 170 per file of a 100,000-file hub.
+RETAIN = (10_000, 16 << 20)
 PER_TURN = 256  # messages handled per loop turn: heartbeats and clients get their turn under a flood
 
 
@@ -53,12 +56,18 @@ def _message(frame: bytes) -> list | None:
     return None
 
 
-def _decode(body: bytes) -> Any:
-    return as_tuple(unpackb(body))
+_BATCH_HEAD = b"\x95" + packb("batch")  # msgpack: an array of 5, its first element
+
+
+def _batch_frame(epoch: int, boot: str, lsn: int, body: bytes) -> bytes:
+    """``["batch", epoch, boot, lsn, body]`` around a body packed once: a retained batch is kept as its bytes (a
+    fraction of its decoded size) and sent again under the epoch of the moment (the watchdog may raise it while
+    the link lasts)."""
+    return b"".join((_BATCH_HEAD, packb(epoch), packb(boot), packb(lsn), body))
 
 
 def _event(event: list) -> tuple:
-    event_id, kind, tup = event
+    event_id, kind, tup = event  # tup: bytes as a packed store keeps them (a list from an older primary)
     return (event_id, kind, as_tuple(tup) if isinstance(tup, list) else tup)
 
 
@@ -77,32 +86,34 @@ class PrimaryLink:
         self.last_ack = 0.0  # monotonic time of the last acknowledgement
         self._snap_to: tuple[str | None, int] = (None, -1)  # (replica boot, lsn) of the last snapshot or catch-up
         self._snapshot: deque[list] | None = None
-        self._retained: deque[tuple[int, list, int]] = deque()  # (lsn, body, bytes) of the last batches shipped
+        self._retained: deque[tuple[int, bytes]] = deque()  # (lsn, packed body) of the last batches shipped
         self._retained_bytes = 0
         self._catching_up: int | None = None  # the lsn whose acknowledgement ends a catch-up
         self.snapshots = self.catch_ups = 0  # sent so far
 
     def ship(self, body: list) -> int:
         self.lsn += 1
-        size = self._send(["batch", self.server.epoch, self.server.boot, self.lsn, body])
+        packed = packb(body)
+        self._send_frame(_batch_frame(self.server.epoch, self.server.boot, self.lsn, packed))
         retained = self._retained
-        retained.append((self.lsn, body, size))
-        self._retained_bytes += size
+        retained.append((self.lsn, packed))
+        self._retained_bytes += len(packed)
         while len(retained) > RETAIN[0] or self._retained_bytes > RETAIN[1]:
-            self._retained_bytes -= retained.popleft()[2]
+            self._retained_bytes -= len(retained.popleft()[1])
         return self.lsn
 
     def probe(self, always: bool = False) -> None:
         if self._snapshot is None and (always or not self.synced):
             self._send(["probe", self.server.epoch, self.server.boot, self.lsn])
 
-    def _send(self, msg: list) -> int:
-        frame = packb(msg)
+    def _send(self, msg: list) -> None:
+        self._send_frame(packb(msg))
+
+    def _send_frame(self, frame: bytes) -> None:
         try:
             send(self.sock, frame, NOBLOCK)
         except zmq.Again:
             self.synced = False  # cannot happen with an unlimited HWM; if it does, resync
-        return len(frame)
 
     def receive(self) -> None:
         for _ in range(PER_TURN):
@@ -147,9 +158,9 @@ class PrimaryLink:
         self.synced, self._snap_to, self._catching_up = False, (replica, self.lsn), self.lsn
         self.catch_ups += 1
         server = self.server
-        for lsn, body, _ in self._retained:
+        for lsn, body in self._retained:
             if lsn >= start:
-                self._send(["batch", server.epoch, server.boot, lsn, body])
+                self._send_frame(_batch_frame(server.epoch, server.boot, lsn, body))
         log.info("catching %s up from lsn %d to %d, without a snapshot", self.peer, has[1], self.lsn)
         return True
 
@@ -159,8 +170,8 @@ class PrimaryLink:
         self.synced, self._catching_up = False, None
         self._snap_to = (replica, self.lsn)
         self.snapshots += 1
-        rows = [[eid, tup, store.leases.get(eid), store.owner[eid].sid if eid in store.owner else None]
-                for eid, tup in store.live.items()]
+        rows = [[eid, body, store.leases.get(eid), store.owner[eid].sid if eid in store.owner else None]
+                for eid, body in store.bodies()]
         chunks: deque[list] = deque()
         chunks.append(["snap_begin", server.epoch, server.boot, self.lsn,
                        {"sessions": [[s.sid, s.ttl] for s in store.sessions.values()],
@@ -178,9 +189,7 @@ class PrimaryLink:
         # One chunk per loop turn, so clients (and heartbeats) are served while a big snapshot streams.
         if self._snapshot is None:
             return
-        chunk = self._snapshot.popleft()
-        if chunk[0] == "snap_rows":  # encoded here, a chunk per turn, rather than all at once at the copy
-            chunk[2] = [[eid, packb(tup), deadline, owner] for eid, tup, deadline, owner in chunk[2]]
+        chunk = self._snapshot.popleft()  # the store holds its tuples encoded: the rows are ready to send
         self._send(chunk)
         if self._snapshot:
             self.server.call_soon(self._continue_snapshot)
@@ -267,7 +276,7 @@ class SecondarySink:
             return None
         if kind == "snap_rows" and self._in_snapshot is not None:
             server.durable.snapshot_rows(msg[2])
-            server.store.mirror([msg[2], [], [], []], _decode)
+            server.store.mirror([msg[2], [], [], []], unpack_stored)
             return None
         if kind == "snap_end" and self._in_snapshot is not None:
             server.durable.end_snapshot()
@@ -294,7 +303,7 @@ class SecondarySink:
     def _mirror(self, rows: list, replies: list, acks: dict) -> None:
         """Apply to the server's memory what was just committed to its disk."""
         server = self.server
-        server.store.mirror(rows, _decode)
+        server.store.mirror(rows, unpack_stored)
         for sid, ttl in rows[3]:
             if ttl is None:
                 server.forget_session(sid)

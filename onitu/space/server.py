@@ -41,7 +41,7 @@ from onitu.space.keyring import RELOAD_EVERY, Keyring
 from onitu.space.limits import LOCAL, Limits
 from onitu.space.ops import OPERATIONS, Operations
 from onitu.space.peers import Peers
-from onitu.space.protocol import MAX_FRAME, error_reply, packb, parse_request, reply
+from onitu.space.protocol import MAX_FRAME, error_reply, parse_request, reply
 from onitu.space.quietlog import QuietLog
 from onitu.space.replication import PrimaryLink, SecondarySink
 from onitu.space.roles import Pairing
@@ -97,7 +97,7 @@ class SpaceServer:
         if role not in ("primary", "secondary"):
             raise ConfigError(f"role must be primary or secondary, not {role!r}")
         self.role = role
-        self.store = Store(history=history)
+        self.store = Store(history=history, packed=True)
         self.durable = Durable(self.data_dir / "space.db", sync)
         self.epoch = max(epoch, self.durable.meta("epoch", 0))
         self.durable.set_meta("epoch", self.epoch)
@@ -522,7 +522,7 @@ class SpaceServer:
         """Count the tuples this request stored against its client key."""
         for change in self.store.changes[since:]:
             if change[0] == "put":
-                self.limits.stored(key, change[1], len(packb(change[2])))
+                self.limits.stored(key, change[1], len(change[2]))  # a packed store's put: the tuple's bytes
 
     def _malformed(self, sock: zmq.Socket, ident: bytes, exc: SpaceError) -> None:
         self.counters["malformed"] += 1

@@ -8,6 +8,8 @@ when it times out, or when its session ends. Every change that must survive a cr
 Semantics follow Ruby Rinda: a write first satisfies every blocked ``read`` it matches, then at most one blocked
 ``take`` (the oldest), and is stored only if no take consumed it; an already-expired write is announced
 (``write`` then ``delete``) but never stored.
+
+A *packed* store (the server's) holds its tuples as :mod:`onitu.space.packed` says.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.space import numbers
 from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
 from onitu.space.index import FifoIndex, Index, RindaIndex
+from onitu.space.packed import held as _held
+from onitu.space.packed import same as _same
+from onitu.space.packed import unpack_held as _unpack_held
+from onitu.space.packed import unpack_stored
+from onitu.space.protocol import packb
 from onitu.space.template import Template, check_tuple
 
 Tuple = tuple | dict
@@ -84,9 +91,13 @@ class Store:
     """In-memory tuple space. Not thread-safe: callers serialize access."""
 
     def __init__(self, *, rinda_order: bool = False, clock: Callable[[], float] = time.time,
-                 history: int = HISTORY) -> None:
+                 history: int = HISTORY, packed: bool = False) -> None:
         self.clock = clock
-        self.live: dict[int, Tuple] = {}
+        self.packed = packed
+        # Unpacked (in-process), a tuple is held as given: any Python values, returned as the same objects.
+        self._pack: Callable[[Tuple], Any] = packb if packed else _same
+        self._unpack: Callable[[Any], Tuple] = _unpack_held if packed else _same
+        self.live: dict[int, Any] = {}  # id -> tuple, or its bytes when packed (see _held)
         self.index: Index = RindaIndex(self.live) if rinda_order else FifoIndex(self.live)
         self.next_id = 1
         self.leases: dict[int, float] = {}  # id -> deadline, leased tuples only
@@ -95,7 +106,7 @@ class Store:
         self.waiters: dict[Waiter, None] = {}  # registration order
         self.subs: dict[Subscription, None] = {}
         self.event_id = 0
-        self.history: deque[Event] = deque(maxlen=history)
+        self.history: deque[Event] = deque(maxlen=history)  # tuples packed as the live ones are
         self.changes: list[tuple] = []
         self._timers: list[tuple[float, int, Any]] = []
         self._tick = itertools.count()
@@ -109,23 +120,25 @@ class Store:
     def _write(self, tup: Tuple, lease: Lease, session: bytes | None, now: float) -> int:
         deadline = None if lease is None else lease_deadline(lease, now)
         owner = None if lease is None else self._owner(lease, session)
+        body = self._pack(tup)  # first: a tuple that cannot be encoded is refused before it has any effect
+        held = _held(tup, body) if self.packed else tup
         eid = self.next_id
         self.next_id += 1
         waiters = self.waiters
         if waiters:
             self._offer_to_readers(tup)
-        self._emit("write", tup)
+        self._emit("write", tup, held)
         if deadline is not None and deadline <= now:
-            self._emit("delete", tup)
+            self._emit("delete", tup, held)
             return eid
         if waiters:
             taker = next((w for w in waiters if w.take and w.template.match(tup)), None)
             if taker is not None:
                 self._finish(taker, tup)
-                self._emit("take", tup)
+                self._emit("take", tup, held)
                 return eid
-        self._store(eid, tup, deadline, owner)
-        self.changes.append(("put", eid, tup, deadline, owner.sid if owner else None))
+        self._store(eid, tup, held, deadline, owner)
+        self.changes.append(("put", eid, body, deadline, owner.sid if owner else None))
         return eid
 
     def _owner(self, lease: Lease, session: bytes | None) -> Session | None:
@@ -136,8 +149,8 @@ class Store:
             raise InvalidTuple("lease='session' needs an open session")
         return owner
 
-    def _store(self, eid: int, tup: Tuple, deadline: float | None, owner: Session | None) -> None:
-        self.live[eid] = tup
+    def _store(self, eid: int, tup: Tuple, body: Any, deadline: float | None, owner: Session | None) -> None:
+        self.live[eid] = body
         self.index.add(eid, tup)
         self._hold(eid, deadline, owner)
 
@@ -159,48 +172,66 @@ class Store:
     def take(self, template: Template) -> Tuple | None:
         """Remove and return the first match (oldest first), or None."""
         self.reap()
-        eid = self._find(template)
-        return None if eid is None else self._remove(eid, "take")
+        found = self._find(template)
+        return None if found is None else self._remove(found[0], "take", found[1])
 
     def read(self, template: Template) -> Tuple | None:
         """Return the first match without removing it, or None."""
         self.reap()
-        eid = self._find(template)
-        return None if eid is None else self.live[eid]
+        found = self._find(template)
+        return None if found is None else found[1]
 
-    def read_all(self, template: Template, limit: int | None = None) -> list[Tuple]:
-        """Every match, in the order take would find them (Rinda: oldest first even for symbol bins)."""
+    def read_all(self, template: Template, limit: int | None = None, encoded: bool = False) -> list[Any]:
+        """Every match, in the order take would find them (Rinda: oldest first even for symbol bins); ``encoded``:
+        as the store holds them (a packed store: mostly msgpack bytes, to send as they are)."""
         self.reap()
-        live, out = self.live, []
+        live, unpack, out = self.live, self._unpack, []
+        exact = self.packed and self.index.exact(template)  # no need to decode to know they match
         for eid in self.index.candidates(template, True):
-            tup = live[eid]
-            if template.match(tup):
-                out.append(tup)
+            held = live[eid]
+            tup = None if exact else unpack(held)
+            if tup is None or template.match(tup):
+                out.append(held if encoded else tup if tup is not None else unpack(held))
                 if limit is not None and len(out) >= limit:
                     break
         return out
 
     def candidates(self, template: Template) -> list[Tuple]:
         """The live tuples the index offers for a template (a superset of its matches), oldest first."""
-        live = self.live
-        return [live[eid] for eid in self.index.candidates(template, True)]
+        live, unpack = self.live, self._unpack
+        return [unpack(live[eid]) for eid in self.index.candidates(template, True)]
 
-    def _find(self, template: Template, skip: set[int] | frozenset = frozenset()) -> int | None:
-        live = self.live
+    def entry(self, eid: int) -> Tuple:
+        """The live tuple of an entry id (KeyError if there is none)."""
+        return self._unpack(self.live[eid])
+
+    def bodies(self) -> Iterator[tuple[int, bytes]]:
+        """Every live tuple as (entry id, msgpack bytes), oldest first: a snapshot's rows."""
+        return ((eid, held if type(held) is bytes else packb(held)) for eid, held in self.live.items())
+
+    def _find(self, template: Template, skip: set[int] | frozenset = frozenset()) -> tuple[int, Tuple] | None:
+        """The first match: (entry id, tuple), or None."""
+        live, unpack = self.live, self._unpack
+        exact = self.packed and self.index.exact(template)
         for eid in self.index.candidates(template, False):
-            if eid not in skip and template.match(live[eid]):
-                return eid
+            if eid not in skip:
+                tup = unpack(live[eid])
+                if exact or template.match(tup):
+                    return eid, tup
         return None
 
-    def _remove(self, eid: int, kind: str) -> Tuple:
-        tup = self.live.pop(eid)
+    def _remove(self, eid: int, kind: str, tup: Tuple | None = None) -> Tuple:
+        """Remove a live tuple (given decoded when the caller has it already) and announce it."""
+        body = self.live.pop(eid)
+        if tup is None:
+            tup = self._unpack(body)
         self.index.remove(eid, tup, kind == "take")
         self.leases.pop(eid, None)
         owner = self.owner.pop(eid, None)
         if owner is not None:
             owner.tuples.discard(eid)
         self.changes.append(("del", eid))
-        self._emit(kind, tup)
+        self._emit(kind, tup, body)
         return tup
 
     # ---- batches -----------------------------------------------------------------------------------------
@@ -215,8 +246,8 @@ class Store:
         now = self.reap()
         plan = self._plan(ops, now, session)
         results: list[Any] = []
-        claimed_writes = {target for kind, target in plan if kind == "take" and type(target) is tuple}
-        for i, (op, (kind, target)) in enumerate(zip(ops, plan, strict=True)):
+        claimed_writes = {target for kind, target, _ in plan if kind == "take" and type(target) is tuple}
+        for i, (op, (kind, target, tup)) in enumerate(zip(ops, plan, strict=True)):
             if kind == "write":
                 if ("w", i) in claimed_writes:
                     results.append(self._reserve_id(op[1]))
@@ -224,19 +255,20 @@ class Store:
                     results.append(self._write(op[1], op[2], session, now))
             elif kind == "take":
                 if type(target) is tuple:
-                    tup = ops[target[1]][1]
                     self._emit("take", tup)
                     results.append(tup)
                 else:
-                    results.append(self._remove(target, "take"))
+                    results.append(self._remove(target, "take", tup))
             else:
-                results.append(self.live[target] if type(target) is int else ops[target[1]][1])
+                results.append(tup)
         return results
 
-    def _plan(self, ops: list[tuple], now: float, session: bytes | None) -> list[tuple[str, Any]]:
+    def _plan(self, ops: list[tuple], now: float, session: bytes | None) -> list[tuple[str, Any, Any]]:
+        """Per op: (kind, target, tuple), the target of a take or read being a live entry id or ``("w", i)``,
+        the write of op i earlier in the batch, and the tuple it finds."""
         taken: set[int] = set()
         pending: list[tuple[int, Tuple]] = []  # writes earlier in the batch, not yet claimed
-        plan: list[tuple[str, Any]] = []
+        plan: list[tuple[str, Any, Any]] = []
         for i, op in enumerate(ops):
             if op[0] == "write":
                 tup, lease = op[1], op[2]
@@ -246,22 +278,22 @@ class Store:
                     self._owner(lease, session)
                 if deadline is None or deadline > now:
                     pending.append((i, tup))
-                plan.append(("write", None))
+                plan.append(("write", None, None))
                 continue
             template = op[1]
-            eid = self._find(template, taken)
-            if eid is not None:
+            found = self._find(template, taken)
+            if found is not None:
                 if op[0] == "take":
-                    taken.add(eid)
-                plan.append((op[0], eid))
+                    taken.add(found[0])
+                plan.append((op[0], *found))
                 continue
             j = next((k for k, (_, tup) in enumerate(pending) if template.match(tup)), None)
             if j is None:
                 raise RequestExpired(f"batch op {i}: no tuple matches {template.pattern!r}")
             target = ("w", pending[j][0])
+            plan.append((op[0], target, pending[j][1]))
             if op[0] == "take":
                 del pending[j]
-            plan.append((op[0], target))
         return plan
 
     def _reserve_id(self, tup: Tuple) -> int:
@@ -379,9 +411,12 @@ class Store:
         owner = self.sessions.get(session) if session is not None else None
         sub = Subscription(template, kinds, callback, deadline, owner)
         if since is not None:
-            for event in list(self.history):
-                if event[0] > since and event[1] in kinds and template.match(event[2]):
-                    callback(event)
+            for event_id, kind, held in list(self.history):
+                if event_id > since and kind in kinds:
+                    # bytes: a packed store's event, or one its primary shipped (decoded only if replayed)
+                    tup = unpack_stored(held) if type(held) is bytes else held
+                    if template.match(tup):
+                        callback((event_id, kind, tup))
         self.subs[sub] = None
         if owner is not None:
             owner.subs.add(sub)
@@ -399,10 +434,15 @@ class Store:
             sub.session.subs.discard(sub)
         sub.callback((self.event_id, "close", None))
 
-    def _emit(self, kind: str, tup: Tuple) -> None:
+    def _emit(self, kind: str, tup: Tuple, body: Any = None) -> None:
+        """Announce an event: kept in the history (as ``body``, the tuple as the store holds it, if given), and
+        delivered to the matching subscriptions."""
         self.event_id += 1
         event = (self.event_id, kind, tup)
-        self.history.append(event)
+        if not self.packed:
+            self.history.append(event)
+        else:
+            self.history.append((self.event_id, kind, _held(tup, packb(tup)) if body is None else body))
         if self.subs:
             for sub in list(self.subs):
                 if kind in sub.kinds and sub.template.match(tup):
@@ -447,12 +487,13 @@ class Store:
 
     # ---- restore and inspection --------------------------------------------------------------------------
 
-    def restore(self, eid: int, tup: Tuple, deadline: float | None, owner: bytes | None) -> None:
-        """Load a tuple from disk (or a replica stream) without events or change records."""
+    def restore(self, eid: int, body: bytes, deadline: float | None, owner: bytes | None) -> None:
+        """Load a tuple from disk (its msgpack bytes) without events or change records."""
         session = self.sessions.get(owner) if owner is not None else None
         if owner is not None and session is None:
             return  # its session is gone: the tuple died with it
-        self._store(eid, tup, deadline, session)
+        tup = unpack_stored(body)
+        self._store(eid, tup, _held(tup, body) if self.packed else tup, deadline, session)
         self.next_id = max(self.next_id, eid + 1)
 
     def restore_session(self, sid: bytes, ttl: float) -> None:
@@ -475,13 +516,14 @@ class Store:
             session = self.sessions.get(owner) if owner is not None else None
             if owner is not None and session is None:
                 continue
-            tup = live[eid] = decode(body)
+            tup = decode(body)
+            live[eid] = _held(tup, body) if self.packed else tup
             index.add(eid, tup)
             self._hold_quietly(eid, deadline, session)
         for eid in dels:
-            tup = live.pop(eid, None)
-            if tup is not None:
-                index.remove(eid, tup, False)
+            held = live.pop(eid, None)
+            if held is not None:
+                index.remove(eid, self._unpack(held), False)
                 self._hold_quietly(eid, None, None)
         for deadline, owner, eid in leases:
             if eid in live:

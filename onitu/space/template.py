@@ -198,6 +198,9 @@ def _element_check(t: Value, regex: RegexCompiler | None) -> Callable[[Value], b
     return lambda x: element_matches(t, x)
 
 
+_EXACT = (str, bytes, Symbol)
+
+
 def check_tuple(tup: object, what: str = "tuple") -> tuple | dict:
     """Validate the top level of a tuple or template; return it as a tuple or dict."""
     if type(tup) is tuple:
@@ -219,7 +222,7 @@ class Template:
     regex's own ``search``.
     """
 
-    __slots__ = ("checks", "is_dict", "pattern", "size")
+    __slots__ = ("checks", "exact_head", "is_dict", "pattern", "size")
 
     def __init__(self, pattern: Sequence | Mapping, regex: RegexCompiler | None = None) -> None:
         self.pattern = check_tuple(pattern, "template")
@@ -227,6 +230,11 @@ class Template:
         self.is_dict = type(self.pattern) is dict
         items = self.pattern.items() if self.is_dict else enumerate(self.pattern)
         self.checks = [(key, _element_check(t, regex)) for key, t in items if t is not None]
+        # n when the template is n leading str/bytes/Symbol constants and wildcards: a tuple of its size whose
+        # first n elements equal those (as dict keys: no 1 == True == 1.0 there) matches it; else 0
+        exact = not self.is_dict and all(key == i and type(self.pattern[i]) in _EXACT
+                                         for i, (key, _) in enumerate(self.checks))
+        self.exact_head = len(self.checks) if exact else 0
 
     def match(self, tup: tuple | dict) -> bool:
         if len(tup) != self.size:

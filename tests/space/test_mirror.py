@@ -14,7 +14,7 @@ import pytest
 from onitu.space import Template
 from onitu.space.durable import Durable
 from onitu.space.errors import SpaceError
-from onitu.space.protocol import as_tuple, packb, unpackb
+from onitu.space.protocol import as_tuple, unpackb
 from onitu.space.store import SESSION, Store
 
 
@@ -33,10 +33,10 @@ def decode(body: bytes):
 def state(store: Store) -> dict:
     everything = Template([None, None])
     return {"order": store.read_all(everything),
-            "leases": {store.live[e]: d for e, d in store.leases.items()},
-            "owners": {store.live[e]: s.sid for e, s in store.owner.items()},
+            "leases": {store.entry(e): d for e, d in store.leases.items()},
+            "owners": {store.entry(e): s.sid for e, s in store.owner.items()},
             "sessions": {sid: s.ttl for sid, s in store.sessions.items()},
-            "tuples": {sid: sorted(store.live[e] for e in s.tuples) for sid, s in store.sessions.items()}}
+            "tuples": {sid: sorted(store.entry(e) for e in s.tuples) for sid, s in store.sessions.items()}}
 
 
 def random_turn(rng: random.Random, store: Store, clock: Clock, sids: list[bytes], n: int) -> int:
@@ -66,12 +66,13 @@ def random_turn(rng: random.Random, store: Store, clock: Clock, sids: list[bytes
     return n
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["objects", "packed"])
 @pytest.mark.parametrize("seed", range(12))
-def test_the_replica_memory_is_what_its_disk_holds(tmp_path, seed):
+def test_the_replica_memory_is_what_its_disk_holds(tmp_path, seed, packed):
     rng = random.Random(seed)
     clock = Clock()
-    primary = Store(clock=clock)
-    replica = Store(clock=clock)
+    primary = Store(clock=clock, packed=packed)
+    replica = Store(clock=clock, packed=packed)
     disk = Durable(tmp_path / "replica.db")
     sids = [bytes([i]) * 16 for i in range(4)]
     for sid in sids[:2]:
@@ -85,10 +86,10 @@ def test_the_replica_memory_is_what_its_disk_holds(tmp_path, seed):
         if turn == 75:  # a snapshot then: the replica starts again from the primary's state as it is
             replica.reset()
             replica.mirror([[], [], [], [[s.sid, s.ttl] for s in primary.sessions.values()]], decode)
-            replica.mirror([[[e, packb(t), primary.leases.get(e), primary.owner[e].sid if e in primary.owner else None]
-                             for e, t in primary.live.items()], [], [], []], decode)
+            replica.mirror([[[e, body, primary.leases.get(e), primary.owner[e].sid if e in primary.owner else None]
+                             for e, body in primary.bodies()], [], [], []], decode)
     assert state(replica) == state(primary)
-    loaded = Store(clock=clock)
+    loaded = Store(clock=clock, packed=packed)
     disk.load(loaded)
     assert state(replica) == state(loaded)
     # promoted: the leases and sessions run out as they would have on the primary (sessions get a full TTL)

@@ -6,6 +6,7 @@ import pytest
 
 from onitu.space import NoSuchEntry, Symbol, Template
 from onitu.space.index import FifoIndex
+from onitu.space.packed import unpack_held
 from onitu.space.store import Store
 
 V = Symbol("val")
@@ -145,3 +146,76 @@ def test_resume_beyond_the_retained_history_is_refused():
     replayed: list = []
     store.subscribe(["write"], Template(("e", None)), replayed.append, since=store.event_id - 2)
     assert [tup for _, _, tup in replayed] == [("e", 4), ("e", 5)]
+
+
+# ---- a packed store (the server's) answers as a store of Python objects does ----------------------------------
+
+# b"x" * 5000: a tuple a packed store holds decoded (it is big), beside the others it holds as bytes
+VALUES = [0, 1, 1.0, True, False, None, "a", "b", b"a", V, Symbol("other"), [1, "a"], {"k": [1.0]}, 3.5, b"x" * 5000]
+
+
+def _random_tuple(rng):
+    if rng.random() < 0.2:
+        return {"k": rng.choice(VALUES), "n": rng.randrange(4)}
+    return (rng.choice(["t", "u", V]), rng.choice(VALUES), rng.randrange(4))
+
+
+def _random_template(rng):
+    if rng.random() < 0.2:
+        return Template({"k": rng.choice([None, *VALUES[:6]]), "n": rng.choice([None, int, 1])})
+    return Template((rng.choice(["t", "u", V, None]), rng.choice([None, int, str, *VALUES]),
+                     rng.choice([None, int, 2, 1.0])))
+
+
+def _random_op(rng, store, sid, clock):
+    """One random operation: its result (or the error it raised), for comparison with the other store's."""
+    op = rng.random()
+    try:
+        if op < 0.35:
+            return store.write(_random_tuple(rng), rng.choice([None, None, 5.0, "session"]), sid)
+        if op < 0.5:
+            return store.take(_random_template(rng))
+        if op < 0.6:
+            return store.read(_random_template(rng))
+        if op < 0.7:
+            return store.read_all(_random_template(rng))
+        if op < 0.8:
+            return store.batch([("write", _random_tuple(rng), None), ("take", _random_template(rng)),
+                                ("read", _random_template(rng))], sid)
+        if op < 0.88 and store.live:
+            return store.cancel(sorted(store.live)[rng.randrange(len(store.live))])
+        if op < 0.94 and store.live:
+            return store.renew(sorted(store.live)[rng.randrange(len(store.live))], rng.choice([None, 2.0]), sid)
+        clock.now += rng.choice([1.0, 3.0, 6.0])
+        return store.reap()
+    except Exception as exc:
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_packed_store_answers_as_the_store_of_objects_does(seed):
+    import random
+
+    stores, events, clocks = [], [], []
+    for packed in (False, True):
+        clock = Clock()
+        store = Store(clock=clock, packed=packed)
+        store.open_session(b"s" * 16, 100.0)
+        seen: list = []
+        store.subscribe(["write", "take", "delete"], Template(("t", None, None)), seen.append)
+        stores.append(store), events.append(seen), clocks.append(clock)
+    results = [[_random_op(random.Random(f"{seed}/{i}"), store, b"s" * 16, clock) for i in range(400)]
+               for store, clock in zip(stores, clocks, strict=True)]
+    assert results[0] == results[1]
+    assert events[0] == events[1]
+    everything = Template((None, None, None))
+    assert stores[0].read_all(everything) == stores[1].read_all(everything)
+    for head in (("t", None, None), ("t", "a", None), (V, None, None), ("u", b"a", None)):  # matched undecoded
+        template = Template(head)
+        encoded = [unpack_held(x) for x in stores[1].read_all(template, encoded=True)]
+        assert stores[0].read_all(template) == stores[1].read_all(template) == encoded
+    # the history a resumed notify replays, decoded from the packed one's bytes
+    replays: list[list] = [[], []]
+    for store, replay in zip(stores, replays, strict=True):
+        store.subscribe(["write", "take", "delete"], everything, replay.append, since=0)
+    assert replays[0] == replays[1] and len(replays[0]) > 100

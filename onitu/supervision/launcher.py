@@ -56,7 +56,7 @@ class Launcher:
         self.record = record_running(self.config, os.getpid())
 
     def spawn_watchdog(self, adopt: bool) -> None:
-        cmd = [sys.executable, "-m", "onitu.supervision.service"]
+        cmd = [sys.executable, "-m", "onitu.supervision.service", "--launcher", str(os.getpid())]
         if self.config.source is not None:
             cmd += ["--config", str(self.config.source)]
         if adopt:

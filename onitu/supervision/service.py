@@ -36,7 +36,7 @@ def run_dir(config: Config) -> Path:
 
 
 class Watchdog:
-    def __init__(self, config: Config, adopt: bool = False) -> None:
+    def __init__(self, config: Config, adopt: bool = False, launcher: int | None = None) -> None:
         self.config, self.adopt = config, adopt
         self.run = run_dir(config)
         self.run.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,9 @@ class Watchdog:
         self._status_at = 0.0
         self.ring = self._discovery()
         self.watch = ConfigWatch(config)
-        self.launcher = os.getppid()
+        # Named by the launcher, not read from getppid(): a watchdog that starts after its launcher was killed
+        # would take init for its launcher and run on, a second supervisor beside the next `onitu start`.
+        self.launcher = os.getppid() if launcher is None else launcher
 
     def _discovery(self) -> SyncResponder | None:
         """Answer LAN lookups for the pair; on loopback only when no endpoint is reachable from elsewhere."""
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="onitu-watchdog")
     ap.add_argument("--config", type=Path)
     ap.add_argument("--adopt", action="store_true")
+    ap.add_argument("--launcher", type=int, help="the launcher's pid: the watchdog stops when it is gone")
     args = ap.parse_args(argv)
     configure_logging("INFO")
     try:
@@ -164,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    dog = Watchdog(config, adopt=args.adopt)
+    if args.launcher is not None and os.getppid() != args.launcher:
+        log.warning("the launcher (pid %d) died before this watchdog started; starting nothing", args.launcher)
+        return 0
+    dog = Watchdog(config, adopt=args.adopt, launcher=args.launcher)
 
     def stop(signum: int, frame: object) -> None:
         dog.stopping = True

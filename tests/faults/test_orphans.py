@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
@@ -86,3 +88,18 @@ def test_killed_supervision_leaves_no_process_and_loses_nothing(hub, victims):
     hub.stop()
     assert hub.proc.returncode == 0
     kill_all(str(hub.data))
+
+
+def test_watchdog_started_after_its_launcher_died_starts_nothing(tmp_path):
+    """The launcher restarts a dead watchdog 0.2 s later; killed within that time, the new watchdog starts as an
+    orphan. It must not run the hub on its own (beside the next `onitu start`): it exits, having started nothing."""
+    config = tmp_path / "onitu.yaml"
+    config.write_text(f"data: {tmp_path / 'data'}\nspace: {{discovery_port: 0}}\napi: {{listen: ''}}\n")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    out = subprocess.run([sys.executable, "-m", "onitu.supervision.service", "--config", str(config), "--adopt",
+                          "--launcher", str(gone.pid)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"the launcher (pid {gone.pid}) died before this watchdog started" in out.stdout + out.stderr
+    assert not (tmp_path / "data" / "run" / "status.json").exists()
+    assert not list((tmp_path / "data").glob("**/*.db"))

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS replies (sid BLOB, seq INTEGER, body BLOB NOT NULL, P
 _SET_STREAM = "INSERT OR REPLACE INTO meta VALUES ('stream_boot', ?), ('stream_lsn', ?)"
 _SET_COUNTERS = "INSERT OR REPLACE INTO meta VALUES ('next_id', ?), ('event_id', ?)"
 _SET_REPLICA = f"{_SET_COUNTERS}, ('stream_boot', ?), ('stream_lsn', ?)"
+_SET_LSN = "INSERT OR REPLACE INTO meta VALUES ('stream_lsn', ?)"
 
 
 class StorageError(SpaceError):
@@ -65,6 +66,8 @@ class Durable:
         if version != SCHEMA_VERSION:
             raise StorageError(f"{path}: schema version {version} is not supported (expected {SCHEMA_VERSION})")
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        # (primary boot, generations of its counters) as a replica last committed them: see commit
+        self._replica_head: tuple[str, int, int] | None = None
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint, name="onitu-space-checkpoint", daemon=True)
         self._checkpointer.start()
@@ -167,12 +170,21 @@ class Durable:
                 db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?)", replies)
             if acks:
                 db.executemany("DELETE FROM replies WHERE sid = ? AND seq < ?", acks.items())
+            head = None
             if stream is not None:  # a replica: the primary's counters (to number on after a promotion) and stream
-                db.execute(_SET_REPLICA, (*counters, *stream))
+                # A promotion needs only the generation of each counter (see new_generation), and the boot changes
+                # with the primary: most batches write the lsn alone, a meta row instead of four.
+                head = (stream[0], counters[0] >> 32, counters[1] >> 32)
+                if head == self._replica_head:
+                    db.execute(_SET_LSN, (stream[1],))
+                else:
+                    db.execute(_SET_REPLICA, (*counters, *stream))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if head is not None:
+            self._replica_head = head
 
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -185,6 +197,7 @@ class Durable:
 
     def forget_stream(self) -> None:
         """This disk serves as a primary now: it goes on from its own turns, no longer from anyone's stream."""
+        self._replica_head = None
         self.db.execute("DELETE FROM meta WHERE key IN ('stream_boot', 'stream_lsn')")
 
     # ---- a replica's snapshot: one transaction from begin to end, so a crash midway keeps the old state ----
@@ -194,6 +207,7 @@ class Durable:
         db = self.db
         if db.in_transaction:
             db.execute("ROLLBACK")
+        self._replica_head = None  # the next batch writes the counters again (this transaction may be abandoned)
         db.execute("BEGIN")
         for table in ("tuples", "sessions", "replies"):
             db.execute(f"DELETE FROM {table}")

@@ -110,14 +110,18 @@ class PrimaryLink:
         self._send_frame(packb(msg))
 
     def _send_frame(self, frame: bytes) -> None:
+        self.server.touched.add(self.sock)
         try:
             send(self.sock, frame, NOBLOCK)
         except zmq.Again:
             self.synced = False  # cannot happen with an unlimited HWM; if it does, resync
 
     def receive(self) -> None:
+        touched = self.server.touched
+        touched.add(self.sock)  # unless it ends on a look that found nothing
         for _ in range(PER_TURN):
             if not readable(self.sock):
+                touched.discard(self.sock)
                 return
             msg = _message(recv(self.sock, NOBLOCK))
             if msg is None:
@@ -230,8 +234,11 @@ class SecondarySink:
             self._mirror(rows, replies, acks)
 
     def receive(self, reply: Callable[[bytes, list], None]) -> None:
+        touched = self.server.touched
+        touched.add(self.sock)  # unless it ends on a look that found nothing
         for _ in range(PER_TURN):
             if not readable(self.sock):
+                touched.discard(self.sock)
                 return
             frames = [recv(self.sock, NOBLOCK)]
             while get(self.sock, RCVMORE):

@@ -16,7 +16,7 @@ import zmq
 
 from onitu.space.protocol import packb
 from onitu.space.replication import PrimaryLink
-from onitu.space.zmqfast import NOBLOCK, SNDMORE_NOBLOCK, readable, send
+from onitu.space.zmqfast import NOBLOCK, SNDMORE_NOBLOCK, send
 
 if TYPE_CHECKING:
     from onitu.space.server import Outbox, SpaceServer
@@ -53,11 +53,10 @@ class Pairing:
         server.loop.add_reader(server.link.sock.getsockopt(zmq.FD), server.turn, self.replication_in)
         self._probe()
 
-    def recheck(self) -> None:
+    def schedule_replication(self) -> None:
+        """A replication socket has a message waiting (see the server's _rearm): handle it in a turn of its own."""
         server = self.server
-        pending = [s.sock for s in (server.sink, server.link)
-                   if s is not None and readable(s.sock)]
-        if pending and not self._scheduled and server.loop is not None:
+        if not self._scheduled and server.loop is not None:
             self._scheduled = True
             server.loop.call_soon(server.turn, self.replication_in)
 
@@ -79,6 +78,7 @@ class Pairing:
 
     def _reply_replica(self, ident: bytes, msg: list) -> None:
         sock = self.server.sink.sock
+        self.server.touched.add(sock)
         try:
             send(sock, ident, SNDMORE_NOBLOCK)
             send(sock, packb(msg), NOBLOCK)

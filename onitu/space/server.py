@@ -132,6 +132,9 @@ class SpaceServer:
         self.keyring: Keyring | None = None
         self.peers = Peers(self.counters, max_frame * HARD_CAP, self._handshake_failed)
         self.outbox: Outbox = []
+        # Sockets used since we last asked them for a waiting message (zmq's FD is edge-triggered, and a send or
+        # a receive can consume its edge): the only ones _rearm must look at before the loop sleeps.
+        self.touched: set[zmq.Socket] = set()
         self._new_replies: list[tuple[bytes, int, bytes]] = []
         self._acks: dict[bytes, int] = {}
         self._acked: dict[bytes, int] = {}
@@ -201,6 +204,7 @@ class SpaceServer:
             if self.loop is not None:
                 for sock in opened:
                     self.loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+                self.touched.update(opened)
                 self.write_info()
 
     def _look_around(self) -> None:
@@ -373,6 +377,8 @@ class SpaceServer:
                 while _get(sock, RCVMORE):
                     frames.append(_recv(sock, NOBLOCK))
                 self._request(sock, frames, LOCAL)
+            if n >= MAX_BATCH:  # stopped with messages perhaps waiting: _rearm looks again
+                self.touched.add(sock)
 
     def turn(self, work: Callable[[], Any]) -> None:
         """Do some work, make its effects durable, then let its replies and events out."""
@@ -436,7 +442,9 @@ class SpaceServer:
         self.link.ship([rows, self._new_replies, acks, events, (self.store.next_id, self.store.event_id)])
 
     def send_all(self, outbox: Outbox) -> None:
+        touched = self.touched
         for sock, ident, frame in outbox:
+            touched.add(sock)
             try:
                 _send(sock, ident, SNDMORE_NOBLOCK)
                 _send(sock, frame, NOBLOCK)
@@ -454,12 +462,15 @@ class SpaceServer:
             self._timer_at = deadline
             self._timer = None if deadline is None else self.loop.call_later(
                 max(0.0, deadline - time.time()), self._on_timer)
-        # zmq's FD is edge-triggered and a send can consume the edge: look again before sleeping.
-        for sock in self.socks:
+        # zmq's FD is edge-triggered and a send or a receive can consume the edge: look again before sleeping, at
+        # the sockets used since their last look (the others' edges are intact).
+        touched, self.touched = self.touched, set()
+        for sock in touched:
             if _get(sock, EVENTS) & POLLIN:
-                self._schedule_drain()
-                break
-        self.pair.recheck()
+                if sock in self.socks:
+                    self._schedule_drain()
+                else:
+                    self.pair.schedule_replication()
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None

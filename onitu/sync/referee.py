@@ -34,6 +34,7 @@ from typing import Any
 from onitu import heap
 from onitu.config import Config
 from onitu.config_watch import ConfigWatch
+from onitu.fairsort import fair_sorted
 from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
 from onitu.space.errors import EventsLost, SpaceError
@@ -352,7 +353,7 @@ class Referee:
             if not queued:
                 ready = self._whole_trees(folder, {p for p in dirty if self._ready(folder, p, now)})
                 dirty -= ready
-                queued.extend(self._passes(folder, sorted(ready), states) if ready else ())
+                queued.extend(self._passes(folder, fair_sorted(ready), states) if ready else ())
             while queued and self.orders.actions < OUTSTANDING:  # beyond: the rest waits for the plugs' results
                 paths, ahead = queued.popleft()
                 if not all(self._ready(folder, p, now) for p in paths):

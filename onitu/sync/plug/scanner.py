@@ -124,8 +124,11 @@ class Scanner:
         """(path in folder, observation, settled) of everything below ``path`` in ``folder``."""
         now = time.time_ns()
         top = self.where(folder, path)
+        stats = []
         try:
-            stats = list(self.driver.list(top))
+            for stat in self.driver.list(top):  # whole before any is looked at (a root lost midway raises first)
+                self.beat()  # walking a million entries outlasts the heartbeat's patience
+                stats.append(stat)
         except NotFound:
             return
         for stat in stats:

@@ -33,7 +33,6 @@ ENV_ENDPOINT = "ONITU_WATCHDOG"
 ENV_NAME = "ONITU_NAME"
 ENV_ORPHAN = "ONITU_ORPHAN_AFTER"
 ORPHAN_LOOK_EVERY = 1.0
-COVER_LOOK = 0.2  # seconds between the cover thread's looks at a blocked loop (see Responder.cover)
 
 
 def decode(frame: bytes) -> dict[str, Any] | None:
@@ -92,8 +91,6 @@ class Responder:
         self.sock.identity = name.encode()
         self.sock.connect(endpoint)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.RLock()  # the socket, shared with the cover thread (see cover)
-        self._closed = threading.Event()
 
     @classmethod
     def from_env(cls, status: Callable[[], dict[str, Any]],
@@ -115,11 +112,7 @@ class Responder:
         loop.call_soon(self.handle)
 
     def handle(self) -> None:
-        with self._lock:
-            self._handle(self._command)
-
-    def _handle(self, command: Callable[[dict[str, Any]], None]) -> None:
-        while not self._closed.is_set() and self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+        while self.sock.get(zmq.EVENTS) & zmq.POLLIN:
             msg = decode(self.sock.recv(zmq.NOBLOCK))
             self.heard()
             if msg is None:
@@ -127,38 +120,12 @@ class Responder:
             if msg["op"] == "ping":
                 self._send({"op": "pong", "n": msg.get("n"), "pid": os.getpid(), "status": self.status()})
             elif msg["op"] == "command" and self.on_command is not None:
-                command(msg)
-
-    def _command(self, msg: dict[str, Any]) -> None:
-        assert self.on_command is not None
-        try:
-            result = self.on_command(msg)
-        except Exception as exc:  # report the failure to the watchdog instead of dying
-            log.exception("watchdog command %s failed", msg.get("command"))
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        with self._lock:
-            self._send({"op": "done", "n": msg.get("n"), **result})
-
-    def cover(self, blocked_since: Callable[[], float | None], patience: float) -> None:
-        """Answer pings from a thread of its own while the event loop is blocked in a call that releases the GIL
-        (``blocked_since()``: since when, None when it is not): a space's commit waits for a disk that the hub's
-        own file copies keep saturated, for seconds, and that is not a hang; a failover would not help (both servers
-        share the disk) and a restart must first read back a WAL of hundreds of megabytes. Past ``patience`` seconds
-        in one call, or blocked anywhere else, the answers stop as before. Commands wait for the loop."""
-        threading.Thread(target=self._cover, args=(blocked_since, patience), name="onitu-heartbeat-cover",
-                         daemon=True).start()
-
-    def _cover(self, blocked_since: Callable[[], float | None], patience: float) -> None:
-        while not self._closed.wait(COVER_LOOK):
-            since = blocked_since()
-            if since is None or not COVER_LOOK <= time.monotonic() - since < patience or self._loop is None:
-                continue
-            with self._lock:
-                self._handle(self._command_later)
-
-    def _command_later(self, msg: dict[str, Any]) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._command, msg)
+                try:
+                    result = self.on_command(msg)
+                except Exception as exc:  # report the failure to the watchdog instead of dying
+                    log.exception("watchdog command %s failed", msg.get("command"))
+                    result = {"error": f"{type(exc).__name__}: {exc}"}
+                self._send({"op": "done", "n": msg.get("n"), **result})
 
     def heard(self) -> None:
         """The watchdog is there (whatever it said)."""
@@ -170,13 +137,11 @@ class Responder:
             self.sock.send(msgpack.packb(msg), zmq.NOBLOCK)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed.set()
-            if self._loop is not None:
-                self._loop.remove_reader(self.sock.getsockopt(zmq.FD))
-            if self.orphan is not None:
-                self.orphan.close()
-            self.sock.close(0)
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.getsockopt(zmq.FD))
+        if self.orphan is not None:
+            self.orphan.close()
+        self.sock.close(0)
 
 
 class Liveness:

@@ -12,12 +12,10 @@ cache before the reply. ``sync="full"`` also survives power loss, at the price o
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import threading
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +25,6 @@ from onitu.space.store import Store
 
 log = logging.getLogger("onitu.space.durable")
 
-# Seconds a server waiting on one write still answers heartbeats (a saturated disk, not a hang; see _writing)
-DISK_PATIENCE = 15.0
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -56,7 +52,6 @@ class Durable:
         if sync not in ("normal", "full"):
             raise StorageError(f"sync must be 'normal' or 'full', not {sync!r}")
         self.path = path
-        self.busy_since: float | None = None  # when the write under way began (see _writing), None between writes
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -154,12 +149,6 @@ class Durable:
         """
         puts, dels, leases, sessions = rows
         db = self.db
-        with self._writing():
-            self._commit(db, puts, dels, leases, sessions, replies, acks, counters, stream)
-
-    def _commit(self, db: sqlite3.Connection, puts: list, dels: list, leases: list, sessions: list,
-                replies: Iterable[tuple[bytes, int, bytes]], acks: dict[bytes, int], counters: tuple[int, int] | None,
-                stream: tuple[str, int] | None) -> None:
         db.execute("BEGIN")
         try:
             if puts:
@@ -202,11 +191,6 @@ class Durable:
 
     def begin_snapshot(self, sessions: list, replies: list, next_id: int, event_id: int,
                        stream: tuple[str, int]) -> None:
-        with self._writing():
-            self._begin_snapshot(sessions, replies, next_id, event_id, stream)
-
-    def _begin_snapshot(self, sessions: list, replies: list, next_id: int, event_id: int,
-                        stream: tuple[str, int]) -> None:
         db = self.db
         if db.in_transaction:
             db.execute("ROLLBACK")
@@ -220,22 +204,10 @@ class Durable:
 
     def snapshot_rows(self, rows: list) -> None:
         """Rows as :meth:`encode` makes them: ``[id, encoded tuple, deadline, owner]``."""
-        with self._writing():
-            self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", rows)
+        self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", rows)
 
     def end_snapshot(self) -> None:
-        with self._writing():
-            self.db.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Mark a write as under way: SQLite releases the GIL while it waits for the disk, and the server's heartbeat
-        answers meanwhile (:meth:`onitu.heartbeat.Responder.cover`) instead of looking hung."""
-        self.busy_since = time.monotonic()
-        try:
-            yield
-        finally:
-            self.busy_since = None
+        self.db.execute("COMMIT")
 
     def abort_snapshot(self) -> None:
         if self.db.in_transaction:

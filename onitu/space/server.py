@@ -34,7 +34,7 @@ import zmq
 from onitu.heartbeat import Responder
 from onitu.space import numbers, ring
 from onitu.space.bounded import Regexes
-from onitu.space.durable import DISK_PATIENCE, Durable
+from onitu.space.durable import Durable
 from onitu.space.endpoints import ConfigError, check_endpoint
 from onitu.space.errors import KeyRevoked, NotPrimary, ProtocolError, SessionExpired, SpaceError
 from onitu.space.keyring import RELOAD_EVERY, Keyring
@@ -282,7 +282,6 @@ class SpaceServer:
         self._heartbeat = Responder.from_env(self.pair.status, self.pair.command)
         if self._heartbeat is not None:
             self._heartbeat.attach(self.loop)
-            self._heartbeat.cover(lambda: self.durable.busy_since, DISK_PATIENCE)
         self._schedule_drain()
         self.turn(self.store.reap)
         if self.discovery is not None:

@@ -34,6 +34,7 @@ from typing import Any
 from onitu import heap
 from onitu.config import Config
 from onitu.config_watch import ConfigWatch
+from onitu.fairsort import fair_sorted
 from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
 from onitu.space.errors import EventsLost, SpaceError
@@ -352,7 +353,7 @@ class Referee:
             if not queued:
                 ready = self._whole_trees(folder, {p for p in dirty if self._ready(folder, p, now)})
                 dirty -= ready
-                queued.extend(self._passes(folder, sorted(ready), states) if ready else ())
+                queued.extend(self._passes(folder, fair_sorted(ready), states) if ready else ())
             while queued and self.orders.actions < OUTSTANDING:  # beyond: the rest waits for the plugs' results
                 paths, ahead = queued.popleft()
                 if not all(self._ready(folder, p, now) for p in paths):
@@ -367,11 +368,18 @@ class Referee:
         deletions of the passes after it (so that every pass judges the whole deletion against the threshold)."""
         if len(paths) <= PASS_SIZE:
             return [(paths, {})]
+        beat = self.liveness.beat  # at a million paths each step takes seconds, all of them more than its patience
         replicas, ancestors = self._replicas(folder, paths, states)
         live = [r for r in replicas if r.unavailable is None]
-        passes = split(paths, [pair for r in live for pair in find_renames(r, ancestors)], PASS_SIZE,
-                       lambda path: self._must_stay_whole(folder, path))
-        gone = {r.service: deleted(r, ancestors) for r in live}
+        renames, gone = [], {}
+        for replica in live:
+            beat()
+            renames += find_renames(replica, ancestors)
+            beat()
+            gone[replica.service] = deleted(replica, ancestors)
+        beat()
+        passes = split(paths, renames, PASS_SIZE, lambda path: self._must_stay_whole(folder, path))
+        beat()
         ahead = {service: len(g) for service, g in gone.items()}
         out = []
         for chunk in passes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from onitu.fairsort import fair_sorted
 from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import (
     Action,
@@ -51,8 +52,8 @@ def find_renames(replica: Replica, ancestors: Mapping[str, FileMeta]) -> list[tu
     """The (src, dst) renames made on ``replica`` since it last held the agreed versions; directories first."""
     held = {p: c for p, meta in replica.held.items() if (c := content_of(meta)) is not None}
     now = {p: obs.content for p, obs in replica.now.items()}
-    gone = sorted(p for p in held if p not in now and is_clean(replica.held[p], ancestors.get(p)))
-    new = sorted(p for p in now if p not in held and content_of(ancestors.get(p)) is None)
+    gone = fair_sorted(p for p in held if p not in now and is_clean(replica.held[p], ancestors.get(p)))
+    new = fair_sorted(p for p in now if p not in held and content_of(ancestors.get(p)) is None)
     gone_dirs = [p for p in gone if held[p][0] == "dir"]
     new_dirs = [p for p in new if now[p][0] == "dir"]
     old_trees, new_trees = _trees(held, set(gone_dirs)), _trees(now, set(new_dirs))

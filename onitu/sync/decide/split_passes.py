@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from onitu.fairsort import fair_sorted, tree_order
 from onitu.sync.drivers.contract import is_under
 
 
@@ -23,7 +24,7 @@ def split(paths: Sequence[str], renames: Iterable[tuple[str, str]], size: int,
     units: list[list[str]] = []  # a path, and everything below it if it must stay whole, in tree order
     unit_of: dict[str, int] = {}
     top: str | None = None  # the directory the current unit keeps whole
-    for path in sorted(paths, key=lambda p: p.split("/")):
+    for path in fair_sorted(paths, key=tree_order):
         if top is None or not is_under(path, top):
             units.append([])
             top = path if path in renamed or whole(path) else None

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from onitu.fairsort import fair_sorted
 from onitu.sync import tuples
 from onitu.sync.decide.plan import Action, Observed
 from onitu.sync.drivers.contract import Availability, ChangeEvent, Driver, DriverError
@@ -138,7 +139,7 @@ class Reporter:
             for gone in self.known[folder].keys() - seen.keys():
                 self.scanner.forget(folder, gone)
             self.known[folder] = seen
-            self.send(folder, sorted(seen.items()), scan="full")
+            self.send(folder, fair_sorted(seen.items()), scan="full")
 
     def changed(self, folder: str, paths: Iterable[str]) -> None:
         """Report the paths whose observation differs from the one last reported."""

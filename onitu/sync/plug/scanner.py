@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import msgpack
 
@@ -43,8 +44,8 @@ class Scanner:
         if self.cache_file is None or not self.cache_file.exists():
             return
         try:
-            data = msgpack.unpackb(self.cache_file.read_bytes(), raw=False)
-            self.hashes = {p: (f, s) for p, (f, s) in data.items() if isinstance(p, str)}
+            with self.cache_file.open("rb") as file:
+                self.hashes = dict(_read_entries(file))
         except (ValueError, TypeError, OSError, msgpack.UnpackException) as exc:
             log.warning("%s: ignoring the hash cache %s: %s", self.driver.service, self.cache_file, exc)
             self.hashes = {}
@@ -55,7 +56,8 @@ class Scanner:
             return
         temp = self.cache_file.with_name(self.cache_file.name + ".tmp")
         with contextlib.suppress(OSError):
-            temp.write_bytes(msgpack.packb(dict(self.hashes)))  # a copy: copying threads add to it meanwhile
+            with temp.open("wb") as file:
+                _write_entries(file, dict(self.hashes))  # a copy: copying threads add to it meanwhile
             os.replace(temp, self.cache_file)
             self._dirty = False
 
@@ -124,8 +126,11 @@ class Scanner:
         """(path in folder, observation, settled) of everything below ``path`` in ``folder``."""
         now = time.time_ns()
         top = self.where(folder, path)
+        stats = []
         try:
-            stats = list(self.driver.list(top))
+            for stat in self.driver.list(top):  # whole before any is looked at (a root lost midway raises first)
+                self.beat()  # walking a million entries outlasts the heartbeat's patience
+                stats.append(stat)
         except NotFound:
             return
         for stat in stats:
@@ -146,3 +151,30 @@ class Scanner:
         """Drop the cached hash of a path that is gone."""
         if self.hashes.pop(self.where(folder, path), None) is not None:
             self._dirty = True
+
+
+# The cache is one msgpack map {path: [fingerprint, sha256]}, read and written an entry at a time: msgpack's C code
+# holds the GIL for a whole call, and a million entries in one call keep the plug's heartbeat thread from answering
+# for longer than the watchdog waits on a busy machine.
+_WRITE_EVERY = 1 << 20  # bytes packed before they are written
+
+
+def _read_entries(file: BinaryIO) -> Iterator[tuple[str, tuple[str, str]]]:
+    """The cache's (path, (fingerprint, sha256)) entries, one by one (raises on a file that is not such a map)."""
+    unpacker = msgpack.Unpacker(file, raw=False)
+    for _ in range(unpacker.read_map_header()):
+        path, (fingerprint, sha) = unpacker.unpack(), unpacker.unpack()
+        if isinstance(path, str):
+            yield path, (fingerprint, sha)
+
+
+def _write_entries(file: BinaryIO, hashes: Mapping[str, tuple[str, str]]) -> None:
+    packer = msgpack.Packer(autoreset=False)
+    packer.pack_map_header(len(hashes))
+    for path, entry in hashes.items():
+        packer.pack(path)
+        packer.pack(entry)
+        if packer.getbuffer().nbytes >= _WRITE_EVERY:
+            file.write(packer.bytes())
+            packer.reset()
+    file.write(packer.bytes())

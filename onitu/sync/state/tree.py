@@ -11,6 +11,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 
+from onitu.fairsort import fair_sorted
 from onitu.sync.decide.plan import Observed
 
 MERGE_AT = 4096  # paths added, unqueried, before they are merged anyway (a set of them costs more than a list)
@@ -20,7 +21,7 @@ class SortedPaths:
     """One folder's paths, sorted, with the paths added since the last merge kept apart until then."""
 
     def __init__(self, paths: Iterable[str] = ()) -> None:
-        self._sorted: list[str] = sorted(paths)
+        self._sorted: list[str] = fair_sorted(paths)
         self._added: set[str] = set()
 
     def add(self, path: str) -> None:
@@ -64,7 +65,7 @@ class SortedPaths:
         if not added:
             return self._sorted
         paths = self._sorted
-        fresh = sorted(added.difference(_present(paths, added)))
+        fresh = fair_sorted(added.difference(_present(paths, added)))
         if len(fresh) < 64:
             for path in fresh:
                 paths.insert(bisect.bisect_left(paths, path), path)

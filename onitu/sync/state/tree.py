@@ -20,9 +20,13 @@ MERGE_AT = 4096  # paths added, unqueried, before they are merged anyway (a set 
 class SortedPaths:
     """One folder's paths, sorted, with the paths added since the last merge kept apart until then."""
 
-    def __init__(self, paths: Iterable[str] = ()) -> None:
+    def __init__(self, paths: Iterable[str] = (), present: Callable[[str], bool] | None = None) -> None:
+        """``present``: whether a path still exists at all, to drop the gone when the list is rebuilt. Only the
+        owner's own test of existence: a caller's narrower test (held by one service) would drop paths that other
+        queries still want, and nothing would add them back while they do not change."""
         self._sorted: list[str] = fair_sorted(paths)
         self._added: set[str] = set()
+        self._exists = present
 
     def add(self, path: str) -> None:
         """A path that may be new."""
@@ -32,7 +36,7 @@ class SortedPaths:
 
     def below(self, directory: str, alive: Callable[[str], bool]) -> list[str]:
         """The paths strictly below ``directory`` ('' for the top: every path) for which ``alive`` holds."""
-        paths = self.settle(alive)
+        paths = self.settle()
         if not directory:
             return [p for p in paths if p and alive(p)]
         start = bisect.bisect_left(paths, directory + "/")
@@ -59,8 +63,8 @@ class SortedPaths:
             at += 1
         return found
 
-    def settle(self, alive: Callable[[str], bool] | None = None) -> list[str]:
-        """Merge in the paths added since (dropping the dead, given ``alive``, if they are many); the sorted list."""
+    def settle(self) -> list[str]:
+        """Merge in the paths added since (dropping the gone, if they are many); the sorted list."""
         added, self._added = self._added, set()
         if not added:
             return self._sorted
@@ -71,8 +75,8 @@ class SortedPaths:
                 paths.insert(bisect.bisect_left(paths, path), path)
             return paths
         paths = self._sorted = sorted(paths + fresh)  # two sorted runs, no duplicates: a merge
-        if alive is not None and len(paths) > 1024:  # rebuilt anyway: drop the dead, if they are many
-            live = [p for p in paths if alive(p)]
+        if self._exists is not None and len(paths) > 1024:  # rebuilt anyway: drop the gone, if they are many
+            live = [p for p in paths if self._exists(p)]
             if len(live) < len(paths) // 2:
                 paths = self._sorted = live
         return paths
@@ -108,7 +112,7 @@ class Indexed(dict[str, Observed]):
 
     def __init__(self, entries: Mapping[str, Observed] | None = None) -> None:
         super().__init__(entries or {})
-        self.paths = SortedPaths(self)
+        self.paths = SortedPaths(self, self.__contains__)
 
     def __setitem__(self, path: str, value: Observed) -> None:
         if path not in self:

@@ -37,6 +37,7 @@ from onitu.space.bounded import Regexes
 from onitu.space.durable import Durable
 from onitu.space.endpoints import ConfigError, check_endpoint
 from onitu.space.errors import KeyRevoked, NotPrimary, ProtocolError, SessionExpired, SpaceError
+from onitu.space.eventloop import event_loop_runner
 from onitu.space.keyring import RELOAD_EVERY, Keyring
 from onitu.space.limits import LOCAL, Limits
 from onitu.space.ops import OPERATIONS, Operations
@@ -597,13 +598,3 @@ def run(data_dir: Path, listen: list[str], **options: Any) -> int:
 
     event_loop_runner()(main())
     return server.exit_code
-
-
-def event_loop_runner() -> Callable[[Any], Any]:
-    """uvloop's runner where it is installed: its loop costs the server ~15% less CPU per request than asyncio's
-    (measured with bench/space_vs_rinda.py's pattern); asyncio's elsewhere."""
-    try:
-        import uvloop
-    except ImportError:  # not built for this platform
-        return asyncio.run
-    return uvloop.run

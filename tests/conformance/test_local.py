@@ -15,6 +15,9 @@ from onitu.sync.drivers.contract import MARKER, Driver, RootUnavailable, UnsafeP
 from onitu.sync.drivers.local import LocalDriver
 from tests.conformance.suite import DriverConformance, Events, Harness, listing, local_outside, put
 
+# watchdog warns when it re-adds a watch for a directory created while it was adding its parent's: harmless.
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
+
 
 def local(root: Path, **options: object) -> LocalDriver:
     driver = open_driver("disk", "local", {"root": str(root), "settle": 0.2, **options})

@@ -1,4 +1,4 @@
-"""The local disk driver: a directory on this machine, watched with inotify (:mod:`.local_inotify`).
+"""The local disk driver: a directory on this machine, watched with inotify (through ``watchdog``).
 
 Options: ``root`` (absolute; ``~`` expanded), ``mount`` (true: the root must be a mount point, so an unmounted disk
 is unavailable even before the marker check) and ``settle`` (seconds a file must stay unchanged before it is

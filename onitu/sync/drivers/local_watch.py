@@ -1,24 +1,40 @@
-"""Change detection for the local driver: inotify (:mod:`.local_inotify`), settling, rescans and root outages.
+"""Change detection for the local driver: watchdog's inotify observer, settling, rescans and root outages.
 
 Raw events go through a *pending* table: a path is reported once its fingerprint has stayed the same for the
 driver's settle time (so a file being written is reported once, complete), and a deletion only if the root is
 still available then (so a root being removed or unmounted is reported as unavailable, not as files deleted).
 Moves are reported at once, as they do not change content.
 
-After the kernel's event queue overflowed, the tree is watched and listed again; the periodic rescan covers anything
-else missed.
+watchdog recovers its own watches after the kernel's event queue overflows but only *logs* the overflow; a logging
+handler on its logger turns that record into a rescan, and the periodic rescan covers anything else missed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
 import threading
 import time
 import unicodedata
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
 
 from onitu.sync.drivers.contract import (
     Callback,
@@ -29,7 +45,6 @@ from onitu.sync.drivers.contract import (
     is_under,
     safe_path,
 )
-from onitu.sync.drivers.local_inotify import Inotify, RawEvent
 from onitu.sync.drivers.local_names import untangle_parent
 
 if TYPE_CHECKING:
@@ -37,8 +52,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# What can change an entry. Left out, so the kernel does not even queue them: opens and reads (every chunk the plug
+# serves, every hash) and a directory's own "modified" (any change inside it, reported for the entry itself).
+EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, DirMovedEvent,
+          FileDeletedEvent, DirDeletedEvent]
+
 _UNNAMED = re.compile(r"#\d+")
 READABLE_LOOK = 1.0  # seconds between looks at the entries skipped as unreadable
+
+_watchers: weakref.WeakSet[LocalWatcher] = weakref.WeakSet()
 
 
 def _has_twin(absolute: str) -> bool:
@@ -59,6 +81,25 @@ def _shadowing(absolute: str) -> bool:
     return nfc != base and os.path.lexists(os.path.join(directory, nfc))
 
 
+class _OverflowListener(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            for watcher in list(_watchers):
+                watcher.overflowed.set()
+
+
+_OVERFLOW_LISTENER = _OverflowListener(logging.WARNING)
+logging.getLogger("watchdog.observers.inotify_c").addHandler(_OVERFLOW_LISTENER)
+
+
+class _Forward(FileSystemEventHandler):
+    def __init__(self, sink: queue.SimpleQueue[FileSystemEvent]) -> None:
+        self.sink = sink
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        self.sink.put(event)
+
+
 @dataclass(slots=True)
 class _Pending:
     created: bool  # the first event was a creation: report "created", not "modified"
@@ -72,22 +113,26 @@ class LocalWatcher:
 
     def __init__(self, driver: LocalDriver, callback: Callback, scan_interval: float) -> None:
         self.driver, self.callback, self.scan_interval = driver, callback, scan_interval
+        self.overflowed = threading.Event()
+        self._raw: queue.SimpleQueue[FileSystemEvent] = queue.SimpleQueue()
         self._pending: dict[str, _Pending] = {}
         self._stop = threading.Event()
-        self._inotify: Inotify | None = None
+        self._observer: Observer | None = None
         self._tick = max(0.02, min(0.2, driver.settle / 4))
         self._thread = threading.Thread(target=self._run, name=f"onitu-watch-{driver.service}", daemon=True)
 
     def start(self) -> None:
         """Begin watching (the first event delivered is ``rescan``, or ``unavailable``)."""
+        _watchers.add(self)
         self._thread.start()
 
     def close(self) -> None:
-        """Stop the thread and the watches."""
+        """Stop the thread and the observer."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
-        self._stop_watching()
+        self._stop_observer()
+        _watchers.discard(self)
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
@@ -98,44 +143,47 @@ class LocalWatcher:
             status = self.driver.available()
             if not status:
                 if reported_down != status.reason:  # told again when the reason changes (an empty root is back)
-                    self._stop_watching()
+                    self._stop_observer()
                     self._pending.clear()
                     self._emit(ChangeEvent("unavailable", dest=status.reason))
                     reported_down = status.reason
                 was_available = False
                 self._stop.wait(self._tick)
+                self._drop_raw()
                 continue
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + READABLE_LOOK
                 # no event says that an entry became readable (inotify cannot watch inside a directory it may not
                 # read, and a change of mode is not a change): look, and list and watch again when one did
                 if self.driver.readable_again():
-                    self._stop_watching()
+                    self._stop_observer()
                     next_scan = 0.0
-            if self._inotify is not None and self._inotify.overflowed:
-                self._stop_watching()  # events were lost: watch the whole tree again (new directories among them)
-            if not was_available or self._inotify is None or time.monotonic() >= next_scan:
-                if self._inotify is None and not self._start_watching():
-                    continue
+            if not was_available or self.overflowed.is_set() or time.monotonic() >= next_scan:
+                self.overflowed.clear()
+                if self._observer is None:
+                    self._start_observer()
                 self._rescan()
                 was_available, reported_down = True, None
                 next_scan = time.monotonic() + self.scan_interval
             self._drain()
             self._flush()
 
-    def _start_watching(self) -> bool:
-        try:
-            self._inotify = Inotify(self.driver.root)
-            return True
-        except OSError as exc:  # out of inotify instances, say: tried again next turn
-            log.warning("%s: cannot watch %s: %s", self.driver.service, self.driver.root, exc)
-            self._stop.wait(READABLE_LOOK)
-            return False
+    def _start_observer(self) -> None:
+        observer = Observer()
+        observer.schedule(_Forward(self._raw), self.driver.root, recursive=True, event_filter=EVENTS)
+        observer.start()
+        self._observer = observer
 
-    def _stop_watching(self) -> None:
-        inotify, self._inotify = self._inotify, None
-        if inotify is not None:
-            inotify.close()
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            if observer is not threading.current_thread():
+                observer.join()
+
+    def _drop_raw(self) -> None:
+        while not self._raw.empty():
+            self._raw.get_nowait()
 
     def _emit(self, event: ChangeEvent) -> None:
         deliver(self.callback, event, self.driver.service)
@@ -155,12 +203,20 @@ class LocalWatcher:
     # -- raw events -----------------------------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        assert self._inotify is not None
-        for event in self._inotify.read(self._tick):
+        try:
+            event = self._raw.get(timeout=self._tick)
+        except queue.Empty:
+            return
+        while True:
             self._on_raw(event)
+            try:
+                event = self._raw.get_nowait()
+            except queue.Empty:
+                return
 
-    def _relative(self, absolute: str) -> str | None:
+    def _relative(self, absolute: bytes | str) -> str | None:
         """The hub's name for an absolute path, or None for the root itself, internal and unsyncable names."""
+        absolute = os.fsdecode(absolute)
         root = self.driver.root
         if not absolute.startswith(root + os.sep):
             return None
@@ -172,19 +228,21 @@ class LocalWatcher:
         except ValueError:
             return None  # internal (.onitu-*) or a name the listing skips as well
 
-    def _on_raw(self, event: RawEvent) -> None:
+    def _on_raw(self, event: FileSystemEvent) -> None:
         kind, is_dir = event.event_type, event.is_directory
         src = self._relative(event.src_path)
         if kind == "moved":
+            if event.is_synthetic:  # children of a moved directory: covered by the directory's move
+                return
             dst = self._relative(event.dest_path)
-            if src is not None and _shadowing(event.src_path):
+            if src is not None and _shadowing(os.fsdecode(event.src_path)):
                 # a twin set aside (or moved away) from under the name the hub knows: that name's entry stays
                 self._touch(src, is_dir)
                 if dst is not None:
                     self._touch(dst, is_dir, created=True)
             else:
                 self._on_move(src, dst, is_dir)
-        elif src is None:
+        elif src is None or kind in ("opened", "closed_no_write") or (is_dir and kind in ("modified", "attrib")):
             return
         elif kind in ("modified", "closed") and _UNNAMED.fullmatch(os.path.basename(src)) \
                 and not os.path.lexists(event.src_path):

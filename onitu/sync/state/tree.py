@@ -20,13 +20,13 @@ MERGE_AT = 4096  # paths added, unqueried, before they are merged anyway (a set 
 class SortedPaths:
     """One folder's paths, sorted, with the paths added since the last merge kept apart until then."""
 
-    def __init__(self, paths: Iterable[str] = (), present: Callable[[str], bool] | None = None) -> None:
-        """``present``: whether a path still exists at all, to drop the gone when the list is rebuilt. Only the
+    def __init__(self, paths: Iterable[str] = (), exists: Callable[[str], bool] | None = None) -> None:
+        """``exists``: whether a path still exists at all, to drop the gone when the list is rebuilt. Only the
         owner's own test of existence: a caller's narrower test (held by one service) would drop paths that other
         queries still want, and nothing would add them back while they do not change."""
         self._sorted: list[str] = fair_sorted(paths)
         self._added: set[str] = set()
-        self._exists = present
+        self._exists = exists
 
     def add(self, path: str) -> None:
         """A path that may be new."""

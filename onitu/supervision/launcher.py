@@ -53,6 +53,8 @@ class Launcher:
             pid = read_pid(self.run)
             raise AlreadyRunning(f"Onitu is already running on {self.config.data} (launcher pid {pid})") from None
         (self.run / "onitu.pid").write_text(str(os.getpid()))
+        # A run killed with SIGKILL left the status of processes that are gone: nobody may take it for ours.
+        (self.run / "status.json").unlink(missing_ok=True)
         self.record = record_running(self.config, os.getpid())
 
     def spawn_watchdog(self, adopt: bool) -> None:

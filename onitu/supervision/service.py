@@ -135,7 +135,8 @@ class Watchdog:
                 "last_heartbeat": None if beat is None else round(max(0.0, now - beat), 2), "reason": child.reason,
                 "detail": child.last_status,
             })
-        status = {"watchdog": {"pid": os.getpid(), "started": self.started}, **self.pair.status(),
+        status = {"watchdog": {"pid": os.getpid(), "started": self.started, "launcher": self.launcher},
+                  **self.pair.status(),
                   "counters": dict(self.sup.counters),
                   "processes": procs, "written": time.time()}
         tmp = self.run / "status.json.tmp"

@@ -44,7 +44,12 @@ class Onitu:
         # A session of its own, like a terminal's foreground job: Ctrl-C can be sent to its whole group.
         self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "onitu.cli", "start", "-c", str(self.config)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait(lambda s: s.get("mode") == "paired" if paired else bool(s.get("processes")), 30, "start")
+        launcher = self.proc.pid
+
+        def started(s: dict[str, Any]) -> bool:  # by this launcher's watchdog, not left by an earlier run
+            ours = s.get("watchdog", {}).get("launcher") == launcher
+            return ours and (s.get("mode") == "paired" if paired else bool(s.get("processes")))
+        self.wait(started, 30, "start")
         return self
 
     def status(self) -> dict[str, Any]:

@@ -109,7 +109,7 @@ class Referee:
         self.folders = {f: self.rules.services(f) for f in config.folders}
         self.ledger = Ledger()
         self.mirror = Mirror(self.ledger)
-        self.tree = Tree()
+        self.tree = Tree(self._is_known)
         self.ledger.on_agreed = self._agreed_changed
         self.plugs = Plugs()
         self.dirty: dict[str, set[str]] = defaultdict(set)

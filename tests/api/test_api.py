@@ -4,9 +4,12 @@ held deletions, and folder and service edits applied to the running hub without 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -78,9 +81,14 @@ def test_status_counts_and_lists_what_a_replica_skips(api_hub: ApiHub):
         link.unlink()
 
 
-@pytest.mark.xfail(reason="open bug (issue 16 note, stop 23): after the module's first three tests, the files route "
-                          "shows notes/*.txt held by 'a' only although b and c hold the same bytes; alone it passes",
-                   strict=False)
+def records(hub: ApiHub, pattern: str) -> str:
+    """The hub's records of the paths of ``docs`` that ``pattern`` finds, as `onitu space ls` prints them."""
+    template = json.dumps(["sync.meta", {"$regex": f"^docs/{pattern}"}, None])
+    out = subprocess.run([sys.executable, "-m", "onitu.cli", "space", "ls", template, "--data", str(hub.data)],
+                         capture_output=True, text=True, timeout=60)
+    return out.stdout + out.stderr
+
+
 def test_files_conflicts_and_bulk_resolve(api_hub: ApiHub):
     a, b, c = api_hub.roots.values()
     (a / "notes").mkdir()
@@ -92,7 +100,10 @@ def test_files_conflicts_and_bulk_resolve(api_hub: ApiHub):
             answer = api.get("/api/folders/docs/files", params={"dir": "notes"})
             assert answer.status_code == 200, answer.text
             return len(answer.json()) == 2 and all(len(f["holders"]) == 3 for f in answer.json())
-        api_hub.wait_for(both_everywhere, what="notes/ listed with its two files on a, b and c")
+        try:
+            api_hub.wait_for(both_everywhere, what="notes/ listed with its two files on a, b and c")
+        except AssertionError as exc:  # once seen in CI only: the holders and other versions recorded tell why
+            raise AssertionError(f"{exc}\n{records(api_hub, 'notes/')}") from None
         listed = api.get("/api/folders/docs/files", params={"dir": "notes"}).json()
         assert [(f["name"], f["kind"], f["size"], f["sha256"]) for f in listed] == [
             ("one.txt", "file", 2, sha(b"v1")), ("two.txt", "file", 2, sha(b"v1"))]

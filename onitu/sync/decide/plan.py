@@ -161,8 +161,9 @@ def content_of(meta: FileMeta | Observed | None) -> Content | None:
 
 
 def is_clean(held: FileMeta | None, agreed: FileMeta | None) -> bool:
-    """Whether a replica that held ``held`` was up to date with ``agreed`` (so its change is not a conflict)."""
-    if content_of(held) is None and content_of(agreed) is None:
+    """Whether a replica that held ``held`` was up to date with ``agreed`` (so its change is not a conflict): it
+    held the agreed version, a later one, or the same bytes (reached apart, or under an older version)."""
+    if content_of(held) == content_of(agreed):
         return True
     return held is not None and agreed is not None and held.version.compare(agreed.version) in (
         Causality.EQUAL, Causality.DESCENDS)

@@ -21,6 +21,7 @@ from typing import Any
 
 from onitu.sync import tuples
 from onitu.sync.decide.metadata import FileMeta
+from onitu.sync.decide.plan import content_of
 from onitu.sync.state.agreed import Agreed
 
 log = logging.getLogger(__name__)
@@ -168,9 +169,10 @@ class Ledger:
         return pending
 
     def agree(self, folder: str, meta: FileMeta) -> None:
-        """Make ``meta`` the agreed version of its path (the services that held the previous one still do)."""
+        """Make ``meta`` the agreed version of its path. The services that held the previous one hold this one if its
+        bytes are the same, else they still hold the previous one."""
         pending = self._path(folder, meta.path)
-        if pending.meta is not None and pending.meta != meta:
+        if pending.meta is not None and content_of(pending.meta) != content_of(meta):
             for service in self.services(pending.holders):
                 pending.other[service] = pending.meta
             pending.holders = 0
@@ -184,8 +186,8 @@ class Ledger:
         pending.other.pop(service, None)
         if meta is None or meta.tombstone:
             return
-        if meta == pending.meta:
-            pending.holders |= bit
+        if content_of(meta) == content_of(pending.meta):
+            pending.holders |= bit  # the same bytes, under an older version or time too: the agreed version, held
         else:
             pending.other[service] = meta
 

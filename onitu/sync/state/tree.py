@@ -8,7 +8,6 @@ disappear are left in place (a query checks what it finds against the live table
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 
 from onitu.fairsort import fair_sorted
@@ -85,20 +84,28 @@ class SortedPaths:
 class Tree:
     """Sorted paths per folder."""
 
-    def __init__(self) -> None:
-        self._folders: dict[str, SortedPaths] = defaultdict(SortedPaths)
+    def __init__(self, exists: Callable[[str, str], bool]) -> None:
+        """``exists(folder, path)``: whether the owner still knows a path at all (gone ones are dropped when a
+        folder's list is rebuilt, and added again if they come back)."""
+        self._exists = exists
+        self._folders: dict[str, SortedPaths] = {}
 
     def add(self, folder: str, path: str) -> None:
         """A path of ``folder`` that may be new."""
-        self._folders[folder].add(path)
+        paths = self._folders.get(folder)
+        if paths is None:
+            paths = self._folders[folder] = SortedPaths(exists=lambda path: self._exists(folder, path))
+        paths.add(path)
 
     def below(self, folder: str, directory: str, alive: Callable[[str], bool]) -> list[str]:
         """The paths of ``folder`` strictly below ``directory`` for which ``alive`` holds."""
-        return self._folders[folder].below(directory, alive)
+        paths = self._folders.get(folder)
+        return [] if paths is None else paths.below(directory, alive)
 
     def children(self, folder: str, directory: str, alive: Callable[[str], bool]) -> list[str]:
         """The paths of ``folder`` directly in ``directory`` for which ``alive`` holds."""
-        return self._folders[folder].children(directory, alive)
+        paths = self._folders.get(folder)
+        return [] if paths is None else paths.children(directory, alive)
 
     def settle(self) -> None:
         """Merge in the paths added since the last query."""

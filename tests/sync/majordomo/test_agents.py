@@ -18,6 +18,11 @@ from onitu.space.auth import fingerprint, load_pair
 from tests.sync.hub import tree
 from tests.sync.majordomo.harness import AgentProc, MajordomoHub, RawAgent, keys, running, wait_for
 
+# The tests build on each other (agents started by the first are used by the later ones): one worker runs them all,
+# in order (`--dist loadgroup`, in pyproject's addopts; plain `--dist load` spread them over workers, each with a
+# hub of its own that lacked the earlier tests' agents: KeyError 'laptop' in CI).
+pytestmark = pytest.mark.xdist_group("majordomo-agents")
+
 CLIENTS = {"laptop": "folders: [docs], mode: rw", "reader": "folders: [docs], mode: r",
            "narrow": "folders: [docs], mode: rw", "mallory": "folders: [docs], mode: rw",
            "picky": "folders: [docs], mode: rw", "hog": "folders: [docs], mode: rw"}

@@ -137,7 +137,7 @@ def test_the_mirror_keeps_entries_with_the_agreed_content_as_one_bit(space):
 
 
 def test_tree_finds_what_is_below_a_directory_and_nothing_beside_it():
-    tree = Tree()
+    tree = Tree(lambda folder, path: True)
     paths = ["a", "a/x", "a/y/z", "a b", "a-b", "a0", "ab", "b/a"]
     for p in paths:
         tree.add("f", p)

@@ -80,9 +80,29 @@ def test_children_are_a_scan_of_the_direct_entries(ops, queries):
 def test_a_narrow_query_drops_nothing_from_the_folder_index() -> None:
     """The referee asks what lies below a path held by one service; the rebuild of a big index that query causes
     must keep the paths that service lacks (the files route lists them later, and nothing adds them again)."""
-    index = tree.Tree()
+    index = tree.Tree(lambda folder, path: True)
     for n in range(2000):
         index.add("docs", f"d/f{n:04}")
     held = {f"d/f{n:04}" for n in range(10)}
     assert index.below("docs", "d", held.__contains__) == sorted(held)
     assert len(index.children("docs", "d", lambda p: True)) == 2000
+
+
+def test_the_folder_index_drops_what_its_owner_no_longer_knows_and_takes_it_back() -> None:
+    """Deleted paths leave the index when it is rebuilt (by the owner's own test of existence, not a query's), so
+    it does not grow with every file ever seen; a path that comes back is found again."""
+    known = {f"d/f{n:04}" for n in range(2000)}
+    index = tree.Tree(lambda folder, path: folder == "docs" and path in known)
+    for path in sorted(known):
+        index.add("docs", path)
+    assert len(index.children("docs", "d", lambda p: True)) == 2000
+    known.clear()  # all deleted; a rebuild (many new paths) drops them
+    for n in range(100):
+        known.add(f"e/g{n:03}")
+        index.add("docs", f"e/g{n:03}")
+    assert index.children("docs", "d", lambda p: True) == []
+    assert len(index.children("docs", "e", lambda p: True)) == 100
+    known.add("d/f0007")
+    index.add("docs", "d/f0007")
+    assert index.children("docs", "d", lambda p: True) == ["d/f0007"]
+    assert index.children("other", "", lambda p: True) == []

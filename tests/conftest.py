@@ -1,6 +1,8 @@
 import os
 import tempfile
 
+from hypothesis import settings
+
 # Tests never broadcast: discovery lookups stay on loopback (inherited by every process a test starts).
 os.environ["ONITU_DISCOVERY_HOSTS"] = "127.0.0.1"
 # Nor do they take the API's default port (tests run side by side): a test that wants the API says where.
@@ -9,7 +11,7 @@ os.environ["ONITU_API_LISTEN"] = ""
 os.environ["ONITU_RUNTIME"] = tempfile.mkdtemp(prefix="onitu-runtime-")
 
 from tests.helpers import server  # noqa: F401  (fixture)
-from tests.servers import (  # noqa: F401  (fixtures)  # noqa: F401  (fixtures)
+from tests.servers import (  # noqa: F401  (fixtures)
     ftp_server,
     ftp_session,
     s3_server,
@@ -19,6 +21,11 @@ from tests.servers import (  # noqa: F401  (fixtures)  # noqa: F401  (fixtures)
     webdav_server,
     webdav_session,
 )
+
+# Property tests check what happens, not how fast: on a 2-core machine running three test workers and the servers
+# they start, an example may take seconds, and hypothesis's default 200 ms deadline would fail it for that alone.
+settings.register_profile("onitu", deadline=None)
+settings.load_profile("onitu")
 
 
 def pytest_addoption(parser):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from onitu.space import TupleSpace
 from onitu.sync import tuples
 from onitu.sync.decide.metadata import FileMeta, VersionVector
-from onitu.sync.decide.plan import Observed
+from onitu.sync.decide.plan import Observed, is_clean
 from onitu.sync.state.ledger import Ledger
 from onitu.sync.state.replicas import Mirror
 from onitu.sync.state.tree import Tree
@@ -161,3 +161,23 @@ def test_orders_are_sent_in_the_order_given_whatever_the_paths(space):
         ledger.also([("write", ("order", n, path), None)], [("f", path)])
     ledger.commit(space)
     assert [t[2] for t in space.read_all(("order", None, None))] == list(reversed(paths))
+
+
+def test_the_same_bytes_under_another_version_are_the_agreed_version_held(space):
+    """A copy reported done under the version its order carried, after the hub agreed a newer version of the same
+    bytes (or a replica that reached the same bytes on its own): that service holds the agreed version. Recorded
+    apart, it was missing from the holders (the files route) and its next change counted as a conflict."""
+    ledger = Ledger()
+    ledger.agree("f", meta("x", "one", ("a", 1)))
+    ledger.hold("a", "f", "x", meta("x", "one", ("a", 1)))
+    ledger.commit(space)
+    ledger.agree("f", meta("x", "one", ("a", 1), ("b", 1)))  # a newer version, the same bytes: a still holds it
+    ledger.hold("b", "f", "x", meta("x", "one", ("a", 1)))  # b's copy, done under the order's older version
+    ledger.hold("c", "f", "x", meta("x", "two", ("c", 1)))  # other bytes: apart
+    ledger.commit(space)
+    for ledger_now in (ledger, reloaded(space)):
+        assert ledger_now.services(ledger_now.agreed["f"].holders("x")) == ["a", "b"]
+        assert ledger_now.holds("b", "f", "x") == ledger_now.agreed["f"]["x"]
+        assert ledger_now.holds("c", "f", "x") == meta("x", "two", ("c", 1))
+    assert is_clean(meta("x", "one", ("a", 1)), meta("x", "one", ("a", 2)))  # the same bytes: no conflict
+    assert not is_clean(meta("x", "one", ("a", 1)), meta("x", "two", ("a", 2)))

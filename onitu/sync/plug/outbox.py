@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from onitu.space.client import SpaceClient
 from onitu.space.errors import InvalidTuple, RequestExpired, SpaceError
@@ -29,6 +30,7 @@ class Outbox:
         self._items: list[list[tuple]] = []
         self._lock = threading.Lock()
         self._sending = threading.Lock()  # one sender at a time: batches leave in order
+        self.beat: Callable[[], None] = lambda: None  # called per batch sent: a million entries' reports take long
 
     def put(self, ops: list[tuple]) -> None:
         """Queue one item (call it where its sequence number is given, under the same lock)."""
@@ -58,6 +60,7 @@ class Outbox:
                         self._items[:0] = items
                     raise
                 items = items[count:]
+                self.beat()
 
     def _send(self, group: list[list[tuple]]) -> None:
         try:

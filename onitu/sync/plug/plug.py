@@ -130,7 +130,7 @@ class Plug:
     def run(self) -> None:
         """Serve until :meth:`stop` (or SIGTERM)."""
         liveness = self.liveness
-        self.scanner.beat = liveness.beat
+        self.scanner.beat = self.outbox.beat = liveness.beat
         self._set_status(self.prepare())  # the reason shown at once (a server refusing a password may take seconds)
         self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)
         orders = threading.Thread(target=self._logged(self.taker.run), name="onitu-orders", daemon=True)

@@ -8,7 +8,7 @@ import pytest
 
 from onitu.space import TupleSpace
 from onitu.space.errors import Unavailable
-from onitu.sync.plug.outbox import Outbox
+from onitu.sync.plug.outbox import BATCH, Outbox
 
 
 @pytest.fixture
@@ -79,3 +79,16 @@ def test_a_space_away_is_waited_for_and_nothing_is_lost_on_stop(space, monkeypat
         box.flush()
     box.flush()  # the item stayed queued, first in line
     assert written(space) == [1, 2]
+
+
+def test_a_long_flush_tells_the_heartbeat_it_moves(space):
+    """A million entries' reports take many batches (minutes on a busy space): each batch sent is progress, so the
+    plug's heartbeat keeps answering (without it, the source plug of a million files was restarted mid-flush)."""
+    box = Outbox(space, threading.Event(), "svc")
+    beats: list[int] = []
+    box.beat = lambda: beats.append(len(written(space)))
+    for n in range(10 * BATCH):
+        box.put([("write", ("item", n), None)])
+    box.flush()
+    assert len(written(space)) == 10 * BATCH
+    assert len(beats) == 10 and beats == sorted(beats) and beats[0] == BATCH

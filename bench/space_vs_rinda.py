@@ -100,8 +100,15 @@ def onitu_batched_pipelined(endpoint: str, total: int, per_batch: int = 1000, in
     return asyncio.run(run())
 
 
-def paired_pair(n: int, total: int) -> list[tuple[str, float]]:
-    """The same sequential pattern against `onitu start`'s replicated pair (each write waits for the secondary)."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def paired_pair(n: int, total: int) -> tuple[list[tuple[str, float]], str]:
+    """The same sequential pattern against `onitu start`'s replicated pair (each write waits for the secondary),
+    and the CPU its two servers used per sequential operation: unlike the rates, it hardly moves with the load."""
     from onitu.space import Symbol, connect
 
     tmp = Path(tempfile.mkdtemp(prefix="onitu-pair-"))
@@ -113,14 +120,19 @@ def paired_pair(n: int, total: int) -> list[tuple[str, float]]:
         while not (status.exists() and json.loads(status.read_text() or "{}").get("mode") == "paired"):
             time.sleep(0.1)
         task = Symbol("bulk")
+        pids = {p["role"]: p["pid"] for p in json.loads(status.read_text())["processes"]
+                if p["role"] in ("primary", "secondary")}
         with connect(data_dir=tmp / "data") as ts:
+            before = {role: cpu_seconds(pid) for role, pid in pids.items()}
             rates = sequential(ts, n)
+            cpu = ", ".join(f"{role} {(cpu_seconds(pid) - before[role]) / (3 * n) * 1e6:.0f} us"
+                            for role, pid in sorted(pids.items()))
             t0 = time.perf_counter()
             for start in range(0, total, 1000):
                 ts.batch([("write", (task, i, "payload")) for i in range(start, start + 1000)])
             batched = total / (time.perf_counter() - t0)
         return [(f"replicated pair: sequential {op}", rates[op]) for op in ("write", "take", "read")] + [
-            ("replicated pair: batched writes, 1000/request", batched)]
+            ("replicated pair: batched writes, 1000/request", batched)], cpu
     finally:
         subprocess.run([sys.executable, "-m", "onitu.cli", "stop", *cfg], capture_output=True, timeout=60)
         launcher.wait(30)
@@ -233,8 +245,10 @@ def main() -> None:
                      rinda_seq))
         rows.append(("batched writes, 4 requests in flight (asyncio, tcp)",
                      onitu_batched_pipelined(tcp, args.batched), rinda_seq))
-        pair = paired_pair(n, args.batched)
-        rows += [(label, rate, r1[next((op for op in r1 if op in label), "write")]) for label, rate in pair]
+        # Rinda again, right before the pair: the load of a shared machine moves within a run
+        [r2], _ = run_clients(rinda_cmd, 1, parse_rinda)
+        pair, pair_cpu = paired_pair(n, args.batched)
+        rows += [(label, rate, r2[next((op for op in r2 if op in label), "write")]) for label, rate in pair]
     finally:
         rinda.terminate()
         onitu.terminate()
@@ -245,7 +259,9 @@ def main() -> None:
     for label, ours, theirs in rows:
         ratio = f"{ours / theirs:6.2f}x" if theirs else "-"
         print(f"{label:58} {ours:12.0f} {theirs or 0:12.0f} {ratio:>7}")
-    print(f"(n={n}, {os.cpu_count()} cores; Rinda over DRb on tcp loopback; onitu durable, sync=normal)")
+    print(f"(n={n}, {os.cpu_count()} cores; Rinda over DRb on tcp loopback; onitu durable, sync=normal; the pair's rows"
+          " against a Rinda run just before them)")
+    print(f"replicated pair, CPU per sequential operation (all threads): {pair_cpu}")
     floor, floor2 = zmq_floor(n), zmq_floor(n, hops=2)
     print(f"transport ceiling: a zero-work pyzmq echo between two processes does {floor:.0f} round trips/s "
           f"({floor / rinda_seq:.2f}x Rinda sequential), so no zmq client can do better sequentially here")

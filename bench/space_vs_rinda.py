@@ -5,7 +5,7 @@
 Pattern (as ../shared/rinda/bench/client.rb): N sequential writes of [:task, i, "payload"], N takes of
 [:task, nil, nil], N reads of [:conf, nil, nil]; then 4 such clients at once; then onitu's batched writes
 (1000 tuples per request). Prints ops/s and onitu/Rinda ratios, then two ceilings: a zero-work pyzmq echo (the best
-any zmq client can do sequentially) and the same echo relayed through a second process (the shape of a paired
+any zmq client can do sequentially) and an echo behind a relay, reached over a plain socket (the shape of a paired
 write: client -> primary -> secondary -> primary -> client), and the machine's load: on a shared machine the
 sequential rows move with it, so compare rows of one run only.
 """
@@ -143,23 +143,31 @@ ECHO = ("import sys, zmq\n"
         "s = zmq.Context().socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
         "while True: s.send_multipart(s.recv_multipart())\n")
 # The replicated pair's shape with zero work: take a request, send it on to the next process, wait for its answer,
-# answer (a paired write: client -> primary -> secondary -> primary -> client).
-RELAY = ("import sys, zmq\n"
-         "ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
-         "peer = ctx.socket(zmq.DEALER); peer.connect(sys.argv[2])\n"
+# answer (a paired write: client -> primary -> secondary -> primary -> client). The second hop is a plain Unix
+# socket, as the pair's replication link (onitu/space/wire.py).
+RELAY = ("import socket, sys, time, zmq\n"
+         "s = zmq.Context().socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
+         "peer = socket.socket(socket.AF_UNIX)\n"
+         "while peer.connect_ex(sys.argv[2]): time.sleep(0.01)\n"
          "while True:\n"
-         "    ident, body = s.recv_multipart(); peer.send(body); s.send_multipart([ident, peer.recv()])\n")
+         "    ident, body = s.recv_multipart(); peer.sendall(body); s.send_multipart([ident, peer.recv(65536)])\n")
+RAW_ECHO = ("import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); c, _ = s.accept()\n"
+            "while True: c.sendall(c.recv(65536))\n")
 
 
-def zmq_floor(n: int, hops: int = 1) -> float:
-    """Round trips/s of a zero-work echo ``hops`` processes away: the transport's own ceiling here."""
+def zmq_floor(n: int, relayed: bool = False) -> float:
+    """Round trips/s of a zero-work zmq echo, or of a relay in front of a plain-socket echo: the transport's own
+    ceiling here."""
     import zmq
 
     ctx = zmq.Context()
     tmp = Path(tempfile.mkdtemp(prefix="onitu-floor-"))
-    procs = [subprocess.Popen([sys.executable, "-c", ECHO, f"ipc://{tmp}/hop{hops - 1}"])]
-    procs += [subprocess.Popen([sys.executable, "-c", RELAY, f"ipc://{tmp}/hop{i}", f"ipc://{tmp}/hop{i + 1}"])
-              for i in range(hops - 1)]
+    if relayed:
+        procs = [subprocess.Popen([sys.executable, "-c", RAW_ECHO, f"{tmp}/echo"]),
+                 subprocess.Popen([sys.executable, "-c", RELAY, f"ipc://{tmp}/hop0", f"{tmp}/echo"])]
+    else:
+        procs = [subprocess.Popen([sys.executable, "-c", ECHO, f"ipc://{tmp}/hop0"])]
     sock = ctx.socket(zmq.DEALER)
     sock.connect(f"ipc://{tmp}/hop0")
     try:
@@ -262,11 +270,11 @@ def main() -> None:
     print(f"(n={n}, {os.cpu_count()} cores; Rinda over DRb on tcp loopback; onitu durable, sync=normal; the pair's rows"
           " against a Rinda run just before them)")
     print(f"replicated pair, CPU per sequential operation (all threads): {pair_cpu}")
-    floor, floor2 = zmq_floor(n), zmq_floor(n, hops=2)
+    floor, floor2 = zmq_floor(n), zmq_floor(n, relayed=True)
     print(f"transport ceiling: a zero-work pyzmq echo between two processes does {floor:.0f} round trips/s "
           f"({floor / rinda_seq:.2f}x Rinda sequential), so no zmq client can do better sequentially here")
-    print(f"paired ceiling: relayed once more (client -> relay -> echo -> relay -> client, as a paired write) it "
-          f"does {floor2:.0f} round trips/s ({floor2 / rinda_seq:.2f}x Rinda sequential)")
+    print(f"paired ceiling: relayed once more over a plain socket (client -> relay -> echo -> relay -> client, as a "
+          f"paired write) it does {floor2:.0f} round trips/s ({floor2 / rinda_seq:.2f}x Rinda sequential)")
     load = os.getloadavg()
     print(f"machine load at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1/5/15 min), {os.cpu_count()} cores")
 

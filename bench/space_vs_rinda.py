@@ -5,7 +5,7 @@
 Pattern (as ../shared/rinda/bench/client.rb): N sequential writes of [:task, i, "payload"], N takes of
 [:task, nil, nil], N reads of [:conf, nil, nil]; then 4 such clients at once; then onitu's batched writes
 (1000 tuples per request). Prints ops/s and onitu/Rinda ratios, then two ceilings: a zero-work pyzmq echo (the best
-any zmq client can do sequentially) and the same echo relayed through a second process (the shape of a paired
+any zmq client can do sequentially) and an echo behind a relay, reached over a plain socket (the shape of a paired
 write: client -> primary -> secondary -> primary -> client), and the machine's load: on a shared machine the
 sequential rows move with it, so compare rows of one run only.
 """
@@ -100,8 +100,15 @@ def onitu_batched_pipelined(endpoint: str, total: int, per_batch: int = 1000, in
     return asyncio.run(run())
 
 
-def paired_pair(n: int, total: int) -> list[tuple[str, float]]:
-    """The same sequential pattern against `onitu start`'s replicated pair (each write waits for the secondary)."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def paired_pair(n: int, total: int) -> tuple[list[tuple[str, float]], str]:
+    """The same sequential pattern against `onitu start`'s replicated pair (each write waits for the secondary),
+    and the CPU its two servers used per sequential operation: unlike the rates, it hardly moves with the load."""
     from onitu.space import Symbol, connect
 
     tmp = Path(tempfile.mkdtemp(prefix="onitu-pair-"))
@@ -113,14 +120,19 @@ def paired_pair(n: int, total: int) -> list[tuple[str, float]]:
         while not (status.exists() and json.loads(status.read_text() or "{}").get("mode") == "paired"):
             time.sleep(0.1)
         task = Symbol("bulk")
+        pids = {p["role"]: p["pid"] for p in json.loads(status.read_text())["processes"]
+                if p["role"] in ("primary", "secondary")}
         with connect(data_dir=tmp / "data") as ts:
+            before = {role: cpu_seconds(pid) for role, pid in pids.items()}
             rates = sequential(ts, n)
+            cpu = ", ".join(f"{role} {(cpu_seconds(pid) - before[role]) / (3 * n) * 1e6:.0f} us"
+                            for role, pid in sorted(pids.items()))
             t0 = time.perf_counter()
             for start in range(0, total, 1000):
                 ts.batch([("write", (task, i, "payload")) for i in range(start, start + 1000)])
             batched = total / (time.perf_counter() - t0)
         return [(f"replicated pair: sequential {op}", rates[op]) for op in ("write", "take", "read")] + [
-            ("replicated pair: batched writes, 1000/request", batched)]
+            ("replicated pair: batched writes, 1000/request", batched)], cpu
     finally:
         subprocess.run([sys.executable, "-m", "onitu.cli", "stop", *cfg], capture_output=True, timeout=60)
         launcher.wait(30)
@@ -131,23 +143,31 @@ ECHO = ("import sys, zmq\n"
         "s = zmq.Context().socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
         "while True: s.send_multipart(s.recv_multipart())\n")
 # The replicated pair's shape with zero work: take a request, send it on to the next process, wait for its answer,
-# answer (a paired write: client -> primary -> secondary -> primary -> client).
-RELAY = ("import sys, zmq\n"
-         "ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
-         "peer = ctx.socket(zmq.DEALER); peer.connect(sys.argv[2])\n"
+# answer (a paired write: client -> primary -> secondary -> primary -> client). The second hop is a plain Unix
+# socket, as the pair's replication link (onitu/space/wire.py).
+RELAY = ("import socket, sys, time, zmq\n"
+         "s = zmq.Context().socket(zmq.ROUTER); s.bind(sys.argv[1])\n"
+         "peer = socket.socket(socket.AF_UNIX)\n"
+         "while peer.connect_ex(sys.argv[2]): time.sleep(0.01)\n"
          "while True:\n"
-         "    ident, body = s.recv_multipart(); peer.send(body); s.send_multipart([ident, peer.recv()])\n")
+         "    ident, body = s.recv_multipart(); peer.sendall(body); s.send_multipart([ident, peer.recv(65536)])\n")
+RAW_ECHO = ("import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); c, _ = s.accept()\n"
+            "while True: c.sendall(c.recv(65536))\n")
 
 
-def zmq_floor(n: int, hops: int = 1) -> float:
-    """Round trips/s of a zero-work echo ``hops`` processes away: the transport's own ceiling here."""
+def zmq_floor(n: int, relayed: bool = False) -> float:
+    """Round trips/s of a zero-work zmq echo, or of a relay in front of a plain-socket echo: the transport's own
+    ceiling here."""
     import zmq
 
     ctx = zmq.Context()
     tmp = Path(tempfile.mkdtemp(prefix="onitu-floor-"))
-    procs = [subprocess.Popen([sys.executable, "-c", ECHO, f"ipc://{tmp}/hop{hops - 1}"])]
-    procs += [subprocess.Popen([sys.executable, "-c", RELAY, f"ipc://{tmp}/hop{i}", f"ipc://{tmp}/hop{i + 1}"])
-              for i in range(hops - 1)]
+    if relayed:
+        procs = [subprocess.Popen([sys.executable, "-c", RAW_ECHO, f"{tmp}/echo"]),
+                 subprocess.Popen([sys.executable, "-c", RELAY, f"ipc://{tmp}/hop0", f"{tmp}/echo"])]
+    else:
+        procs = [subprocess.Popen([sys.executable, "-c", ECHO, f"ipc://{tmp}/hop0"])]
     sock = ctx.socket(zmq.DEALER)
     sock.connect(f"ipc://{tmp}/hop0")
     try:
@@ -233,8 +253,10 @@ def main() -> None:
                      rinda_seq))
         rows.append(("batched writes, 4 requests in flight (asyncio, tcp)",
                      onitu_batched_pipelined(tcp, args.batched), rinda_seq))
-        pair = paired_pair(n, args.batched)
-        rows += [(label, rate, r1[next((op for op in r1 if op in label), "write")]) for label, rate in pair]
+        # Rinda again, right before the pair: the load of a shared machine moves within a run
+        [r2], _ = run_clients(rinda_cmd, 1, parse_rinda)
+        pair, pair_cpu = paired_pair(n, args.batched)
+        rows += [(label, rate, r2[next((op for op in r2 if op in label), "write")]) for label, rate in pair]
     finally:
         rinda.terminate()
         onitu.terminate()
@@ -245,12 +267,14 @@ def main() -> None:
     for label, ours, theirs in rows:
         ratio = f"{ours / theirs:6.2f}x" if theirs else "-"
         print(f"{label:58} {ours:12.0f} {theirs or 0:12.0f} {ratio:>7}")
-    print(f"(n={n}, {os.cpu_count()} cores; Rinda over DRb on tcp loopback; onitu durable, sync=normal)")
-    floor, floor2 = zmq_floor(n), zmq_floor(n, hops=2)
+    print(f"(n={n}, {os.cpu_count()} cores; Rinda over DRb on tcp loopback; onitu durable, sync=normal; the pair's rows"
+          " against a Rinda run just before them)")
+    print(f"replicated pair, CPU per sequential operation (all threads): {pair_cpu}")
+    floor, floor2 = zmq_floor(n), zmq_floor(n, relayed=True)
     print(f"transport ceiling: a zero-work pyzmq echo between two processes does {floor:.0f} round trips/s "
           f"({floor / rinda_seq:.2f}x Rinda sequential), so no zmq client can do better sequentially here")
-    print(f"paired ceiling: relayed once more (client -> relay -> echo -> relay -> client, as a paired write) it "
-          f"does {floor2:.0f} round trips/s ({floor2 / rinda_seq:.2f}x Rinda sequential)")
+    print(f"paired ceiling: relayed once more over a plain socket (client -> relay -> echo -> relay -> client, as a "
+          f"paired write) it does {floor2:.0f} round trips/s ({floor2 / rinda_seq:.2f}x Rinda sequential)")
     load = os.getloadavg()
     print(f"machine load at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1/5/15 min), {os.cpu_count()} cores")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -88,24 +89,62 @@ class RawPrimary:
     """Plays a primary to a secondary's replica socket with raw frames (the tests write the protocol by hand)."""
 
     def __init__(self, endpoint: str) -> None:
-        import zmq
-
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.linger = 0
-        self.sock.connect(endpoint)
+        self.endpoint = endpoint
+        self.sock: socket.socket | None = None  # connected at the first send: the secondary may not listen yet
+        self._in = b""
 
     def send(self, *msg: object) -> None:
         from onitu.space.protocol import packb
+        from onitu.space.wire import frame_header
 
-        self.sock.send(packb(list(msg)))
+        frame = packb(list(msg))
+        if self.sock is not None:
+            try:
+                self.sock.sendall(frame_header(frame) + frame)
+                return
+            except OSError:  # the secondary restarted: dial again, as a primary's link does
+                self.close()
+        self.sock, self._in = self._connect(), b""
+        self.sock.sendall(frame_header(frame) + frame)
+
+    def _connect(self, timeout: float = 10.0) -> socket.socket:
+        from onitu.space.wire import address
+
+        family, addr = address(self.endpoint)
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.connect(addr)
+                return sock
+            except OSError:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def answer(self, timeout: float = 3.0) -> object:
         """The secondary's next frame, or None after ``timeout`` seconds."""
         from onitu.space.protocol import unpackb
+        from onitu.space.wire import HEADER
 
-        return unpackb(self.sock.recv()) if self.sock.poll(int(timeout * 1000)) else None
+        deadline = time.monotonic() + timeout
+        while self.sock is not None and time.monotonic() < deadline:
+            size = int.from_bytes(self._in[:HEADER], "big") if len(self._in) >= HEADER else None
+            if size is not None and len(self._in) >= HEADER + size:
+                frame, self._in = self._in[HEADER:HEADER + size], self._in[HEADER + size:]
+                return unpackb(frame)
+            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            if not data:
+                break
+            self._in += data
+        return None
 
     def close(self) -> None:
-        self.sock.close()
-        self.ctx.term()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None

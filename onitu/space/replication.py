@@ -1,6 +1,7 @@
 """Primary -> secondary replication: every committed batch is shipped; a fresh secondary gets a snapshot first.
 
-Every space server binds a replication endpoint. The primary connects to its peer's and sends
+Every space server binds a replication endpoint (a socket of :mod:`onitu.space.wire`, not zmq: fewer thread
+wakeups per batch). The primary connects to its peer's, probes on each connection, and sends
 ``["batch", epoch, boot, lsn, body]`` after each commit (``body`` is what it committed: the rows, cached
 replies, acknowledgements and the events of the turn). The secondary applies a batch only if it continues the
 stream it is synced to (same primary boot, next lsn), commits it, and answers ``["ack", epoch, lsn]``; otherwise
@@ -28,11 +29,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import zmq
-
 from onitu.space.packed import unpack_stored
 from onitu.space.protocol import as_tuple, packb, unpackb
-from onitu.space.zmqfast import NOBLOCK, RCVMORE, get, readable, recv, send
+from onitu.space.wire import Dialer, Listener, Stream
 
 if TYPE_CHECKING:
     from onitu.space.server import SpaceServer
@@ -76,10 +75,7 @@ class PrimaryLink:
 
     def __init__(self, server: SpaceServer, peer: str) -> None:
         self.server, self.peer = server, peer
-        self.sock = server.ctx.socket(zmq.DEALER)
-        self.sock.linger = 0
-        self.sock.sndhwm = self.sock.rcvhwm = 0  # never drop a batch: the stream must be gap-free
-        self.sock.connect(peer)
+        self.wire = Dialer(peer, server.pair.frames_in, self._connected, self._lost)
         self.lsn = 0  # last batch shipped
         self.acked = 0  # last batch the secondary made durable
         self.synced = False  # the secondary holds everything up to `acked` (it had a snapshot from us)
@@ -110,20 +106,31 @@ class PrimaryLink:
         self._send_frame(packb(msg))
 
     def _send_frame(self, frame: bytes) -> None:
-        self.server.touched.add(self.sock)
-        try:
-            send(self.sock, frame, NOBLOCK)
-        except zmq.Again:
-            self.synced = False  # cannot happen with an unlimited HWM; if it does, resync
+        if not self.wire.send(frame):
+            self.synced = False  # no connection: the replica misses this frame, and resyncs on the next one
+
+    def _connected(self) -> None:
+        """Ask the replica where it stands: an acknowledgement of our last batch on this connection makes it a copy
+        again (a replica that restarted with our whole stream on disk); otherwise it answers need."""
+        self._catching_up = self.lsn
+        self.probe(always=True)
+
+    def _lost(self) -> None:
+        """Whatever was under way over the lost connection is abandoned; the next one starts from a probe."""
+        self.synced, self._snapshot, self._catching_up = False, None, None
+        self._snap_to = (None, -1)
+
+    def pending(self) -> bool:
+        """Frames received and not yet handled (more than one turn's share arrived)."""
+        stream = self.wire.stream
+        return stream is not None and bool(stream.inbox)
 
     def receive(self) -> None:
-        touched = self.server.touched
-        touched.add(self.sock)  # unless it ends on a look that found nothing
+        stream = self.wire.stream
         for _ in range(PER_TURN):
-            if not readable(self.sock):
-                touched.discard(self.sock)
+            if stream is None or not stream.inbox:
                 return
-            msg = _message(recv(self.sock, NOBLOCK))
+            msg = _message(stream.inbox.popleft())
             if msg is None:
                 self.server.counters["replication_malformed"] += 1
                 continue
@@ -208,18 +215,19 @@ class PrimaryLink:
                 "catch_ups": self.catch_ups}
 
     def close(self) -> None:
-        self.sock.close(0)
+        self.wire.close()
 
 
 class SecondarySink:
     """The secondary's side: apply the primary's batches to disk, in order, and keep its event history."""
 
-    def __init__(self, server: SpaceServer, sock: zmq.Socket) -> None:
-        self.server, self.sock = server, sock
+    def __init__(self, server: SpaceServer, listener: Listener) -> None:
+        self.server, self.listener = server, listener
         self.stream = server.durable.stream()  # (primary boot, last lsn applied), kept on disk with each batch
         # the primary's events as they came (decoded only on promotion: most replicas never need them)
         self.history: deque[list] = deque(maxlen=server.store.history.maxlen)
         self._in_snapshot: tuple[str, int] | None = None
+        self._snapshot_from: Stream | None = None
         self._waiting: list[list] = []
         # The server's memory holds what its disk holds (the store, the cached replies): a promotion is then a
         # role change, with nothing to load. The server loaded its disk; False while a snapshot is under way,
@@ -233,26 +241,36 @@ class SecondarySink:
         for rows, replies, acks in pending:
             self._mirror(rows, replies, acks)
 
-    def receive(self, reply: Callable[[bytes, list], None]) -> None:
-        touched = self.server.touched
-        touched.add(self.sock)  # unless it ends on a look that found nothing
+    def pending(self) -> bool:
+        return any(stream.inbox for stream in self.listener.streams)
+
+    def receive(self, reply: Callable[[Stream, list], None]) -> None:
+        for stream in list(self.listener.streams):
+            self._receive(stream, reply)
+
+    def _receive(self, stream: Stream, reply: Callable[[Stream, list], None]) -> None:
+        inbox = stream.inbox
         for _ in range(PER_TURN):
-            if not readable(self.sock):
-                touched.discard(self.sock)
+            if not inbox:
                 return
-            frames = [recv(self.sock, NOBLOCK)]
-            while get(self.sock, RCVMORE):
-                frames.append(recv(self.sock, NOBLOCK))
-            msg = _message(frames[-1]) if len(frames) == 2 else None
+            msg = _message(inbox.popleft())
             if msg is None:
                 self.server.counters["replication_malformed"] += 1
                 continue
+            if msg[0] == "snap_begin":
+                self._snapshot_from = stream
             answer = self.handle(msg)
             if answer is not None:
-                reply(frames[0], answer)
+                reply(stream, answer)
             self.mirror_pending()  # after the acknowledgement left: the primary answers while our memory follows
             if msg[0] == "snap_rows":  # a chunk is thousands of rows to decode and index: one per loop turn
                 return
+
+    def lost(self, stream: Stream) -> None:
+        """A connection closed: a snapshot it was streaming will never end."""
+        if stream is self._snapshot_from:
+            self._snapshot_from = None
+            self.abort_snapshot()
 
     def handle(self, msg: list) -> list | None:
         self.mirror_pending()

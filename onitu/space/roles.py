@@ -12,11 +12,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import zmq
-
 from onitu.space.protocol import packb
 from onitu.space.replication import PrimaryLink
-from onitu.space.zmqfast import NOBLOCK, SNDMORE_NOBLOCK, send
+from onitu.space.wire import Stream
 
 if TYPE_CHECKING:
     from onitu.space.server import Outbox, SpaceServer
@@ -43,18 +41,20 @@ class Pairing:
     def watch(self) -> None:
         server = self.server
         if server.sink is not None:
-            server.loop.add_reader(server.sink.sock.getsockopt(zmq.FD), server.turn, self.replication_in)
+            server.sink.listener.start(server.loop, self.frames_in, server.sink.lost)
         if server.link is not None:
             self.start_link()
-        self.replication_in()
 
     def start_link(self) -> None:
-        server = self.server
-        server.loop.add_reader(server.link.sock.getsockopt(zmq.FD), server.turn, self.replication_in)
+        self.server.link.wire.start(self.server.loop)
         self._probe()
 
-    def schedule_replication(self) -> None:
-        """A replication socket has a message waiting (see the server's _rearm): handle it in a turn of its own."""
+    def frames_in(self) -> None:
+        """Replication frames arrived: handle them in a turn."""
+        self.server.turn(self.replication_in)
+
+    def _schedule_replication(self) -> None:
+        """Frames left over from a turn (at most PER_TURN per connection and turn): handle them in another."""
         server = self.server
         if not self._scheduled and server.loop is not None:
             self._scheduled = True
@@ -71,18 +71,16 @@ class Pairing:
 
     def replication_in(self) -> None:
         self._scheduled = False
-        if self.server.sink is not None:
-            self.server.sink.receive(self._reply_replica)
-        if self.server.link is not None:
-            self.server.link.receive()
+        sink, link = self.server.sink, self.server.link
+        if sink is not None:
+            sink.receive(self._reply_replica)
+        if link is not None:
+            link.receive()
+        if (sink is not None and sink.pending()) or (link is not None and link.pending()):
+            self._schedule_replication()
 
-    def _reply_replica(self, ident: bytes, msg: list) -> None:
-        sock = self.server.sink.sock
-        self.server.touched.add(sock)
-        try:
-            send(sock, ident, SNDMORE_NOBLOCK)
-            send(sock, packb(msg), NOBLOCK)
-        except zmq.ZMQError:
+    def _reply_replica(self, stream: Stream, msg: list) -> None:
+        if not stream.send(packb(msg)):
             self.server.counters["replication_dropped"] += 1
 
     # ---- replies -------------------------------------------------------------------------------------------

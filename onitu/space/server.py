@@ -47,6 +47,7 @@ from onitu.space.quietlog import QuietLog
 from onitu.space.replication import PrimaryLink, SecondarySink
 from onitu.space.roles import Pairing
 from onitu.space.store import HISTORY, Store, Subscription, Waiter
+from onitu.space.wire import Listener
 from onitu.space.zmqfast import EVENTS, NOBLOCK, POLLIN, RCVMORE, SNDMORE_NOBLOCK
 from onitu.space.zmqfast import get as _get
 from onitu.space.zmqfast import recv as _recv
@@ -159,11 +160,7 @@ class SpaceServer:
         """Open the sockets (CURVE ones behind the authenticator); :meth:`serve` publishes ``space.json``."""
         self._open(self.listen)
         if self.replica_listen:
-            repl = self.ctx.socket(zmq.ROUTER)
-            repl.linger = 0
-            repl.sndhwm = repl.rcvhwm = 0
-            repl.bind(self.replica_listen)
-            self.sink = SecondarySink(self, repl)
+            self.sink = SecondarySink(self, Listener(self.replica_listen))
         if self.role == "primary":
             if self.peer:
                 self.link = PrimaryLink(self, self.peer)
@@ -328,10 +325,11 @@ class SpaceServer:
         if self._discovery is not None:
             self._discovery.close()
             self._discovery = None
-        repl = [self.sink.sock] if self.sink else []
+        if self.sink is not None:
+            self.sink.listener.close()
         if self.link is not None:
-            repl.append(self.link.sock)
-        for sock in self.socks + repl + self.peers.monitors:
+            self.link.close()
+        for sock in self.socks + self.peers.monitors:
             if self.loop is not None:
                 with contextlib.suppress(ValueError, zmq.ZMQError):
                     self.loop.remove_reader(sock.getsockopt(zmq.FD))
@@ -342,7 +340,7 @@ class SpaceServer:
         if self.keyring is not None:
             self.keyring.close()
             self.keyring = None
-        for sock in self.socks + repl:
+        for sock in self.socks:
             sock.close(0)
         self.socks.clear()
         self.regexes.close()
@@ -468,10 +466,7 @@ class SpaceServer:
         touched, self.touched = self.touched, set()
         for sock in touched:
             if _get(sock, EVENTS) & POLLIN:
-                if sock in self.socks:
-                    self._schedule_drain()
-                else:
-                    self.pair.schedule_replication()
+                self._schedule_drain()
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None

@@ -25,6 +25,13 @@ from onitu.space.store import Store
 
 log = logging.getLogger("onitu.space.durable")
 
+# The WAL's bound in bytes (see Durable._checkpoint): a few seconds of a heavy load, so that a restarted server reads
+# little back and the checkpoints copy it in small steps.
+WAL_LIMIT = 16 << 20
+CHECKPOINT_EVERY = 0.1  # seconds between checkpoint steps
+RESTART_GAP = 512  # frames left to copy under which the checkpointer holds the writer to start the WAL over
+COMMIT_WAIT = 60.0  # seconds a commit waits for the checkpointer's lock before the server gives up (exit 70)
+RESTART_WAIT = 1.0  # seconds the checkpointer waits for the writer between two commits before trying again
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -49,16 +56,20 @@ class StorageError(SpaceError):
 class Durable:
     """The SQLite file behind one space server."""
 
-    def __init__(self, path: Path, sync: str = "normal") -> None:
+    def __init__(self, path: Path, sync: str = "normal", wal_limit: int = WAL_LIMIT) -> None:
         if sync not in ("normal", "full"):
             raise StorageError(f"sync must be 'normal' or 'full', not {sync!r}")
         self.path = path
+        self.wal_limit = wal_limit
         try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # A commit may wait for the checkpointer's last step (see _checkpoint): never long, but never fail for it.
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=COMMIT_WAIT)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={sync.upper()}")
-            # Checkpoints (WAL -> database file) run in a thread of their own, off the commit path.
+            # Checkpoints (WAL -> database file) run in a thread of their own, off the commit path (see _checkpoint).
             self.db.execute("PRAGMA wal_autocheckpoint=0")
+            # A WAL that outgrew the bound once (a restart, a burst) is cut back when it starts over.
+            self.db.execute(f"PRAGMA journal_size_limit={2 * wal_limit}")
             self.db.executescript(SCHEMA)
             version = self.meta("schema", SCHEMA_VERSION)
         except sqlite3.DatabaseError as exc:
@@ -72,11 +83,25 @@ class Durable:
         self._checkpointer = threading.Thread(target=self._checkpoint, name="onitu-space-checkpoint", daemon=True)
         self._checkpointer.start()
 
-    def _checkpoint(self, every: float = 0.5) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None)
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database in small steps, and have the WAL start over once it passes the bound.
+
+        A passive checkpoint never blocks the writer, but under a sustained load it never catches up either (the
+        server commits while it copies), and SQLite starts the WAL over only after a checkpoint that copied every
+        frame: at 300,000 files the WAL reached 300 MB (each restart of the server read it all back), and a 60 s
+        load in bench/space_disk_stall.py grows it to 1.7 GB. So passive steps copy the bulk, fsyncs included,
+        while the server goes on; once the WAL is past ``wal_limit`` and only the frames of the last step's few
+        commits remain, a RESTART checkpoint holds the writer for those alone, and the server's next commit writes
+        the WAL from its start again.
+        """
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=RESTART_WAIT)
         try:
-            while not self._stop.wait(every):
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            limit = self.wal_limit // db.execute("PRAGMA page_size").fetchone()[0]  # in frames
+            while not self._stop.wait(CHECKPOINT_EVERY):
+                _, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                # Past 4 x the bound, the writer waits for a longer step rather than let the WAL grow on and on.
+                if frames > limit and (frames - copied <= RESTART_GAP or frames > 4 * limit):
+                    db.execute("PRAGMA wal_checkpoint(RESTART)")
         except sqlite3.Error as exc:  # the writer keeps working; the WAL just grows until the next start
             log.warning("checkpoint of %s failed: %s", self.path, exc)
         finally:

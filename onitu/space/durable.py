@@ -12,10 +12,12 @@ cache before the reply. ``sync="full"`` also survives power loss, at the price o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ log = logging.getLogger("onitu.space.durable")
 
 # The WAL's bound in bytes (see Durable._checkpoint): a few seconds of a heavy load, so that a restarted server reads
 # little back and the checkpoints copy it in small steps.
-WAL_LIMIT = 16 << 20
+WAL_LIMIT = 32 << 20
 CHECKPOINT_EVERY = 0.1  # seconds between checkpoint steps
 RESTART_GAP = 512  # frames left to copy under which the checkpointer holds the writer to start the WAL over
 COMMIT_WAIT = 60.0  # seconds a commit waits for the checkpointer's lock before the server gives up (exit 70)
@@ -61,6 +63,7 @@ class Durable:
             raise StorageError(f"sync must be 'normal' or 'full', not {sync!r}")
         self.path = path
         self.wal_limit = wal_limit
+        self.on_disk: float | None = None  # when the write under way began (see _writing), None between writes
         try:
             # A commit may wait for the checkpointer's last step (see _checkpoint): never long, but never fail for it.
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=COMMIT_WAIT)
@@ -175,6 +178,11 @@ class Durable:
         passes ``counters`` (the primary's next ids) and ``stream``, where this batch leaves it in its primary's stream
         (see :meth:`stream`), written in one statement.
         """
+        with self._writing():
+            self._commit(rows, replies, acks, counters, stream)
+
+    def _commit(self, rows: list[list], replies: Iterable[tuple[bytes, int, bytes]], acks: dict[bytes, int],
+                counters: tuple[int, int] | None, stream: tuple[str, int] | None) -> None:
         puts, dels, leases, sessions = rows
         db = self.db
         db.execute("BEGIN")
@@ -229,6 +237,11 @@ class Durable:
 
     def begin_snapshot(self, sessions: list, replies: list, next_id: int, event_id: int,
                        stream: tuple[str, int]) -> None:
+        with self._writing():
+            self._begin_snapshot(sessions, replies, next_id, event_id, stream)
+
+    def _begin_snapshot(self, sessions: list, replies: list, next_id: int, event_id: int,
+                        stream: tuple[str, int]) -> None:
         db = self.db
         if db.in_transaction:
             db.execute("ROLLBACK")
@@ -243,10 +256,23 @@ class Durable:
 
     def snapshot_rows(self, rows: list) -> None:
         """Rows as :meth:`encode` makes them: ``[id, encoded tuple, deadline, owner]``."""
-        self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", rows)
+        with self._writing():
+            self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", rows)
 
     def end_snapshot(self) -> None:
-        self.db.execute("COMMIT")
+        with self._writing():
+            self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Mark a write under way: SQLite releases the GIL while it waits for the disk (or for the checkpointer's
+        last step), and the server's heartbeat answers meanwhile (see :meth:`onitu.heartbeat.Responder.attach`)
+        instead of looking hung."""
+        self.on_disk = time.monotonic()
+        try:
+            yield
+        finally:
+            self.on_disk = None
 
     def abort_snapshot(self) -> None:
         if self.db.in_transaction:

@@ -30,7 +30,8 @@ log = logging.getLogger("onitu.space.durable")
 # The WAL's bound in bytes (see Durable._checkpoint): a few seconds of a heavy load, so that a restarted server reads
 # little back and the checkpoints copy it in small steps.
 WAL_LIMIT = 32 << 20
-CHECKPOINT_EVERY = 0.1  # seconds between checkpoint steps
+CHECKPOINT_EVERY = 0.5  # seconds between checkpoint steps (each fsyncs the WAL and the database)
+CHASE_EVERY = 0.02  # the same, while the WAL is past its bound and the last step left too much to copy
 RESTART_GAP = 512  # frames left to copy under which the checkpointer holds the writer to start the WAL over
 COMMIT_WAIT = 60.0  # seconds a commit waits for the checkpointer's lock before the server gives up (exit 70)
 RESTART_WAIT = 1.0  # seconds the checkpointer waits for the writer between two commits before trying again
@@ -93,18 +94,22 @@ class Durable:
         server commits while it copies), and SQLite starts the WAL over only after a checkpoint that copied every
         frame: at 300,000 files the WAL reached 300 MB (each restart of the server read it all back), and a 60 s
         load in bench/space_disk_stall.py grows it to 1.7 GB. So passive steps copy the bulk, fsyncs included,
-        while the server goes on; once the WAL is past ``wal_limit`` and only the frames of the last step's few
-        commits remain, a RESTART checkpoint holds the writer for those alone, and the server's next commit writes
-        the WAL from its start again.
+        while the server goes on (every half second, back to back while the WAL is past ``wal_limit``); once it is
+        past the bound and only the frames of the last step's few commits remain, a RESTART checkpoint holds the
+        writer for those alone, and the server's next commit writes the WAL from its start again.
         """
         db = sqlite3.connect(self.path, isolation_level=None, timeout=RESTART_WAIT)
         try:
             limit = self.wal_limit // db.execute("PRAGMA page_size").fetchone()[0]  # in frames
-            while not self._stop.wait(CHECKPOINT_EVERY):
+            every = CHECKPOINT_EVERY
+            while not self._stop.wait(every):
                 _, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                every = CHECKPOINT_EVERY
                 # Past 4 x the bound, the writer waits for a longer step rather than let the WAL grow on and on.
                 if frames > limit and (frames - copied <= RESTART_GAP or frames > 4 * limit):
                     db.execute("PRAGMA wal_checkpoint(RESTART)")
+                elif frames > limit:
+                    every = CHASE_EVERY
         except sqlite3.Error as exc:  # the writer keeps working; the WAL just grows until the next start
             log.warning("checkpoint of %s failed: %s", self.path, exc)
         finally:

@@ -31,10 +31,10 @@ log = logging.getLogger("onitu.space.durable")
 # little back and the checkpoints copy it in small steps.
 WAL_LIMIT = 32 << 20
 CHECKPOINT_EVERY = 0.5  # seconds between checkpoint steps (each fsyncs the WAL and the database)
-CHASE_EVERY = 0.02  # the same, while the WAL is past its bound and the last step left too much to copy
+CHASE_EVERY = 0.1  # the same, while the WAL is past its bound and the last step left too much to copy
 RESTART_GAP = 512  # frames left to copy under which the checkpointer holds the writer to start the WAL over
 COMMIT_WAIT = 60.0  # seconds a commit waits for the checkpointer's lock before the server gives up (exit 70)
-RESTART_WAIT = 1.0  # seconds the checkpointer waits for the writer between two commits before trying again
+RESTART_WAIT = 1.0  # seconds the checkpointer waits for a snapshot's transaction to end before trying again
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -84,6 +84,9 @@ class Durable:
         # (primary boot, generations of its counters) as a replica last committed them: see commit
         self._replica_head: tuple[str, int, int] | None = None
         self._stop = threading.Event()
+        # Held by each commit and by the checkpointer's last step: that step then comes between two commits at once,
+        # where SQLite's busy handler, polling, could miss every gap between a busy server's commits.
+        self._turns = threading.Lock()
         self._checkpointer = threading.Thread(target=self._checkpoint, name="onitu-space-checkpoint", daemon=True)
         self._checkpointer.start()
 
@@ -107,7 +110,8 @@ class Durable:
                 every = CHECKPOINT_EVERY
                 # Past 4 x the bound, the writer waits for a longer step rather than let the WAL grow on and on.
                 if frames > limit and (frames - copied <= RESTART_GAP or frames > 4 * limit):
-                    db.execute("PRAGMA wal_checkpoint(RESTART)")
+                    with self._turns:
+                        db.execute("PRAGMA wal_checkpoint(RESTART)")
                 elif frames > limit:
                     every = CHASE_EVERY
         except sqlite3.Error as exc:  # the writer keeps working; the WAL just grows until the next start
@@ -183,7 +187,7 @@ class Durable:
         passes ``counters`` (the primary's next ids) and ``stream``, where this batch leaves it in its primary's stream
         (see :meth:`stream`), written in one statement.
         """
-        with self._writing():
+        with self._writing(), self._turns:
             self._commit(rows, replies, acks, counters, stream)
 
     def _commit(self, rows: list[list], replies: Iterable[tuple[bytes, int, bytes]], acks: dict[bytes, int],

@@ -33,6 +33,11 @@ ENV_ENDPOINT = "ONITU_WATCHDOG"
 ENV_NAME = "ONITU_NAME"
 ENV_ORPHAN = "ONITU_ORPHAN_AFTER"
 ORPHAN_LOOK_EVERY = 1.0
+COVER_LOOK = 0.2  # seconds between the cover thread's looks at a loop waiting on the disk (see Responder.attach)
+# Seconds one disk step may last while the cover still answers: a disk that the hub's own copies saturate stalls a
+# commit for seconds, which is not a hang (and a failover would not help: the pair shares the disk), but a step
+# this long is.
+DISK_PATIENCE = 15.0
 
 
 def decode(frame: bytes) -> dict[str, Any] | None:
@@ -91,6 +96,8 @@ class Responder:
         self.sock.identity = name.encode()
         self.sock.connect(endpoint)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.RLock()  # the socket, shared with the cover thread (see attach)
+        self._closed = threading.Event()
 
     @classmethod
     def from_env(cls, status: Callable[[], dict[str, Any]],
@@ -105,14 +112,28 @@ class Responder:
             orphan_after = None
         return cls(endpoint, name, status, on_command, orphan_after)
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Answer from this event loop: if the loop is stuck, the watchdog hears nothing."""
+    def attach(self, loop: asyncio.AbstractEventLoop, on_disk: Callable[[], float | None] | None = None,
+               patience: float = DISK_PATIENCE) -> None:
+        """Answer from this event loop: if the loop is stuck, the watchdog hears nothing.
+
+        With ``on_disk`` (the ``time.monotonic()`` at which the loop began waiting on one disk step, None when it is
+        not waiting on the disk), a thread also answers pings while the loop waits on the disk in a call that
+        releases the GIL, for up to ``patience`` seconds of that one step: past it, or stuck anywhere else, the
+        answers stop as before. Commands always wait for the loop.
+        """
         self._loop = loop
         loop.add_reader(self.sock.getsockopt(zmq.FD), self.handle)
         loop.call_soon(self.handle)
+        if on_disk is not None:
+            threading.Thread(target=self._cover, args=(on_disk, patience), name="onitu-heartbeat-cover",
+                             daemon=True).start()
 
     def handle(self) -> None:
-        while self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+        with self._lock:
+            self._answer(self._command)
+
+    def _answer(self, command: Callable[[dict[str, Any]], None]) -> None:
+        while not self._closed.is_set() and self.sock.get(zmq.EVENTS) & zmq.POLLIN:
             msg = decode(self.sock.recv(zmq.NOBLOCK))
             self.heard()
             if msg is None:
@@ -120,12 +141,33 @@ class Responder:
             if msg["op"] == "ping":
                 self._send({"op": "pong", "n": msg.get("n"), "pid": os.getpid(), "status": self.status()})
             elif msg["op"] == "command" and self.on_command is not None:
-                try:
-                    result = self.on_command(msg)
-                except Exception as exc:  # report the failure to the watchdog instead of dying
-                    log.exception("watchdog command %s failed", msg.get("command"))
-                    result = {"error": f"{type(exc).__name__}: {exc}"}
+                command(msg)
+
+    def _command(self, msg: dict[str, Any]) -> None:
+        """Carry out a watchdog's command (on the loop) and answer it."""
+        assert self.on_command is not None
+        try:
+            result = self.on_command(msg)
+        except Exception as exc:  # report the failure to the watchdog instead of dying
+            log.exception("watchdog command %s failed", msg.get("command"))
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        with self._lock:
+            if not self._closed.is_set():
                 self._send({"op": "done", "n": msg.get("n"), **result})
+
+    def _cover(self, on_disk: Callable[[], float | None], patience: float) -> None:
+        """The cover thread (see attach). It reads the loop's state (``status()``) while the loop thread waits in
+        SQLite, which touches none of it."""
+        while not self._closed.wait(COVER_LOOK):
+            since = on_disk()
+            if since is not None and COVER_LOOK <= time.monotonic() - since < patience:
+                with self._lock:
+                    self._answer(self._command_later)
+
+    def _command_later(self, msg: dict[str, Any]) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the watchdog will ask the next process
+            self._loop.call_soon_threadsafe(self._command, msg)
 
     def heard(self) -> None:
         """The watchdog is there (whatever it said)."""
@@ -137,11 +179,13 @@ class Responder:
             self.sock.send(msgpack.packb(msg), zmq.NOBLOCK)
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.remove_reader(self.sock.getsockopt(zmq.FD))
-        if self.orphan is not None:
-            self.orphan.close()
-        self.sock.close(0)
+        with self._lock:  # not while the cover thread uses the socket
+            self._closed.set()
+            if self._loop is not None:
+                self._loop.remove_reader(self.sock.getsockopt(zmq.FD))
+            if self.orphan is not None:
+                self.orphan.close()
+            self.sock.close(0)
 
 
 class Liveness:

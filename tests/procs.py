@@ -52,6 +52,19 @@ def churn(endpoint: str, name: str, log_path: str, stop_path: str) -> None:
             log.flush()
 
 
+def committer(db_path: str, wal_limit: str) -> None:
+    """Commit turns of 60 lasting tuples to a space's disk, as a loaded server does, printing each turn's number once
+    it is committed (acknowledged), until killed."""
+    from onitu.space.durable import Durable
+
+    durable = Durable(Path(db_path), wal_limit=int(wal_limit))
+    for turn in range(1 << 30):
+        puts = [[turn * 60 + i, os.urandom(200), None, None] for i in range(60)]
+        durable.commit([puts, [], [], []], [(b"s", turn, b"r" * 60)], {b"s": turn} if turn % 10 == 0 else {})
+        print(turn, flush=True)
+        time.sleep(0.001)  # the rest of a server's turn: receiving, applying, replying
+
+
 def heartbeat_agent(block_file: str) -> None:
     """Answers the watchdog from its event loop, until `block_file` appears: then the loop gets stuck."""
     import asyncio
@@ -69,7 +82,7 @@ def heartbeat_agent(block_file: str) -> None:
     asyncio.run(main())
 
 
-MODES = {"taker": taker, "leaser": leaser, "churn": churn, "heartbeat_agent": heartbeat_agent}
+MODES = {"taker": taker, "leaser": leaser, "churn": churn, "committer": committer, "heartbeat_agent": heartbeat_agent}
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ cache before the reply. ``sync="full"`` also survives power loss, at the price o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,14 @@ from onitu.space.store import Store
 
 log = logging.getLogger("onitu.space.durable")
 
+# The WAL's bound in bytes (see Durable._checkpoint): a few seconds of a heavy load, so that a restarted server reads
+# little back and the checkpoints copy it in small steps.
+WAL_LIMIT = 32 << 20
+CHECKPOINT_EVERY = 0.5  # seconds between checkpoint steps (each fsyncs the WAL and the database)
+CHASE_EVERY = 0.1  # the same, while the WAL is past its bound and the last step left too much to copy
+RESTART_GAP = 512  # frames left to copy under which the checkpointer holds the writer to start the WAL over
+COMMIT_WAIT = 60.0  # seconds a commit waits for the checkpointer's lock before the server gives up (exit 70)
+RESTART_WAIT = 1.0  # seconds the checkpointer waits for a snapshot's transaction to end before trying again
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -49,16 +59,21 @@ class StorageError(SpaceError):
 class Durable:
     """The SQLite file behind one space server."""
 
-    def __init__(self, path: Path, sync: str = "normal") -> None:
+    def __init__(self, path: Path, sync: str = "normal", wal_limit: int = WAL_LIMIT) -> None:
         if sync not in ("normal", "full"):
             raise StorageError(f"sync must be 'normal' or 'full', not {sync!r}")
         self.path = path
+        self.wal_limit = wal_limit
+        self.on_disk: float | None = None  # when the write under way began (see _writing), None between writes
         try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # A commit may wait for the checkpointer's last step (see _checkpoint): never long, but never fail for it.
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=COMMIT_WAIT)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={sync.upper()}")
-            # Checkpoints (WAL -> database file) run in a thread of their own, off the commit path.
+            # Checkpoints (WAL -> database file) run in a thread of their own, off the commit path (see _checkpoint).
             self.db.execute("PRAGMA wal_autocheckpoint=0")
+            # A WAL that outgrew the bound once (a restart, a burst) is cut back when it starts over.
+            self.db.execute(f"PRAGMA journal_size_limit={2 * wal_limit}")
             self.db.executescript(SCHEMA)
             version = self.meta("schema", SCHEMA_VERSION)
         except sqlite3.DatabaseError as exc:
@@ -69,14 +84,36 @@ class Durable:
         # (primary boot, generations of its counters) as a replica last committed them: see commit
         self._replica_head: tuple[str, int, int] | None = None
         self._stop = threading.Event()
+        # Held by each commit and by the checkpointer's last step: that step then comes between two commits at once,
+        # where SQLite's busy handler, polling, could miss every gap between a busy server's commits.
+        self._turns = threading.Lock()
         self._checkpointer = threading.Thread(target=self._checkpoint, name="onitu-space-checkpoint", daemon=True)
         self._checkpointer.start()
 
-    def _checkpoint(self, every: float = 0.5) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None)
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database in small steps, and have the WAL start over once it passes the bound.
+
+        A passive checkpoint never blocks the writer, but under a sustained load it never catches up either (the
+        server commits while it copies), and SQLite starts the WAL over only after a checkpoint that copied every
+        frame: at 300,000 files the WAL reached 300 MB (each restart of the server read it all back), and a 60 s
+        load in bench/space_disk_stall.py grows it to 1.7 GB. So passive steps copy the bulk, fsyncs included,
+        while the server goes on (every half second, back to back while the WAL is past ``wal_limit``); once it is
+        past the bound and only the frames of the last step's few commits remain, a RESTART checkpoint holds the
+        writer for those alone, and the server's next commit writes the WAL from its start again.
+        """
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=RESTART_WAIT)
         try:
+            limit = self.wal_limit // db.execute("PRAGMA page_size").fetchone()[0]  # in frames
+            every = CHECKPOINT_EVERY
             while not self._stop.wait(every):
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                _, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                every = CHECKPOINT_EVERY
+                # Past 4 x the bound, the writer waits for a longer step rather than let the WAL grow on and on.
+                if frames > limit and (frames - copied <= RESTART_GAP or frames > 4 * limit):
+                    with self._turns:
+                        db.execute("PRAGMA wal_checkpoint(RESTART)")
+                elif frames > limit:
+                    every = CHASE_EVERY
         except sqlite3.Error as exc:  # the writer keeps working; the WAL just grows until the next start
             log.warning("checkpoint of %s failed: %s", self.path, exc)
         finally:
@@ -150,6 +187,11 @@ class Durable:
         passes ``counters`` (the primary's next ids) and ``stream``, where this batch leaves it in its primary's stream
         (see :meth:`stream`), written in one statement.
         """
+        with self._writing(), self._turns:
+            self._commit(rows, replies, acks, counters, stream)
+
+    def _commit(self, rows: list[list], replies: Iterable[tuple[bytes, int, bytes]], acks: dict[bytes, int],
+                counters: tuple[int, int] | None, stream: tuple[str, int] | None) -> None:
         puts, dels, leases, sessions = rows
         db = self.db
         db.execute("BEGIN")
@@ -204,6 +246,11 @@ class Durable:
 
     def begin_snapshot(self, sessions: list, replies: list, next_id: int, event_id: int,
                        stream: tuple[str, int]) -> None:
+        with self._writing():
+            self._begin_snapshot(sessions, replies, next_id, event_id, stream)
+
+    def _begin_snapshot(self, sessions: list, replies: list, next_id: int, event_id: int,
+                        stream: tuple[str, int]) -> None:
         db = self.db
         if db.in_transaction:
             db.execute("ROLLBACK")
@@ -218,10 +265,23 @@ class Durable:
 
     def snapshot_rows(self, rows: list) -> None:
         """Rows as :meth:`encode` makes them: ``[id, encoded tuple, deadline, owner]``."""
-        self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", rows)
+        with self._writing():
+            self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", rows)
 
     def end_snapshot(self) -> None:
-        self.db.execute("COMMIT")
+        with self._writing():
+            self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Mark a write under way: SQLite releases the GIL while it waits for the disk (or for the checkpointer's
+        last step), and the server's heartbeat answers meanwhile (see :meth:`onitu.heartbeat.Responder.attach`)
+        instead of looking hung."""
+        self.on_disk = time.monotonic()
+        try:
+            yield
+        finally:
+            self.on_disk = None
 
     def abort_snapshot(self) -> None:
         if self.db.in_transaction:

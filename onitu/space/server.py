@@ -283,7 +283,7 @@ class SpaceServer:
             self.regexes.python.start()
         self._heartbeat = Responder.from_env(self.pair.status, self.pair.command)
         if self._heartbeat is not None:
-            self._heartbeat.attach(self.loop)
+            self._heartbeat.attach(self.loop, lambda: self.durable.on_disk)  # a slow disk step is not a hang
         self._schedule_drain()
         self.turn(self.store.reap)
         if self.discovery is not None:

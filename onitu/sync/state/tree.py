@@ -2,7 +2,7 @@
 
 Every path below ``d`` sorts between ``d/`` and ``d0`` (``0`` follows ``/``), so the paths below a directory are one
 slice found by bisection. New paths are merged in lazily, before the next query or once they are many; paths that
-disappear are left in place (a query checks what it finds against the live table) until they are many.
+disappear are left in place (a query checks what it finds against the live table) until the list has doubled.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class SortedPaths:
         self._sorted: list[str] = fair_sorted(paths)
         self._added: set[str] = set()
         self._exists = exists
+        self._checked = 0  # paths in the list when the gone were last dropped
 
     def add(self, path: str) -> None:
         """A path that may be new."""
@@ -74,10 +75,11 @@ class SortedPaths:
                 paths.insert(bisect.bisect_left(paths, path), path)
             return paths
         paths = self._sorted = sorted(paths + fresh)  # two sorted runs, no duplicates: a merge
-        if self._exists is not None and len(paths) > 1024:  # rebuilt anyway: drop the gone, if they are many
-            live = [p for p in paths if self._exists(p)]
-            if len(live) < len(paths) // 2:
-                paths = self._sorted = live
+        # Drop the gone once the list has doubled since they were last dropped: a look at every path (the referee's
+        # look is a few table lookups) costs then a few per path added, not a million per rebuild.
+        if self._exists is not None and len(paths) > max(1024, 2 * self._checked):
+            paths = self._sorted = [p for p in paths if self._exists(p)]
+            self._checked = len(paths)
         return paths
 
 

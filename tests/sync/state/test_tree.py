@@ -89,17 +89,20 @@ def test_a_narrow_query_drops_nothing_from_the_folder_index() -> None:
 
 
 def test_the_folder_index_drops_what_its_owner_no_longer_knows_and_takes_it_back() -> None:
-    """Deleted paths leave the index when it is rebuilt (by the owner's own test of existence, not a query's), so
+    """Deleted paths leave the index once it has doubled (by the owner's own test of existence, not a query's), so
     it does not grow with every file ever seen; a path that comes back is found again."""
     known = {f"d/f{n:04}" for n in range(2000)}
     index = tree.Tree(lambda folder, path: folder == "docs" and path in known)
     for path in sorted(known):
         index.add("docs", path)
     assert len(index.children("docs", "d", lambda p: True)) == 2000
-    known.clear()  # all deleted; a rebuild (many new paths) drops them
+    known.clear()  # all deleted; the rebuild that doubles the index drops them
     for n in range(100):
         known.add(f"e/g{n:03}")
         index.add("docs", f"e/g{n:03}")
+    for n in range(2000):
+        known.add(f"f/h{n:04}")
+        index.add("docs", f"f/h{n:04}")
     assert index.children("docs", "d", lambda p: True) == []
     assert len(index.children("docs", "e", lambda p: True)) == 100
     known.add("d/f0007")

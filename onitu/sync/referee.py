@@ -72,6 +72,7 @@ from onitu.sync.state.tree import Tree
 log = logging.getLogger(__name__)
 
 SETTLE = 0.05  # seconds of quiet after a report before deciding (lets a burst of reports arrive together)
+DRAIN = 0.25  # seconds at most spent on what is already here before the recorded changes are committed
 RETRY = (0.5, 30.0)  # first and longest delay before a failed order's path is decided again
 PASS_SIZE = 2000  # paths per decision batch
 # Orders under way beyond which nothing more is decided until results come back: a tree of a million files arriving
@@ -532,7 +533,10 @@ class Referee:
             try:
                 event = stream.next(0.2)
                 self.inbound(event.tuple)
-                while True:  # drain what is already here before deciding
+                # Drain what is already here before deciding, for a while only: queries arriving without a pause (a
+                # page polling the files route) would otherwise keep what the results recorded from being committed.
+                drain_until = time.monotonic() + DRAIN
+                while time.monotonic() < drain_until:
                     event = stream.next(0)
                     self.inbound(event.tuple)
                     liveness.beat()  # a long backlog of results is work, not a hang

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
+import time
+
 import pytest
 
 from onitu.sync import referee as referee_module
+from onitu.sync import tuples
 from tests.sync.pretend import obs, pretend_hub
 
 
@@ -46,3 +51,40 @@ def test_a_result_as_ordered_leaves_nothing_to_decide_again(hub):
     assert not referee.dirty["docs"]
     referee.ledger.commit(referee.space)
     assert all(referee.ledger.held[s, "docs"].keys() == set(files) for s in ("b", "c"))
+
+
+def test_queries_without_a_pause_do_not_hold_back_what_reports_recorded(hub):
+    """A page polling the files route can keep a query always waiting: what the reports in between recorded is
+    still committed (once seen in CI: three replicas' identical files stayed recorded on one of them for as long as
+    the polling lasted, as the referee drained queries without end)."""
+    referee, _ = hub
+    space, answer = referee.space, referee.commands.query
+    polling = threading.Event()
+
+    def query_and_ask_again(*args) -> None:  # the next query is there before the referee looks for more
+        answer(*args)
+        if polling.is_set():
+            space.write((tuples.QUERY, secrets.token_hex(4), "docs", "", 10), 5.0)
+
+    referee.commands.query = query_and_ask_again
+    runner = threading.Thread(target=referee.run)
+    runner.start()
+    try:
+        polling.set()
+        space.write((tuples.QUERY, secrets.token_hex(4), "docs", "", 10), 5.0)
+        for service in ("a", "b", "c"):  # each lists the same file, as after `onitu start` on copies of a folder
+            for seq, scan, entries in ((100, "begin", [["same.txt", tuples.obs_to_wire(obs("same.txt"))]]),
+                                       (101, "end", [])):
+                space.write((tuples.REPORT, service, f"plug-{service}", seq,
+                             {"folder": "docs", "scan": scan, "entries": entries}))
+        key = tuples.meta_key("docs", "same.txt")
+        deadline, record = time.monotonic() + 10, None
+        while record is None and time.monotonic() < deadline:
+            found = space.read_all((tuples.META, key, None))
+            record = found[0][2] if found and len(found[0][2]["holders"]) == 3 else None
+            time.sleep(0.05)
+        assert record is not None, f"never committed as held by a, b and c: {space.read_all((tuples.META, key, None))}"
+    finally:
+        polling.clear()
+        referee.stop()
+        runner.join(10)

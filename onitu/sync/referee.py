@@ -289,8 +289,12 @@ class Referee:
 
     def _done(self, service: str, body: dict, entries: list[tuple[str, Observed | None]]) -> None:
         folder, oid, results = body["folder"], body.get("order"), body["results"]
-        actions = [tuples.action_from_wire(a) for a in body["actions"]]
-        metas = [tuples.meta_from_wire(m) for m in body["metas"]]
+        sent = self.orders.under_way(oid)
+        if sent is not None and sent.folder == folder:
+            actions, metas = sent.actions, sent.metas
+        else:  # an order no longer tracked (withdrawn): its result as the plug sends it back
+            actions = tuple(tuples.action_from_wire(a) for a in body["actions"])
+            metas = tuple(tuples.meta_from_wire(m) for m in body["metas"])
         if not (isinstance(results, list) and len(results) == len(actions) == len(metas)
                 and all(isinstance(r, dict) and type(r.get("ok")) is bool for r in results)):
             raise ValueError("a result needs one {ok, error} per action of its order")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.sync import tuples
+from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import Action, Copy, Mkdir, paths_of, service_of
 from onitu.sync.drivers.contract import ancestors
 from onitu.sync.state.ledger import Ledger
@@ -35,6 +36,10 @@ class Outstanding:
     size: int = 0
     count: int = 1
     sent: float = field(default_factory=time.time)  # when it was sent: the replica's lag is the oldest's age
+    # its actions and the agreed version each brings about, as sent: its result is read with them, not with the
+    # copy the plug sends back (decoding and checking that again cost more than deciding the paths)
+    actions: tuple[Action, ...] = ()
+    metas: tuple[FileMeta | None, ...] = ()
 
 
 class Orders:
@@ -58,9 +63,13 @@ class Orders:
         """Take up the orders waiting in the space (sent by an earlier referee)."""
         for _, service, oid, body in self.space.read_all((tuples.ORDER, None, None, None)):
             try:
-                self._track(oid, service, body["folder"], [tuples.action_from_wire(a) for a in body["actions"]])
+                actions = [tuples.action_from_wire(a) for a in body["actions"]]
+                metas = [tuples.meta_from_wire(m) for m in body["metas"]]
+                if len(metas) != len(actions):
+                    raise ValueError("an order needs as many metas as actions")
             except (ValueError, TypeError, KeyError):
                 continue
+            self._track(oid, service, body["folder"], actions, metas)
 
     def send(self, orders: Iterable[tuple[str, Action]]) -> list[int]:
         """Orders (folder, action) as tuples, with the agreed version each brings about, committed with the ledger;
@@ -78,11 +87,12 @@ class Orders:
             metas = []
             for action in actions:
                 meta = self.ledger.latest(folder, paths_of(action)[0])  # as agreed with these orders
-                metas.append(meta.to_wire() if meta is not None and isinstance(action, Copy | Mkdir) else None)
-            body = {"folder": folder, "actions": [tuples.action_to_wire(a) for a in actions], "metas": metas}
+                metas.append(meta if isinstance(action, Copy | Mkdir) else None)
+            body = {"folder": folder, "actions": [tuples.action_to_wire(a) for a in actions],
+                    "metas": [None if m is None else m.to_wire() for m in metas]}
             self.ledger.also([("write", (tuples.ORDER, service, oid, body), None)],
                              [(folder, paths_of(a)[0]) for a in actions])
-            self._track(oid, service, folder, actions)
+            self._track(oid, service, folder, actions, metas)
             log.debug("order %s to %s: %s", oid, service, actions)
             for n in chunk:
                 oids[n] = oid
@@ -139,10 +149,16 @@ class Orders:
         self._burst = False
         return True
 
-    def _track(self, oid: int, service: str, folder: str, actions: list[Action]) -> None:
+    def under_way(self, oid: Any) -> Outstanding | None:
+        """Order ``oid``, if it is under way."""
+        return self.sent.get(oid) if type(oid) is int else None
+
+    def _track(self, oid: int, service: str, folder: str, actions: list[Action],
+               metas: list[FileMeta | None]) -> None:
         paths = tuple(p for a in actions for p in paths_of(a))  # a copy's source path: not deleted before it is read
         size = sum(a.size for a in actions if isinstance(a, Copy))
-        self.sent[oid] = Outstanding(service, folder, paths, size, len(actions))
+        self.sent[oid] = Outstanding(service, folder, paths, size, len(actions), actions=tuple(actions),
+                                     metas=tuple(metas))
         self._burst = True
         self.actions += len(actions)
         self._next = max(self._next, oid + 1)

@@ -234,11 +234,13 @@ class Referee:
                                 conflict, original)
                     self.awaiting.set_aside(body["folder"], conflict, original, service)
                 self._report(service, plug_id, body["folder"], body.get("scan"), entries)
+                # a burst of changes is decided once it is all here; results need no such wait (orders must keep
+                # flowing while they stream in, or the plugs run dry: they rarely pause 50 ms when busy)
+                self._quiet_since = time.monotonic()
             else:
                 self._done(service, body, entries)
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("dropping a %s from %s: %s", tag, service, exc)
-        self._quiet_since = time.monotonic()
 
     def _report(self, service: str, plug_id: str, folder: str, scan: Any,
                 entries: list[tuple[str, Observed | None]]) -> None:
@@ -360,8 +362,13 @@ class Referee:
                 dirty -= ready
                 queued.extend(self._passes(folder, fair_sorted(ready), states) if ready else ())
             while queued and self.orders.actions < OUTSTANDING:  # beyond: the rest waits for the plugs' results
-                paths, ahead = queued.popleft()
-                if not all(self._ready(folder, p, now) for p in paths):
+                paths, ahead = queued[0]
+                unready = [p for p in paths if not self._ready(folder, p, now)]
+                if unready and all(s is None for s in states.values()) and all(
+                        self.orders.is_busy(folder, p) for p in unready):
+                    break  # under a directory whose creation is under way (the pass before made it): soon ready
+                queued.popleft()
+                if unready:
                     dirty.update(paths)  # something changed since it was queued: decided afresh later
                     continue
                 self.pass_paths(folder, paths, states, ahead=ahead)

@@ -40,6 +40,29 @@ def test_a_large_tree_is_ordered_as_the_plugs_keep_up(hub, monkeypatch):
     assert all(referee.ledger.held[s, "docs"].keys() >= set(files) for s in ("a", "b", "c"))
 
 
+def test_passes_below_a_directory_being_made_wait_their_turn(hub, monkeypatch):
+    """The passes after the one that makes a directory wait, in the queue, for that order's result (their paths are
+    busy meanwhile); they are not thrown back to be split again."""
+    monkeypatch.setattr(referee_module, "PASS_SIZE", 10)
+    referee, plugs = hub
+    plugs.listing([])
+    files = [f"d/f{i:02}.txt" for i in range(30)]
+    plugs.report("a", [("d", obs("d")), *((p, obs(p)) for p in files)])
+    referee.decide()
+    assert ("b", "mkdir", "d") in plugs.actions()
+    passes = list(referee.queued["docs"])
+    assert passes, "the other passes are queued"
+    referee.decide()
+    assert list(referee.queued["docs"]) == passes and not referee.dirty["docs"], "they wait, as they were"
+    for _ in range(10):
+        for order in plugs.orders():
+            plugs.done(order)
+        referee.ledger.commit(referee.space)
+        referee.decide()
+    assert not referee.queued["docs"] and not plugs.orders()
+    assert all(referee.ledger.held[s, "docs"].keys() >= {"d", *files} for s in ("b", "c"))
+
+
 def test_a_result_as_ordered_leaves_nothing_to_decide_again(hub):
     referee, plugs = hub
     plugs.listing([])

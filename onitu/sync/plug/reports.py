@@ -149,10 +149,19 @@ class Reporter:
 
     def changed_locked(self, folder: str, paths: Iterable[str]) -> None:
         known, entries = self.known[folder], []
-        for path in sorted(set(paths)):
-            obs = self.scanner.stat(folder, path)
+        looks = [(path, self.scanner.stat(folder, path)) for path in sorted(set(paths))]
+        # A new directory's content is reported as it is read (a large tree moved in takes seconds to hash, and the
+        # referee decides the first files meanwhile), unless something is gone among these paths: a move's two
+        # sides are reported together (the referee sees it as a move, not a deletion and copies).
+        stream = all(obs is not None or path not in known for path, obs in looks)
+        for path, obs in looks:
             if obs is None and path in known and (self._unsettled(folder, path) or self._unreadable(folder, path)):
                 continue  # being written (the watcher reports it once it settles), or unreadable, not gone
+            if stream and obs is not None and obs.kind == "dir" and path not in known:
+                self._stream(folder, [*entries, (path, obs)])
+                entries = self.below_locked(folder, path, obs, sink=lambda part: self._stream(folder, part))
+                known[path] = obs
+                continue
             if obs is not None:
                 entries += self.below_locked(folder, path, obs)
             if known.get(path) != obs:
@@ -167,10 +176,19 @@ class Reporter:
         if entries:
             self.send(folder, entries)
 
-    def below_locked(self, folder: str, path: str, obs: Observed) -> list[tuple[str, Observed | None]]:
+    def _stream(self, folder: str, entries: list[tuple[str, Observed | None]]) -> None:
+        """Report ``entries`` now, before the rest of what is being read (with the lock held: in their place in the
+        sequence)."""
+        self.send(folder, entries)
+        self.outbox.flush()
+
+    def below_locked(self, folder: str, path: str, obs: Observed,
+                     sink: Callable[[list[tuple[str, Observed | None]]], None] | None = None
+                     ) -> list[tuple[str, Observed | None]]:
         """What changed below ``path``, now ``obs``, since last reported (``known`` updated): a directory's entries
         as they are (those being written keep their last known state), and what was below a directory and is gone
-        (the directory was deleted or replaced and made again, or replaced by a file, between two looks)."""
+        (the directory was deleted or replaced and made again, or replaced by a file, between two looks). With a
+        ``sink``, entries are handed to it as they are read, a report's worth at a time; the rest is returned."""
         known, entries, present = self.known[folder], [], set()
         if obs.kind == "dir":
             for below, child, _ in self.scanner.below(folder, path):
@@ -178,6 +196,9 @@ class Reporter:
                 if child is not None and known.get(below) != child:
                     known[below] = child
                     entries.append((below, child))
+                    if sink is not None and len(entries) >= REPORT_SIZE:
+                        sink(entries)
+                        entries = []
         before = known.get(path)
         if before is not None and before.kind == "dir":
             for gone in [p for p in known.paths.below(path, known.__contains__)

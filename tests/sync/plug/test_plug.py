@@ -177,3 +177,38 @@ def test_a_fifo_in_a_replica_is_skipped_and_stops_nothing(pair, tmp_path, caplog
         a.driver.read("fifo")
     a.reporter.changed("docs", ["fifo"])  # as the watcher reports its creation: nothing to say, nothing hangs
     assert "fifo" not in a.reporter.known["docs"]
+
+
+def reported(plug: Plug) -> dict[str, object]:
+    """Every path the plug reported (listings and changes), as last reported."""
+    reports = sorted(plug.space.read_all((tuples.REPORT, "a", None, None, None)), key=lambda t: t[3])
+    return {p: o for *_, body in reports for p, o in body["entries"]}
+
+
+def test_a_new_tree_is_reported_as_it_is_read_and_a_moved_one_whole(plug, tmp_path, monkeypatch):
+    """A directory that appears is reported first, then its content a report at a time while the rest is read (the
+    referee starts on it meanwhile); a directory moved within the root is reported with its old side, at once."""
+    monkeypatch.setattr("onitu.sync.plug.reports.REPORT_SIZE", 10)
+    root = tmp_path / "a"
+    plug.reporter.full_scan()
+    (root / "new").mkdir()
+    for i in range(25):
+        (root / "new" / f"f{i:02}.txt").write_text(str(i))
+    below, seen_while_reading = plug.scanner.below, []
+
+    def watched(folder, path=""):
+        for n, item in enumerate(below(folder, path)):
+            if n == 20:
+                seen_while_reading.append(set(reported(plug)))
+            yield item
+    plug.scanner.below = watched
+    plug.reporter.changed("docs", ["new"])
+    assert {"new", *(f"new/f{i:02}.txt" for i in range(10))} <= seen_while_reading[0]
+    assert set(reported(plug)) >= {"new", *(f"new/f{i:02}.txt" for i in range(25))}
+
+    seen_while_reading.clear()
+    (root / "new").rename(root / "moved")
+    plug.reporter.changed("docs", ["new", "moved"])
+    assert not any(p.startswith("moved") for p in seen_while_reading[0]), "a move's new side went before its old"
+    now = reported(plug)
+    assert now["new"] is None and now["moved/f24.txt"] is not None

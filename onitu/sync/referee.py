@@ -27,7 +27,6 @@ import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +65,7 @@ from onitu.sync.process import serve
 from onitu.sync.state.awaiting import Awaiting
 from onitu.sync.state.ledger import Ledger
 from onitu.sync.state.orders import Orders
+from onitu.sync.state.plugs import Plugs
 from onitu.sync.state.replicas import Mirror
 from onitu.sync.state.tree import Tree
 
@@ -79,25 +79,6 @@ PASS_SIZE = 2000  # paths per decision batch
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
 OUTSTANDING = 4000
 INBOUND = (re.compile(r"^sync\.(report|done|query)$"), None, None, None, None)
-
-
-@dataclass
-class Plugs:
-    """The live plugs, and which of their listings arrived."""
-
-    info: dict[str, dict[str, Any]] = field(default_factory=dict)  # service -> plug tuple info
-    scanned: set[tuple[str, str, str]] = field(default_factory=set)  # (service, folder, plug id)
-    staging: dict[tuple[str, str], tuple[str, set[str]]] = field(default_factory=dict)  # listings: paths seen
-    last_seq: dict[str, int] = field(default_factory=dict)  # plug id -> last applied sequence number
-
-    def state(self, service: str, folder: str) -> str | None:
-        """None when the replica can take part; "wait" while its listing is due; else why it cannot."""
-        info = self.info.get(service)
-        if info is None:
-            return "its plug is not running"
-        if not info.get("available"):
-            return str(info.get("reason") or "unavailable")
-        return None if (service, folder, info.get("id")) in self.scanned else "wait"
 
 
 class Referee:

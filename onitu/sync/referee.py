@@ -78,6 +78,7 @@ PASS_SIZE = 2000  # paths per decision batch
 # Orders under way beyond which nothing more is decided until results come back: a tree of a million files arriving
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
 OUTSTANDING = 4000
+STUCK = 5.0  # seconds queued passes wait on orders under way, none decided meanwhile, before being split again
 INBOUND = (re.compile(r"^sync\.(report|done|query)$"), None, None, None, None)
 
 
@@ -105,6 +106,7 @@ class Referee:
         self.liveness = Liveness(lambda: {})
         self.watch = ConfigWatch(config, report=False)  # the watchdog reports the file's errors
         self._quiet_since = 0.0
+        self._stuck: dict[str, float] = {}  # folder -> since when its queued passes wait, none being decided
         self._stop = False
 
     # -- start ----------------------------------------------------------------------------------------------------
@@ -215,8 +217,7 @@ class Referee:
                                 conflict, original)
                     self.awaiting.set_aside(body["folder"], conflict, original, service)
                 self._report(service, plug_id, body["folder"], body.get("scan"), entries)
-                # a burst of changes is decided once it is all here; results need no such wait (orders must keep
-                # flowing while they stream in, or the plugs run dry: they rarely pause 50 ms when busy)
+                # a burst of changes is decided once all here; results do not wait (busy plugs rarely pause 50 ms)
                 self._quiet_since = time.monotonic()
             else:
                 self._done(service, body, entries)
@@ -342,18 +343,22 @@ class Referee:
                 ready = self._whole_trees(folder, {p for p in dirty if self._ready(folder, p, now)})
                 dirty -= ready
                 queued.extend(self._passes(folder, fair_sorted(ready), states) if ready else ())
+            kept: list[tuple[list[str], dict[str, int]]] = []
             while queued and self.orders.actions < OUTSTANDING:  # beyond: the rest waits for the plugs' results
-                paths, ahead = queued[0]
-                unready = [p for p in paths if not self._ready(folder, p, now)]
-                if unready and all(s is None for s in states.values()) and all(
-                        self.orders.is_busy(folder, p) for p in unready):
-                    break  # under a directory whose creation is under way (the pass before made it): soon ready
-                queued.popleft()
-                if unready:
+                paths, ahead = queued.popleft()
+                unready = next((p for p in paths if not self._ready(folder, p, now)), None)
+                if unready is None:
+                    self.pass_paths(folder, paths, states, ahead=ahead)
+                    self.liveness.beat()
+                    self._stuck.pop(folder, None)
+                elif all(s is None for s in states.values()) and self.orders.is_busy(folder, unready) and \
+                        now - self._stuck.setdefault(folder, now) < STUCK:
+                    kept.append((paths, ahead))  # under a directory the pass before is making, say: soon ready
+                else:
                     dirty.update(paths)  # something changed since it was queued: decided afresh later
-                    continue
-                self.pass_paths(folder, paths, states, ahead=ahead)
-                self.liveness.beat()
+            queued.extendleft(reversed(kept))
+            if not kept:
+                self._stuck.pop(folder, None)
 
     def _passes(self, folder: str, paths: list[str], states: dict[str, str | None]
                 ) -> list[tuple[list[str], dict[str, int]]]:

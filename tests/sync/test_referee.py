@@ -42,7 +42,7 @@ def test_a_large_tree_is_ordered_as_the_plugs_keep_up(hub, monkeypatch):
 
 def test_passes_below_a_directory_being_made_wait_their_turn(hub, monkeypatch):
     """The passes after the one that makes a directory wait, in the queue, for that order's result (their paths are
-    busy meanwhile); they are not thrown back to be split again."""
+    busy meanwhile); they are not thrown back to be split again, unless that lasts (STUCK seconds)."""
     monkeypatch.setattr(referee_module, "PASS_SIZE", 10)
     referee, plugs = hub
     plugs.listing([])
@@ -54,6 +54,9 @@ def test_passes_below_a_directory_being_made_wait_their_turn(hub, monkeypatch):
     assert passes, "the other passes are queued"
     referee.decide()
     assert list(referee.queued["docs"]) == passes and not referee.dirty["docs"], "they wait, as they were"
+    monkeypatch.setattr(referee_module, "STUCK", 0.0)  # waiting too long: split again with what came since
+    referee.decide()
+    assert not referee.queued["docs"] and referee.dirty["docs"] == {path for paths, _ in passes for path in paths}
     for _ in range(10):
         for order in plugs.orders():
             plugs.done(order)

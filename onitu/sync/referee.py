@@ -533,9 +533,7 @@ class Referee:
             try:
                 event = stream.next(0.2)
                 self.inbound(event.tuple)
-                # Drain what is already here before deciding, for a while only: queries arriving without a pause (a
-                # page polling the files route) would otherwise keep what the results recorded from being committed.
-                drain_until = time.monotonic() + DRAIN
+                drain_until = time.monotonic() + DRAIN  # what is here, for a while: queries can come without end
                 while time.monotonic() < drain_until:
                     event = stream.next(0)
                     self.inbound(event.tuple)

@@ -27,7 +27,6 @@ import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,7 +65,9 @@ from onitu.sync.process import serve
 from onitu.sync.state.awaiting import Awaiting
 from onitu.sync.state.ledger import Ledger
 from onitu.sync.state.orders import Orders
+from onitu.sync.state.plugs import Plugs
 from onitu.sync.state.replicas import Mirror
+from onitu.sync.state.settled import Settled, digest, settings_of
 from onitu.sync.state.tree import Tree
 
 log = logging.getLogger(__name__)
@@ -79,25 +80,6 @@ PASS_SIZE = 2000  # paths per decision batch
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
 OUTSTANDING = 4000
 INBOUND = (re.compile(r"^sync\.(report|done|query)$"), None, None, None, None)
-
-
-@dataclass
-class Plugs:
-    """The live plugs, and which of their listings arrived."""
-
-    info: dict[str, dict[str, Any]] = field(default_factory=dict)  # service -> plug tuple info
-    scanned: set[tuple[str, str, str]] = field(default_factory=set)  # (service, folder, plug id)
-    staging: dict[tuple[str, str], tuple[str, set[str]]] = field(default_factory=dict)  # listings: paths seen
-    last_seq: dict[str, int] = field(default_factory=dict)  # plug id -> last applied sequence number
-
-    def state(self, service: str, folder: str) -> str | None:
-        """None when the replica can take part; "wait" while its listing is due; else why it cannot."""
-        info = self.info.get(service)
-        if info is None:
-            return "its plug is not running"
-        if not info.get("available"):
-            return str(info.get("reason") or "unavailable")
-        return None if (service, folder, info.get("id")) in self.scanned else "wait"
 
 
 class Referee:
@@ -118,6 +100,7 @@ class Referee:
         self.orders = Orders(self.ledger, space)
         self.retry: dict[tuple[str, str], tuple[float, float]] = {}  # (folder, path) -> (not before, last delay)
         self.awaiting = Awaiting(self.ledger)
+        self.settled = Settled(space, self.ledger, self.mirror)
         self.deletions = Deletions()
         self.consumed: list[tuple] = []
         self.commands = Commands(self)
@@ -132,6 +115,7 @@ class Referee:
         """Load the state, ask every plug for a full listing; return the stream of reports."""
         stream = self.space.notify("write", INBOUND)
         self.ledger.load(self.space)
+        self.settled.load({folder: self._settings(folder) for folder in self.folders})
         self.awaiting.load(self.space)
         self.orders.load()
         self._refresh_plugs()
@@ -178,7 +162,8 @@ class Referee:
         self.config, self.rules = config, settings.rules(config)
         self.folders = {f: self.rules.services(f) for f in config.folders}
         for folder in self.folders:
-            if _folder_settings(old, folder) != _folder_settings(config, folder):
+            if settings_of(old, folder) != settings_of(config, folder):
+                self.settled.unsettle(folder)
                 self.dirty[folder].update(self._known(folder))
         for folder in old.folders.keys() - config.folders.keys():
             self.dirty.pop(folder, None)
@@ -203,7 +188,7 @@ class Referee:
                 log.info("plug of %s: %s", service, "available" if now.get("available") else
                          now.get("reason") or "gone")
                 for folder in self.folders:  # decisions made without it are due again
-                    self.dirty[folder].update(self._known(folder))
+                    self.dirty[folder].update(self._undecided_if_settled(folder))
         self.plugs.info = found
 
     # -- what comes in --------------------------------------------------------------------------------------------
@@ -257,7 +242,10 @@ class Referee:
         seen = staged[1]
         entries = [(path, obs) for path, obs in entries if obs is not None]
         seen.update(path for path, _ in entries)
-        self.dirty[folder].update(self._observe(service, folder, entries))
+        changed = self._observe(service, folder, entries)
+        if folder in self.settled.folders:  # at a restart, most of a listing is what the ledger says it holds
+            changed = [p for p in changed if not self.settled.in_step(service, folder, p)]
+        self.dirty[folder].update(changed)
         if scan == "end":
             del self.plugs.staging[key]
             gone = [p for p in self.mirror.paths(service, folder) if p not in seen]
@@ -431,6 +419,22 @@ class Referee:
         """How many paths of ``folder`` wait for a decision."""
         return len(self.dirty[folder]) + sum(len(paths) for paths, _ in self.queued[folder])
 
+    def _settings(self, folder: str) -> str:
+        return digest(settings_of(self.config, folder))
+
+    def _undecided_if_settled(self, folder: str) -> set[str]:
+        """What to decide again when the replicas change: a settled folder's paths out of step, else every path."""
+        if folder in self.settled.folders:
+            return self.settled.out_of_step(folder, self.folders[folder])
+        return self._known(folder)
+
+    def _settle(self) -> None:
+        """Record the folders decided whole under their settings: every replica listed, nothing left to decide."""
+        for folder in self.folders:
+            if folder not in self.settled.folders and not self.undecided(folder) and \
+                    all(state is None for state in self.states(folder).values()):
+                self.settled.settle(folder, self._settings(folder))
+
     def _known(self, folder: str) -> set[str]:
         """Every path of ``folder`` agreed or seen on a replica."""
         return set(self.ledger.agreed[folder]).union(self.mirror.known(folder))
@@ -553,6 +557,7 @@ class Referee:
                 self._refresh_plugs()
                 self.commands.poll()
                 self._compact()
+                self._settle()
 
     def _compact(self) -> None:
         """Give back the room of tables a burst of work left large and nearly empty."""
@@ -583,12 +588,6 @@ class Referee:
     def close(self) -> None:
         """Stop answering heartbeats."""
         self.liveness.close()
-
-
-def _folder_settings(config: Config, folder: str) -> tuple:
-    """What a folder's decisions depend on in ``config``: its options, its replicas' settings, the sync rules."""
-    return (config.folders.get(folder), config.sync,
-            {name: svc.folders[folder] for name, svc in config.services.items() if folder in svc.folders})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,8 @@ Every tuple starts with its tag. Plugs and the referee write and read them; noth
   (:mod:`onitu.sync.hub`): ``{"op": "approve"|"reject", "folder", "service"}`` or ``{"op": "resolve", "pattern",
   "keep", "folder"}``; the reply is ``{"ok": true, ...}`` or ``{"ok": false, "error"}``.
 - ``(STATUS, body)``, ``(PROGRESS, service, body)``: what the referee and plugs publish for ``onitu status``.
+- ``(SETTLED, folder, digest)``: every path of the folder was decided under the settings of that digest (see
+  :mod:`onitu.sync.state.settled`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ STATUS: Final = "sync.status"
 PROGRESS: Final = "sync.progress"
 RESCAN: Final = "sync.rescan"
 SKIPPED: Final = "sync.skipped"
+SETTLED: Final = "sync.settled"
 
 KEEP: Final = ("current", "conflict", "both")  # what a resolve request may keep of a conflict
 

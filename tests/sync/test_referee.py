@@ -10,7 +10,9 @@ import pytest
 
 from onitu.sync import referee as referee_module
 from onitu.sync import tuples
-from tests.sync.pretend import obs, pretend_hub
+from onitu.sync.decide.plan import Observed
+from onitu.sync.referee import Referee
+from tests.sync.pretend import SERVICES, Plugs, obs, pretend_hub
 
 
 @pytest.fixture
@@ -88,3 +90,39 @@ def test_queries_without_a_pause_do_not_hold_back_what_reports_recorded(hub):
         polling.clear()
         referee.stop()
         runner.join(10)
+
+
+def test_a_restarted_referee_decides_only_what_is_out_of_step_in_a_settled_folder(hub):
+    """Once a folder was decided whole under its settings, a referee started again (the hub restarted) decides only
+    the paths some replica's listing shows out of step, not every path; with changed settings, every path."""
+    referee, plugs = hub
+    files = [f"d{i}/f{j}.txt" for i in range(10) for j in range(10)]
+    plugs.listing([f"d{i}" for i in range(10)] + files)  # three replicas with the same tree
+    referee.decide()
+    referee.ledger.commit(referee.space)
+    assert not referee.undecided("docs") and not plugs.orders()
+    referee._settle()
+    assert referee.settled.folders == {"docs"}
+
+    def restarted(config=referee.config) -> tuple[Referee, Plugs]:
+        again = Referee(config, referee.space)
+        again.start()
+        return again, Plugs(referee.space, again)
+
+    again, plugs = restarted()
+    assert again.settled.folders == {"docs"} and not again.undecided("docs"), "nothing is out of step yet"
+    changed = Observed("file", "0" * 64, 9, 2, "f:changed on b")
+    for service in SERVICES:
+        listing = [(p, obs(p)) for p in [f"d{i}" for i in range(10)] + files if p != "d5/f5.txt"]
+        if service == "b":
+            listing = [(p, changed if p == "d3/f3.txt" else o) for p, o in listing]
+        plugs.report(service, listing, scan="begin")
+        plugs.report(service, [], scan="end")
+    assert again.dirty["docs"] == {"d3/f3.txt", "d5/f5.txt"}  # b's change, and a file gone everywhere
+
+    ruled = referee.config.model_copy(update={"sync": referee.config.sync.model_copy(
+        update={"deletion_threshold": 0.9})})
+    third, plugs = restarted(ruled)
+    assert not third.settled.folders, "other settings: the folder is decided whole again"
+    plugs.listing([f"d{i}" for i in range(10)] + files)
+    assert len(third.dirty["docs"]) == 110

@@ -210,7 +210,7 @@ class Coordinator:
 
     def _collect(self, timeout: float) -> None:
         try:
-            event = self.events.next(timeout)
+            event = self.events.next_open(timeout)
         except RequestExpired:
             return
         except EventsLost:  # the space restarted without the events we missed: the results are still in it

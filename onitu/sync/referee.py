@@ -535,11 +535,11 @@ class Referee:
         while not self._stop:
             liveness.beat()
             try:
-                event = stream.next(0.2)
+                event = stream.next_open(0.2)
                 self.inbound(event.tuple)
                 drain_until = time.monotonic() + DRAIN  # what is here, for a while: queries can come without end
                 while time.monotonic() < drain_until:
-                    event = stream.next(0)
+                    event = stream.next_open(0)
                     self.inbound(event.tuple)
                     liveness.beat()  # a long backlog of results is work, not a hang
             except TimeoutError:

@@ -126,3 +126,34 @@ def test_a_restarted_referee_decides_only_what_is_out_of_step_in_a_settled_folde
     assert not third.settled.folders, "other settings: the folder is decided whole again"
     plugs.listing([f"d{i}" for i in range(10)] + files)
     assert len(third.dirty["docs"]) == 110
+
+
+def test_a_report_stream_the_space_ends_is_followed_again(hub):
+    """The space ends a subscription when it takes the client's session for dead (under heavy load): the referee
+    subscribes again and reads what it missed (it crashed on the stream's close event)."""
+    referee, _ = hub
+    space, notify = referee.space, referee.space.notify
+    leases = [0.3]  # the first subscription ends after 0.3 s; the next ones last
+
+    def notify_ending(events, template, lease=None, since=None):
+        return notify(events, template, leases.pop() if leases else lease, since)
+
+    referee.space.notify = notify_ending
+    runner = threading.Thread(target=referee.run)
+    runner.start()
+    try:
+        time.sleep(1.0)  # the stream has ended
+        assert runner.is_alive()
+        for service in ("a", "b", "c"):
+            for seq, scan, entries in ((100, "begin", [["late.txt", tuples.obs_to_wire(obs("late.txt"))]]),
+                                       (101, "end", [])):
+                space.write((tuples.REPORT, service, f"plug-{service}", seq,
+                             {"folder": "docs", "scan": scan, "entries": entries}))
+        key = tuples.meta_key("docs", "late.txt")
+        deadline = time.monotonic() + 10
+        while not space.read_all((tuples.META, key, None)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert space.read_all((tuples.META, key, None)) and runner.is_alive()
+    finally:
+        referee.stop()
+        runner.join(10)

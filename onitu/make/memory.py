@@ -33,7 +33,8 @@ class MemorySpace:
 
     def __init__(self) -> None:
         self._heads: dict[Any, dict[tuple, list[tuple]]] = {}  # head -> middle fields -> tuples, oldest first
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._waiting: dict[Any, threading.Condition] = {}  # head -> where takes and reads of that head wait
         self._subs: list[tuple[tuple, SimpleQueue]] = []
         self._events = 0
         self._closed = False
@@ -43,9 +44,9 @@ class MemorySpace:
 
     def write(self, tup: tuple, lease: Any = None) -> None:
         """Store ``tup`` (``lease`` is ignored: the space lives exactly as long as its build)."""
-        with self._cond:
+        with self._lock:
             self._put(tup)
-            self._cond.notify_all()
+            self._wake(tup[0])
 
     def take(self, template: tuple, timeout: float | None = None) -> tuple:
         """Remove and return the oldest match, waiting up to ``timeout`` s (None: forever, 0: not at all)."""
@@ -55,7 +56,7 @@ class MemorySpace:
         return self._wait(template, False, timeout)
 
     def read_all(self, template: tuple, limit: int | None = None) -> list[tuple]:
-        with self._cond:
+        with self._lock:
             found = list(self._matches(template))
         return found if limit is None else found[:limit]
 
@@ -64,7 +65,7 @@ class MemorySpace:
         read that finds no match undoes the batch and raises RequestExpired."""
         results: list[Any] = []
         done: list[tuple[str, tuple]] = []
-        with self._cond:
+        with self._lock:
             for op in ops:
                 if op[0] == "write":
                     self._put(op[1], notify=False)
@@ -83,7 +84,7 @@ class MemorySpace:
             for kind, tup in done:
                 if kind == "write":
                     self._announce(tup)
-            self._cond.notify_all()
+                    self._wake(tup[0])
         return results
 
     def notify(self, events: str, template: tuple) -> MemoryNotification:
@@ -91,21 +92,25 @@ class MemorySpace:
         if events != "write":
             raise ValueError(f"a build's memory space announces writes only, not {events!r}")
         note = MemoryNotification(self, template)
-        with self._cond:
+        with self._lock:
             self._subs.append((template, note.queue))
         return note
 
     def close(self) -> None:
         """Wake every blocked call with Cancelled; the space takes no more requests."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            for cond in self._waiting.values():
+                cond.notify_all()
 
     # ---- internals --------------------------------------------------------------------------------------------
 
     def _wait(self, template: tuple, take: bool, timeout: float | None) -> tuple:
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
+            cond = self._waiting.get(template[0])
+            if cond is None:
+                cond = self._waiting[template[0]] = threading.Condition(self._lock)
             while True:
                 if self._closed:
                     raise Cancelled("the build's space is closed")
@@ -117,7 +122,7 @@ class MemorySpace:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise RequestExpired(f"no tuple matches {template!r}")
-                self._cond.wait(left)
+                cond.wait(left)
 
     def _matches(self, template: tuple) -> Iterable[tuple]:
         middle = template[1:-1]
@@ -155,8 +160,16 @@ class MemorySpace:
                 self._events += 1
                 queue.put(MemoryEvent(self._events, "write", tup))
 
+    def _wake(self, head: Any) -> None:
+        """Wake the calls waiting for tuples of this head only (waking every waiter on every write woke the worker
+        slots for each result the coordinator was sent)."""
+        for key in (head, None):  # None: waiting on any head
+            cond = self._waiting.get(key)
+            if cond is not None:
+                cond.notify_all()
+
     def _unsubscribe(self, queue: SimpleQueue) -> None:
-        with self._cond:
+        with self._lock:
             self._subs = [s for s in self._subs if s[1] is not queue]
 
 

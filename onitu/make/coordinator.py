@@ -154,7 +154,8 @@ class Coordinator:
             else:
                 batch.append(self._task(job))
         if batch:  # one round trip for every task that became ready together
-            self.space.batch([("write", task.tuple()) for task in batch])
+            memory = self.rt.kind == "memory"
+            self.space.batch([("write", task.tuple(memory=memory)) for task in batch])
         self._show()
 
     def _count(self) -> int:

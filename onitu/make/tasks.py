@@ -58,13 +58,19 @@ class Task:
     program: str = "onitu make"  # names make in the messages of the worker itself ("onitu make[1]: cc: ...")
     shell: tuple[str, ...] = ("/bin/sh", "-c")  # what runs each line: $(SHELL) and the words of $(.SHELLFLAGS)
 
-    def tuple(self) -> tuple:
+    def tuple(self, *, memory: bool = False) -> tuple:
+        """The task as the space holds it; ``memory``: for a build's space in memory, the task itself (nothing
+        leaves the process, so nothing is encoded, and :meth:`from_tuple` has nothing to check)."""
+        if memory:
+            return (TASK, self.build, self.target, self)
         return (TASK, self.build, self.target, {"steps": [s.wire() for s in self.steps], "inputs": list(self.inputs),
                                                  "run": self.run, "program": self.program,
                                                  "shell": list(self.shell)})
 
     @classmethod
     def from_tuple(cls, tup: Any) -> Task:
+        if isinstance(tup, tuple) and len(tup) == 4 and isinstance(tup[3], Task):
+            return tup[3]  # written by this process (see tuple)
         if not isinstance(tup, tuple) or len(tup) != 4 or tup[0] != TASK:
             raise BadTask(f"not a task tuple: {tup!r:.200}")
         _, build, target, spec = tup
@@ -142,13 +148,18 @@ class Result:
     worker: str
     error: str | None = None  # the worker could not run the task at all (staging failed, bad task)
 
-    def tuple(self, build: str, target: str) -> tuple:
+    def tuple(self, build: str, target: str, *, memory: bool = False) -> tuple:
+        """The "done" tuple; ``memory``: holding the result itself, as :meth:`Task.tuple` does."""
+        if memory:
+            return (DONE, build, target, self)
         return (DONE, build, target, {"status": self.status, "steps": [s.wire() for s in self.steps],
                                       "outputs": [list(o) for o in self.outputs], "worker": self.worker,
                                       "error": self.error})
 
     @classmethod
     def from_wire(cls, body: Any, target: str) -> Result:
+        if isinstance(body, Result):
+            return body  # written by this process (see tuple)
         where = f"result of {target!r:.100}"
         steps = []
         for s in _field(body, "steps", list, where):

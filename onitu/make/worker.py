@@ -122,7 +122,7 @@ class Worker:
         except RequestExpired:
             return
         if task is not None:
-            self.space.write(self._execute(task).tuple(task.build, task.target))
+            self.space.write(self._execute(task).tuple(task.build, task.target, memory=True))
 
     def _one(self, report: tuple | None) -> tuple | None:
         """Run one task; return what to report. While tasks keep coming, a result is sent in the same round trip

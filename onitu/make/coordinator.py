@@ -186,8 +186,10 @@ class Coordinator:
         threading.Thread(target=run, name=f"recipe-{job.key}", daemon=True).start()
 
     def _task(self, job: Job) -> Task:
-        return Task(self.info.build, job.key, tuple(Step(c.text, c.ignore) for c in job.commands),
-                    tuple(self._inputs(job.node)), self.info.run, self.ui.program, job.commands[0].shell)
+        # a build in memory has only workers in this process, which run in place: they stage no inputs
+        inputs = tuple(self._inputs(job.node)) if self.rt.kind != "memory" else ()
+        return Task(self.info.build, job.key, tuple(Step(c.text, c.ignore) for c in job.commands), inputs,
+                    self.info.run, self.ui.program, job.commands[0].shell)
 
     def _inputs(self, node: Node) -> Iterable[str]:
         """The files a recipe may read: prerequisites, looking through recipe-less aggregates."""

@@ -190,5 +190,9 @@ class MemoryNotification:
         except Empty:
             raise RequestExpired(f"no event within {timeout} s") from None
 
+    def next_open(self, timeout: float | None = None) -> MemoryEvent:
+        """:meth:`next` (nothing but :meth:`close` ends this subscription)."""
+        return self.next(timeout)
+
     def close(self) -> None:
         self._space._unsubscribe(self.queue)

@@ -9,7 +9,9 @@ no-op tasks (10 layers of 100, each task needing two of the layer below); (b) th
 recursive build: ``$(MAKE) -C sub`` with 40 tasks of 0.1 s in the sub-make (the sub-make joins the -j budget);
 (f) reading git-sized $(eval) templates (``make -n``: 13,500 template calls; "tasks" counts them).
 Prints the median wall times, the ratio, and the overhead per task ((onitu - GNU) / tasks). Every onitu build's
-outputs are compared with GNU make's, byte for byte.
+outputs are compared with GNU make's, byte for byte. Beside (d), the bare interpreter's start-up (``python -c
+pass``, timed in the same runs: site-packages' .pth files, such as an editable install's finder, are part of it)
+and onitu's own part of the build (the median of onitu's time minus the interpreter's, run by run).
 
 The onitu package is byte-compiled first (as ``pip install`` does): with PYTHONDONTWRITEBYTECODE set, as here,
 every run would otherwise compile its sources again.
@@ -75,11 +77,14 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return took
 
 
-def compare(name: str, src: Path, args: list[str], tasks: int, jobs: int, repeat: int, scratch: Path) -> None:
+def compare(name: str, src: Path, args: list[str], tasks: int, jobs: int, repeat: int, scratch: Path, *,
+            bare: bool = False) -> None:
+    """Time GNU make then onitu make on copies of ``src``, ``repeat`` times; with ``bare``, the interpreter's own
+    start-up too, in each run, and onitu's part beside it."""
     env = {k: v for k, v in os.environ.items() if k not in ("ONITU_SPACE", "MAKEFLAGS", "MAKELEVEL")}
     env["ONITU_DATA"] = str(scratch / "data")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # $(MAKE) is "onitu make"
-    times: dict[str, list[float]] = {"gnu": [], "onitu": []}
+    times: dict[str, list[float]] = {"gnu": [], "onitu": [], "bare": []}
     results = {}
     for run in range(repeat):
         for who, cmd in (("gnu", ["make", f"-j{jobs}", *args]),
@@ -89,11 +94,17 @@ def compare(name: str, src: Path, args: list[str], tasks: int, jobs: int, repeat
             times[who].append(timed(cmd, work, env))
             results[who] = digest(work)
             shutil.rmtree(work)
+        if bare:
+            times["bare"].append(timed([sys.executable, "-c", "pass"], scratch, env))
     if results["gnu"] != results["onitu"]:
         sys.exit(f"{name}: onitu make's outputs differ from GNU make's")
     gnu, onitu = statistics.median(times["gnu"]), statistics.median(times["onitu"])
     print(f"{name:<28} {tasks:>6} {gnu:>9.3f} {onitu:>9.3f} {onitu / gnu:>7.2f}x "
-          f"{(onitu - gnu) / tasks * 1000:>10.2f}", flush=True)
+          f"{(onitu - gnu) / tasks * 1000:>10.2f} {os.getloadavg()[0]:>11.2f}", flush=True)
+    if bare:
+        own = statistics.median(o - b for o, b in zip(times["onitu"], times["bare"], strict=True))
+        print(f"    bare interpreter start-up {statistics.median(times['bare']):.3f} s (python -c pass); "
+              f"onitu's own part {own:.3f} s", flush=True)
 
 
 def main() -> None:
@@ -105,7 +116,9 @@ def main() -> None:
         sys.exit("GNU make is not installed")
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "onitu")], check=True,
                    stdout=subprocess.DEVNULL)
-    print(f"{'build':<28} {'tasks':>6} {'GNU s':>9} {'onitu s':>9} {'ratio':>8} {'ms/task over GNU':>17}")
+    print(f"load average {os.getloadavg()[0]:.2f} at the start (each line ends with the load after it)")
+    print(f"{'build':<28} {'tasks':>6} {'GNU s':>9} {'onitu s':>9} {'ratio':>8} {'ms/task over GNU':>17} "
+          f"{'load (1 min)':>12}")
     with tempfile.TemporaryDirectory(prefix="onitu-bench-make-") as tmp:
         scratch = Path(tmp)
         dag = scratch / "dag-src"
@@ -120,7 +133,7 @@ def main() -> None:
         one = scratch / "one-src"
         one.mkdir()
         (one / "Makefile").write_text("out.txt:\n\techo built > $@\n")
-        compare("(d) one-rule build", one, [], 1, opts.jobs, opts.repeat, scratch)
+        compare("(d) one-rule build", one, [], 1, opts.jobs, opts.repeat, scratch, bare=True)
         templates = scratch / "eval-src"
         eval_templates(templates)
         compare("(f) $(eval) templates, -n", templates, ["-n", "all"], 13500, opts.jobs, opts.repeat, scratch)

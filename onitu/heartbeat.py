@@ -27,6 +27,8 @@ from typing import Any
 import msgpack
 import zmq
 
+from onitu.runqueue import Starvation
+
 log = logging.getLogger("onitu.heartbeat")
 
 ENV_ENDPOINT = "ONITU_WATCHDOG"
@@ -194,8 +196,11 @@ class Liveness:
     a real hang still stops the answers."""
 
     def __init__(self, status: Callable[[], dict[str, Any]], patience: float = 30.0) -> None:
+        """``patience``: seconds without a beat, not counting those the working thread (the one making this) spent
+        waiting for a CPU (see :mod:`onitu.runqueue`), before the pings go unanswered."""
         self.patience = patience
-        self._last = time.monotonic()
+        self._last = self._seen = time.monotonic()
+        self._starvation = Starvation.of_this_thread()
         self._stop = threading.Event()
         self._responder = Responder.from_env(status)
         self._thread = threading.Thread(target=self._run, name="onitu-heartbeat", daemon=True)
@@ -212,12 +217,20 @@ class Liveness:
         while not self._stop.is_set():
             if not sock.poll(200):
                 continue
-            if time.monotonic() - self._last < self.patience:
+            if self._age() < self.patience:
                 self._responder.handle()
             else:  # stuck: the ping goes unanswered and the watchdog restarts us
                 with contextlib.suppress(zmq.Again):
                     sock.recv(zmq.NOBLOCK)
                     self._responder.heard()
+
+    def _age(self) -> float:
+        """Seconds since the last beat that the working thread could have used."""
+        last = self._last
+        if last != self._seen:  # a beat since the last look: its waits for a CPU count from here
+            self._seen = last
+            self._starvation.mark()
+        return time.monotonic() - last - self._starvation.since_mark()
 
     def close(self) -> None:
         """Stop answering."""

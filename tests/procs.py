@@ -82,7 +82,64 @@ def heartbeat_agent(block_file: str) -> None:
     asyncio.run(main())
 
 
-MODES = {"taker": taker, "leaser": leaser, "churn": churn, "committer": committer, "heartbeat_agent": heartbeat_agent}
+def starved_agent(kind: str, trigger: str, done: str) -> None:
+    """Answers the watchdog (``kind``: from its event loop, or from a :class:`Liveness` thread while the main thread
+    beats). Once ``trigger`` appears, six busy processes start on one CPU; then its main thread joins them there and
+    works 0.5 s of CPU without answering or beating, writes the wall time that took into ``done``, and carries on."""
+    import asyncio
+    import subprocess
+
+    from onitu.heartbeat import Liveness, Responder
+
+    cpu = min(os.sched_getaffinity(0))
+
+    def hogs() -> list[subprocess.Popen]:
+        hog = f"import os; os.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"
+        return [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(6)]
+
+    def starved_work(busy: list[subprocess.Popen]) -> None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+            started, spun = time.monotonic(), time.thread_time()
+            while time.thread_time() - spun < 0.5:
+                pass
+            Path(done).write_text(f"{time.monotonic() - started:.2f}")
+        finally:
+            for proc in busy:
+                proc.kill()
+
+    def triggered() -> bool:
+        if not os.path.exists(trigger):
+            return False
+        os.unlink(trigger)
+        return True
+
+    if kind == "liveness":
+        liveness = Liveness(lambda: {"role": "agent"}, patience=1.0)
+        while True:
+            liveness.beat()
+            if triggered():
+                busy = hogs()
+                for _ in range(10):  # all spinning
+                    liveness.beat()
+                    time.sleep(0.05)
+                starved_work(busy)
+            time.sleep(0.05)
+
+    async def main() -> None:
+        Responder.from_env(lambda: {"role": "agent"}).attach(asyncio.get_running_loop())
+        while True:
+            if triggered():
+                busy = hogs()
+                await asyncio.sleep(0.5)  # all spinning
+                starved_work(busy)  # on the loop: it answers nothing meanwhile
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+
+
+MODES = {"taker": taker, "leaser": leaser, "churn": churn, "committer": committer, "heartbeat_agent": heartbeat_agent,
+         "starved_agent": starved_agent}
 
 
 if __name__ == "__main__":

@@ -159,6 +159,8 @@ async def _subscribe(space: AsyncSpaceClient, kinds: list[str], template: tuple,
 async def _read(i: int, note: AsyncNotification, queue: asyncio.Queue) -> None:
     try:
         async for event in note:
+            if event.kind == "close":  # the space ended the subscription (took the session for dead): again
+                raise EventsLost("the space ended this subscription")
             await queue.put((i, event))
     except SpaceError as exc:
         await queue.put((i, exc))

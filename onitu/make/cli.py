@@ -78,7 +78,6 @@ def _level(text: str) -> int:
 
 def _make(opts: Options, build_dir: Path, display: Display, level: int, jobs_on_command_line: bool,
           environ: Mapping[str, str]) -> int:
-    from onitu.make.dryrun import dry_run
     from onitu.make.graph import Graph
     from onitu.make.parser import MakeError, load
     from onitu.make.remake import GO, RESTART, remake_makefiles
@@ -106,6 +105,8 @@ def _make(opts: Options, build_dir: Path, display: Display, level: int, jobs_on_
             for message in graph.messages:
                 display.message(message)
             if opts.dry_run:
+                from onitu.make.dryrun import dry_run  # here: a build that runs its recipes never needs it
+
                 status = dry_run(graph, display, env, always=opts.always, keep_going=opts.keep_going,
                                  ignore_errors=opts.ignore_errors, settled=session.remade)
             else:

@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,21 +36,23 @@ log = logging.getLogger(__name__)
 LOST_CHECK = 0.4  # seconds between checks for tasks whose worker died (a claim lives 1.2 s past its worker)
 
 
-@dataclass
 class BuildOptions:
-    jobs: int | None = 1  # tasks in flight at most (None: no limit; with a jobserver, the jobserver decides)
-    keep_going: bool = False
-    always: bool = False
-    silent: bool = False
-    ignore_errors: bool = False
-    quiet_goals: bool = False  # no "Nothing to be done" lines (-s, or while remaking makefiles)
+    """How a build runs (plain classes here: a dataclass costs a third of a millisecond at every start)."""
+
+    def __init__(self, jobs: int | None = 1, keep_going: bool = False, always: bool = False, silent: bool = False,
+                 ignore_errors: bool = False, quiet_goals: bool = False) -> None:
+        self.jobs = jobs  # tasks in flight at most (None: no limit; with a jobserver, the jobserver decides)
+        self.keep_going, self.always, self.silent, self.ignore_errors = keep_going, always, silent, ignore_errors
+        self.quiet_goals = quiet_goals  # no "Nothing to be done" lines (-s, or while remaking makefiles)
 
 
-@dataclass
 class _Running:
-    job: Job | None  # None: queued by an earlier coordinator of this build, not asked for (yet)
-    replay: bool = False  # finished under an earlier coordinator: its output was printed then
-    here: bool = False  # run by this coordinator (a recipe naming $(MAKE)), not by a worker
+    __slots__ = ("here", "job", "replay")
+
+    def __init__(self, job: Job | None, replay: bool = False, here: bool = False) -> None:
+        self.job = job  # None: queued by an earlier coordinator of this build, not asked for (yet)
+        self.replay = replay  # finished under an earlier coordinator: its output was printed then
+        self.here = here  # run by this coordinator (a recipe naming $(MAKE)), not by a worker
 
 
 class Coordinator:
@@ -154,7 +155,8 @@ class Coordinator:
             else:
                 batch.append(self._task(job))
         if batch:  # one round trip for every task that became ready together
-            self.space.batch([("write", task.tuple()) for task in batch])
+            memory = self.rt.kind == "memory"
+            self.space.batch([("write", task.tuple(memory=memory)) for task in batch])
         self._show()
 
     def _count(self) -> int:
@@ -184,8 +186,10 @@ class Coordinator:
         threading.Thread(target=run, name=f"recipe-{job.key}", daemon=True).start()
 
     def _task(self, job: Job) -> Task:
-        return Task(self.info.build, job.key, tuple(Step(c.text, c.ignore) for c in job.commands),
-                    tuple(self._inputs(job.node)), self.info.run, self.ui.program, job.commands[0].shell)
+        # a build in memory has only workers in this process, which run in place: they stage no inputs
+        inputs = tuple(self._inputs(job.node)) if self.rt.kind != "memory" else ()
+        return Task(self.info.build, job.key, tuple(Step(c.text, c.ignore) for c in job.commands), inputs,
+                    self.info.run, self.ui.program, job.commands[0].shell)
 
     def _inputs(self, node: Node) -> Iterable[str]:
         """The files a recipe may read: prerequisites, looking through recipe-less aggregates."""
@@ -210,7 +214,7 @@ class Coordinator:
 
     def _collect(self, timeout: float) -> None:
         try:
-            event = self.events.next(timeout)
+            event = self.events.next_open(timeout)
         except RequestExpired:
             return
         except EventsLost:  # the space restarted without the events we missed: the results are still in it

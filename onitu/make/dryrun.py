@@ -7,7 +7,6 @@ do), a target whose recipe "ran" counts as brand new, and the intermediate files
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +36,8 @@ def dry_run(graph: Graph, display: Display, env: Mapping[str, str], *, always: b
                 if not command.force:
                     continue
                 sys.stdout.flush()
+                import subprocess  # here: most dry runs run nothing
+
                 code = subprocess.run([*command.shell, command.text], cwd=Path(db.cwd), env=dict(env),
                                       check=False).returncode
                 code = code if code >= 0 else 128 - code

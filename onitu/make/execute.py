@@ -8,13 +8,16 @@ import contextlib
 import errno
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from onitu.make.tasks import Step, StepResult
+
+if TYPE_CHECKING:
+    import subprocess
 
 # The reaper outlives a worker killed with SIGKILL and kills the process groups of the recipes it was running, so
 # a re-run elsewhere never races a leftover. (A preexec_fn setting PR_SET_PDEATHSIG would cost a full fork per
@@ -38,6 +41,8 @@ class Reaper:
     """Kills the recipes still running when the worker dies (a separate tiny process in its own session)."""
 
     def __init__(self) -> None:
+        import subprocess
+
         self.proc = subprocess.Popen([sys.executable, "-S", "-c", _REAPER], stdin=subprocess.PIPE, text=True,
                                      start_new_session=True)
         self.lock = threading.Lock()
@@ -166,6 +171,8 @@ _SHELL_WORDS = frozenset(
 def _spawn(argv: list[str] | None, shell: list[str], cwd: Path, env: dict[str, str], out: int, err: int
            ) -> subprocess.Popen:
     """Start one recipe line in its own process group (so it can be killed whole), directly or by the shell."""
+    import subprocess  # here: recipes run in make's own directory start with posix_spawn, without it
+
     try:
         return subprocess.Popen(argv or shell, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 process_group=0)

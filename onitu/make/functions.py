@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -254,6 +253,8 @@ def run_shell(ex: Expander, command: str, scope: Scope) -> str:
     shell = shell_of(ex, scope)
     argv = direct_argv(command) if shell in DIRECT_SHELLS else None
     run = argv or [*shell, command]
+    import subprocess  # here: a build whose makefiles run no shell never loads it
+
     try:
         proc = subprocess.run(run, cwd=ex.cwd, env=dict(ex.environ), stdout=subprocess.PIPE, check=False)
     except OSError as exc:

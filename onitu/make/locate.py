@@ -19,6 +19,7 @@ class Locator:
 
     def __init__(self, db: Database) -> None:
         self.cwd = db.cwd
+        self._prefix = f"{str(db.cwd).rstrip('/')}/"  # for stat: joining a Path cost more than the stat itself
         self.vpaths: list[tuple[tuple[str, str] | str, list[str]]] = []
         for pattern, dirs in db.vpaths:
             self.vpaths.append((split_pattern(pattern) or pattern, dirs))
@@ -86,7 +87,7 @@ class Locator:
         if member is not None:
             return member_mtime(self.cwd / member[0], member[1])
         try:
-            return os.stat(self.cwd / name).st_mtime_ns
+            return os.stat(name if name.startswith("/") else self._prefix + name).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
             return None
 

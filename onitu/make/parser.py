@@ -8,7 +8,6 @@ reads it or refused with a ``MakeError`` naming the file and line.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from onitu.make import builtins
@@ -41,14 +40,13 @@ FEATURES = ("target-specific order-only second-expansion else-if shortest-stem u
             "grouped-target archives jobserver check-symlink")
 
 
-@dataclass
 class _Frame:
     """One open conditional: is its current branch live, has a branch been taken, was ``else`` seen."""
 
-    live: bool
-    taken: bool
-    seen_else: bool = False
-    outer_live: bool = True
+    __slots__ = ("live", "outer_live", "seen_else", "taken")
+
+    def __init__(self, live: bool, taken: bool, *, outer_live: bool = True) -> None:
+        self.live, self.taken, self.seen_else, self.outer_live = live, taken, False, outer_live
 
 
 class _Reader:

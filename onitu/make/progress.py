@@ -11,7 +11,6 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,12 +21,14 @@ log = logging.getLogger(__name__)
 PLAIN_EVERY = 10.0
 
 
-@dataclass
 class Counts:
-    total: int = 0
-    done: int = 0
-    running: int = 0  # handed to workers (queued in the space or being run)
-    workers: int = 0  # worker slots in the space
+    """What the status line says."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.running = 0  # handed to workers (queued in the space or being run)
+        self.workers = 0  # worker slots in the space
 
     def line(self) -> str:
         waiting = self.total - self.done - self.running

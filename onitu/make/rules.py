@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import glob
 import re
-from dataclasses import dataclass
 from typing import Protocol
 
 from onitu.make.builtins import replace_pattern_rule
@@ -39,17 +38,17 @@ class _Assigner(Protocol):
     def recipe_prefix(self) -> str: ...
 
 
-@dataclass
 class _Pending:
     """A rule line whose recipe lines may still follow."""
 
-    where: Location
-    pattern: bool
-    double: bool
-    grouped: bool
-    targets: list[tuple[str, str, list[Prereq], list[str]]]  # (target, stem, prereqs, order-only)
-    recipe: list[RecipeLine] | None = None
-    recipe_where: Location | None = None
+    __slots__ = ("double", "grouped", "pattern", "recipe", "recipe_where", "targets", "where")
+
+    def __init__(self, where: Location, pattern: bool, double: bool, grouped: bool,
+                 targets: list[tuple[str, str, list[Prereq], list[str]]]) -> None:
+        self.where, self.pattern, self.double, self.grouped = where, pattern, double, grouped
+        self.targets = targets  # (target, stem, prereqs, order-only)
+        self.recipe: list[RecipeLine] | None = None
+        self.recipe_where: Location | None = None
 
 
 _GLOB = re.compile(r"[*?\[]")

@@ -17,14 +17,16 @@ import fcntl
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from onitu.make.tasks import WORKER
+
+if TYPE_CHECKING:
+    import subprocess
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class LocalWorker:
             self.proc.send_signal(sig)
 
     def wait(self, timeout: float) -> None:
+        import subprocess
+
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -159,9 +163,9 @@ class Runtime:
     def _own(self, recursive: bool) -> None:
         """No space to join: one in memory, or served on a local socket when sub-makes must reach it."""
         if not recursive:
-            from onitu.space.local import TupleSpace
+            from onitu.make.memory import MemorySpace
 
-            self.kind, self.client = "memory", TupleSpace()
+            self.kind, self.client = "memory", MemorySpace()
             return
         self.kind = "served"
         if self._lock is None:
@@ -219,6 +223,8 @@ class Runtime:
         self._spawn()
 
     def _spawn(self) -> None:
+        import subprocess  # here: a build in memory starts no worker process
+
         proc = subprocess.Popen(self._worker_args, stdin=subprocess.DEVNULL)
         self.workers.append(LocalWorker(proc))
 

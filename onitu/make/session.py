@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,12 +25,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Special:
     """How a build differs while remaking makefiles."""
 
-    dontcare: set[str] = field(default_factory=set)  # -include'd makefiles: failing is not an error
-    goal_errors: dict[str, str] = field(default_factory=dict)  # required makefiles not found: their error line
+    def __init__(self) -> None:
+        self.dontcare: set[str] = set()  # -include'd makefiles: failing is not an error
+        self.goal_errors: dict[str, str] = {}  # required makefiles not found: their error line
 
 
 class Session:

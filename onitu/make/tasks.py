@@ -11,11 +11,13 @@ A build ``B`` lives in the space as::
 
 A task is always in exactly one of task / working / done: a worker moves it with one atomic batch, so the coordinator
 reading them in that order can never miss one and never sees it twice.
+
+The classes here are plain classes, not dataclasses: every ``onitu make`` run loads them, and making a dataclass
+costs about a third of a millisecond at import (its methods are generated and compiled).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 BUILD, TASK, WORKING, DONE, WORKER = "make.build", "make.task", "make.working", "make.done", "make.worker"
@@ -35,36 +37,44 @@ def _field(d: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     return value
 
 
-@dataclass(frozen=True)
 class Step:
     """One recipe line as the worker runs it."""
 
-    text: str
-    ignore: bool
+    __slots__ = ("ignore", "text")
+
+    def __init__(self, text: str, ignore: bool) -> None:
+        self.text, self.ignore = text, ignore
 
     def wire(self) -> list:
         return [self.text, self.ignore]
 
 
-@dataclass(frozen=True)
 class Task:
     """What a worker needs to run one target's recipe."""
 
-    build: str
-    target: str
-    steps: tuple[Step, ...]
-    inputs: tuple[str, ...]  # files the recipe reads, relative to the build dir (staged on other hosts)
-    run: str  # the coordinator run that queued it: a restarted one serves files elsewhere, see BuildInfo.run
-    program: str = "onitu make"  # names make in the messages of the worker itself ("onitu make[1]: cc: ...")
-    shell: tuple[str, ...] = ("/bin/sh", "-c")  # what runs each line: $(SHELL) and the words of $(.SHELLFLAGS)
+    __slots__ = ("build", "inputs", "program", "run", "shell", "steps", "target")
 
-    def tuple(self) -> tuple:
+    def __init__(self, build: str, target: str, steps: tuple[Step, ...], inputs: tuple[str, ...], run: str,
+                 program: str = "onitu make", shell: tuple[str, ...] = ("/bin/sh", "-c")) -> None:
+        self.build, self.target, self.steps = build, target, steps
+        self.inputs = inputs  # files the recipe reads, relative to the build dir (staged on other hosts)
+        self.run = run  # the coordinator run that queued it: a restarted one serves files elsewhere (BuildInfo.run)
+        self.program = program  # names make in the messages of the worker itself ("onitu make[1]: cc: ...")
+        self.shell = shell  # what runs each line: $(SHELL) and the words of $(.SHELLFLAGS)
+
+    def tuple(self, *, memory: bool = False) -> tuple:
+        """The task as the space holds it; ``memory``: for a build's space in memory, the task itself (nothing
+        leaves the process, so nothing is encoded, and :meth:`from_tuple` has nothing to check)."""
+        if memory:
+            return (TASK, self.build, self.target, self)
         return (TASK, self.build, self.target, {"steps": [s.wire() for s in self.steps], "inputs": list(self.inputs),
                                                  "run": self.run, "program": self.program,
                                                  "shell": list(self.shell)})
 
     @classmethod
     def from_tuple(cls, tup: Any) -> Task:
+        if isinstance(tup, tuple) and len(tup) == 4 and isinstance(tup[3], Task):
+            return tup[3]  # written by this process (see tuple)
         if not isinstance(tup, tuple) or len(tup) != 4 or tup[0] != TASK:
             raise BadTask(f"not a task tuple: {tup!r:.200}")
         _, build, target, spec = tup
@@ -88,20 +98,22 @@ class Task:
                    program if isinstance(program, str) else "onitu make", tuple(shell))
 
 
-@dataclass(frozen=True)
 class BuildInfo:
     """The build-wide facts a worker reads once per build."""
 
-    build: str
-    run: str            # changes with every coordinator run of this build (the file server moves with it)
-    dir: str            # absolute build directory on the coordinator's host
-    token_path: str     # a file only the coordinator's file system holds, whose content is ``token``
-    token: str
-    env: dict[str, str]  # the coordinator's environment with the Makefile's exports: used when running in place
-    exports: dict[str, str]  # just the Makefile's exports: laid over a remote worker's own environment
-    files: str | None   # the coordinator's file server endpoint (None: same-host workers only)
-    files_key: str | None
-    secret: str | None
+    def __init__(self, build: str, run: str, dir: str, token_path: str, token: str,
+                 env: dict[str, str], exports: dict[str, str], files: str | None, files_key: str | None,
+                 secret: str | None) -> None:
+        self.build = build
+        self.run = run  # changes with every coordinator run of this build (the file server moves with it)
+        self.dir = dir  # absolute build directory on the coordinator's host
+        self.token_path = token_path  # a file only the coordinator's file system holds, whose content is token
+        self.token = token
+        self.env = env  # the coordinator's environment with the Makefile's exports: used when running in place
+        self.exports = exports  # just the Makefile's exports: laid over a remote worker's own environment
+        self.files = files  # the coordinator's file server endpoint (None: same-host workers only)
+        self.files_key = files_key
+        self.secret = secret
 
     def tuple(self) -> tuple:
         return (BUILD, self.build, {k: v for k, v in self.__dict__.items() if k != "build"})
@@ -122,33 +134,41 @@ class BuildInfo:
         return cls(tup[1], **strings, **optional, **maps)
 
 
-@dataclass
 class StepResult:
-    status: int
-    out: bytes
-    err: bytes
+    """What one recipe line did: its exit status and output."""
+
+    __slots__ = ("err", "out", "status")
+
+    def __init__(self, status: int, out: bytes, err: bytes) -> None:
+        self.status, self.out, self.err = status, out, err
 
     def wire(self) -> list:
         return [self.status, self.out, self.err]
 
 
-@dataclass
 class Result:
     """A finished task: the steps that ran, and the files it produced (path, sha256, mode) when run remotely."""
 
-    status: int  # 0, or the exit status of the first failing step not marked '-'
-    steps: list[StepResult]
-    outputs: list[tuple[str, str, int]]
-    worker: str
-    error: str | None = None  # the worker could not run the task at all (staging failed, bad task)
+    __slots__ = ("error", "outputs", "status", "steps", "worker")
 
-    def tuple(self, build: str, target: str) -> tuple:
+    def __init__(self, status: int, steps: list[StepResult], outputs: list[tuple[str, str, int]], worker: str,
+                 error: str | None = None) -> None:
+        self.status = status  # 0, or the exit status of the first failing step not marked '-'
+        self.steps, self.outputs, self.worker = steps, outputs, worker
+        self.error = error  # the worker could not run the task at all (staging failed, bad task)
+
+    def tuple(self, build: str, target: str, *, memory: bool = False) -> tuple:
+        """The "done" tuple; ``memory``: holding the result itself, as :meth:`Task.tuple` does."""
+        if memory:
+            return (DONE, build, target, self)
         return (DONE, build, target, {"status": self.status, "steps": [s.wire() for s in self.steps],
                                       "outputs": [list(o) for o in self.outputs], "worker": self.worker,
                                       "error": self.error})
 
     @classmethod
     def from_wire(cls, body: Any, target: str) -> Result:
+        if isinstance(body, Result):
+            return body  # written by this process (see tuple)
         where = f"result of {target!r:.100}"
         steps = []
         for s in _field(body, "steps", list, where):

@@ -41,7 +41,7 @@ class Worker:
 
     def __init__(self, space: Any, *, slots: int = 1, cache: Path | None = None, local: bool = False,
                  claims: bool = True) -> None:
-        """``space``: a space client (or an in-process TupleSpace); ``local``: this worker runs in the process of
+        """``space``: a space client (or a build's MemorySpace); ``local``: this worker runs in the process of
         the coordinator whose builds it serves (their directories are here, no reaper process is needed);
         ``claims``: write a claim on each task taken, so that its coordinator can tell a task under way from a task
         lost with its worker (only a space in memory, which no other coordinator reaches, goes without)."""
@@ -122,7 +122,7 @@ class Worker:
         except RequestExpired:
             return
         if task is not None:
-            self.space.write(self._execute(task).tuple(task.build, task.target))
+            self.space.write(self._execute(task).tuple(task.build, task.target, memory=True))
 
     def _one(self, report: tuple | None) -> tuple | None:
         """Run one task; return what to report. While tasks keep coming, a result is sent in the same round trip

@@ -22,9 +22,20 @@ from onitu.space.errors import (
     SpaceError,
     Unavailable,
 )
-from onitu.space.handles import Entry, Event
-from onitu.space.local import TupleSpace
-from onitu.space.template import Range, Symbol, Template
+
+# loaded on first use (see __getattr__): the in-process space and templates bring msgpack and the store, which a
+# program needing only the errors (onitu make's start-up) or a client does not pay for
+_LAZY = {"Entry": "handles", "Event": "handles", "TupleSpace": "local", "Range": "template", "Symbol": "template",
+         "Template": "template"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 class _Package(types.ModuleType):

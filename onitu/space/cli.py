@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,10 @@ console = Console()
 err = Console(stderr=True)
 
 DataOpt = typer.Option(None, "--data", help="Data directory (default: $ONITU_DATA or the user data dir).")
+ClientDataOpt = typer.Option(None, "--data", help="Data directory (default: the config's, see --config).")
+ClientConfigOpt = typer.Option(None, "--config", "-c", help="Config whose data directory holds the space (default: "
+                                                             "./onitu.yaml, else the running Onitu's, else "
+                                                             "$ONITU_DATA or the user data dir).")
 SpaceOpt = typer.Option(None, "--space", help="Endpoint(s) of the space (default: $ONITU_SPACE, the local "
                                               "server, or discovery).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
@@ -53,15 +58,26 @@ def parse_json(text: str, what: str) -> Any:
         raise fail(f"{what}: {exc}") from None
 
 
+def _space_from_environment() -> bool:
+    return bool(os.environ.get("ONITU_SPACE") or os.environ.get("ONITU_DATA"))
+
+
 def show(value: Any) -> str:
     return json.dumps(Codec(ruby_regex=False).encode(value), ensure_ascii=False)
 
 
 @contextlib.contextmanager
-def client(space: str | None, data: Path | None, insecure: bool) -> Iterator[SpaceClient]:
-    """A connected client; a space error becomes a one-line message (exit 2 when nothing matched, else 1)."""
+def client(space: str | None, data: Path | None, insecure: bool, config: Path | None = None
+           ) -> Iterator[SpaceClient]:
+    """A connected client; a space error becomes a one-line message (exit 2 when nothing matched, else 1). With no
+    endpoint or data directory given, the space is the one of ``config`` (found as every ``onitu`` command finds
+    it: the running Onitu's config when there is one), unless ``$ONITU_SPACE`` or ``$ONITU_DATA`` says otherwise."""
     from onitu.space.connect import connect
 
+    if space is None and data is None and (config is not None or not _space_from_environment()):
+        from onitu.console import load_config
+
+        data = load_config(config).data
     try:
         with connect(space, data_dir=data, insecure=insecure, connect_timeout=5.0) as c:
             yield c
@@ -106,11 +122,12 @@ def serve(
 
 @space_app.command("ls")
 def ls(template: str = typer.Argument('[null]', help="JSON template, e.g. '[\"task\", null]'."),
-       space: str = SpaceOpt, data: Path = DataOpt, insecure: bool = InsecureOpt, as_json: bool = JsonOpt,
+       space: str = SpaceOpt, data: Path = ClientDataOpt, config: Path = ClientConfigOpt,
+       insecure: bool = InsecureOpt, as_json: bool = JsonOpt,
        limit: int = typer.Option(None, help="At most this many tuples.")) -> None:
     """List the tuples matching a template (oldest first)."""
     pattern = parse_json(template, "template")
-    with client(space, data, insecure) as c:
+    with client(space, data, insecure, config) as c:
         found = c.read_all(pattern, limit)
     for tup in found:
         console.print(show(tup), highlight=False, soft_wrap=True)
@@ -121,28 +138,30 @@ def ls(template: str = typer.Argument('[null]', help="JSON template, e.g. '[\"ta
 @space_app.command("write")
 def write(tup: str = typer.Argument(..., metavar="TUPLE", help="JSON tuple, e.g. '[\"hello\", 1]'."),
           lease: float = typer.Option(None, help="Seconds until the tuple expires (default: forever)."),
-          space: str = SpaceOpt, data: Path = DataOpt, insecure: bool = InsecureOpt) -> None:
+          space: str = SpaceOpt, data: Path = ClientDataOpt, config: Path = ClientConfigOpt,
+          insecure: bool = InsecureOpt) -> None:
     """Write a tuple; prints its entry id."""
     value = parse_json(tup, "tuple")
-    with client(space, data, insecure) as c:
+    with client(space, data, insecure, config) as c:
         console.print(c.write(value, lease).id)
 
 
 @space_app.command("take")
 def take(template: str = typer.Argument(..., help="JSON template."),
          timeout: float = typer.Option(0, help="Seconds to wait for a match (default: don't wait)."),
-         space: str = SpaceOpt, data: Path = DataOpt, insecure: bool = InsecureOpt) -> None:
+         space: str = SpaceOpt, data: Path = ClientDataOpt, config: Path = ClientConfigOpt,
+         insecure: bool = InsecureOpt) -> None:
     """Take (remove) the oldest tuple matching a template and print it."""
     pattern = parse_json(template, "template")
-    with client(space, data, insecure) as c:
+    with client(space, data, insecure, config) as c:
         console.print(show(c.take(pattern, timeout)), highlight=False, soft_wrap=True)
 
 
 @space_app.command("stats")
-def stats(space: str = SpaceOpt, data: Path = DataOpt, insecure: bool = InsecureOpt,
-          as_json: bool = JsonOpt) -> None:
+def stats(space: str = SpaceOpt, data: Path = ClientDataOpt, config: Path = ClientConfigOpt,
+          insecure: bool = InsecureOpt, as_json: bool = JsonOpt) -> None:
     """Counts: tuples, sessions, blocked requests, events, requests, malformed frames."""
-    with client(space, data, insecure) as c:
+    with client(space, data, insecure, config) as c:
         values = c.stats()
     if as_json:
         console.print_json(json.dumps(values))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol
 
+from onitu.space.errors import EventsLost
+
 
 class Event(NamedTuple):
     """One notify event: ``kind`` is write, take, delete or close; ``id`` increases with every event."""
@@ -51,3 +53,12 @@ class EventStream:
     def next(self, timeout: float | None = None) -> Event:
         """The next event; RequestExpired if none arrives within ``timeout`` seconds."""
         raise NotImplementedError
+
+    def next_open(self, timeout: float | None = None) -> Event:
+        """:meth:`next`, for a reader that must see every event: the stream's end (a ``close`` event: the server
+        ended the subscription, as when this client's session expired under load) raises EventsLost, so that the
+        reader subscribes again and reads what it missed from the space."""
+        event = self.next(timeout)
+        if event.kind == "close":
+            raise EventsLost("the space ended this subscription")
+        return event

@@ -31,6 +31,7 @@ import zmq
 
 from onitu.config import HeartbeatConfig, RestartConfig
 from onitu.heartbeat import ENV_ENDPOINT, ENV_NAME, ENV_ORPHAN, decode
+from onitu.runqueue import Starvation
 from onitu.space.roles import DEMOTED
 
 log = logging.getLogger("onitu.supervision")
@@ -69,6 +70,7 @@ class Child:
     short_lives: int = 0  # deaths within fast_crash seconds of the start, in a row (the backoff grows with them)
     restart_at: float = 0.0
     last_heartbeat: float | None = None
+    starvation: Starvation | None = None  # its main thread's waits for a CPU since the last answer (or the start)
     last_status: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
     reason: str = ""
@@ -146,6 +148,7 @@ class Supervisor:
                 return
         child.pid, child.started, child.state, child.healthy = child.proc.pid, time.monotonic(), STARTING, False
         child.last_heartbeat, child.exit_code, child.last_status = None, None, {}  # the reason stays until healthy
+        child.starvation = Starvation(child.pid)
         log.info("started %s (pid %d): %s", child.name, child.pid, " ".join(child.spec.command))
 
     def kill(self, child: Child, sig: int = signal.SIGKILL) -> None:
@@ -218,6 +221,8 @@ class Supervisor:
                 continue
             if msg["op"] == "pong" and msg.get("pid") == child.pid:
                 child.last_heartbeat = time.monotonic()
+                if child.starvation is not None:
+                    child.starvation.mark()
                 child.last_status = msg.get("status") or {}
                 child.healthy, child.reason = True, ""
                 if child.state in (STARTING, STALE):
@@ -248,12 +253,14 @@ class Supervisor:
             self.spawn(child)
 
     def hung(self, child: Child, now: float) -> bool:
-        """No answer for ``misses`` heartbeats (after the startup grace); or stopped, for a plain process."""
+        """No answer for ``misses`` heartbeats (after the startup grace); or stopped, for a plain process. The time
+        the child's main thread spent waiting for a CPU does not count: starved by the machine's load is not hung."""
         limit = self.hb.interval * self.hb.misses
         if child.spec.heartbeat:
+            starved = child.starvation.since_mark() if child.starvation is not None else 0.0
             if child.last_heartbeat is None:
-                return now - child.started > self.hb.startup
-            return now - child.last_heartbeat > limit
+                return now - child.started - starved > self.hb.startup
+            return now - child.last_heartbeat - starved > limit
         try:
             stopped = psutil.Process(child.pid).status() == psutil.STATUS_STOPPED
         except psutil.Error:

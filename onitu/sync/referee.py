@@ -67,6 +67,7 @@ from onitu.sync.state.ledger import Ledger
 from onitu.sync.state.orders import Orders
 from onitu.sync.state.plugs import Plugs
 from onitu.sync.state.replicas import Mirror
+from onitu.sync.state.settled import Settled, digest, settings_of
 from onitu.sync.state.tree import Tree
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class Referee:
         self.orders = Orders(self.ledger, space)
         self.retry: dict[tuple[str, str], tuple[float, float]] = {}  # (folder, path) -> (not before, last delay)
         self.awaiting = Awaiting(self.ledger)
+        self.settled = Settled(space, self.ledger, self.mirror)
         self.deletions = Deletions()
         self.consumed: list[tuple] = []
         self.commands = Commands(self)
@@ -115,6 +117,7 @@ class Referee:
         """Load the state, ask every plug for a full listing; return the stream of reports."""
         stream = self.space.notify("write", INBOUND)
         self.ledger.load(self.space)
+        self.settled.load({folder: self._settings(folder) for folder in self.folders})
         self.awaiting.load(self.space)
         self.orders.load()
         self._refresh_plugs()
@@ -161,7 +164,8 @@ class Referee:
         self.config, self.rules = config, settings.rules(config)
         self.folders = {f: self.rules.services(f) for f in config.folders}
         for folder in self.folders:
-            if _folder_settings(old, folder) != _folder_settings(config, folder):
+            if settings_of(old, folder) != settings_of(config, folder):
+                self.settled.unsettle(folder)
                 self.dirty[folder].update(self._known(folder))
         for folder in old.folders.keys() - config.folders.keys():
             self.dirty.pop(folder, None)
@@ -186,7 +190,7 @@ class Referee:
                 log.info("plug of %s: %s", service, "available" if now.get("available") else
                          now.get("reason") or "gone")
                 for folder in self.folders:  # decisions made without it are due again
-                    self.dirty[folder].update(self._known(folder))
+                    self.dirty[folder].update(self._undecided_if_settled(folder))
         self.plugs.info = found
 
     # -- what comes in --------------------------------------------------------------------------------------------
@@ -241,7 +245,10 @@ class Referee:
         seen = staged[1]
         entries = [(path, obs) for path, obs in entries if obs is not None]
         seen.update(path for path, _ in entries)
-        self.dirty[folder].update(self._observe(service, folder, entries))
+        changed = self._observe(service, folder, entries)
+        if folder in self.settled.folders:  # at a restart, most of a listing is what the ledger says it holds
+            changed = [p for p in changed if not self.settled.in_step(service, folder, p)]
+        self.dirty[folder].update(changed)
         if scan == "end":
             del self.plugs.staging[key]
             gone = [p for p in self.mirror.paths(service, folder) if p not in seen]
@@ -273,12 +280,7 @@ class Referee:
 
     def _done(self, service: str, body: dict, entries: list[tuple[str, Observed | None]]) -> None:
         folder, oid, results = body["folder"], body.get("order"), body["results"]
-        sent = self.orders.under_way(oid)
-        if sent is not None and sent.folder == folder:
-            actions, metas = sent.actions, sent.metas
-        else:  # an order no longer tracked (withdrawn): its result as the plug sends it back
-            actions = tuple(tuples.action_from_wire(a) for a in body["actions"])
-            metas = tuple(tuples.meta_from_wire(m) for m in body["metas"])
+        actions, metas = self.orders.as_sent(oid, folder, body)
         if not (isinstance(results, list) and len(results) == len(actions) == len(metas)
                 and all(isinstance(r, dict) and type(r.get("ok")) is bool for r in results)):
             raise ValueError("a result needs one {ok, error} per action of its order")
@@ -428,6 +430,22 @@ class Referee:
         """How many paths of ``folder`` wait for a decision."""
         return len(self.dirty[folder]) + sum(len(paths) for paths, _ in self.queued[folder])
 
+    def _settings(self, folder: str) -> str:
+        return digest(settings_of(self.config, folder))
+
+    def _undecided_if_settled(self, folder: str) -> set[str]:
+        """What to decide again when the replicas change: a settled folder's paths out of step, else every path."""
+        if folder in self.settled.folders:
+            return self.settled.out_of_step(folder, self.folders[folder])
+        return self._known(folder)
+
+    def _settle(self) -> None:
+        """Record the folders decided whole under their settings: every replica listed, nothing left to decide."""
+        for folder in self.folders:
+            if folder not in self.settled.folders and not self.undecided(folder) and \
+                    all(state is None for state in self.states(folder).values()):
+                self.settled.settle(folder, self._settings(folder))
+
     def _known(self, folder: str) -> set[str]:
         """Every path of ``folder`` agreed or seen on a replica."""
         return set(self.ledger.agreed[folder]).union(self.mirror.known(folder))
@@ -528,13 +546,11 @@ class Referee:
         while not self._stop:
             liveness.beat()
             try:
-                event = stream.next(0.2)
+                event = stream.next_open(0.2)
                 self.inbound(event.tuple)
-                # Drain what is already here before deciding, for a while only: queries arriving without a pause (a
-                # page polling the files route) would otherwise keep what the results recorded from being committed.
-                drain_until = time.monotonic() + DRAIN
+                drain_until = time.monotonic() + DRAIN  # what is here, for a while: queries can come without end
                 while time.monotonic() < drain_until:
-                    event = stream.next(0)
+                    event = stream.next_open(0)
                     self.inbound(event.tuple)
                     liveness.beat()  # a long backlog of results is work, not a hang
             except TimeoutError:
@@ -544,7 +560,7 @@ class Referee:
             self.ledger.commit(self.space)  # what the results recorded, in one go, before their tuples are taken
             if time.monotonic() - self._quiet_since >= SETTLE:
                 self.decide()
-                self._take_consumed()
+                tuples.take_all(self.space, self.consumed)
             if time.monotonic() - last_tick >= 0.5:
                 last_tick = time.monotonic()
                 if (config := self.watch.poll()) is not None:
@@ -552,6 +568,7 @@ class Referee:
                 self._refresh_plugs()
                 self.commands.poll()
                 self._compact()
+                self._settle()
 
     def _compact(self) -> None:
         """Give back the room of tables a burst of work left large and nearly empty."""
@@ -565,16 +582,6 @@ class Referee:
                 self.dirty[folder] = set()
         heap.give_back()  # ... and give back what the burst used
 
-    def _take_consumed(self) -> None:
-        consumed, self.consumed = self.consumed, []
-        for i in range(0, len(consumed), 256):
-            try:
-                self.space.batch([("take", t) for t in consumed[i:i + 256]])
-            except SpaceError:
-                for tup in consumed[i:i + 256]:  # one was already gone: take the others one by one
-                    with contextlib.suppress(SpaceError):
-                        self.space.take(tup, timeout=0)
-
     def stop(self) -> None:
         """Ask :meth:`run` to return."""
         self._stop = True
@@ -582,12 +589,6 @@ class Referee:
     def close(self) -> None:
         """Stop answering heartbeats."""
         self.liveness.close()
-
-
-def _folder_settings(config: Config, folder: str) -> tuple:
-    """What a folder's decisions depend on in ``config``: its options, its replicas' settings, the sync rules."""
-    return (config.folders.get(folder), config.sync,
-            {name: svc.folders[folder] for name, svc in config.services.items() if folder in svc.folders})
 
 
 def main(argv: list[str] | None = None) -> int:

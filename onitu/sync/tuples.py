@@ -22,12 +22,16 @@ Every tuple starts with its tag. Plugs and the referee write and read them; noth
   (:mod:`onitu.sync.hub`): ``{"op": "approve"|"reject", "folder", "service"}`` or ``{"op": "resolve", "pattern",
   "keep", "folder"}``; the reply is ``{"ok": true, ...}`` or ``{"ok": false, "error"}``.
 - ``(STATUS, body)``, ``(PROGRESS, service, body)``: what the referee and plugs publish for ``onitu status``.
+- ``(SETTLED, folder, digest)``: every path of the folder was decided under the settings of that digest (see
+  :mod:`onitu.sync.state.settled`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Final
 
+from onitu.space.errors import SpaceError
 from onitu.sync.decide.metadata import SHA256, FileMeta
 from onitu.sync.decide.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed
 from onitu.sync.drivers.contract import safe_path
@@ -47,6 +51,7 @@ STATUS: Final = "sync.status"
 PROGRESS: Final = "sync.progress"
 RESCAN: Final = "sync.rescan"
 SKIPPED: Final = "sync.skipped"
+SETTLED: Final = "sync.settled"
 
 KEEP: Final = ("current", "conflict", "both")  # what a resolve request may keep of a conflict
 
@@ -182,3 +187,16 @@ def action_from_wire(value: Any) -> Action:
 def meta_from_wire(value: Any) -> FileMeta | None:
     """An agreed version carried by an order (None when the order has none)."""
     return None if value is None else FileMeta.from_wire(value)
+
+
+def take_all(space: Any, templates: list[tuple]) -> None:
+    """Take the tuples of ``templates`` (emptying the list), 256 to an atomic batch; those already gone are skipped."""
+    consumed = templates[:]
+    templates.clear()
+    for i in range(0, len(consumed), 256):
+        try:
+            space.batch([("take", t) for t in consumed[i:i + 256]])
+        except SpaceError:
+            for tup in consumed[i:i + 256]:  # one was already gone: take the others one by one
+                with contextlib.suppress(SpaceError):
+                    space.take(tup, timeout=0)

@@ -84,9 +84,20 @@ def test_status_counts_and_lists_what_a_replica_skips(api_hub: ApiHub):
 def records(hub: ApiHub, pattern: str) -> str:
     """The hub's records of the paths of ``docs`` that ``pattern`` finds, as `onitu space ls` prints them."""
     template = json.dumps(["sync.meta", {"$regex": f"^docs/{pattern}"}, None])
-    out = subprocess.run([sys.executable, "-m", "onitu.cli", "space", "ls", template, "--data", str(hub.data)],
-                         capture_output=True, text=True, timeout=60)
+    out = hub.cli("space", "ls", template, check=False)
     return out.stdout + out.stderr
+
+
+def test_space_commands_find_the_hubs_space_as_every_command_finds_its_config(api_hub: ApiHub):
+    """`onitu space ls -c onitu.yaml` (or with onitu.yaml in the current directory) reads the space of that config's
+    data directory, as `onitu status` does: a user need not know `--data`."""
+    stats = json.loads(api_hub.cli("space", "stats", "--json").stdout)
+    assert stats["tuples"] > 0
+    here = subprocess.run([sys.executable, "-m", "onitu.cli", "space", "ls", '["sync.plug", null, null]'],
+                          capture_output=True, text=True, timeout=60, cwd=api_hub.tmp,
+                          env={k: v for k, v in os.environ.items() if k not in ("ONITU_DATA", "ONITU_SPACE")})
+    assert here.returncode == 0, here.stderr
+    assert {json.loads(line)[1] for line in here.stdout.splitlines()} == {"a", "b", "c"}
 
 
 def test_files_conflicts_and_bulk_resolve(api_hub: ApiHub):

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from onitu.space import connect
 from tests.supervision.harness import kill_all, leftovers
 
@@ -85,6 +87,27 @@ def test_stuck_event_loop_is_detected_and_restarted(onitu_factory, tmp_path):
     run.wait(lambda s: run.process("looper")["state"] == "running" and run.process("looper")["restarts"] == 1,
              10, "looper to answer again")
     assert "not answering" in run.logs()
+
+
+@pytest.mark.parametrize("kind", ["loop", "liveness"])
+def test_a_process_starved_of_cpu_is_not_taken_for_hung(onitu_factory, tmp_path, kind):
+    """Its main thread shares one CPU with six busy processes while it works 0.5 s without answering (its event loop
+    blocked, or no beat under a 1 s patience): seconds of wall time, over the 1 s of missed answers the watchdog
+    allows, but the time it waited for the CPU is not counted against it, so it is not restarted (a stopped or stuck
+    process still is: the tests above)."""
+    trigger, done = tmp_path / "go", tmp_path / "done"
+    run = onitu_factory(
+        f"agents:\n  - name: starved\n    heartbeat: true\n    cwd: {Path(__file__).resolve().parents[2]}\n"
+        f"    command: [{sys.executable}, -m, tests.procs, starved_agent, {kind}, {trigger}, {done}]\n"
+    ).start(paired=False)
+    run.wait(lambda s: run.process("starved")["last_heartbeat"] is not None, 10, "the first heartbeat")
+    pid = run.process("starved")["pid"]
+    trigger.touch()
+    run.wait(lambda s: done.exists() or run.process("starved")["pid"] != pid, 60, "the starved work to end")
+    time.sleep(1.0)
+    row = run.process("starved")
+    assert row["pid"] == pid and row["restarts"] == 0 and "not answering" not in run.logs(), run.logs()
+    assert float(done.read_text()) > 2.0, "the work was not starved: the test shows nothing"
 
 
 BAD_CONFIGS = {  # line numbers count the `data:` line written first

@@ -10,7 +10,9 @@ import pytest
 
 from onitu.sync import referee as referee_module
 from onitu.sync import tuples
-from tests.sync.pretend import obs, pretend_hub
+from onitu.sync.decide.plan import Observed
+from onitu.sync.referee import Referee
+from tests.sync.pretend import SERVICES, Plugs, obs, pretend_hub
 
 
 @pytest.fixture
@@ -112,5 +114,72 @@ def test_queries_without_a_pause_do_not_hold_back_what_reports_recorded(hub):
         assert record is not None, f"never committed as held by a, b and c: {space.read_all((tuples.META, key, None))}"
     finally:
         polling.clear()
+        referee.stop()
+        runner.join(10)
+
+
+def test_a_restarted_referee_decides_only_what_is_out_of_step_in_a_settled_folder(hub):
+    """Once a folder was decided whole under its settings, a referee started again (the hub restarted) decides only
+    the paths some replica's listing shows out of step, not every path; with changed settings, every path."""
+    referee, plugs = hub
+    files = [f"d{i}/f{j}.txt" for i in range(10) for j in range(10)]
+    plugs.listing([f"d{i}" for i in range(10)] + files)  # three replicas with the same tree
+    referee.decide()
+    referee.ledger.commit(referee.space)
+    assert not referee.undecided("docs") and not plugs.orders()
+    referee._settle()
+    assert referee.settled.folders == {"docs"}
+
+    def restarted(config=referee.config) -> tuple[Referee, Plugs]:
+        again = Referee(config, referee.space)
+        again.start()
+        return again, Plugs(referee.space, again)
+
+    again, plugs = restarted()
+    assert again.settled.folders == {"docs"} and not again.undecided("docs"), "nothing is out of step yet"
+    changed = Observed("file", "0" * 64, 9, 2, "f:changed on b")
+    for service in SERVICES:
+        listing = [(p, obs(p)) for p in [f"d{i}" for i in range(10)] + files if p != "d5/f5.txt"]
+        if service == "b":
+            listing = [(p, changed if p == "d3/f3.txt" else o) for p, o in listing]
+        plugs.report(service, listing, scan="begin")
+        plugs.report(service, [], scan="end")
+    assert again.dirty["docs"] == {"d3/f3.txt", "d5/f5.txt"}  # b's change, and a file gone everywhere
+
+    ruled = referee.config.model_copy(update={"sync": referee.config.sync.model_copy(
+        update={"deletion_threshold": 0.9})})
+    third, plugs = restarted(ruled)
+    assert not third.settled.folders, "other settings: the folder is decided whole again"
+    plugs.listing([f"d{i}" for i in range(10)] + files)
+    assert len(third.dirty["docs"]) == 110
+
+
+def test_a_report_stream_the_space_ends_is_followed_again(hub):
+    """The space ends a subscription when it takes the client's session for dead (under heavy load): the referee
+    subscribes again and reads what it missed (it crashed on the stream's close event)."""
+    referee, _ = hub
+    space, notify = referee.space, referee.space.notify
+    leases = [0.3]  # the first subscription ends after 0.3 s; the next ones last
+
+    def notify_ending(events, template, lease=None, since=None):
+        return notify(events, template, leases.pop() if leases else lease, since)
+
+    referee.space.notify = notify_ending
+    runner = threading.Thread(target=referee.run)
+    runner.start()
+    try:
+        time.sleep(1.0)  # the stream has ended
+        assert runner.is_alive()
+        for service in ("a", "b", "c"):
+            for seq, scan, entries in ((100, "begin", [["late.txt", tuples.obs_to_wire(obs("late.txt"))]]),
+                                       (101, "end", [])):
+                space.write((tuples.REPORT, service, f"plug-{service}", seq,
+                             {"folder": "docs", "scan": scan, "entries": entries}))
+        key = tuples.meta_key("docs", "late.txt")
+        deadline = time.monotonic() + 10
+        while not space.read_all((tuples.META, key, None)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert space.read_all((tuples.META, key, None)) and runner.is_alive()
+    finally:
         referee.stop()
         runner.join(10)

@@ -37,3 +37,19 @@ def test_directory_renames_do_not_count_towards_the_deletion_threshold(hub):
     final = wait_settled(hub, lambda t: "top0.txt" not in t)
     assert len(final) == 208
     assert "held until" not in hub.agent_logs()
+
+
+def test_a_directory_moved_into_a_new_directory_is_a_rename_not_a_deletion(hub):
+    """``mkdir new && mv old new/`` in a small folder: a rename, so nothing is held for approval and no replica keeps
+    ``old/`` beside ``new/old/`` (it was taken for a deletion of everything in old/, over the threshold)."""
+    a = hub.roots["a"]
+    (a / "old").mkdir(parents=True)
+    (a / "old" / "one.txt").write_text("one\n")
+    (a / "keep.txt").write_text("keep\n")
+    hub.start()
+    wait_settled(hub, lambda t: "old/one.txt" in t)
+    (a / "new").mkdir()
+    os.rename(a / "old", a / "new" / "old")
+    final = wait_settled(hub, lambda t: "new/old/one.txt" in t and "old" not in t)
+    assert set(final) == {"keep.txt", "new", "new/old", "new/old/one.txt"}
+    assert "held until" not in hub.agent_logs()

@@ -217,7 +217,7 @@ class OrderTaker:
                     self.start(tup, running)
             backlog = []
             try:
-                event = stream.next(0.5)
+                event = stream.next_open(0.5)
                 if event.kind == "write":
                     backlog.append(event.tuple)
                 elif event.kind == "take" and event.tuple[0] == tuples.ORDER:

@@ -149,9 +149,15 @@ class Orders:
         self._burst = False
         return True
 
-    def under_way(self, oid: Any) -> Outstanding | None:
-        """Order ``oid``, if it is under way."""
-        return self.sent.get(oid) if type(oid) is int else None
+    def as_sent(self, oid: Any, folder: str, body: dict[str, Any]) -> tuple[tuple[Action, ...],
+                                                                         tuple[FileMeta | None, ...]]:
+        """The actions of order ``oid`` and the agreed version each brings about: as sent while it is under way; as
+        its result ``body`` tells them back once it is no longer tracked (withdrawn, say). Raises ValueError."""
+        order = self.sent.get(oid) if type(oid) is int else None
+        if order is not None and order.folder == folder:
+            return order.actions, order.metas
+        return (tuple(tuples.action_from_wire(a) for a in body["actions"]),
+                tuple(tuples.meta_from_wire(m) for m in body["metas"]))
 
     def _track(self, oid: int, service: str, folder: str, actions: list[Action],
                metas: list[FileMeta | None]) -> None:

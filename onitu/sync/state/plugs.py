@@ -1,5 +1,4 @@
-"""The referee's view of the plugs: which are live, and which of their listings arrived (a replica takes part in a
-decision only once its plug's full listing is in)."""
+"""The referee's view of the plugs: which are live, and which of their listings arrived."""
 
 from __future__ import annotations
 

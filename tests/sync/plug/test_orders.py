@@ -71,6 +71,37 @@ def test_orders_are_carried_out_once_and_their_ids_forgotten_once_taken(pair):
     assert all(os.path.isdir(os.path.join(a.driver.root, f"d{oid}")) for oid in range(1, 301))
 
 
+class EndingStreams:
+    """The space, whose first subscription ends after 0.3 s (as the server ends those of a session it took for
+    dead)."""
+
+    def __init__(self, space: Any) -> None:
+        self.space, self.leases = space, [0.3]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.space, name)
+
+    def notify(self, events: Any, template: Any, lease: Any = None, since: Any = None) -> Any:
+        return self.space.notify(events, template, self.leases.pop() if self.leases else lease, since)
+
+
+def test_an_order_stream_the_space_ends_is_followed_again(pair):
+    a: Plug = pair["a"]
+    space = a.space
+    a.taker.space = EndingStreams(space)
+    loop = threading.Thread(target=a.taker.run, daemon=True)
+    loop.start()
+    try:
+        time.sleep(1.0)  # the stream has ended
+        for oid in range(1, 11):
+            space.write(order(oid))
+        wait_for(lambda: len(done(space)) >= 10, "the orders written after the stream ended were not carried out")
+        assert loop.is_alive()
+    finally:
+        a.stop()
+        loop.join(5)
+
+
 def test_after_lost_events_only_the_orders_still_waiting_are_kept():
     started = Started()
     assert started.fresh(1) and started.fresh(2) and started.fresh(3)

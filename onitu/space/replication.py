@@ -28,8 +28,10 @@ stops acknowledging anything and demotes itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -47,9 +49,11 @@ SNAPSHOT_CHUNK = 5000  # items (rows, replies, events) per snapshot message, and
 SNAPSHOT_BYTES = 1 << 20
 SNAPSHOT_WINDOW = 8 << 20  # bytes a connection may hold unsent before the snapshot waits for the replica
 WINDOW_WAIT = 0.01  # seconds between looks at a full window
-# The last batches a primary keeps for catch-ups (at most this many, this many bytes): a replica away for longer
-# gets a snapshot. Bytes held for good by a busy primary, as much as 170 per file of a 100,000-file hub.
-RETAIN = (10_000, 16 << 20)
+# The last batches a primary keeps for catch-ups (at most this many, this many bytes once compressed): a replica
+# away for longer gets a snapshot. Bytes held for good by a busy primary: 16 MiB uncompressed were 170 per file of a
+# 100,000-file hub; 4 MiB compressed hold more batches than that.
+RETAIN = (10_000, 4 << 20)
+COMPRESS_MIN = 16 << 10  # bytes: a smaller batch is kept as it is (a sync hub's big ones shrink ~10x with zlib)
 PER_TURN = 256  # messages handled per loop turn: heartbeats and clients get their turn under a flood,
 TURN_BUDGET = 0.05  # and at most this many seconds of them (a batch's commit can take milliseconds)
 
@@ -93,6 +97,48 @@ def _event(event: list) -> tuple:
     return (event_id, kind, as_tuple(tup) if isinstance(tup, list) else tup)
 
 
+class Retained:
+    """The last batches shipped, as ``[lsn, body, compressed]``, within :data:`RETAIN`. A big body is compressed by
+    a thread of the loop's default executor: zlib lets go of the GIL, so the loop goes on serving meanwhile."""
+
+    def __init__(self) -> None:
+        self.entries: deque[list] = deque()
+        self.bytes = 0
+
+    def add(self, lsn: int, body: bytes, loop: asyncio.AbstractEventLoop | None) -> None:
+        entry = [lsn, body, False]
+        self.entries.append(entry)
+        self.bytes += len(body)
+        self._trim()
+        if len(body) >= COMPRESS_MIN and loop is not None:
+            loop.run_in_executor(None, zlib.compress, body, 1).add_done_callback(
+                lambda done: self._compressed(entry, done))
+
+    def _compressed(self, entry: list, done: asyncio.Future) -> None:
+        if entry[0] is None or done.cancelled() or done.exception() is not None:  # dropped meanwhile
+            return
+        small = done.result()
+        self.bytes -= len(entry[1]) - len(small)
+        entry[1], entry[2] = small, True
+
+    def _trim(self) -> None:
+        entries = self.entries
+        while len(entries) > RETAIN[0] or self.bytes > RETAIN[1]:
+            entry = entries.popleft()
+            self.bytes -= len(entry[1])
+            entry[0] = None
+
+    def first(self) -> int | None:
+        """The oldest lsn kept."""
+        return self.entries[0][0] if self.entries else None
+
+    def since(self, start: int) -> Iterator[tuple[int, bytes]]:
+        """(lsn, packed body) of the batches kept from ``start`` on."""
+        for lsn, body, compressed in list(self.entries):
+            if lsn >= start:
+                yield lsn, zlib.decompress(body) if compressed else body
+
+
 class PrimaryLink:
     """The primary's side: ship batches, follow acknowledgements, stream snapshots on demand."""
 
@@ -105,8 +151,7 @@ class PrimaryLink:
         self.last_ack = 0.0  # monotonic time of the last acknowledgement
         self._snap_to: tuple[str | None, int] = (None, -1)  # (replica boot, lsn) of the last snapshot or catch-up
         self._snapshot: Iterator[list] | None = None  # the messages of a snapshot under way, not yet sent
-        self._retained: deque[tuple[int, bytes]] = deque()  # (lsn, packed body) of the last batches shipped
-        self._retained_bytes = 0
+        self._retained = Retained()
         self._catching_up: int | None = None  # the lsn whose acknowledgement ends a catch-up
         self.snapshots = self.catch_ups = 0  # sent so far
 
@@ -114,11 +159,7 @@ class PrimaryLink:
         self.lsn += 1
         packed = packb(body)
         self._send_frame(_batch_frame(self.server.epoch, self.server.boot, self.lsn, packed))
-        retained = self._retained
-        retained.append((self.lsn, packed))
-        self._retained_bytes += len(packed)
-        while len(retained) > RETAIN[0] or self._retained_bytes > RETAIN[1]:
-            self._retained_bytes -= len(retained.popleft()[1])
+        self._retained.add(self.lsn, packed, self.server.loop)
         return self.lsn
 
     def probe(self, always: bool = False) -> None:
@@ -187,15 +228,14 @@ class PrimaryLink:
         if not (isinstance(has, list) and len(has) == 2 and has[0] == self.server.boot and type(has[1]) is int):
             return False
         start = has[1] + 1
-        if not 0 < start <= self.lsn + 1 or (start <= self.lsn and (not self._retained
-                                                                     or self._retained[0][0] > start)):
+        first = self._retained.first()
+        if not 0 < start <= self.lsn + 1 or (start <= self.lsn and (first is None or first > start)):
             return False
         self.synced, self._snap_to, self._catching_up = False, (replica, self.lsn), self.lsn
         self.catch_ups += 1
         server = self.server
-        for lsn, body in self._retained:
-            if lsn >= start:
-                self._send_frame(_batch_frame(server.epoch, server.boot, lsn, body))
+        for lsn, body in self._retained.since(start):
+            self._send_frame(_batch_frame(server.epoch, server.boot, lsn, body))
         log.info("catching %s up from lsn %d to %d, without a snapshot", self.peer, has[1], self.lsn)
         return True
 

@@ -116,12 +116,18 @@ def test_a_big_snapshot_streams_while_both_servers_answer(tmp_path):
         assert len(primary[0]) == TUPLES + 1 + SESSIONS * REPLIES + len(written)
         assert len(primary[2]) >= SESSIONS * REPLIES
         assert _state(tmp_path / "b" / "space.db") == primary
+        with connect(pair.endpoint("a"), connect_timeout=10) as space:
+            last = space.stats()["last_event"]
         pair.kill("a")
         pair.promote("b", 2)
         with connect(pair.endpoint("b"), connect_timeout=10) as space:
             assert space.read_all(["leased", None]) == [("leased", 1)]
             assert len(space.read_all(["file", None, None])) == TUPLES
             assert len(space.read_all(["during", None])) == len(written)
+            # the notify history came with the snapshot and the batches after it: a client resumes from it
+            events = space.notify("write", ["during", None], since=last - 500)
+            assert [events.next(5)[0] for _ in range(500)] == list(range(last - 499, last + 1))
+            events.close()
     finally:
         stop.set()
         if writer.is_alive():

@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("onitu.space.replication")
 
-SNAPSHOT_CHUNK = 5000  # items (rows, replies, events) per snapshot message, and about this many bytes:
-SNAPSHOT_BYTES = 1 << 20
+SNAPSHOT_CHUNK = 2000  # items (rows, replies, events) per snapshot message, and about this many bytes:
+SNAPSHOT_BYTES = 512 << 10  # (the replica inserts, decodes and indexes a chunk of rows in one loop turn)
 SNAPSHOT_WINDOW = 8 << 20  # bytes a connection may hold unsent before the snapshot waits for the replica
 WINDOW_WAIT = 0.01  # seconds between looks at a full window
 # The last batches a primary keeps for catch-ups (at most this many, this many bytes once compressed): a replica

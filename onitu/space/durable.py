@@ -268,6 +268,11 @@ class Durable:
         with self._writing():
             self.db.executemany("INSERT INTO tuples VALUES (?, ?, ?, ?)", rows)
 
+    def snapshot_replies(self, replies: list) -> None:
+        """Cached replies as ``[sid, seq, body]``."""
+        with self._writing():
+            self.db.executemany("INSERT INTO replies VALUES (?, ?, ?)", replies)
+
     def end_snapshot(self) -> None:
         with self._writing():
             self.db.execute("COMMIT")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from onitu.space import numbers
 from onitu.space.bounded import BoundedTemplate
 from onitu.space.errors import InvalidTuple, RequestExpired, SpaceError
-from onitu.space.protocol import as_tuple, event_message, packb, reply_parts
+from onitu.space.protocol import as_stored, event_message, packb, reply_parts
 from onitu.space.store import Subscription, Waiter
 from onitu.space.template import Template
 
@@ -55,7 +55,7 @@ class Operations:
 
     def write(self, route: Route, args: dict) -> None:
         self._may_store(route, 1)
-        eid = self.store.write(as_tuple(args.get("t")), args.get("lease"), route.sid)
+        eid = self.store.write(as_stored(args.get("t")), args.get("lease"), route.sid)
         self.server.answer(route, eid, True)
 
     def _may_store(self, route: Route, count: int) -> None:
@@ -133,7 +133,7 @@ class Operations:
         if not isinstance(ops, list):
             raise InvalidTuple("batch needs a list of ops")
         # the bulk of a big batch, ["write", tuple], decoded inline: no call per op (the rest via _batch_op)
-        decoded = [("write", as_tuple(op[1]), None) if type(op) is list and len(op) == 2 and op[0] == "write"
+        decoded = [("write", as_stored(op[1]), None) if type(op) is list and len(op) == 2 and op[0] == "write"
                    else self._batch_op(op) for op in ops]
         self._may_store(route, sum(1 for op in decoded if op[0] == "write"))
         try:
@@ -152,7 +152,7 @@ class Operations:
         if op[0] == "write":
             if len(op) not in (2, 3):
                 raise InvalidTuple(f"batch write must be ['write', tuple] or ['write', tuple, lease]: {op!r}")
-            return ("write", as_tuple(op[1]), op[2] if len(op) == 3 else None)
+            return ("write", as_stored(op[1]), op[2] if len(op) == 3 else None)
         if len(op) != 2:
             raise InvalidTuple(f"batch {op[0]} must be ['{op[0]}', template]: {op!r}")
         return (op[0], self._template(op[1]))

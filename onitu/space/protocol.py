@@ -119,6 +119,13 @@ def as_tuple(value: Any) -> tuple | dict:
     return check_tuple(value)
 
 
+def as_stored(value: Any) -> tuple | dict:
+    """The top level of a decoded tuple that a server stores: not interned, unlike :func:`as_tuple`. A packed store
+    keeps the tuple's bytes and, in its index, its first two values (one copy per distinct value): interning would
+    only grow the interpreter's table by a slot per unique key (a path), ~50 bytes per file of a sync hub."""
+    return tuple(value) if type(value) is list else check_tuple(value)
+
+
 # ---- messages ----------------------------------------------------------------------------------------------
 
 def request(op: str, session: bytes, seq: int, ack: int, args: dict[str, Any]) -> bytes:

@@ -8,13 +8,18 @@ stream it is synced to (same primary boot, next lsn), commits it, and answers ``
 it answers ``["need", epoch, lsn, its boot, [primary boot, last lsn] or None]``. If the replica holds this
 primary's own stream up to a batch the primary still keeps (a secondary that restarted, or missed a few), the
 primary sends it the batches after it, and the replica's acknowledgement of the last makes it a copy again;
-otherwise the primary streams a snapshot (``snap_begin``, ``snap_rows`` chunks, ``snap_end``) taken at a turn
-boundary, then the batches after it. A replica whose disk comes from another primary (another boot: the old
-primary coming back, say) always gets a snapshot, so it never keeps a batch the current primary never had. The
-replica applies the snapshot in one transaction, then the batches that arrived meanwhile, and only then answers
-``["synced", epoch, lsn]``: with the acknowledgement that ends a catch-up, the one answer that makes it a copy the
-watchdog may promote. A ``need`` about a batch that an already-sent snapshot
+otherwise the primary streams a snapshot taken at a turn boundary (``snap_begin``, then ``snap_replies``,
+``snap_events`` and ``snap_rows`` chunks, ``snap_end``), then the batches after it. A replica whose disk comes from
+another primary (another boot: the old primary coming back, say) always gets a snapshot, so it never keeps a batch
+the current primary never had. The replica applies the snapshot in one transaction, then the batches that arrived
+meanwhile, and only then answers ``["synced", epoch, lsn]``: with the acknowledgement that ends a catch-up, the
+one answer that makes it a copy the watchdog may promote. A ``need`` about a batch that an already-sent snapshot
 covers is stale and ignored.
+
+Each step is bounded in time, so that both servers keep answering the watchdog's heartbeat and their clients
+while a big space is copied: a snapshot message holds a chunk (of rows, cached replies or events) and one is sent
+and applied per loop turn, and the messages (or held-back batches) handled in one turn stop after
+:data:`TURN_BUDGET` seconds.
 
 Fencing: every message carries the sender's epoch. A server that receives a message from a lower epoch answers
 ``["stale", its epoch]``; a primary that learns of a higher epoch (that answer, or a batch from a newer primary)
@@ -23,10 +28,12 @@ stops acknowledging anything and demotes itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from onitu.space.packed import unpack_stored
@@ -38,11 +45,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("onitu.space.replication")
 
-SNAPSHOT_CHUNK = 5000
-# The last batches a primary keeps for catch-ups (at most this many, this many bytes): a replica away for longer
-# gets a snapshot. Bytes held for good by a busy primary, as much as 170 per file of a 100,000-file hub.
-RETAIN = (10_000, 16 << 20)
-PER_TURN = 256  # messages handled per loop turn: heartbeats and clients get their turn under a flood
+SNAPSHOT_CHUNK = 2000  # items (rows, replies, events) per snapshot message, and about this many bytes:
+SNAPSHOT_BYTES = 512 << 10  # (the replica inserts, decodes and indexes a chunk of rows in one loop turn)
+SNAPSHOT_WINDOW = 8 << 20  # bytes a connection may hold unsent before the snapshot waits for the replica
+WINDOW_WAIT = 0.01  # seconds between looks at a full window
+# The last batches a primary keeps for catch-ups (at most this many, this many bytes once compressed): a replica
+# away for longer gets a snapshot. Bytes held for good by a busy primary: 16 MiB uncompressed were 170 per file of a
+# 100,000-file hub; 4 MiB compressed hold more batches than that.
+RETAIN = (10_000, 4 << 20)
+COMPRESS_MIN = 16 << 10  # bytes: a smaller batch is kept as it is (a sync hub's big ones shrink ~10x with zlib)
+PER_TURN = 256  # messages handled per loop turn: heartbeats and clients get their turn under a flood,
+TURN_BUDGET = 0.05  # and at most this many seconds of them (a batch's commit can take milliseconds)
 
 
 def _message(frame: bytes) -> list | None:
@@ -65,9 +78,65 @@ def _batch_frame(epoch: int, boot: str, lsn: int, body: bytes) -> bytes:
     return b"".join((_BATCH_HEAD, packb(epoch), packb(boot), packb(lsn), body))
 
 
+def _split(items: Iterable[Any], size: Callable[[Any], int]) -> Iterator[list]:
+    """Items in lists of at most :data:`SNAPSHOT_CHUNK`, and not much over :data:`SNAPSHOT_BYTES` by ``size``."""
+    chunk: list = []
+    total = 0
+    for item in items:
+        chunk.append(item)
+        total += size(item)
+        if len(chunk) >= SNAPSHOT_CHUNK or total >= SNAPSHOT_BYTES:
+            yield chunk
+            chunk, total = [], 0
+    if chunk:
+        yield chunk
+
+
 def _event(event: list) -> tuple:
     event_id, kind, tup = event  # tup: bytes as a packed store keeps them (a list from an older primary)
     return (event_id, kind, as_tuple(tup) if isinstance(tup, list) else tup)
+
+
+class Retained:
+    """The last batches shipped, as ``[lsn, body, compressed]``, within :data:`RETAIN`. A big body is compressed by
+    a thread of the loop's default executor: zlib lets go of the GIL, so the loop goes on serving meanwhile."""
+
+    def __init__(self) -> None:
+        self.entries: deque[list] = deque()
+        self.bytes = 0
+
+    def add(self, lsn: int, body: bytes, loop: asyncio.AbstractEventLoop | None) -> None:
+        entry = [lsn, body, False]
+        self.entries.append(entry)
+        self.bytes += len(body)
+        self._trim()
+        if len(body) >= COMPRESS_MIN and loop is not None:
+            loop.run_in_executor(None, zlib.compress, body, 1).add_done_callback(
+                lambda done: self._compressed(entry, done))
+
+    def _compressed(self, entry: list, done: asyncio.Future) -> None:
+        if entry[0] is None or done.cancelled() or done.exception() is not None:  # dropped meanwhile
+            return
+        small = done.result()
+        self.bytes -= len(entry[1]) - len(small)
+        entry[1], entry[2] = small, True
+
+    def _trim(self) -> None:
+        entries = self.entries
+        while len(entries) > RETAIN[0] or self.bytes > RETAIN[1]:
+            entry = entries.popleft()
+            self.bytes -= len(entry[1])
+            entry[0] = None
+
+    def first(self) -> int | None:
+        """The oldest lsn kept."""
+        return self.entries[0][0] if self.entries else None
+
+    def since(self, start: int) -> Iterator[tuple[int, bytes]]:
+        """(lsn, packed body) of the batches kept from ``start`` on."""
+        for lsn, body, compressed in list(self.entries):
+            if lsn >= start:
+                yield lsn, zlib.decompress(body) if compressed else body
 
 
 class PrimaryLink:
@@ -81,9 +150,8 @@ class PrimaryLink:
         self.synced = False  # the secondary holds everything up to `acked` (it had a snapshot from us)
         self.last_ack = 0.0  # monotonic time of the last acknowledgement
         self._snap_to: tuple[str | None, int] = (None, -1)  # (replica boot, lsn) of the last snapshot or catch-up
-        self._snapshot: deque[list] | None = None
-        self._retained: deque[tuple[int, bytes]] = deque()  # (lsn, packed body) of the last batches shipped
-        self._retained_bytes = 0
+        self._snapshot: Iterator[list] | None = None  # the messages of a snapshot under way, not yet sent
+        self._retained = Retained()
         self._catching_up: int | None = None  # the lsn whose acknowledgement ends a catch-up
         self.snapshots = self.catch_ups = 0  # sent so far
 
@@ -91,11 +159,7 @@ class PrimaryLink:
         self.lsn += 1
         packed = packb(body)
         self._send_frame(_batch_frame(self.server.epoch, self.server.boot, self.lsn, packed))
-        retained = self._retained
-        retained.append((self.lsn, packed))
-        self._retained_bytes += len(packed)
-        while len(retained) > RETAIN[0] or self._retained_bytes > RETAIN[1]:
-            self._retained_bytes -= len(retained.popleft()[1])
+        self._retained.add(self.lsn, packed, self.server.loop)
         return self.lsn
 
     def probe(self, always: bool = False) -> None:
@@ -127,8 +191,9 @@ class PrimaryLink:
 
     def receive(self) -> None:
         stream = self.wire.stream
+        until = time.monotonic() + TURN_BUDGET
         for _ in range(PER_TURN):
-            if stream is None or not stream.inbox:
+            if stream is None or not stream.inbox or time.monotonic() > until:
                 return
             msg = _message(stream.inbox.popleft())
             if msg is None:
@@ -163,49 +228,67 @@ class PrimaryLink:
         if not (isinstance(has, list) and len(has) == 2 and has[0] == self.server.boot and type(has[1]) is int):
             return False
         start = has[1] + 1
-        if not 0 < start <= self.lsn + 1 or (start <= self.lsn and (not self._retained
-                                                                     or self._retained[0][0] > start)):
+        first = self._retained.first()
+        if not 0 < start <= self.lsn + 1 or (start <= self.lsn and (first is None or first > start)):
             return False
         self.synced, self._snap_to, self._catching_up = False, (replica, self.lsn), self.lsn
         self.catch_ups += 1
         server = self.server
-        for lsn, body in self._retained:
-            if lsn >= start:
-                self._send_frame(_batch_frame(server.epoch, server.boot, lsn, body))
+        for lsn, body in self._retained.since(start):
+            self._send_frame(_batch_frame(server.epoch, server.boot, lsn, body))
         log.info("catching %s up from lsn %d to %d, without a snapshot", self.peer, has[1], self.lsn)
         return True
 
     def _start_snapshot(self, replica: str) -> None:
-        """Copy the state at this turn boundary (tuples are immutable, so the copy is consistent)."""
+        """Copy the state at this turn boundary, then stream it a chunk per loop turn (see :meth:`_chunks`)."""
         server, store = self.server, self.server.store
         self.synced, self._catching_up = False, None
         self._snap_to = (replica, self.lsn)
         self.snapshots += 1
-        rows = [[eid, body, store.leases.get(eid), store.owner[eid].sid if eid in store.owner else None]
-                for eid, body in store.bodies()]
-        chunks: deque[list] = deque()
-        chunks.append(["snap_begin", server.epoch, server.boot, self.lsn,
-                       {"sessions": [[s.sid, s.ttl] for s in store.sessions.values()],
-                        "replies": [[sid, seq, body] for sid, cache in server.replies.items()
-                                    for seq, body in cache.items()],
-                        "events": list(store.history), "next_id": store.next_id, "event_id": store.event_id}])
-        for i in range(0, len(rows), SNAPSHOT_CHUNK):
-            chunks.append(["snap_rows", server.epoch, rows[i:i + SNAPSHOT_CHUNK]])
-        chunks.append(["snap_end", server.epoch, self.lsn])
-        self._snapshot = chunks
-        log.info("streaming a snapshot of %d tuples at lsn %d to %s", len(rows), self.lsn, self.peer)
+        # Tuples are immutable: copying the references is a consistent copy, and costs the loop little (C loops)
+        # where encoding every row at once, or the history and every cached reply in one message, took seconds
+        # at 300,000 files and had the watchdog fence both servers.
+        state = (list(store.live.items()), dict(store.leases), {eid: s.sid for eid, s in store.owner.items()},
+                 [[sid, seq, body] for sid, cache in server.replies.items() for seq, body in cache.items()],
+                 list(store.history))
+        begin = ["snap_begin", server.epoch, server.boot, self.lsn,
+                 {"sessions": [[s.sid, s.ttl] for s in store.sessions.values()], "replies": [], "events": [],
+                  "next_id": store.next_id, "event_id": store.event_id}]
+        self._snapshot = self._chunks(begin, *state)
+        log.info("streaming a snapshot of %d tuples at lsn %d to %s", len(state[0]), self.lsn, self.peer)
         self._continue_snapshot()
 
+    def _chunks(self, begin: list, live: list, leases: dict, owners: dict, replies: list,
+                events: list) -> Iterator[list]:
+        """The snapshot's messages: ``snap_begin``, the cached replies, the notify history and the rows in chunks
+        of at most :data:`SNAPSHOT_CHUNK` items and about :data:`SNAPSHOT_BYTES`, then ``snap_end``."""
+        yield begin
+        lsn, epoch = begin[3], lambda: self.server.epoch
+        for chunk in _split(replies, lambda reply: len(reply[2])):
+            yield ["snap_replies", epoch(), chunk]
+        for chunk in _split(events, lambda event: len(event[2]) if type(event[2]) is bytes else 1024):
+            yield ["snap_events", epoch(), chunk]
+        rows = ([eid, held if type(held) is bytes else packb(held), leases.get(eid), owners.get(eid)]
+                for eid, held in live)
+        for chunk in _split(rows, lambda row: len(row[1])):
+            yield ["snap_rows", epoch(), chunk]
+        yield ["snap_end", epoch(), lsn]
+
     def _continue_snapshot(self) -> None:
-        # One chunk per loop turn, so clients (and heartbeats) are served while a big snapshot streams.
+        # One chunk per loop turn, so clients (and heartbeats) are served while a big snapshot streams; none while
+        # the connection holds a few chunks unsent (the replica reads slower than we encode: memory, not time).
         if self._snapshot is None:
             return
-        chunk = self._snapshot.popleft()  # the store holds its tuples encoded: the rows are ready to send
+        stream = self.wire.stream
+        if stream is not None and stream.unsent() > SNAPSHOT_WINDOW:
+            self.server.loop.call_later(WINDOW_WAIT, self.server.turn, self._continue_snapshot)
+            return
+        chunk = next(self._snapshot)
         self._send(chunk)
-        if self._snapshot:
-            self.server.call_soon(self._continue_snapshot)
-        else:
+        if chunk[0] == "snap_end":  # over now: the replica's synced may come before our next turn
             self._snapshot = None
+        else:
+            self.server.call_soon(self._continue_snapshot)
 
     def status(self) -> dict[str, Any]:
         # In sync = streaming from a snapshot of ours; batches still in flight are fine, a paired primary
@@ -228,7 +311,9 @@ class SecondarySink:
         self.history: deque[list] = deque(maxlen=server.store.history.maxlen)
         self._in_snapshot: tuple[str, int] | None = None
         self._snapshot_from: Stream | None = None
-        self._waiting: list[list] = []
+        self._waiting: list[list] = []  # batches that came during a snapshot
+        self._backlog: deque[list] | None = None  # those batches once the snapshot is applied, still to apply
+        self._backlog_to: Stream | None = None  # where the snapshot came from: the answer once they are applied
         # The server's memory holds what its disk holds (the store, the cached replies): a promotion is then a
         # role change, with nothing to load. The server loaded its disk; False while a snapshot is under way,
         # and after one is abandoned.
@@ -242,16 +327,19 @@ class SecondarySink:
             self._mirror(rows, replies, acks)
 
     def pending(self) -> bool:
-        return any(stream.inbox for stream in self.listener.streams)
+        return self._backlog is not None or any(stream.inbox for stream in self.listener.streams)
 
     def receive(self, reply: Callable[[Stream, list], None]) -> None:
+        until = time.monotonic() + TURN_BUDGET
+        if self._backlog is not None and not self._apply_backlog(until, reply):
+            return  # every stream waits behind the batches held back: they come first in the primary's stream
         for stream in list(self.listener.streams):
-            self._receive(stream, reply)
+            self._receive(stream, reply, until)
 
-    def _receive(self, stream: Stream, reply: Callable[[Stream, list], None]) -> None:
+    def _receive(self, stream: Stream, reply: Callable[[Stream, list], None], until: float) -> None:
         inbox = stream.inbox
         for _ in range(PER_TURN):
-            if not inbox:
+            if not inbox or time.monotonic() > until or self._backlog is not None:
                 return
             msg = _message(inbox.popleft())
             if msg is None:
@@ -265,6 +353,25 @@ class SecondarySink:
             self.mirror_pending()  # after the acknowledgement left: the primary answers while our memory follows
             if msg[0] == "snap_rows":  # a chunk is thousands of rows to decode and index: one per loop turn
                 return
+
+    def _apply_backlog(self, until: float, reply: Callable[[Stream, list], None]) -> bool:
+        """Apply the batches held back during the snapshot just applied, as many as this turn's time allows; the
+        last one applied, answer ``synced`` (True: nothing is left)."""
+        backlog = self._backlog
+        while backlog:
+            if time.monotonic() > until:
+                return False
+            answer = self._apply(backlog.popleft())
+            self.mirror_pending()
+            if answer[0] == "need":
+                break
+        else:
+            answer = ["synced", self.server.epoch, self.stream[1]]
+        self._backlog = None
+        stream, self._backlog_to = self._backlog_to, None
+        if stream is not None:
+            reply(stream, answer)
+        return True
 
     def lost(self, stream: Stream) -> None:
         """A connection closed: a snapshot it was streaming will never end."""
@@ -299,6 +406,13 @@ class SecondarySink:
             self.history.clear()
             self.history.extend(meta["events"])
             return None
+        if kind == "snap_replies" and self._in_snapshot is not None:
+            server.durable.snapshot_replies(msg[2])
+            self._mirror([[], [], [], []], msg[2], {})
+            return None
+        if kind == "snap_events" and self._in_snapshot is not None:
+            self.history.extend(msg[2])
+            return None
         if kind == "snap_rows" and self._in_snapshot is not None:
             server.durable.snapshot_rows(msg[2])
             server.store.mirror([msg[2], [], [], []], unpack_stored)
@@ -307,13 +421,13 @@ class SecondarySink:
             server.durable.end_snapshot()
             self.stream, self._in_snapshot = self._in_snapshot, None
             self.live = True
-            log.info("snapshot applied at lsn %d", self.stream[1])
-            for batch in self._waiting:
-                if self._apply(batch)[0] == "need":
-                    self._waiting = []
-                    return self._need(batch[3])
-            self._waiting = []
-            return ["synced", server.epoch, self.stream[1]]
+            log.info("snapshot applied at lsn %d; %d batches held back meanwhile to apply", self.stream[1],
+                     len(self._waiting))
+            if not self._waiting:
+                return ["synced", server.epoch, self.stream[1]]
+            # applied over the next turns (see receive), thousands of them when the primary was busy meanwhile
+            self._backlog, self._waiting, self._backlog_to = deque(self._waiting), [], self._snapshot_from
+            return None
         if kind == "batch":
             if self._in_snapshot is not None:
                 self._waiting.append(msg)
@@ -352,6 +466,7 @@ class SecondarySink:
     def abort_snapshot(self) -> None:
         """Forget a snapshot that will never end (we are being promoted, or its primary died): the disk keeps what
         was committed before it."""
+        self._backlog = self._backlog_to = None  # never acknowledged: the primary sends them again, or is gone
         if self._in_snapshot is not None:
             log.warning("abandoning a snapshot in progress; keeping the state committed before it")
             self.server.durable.abort_snapshot()

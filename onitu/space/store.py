@@ -106,7 +106,7 @@ class Store:
         self.waiters: dict[Waiter, None] = {}  # registration order
         self.subs: dict[Subscription, None] = {}
         self.event_id = 0
-        self.history: deque[Event] = deque(maxlen=history)  # tuples packed as the live ones are
+        self.history: deque[Event] = deque(maxlen=history)  # a packed store's tuples as their bytes
         self.changes: list[tuple] = []
         self._timers: list[tuple[float, int, Any]] = []
         self._tick = itertools.count()
@@ -127,15 +127,15 @@ class Store:
         waiters = self.waiters
         if waiters:
             self._offer_to_readers(tup)
-        self._emit("write", tup, held)
+        self._emit("write", tup, body)
         if deadline is not None and deadline <= now:
-            self._emit("delete", tup, held)
+            self._emit("delete", tup, body)
             return eid
         if waiters:
             taker = next((w for w in waiters if w.take and w.template.match(tup)), None)
             if taker is not None:
                 self._finish(taker, tup)
-                self._emit("take", tup, held)
+                self._emit("take", tup, body)
                 return eid
         self._store(eid, tup, held, deadline, owner)
         self.changes.append(("put", eid, body, deadline, owner.sid if owner else None))
@@ -435,14 +435,15 @@ class Store:
         sub.callback((self.event_id, "close", None))
 
     def _emit(self, kind: str, tup: Tuple, body: Any = None) -> None:
-        """Announce an event: kept in the history (as ``body``, the tuple as the store holds it, if given), and
+        """Announce an event: kept in the history (a packed store's as ``body``, the tuple's bytes, if given), and
         delivered to the matching subscriptions."""
         self.event_id += 1
         event = (self.event_id, kind, tup)
         if not self.packed:
             self.history.append(event)
-        else:
-            self.history.append((self.event_id, kind, _held(tup, packb(tup)) if body is None else body))
+        else:  # bytes even for a big tuple: its decoded objects cost several times as much, and it is decoded
+            # only if replayed (its bytes are what the secondary receives anyway)
+            self.history.append((self.event_id, kind, body if type(body) is bytes else packb(tup)))
         if self.subs:
             for sub in list(self.subs):
                 if kind in sub.kinds and sub.template.match(tup):

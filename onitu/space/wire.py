@@ -25,6 +25,7 @@ from onitu.space.endpoints import ConfigError
 HEADER = 4
 MAX_FRAME = 1 << 30  # a longer length is not a frame of ours (a zmq peer's greeting announces ~4 GiB): hang up
 CHUNK = 65536  # bytes per recv: below malloc's mmap threshold, so a receive costs no page faults
+READS = 64  # recvs per readiness callback: a peer that sends as fast as we read does not hold the loop
 REDIAL = 0.1  # seconds between attempts to reach the secondary
 
 
@@ -81,6 +82,10 @@ class Stream:
             self.loop.add_writer(self.fd, self._flush)
         return True
 
+    def unsent(self) -> int:
+        """Bytes queued that the kernel has not taken yet."""
+        return len(self._out)
+
     def _flush(self) -> None:
         try:
             sent = self.sock.send(self._out)
@@ -96,7 +101,7 @@ class Stream:
     def _readable(self) -> None:
         ended = False
         try:
-            while True:
+            for _ in range(READS):  # then the loop's other work; the reader is called again while data waits
                 data = self.sock.recv(CHUNK)
                 if not data:
                     ended = True

@@ -42,8 +42,8 @@ class FakeWatchdog:
                     return reply
         raise AssertionError(f"{name} did not answer {msg}")
 
-    def status(self, name: str) -> dict:
-        return self.ask(name, {"op": "ping"})["status"]
+    def status(self, name: str, timeout: float = 5.0) -> dict:
+        return self.ask(name, {"op": "ping"}, timeout)["status"]
 
     def close(self) -> None:
         self.sock.close()
@@ -104,7 +104,7 @@ def secondary(tmp_path):
          f"ipc://{tmp_path}/b/replica.sock", "--peer", f"ipc://{tmp_path}/nobody.sock", "--no-discovery"],
         env={**os.environ, "ONITU_WATCHDOG": f"ipc://{tmp_path}/wd.sock", "ONITU_NAME": "b"},
         stderr=subprocess.PIPE)
-    wd.status("b")  # up
+    wd.status("b", timeout=30)  # up: a start under load (tests run in parallel) takes seconds
     primary = RawPrimary(f"ipc://{tmp_path}/b/replica.sock")
     yield proc, primary.send, primary.answer
     primary.close()

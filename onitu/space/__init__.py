@@ -23,24 +23,23 @@ from onitu.space.errors import (
     Unavailable,
 )
 
-# loaded on first use (see __getattr__): the in-process space and templates bring msgpack and the store, which a
-# program needing only the errors (onitu make's start-up) or a client does not pay for
+# what _Package.__getattr__ loads on first use: the in-process space and templates bring msgpack and the store
 _LAZY = {"Entry": "handles", "Event": "handles", "TupleSpace": "local", "Range": "template", "Symbol": "template",
          "Template": "template"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
 class _Package(types.ModuleType):
-    """This package's module object: ``connect`` and ``aconnect`` load ZeroMQ, so they are imported on first use
-    (a program that only needs the in-process space, such as a local ``onitu make``, never pays for ZeroMQ)."""
+    """This package's module object, which imports what brings heavy dependencies on first use: ``connect`` and
+    ``aconnect`` load ZeroMQ, the in-process space and templates msgpack and the store (a local ``onitu make`` never
+    pays for ZeroMQ; a program needing only the errors, such as its start-up, pays for neither)."""
+
+    def __getattr__(self, name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
     @property
     def connect(self) -> Any:

@@ -257,10 +257,11 @@ class Supervisor:
         the child's main thread spent waiting for a CPU does not count: starved by the machine's load is not hung."""
         limit = self.hb.interval * self.hb.misses
         if child.spec.heartbeat:
-            starved = child.starvation.since_mark() if child.starvation is not None else 0.0
-            if child.last_heartbeat is None:
-                return now - child.started - starved > self.hb.startup
-            return now - child.last_heartbeat - starved > limit
+            late, allowed = ((now - child.started, self.hb.startup) if child.last_heartbeat is None
+                             else (now - child.last_heartbeat, limit))
+            if late <= allowed:
+                return False  # not late: no need to read how long it was starved
+            return late - (child.starvation.since_mark() if child.starvation is not None else 0.0) > allowed
         try:
             stopped = psutil.Process(child.pid).status() == psutil.STATUS_STOPPED
         except psutil.Error:

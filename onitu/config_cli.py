@@ -12,7 +12,7 @@ import yaml
 
 from onitu import config_file
 from onitu.config import ConfigError
-from onitu.console import ConfigOpt, console, err, load_config
+from onitu.console import ConfigOpt, console, error, load_config
 from onitu.sync.drivers import OPTIONS
 
 folder_app = typer.Typer(help="Add or remove a synced folder (edits onitu.yaml; a running Onitu applies it).",
@@ -29,7 +29,7 @@ def _options(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            err.print(f"[red]error:[/red] --option {pair!r}: expected KEY=VALUE", highlight=False)
+            error(f"--option {pair!r}: expected KEY=VALUE")
             raise typer.Exit(2)
         try:
             value = yaml.safe_load(text) if text else ""
@@ -44,7 +44,7 @@ def _apply(config: Path | None, change: Any, done: str) -> None:
     try:
         change(path)
     except (ConfigError, config_file.EditError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        error(str(exc))
         raise typer.Exit(2) from None
     console.print(f"{done} ({path}); a running Onitu applies it now", highlight=False, soft_wrap=True)
 

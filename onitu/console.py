@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from onitu.config import Config, ConfigError, default_path, load
 
@@ -20,10 +21,16 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: ./o
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 
 
+def error(message: str) -> None:
+    """Print ``message`` as an error on stderr, as text: square brackets in it (a template, a key, a list of
+    choices) are not taken for rich's markup and eaten."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def load_config(path: Path | None) -> Config:
     """The config at ``path`` (or the default one); exit with status 2 and the error if it cannot be used."""
     try:
         return load(path or default_path())
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        error(str(exc))
         raise typer.Exit(2) from None

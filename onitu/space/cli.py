@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from onitu import paths
@@ -39,7 +40,7 @@ InsecureOpt = typer.Option(False, "--insecure", help="Plain tcp:// to a server r
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -110,7 +111,7 @@ def serve(
     listen = listen or [paths.default_space_endpoint(data)]
     loopback_only = all(ep.startswith("ipc://") or "127.0.0.1" in ep or "[::1]" in ep for ep in listen)
     where = ("127.0.0.1" if loopback_only else "0.0.0.0", discovery_port) if discovery else None
-    err.print(f"onitu space: data {data}, listening on {', '.join(listen)}", highlight=False)
+    err.print(f"onitu space: data {data}, listening on {', '.join(listen)}", highlight=False, markup=False)
     try:
         status = run(data, listen, insecure_loopback=insecure_loopback, sync=sync, discovery=where,
                      max_frame=max_frame, role=role, epoch=epoch, replica_listen=replica_listen, peer=peer,
@@ -130,7 +131,7 @@ def ls(template: str = typer.Argument('[null]', help="JSON template, e.g. '[\"ta
     with client(space, data, insecure, config) as c:
         found = c.read_all(pattern, limit)
     for tup in found:
-        console.print(show(tup), highlight=False, soft_wrap=True)
+        print(show(tup))  # JSON lines, as they are: never wrapped, nothing taken for markup
     if not as_json:
         err.print(f"{len(found)} tuple(s)")
 
@@ -154,7 +155,7 @@ def take(template: str = typer.Argument(..., help="JSON template."),
     """Take (remove) the oldest tuple matching a template and print it."""
     pattern = parse_json(template, "template")
     with client(space, data, insecure, config) as c:
-        console.print(show(c.take(pattern, timeout)), highlight=False, soft_wrap=True)
+        print(show(c.take(pattern, timeout)))
 
 
 @space_app.command("stats")

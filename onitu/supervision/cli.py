@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from onitu.config import Config
-from onitu.console import ConfigOpt, console, err, load_config
+from onitu.console import ConfigOpt, console, err, error, load_config
 
 
 def start(config: Path = ConfigOpt) -> None:
@@ -26,7 +26,7 @@ def run(cfg: Config, announce: Callable[[], None] = lambda: None) -> None:
     try:
         launcher.lock()
     except AlreadyRunning as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        error(str(exc))
         raise typer.Exit(1) from None
     err.print(f"onitu: data {cfg.data}; `onitu status` to watch, Ctrl-C or `onitu stop` to stop", highlight=False,
               soft_wrap=True)

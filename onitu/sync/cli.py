@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from onitu.config import Config
-from onitu.console import ConfigOpt, JsonOpt, console, err, load_config
+from onitu.console import ConfigOpt, JsonOpt, console, err, error, load_config
 from onitu.space.client import SpaceClient, read_info
 from onitu.space.errors import SpaceError
 from onitu.sync import hub, tuples
@@ -32,7 +32,10 @@ def _hub(config: Config) -> Iterator[SpaceClient]:
         finally:
             space.close()
     except hub.HubError as exc:
-        err.print(f"[red]error:[/red] {exc}" if isinstance(exc, hub.Refused) else str(exc), highlight=False)
+        if isinstance(exc, hub.Refused):
+            error(str(exc))
+        else:
+            err.print(str(exc), highlight=False, markup=False)
         raise typer.Exit(3 if isinstance(exc, hub.NotRunning) else 1) from None
 
 

@@ -54,3 +54,22 @@ def test_corrupt_database_is_named_and_left_alone(tmp_path):
     out = onitu("space", "serve", "--data", str(tmp_path), "--no-discovery", check=False)
     assert out.returncode == 1 and "space.db" in out.stderr
     assert (tmp_path / "space.db").read_bytes() == b"this is not sqlite" * 100
+
+
+def test_square_brackets_in_tuples_and_errors_come_out_as_they_are(server):
+    """A CURVE key or a name holds `[x]`: `ls` and `take` print it whole (rich took it for markup and ate it, so a
+    hub's plug tuples came out as broken JSON), and so does an error quoting it."""
+    space = ["--space", server.ipc]
+    tup = ["key", "tleq/cP-[b]m?mc[/b]x", "[red]not red[/red]"]
+    onitu("space", "write", json.dumps(tup), *space)
+    assert json.loads(onitu("space", "ls", '["key", null, null]', *space).stdout) == tup
+    assert json.loads(onitu("space", "take", '["key", null, null]', *space).stdout) == tup
+    out = onitu("space", "write", '["a[b]c", 1', *space, check=False)
+    assert out.returncode == 1 and "tuple is not JSON" in out.stderr
+
+
+def test_a_config_error_quoting_brackets_keeps_them(tmp_path):
+    (tmp_path / "bad.yaml").write_text("folders:\n  docs: {}\nservices:\n  x: {driver: local, options: "
+                                       "{root: /tmp/r, '[b]odd': 1}, folders: {docs: {}}}\n")
+    out = onitu("space", "ls", "-c", str(tmp_path / "bad.yaml"), check=False)
+    assert out.returncode == 2 and "[b]odd" in out.stderr and "bad.yaml:4" in out.stderr, out.stderr

@@ -16,6 +16,7 @@ import zmq.asyncio
 from onitu.space.client import (
     BLOCKED_RESEND,
     RETRY_INTERVAL,
+    SILENT,
     Core,
     NotifyState,
     Parts,
@@ -193,7 +194,7 @@ class AsyncSpaceClient:
             now = time.monotonic()
             if any(now - call.sent_at > RETRY_INTERVAL for call in self._calls.values() if call.blocking == 0):
                 # silence: that server may be gone (try the next one) or may refuse our key for good
-                self.core.rotate(self.core.where(self.sock))
+                self.core.rotate(self.core.where(self.sock), SILENT)
                 self.core.reconnect(self.sock)
             for seq, call in list(self._calls.items()):
                 self._check(seq, call, now)

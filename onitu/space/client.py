@@ -50,6 +50,8 @@ from onitu.space.zmqfast import send as _send
 log = logging.getLogger("onitu.space.client")
 
 RETRY_INTERVAL = 1.0  # resend a request whose reply is this late
+# why a client moves on from a server that is up but slow (a long turn, a checkpoint): not "not the primary"
+SILENT = f"did not answer within {RETRY_INTERVAL:g} s"
 BLOCKED_RESEND = 5.0  # re-register a blocked request this often, in case the server forgot it
 TRANSPORT_CAP = 4 * MAX_FRAME  # a server's transport drops a bigger frame with its connection, unanswered
 HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -191,12 +193,12 @@ class Core:
         if self._where.get(sock) != self.endpoint:
             self.reconnect(sock)
 
-    def rotate(self, seen: str) -> None:
-        """The server at ``seen`` is not (or no longer) the primary: try the next endpoint."""
+    def rotate(self, seen: str, why: str = "is not the primary") -> None:
+        """The server at ``seen`` is not (or no longer) the primary, or did not answer: try the next endpoint."""
         with self._lock:
             if len(self.endpoints) > 1 and self.endpoint == seen:
                 self.current = (self.current + 1) % len(self.endpoints)
-                log.info("space at %s is not the primary; trying %s", seen, self.endpoint)
+                log.info("space at %s %s; trying %s", seen, why, self.endpoint)
 
 
 def send(sock: zmq.Socket, frame: bytes) -> None:
@@ -400,7 +402,7 @@ class SpaceClient:
                 resend = RETRY_INTERVAL if blocking == 0 else BLOCKED_RESEND
                 if now - sent_at > resend:  # silence: that server may be gone, or refusing our key
                     if blocking == 0:
-                        core.rotate(core.where(sock))
+                        core.rotate(core.where(sock), SILENT)
                     core.reconnect(sock)
                 elif core.generation != generation:
                     core.follow(sock)
@@ -555,7 +557,7 @@ class RemoteNotification(EventStream):
             raise refused
         elif state.stale():
             if not state.confirmed:
-                core.rotate(core.where(self.sock))
+                core.rotate(core.where(self.sock), SILENT)
             core.follow(self.sock)
             send(self.sock, state.request())
         return None

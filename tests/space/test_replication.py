@@ -93,6 +93,29 @@ def test_a_paired_primary_answers_nothing_without_a_fresh_acknowledgement(pair, 
     assert wd.status("a")["mode"] == "paired"
 
 
+def test_a_client_says_a_slow_primary_did_not_answer_not_that_it_is_not_the_primary(pair, tmp_path, caplog):
+    """A client moves on from a primary silent for a second (stopped here; at a million files, a long turn): its
+    log said the server "is not the primary", which sent whoever read it looking for a failover that never
+    happened."""
+    wd, procs = pair
+    deadline = time.monotonic() + 10
+    while not wd.status("a").get("synced"):
+        assert time.monotonic() < deadline, "the secondary never got in sync"
+        time.sleep(0.1)
+    a, b = f"ipc://{tmp_path}/a/space.sock", f"ipc://{tmp_path}/b/space.sock"
+    with connect([a, b], connect_timeout=10) as space:
+        space.write(["x", 1])
+        caplog.set_level("INFO", logger="onitu.space.client")
+        os.kill(procs["a"].pid, signal.SIGSTOP)
+        threading.Timer(2.5, os.kill, (procs["a"].pid, signal.SIGCONT)).start()
+        space.write(["x", 2])  # a silent, b not the primary, then a again once it runs
+        assert space.read_all(["x", None]) == [("x", 1), ("x", 2)]
+    said = [r.getMessage() for r in caplog.records]
+    assert f"space at {a} did not answer within 1 s; trying {b}" in said, said
+    assert f"space at {b} is not the primary; trying {a}" in said, said
+    assert not any(m.startswith(f"space at {a} is not the primary") for m in said), said
+
+
 @pytest.fixture
 def secondary(tmp_path):
     """A real secondary; this test plays its primary on the replication socket, with raw frames."""

@@ -6,6 +6,11 @@ so a stuck loop stops answering just like a stopped (SIGSTOP) or dead process. T
 (``{"op": "command", ...}``) the same way; a process answers them with ``{"op": "done", "n": N, ...}``.
 Frames are msgpack maps; anything else is dropped and counted.
 
+Before it kills a process that stopped answering, the watchdog sends it :data:`STACKS` (SIGUSR1): every thread's
+stack goes to the process's stderr, its log under the watchdog, so a restart for a hang says where the process was.
+``faulthandler`` writes them from the signal handler itself, without the GIL: a thread stuck in a C call that holds
+the GIL (a huge sort, a garbage collection of millions of objects) shows too, which no Python-level handler could do.
+
 A supervised process whose watchdog is gone (the watchdog and the launcher killed with SIGKILL: nobody will start
 another watchdog to adopt it) hears no ping any more. After ``ONITU_ORPHAN_AFTER`` seconds of silence (the
 watchdog's ``heartbeat.orphan``, many heartbeat periods) it stops itself with SIGTERM, as ``onitu stop`` would have,
@@ -16,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +47,13 @@ COVER_LOOK = 0.2  # seconds between the cover thread's looks at a loop waiting o
 # commit for seconds, which is not a hang (and a failover would not help: the pair shares the disk), but a step
 # this long is.
 DISK_PATIENCE = 15.0
+STACKS = signal.SIGUSR1  # the watchdog's "where are you stuck?" to a process it is about to kill
+
+
+def show_stacks_on_request() -> None:
+    """Write every thread's stack to stderr on :data:`STACKS` (see the module's docstring)."""
+    with contextlib.suppress(AttributeError, ValueError, OSError, RuntimeError):  # no stderr file to write to
+        faulthandler.register(STACKS, file=sys.stderr, all_threads=True)
 
 
 def decode(frame: bytes) -> dict[str, Any] | None:
@@ -92,6 +106,7 @@ class Responder:
                  orphan_after: float | None = None) -> None:
         self.status, self.on_command = status, on_command
         self.orphan = OrphanWatch(orphan_after, name) if orphan_after else None
+        show_stacks_on_request()
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from onitu.space import connect
 
@@ -82,6 +83,26 @@ def heartbeat_agent(block_file: str) -> None:
     asyncio.run(main())
 
 
+def gil_agent(block_file: str) -> None:
+    """Answers the watchdog from a :class:`Liveness` thread while its main thread beats, until ``block_file``
+    appears: then the main thread enters a C call that holds the GIL for minutes (a regular expression that
+    backtracks), so the heartbeat thread cannot answer, as a huge sort or collection of garbage would do."""
+    import re
+
+    from onitu.heartbeat import Liveness
+
+    liveness = Liveness(lambda: {"role": "agent"})
+    while not os.path.exists(block_file):
+        liveness.beat()
+        time.sleep(0.05)
+    os.unlink(block_file)  # only this instance gets stuck, not the one restarted after it
+    hold_the_gil(re)
+
+
+def hold_the_gil(re: Any) -> None:
+    re.fullmatch(r"(a|aa)+b", "a" * 60)
+
+
 def starved_agent(kind: str, trigger: str, done: str) -> None:
     """Answers the watchdog (``kind``: from its event loop, or from a :class:`Liveness` thread while the main thread
     beats). Once ``trigger`` appears, six busy processes start on one CPU; then its main thread joins them there and
@@ -139,7 +160,7 @@ def starved_agent(kind: str, trigger: str, done: str) -> None:
 
 
 MODES = {"taker": taker, "leaser": leaser, "churn": churn, "committer": committer, "heartbeat_agent": heartbeat_agent,
-         "starved_agent": starved_agent}
+         "starved_agent": starved_agent, "gil_agent": gil_agent}
 
 
 if __name__ == "__main__":

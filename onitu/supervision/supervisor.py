@@ -30,13 +30,14 @@ import psutil
 import zmq
 
 from onitu.config import HeartbeatConfig, RestartConfig
-from onitu.heartbeat import ENV_ENDPOINT, ENV_NAME, ENV_ORPHAN, decode
+from onitu.heartbeat import ENV_ENDPOINT, ENV_NAME, ENV_ORPHAN, STACKS, decode
 from onitu.runqueue import Starvation
 from onitu.space.roles import DEMOTED
 
 log = logging.getLogger("onitu.supervision")
 
 PR_SET_PDEATHSIG = 1
+STACKS_WAIT = 0.3  # seconds a hung process is given to write its stacks before it is killed
 SPACE_LAST = 10.0  # seconds an orphaned space server waits longer than the agents before it stops
 STARTING, RUNNING, BACKOFF, FAILED, STOPPED, STALE = "starting", "running", "backoff", "failed", "stopped", "stale"
 
@@ -160,6 +161,15 @@ class Supervisor:
         if sig == signal.SIGKILL and child.proc is not None:
             child.proc.wait()
 
+    def ask_for_stacks(self, child: Child, wait: bool = True) -> None:
+        """Have a heartbeat process write its threads' stacks to its log (see :data:`onitu.heartbeat.STACKS`), and
+        give it a moment to: a process that does not speak the protocol is left alone (the signal would kill it)."""
+        if child.spec.heartbeat and child.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child.pid, STACKS)
+                if wait:
+                    time.sleep(STACKS_WAIT)
+
     def stop(self, child: Child, timeout: float = 5.0) -> None:
         """SIGTERM the group, SIGKILL it if it does not exit in time; the slot is then stopped for good."""
         child.state = STOPPED
@@ -237,10 +247,14 @@ class Supervisor:
             self.crashed(child, f"exited with status {child.exit_code}" + (f": {said}" if said else ""))
         elif child.state in (STARTING, RUNNING) and self.hung(child, now):
             if child.spec.fence_on_hang:
-                log.warning("%s (pid %s) is not answering; fencing it", child.name, child.pid)
+                self.ask_for_stacks(child, wait=False)  # not killed yet: it has time to write them
+                log.warning("%s (pid %s) is not answering; fencing it (where its threads were: the end of %s)",
+                            child.name, child.pid, self.run_dir / f"{child.name}.log")
                 child.state, child.reason = STALE, "hung (no answer to heartbeats)"
                 return
-            log.warning("%s (pid %s) is not answering; killing its process group", child.name, child.pid)
+            self.ask_for_stacks(child)
+            log.warning("%s (pid %s) is not answering; killing its process group (where its threads were: the "
+                        "end of %s)", child.name, child.pid, self.run_dir / f"{child.name}.log")
             self.kill(child)
             self.crashed(child, "hung (no answer to heartbeats)")
         elif child.state == STARTING and not child.spec.heartbeat and now - child.started > self.hb.interval:

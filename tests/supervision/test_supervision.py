@@ -89,6 +89,22 @@ def test_stuck_event_loop_is_detected_and_restarted(onitu_factory, tmp_path):
     assert "not answering" in run.logs()
 
 
+def test_a_process_killed_as_hung_leaves_where_it_was_stuck_in_its_log(onitu_factory, tmp_path):
+    """Stuck in a C call that holds the GIL (its heartbeat thread cannot answer): before the kill, the watchdog asks
+    for its stacks, which faulthandler writes without the GIL; the log names the function it was stuck in."""
+    block = tmp_path / "block"
+    run = onitu_factory(
+        f"agents:\n  - name: hog\n    heartbeat: true\n    cwd: {Path(__file__).resolve().parents[2]}\n"
+        f"    command: [{sys.executable}, -m, tests.procs, gil_agent, {block}]\n").start(paired=False)
+    run.wait(lambda s: run.process("hog")["last_heartbeat"] is not None, 10, "hog's first heartbeat")
+    pid = run.process("hog")["pid"]
+    block.touch()
+    run.wait(lambda s: run.process("hog")["pid"] != pid, 30, "hog to be restarted")
+    log = (run.data / "run" / "hog.log").read_text()
+    assert "Current thread" in log and 'in hold_the_gil' in log and "onitu-heartbeat" not in log, log
+    assert f"where its threads were: the end of {run.data / 'run' / 'hog.log'}" in run.logs()
+
+
 @pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="this kernel does not count run-queue waits")
 @pytest.mark.parametrize("kind", ["loop", "liveness"])
 def test_a_process_starved_of_cpu_is_not_taken_for_hung(onitu_factory, tmp_path, kind):

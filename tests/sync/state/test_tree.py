@@ -50,7 +50,28 @@ def test_many_deletions_are_dropped_from_the_index_when_it_is_rebuilt():
     for i in range(100):
         table[f"e/{i:03}"] = FILE
     assert table.at_and_below("d") == [f"d/{i:05}" for i in range(2900, 3000)]
-    assert len(table.paths.settle()) < 3000  # the dead were dropped at the merge
+    assert len(table.paths) == 3100  # the dead stay until the big run is rebuilt ...
+    for i in range(tree.MERGE_AT):
+        table[f"f/{i:05}"] = FILE
+    assert table.at_and_below("d") == [f"d/{i:05}" for i in range(2900, 3000)]
+    assert len(table.paths) == 200 + tree.MERGE_AT  # ... which drops them (not the path whose add set it off)
+    assert table.at_and_below("f") == [f"f/{i:05}" for i in range(tree.MERGE_AT)]
+
+
+def test_a_tree_moved_in_rebuilds_the_big_run_a_few_dozen_times_not_once_per_merge(monkeypatch):
+    """A million paths added a thousand at a time, queried between: the big run used to be sorted again at each
+    merge (quadratic: seconds per hundred thousand paths at a million, all of it holding the GIL)."""
+    rebuilds = []
+    real_sorted = sorted
+    monkeypatch.setattr(tree, "sorted", lambda items: rebuilds.append(len(items)) or real_sorted(items), raising=False)
+    index = tree.SortedPaths()
+    for n in range(200_000):
+        index.add(f"d{n // 100:04}/f{n:06}")
+        if n % 1000 == 999:
+            assert len(index.below(f"d{n // 100:04}", lambda p: True)) == 100
+    assert len(index) == 200_000
+    big = [n for n in rebuilds if n > 50_000]
+    assert len(big) < 30 and sum(rebuilds) < 20 * 200_000, (len(rebuilds), len(big), sum(rebuilds))
 
 
 def test_a_file_has_nothing_below_it():

@@ -261,7 +261,7 @@ def _listings(config: Config, service: str, known: bool) -> tuple[dict[str, dict
         if not status:
             return {}, status.reason
         scanner = Scanner(driver, {name: f.path for name, f in settings.folders.items()},
-                          config.data / "sync" / f"{service}.hashes")
+                          config.data / "sync" / f"{service}.hashes", writes=False)  # the plug writes it
         try:
             return {folder: {p: obs for p, obs, _ in scanner.below(folder) if obs is not None}
                     for folder in settings.folders}, None

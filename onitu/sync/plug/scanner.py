@@ -3,23 +3,20 @@ with hashes.
 
 A service maps each of its folders to a directory under its root (``''``: the root itself). The scanner turns
 service paths into (folder, path-in-folder) and back, and hashes files once per fingerprint: the hashes are kept in
-a cache file beside the service's state, so a restarted plug does not re-read every file to list its replica.
+a cache beside the service's state (:mod:`onitu.sync.plug.hash_cache`), so a restarted plug does not re-read every
+file to list its replica.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
-
-import msgpack
 
 from onitu.sync.decide.plan import Observed
 from onitu.sync.drivers.contract import Driver, DriverError, NotFound, RootUnavailable, Stat, is_under
+from onitu.sync.plug.hash_cache import HashCache
 
 log = logging.getLogger(__name__)
 
@@ -27,39 +24,21 @@ log = logging.getLogger(__name__)
 class Scanner:
     """Observations of one replica, with a persistent sha256 cache keyed by the driver's fingerprints."""
 
-    def __init__(self, driver: Driver, folders: Mapping[str, str], cache_file: Path | None = None) -> None:
-        """``folders`` maps each folder this service holds to its directory under the root."""
+    def __init__(self, driver: Driver, folders: Mapping[str, str], cache_file: Path | None = None,
+                 writes: bool = True) -> None:
+        """``folders`` maps each folder this service holds to its directory under the root; ``writes=False``: the
+        hash cache is read, never written (a preview beside a running plug)."""
         self.driver = driver
         # deepest directories first, so a folder nested in another's directory claims its own paths
         self.folders = dict(sorted(folders.items(), key=lambda item: -len(item[1])))
-        self.cache_file = cache_file
-        self.hashes: dict[str, tuple[str, str]] = {}  # service path -> (fingerprint, sha256)
-        self._dirty = False
+        self.hashes = HashCache(cache_file, driver.service, writes)  # service path -> (fingerprint, sha256)
         self.beat: Callable[[], None] = lambda: None  # called per entry listed: long scans are not hangs
         # entries a polling watcher just listed, by service path: looked at once without asking the driver again
         self.fresh: dict[str, Stat] = {}
-        self._load()
-
-    def _load(self) -> None:
-        if self.cache_file is None or not self.cache_file.exists():
-            return
-        try:
-            with self.cache_file.open("rb") as file:
-                self.hashes = dict(_read_entries(file))
-        except (ValueError, TypeError, OSError, msgpack.UnpackException) as exc:
-            log.warning("%s: ignoring the hash cache %s: %s", self.driver.service, self.cache_file, exc)
-            self.hashes = {}
 
     def save(self) -> None:
-        """Write the hash cache (through a temporary name), if it changed."""
-        if self.cache_file is None or not self._dirty:
-            return
-        temp = self.cache_file.with_name(self.cache_file.name + ".tmp")
-        with contextlib.suppress(OSError):
-            with temp.open("wb") as file:
-                _write_entries(file, dict(self.hashes))  # a copy: copying threads add to it meanwhile
-            os.replace(temp, self.cache_file)
-            self._dirty = False
+        """Write the hash cache's snapshot, if it changed."""
+        self.hashes.save()
 
     def locate(self, path: str) -> tuple[str, str] | None:
         """(folder, path in the folder) of a service path, or None when no folder holds it (or it is a top)."""
@@ -99,16 +78,13 @@ class Scanner:
                 return None
             if again is None or again.fingerprint != stat.fingerprint:
                 return None  # written while we read it: the watcher reports it again once settled
-        if cached != (stat.fingerprint, sha):
-            self.hashes[stat.path] = (stat.fingerprint, sha)
-            self._dirty = True
+        self.hashes.put(stat.path, stat.fingerprint, sha)
         return Observed("file", sha, stat.size, stat.mtime_ns, stat.fingerprint)
 
     def remember(self, stat: Stat, sha256: str) -> None:
         """The hash of a file just written and verified, so that it is not read again to be observed."""
-        if not stat.is_dir and self.hashes.get(stat.path) != (stat.fingerprint, sha256):
-            self.hashes[stat.path] = (stat.fingerprint, sha256)
-            self._dirty = True
+        if not stat.is_dir:
+            self.hashes.put(stat.path, stat.fingerprint, sha256)
 
     def stat(self, folder: str, path: str, *, settled: bool = True) -> Observed | None:
         """The observation of one path now (None: nothing there, or, with ``settled``, still being written)."""
@@ -149,32 +125,4 @@ class Scanner:
 
     def forget(self, folder: str, path: str) -> None:
         """Drop the cached hash of a path that is gone."""
-        if self.hashes.pop(self.where(folder, path), None) is not None:
-            self._dirty = True
-
-
-# The cache is one msgpack map {path: [fingerprint, sha256]}, read and written an entry at a time: msgpack's C code
-# holds the GIL for a whole call, and a million entries in one call keep the plug's heartbeat thread from answering
-# for longer than the watchdog waits on a busy machine.
-_WRITE_EVERY = 1 << 20  # bytes packed before they are written
-
-
-def _read_entries(file: BinaryIO) -> Iterator[tuple[str, tuple[str, str]]]:
-    """The cache's (path, (fingerprint, sha256)) entries, one by one (raises on a file that is not such a map)."""
-    unpacker = msgpack.Unpacker(file, raw=False)
-    for _ in range(unpacker.read_map_header()):
-        path, (fingerprint, sha) = unpacker.unpack(), unpacker.unpack()
-        if isinstance(path, str):
-            yield path, (fingerprint, sha)
-
-
-def _write_entries(file: BinaryIO, hashes: Mapping[str, tuple[str, str]]) -> None:
-    packer = msgpack.Packer(autoreset=False)
-    packer.pack_map_header(len(hashes))
-    for path, entry in hashes.items():
-        packer.pack(path)
-        packer.pack(entry)
-        if packer.getbuffer().nbytes >= _WRITE_EVERY:
-            file.write(packer.bytes())
-            packer.reset()
-    file.write(packer.bytes())
+        self.hashes.drop(self.where(folder, path))

@@ -1,34 +1,94 @@
-"""The hash cache, written and read an entry at a time, round-trips a big table and stays one msgpack map."""
+"""The hash cache: a snapshot written and read an entry at a time (one msgpack map), and a journal of the changes
+since, so a plug killed mid-listing keeps what it hashed."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import msgpack
 
 from onitu.sync.drivers import open_driver
+from onitu.sync.plug import hash_cache
 from onitu.sync.plug.scanner import Scanner
 
 
-def scanner(tmp_path: Path) -> Scanner:
+def scanner(tmp_path: Path, writes: bool = True) -> Scanner:
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
-    driver = open_driver("a", "local", {"root": str(root)}, tmp_path)
-    return Scanner(driver, {"docs": ""}, tmp_path / "a.hashes")
+    driver = open_driver("a", "local", {"root": str(root), "settle": 0}, tmp_path)
+    driver.initialise()
+    return Scanner(driver, {"docs": ""}, tmp_path / "a.hashes", writes)
 
 
 def test_a_big_cache_round_trips(tmp_path: Path) -> None:
     first = scanner(tmp_path)
     table = {f"d{i // 100}/f{i}": (f"{i}:{i * 7}", f"{i:064x}") for i in range(150_000)}  # past the write chunk
-    first.hashes.update(table)
-    first._dirty = True
+    for path, (fingerprint, sha) in table.items():
+        first.hashes.put(path, fingerprint, sha)
     first.save()
     assert msgpack.unpackb((tmp_path / "a.hashes").read_bytes(), raw=False) == {p: list(e) for p, e in table.items()}
-    assert scanner(tmp_path).hashes == table
+    assert (tmp_path / "a.hashes.new").stat().st_size == 0  # in the snapshot now
+    assert scanner(tmp_path).hashes.entries == table
 
 
 def test_a_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "a.hashes").write_bytes(msgpack.packb({"x": ["f", "s"]})[:-3])
-    assert scanner(tmp_path).hashes == {}
+    assert scanner(tmp_path).hashes.entries == {}
     (tmp_path / "a.hashes").write_bytes(msgpack.packb([1, 2]))
-    assert scanner(tmp_path).hashes == {}
+    assert scanner(tmp_path).hashes.entries == {}
+
+
+def test_a_plug_killed_while_it_hashes_keeps_all_but_the_last_thousand(tmp_path: Path) -> None:
+    """Hashes are journaled as they are made: a scanner that never saved (its plug killed -9 in the middle of its
+    first listing) leaves them for the next, which reads none of those files again."""
+    first = scanner(tmp_path)
+    for i in range(2500):
+        (tmp_path / "root" / f"f{i:04}").write_text(str(i))
+    seen = {path: obs.sha256 for path, obs, _ in first.below("docs")}
+    assert len(seen) == 2500 and not (tmp_path / "a.hashes").exists()  # no snapshot: killed before the end
+    again = scanner(tmp_path)
+    journaled = again.hashes.entries
+    assert len(journaled) == 2000 and all(seen[path] == sha for path, (_, sha) in journaled.items())
+    read = []
+    checksum = again.driver.checksum
+    again.driver.checksum = lambda path: read.append(path) or checksum(path)  # type: ignore[method-assign]
+    assert {path: obs.sha256 for path, obs, _ in again.below("docs")} == seen
+    assert len(read) == 500  # only what the journal had not got yet
+
+
+def test_the_journal_replays_forgets_and_stops_at_a_torn_end(tmp_path: Path) -> None:
+    first = scanner(tmp_path)
+    for i in range(hash_cache.JOURNAL_EVERY):
+        first.hashes.put(f"p{i}", f"fp{i}", f"{i:064x}")
+    first.hashes.drop("p3")
+    first.hashes.put("p4", "fp4-changed", "4" * 64)
+    first.hashes.flush()
+    journal = tmp_path / "a.hashes.new"
+    with journal.open("ab") as file:
+        file.write(msgpack.packb(["p5", "fp5-torn", "5" * 64])[:-7])  # a crash in the middle of an append
+    entries = scanner(tmp_path).hashes.entries
+    assert "p3" not in entries and entries["p4"] == ("fp4-changed", "4" * 64) and entries["p5"] == ("fp5", f"{5:064x}")
+    assert len(entries) == hash_cache.JOURNAL_EVERY - 1
+
+
+def test_a_crash_between_the_snapshot_and_the_journal_truncation_reads_the_same(tmp_path: Path) -> None:
+    first = scanner(tmp_path)
+    for i in range(hash_cache.JOURNAL_EVERY):
+        first.hashes.put(f"p{i}", f"fp{i}", f"{i:064x}")
+    first.hashes.put("p1", "fp1-later", "1" * 64)
+    first.hashes.flush()
+    kept = (tmp_path / "a.hashes.new").read_bytes()
+    first.save()
+    (tmp_path / "a.hashes.new").write_bytes(kept)  # as if the plug died between the rename and the truncation
+    assert scanner(tmp_path).hashes.entries == first.hashes.entries
+
+
+def test_a_preview_beside_a_running_plug_writes_nothing(tmp_path: Path) -> None:
+    for i in range(hash_cache.JOURNAL_EVERY + 10):
+        (tmp_path / "root").mkdir(exist_ok=True)
+        (tmp_path / "root" / f"f{i:04}").write_text(str(i))
+    preview = scanner(tmp_path, writes=False)
+    assert len(list(preview.below("docs"))) == hash_cache.JOURNAL_EVERY + 10
+    preview.save()
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("a.hashes")]

@@ -1,0 +1,154 @@
+"""A plug's sha256 of each file, keyed by the driver's fingerprint, kept on disk so a restarted plug does not read
+every file of its replica again.
+
+Two files: the snapshot (``NAME``), one msgpack map ``{path: [fingerprint, sha256]}`` written whole by
+:meth:`HashCache.save` (through a temporary name), and the journal (``NAME.new``), the changes since, appended a
+thousand at a time as msgpack arrays ``[path, fingerprint, sha256]`` (``[path, None, None]``: forgotten). A plug
+killed while it hashes a million files for its first listing (forty minutes here) used to lose every hash since its
+last snapshot, written only once a listing was complete: it started again from the first file, and a plug killed
+again before the end never got anywhere. Now it loses at most the last thousand. Neither file is flushed to the
+disk: it is a cache, and a torn end of the journal (a crash mid-append) is where reading it stops.
+
+Both are read and written an entry at a time: msgpack's C code holds the GIL for a whole call, and a million
+entries in one call keep the plug's heartbeat thread from answering for longer than the watchdog waits on a busy
+machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+import msgpack
+
+log = logging.getLogger(__name__)
+
+Entry = tuple[str, str]  # (fingerprint, sha256)
+JOURNAL_EVERY = 1000  # changes gathered before they are appended to the journal
+_WRITE_EVERY = 1 << 20  # bytes packed before they are written
+
+
+class HashCache:
+    """``path -> (fingerprint, sha256)``, on disk as a snapshot and a journal (see the module's docstring).
+    ``file=None``: in memory only; ``writes=False``: read, never written (a preview beside a running plug)."""
+
+    def __init__(self, file: Path | None, label: str, writes: bool = True) -> None:
+        self.file, self.label, self.writes = file, label, writes and file is not None
+        self.entries: dict[str, Entry] = {}
+        self._pending: list[tuple[str, str | None, str | None]] = []
+        self._lock = threading.Lock()  # the journal file: copying threads remember hashes too
+        self._dirty = False  # changed since the snapshot
+        if file is not None:
+            self._load(file, file.with_name(file.name + ".new"))
+
+    @property
+    def journal(self) -> Path | None:
+        return None if self.file is None else self.file.with_name(self.file.name + ".new")
+
+    def get(self, path: str) -> Entry | None:
+        return self.entries.get(path)
+
+    def put(self, path: str, fingerprint: str, sha256: str) -> None:
+        """Record a file's hash (journaled if it is new)."""
+        if self.entries.get(path) != (fingerprint, sha256):
+            self.entries[path] = (fingerprint, sha256)
+            self._changed(path, fingerprint, sha256)
+
+    def drop(self, path: str) -> None:
+        """Forget a path that is gone."""
+        if self.entries.pop(path, None) is not None:
+            self._changed(path, None, None)
+
+    def _changed(self, path: str, fingerprint: str | None, sha256: str | None) -> None:
+        self._dirty = True
+        if self.writes:
+            self._pending.append((path, fingerprint, sha256))
+            if len(self._pending) >= JOURNAL_EVERY:
+                self.flush()
+
+    def flush(self) -> None:
+        """Append the changes gathered so far to the journal."""
+        journal = self.journal
+        if not self.writes or journal is None:
+            return
+        with self._lock:
+            pending, self._pending = self._pending, []
+            if not pending:
+                return
+            packer = msgpack.Packer()
+            with contextlib.suppress(OSError), journal.open("ab") as file:
+                file.write(b"".join(packer.pack(change) for change in pending))
+
+    def save(self) -> None:
+        """Write the snapshot (through a temporary name) and empty the journal, if anything changed."""
+        if not self._dirty:
+            self.flush()
+            return
+        if not self.writes or self.file is None or self.journal is None:
+            return
+        temp = self.file.with_name(self.file.name + ".tmp")
+        with self._lock, contextlib.suppress(OSError):
+            self._pending.clear()  # in the snapshot
+            with temp.open("wb") as file:
+                _write_entries(file, dict(self.entries))  # a copy: copying threads add to it meanwhile
+            os.replace(temp, self.file)
+            # a crash before this truncation reads the journal again over the snapshot: the same changes, in order
+            self.journal.open("wb").close()
+            self._dirty = False
+
+    def _load(self, file: Path, journal: Path) -> None:
+        if file.exists():
+            try:
+                with file.open("rb") as snapshot:
+                    self.entries = dict(_read_entries(snapshot))
+            except (ValueError, TypeError, OSError, msgpack.UnpackException) as exc:
+                log.warning("%s: ignoring the hash cache %s: %s", self.label, file, exc)
+                self.entries = {}
+        if journal.exists():
+            replayed = self._replay(journal)
+            self._dirty = replayed > 0  # the next save folds them into the snapshot
+
+    def _replay(self, journal: Path) -> int:
+        """Apply the journal's changes, up to its end or its first torn or foreign entry; how many."""
+        count = 0
+        try:
+            with journal.open("rb") as file:
+                for change in msgpack.Unpacker(file, raw=False):
+                    if not (isinstance(change, list) and len(change) == 3 and isinstance(change[0], str)):
+                        raise ValueError(f"entry {count + 1} is not [path, fingerprint, sha256]")
+                    path, fingerprint, sha256 = change
+                    if fingerprint is None:
+                        self.entries.pop(path, None)
+                    else:
+                        self.entries[path] = (fingerprint, sha256)
+                    count += 1
+        except (ValueError, TypeError, OSError, msgpack.UnpackException) as exc:
+            log.warning("%s: the hash cache's journal %s is read up to entry %d only: %s", self.label, journal, count,
+                        exc)
+        return count
+
+
+def _read_entries(file: BinaryIO) -> Iterator[tuple[str, Entry]]:
+    """The snapshot's (path, (fingerprint, sha256)) entries, one by one (raises on a file that is not such a map)."""
+    unpacker = msgpack.Unpacker(file, raw=False)
+    for _ in range(unpacker.read_map_header()):
+        path, (fingerprint, sha) = unpacker.unpack(), unpacker.unpack()
+        if isinstance(path, str):
+            yield path, (fingerprint, sha)
+
+
+def _write_entries(file: BinaryIO, entries: Mapping[str, Entry]) -> None:
+    packer = msgpack.Packer(autoreset=False)
+    packer.pack_map_header(len(entries))
+    for path, entry in entries.items():
+        packer.pack(path)
+        packer.pack(entry)
+        if packer.getbuffer().nbytes >= _WRITE_EVERY:
+            file.write(packer.bytes())
+            packer.reset()
+    file.write(packer.bytes())

@@ -52,6 +52,7 @@ log = logging.getLogger("onitu.space.client")
 RETRY_INTERVAL = 1.0  # resend a request whose reply is this late
 # why a client moves on from a server that is up but slow (a long turn, a checkpoint): not "not the primary"
 SILENT = f"did not answer within {RETRY_INTERVAL:g} s"
+_SESSION_OPS = frozenset({"hello", "ping", "bye"})  # a session's own requests: their callers handle its end
 BLOCKED_RESEND = 5.0  # re-register a blocked request this often, in case the server forgot it
 TRANSPORT_CAP = 4 * MAX_FRAME  # a server's transport drops a bigger frame with its connection, unanswered
 HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -350,6 +351,14 @@ class SpaceClient:
         info = self._call("hello", {"ttl": self.core.ttl}, give_up=self.connect_timeout)
         self.core.seen_boot(info["boot"])
 
+    def _reopen(self) -> None:
+        """The server no longer knows our session: it expired (no request from us for its TTL: this process was
+        starved, or stuck in a long call). Open it again; its session-leased tuples are gone, and their owners write
+        them again when they find them missing (a plug's tuple)."""
+        log.warning("session %s expired on the server; its session-leased tuples are gone; reopening",
+                    self.core.sid.hex())
+        self._hello()
+
     def _call(self, op: str, args: dict[str, Any], blocking: float | None = 0, give_up: float | None = None,
               on_wait: OnWait = None) -> Any:
         """Send one request and wait for its reply, re-sending it while the server is away or restarts.
@@ -364,6 +373,7 @@ class SpaceClient:
         limit = give_up if give_up is not None else self.connect_timeout
         try:
             sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+            sends = 1
             if on_wait is not None and blocking != 0:
                 on_wait(WaitingRequest(lambda: self._call("withdraw", {"seq": seq})))
             parts = Parts()
@@ -390,7 +400,15 @@ class SpaceClient:
                         core.rotate(core.where(sock))
                         core.follow(sock)
                         sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+                        sends += 1
                         time.sleep(0.05)
+                        continue
+                    except SessionExpired:  # refused before it ran, if sent once (else a copy may have run)
+                        if sends > 1 or op in _SESSION_OPS:
+                            raise
+                        self._reopen()
+                        sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+                        sends += 2  # once is enough
                         continue
                 refused = core.refusal(sock)
                 if refused is not None:
@@ -408,6 +426,7 @@ class SpaceClient:
                     core.follow(sock)
                 if core.generation != generation or now - sent_at > resend:
                     sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+                    sends += 1
         finally:
             core.end(seq)
 
@@ -425,10 +444,8 @@ class SpaceClient:
             try:
                 self.core.seen_boot(self._call("ping", {}, give_up=self.core.ttl)["boot"])
             except SessionExpired:
-                log.warning("session %s expired on the server; its session-leased tuples are gone; reopening",
-                            self.core.sid.hex())
                 try:
-                    self._hello()
+                    self._reopen()
                 except SpaceError as exc:
                     log.warning("cannot reopen session: %s", exc)
             except Refused as exc:  # sending it again would get the same answer

@@ -140,6 +140,23 @@ def test_unknown_session_must_say_hello(live):
         other.close()
 
 
+def test_a_client_whose_session_ended_opens_it_again_and_its_request_goes_through(live, caplog):
+    """A process starved or stuck past its session's TTL finds its session gone: the request the server refused
+    (before running it) is sent again on a reopened session, instead of failing (the referee crashed on it, at a
+    million files); the log says the session's leased tuples are gone, for whoever owned some."""
+    srv, raw = live
+    with connect(srv.ipc, session_ttl=60) as space:
+        space.write(["mine", 1], lease="session")
+        assert raw.send(request("bye", space.core.sid, 1, 0, {}))[1] == OK  # ended, as an expiry would
+        caplog.set_level("WARNING", logger="onitu.space.client")
+        assert space.read_all(["mine", None]) == []  # leased to the session that ended
+        space.write(["mine", 2])
+        assert space.read_all(["mine", None]) == [("mine", 2)]
+        assert any("expired on the server; its session-leased tuples are gone; reopening" in r.getMessage()
+                   for r in caplog.records)
+        space.take(["mine", 2])
+
+
 def test_malformed_frames_are_counted(live):
     _srv, raw = live
     before = raw.call("stats", {})[2]["malformed"]

@@ -6,8 +6,9 @@ Pattern (as ../shared/rinda/bench/client.rb): N sequential writes of [:task, i, 
 [:task, nil, nil], N reads of [:conf, nil, nil]; then 4 such clients at once; then onitu's batched writes
 (1000 tuples per request). Prints ops/s and onitu/Rinda ratios, then two ceilings: a zero-work pyzmq echo (the best
 any zmq client can do sequentially) and an echo behind a relay, reached over a plain socket (the shape of a paired
-write: client -> primary -> secondary -> primary -> client), and the machine's load: on a shared machine the
-sequential rows move with it, so compare rows of one run only.
+write: client -> primary -> secondary -> primary -> client), a bare durable pair (bench/space_pair_floor.py: the
+same hops with both SQLite commits and nothing else, the most any CPython pair with that promise can do), and the
+machine's load: on a shared machine the sequential rows move with it, so compare rows of one run only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import space_pair_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 RINDA_BENCH = ROOT.parent / "shared" / "rinda" / "bench"
@@ -270,11 +273,14 @@ def main() -> None:
     print(f"(n={n}, {os.cpu_count()} cores; Rinda over DRb on tcp loopback; onitu durable, sync=normal; the pair's rows"
           " against a Rinda run just before them)")
     print(f"replicated pair, CPU per sequential operation (all threads): {pair_cpu}")
-    floor, floor2 = zmq_floor(n), zmq_floor(n, relayed=True)
+    floor, floor2, floor3 = zmq_floor(n), zmq_floor(n, relayed=True), space_pair_floor.floor(n)
     print(f"transport ceiling: a zero-work pyzmq echo between two processes does {floor:.0f} round trips/s "
           f"({floor / rinda_seq:.2f}x Rinda sequential), so no zmq client can do better sequentially here")
     print(f"paired ceiling: relayed once more over a plain socket (client -> relay -> echo -> relay -> client, as a "
           f"paired write) it does {floor2:.0f} round trips/s ({floor2 / rinda_seq:.2f}x Rinda sequential)")
+    print(f"durable pair ceiling: a bare primary and secondary that only commit each write to SQLite, both before "
+          f"the answer, do {floor3:.0f} writes/s ({floor3 / rinda_seq:.2f}x Rinda sequential, "
+          f"{floor3 / r2['write']:.2f}x the Rinda run before the pair)")
     load = os.getloadavg()
     print(f"machine load at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1/5/15 min), {os.cpu_count()} cores")
 

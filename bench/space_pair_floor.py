@@ -25,11 +25,7 @@ from pathlib import Path
 import msgpack
 import zmq
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tuples (id INTEGER PRIMARY KEY, body BLOB NOT NULL, deadline REAL, owner BLOB);
-CREATE TABLE IF NOT EXISTS replies (sid BLOB, seq INTEGER, body BLOB NOT NULL, PRIMARY KEY (sid, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-"""
+from onitu.space.durable import SCHEMA  # the same tables, nothing else of onitu's
 
 
 def _open(path: str) -> sqlite3.Connection:

@@ -269,6 +269,7 @@ def main() -> None:
     print(f"replicated pair, CPU per sequential operation (all threads): {pair_cpu}")
     floor, floor2 = zmq_floor(n), zmq_floor(n, relayed=True)
     floor3, floor3_cpu = space_pair_floor.floor(n)
+    floor4, floor4_cpu = space_pair_floor.floor(n, zmq_client=False)
     print(f"transport ceiling: a zero-work pyzmq echo between two processes does {floor:.0f} round trips/s "
           f"({floor / rinda_seq:.2f}x Rinda sequential), so no zmq client can do better sequentially here")
     print(f"paired ceiling: relayed once more over a plain socket (client -> relay -> echo -> relay -> client, as a "
@@ -276,6 +277,9 @@ def main() -> None:
     print(f"durable pair ceiling: a bare primary and secondary that only commit each write to SQLite, both before "
           f"the answer, do {floor3:.0f} writes/s ({floor3 / rinda_seq:.2f}x Rinda sequential, "
           f"{floor3 / r2['write']:.2f}x the Rinda run before the pair); CPU per write: {floor3_cpu}")
+    print(f"  the same with a client on a plain Unix socket instead of zmq: {floor4:.0f} writes/s "
+          f"({floor4 / rinda_seq:.2f}x Rinda sequential, {floor4 / r2['write']:.2f}x the Rinda run before the pair); "
+          f"CPU per write: {floor4_cpu}")
     load = os.getloadavg()
     print(f"machine load at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1/5/15 min), {os.cpu_count()} cores")
 

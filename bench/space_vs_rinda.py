@@ -6,8 +6,9 @@ Pattern (as ../shared/rinda/bench/client.rb): N sequential writes of [:task, i, 
 [:task, nil, nil], N reads of [:conf, nil, nil]; then 4 such clients at once; then onitu's batched writes
 (1000 tuples per request). Prints ops/s and onitu/Rinda ratios, then two ceilings: a zero-work pyzmq echo (the best
 any zmq client can do sequentially) and an echo behind a relay, reached over a plain socket (the shape of a paired
-write: client -> primary -> secondary -> primary -> client), and the machine's load: on a shared machine the
-sequential rows move with it, so compare rows of one run only.
+write: client -> primary -> secondary -> primary -> client), a bare durable pair (bench/space_pair_floor.py: the
+same hops with both SQLite commits and nothing else, the most any CPython pair with that promise can do), and the
+machine's load: on a shared machine the sequential rows move with it, so compare rows of one run only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import space_pair_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 RINDA_BENCH = ROOT.parent / "shared" / "rinda" / "bench"
@@ -100,12 +103,6 @@ def onitu_batched_pipelined(endpoint: str, total: int, per_batch: int = 1000, in
     return asyncio.run(run())
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a process used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def paired_pair(n: int, total: int) -> tuple[list[tuple[str, float]], str]:
     """The same sequential pattern against `onitu start`'s replicated pair (each write waits for the secondary),
     and the CPU its two servers used per sequential operation: unlike the rates, it hardly moves with the load."""
@@ -123,9 +120,9 @@ def paired_pair(n: int, total: int) -> tuple[list[tuple[str, float]], str]:
         pids = {p["role"]: p["pid"] for p in json.loads(status.read_text())["processes"]
                 if p["role"] in ("primary", "secondary")}
         with connect(data_dir=tmp / "data") as ts:
-            before = {role: cpu_seconds(pid) for role, pid in pids.items()}
+            before = {role: space_pair_floor.cpu_seconds(pid) for role, pid in pids.items()}
             rates = sequential(ts, n)
-            cpu = ", ".join(f"{role} {(cpu_seconds(pid) - before[role]) / (3 * n) * 1e6:.0f} us"
+            cpu = ", ".join(f"{role} {(space_pair_floor.cpu_seconds(pid) - before[role]) / (3 * n) * 1e6:.0f} us"
                             for role, pid in sorted(pids.items()))
             t0 = time.perf_counter()
             for start in range(0, total, 1000):
@@ -271,10 +268,18 @@ def main() -> None:
           " against a Rinda run just before them)")
     print(f"replicated pair, CPU per sequential operation (all threads): {pair_cpu}")
     floor, floor2 = zmq_floor(n), zmq_floor(n, relayed=True)
+    floor3, floor3_cpu = space_pair_floor.floor(n)
+    floor4, floor4_cpu = space_pair_floor.floor(n, zmq_client=False)
     print(f"transport ceiling: a zero-work pyzmq echo between two processes does {floor:.0f} round trips/s "
           f"({floor / rinda_seq:.2f}x Rinda sequential), so no zmq client can do better sequentially here")
     print(f"paired ceiling: relayed once more over a plain socket (client -> relay -> echo -> relay -> client, as a "
           f"paired write) it does {floor2:.0f} round trips/s ({floor2 / rinda_seq:.2f}x Rinda sequential)")
+    print(f"durable pair ceiling: a bare primary and secondary that only commit each write to SQLite, both before "
+          f"the answer, do {floor3:.0f} writes/s ({floor3 / rinda_seq:.2f}x Rinda sequential, "
+          f"{floor3 / r2['write']:.2f}x the Rinda run before the pair); CPU per write: {floor3_cpu}")
+    print(f"  the same with a client on a plain Unix socket instead of zmq: {floor4:.0f} writes/s "
+          f"({floor4 / rinda_seq:.2f}x Rinda sequential, {floor4 / r2['write']:.2f}x the Rinda run before the pair); "
+          f"CPU per write: {floor4_cpu}")
     load = os.getloadavg()
     print(f"machine load at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1/5/15 min), {os.cpu_count()} cores")
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from onitu import gcpolicy
 from onitu.config import Config
 from onitu.space.client import SpaceClient
 from onitu.space.errors import Unavailable
@@ -47,6 +48,7 @@ def serve(prog: str, doc: str, make: Callable[[Config, SpaceClient, argparse.Nam
     from onitu.logs import configure_logging
 
     configure_logging("INFO")
+    gcpolicy.for_big_tables()
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--space", default=os.environ.get("ONITU_SPACE"))

@@ -11,7 +11,6 @@ in the space and neither re-runs finished tasks nor duplicates the ones under wa
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onitu.chunks import TransferError
+from onitu.logs import lazy_logger
 from onitu.make.execute import Runner
 from onitu.make.graph import Graph, Node
 from onitu.make.jobserver import Jobserver
@@ -31,7 +31,7 @@ from onitu.space.errors import EventsLost, RequestExpired
 if TYPE_CHECKING:
     from onitu.make.files import BlobStore
 
-log = logging.getLogger(__name__)
+log = lazy_logger(__name__)
 
 LOST_CHECK = 0.4  # seconds between checks for tasks whose worker died (a claim lives 1.2 s past its worker)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import signal
 import sys
@@ -23,12 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from onitu.logs import lazy_logger
 from onitu.make.tasks import WORKER
 
 if TYPE_CHECKING:
     import subprocess
 
-log = logging.getLogger(__name__)
+log = lazy_logger(__name__)
 
 MAX_RESPAWNS = 20
 RIDE_OUT = 30.0  # seconds a build waits for an answer from its space (a restart, a failover) before giving up

@@ -12,7 +12,6 @@ in-memory space (``local``).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import stat
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onitu.chunks import TransferError
+from onitu.logs import lazy_logger
 from onitu.make.execute import Reaper, Runner
 from onitu.make.tasks import BUILD, TASK, WORKER, WORKING, BadTask, BuildInfo, Result, Task
 from onitu.space.errors import KeyRevoked, RequestExpired, SpaceError
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from onitu.make.files import BlobStore, FileClient
 
-log = logging.getLogger(__name__)
+log = lazy_logger(__name__)
 WORKER_TTL = 1.2  # a dead worker's claims vanish this long after its last keepalive: task re-run in < 2 s
 ANY_TASK = (TASK, None, None, None)
 

@@ -417,6 +417,8 @@ class SpaceClient:
                         sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
                         sends += 2  # once is enough
                         continue
+                if self._closed.is_set():  # close() releases the sockets once its keepalive thread is out of here
+                    raise Unavailable("the client is closed")
                 refused = core.refusal(sock)
                 if refused is not None:
                     raise refused

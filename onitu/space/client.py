@@ -13,7 +13,6 @@ import itertools
 import json
 import logging
 import os
-import struct
 import threading
 import time
 import weakref
@@ -43,7 +42,7 @@ from onitu.space.local import OnWait, TemplateLike, WaitingRequest, check_timeou
 from onitu.space.protocol import ERROR, EVENT, MAX_FRAME, PART, as_tuple, error_from, parse_reply, request
 from onitu.space.store import Lease
 from onitu.space.template import Template, check_tuple
-from onitu.space.zmqfast import NOBLOCK, wait_readable
+from onitu.space.zmqfast import NOBLOCK, monitor_event, wait_readable
 from onitu.space.zmqfast import recv as _recv
 from onitu.space.zmqfast import send as _send
 
@@ -217,13 +216,6 @@ def result_of(status: int, body: Any) -> Any:
         raise error_from(body)
     return body
 
-
-
-def monitor_event(frames: list[bytes]) -> int:
-    """The event number of a zmq monitor message (what zmq.utils.monitor.parse_monitor_message reads, without
-    importing that module: it loads zmq.asyncio and asyncio, which doubled the cost of importing this client, paid
-    by every onitu make that joins a space and every sub-make)."""
-    return struct.unpack_from("=h", frames[0])[0]
 
 class Parts:
     """The pieces of an answer the server sends a chunk per loop turn (a big read_all), put back together."""
@@ -417,9 +409,8 @@ class SpaceClient:
                         sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
                         sends += 2  # once is enough
                         continue
-                if self._closed.is_set():  # close() releases the sockets once its keepalive thread is out of here
-                    raise Unavailable("the client is closed")
-                refused = core.refusal(sock)
+                # closing: close() releases the sockets once its keepalive thread is out of here
+                refused = Unavailable("the client is closed") if self._closed.is_set() else core.refusal(sock)
                 if refused is not None:
                     raise refused
                 now = time.monotonic()

@@ -11,12 +11,13 @@ naming why; nothing a peer sends stops the server.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger(__name__)
+from onitu.logs import lazy_logger
+
+log = lazy_logger(__name__)
 
 Handler = Callable[[bytes, list[Any]], Any]  # (peer identity, the request's arguments) -> the answer's body
 
@@ -33,7 +34,7 @@ class ChunkServer:
     """
 
     def __init__(self, handle: Handler, name: str, *, refused: tuple[type[Exception], ...] = (),
-                 bind: str = "tcp://127.0.0.1:*", log_level: int = logging.DEBUG) -> None:
+                 bind: str = "tcp://127.0.0.1:*", log_level: int = 10) -> None:  # logging.DEBUG
         # imported here: make's coordinator and workers import this module for TransferError on every run,
         # and a server is rare
         import hmac

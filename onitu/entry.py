@@ -12,7 +12,7 @@ FAST = {"make": "make_main", "worker": "worker_main"}
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in FAST:
-        configure_logging()
+        configure_logging(when_loaded=True)
         from onitu.make import cli
 
         sys.exit(getattr(cli, FAST[sys.argv[1]])(sys.argv[2:]))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from onitu.logs import lazy_logger
 from onitu.make.jobserver import ENV
 from onitu.make.options import Options, UsageError, parse, parse_makeflags
 from onitu.make.progress import Display
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["make_main", "worker_main"]
 
-log = logging.getLogger(__name__)
+log = lazy_logger(__name__)
 PROGRAM = "onitu make"
 USAGE = f"Usage: {PROGRAM} [options] [target] ...  (GNU make's options; --space, --data, --insecure, --files-listen)"
 

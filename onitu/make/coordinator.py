@@ -11,7 +11,6 @@ in the space and neither re-runs finished tasks nor duplicates the ones under wa
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onitu.chunks import TransferError
+from onitu.logs import lazy_logger
 from onitu.make.execute import Runner
 from onitu.make.graph import Graph, Node
 from onitu.make.jobserver import Jobserver
@@ -31,7 +31,7 @@ from onitu.space.errors import EventsLost, RequestExpired
 if TYPE_CHECKING:
     from onitu.make.files import BlobStore
 
-log = logging.getLogger(__name__)
+log = lazy_logger(__name__)
 
 LOST_CHECK = 0.4  # seconds between checks for tasks whose worker died (a claim lives 1.2 s past its worker)
 
@@ -72,6 +72,7 @@ class Coordinator:
         self.jobserver = jobserver
         self.sub_make_env = sub_make_env
         self.runner: Runner | None = None
+        self.recipes_here: list[threading.Thread] = []  # the threads running recipes that name $(MAKE)
         self.running: dict[str, _Running] = {}  # task key -> what it is
         self.prior: dict[str, tuple] = {}  # tasks an earlier coordinator of this build left: key -> tuple
         self.unseen: set[str] = set()  # running tasks missing from the space at the last check
@@ -109,6 +110,8 @@ class Coordinator:
                 self._publish_progress()
                 last_check = time.monotonic()
         self.events.close()
+        for thread in self.recipes_here:  # each wrote its result; it may still be reading the space's answer, on
+            thread.join(timeout=5)  # a socket of the client the build closes next (libzmq aborts if closed under it)
         self.engine.close()
         remove_intermediates(self.engine, self.dir, self.ui, self.opts.silent)
         self._clean_up()
@@ -183,7 +186,9 @@ class Coordinator:
             with contextlib.suppress(Exception):  # the space closed under us: the build is being torn down
                 self.space.write(done)
 
-        threading.Thread(target=run, name=f"recipe-{job.key}", daemon=True).start()
+        thread = threading.Thread(target=run, name=f"recipe-{job.key}", daemon=True)
+        thread.start()
+        self.recipes_here.append(thread)
 
     def _task(self, job: Job) -> Task:
         # a build in memory has only workers in this process, which run in place: they stage no inputs

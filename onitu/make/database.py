@@ -5,91 +5,93 @@ The reader (:mod:`onitu.make.parser`) fills a :class:`Database`; :mod:`onitu.mak
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from onitu.make.expand import Expander
+from onitu.make.record import FrozenRecord, Record
 from onitu.make.text import Location, pattern_match, split_pattern
 from onitu.make.variables import Scope
 
 
-@dataclass
-class RecipeLine:
+class RecipeLine(Record):
     """One logical recipe line, unexpanded (backslash-newlines kept, the prefix after each removed)."""
 
-    text: str
-    file: str
-    line: int
+    FIELDS = ("text", "file", "line")
+
+    def __init__(self, text: str, file: str, line: int) -> None:
+        self.text, self.file, self.line = text, file, line
 
 
-@dataclass(frozen=True)
-class Deferred:
+class Deferred(FrozenRecord):
     """Prerequisite text kept for the second expansion (rules read after ``.SECONDEXPANSION:``)."""
 
-    text: str
-    stem: str = ""  # a static pattern rule's stem: the text's % stand for it
+    FIELDS = ("text", "stem")
+
+    def __init__(self, text: str, stem: str = "") -> None:
+        self.text = text
+        self.stem = stem  # a static pattern rule's stem: the text's % stand for it
 
 
 Prereq = str | Deferred
 
 
-@dataclass
-class Colon:
+class Colon(Record):
     """One double-colon rule of a target: its own prerequisites and recipe, updated on its own."""
 
-    prereqs: list[Prereq]
-    order_only: list[str]
-    recipe: list[RecipeLine] | None
-    file: str
-    line: int
+    FIELDS = ("prereqs", "order_only", "recipe", "file", "line")
+
+    def __init__(self, prereqs: list[Prereq], order_only: list[str], recipe: list[RecipeLine] | None, file: str,
+                 line: int) -> None:
+        self.prereqs, self.order_only, self.recipe, self.file, self.line = prereqs, order_only, recipe, file, line
 
 
-@dataclass
-class Entry:
+class Entry(Record):
     """What the makefiles say about one explicit target."""
 
-    name: str
-    prereqs: list[Prereq] = field(default_factory=list)  # normal prerequisites, duplicates kept, GNU's merge order
-    order_only: list[str] = field(default_factory=list)
-    recipe: list[RecipeLine] | None = None
-    file: str | None = None
-    line: int | None = None
-    stem: str = ""  # static pattern rules: the stem, for $*
-    scope: Scope | None = None  # target-specific variables (their parent is set per build)
-    is_target: bool = False  # named as a target of a rule (not only in target-specific variables)
-    colons: list[Colon] | None = None  # a double-colon target's rules, in order
-    group: tuple[str, ...] = ()  # grouped targets (a b &: ...) made by the same run of the recipe
+    FIELDS = ("name", "prereqs", "order_only", "recipe", "file", "line", "stem", "scope", "is_target", "colons",
+              "group")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prereqs: list[Prereq] = []  # normal prerequisites, duplicates kept, GNU's merge order
+        self.order_only: list[str] = []
+        self.recipe: list[RecipeLine] | None = None
+        self.file: str | None = None
+        self.line: int | None = None
+        self.stem = ""  # static pattern rules: the stem, for $*
+        self.scope: Scope | None = None  # target-specific variables (their parent is set per build)
+        self.is_target = False  # named as a target of a rule (not only in target-specific variables)
+        self.colons: list[Colon] | None = None  # a double-colon target's rules, in order
+        self.group: tuple[str, ...] = ()  # grouped targets (a b &: ...) made by the same run of the recipe
 
 
-@dataclass
-class PatternRule:
+class PatternRule(Record):
     """An implicit rule ``%.o %.h: prereq patterns``; ``terminal`` for a double-colon one (``%:: %,v``)."""
 
-    targets: list[str]
-    prereqs: list[str]
-    order_only: list[str]
-    recipe: list[RecipeLine] | None
-    file: str
-    line: int
-    terminal: bool = False
-    second: bool = False  # prerequisites are expanded again, with $* and $@ set (.SECONDEXPANSION)
-    builtin: bool = False
+    FIELDS = ("targets", "prereqs", "order_only", "recipe", "file", "line", "terminal", "second", "builtin")
 
-    def __post_init__(self) -> None:
+    def __init__(self, targets: list[str], prereqs: list[str], order_only: list[str],
+                 recipe: list[RecipeLine] | None, file: str, line: int, terminal: bool = False, second: bool = False,
+                 builtin: bool = False) -> None:
+        self.targets, self.prereqs, self.order_only, self.recipe = targets, prereqs, order_only, recipe
+        self.file, self.line, self.terminal, self.builtin = file, line, terminal, builtin
+        self.second = second  # prerequisites are expanded again, with $* and $@ set (.SECONDEXPANSION)
         # (prefix, suffix) of each target and prerequisite, split once: implicit rule search runs them often
-        self.target_parts = [split_pattern(t) or (t, "") for t in self.targets]
-        self.prereq_parts = [split_pattern(p) for p in self.prereqs]
-        self.order_only_parts = [split_pattern(p) for p in self.order_only]
+        self.target_parts = [split_pattern(t) or (t, "") for t in targets]
+        self.prereq_parts = [split_pattern(p) for p in prereqs]
+        self.order_only_parts = [split_pattern(p) for p in order_only]
 
 
-@dataclass(frozen=True)
-class MakefileGoal:
+class MakefileGoal(FrozenRecord):
     """A makefile that was read, or that an include named: make tries to remake it before anything else."""
 
-    name: str
-    where: Location | None  # the include line (None: a makefile named by -f, or found by default)
-    optional: bool  # -include / sinclude: failing to make it is no error
-    found: bool = True
+    FIELDS = ("name", "where", "optional", "found")
+
+    def __init__(self, name: str, where: Location | None, optional: bool, found: bool = True) -> None:
+        self.name = name
+        self.where = where  # the include line (None: a makefile named by -f, or found by default)
+        self.optional = optional  # -include / sinclude: failing to make it is no error
+        self.found = found
 
 
 class NameSet:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -145,6 +144,7 @@ class Runner:
 
     def kill_all(self) -> None:
         """Kill every recipe under way (their tasks will be run again, or the build is interrupted)."""
+        import signal  # here: its enums cost a millisecond and a half at every start, and kills are rare
         for pgid in list(self.live):
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGKILL)

@@ -6,10 +6,10 @@ import glob
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from onitu.make.execute import DIRECT_SHELLS, direct_argv
+from onitu.make.record import FrozenRecord
 from onitu.make.text import patsubst_words, pattern_match, split_pattern
 from onitu.make.variables import Scope, Var
 
@@ -22,14 +22,14 @@ Impl = Callable[["Expander", list[str], Scope], str]
 UNSUPPORTED = {"guile", "let", "intcmp"}
 
 
-@dataclass(frozen=True)
-class Function:
+class Function(FrozenRecord):
     """A built-in: argument counts (max 0 = unlimited; the last argument keeps extra commas) and laziness."""
 
-    impl: Impl
-    min_args: int
-    max_args: int
-    lazy: bool = False  # arguments passed unexpanded (if, or, and, foreach)
+    FIELDS = ("impl", "min_args", "max_args", "lazy")
+
+    def __init__(self, impl: Impl, min_args: int, max_args: int, lazy: bool = False) -> None:
+        self.impl, self.min_args, self.max_args = impl, min_args, max_args
+        self.lazy = lazy  # arguments passed unexpanded (if, or, and, foreach)
 
 
 def _words_map(fn: Callable[[str], str], keep_empty: bool = True) -> Impl:

@@ -9,7 +9,6 @@ a target on the current path is dropped with GNU's "Circular a <- b dependency d
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from onitu.make.database import Database, Entry, Prereq, RecipeLine
 from onitu.make.implicit import Found, Search
@@ -20,32 +19,31 @@ from onitu.make.text import MakeError, pattern_match
 from onitu.make.variables import Scope, Var
 
 
-@dataclass(eq=False)
 class Node:
     """One file (or phony target) of the build; for a double-colon target, one node per rule as well."""
 
-    name: str
-    all_prereqs: list[str]  # normal prerequisites with duplicates ($+), an implicit rule's first
-    order_only: list[str]  # after '|' ($|), those that are also normal left out
-    phony: bool
-    recipe: list[RecipeLine] | None
-    stem: str  # $*
-    file: str | None
-    line: int | None
-    is_target: bool  # named as a target by some rule (or given an implicit rule, or .PHONY)
-    scope: Scope = field(repr=False)  # target- and pattern-specific variables, chained to the parent's
-    key: str = ""  # the graph's key: the name, or "name::N" for the Nth rule of a double-colon target
-    intermediate: bool = False  # made by a chain of implicit rules (or .INTERMEDIATE): rebuilt only when needed
-    chained: bool = False  # entered by a chain of implicit rules (not named by the makefiles)
-    secondary: bool = False  # intermediate, but never deleted
-    precious: bool = False
-    also_make: tuple[str, ...] = ()  # made by the same run of the recipe (grouped targets, multi-target patterns)
-    colons: list[str] = field(default_factory=list)  # a double-colon target: its rules' keys, in order
-    double_colon: bool = False  # this node is one rule of a double-colon target
-    db: Database | None = field(default=None, repr=False)
+    def __init__(self, name: str, all_prereqs: list[str], order_only: list[str], phony: bool,
+                 recipe: list[RecipeLine] | None, stem: str, file: str | None, line: int | None, is_target: bool,
+                 scope: Scope, key: str = "", *, double_colon: bool = False, db: Database | None = None) -> None:
+        self.name = name
+        self.all_prereqs = all_prereqs  # normal prerequisites with duplicates ($+), an implicit rule's first
+        self.order_only = order_only  # after '|' ($|), those that are also normal left out
+        self.phony, self.recipe, self.file, self.line = phony, recipe, file, line
+        self.stem = stem  # $*
+        self.is_target = is_target  # named as a target by some rule (or given an implicit rule, or .PHONY)
+        self.scope = scope  # target- and pattern-specific variables, chained to the parent's
+        self.key = key or name  # the graph's key: the name, or "name::N" for the Nth rule of a double-colon target
+        self.intermediate = False  # made by a chain of implicit rules (or .INTERMEDIATE): rebuilt only when needed
+        self.chained = False  # entered by a chain of implicit rules (not named by the makefiles)
+        self.secondary = False  # intermediate, but never deleted
+        self.precious = False
+        self.also_make: tuple[str, ...] = ()  # made by the same run of the recipe (grouped targets, patterns)
+        self.colons: list[str] = []  # a double-colon target: its rules' keys, in order
+        self.double_colon = double_colon  # this node is one rule of a double-colon target
+        self.db = db
 
-    def __post_init__(self) -> None:
-        self.key = self.key or self.name
+    def __repr__(self) -> str:
+        return f"Node({self.key!r})"
 
     @property
     def prereqs(self) -> list[str]:

@@ -14,21 +14,18 @@ The rules (GNU's, with tuples instead of a pipe of bytes):
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 
 TOKEN = "make.token"
 ENV = "ONITU_MAKE_JOBSERVER"
 
 
-@dataclass(frozen=True)
 class Address:
     """Where a sub-make finds its top make's space and budget."""
 
-    endpoints: list[str]
-    root: str
-    limited: bool  # False: the top make had no limit (-j without a number, or workers' slots)
-    insecure: bool = False
+    def __init__(self, endpoints: list[str], root: str, limited: bool, insecure: bool = False) -> None:
+        self.endpoints, self.root, self.insecure = endpoints, root, insecure
+        self.limited = limited  # False: the top make had no limit (-j without a number, or workers' slots)
 
     def encode(self) -> str:
         import json

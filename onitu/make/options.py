@@ -7,7 +7,7 @@ as GNU builds it (letters in GNU's switch-table order), so a GNU sub-make reads 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Any
 
 # Single-letter flags: letter -> attribute, in GNU's switch-table order (MAKEFLAGS lists them in this order).
 FLAGS = {"B": "always", "e": "env_overrides", "i": "ignore_errors", "k": "keep_going", "n": "dry_run",
@@ -33,30 +33,25 @@ class UsageError(Exception):
     """A command line (or MAKEFLAGS) onitu make cannot read; the message says which option."""
 
 
-@dataclass
 class Options:
-    """Everything the command line and MAKEFLAGS say."""
+    """Everything the command line and MAKEFLAGS say; ``Options(name=value, ...)`` starts from some of it."""
 
-    always: bool = False
-    env_overrides: bool = False
-    ignore_errors: bool = False
-    keep_going: bool = False
-    dry_run: bool = False
-    no_builtin_rules: bool = False
-    no_builtin_variables: bool = False
-    silent: bool = False
-    print_directory: bool = False
-    no_print_directory: bool = False
-    jobs: int | None = None  # None: not given; 0: -j without a number (no limit)
-    directories: list[str] = field(default_factory=list)
-    makefiles: list[str] = field(default_factory=list)
-    include_dirs: list[str] = field(default_factory=list)
-    evals: list[str] = field(default_factory=list)
-    variables: dict[str, str] = field(default_factory=dict)
-    goals: list[str] = field(default_factory=list)
-    onitu: dict[str, str | bool] = field(default_factory=dict)
-    help: bool = False
-    version: bool = False
+    def __init__(self, **given: Any) -> None:
+        self.always = self.env_overrides = self.ignore_errors = self.keep_going = self.dry_run = False
+        self.no_builtin_rules = self.no_builtin_variables = self.silent = False
+        self.print_directory = self.no_print_directory = self.help = self.version = False
+        self.jobs: int | None = None  # None: not given; 0: -j without a number (no limit)
+        self.directories: list[str] = []
+        self.makefiles: list[str] = []
+        self.include_dirs: list[str] = []
+        self.evals: list[str] = []
+        self.variables: dict[str, str] = {}
+        self.goals: list[str] = []
+        self.onitu: dict[str, str | bool] = {}
+        for name, value in given.items():
+            if name not in self.__dict__:
+                raise TypeError(f"Options has no {name!r}")
+            setattr(self, name, value)
 
     def makeflags(self) -> str:
         """The MAKEFLAGS value GNU make would give sub-makes for these options (``variables`` included)."""

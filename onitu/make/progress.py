@@ -7,16 +7,17 @@ seconds of a long build (``ONITU_LOG=info``).
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from onitu.logs import lazy_logger
+
 if TYPE_CHECKING:
     from rich.live import Live
 
-log = logging.getLogger(__name__)
+log = lazy_logger(__name__)
 
 PLAIN_EVERY = 10.0
 

@@ -3,41 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from onitu.make.database import Database, RecipeLine
 from onitu.make.functions import shell_of
 from onitu.make.implicit import archive_parts
+from onitu.make.record import FrozenRecord
 from onitu.make.text import matching_close
 from onitu.make.variables import Scope, Var
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(FrozenRecord):
     """One shell command of a recipe, as GNU make would run it with ``/bin/sh -c``."""
 
-    text: str  # fully expanded, prefixes (@ - +) removed
-    echo: str  # what is echoed before running it
-    silent: bool  # '@' or .SILENT
-    ignore: bool  # '-' or .IGNORE
-    force: bool  # '+' or a $(MAKE) reference: runs even under -n
-    file: str | None = field(default=None, compare=False)  # where the recipe line is, for error messages
-    line: int | None = field(default=None, compare=False)
-    recursive: bool = field(default=False, compare=False)  # names $(MAKE): a sub-make joins this build
-    shell: tuple[str, ...] = field(default=DEFAULT_SHELL, compare=False)  # $(SHELL) $(.SHELLFLAGS): runs it
+    FIELDS = ("text", "echo", "silent", "ignore", "force", "file", "line", "recursive", "shell")
+    COMPARED = ("text", "echo", "silent", "ignore", "force")
+
+    def __init__(self, text: str, echo: str, silent: bool, ignore: bool, force: bool, file: str | None = None,
+                 line: int | None = None, recursive: bool = False, shell: tuple[str, ...] = DEFAULT_SHELL) -> None:
+        self.text = text  # fully expanded, prefixes (@ - +) removed
+        self.echo = echo  # what is echoed before running it
+        self.silent = silent  # '@' or .SILENT
+        self.ignore = ignore  # '-' or .IGNORE
+        self.force = force  # '+' or a $(MAKE) reference: runs even under -n
+        self.file, self.line = file, line  # where the recipe line is, for error messages
+        self.recursive = recursive  # names $(MAKE): a sub-make joins this build
+        self.shell = shell  # $(SHELL) $(.SHELLFLAGS): runs it
+
+    def ignoring(self) -> Command:
+        """This command with its errors ignored."""
+        return Command(self.text, self.echo, self.silent, True, self.force, self.file, self.line, self.recursive,
+                       self.shell)
 
 
-@dataclass
 class Autos:
     """What a recipe's automatic variables are made of."""
 
-    target: str
-    prereqs: Sequence[str]  # with duplicates, as $+ (vpath names where found)
-    newer: Sequence[str]
-    order_only: Sequence[str]
-    stem: str
+    def __init__(self, target: str, prereqs: Sequence[str], newer: Sequence[str], order_only: Sequence[str],
+                 stem: str) -> None:
+        self.target = target
+        self.prereqs = prereqs  # with duplicates, as $+ (vpath names where found)
+        self.newer, self.order_only, self.stem = newer, order_only, stem
 
 
 class AutoScope(Scope):

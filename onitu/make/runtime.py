@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from onitu.logs import lazy_logger
 from onitu.make.tasks import WORKER
 
 if TYPE_CHECKING:
     import subprocess
 
-log = logging.getLogger(__name__)
+log = lazy_logger(__name__)
 
 MAX_RESPAWNS = 20
 RIDE_OUT = 30.0  # seconds a build waits for an answer from its space (a restart, a failover) before giving up
@@ -71,9 +70,12 @@ class LocalWorker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def signal(self, sig: int) -> None:
+    def interrupt(self) -> None:
+        """SIGINT: the worker kills the recipes under way and exits."""
+        import signal  # here: a build in memory starts no worker process
+
         with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(sig)
+            self.proc.send_signal(signal.SIGINT)
 
     def wait(self, timeout: float) -> None:
         import subprocess
@@ -244,16 +246,20 @@ class Runtime:
         for worker, _ in self.threads:
             worker.stop(abort=True)
         for proc in self.workers:
-            proc.signal(signal.SIGINT)
+            proc.interrupt()
 
     def _stop_workers(self) -> None:
-        for worker, _ in self.threads:
+        for worker, thread in self.threads:
             worker.stop()
             if worker.space is not self.client:  # its own client of the served space
+                # its slots' threads are done with the client's sockets first: libzmq aborts the process when a
+                # socket is closed while another thread waits on it (their blocked takes are withdrawn by stop, and
+                # a slot that just ran the last task finishes sending its result)
+                thread.join(timeout=5)
                 with contextlib.suppress(Exception):
                     worker.space.close()
         for proc in self.workers:  # SIGINT: an interrupted build kills its recipes, as make does
-            proc.signal(signal.SIGINT)
+            proc.interrupt()
         for proc in self.workers:
             proc.wait(5)
 

@@ -3,12 +3,12 @@ share, started only once a recipe must run (a build with nothing to do starts no
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from onitu.logs import lazy_logger
 from onitu.make.coordinator import BuildOptions, Coordinator, goal_printer, remove_intermediates
 from onitu.make.database import Database
 from onitu.make.graph import Graph
@@ -22,7 +22,7 @@ from onitu.make.update import Update
 if TYPE_CHECKING:
     from onitu.make.files import FileServer
 
-log = logging.getLogger(__name__)
+log = lazy_logger(__name__)
 
 
 class Special:

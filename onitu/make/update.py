@@ -28,7 +28,6 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 
 from onitu.make.gnuhash import table_order
 from onitu.make.graph import Graph, Node
@@ -414,7 +413,7 @@ class Update:
         path = {d: self.paths[d] for d in (*node.all_prereqs, *node.order_only) if d in self.paths}
         commands = node.commands(st.newer, path)
         if self.ignore_errors:
-            commands = [_ignoring(c) for c in commands]
+            commands = [c.ignoring() for c in commands]
         before = self._mtime(node.name)
         self.paths.pop(node.name, None)  # remade here, not where vpath found it
         if not commands:
@@ -512,6 +511,3 @@ class Update:
         db = self.graph.db
         return table_order(out, len(db.mentioned | db.entries.keys() | self.nodes.keys()) + len(db.suffixes))
 
-
-def _ignoring(command: Command) -> Command:
-    return replace(command, ignore=True)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from onitu.make.record import Record
 from onitu.make.text import Location
 
 # GNU's origin priority: a definition may replace another of the same or a lower rank.
@@ -11,16 +10,17 @@ RANK = {"default": 0, "environment": 1, "file": 2, "environment override": 3, "c
         "automatic": 6}
 
 
-@dataclass
-class Var:
+class Var(Record):
     """One variable definition: raw value, flavour, origin (as ``$(origin)`` names it) and export state."""
 
-    value: str
-    recursive: bool
-    origin: str
-    export: bool | None = None  # None: GNU's default (exported only if it came from the environment/command line)
-    append: bool = False  # a target-specific ``+=``: the inherited value comes first, looked up at expansion time
-    where: Location | None = None  # where it was defined (GNU names it when a variable references itself)
+    FIELDS = ("value", "recursive", "origin", "export", "append", "where")
+
+    def __init__(self, value: str, recursive: bool, origin: str, export: bool | None = None, append: bool = False,
+                 where: Location | None = None) -> None:
+        self.value, self.recursive, self.origin = value, recursive, origin
+        self.export = export  # None: GNU's default (exported only if it came from the environment/command line)
+        self.append = append  # a target-specific ``+=``: the inherited value comes first, looked up at expansion time
+        self.where = where  # where it was defined (GNU names it when a variable references itself)
 
 
 class Scope:

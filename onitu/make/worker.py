@@ -12,9 +12,7 @@ in-memory space (``local``).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import signal
 import stat
 import sys
 import threading
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onitu.chunks import TransferError
+from onitu.logs import lazy_logger
 from onitu.make.execute import Reaper, Runner
 from onitu.make.tasks import BUILD, TASK, WORKER, WORKING, BadTask, BuildInfo, Result, Task
 from onitu.space.errors import KeyRevoked, RequestExpired, SpaceError
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
     from onitu.make.files import BlobStore, FileClient
 
-log = logging.getLogger(__name__)
+log = lazy_logger(__name__)
 WORKER_TTL = 1.2  # a dead worker's claims vanish this long after its last keepalive: task re-run in < 2 s
 ANY_TASK = (TASK, None, None, None)
 
@@ -54,6 +53,8 @@ class Worker:
         self.revoked: KeyRevoked | None = None  # the space no longer takes our key: we stop for good
         self._builds: dict[str, tuple[BuildInfo, bool]] = {}
         self._local = threading.local()
+        self._waits: set[Any] = set()  # the slots' blocked takes, withdrawn by stop (a WaitingRequest each)
+        self._waits_lock = threading.Lock()
         self.runner = Runner(None if local else Reaper())
         space.on_refused = self._refused
 
@@ -84,11 +85,35 @@ class Worker:
             self.stop(abort=True)
 
     def stop(self, abort: bool = False) -> None:
-        """Take no more tasks; with ``abort``, also kill the recipes under way (their tasks will be re-run)."""
+        """Take no more tasks; with ``abort``, also kill the recipes under way (their tasks will be re-run). The
+        slots' blocked takes are withdrawn, so that they return at once (see :meth:`run`)."""
         self._abort = self._abort or abort
         self._stop.set()
         if abort:
             self.runner.kill_all()
+        with self._waits_lock:
+            waits = list(self._waits)
+        for wait in waits:
+            with contextlib.suppress(SpaceError):
+                wait.cancel()
+
+    def _take_waiting(self) -> tuple:
+        """A task, waiting up to a second for one; a wait :meth:`stop` can withdraw (a space client's sockets must
+        not be closed while a slot's thread still waits on one: libzmq aborts)."""
+        registered: list[Any] = []
+
+        def on_wait(wait: Any) -> None:
+            registered.append(wait)
+            with self._waits_lock:
+                self._waits.add(wait)
+            if self._stop.is_set():  # stopped between the check in _slot and this request
+                wait.cancel()
+
+        try:
+            return self.space.take(ANY_TASK, timeout=1.0, on_wait=on_wait)
+        finally:
+            with self._waits_lock:
+                self._waits.difference_update(registered)
 
     # ---- one slot ---------------------------------------------------------------------------------------------
 
@@ -137,7 +162,7 @@ class Worker:
             self._report(report, claim)
         else:
             try:
-                task = self._parse(self.space.take(ANY_TASK, timeout=1.0))
+                task = self._parse(self._take_waiting())
             except RequestExpired:
                 return None
             claim = (WORKING, task.build, task.target, self.id) if task else None
@@ -296,6 +321,8 @@ def _worker_parser() -> argparse.ArgumentParser:
 
 def worker_main(argv: list[str]) -> int:
     """Entry point of ``onitu worker``."""
+    import signal  # here, as in _watch_parent: onitu make loads this module, and signal costs it at every start
+
     from onitu.space.connect import connect
 
     args = _worker_parser().parse_args(argv)
@@ -327,6 +354,8 @@ def worker_main(argv: list[str]) -> int:
 
 def _watch_parent(parent: int) -> None:
     """A coordinator's worker dies with it: SIGINT to itself, which kills the recipes under way."""
+    import signal
+
     while os.getppid() == parent:
         time.sleep(0.2)
     os.kill(os.getpid(), signal.SIGINT)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-import zmq.auth
 
 from onitu.space.errors import SpaceError
 
@@ -60,7 +59,9 @@ def create_pair(data_dir: Path, name: str, authorize: bool = False) -> Path:
     kdir.mkdir(parents=True, exist_ok=True)
     if (kdir / f"{name}.key_secret").exists():
         raise KeysError(f"key pair {name!r} already exists in {kdir}")
-    public, secret = zmq.auth.create_certificates(kdir, name)
+    from zmq.auth import create_certificates  # here: zmq.auth is a sixth of a space client's import
+
+    public, secret = create_certificates(kdir, name)
     os.chmod(secret, 0o600)
     if authorize:
         allow(data_dir, Path(public))
@@ -91,8 +92,10 @@ def revoke(data_dir: Path, name: str) -> bool:
 
 def load_pair(path: Path) -> tuple[bytes, bytes | None]:
     """(public, secret or None) from a ``.key`` or ``.key_secret`` file."""
+    from zmq.auth import load_certificate  # here: an ipc client (a sub-make's) reads no keys
+
     try:
-        public, secret = zmq.auth.load_certificate(path)
+        public, secret = load_certificate(path)
     except (OSError, ValueError) as exc:
         raise KeysError(f"cannot read key file {path}: {exc}") from exc
     if public is None or len(public) != 40:

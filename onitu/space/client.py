@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-import zmq.utils.monitor
 
 from onitu.space import auth
 from onitu.space.auth import fingerprint
@@ -43,7 +42,7 @@ from onitu.space.local import OnWait, TemplateLike, WaitingRequest, check_timeou
 from onitu.space.protocol import ERROR, EVENT, MAX_FRAME, PART, as_tuple, error_from, parse_reply, request
 from onitu.space.store import Lease
 from onitu.space.template import Template, check_tuple
-from onitu.space.zmqfast import NOBLOCK, wait_readable
+from onitu.space.zmqfast import NOBLOCK, monitor_event, wait_readable
 from onitu.space.zmqfast import recv as _recv
 from onitu.space.zmqfast import send as _send
 
@@ -145,7 +144,7 @@ class Core:
             return None
         mon, cut, _ = watched
         while mon.get(zmq.EVENTS) & zmq.POLLIN:
-            event = int(zmq.utils.monitor.parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))["event"])
+            event = monitor_event(mon.recv_multipart(zmq.NOBLOCK))
             where = self.where(sock)
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 cut[0] = 0
@@ -410,7 +409,8 @@ class SpaceClient:
                         sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
                         sends += 2  # once is enough
                         continue
-                refused = core.refusal(sock)
+                # closing: close() releases the sockets once its keepalive thread is out of here
+                refused = Unavailable("the client is closed") if self._closed.is_set() else core.refusal(sock)
                 if refused is not None:
                     raise refused
                 now = time.monotonic()

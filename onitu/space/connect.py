@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onitu import paths
-from onitu.space import auth, ring
+from onitu.space import auth
 from onitu.space.client import Security, SpaceClient, read_info
 from onitu.space.errors import Unavailable
 
@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from onitu.space.aio import AsyncSpaceClient
 
 
-def resolve(endpoint: str | Sequence[str] | None, data_dir: Path | None, discovery_port: int
+def resolve(endpoint: str | Sequence[str] | None, data_dir: Path | None, discovery_port: int | None
             ) -> tuple[list[str], str | None, bool]:
-    """(endpoints, server public key, whether that key is known) for the space to use."""
+    """(endpoints, server public key, whether that key is known) for the space to use (``discovery_port``: where
+    to ask the LAN, None for discovery's default port)."""
     data = data_dir or paths.data_dir()
     if isinstance(endpoint, str):
         return [e.strip() for e in endpoint.split(",") if e.strip()], None, False
@@ -38,8 +39,11 @@ def resolve(endpoint: str | Sequence[str] | None, data_dir: Path | None, discove
         # a local server: its ipc endpoint is the fastest way in
         endpoints = sorted(info["endpoints"], key=lambda ep: not ep.startswith("ipc://"))
         return endpoints, info.get("public_key"), True
+    # here: discovery brings asyncio, which a client given its endpoints (a sub-make, a worker) never needs
+    from onitu.space import ring
+
     try:
-        answer = ring.lookup(discovery_port)
+        answer = ring.lookup(ring.DEFAULT_PORT if discovery_port is None else discovery_port)
     except Unavailable as exc:
         raise Unavailable(f"no space endpoint given, none running under {data}, and {exc}") from None
     return answer["endpoints"], answer.get("public_key"), True
@@ -68,7 +72,7 @@ def security_for(endpoints: list[str], *, server_key: str | bytes | None, client
 
 
 def _prepare(endpoint: Any, server_key: Any, client_key: Any, insecure: bool, data_dir: Path | None,
-             discovery_port: int) -> tuple[list[str], Security | None]:
+             discovery_port: int | None) -> tuple[list[str], Security | None]:
     endpoints, found_key, known = resolve(endpoint, data_dir, discovery_port)
     if known and found_key is None:  # the server published no key: it listens without CURVE
         insecure = True
@@ -80,7 +84,7 @@ def _prepare(endpoint: Any, server_key: Any, client_key: Any, insecure: bool, da
 def connect(endpoint: str | Sequence[str] | None = None, *, server_key: str | bytes | None = None,
             client_key: Path | None = None, insecure: bool = False, data_dir: Path | None = None,
             session_ttl: float = 5.0, connect_timeout: float = 10.0,
-            discovery_port: int = ring.DEFAULT_PORT) -> SpaceClient:
+            discovery_port: int | None = None) -> SpaceClient:
     """A blocking client of the space (see the module docstring for how it is found)."""
     endpoints, security = _prepare(endpoint, server_key, client_key, insecure, data_dir, discovery_port)
     return SpaceClient(endpoints, security=security, session_ttl=session_ttl, connect_timeout=connect_timeout)
@@ -89,7 +93,7 @@ def connect(endpoint: str | Sequence[str] | None = None, *, server_key: str | by
 async def aconnect(endpoint: str | Sequence[str] | None = None, *, server_key: str | bytes | None = None,
                    client_key: Path | None = None, insecure: bool = False, data_dir: Path | None = None,
                    session_ttl: float = 5.0, connect_timeout: float = 10.0,
-                   discovery_port: int = ring.DEFAULT_PORT) -> AsyncSpaceClient:
+                   discovery_port: int | None = None) -> AsyncSpaceClient:
     """An asyncio client of the space: the same methods as :func:`connect`'s, as coroutines."""
     from onitu.space.aio import AsyncSpaceClient
 

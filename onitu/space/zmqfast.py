@@ -8,6 +8,8 @@ its option to a ``SocketOption`` first, and a member converts at once where an i
 
 from __future__ import annotations
 
+import struct
+
 import zmq
 
 POLLIN = int(zmq.POLLIN)
@@ -26,3 +28,10 @@ def readable(sock: zmq.Socket) -> bool:
 def wait_readable(sock: zmq.Socket, timeout_ms: int) -> bool:
     """Wait up to ``timeout_ms`` for a message, without receiving it."""
     return bool(zmq_poll([(sock, POLLIN)], timeout_ms))
+
+
+def monitor_event(frames: list[bytes]) -> int:
+    """The event number of a zmq monitor message, as zmq.utils.monitor.parse_monitor_message reads it (importing
+    that module loads zmq.asyncio and asyncio: it doubled the cost of importing the space client, which every onitu
+    make that joins a space and every sub-make pays)."""
+    return struct.unpack_from("=h", frames[0])[0]

@@ -9,9 +9,9 @@ watchdog recovers its own watches after the kernel's event queue overflows but o
 handler on its logger turns that record into a rescan, and the periodic rescan covers anything else missed.
 
 Events go from watchdog's emitter thread straight to the watcher's queue (no observer thread dispatching them in
-between), and the watcher takes them in batches: each event handed from thread to thread wakes the next one and
-costs GIL switches, which for a plug writing a thousand small files a second (three events each) cost more than
-the writes.
+between), and watchdog's reader of the kernel's queue lets them gather for a moment after each read: each event
+handed alone from thread to thread wakes the next one and costs GIL switches, which, for a plug writing a thousand
+small files a second (three events each), cost more than the writes.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent,
 
 _UNNAMED = re.compile(r"#\d+")
 READABLE_LOOK = 1.0  # seconds between looks at the entries skipped as unreadable
-GATHER = 0.01  # seconds the events following one are let gather before they are taken (one wake-up for many)
+GATHER = 0.01  # seconds events are let gather in the kernel's queue after each read (one wake-up for many)
 
 _watchers: weakref.WeakSet[LocalWatcher] = weakref.WeakSet()
 
@@ -223,7 +223,6 @@ class LocalWatcher:
             event, _ = self._raw.get(timeout=self._tick)
         except queue.Empty:
             return
-        self._stop.wait(GATHER)
         while True:
             self._on_raw(event)
             try:

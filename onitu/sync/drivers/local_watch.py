@@ -9,7 +9,7 @@ watchdog recovers its own watches after the kernel's event queue overflows but o
 handler on its logger turns that record into a rescan, and the periodic rescan covers anything else missed.
 
 Events go from watchdog's emitter thread straight to the watcher's queue (no observer thread dispatching them in
-between), and watchdog's reader of the kernel's queue lets them gather for a moment after each read: each event
+between), and watchdog's reader of the kernel's queue lets them gather for a moment in a burst: each event
 handed alone from thread to thread wakes the next one and costs GIL switches, which, for a plug writing a thousand
 small files a second (three events each), cost more than the writes.
 """
@@ -65,7 +65,8 @@ EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent,
 
 _UNNAMED = re.compile(r"#\d+")
 READABLE_LOOK = 1.0  # seconds between looks at the entries skipped as unreadable
-GATHER = 0.01  # seconds events are let gather in the kernel's queue after each read (one wake-up for many)
+GATHER = 0.01  # seconds events are let gather in the kernel's queue after a read of a burst (one wake-up for many)
+BURST, BURST_WINDOW = 8, 0.1  # events read within that many seconds that make a burst (a file saved makes ~3)
 
 _watchers: weakref.WeakSet[LocalWatcher] = weakref.WeakSet()
 
@@ -101,10 +102,18 @@ logging.getLogger("watchdog.observers.inotify_c").addHandler(_OVERFLOW_LISTENER)
 
 class _GatheringBuffer(InotifyBuffer):
     """watchdog's reader of the inotify queue, letting events gather in the kernel's queue for a moment after each
-    read: one read (and one wake-up of the thread) for many, not one for each event as it comes."""
+    read during a burst: one read (and one wake-up of the thread) for many, not one for each event as it comes. A
+    change alone (a few events) is not held back: its last event sets when it is reported."""
+
+    _since, _count = 0.0, 0  # when the current window of BURST_WINDOW began, and the events read in it
 
     def _group_events(self, event_list: list) -> list:
-        time.sleep(GATHER)
+        now = time.monotonic()
+        if now - self._since > BURST_WINDOW:
+            self._since, self._count = now, 0
+        self._count += len(event_list)
+        if self._count >= BURST:
+            time.sleep(GATHER)
         return super()._group_events(event_list)
 
 

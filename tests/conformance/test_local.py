@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import shutil
 import time
 from collections.abc import Iterator
@@ -176,5 +178,45 @@ def test_changes_inside_a_directory_moved_into_a_new_one_are_seen(tmp_path: Path
         events.wait("modified", "new/moved/kept.txt")
         (root / "new" / "moved" / "added.txt").write_text("new inside it")
         events.wait("created", "new/moved/added.txt")
+    finally:
+        driver.close()
+
+
+def test_a_burst_of_events_is_taken_whole_and_the_drivers_own_writes_stay_silent(tmp_path: Path) -> None:
+    """Events reach the watcher in batches (watchdog's reader lets them gather, with no observer thread in between):
+    in a burst of hundreds of files written by someone, each is reported once settled, none lost; a move in the
+    middle of it is still one move; the files the driver wrote itself in the same burst are never reported."""
+    import hashlib
+
+    from onitu.sync.drivers.contract import WholeFile
+
+    root = tmp_path / "root"
+    driver = local(root)
+    driver.initialise()
+    events = Events()
+    driver.watch(events, scan_interval=3600)
+    try:
+        events.wait("rescan")
+        (root / "theirs").mkdir()
+        (root / "keep.txt").write_text("before the burst")
+        events.wait("created", "keep.txt")
+        ours = []
+        for i in range(300):
+            (root / "theirs" / f"{i}.txt").write_text(f"someone's file {i}")
+            if i == 150:
+                (root / "keep.txt").rename(root / "kept.txt")
+            data = f"the driver's file {i}".encode()
+            ours.append(WholeFile(f"ours/{i}.txt", data, hashlib.sha256(data).hexdigest()))
+        assert all(not isinstance(w, Exception) for w in driver.write_many(ours))
+        events.wait("moved", "keep.txt", "kept.txt")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the burst's events, and half a second more
+            with contextlib.suppress(queue.Empty):
+                events.seen.append(events.queue.get(timeout=0.5))
+                continue
+            if {f"theirs/{i}.txt" for i in range(300)} <= {e.path for e in events.seen if e.kind == "created"}:
+                break
+        assert {f"theirs/{i}.txt" for i in range(300)} <= {e.path for e in events.seen if e.kind == "created"}
+        assert not [e for e in events.seen if e.path.startswith("ours/") and e.path != "ours"]
     finally:
         driver.close()

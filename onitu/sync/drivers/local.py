@@ -406,7 +406,7 @@ class LocalDriver(Driver):
         path = self.check(path)
         full, temp = self._staging(path)
         staged = self._stage(path, full, temp, chunks, resume_from, sync=True)
-        return self._publish(path, full, temp, staged, expected_sha256, replaces, sync_dir=True)
+        return self._publish(path, full, temp, staged, expected_sha256, replaces)
 
     def write_many(self, files: list[WholeFile]) -> list[Stat | DriverError]:
         """Stage every file, make them all durable, then name those that verify, and fsync each directory once for
@@ -427,19 +427,23 @@ class LocalDriver(Driver):
             for *_, temp, one in staged:
                 local_stage.abandon(one, temp)
             raise
-        directories = set()
-        for at, (n, path, full, temp, one) in enumerate(staged):
-            try:
-                done[n] = self._publish(path, full, temp, one, files[n].sha256, files[n].replaces, sync_dir=False)
-                directories.add(os.path.dirname(full))
-            except DriverError as exc:
-                done[n] = exc
-            except BaseException:
-                for *_, later_temp, later in staged[at + 1:]:
-                    local_stage.abandon(later, later_temp)
-                raise
-        for directory in sorted(directories):  # before any of them is reported written
-            _fsync_dir(directory)
+        directories: dict[str, int] = {}  # each open once for the files published in it, then fsynced once
+        try:
+            for at, (n, path, full, temp, one) in enumerate(staged):
+                try:
+                    done[n] = self._publish(path, full, temp, one, files[n].sha256, files[n].replaces,
+                                            directories=directories)
+                except DriverError as exc:
+                    done[n] = exc
+                except BaseException:
+                    for *_, later_temp, later in staged[at + 1:]:
+                        local_stage.abandon(later, later_temp)
+                    raise
+            for name in sorted(directories):  # before any of them is reported written
+                os.fsync(directories[name])
+        finally:
+            for fd in directories.values():
+                os.close(fd)
         assert all(d is not None for d in done)
         return done  # type: ignore[return-value]
 
@@ -468,8 +472,9 @@ class LocalDriver(Driver):
             raise self._failure(exc, path) from None
 
     def _publish(self, path: str, full: str, temp: str, staged: local_stage.Staged, expected_sha256: str,
-                 replaces: Precondition, *, sync_dir: bool) -> Stat:
-        """Check the staged file and give it its name (closing it in any case)."""
+                 replaces: Precondition, *, directories: dict[str, int] | None = None) -> Stat:
+        """Check the staged file and give it its name (closing it in any case); durably, unless ``directories`` is
+        given: then its directory is opened there (once for many files) for the caller to fsync."""
         try:
             if staged.digest != expected_sha256:
                 raise self.error(HashMismatch, path, f"sha256 {staged.digest} written, {expected_sha256} expected")
@@ -483,9 +488,15 @@ class LocalDriver(Driver):
         # fingerprint cached with our content's hash). Recorded as ours before it has its name: the watcher can
         # see the name at once, and took it for someone else's file when it came first (a change to settle, then
         # report: work for nothing, per file).
-        written = self._wrote(_stat(path, os.fstat(staged.fd)))
+        written = self._wrote(_stat(path, staged.info))
         try:
-            local_stage.publish(staged, temp, full, sync_dir=sync_dir)
+            directory = None
+            if directories is not None:
+                parent = os.path.dirname(full)
+                if parent not in directories:
+                    directories[parent] = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+                directory = directories[parent]
+            local_stage.publish(staged, temp, full, directory=directory)
             return written
         except OSError as exc:
             self._written.pop(path, None)

@@ -46,11 +46,13 @@ _syncfs = _find_syncfs() if sys.platform.startswith("linux") else None
 
 @dataclass
 class Staged:
-    """An open staged file: its descriptor, the sha256 of everything in it, and whether it has its staging name."""
+    """An open staged file: its descriptor, the sha256 of everything in it, whether it has its staging name, and its
+    stat once written (what was written: its fingerprint, and the device it is on)."""
 
     fd: int
     digest: str
     named: bool
+    info: os.stat_result
 
 
 def stage(temp: str, chunks: Iterable[bytes], resume_from: int, *, sync: bool = True) -> Staged:
@@ -89,7 +91,7 @@ def stage(temp: str, chunks: Iterable[bytes], resume_from: int, *, sync: bool = 
             raise
         if sync:
             os.fsync(fd)
-        return Staged(fd, digest.hexdigest(), named)
+        return Staged(fd, digest.hexdigest(), named, os.fstat(fd))
     except BaseException:
         os.close(fd)
         raise
@@ -101,7 +103,7 @@ def durable(staged: Iterable[Staged]) -> None:
     file), else, or where ``syncfs`` is missing, fails or is not known to make data durable, a flush of each."""
     staged = list(staged)
     if len(staged) >= SYNCFS_FROM and _syncfs is not None:
-        devices = {os.fstat(one.fd).st_dev: one.fd for one in staged}
+        devices = {one.info.st_dev: one.fd for one in staged}
         if all(_syncfs_makes_durable(dev) for dev in devices) and all(_syncfs(fd) == 0 for fd in devices.values()):
             return
     for one in staged:
@@ -124,10 +126,22 @@ def _syncfs_makes_durable(device: int) -> bool:
     return _durable_by_syncfs[device]
 
 
-def publish(staged: Staged, temp: str, full: str, *, sync_dir: bool = True) -> None:
-    """Give the verified file its final name ``full`` (replacing what is there) and close it; durably, unless
-    ``sync_dir`` is false: then the caller fsyncs the directory (once for many files) before telling anyone."""
+def publish(staged: Staged, temp: str, full: str, *, directory: int | None = None) -> None:
+    """Give the verified file its final name ``full`` (replacing what is there) and close it, durably; or, given
+    ``directory`` (a descriptor of the directory of ``full``, open for many files), not yet: the caller fsyncs that
+    directory (once for them all) before telling anyone."""
+    if directory is not None:
+        _publish_in(staged, temp, full, directory)
+        return
     directory = os.open(os.path.dirname(full), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _publish_in(staged, temp, full, directory)
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _publish_in(staged: Staged, temp: str, full: str, directory: int) -> None:
     try:
         if not staged.named:
             try:
@@ -141,11 +155,6 @@ def publish(staged: Staged, temp: str, full: str, *, sync_dir: bool = True) -> N
         os.replace(temp, full)
     finally:
         os.close(staged.fd)
-        try:
-            if sync_dir:
-                os.fsync(directory)
-        finally:
-            os.close(directory)
 
 
 def abandon(staged: Staged, temp: str) -> None:

@@ -86,6 +86,10 @@ class Ledger:
         self.agreed: dict[str, Agreed] = defaultdict(Agreed)
         self.other: dict[tuple[str, str], dict[str, FileMeta]] = defaultdict(dict)  # (service, folder) -> path
         self.counts: dict[tuple[str, str], int] = defaultdict(int)  # (service, folder) -> entries held
+        # folder -> the paths where a service holds another version than the agreed one: most paths have none, and
+        # finding that out by looking in every service's table, three times per path recorded, cost a twentieth of
+        # the referee's work in a bulk sync
+        self._others_at: dict[str, set[str]] = defaultdict(set)
         self.held = _HeldTables(self)
         self._bits: dict[str, int] = {}
         self._pending: dict[tuple[str, str], _Path] = {}
@@ -158,6 +162,8 @@ class Ledger:
 
     def _others(self, folder: str, path: str) -> dict[str, FileMeta]:
         """The versions other than the agreed one that services hold at ``path`` (committed state)."""
+        if path not in self._others_at[folder]:
+            return {}
         return {s: table[path] for (s, f), table in self.other.items() if f == folder and path in table}
 
     def _path(self, folder: str, path: str) -> _Path:
@@ -250,6 +256,7 @@ class Ledger:
         for service in self._others(folder, path):
             del self.other[service, folder][path]
             self.counts[service, folder] -= 1
+        self._others_at[folder].discard(path)
         if change.meta is None:
             agreed.remove(path)
         else:
@@ -265,6 +272,8 @@ class Ledger:
         for service, meta in change.other.items():
             self.other[service, folder][path] = meta
             self.counts[service, folder] += 1
+        if change.other:
+            self._others_at[folder].add(path)
 
     def _count(self, folder: str, mask: int, step: int) -> None:
         for service in self.services(mask):

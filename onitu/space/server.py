@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import Any
 
 import zmq
 
+from onitu import gcpolicy
 from onitu.heartbeat import Responder
 from onitu.space import numbers, ring
 from onitu.space.bounded import Regexes
@@ -57,7 +57,6 @@ log = logging.getLogger("onitu.space.server")
 
 MAX_BATCH = 4096  # requests per turn: bounds the latency one turn adds to the next
 MAX_CACHED_REPLIES = 10_000  # per session, for clients that never acknowledge
-GC_THRESHOLDS = (10_000, 10, 10)  # see run()
 HARD_CAP = 4  # libzmq's own cap on a frame, in max_frames: the server never even reads a bigger one
 
 
@@ -582,8 +581,9 @@ def run(data_dir: Path, listen: list[str], **options: Any) -> int:
     """Serve in the foreground until SIGTERM/SIGINT (or demotion); returns the exit status."""
     # Every written tuple outlives the young generation, so with CPython's default (700, 10, 10) collections run
     # every few hundred tuples of a batch and cost ~20% of batched writes (bench/space_vs_rinda.py); young
-    # cycles (a blocked request's route and its callback) are still collected within 10,000 allocations.
-    gc.set_threshold(*GC_THRESHOLDS)
+    # cycles (a blocked request's route and its callback) are still collected within 10,000 allocations. A full
+    # collection at a million tuples outlasted the watchdog's patience (a secondary fenced at a million files).
+    gcpolicy.for_big_tables()
     server = SpaceServer(data_dir, listen, **options)
 
     async def main() -> None:

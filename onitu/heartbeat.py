@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgpack
@@ -214,6 +214,7 @@ class Liveness:
         """``patience``: seconds without a beat, not counting those the working thread (the one making this) spent
         waiting for a CPU (see :mod:`onitu.runqueue`), before the pings go unanswered."""
         self.patience = patience
+        self._busy = 0
         self._last = self._seen = time.monotonic()
         self._starvation = Starvation.of_this_thread()
         self._stop = threading.Event()
@@ -226,13 +227,25 @@ class Liveness:
         """The work is still moving."""
         self._last = time.monotonic()
 
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Answer throughout a long step that cannot beat as it goes (loading a million records in one request):
+        one that stops moving fails by itself (the space client's own timeouts), and a process stuck in a C call
+        that holds the GIL still cannot answer."""
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            self.beat()
+
     def _run(self) -> None:
         assert self._responder is not None
         sock = self._responder.sock
         while not self._stop.is_set():
             if not sock.poll(200):
                 continue
-            if self._age() < self.patience:
+            if self._busy or self._age() < self.patience:
                 self._responder.handle()
             else:  # stuck: the ping goes unanswered and the watchdog restarts us
                 with contextlib.suppress(zmq.Again):

@@ -99,6 +99,22 @@ def gil_agent(block_file: str) -> None:
     hold_the_gil(re)
 
 
+def busy_agent(trigger: str, done: str) -> None:
+    """Beats a :class:`Liveness` of 1 s patience; once ``trigger`` appears, spends 4 s in a step that cannot beat
+    (declared with ``busy()``), writes ``done``, and carries on."""
+    from onitu.heartbeat import Liveness
+
+    liveness = Liveness(lambda: {"role": "agent"}, patience=1.0)
+    while True:
+        liveness.beat()
+        if os.path.exists(trigger):
+            os.unlink(trigger)
+            with liveness.busy():
+                time.sleep(4)
+            Path(done).touch()
+        time.sleep(0.05)
+
+
 def hold_the_gil(re: Any) -> None:
     re.fullmatch(r"(a|aa)+b", "a" * 60)
 
@@ -160,7 +176,8 @@ def starved_agent(kind: str, trigger: str, done: str) -> None:
 
 
 MODES = {"taker": taker, "leaser": leaser, "churn": churn, "committer": committer, "heartbeat_agent": heartbeat_agent,
-         "starved_agent": starved_agent, "gil_agent": gil_agent}
+         "starved_agent": starved_agent, "gil_agent": gil_agent,
+         "busy_agent": busy_agent}
 
 
 if __name__ == "__main__":

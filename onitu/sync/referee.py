@@ -540,9 +540,9 @@ class Referee:
 
     def run(self) -> None:
         """Serve until :meth:`stop`."""
-        stream = self.start()
-        liveness = self.liveness
-        last_tick = 0.0
+        with self.liveness.busy():  # loading a million records outlasted the patience: killed again and again
+            stream = self.start()
+        liveness, last_tick = self.liveness, 0.0
         while not self._stop:
             liveness.beat()
             try:

@@ -75,18 +75,32 @@ def test_stopped_process_is_detected_and_restarted(onitu_factory):
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
+def heartbeat_agent(onitu_factory, name: str, *argv: object):
+    """Onitu running one heartbeat agent, ``python -m tests.procs *argv``; (run, its pid) once it answered."""
+    run = onitu_factory(
+        f"agents:\n  - name: {name}\n    heartbeat: true\n    cwd: {Path(__file__).resolve().parents[2]}\n"
+        f"    command: [{sys.executable}, -m, tests.procs, {', '.join(map(str, argv))}]\n").start(paired=False)
+    run.wait(lambda s: run.process(name)["last_heartbeat"] is not None, 10, f"{name}'s first heartbeat")
+    return run, run.process(name)["pid"]
+
+
 def restarted_once_stuck(onitu_factory, tmp_path, name: str, mode: str, within: float):
     """Onitu running one heartbeat agent of ``tests.procs`` (``mode``) that gets stuck once told to; returned once
     the watchdog has restarted it."""
     block = tmp_path / "block"
-    run = onitu_factory(
-        f"agents:\n  - name: {name}\n    heartbeat: true\n    cwd: {Path(__file__).resolve().parents[2]}\n"
-        f"    command: [{sys.executable}, -m, tests.procs, {mode}, {block}]\n").start(paired=False)
-    run.wait(lambda s: run.process(name)["last_heartbeat"] is not None, 10, f"{name}'s first heartbeat")
-    pid = run.process(name)["pid"]
+    run, pid = heartbeat_agent(onitu_factory, name, mode, block)
     block.touch()
     run.wait(lambda s: run.process(name)["pid"] != pid, within, f"{name} to be restarted")
     return run
+
+
+def left_alone(run, name: str, pid: int, trigger: Path, done: Path, within: float) -> None:
+    """Tell the agent to do its long step (``trigger``), and check it was not restarted for it."""
+    trigger.touch()
+    run.wait(lambda s: done.exists() or run.process(name)["pid"] != pid, within, "the long step to end")
+    time.sleep(1.0)
+    row = run.process(name)
+    assert row["pid"] == pid and row["restarts"] == 0 and "not answering" not in run.logs(), run.logs()
 
 
 def test_stuck_event_loop_is_detected_and_restarted(onitu_factory, tmp_path):
@@ -105,6 +119,14 @@ def test_a_process_killed_as_hung_leaves_where_it_was_stuck_in_its_log(onitu_fac
     assert f"where its threads were: the end of {run.data / 'run' / 'hog.log'}" in run.logs()
 
 
+def test_a_long_step_declared_busy_is_not_taken_for_a_hang(onitu_factory, tmp_path):
+    """The referee loading a million records in one request could not beat for longer than its patience and was
+    killed at every start; a step declared busy is answered for throughout."""
+    trigger, done = tmp_path / "go", tmp_path / "done"
+    run, pid = heartbeat_agent(onitu_factory, "loader", "busy_agent", trigger, done)
+    left_alone(run, "loader", pid, trigger, done, 30)
+
+
 @pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="this kernel does not count run-queue waits")
 @pytest.mark.parametrize("kind", ["loop", "liveness"])
 def test_a_process_starved_of_cpu_is_not_taken_for_hung(onitu_factory, tmp_path, kind):
@@ -113,17 +135,8 @@ def test_a_process_starved_of_cpu_is_not_taken_for_hung(onitu_factory, tmp_path,
     allows, but the time it waited for the CPU is not counted against it, so it is not restarted (a stopped or stuck
     process still is: the tests above)."""
     trigger, done = tmp_path / "go", tmp_path / "done"
-    run = onitu_factory(
-        f"agents:\n  - name: starved\n    heartbeat: true\n    cwd: {Path(__file__).resolve().parents[2]}\n"
-        f"    command: [{sys.executable}, -m, tests.procs, starved_agent, {kind}, {trigger}, {done}]\n"
-    ).start(paired=False)
-    run.wait(lambda s: run.process("starved")["last_heartbeat"] is not None, 10, "the first heartbeat")
-    pid = run.process("starved")["pid"]
-    trigger.touch()
-    run.wait(lambda s: done.exists() or run.process("starved")["pid"] != pid, 60, "the starved work to end")
-    time.sleep(1.0)
-    row = run.process("starved")
-    assert row["pid"] == pid and row["restarts"] == 0 and "not answering" not in run.logs(), run.logs()
+    run, pid = heartbeat_agent(onitu_factory, "starved", "starved_agent", kind, trigger, done)
+    left_alone(run, "starved", pid, trigger, done, 60)
     assert float(done.read_text()) > 2.0, "the work was not starved: the test shows nothing"
 
 

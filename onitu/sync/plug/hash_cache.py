@@ -39,16 +39,13 @@ class HashCache:
 
     def __init__(self, file: Path | None, label: str, writes: bool = True) -> None:
         self.file, self.label, self.writes = file, label, writes and file is not None
+        self.journal = None if file is None else file.with_name(file.name + ".new")
         self.entries: dict[str, Entry] = {}
         self._pending: list[tuple[str, str | None, str | None]] = []
         self._lock = threading.Lock()  # the journal file: copying threads remember hashes too
         self._dirty = False  # changed since the snapshot
-        if file is not None:
-            self._load(file, file.with_name(file.name + ".new"))
-
-    @property
-    def journal(self) -> Path | None:
-        return None if self.file is None else self.file.with_name(self.file.name + ".new")
+        if file is not None and self.journal is not None:
+            self._load(file, self.journal)
 
     def get(self, path: str) -> Entry | None:
         return self.entries.get(path)
@@ -89,16 +86,17 @@ class HashCache:
         if not self._dirty:
             self.flush()
             return
-        if not self.writes or self.file is None or self.journal is None:
+        file, journal = self.file, self.journal
+        if not self.writes or file is None or journal is None:
             return
-        temp = self.file.with_name(self.file.name + ".tmp")
+        temp = file.with_name(file.name + ".tmp")
         with self._lock, contextlib.suppress(OSError):
             self._pending.clear()  # in the snapshot
-            with temp.open("wb") as file:
-                _write_entries(file, dict(self.entries))  # a copy: copying threads add to it meanwhile
-            os.replace(temp, self.file)
+            with temp.open("wb") as out:
+                _write_entries(out, dict(self.entries))  # a copy: copying threads add to it meanwhile
+            os.replace(temp, file)
             # a crash before this truncation reads the journal again over the snapshot: the same changes, in order
-            self.journal.open("wb").close()
+            journal.open("wb").close()
             self._dirty = False
 
     def _load(self, file: Path, journal: Path) -> None:

@@ -50,6 +50,10 @@ class HeartbeatConfig(Model):
     interval: float = positive(0.5)
     misses: int = Field(3, ge=1)
     startup: float = positive(10.0)  # grace before the first answer is due
+    # A silent process whose main thread keeps running on a CPU is in one long C call that holds the GIL (a garbage
+    # collection, a sort or a free of millions of objects: a referee restarting a million-file hub), not hung: it
+    # is given this long (counted like the misses) before it is.
+    busy: float = positive(15.0)
     # A supervised process that hears no ping this long stops itself: its watchdog died and no launcher is left
     # to start one that adopts it. Long enough for a new watchdog to be started and for a busy one to catch up.
     orphan: float = positive(30.0)

@@ -15,12 +15,20 @@ small heap never does, and leaks nothing), and young cycles, which are most of t
 traceback, a finished request's callbacks), are collected before they are ever frozen. Collections of the young
 generations are also made rarer (every 10,000 allocations, not 700): big tables grow by millions of objects, and
 each collection copies the survivors along.
+
+Loading a big table at start (the referee's million records, a plug's hash cache, a space server's rows) is done
+under :func:`loading`: no collection at all while it builds millions of objects that hold no cycle, then all of it
+frozen at once. Under the policy alone, each full collection of a load walked everything made since the last
+(a million objects, a second and a half on a loaded machine), several times over: the referee restarting a
+million-file hub missed its heartbeats in them and was killed as hung at every start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
+from collections.abc import Iterator
 from typing import Any
 
 THRESHOLDS = (10_000, 10, 10)
@@ -43,3 +51,17 @@ def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
         _started = time.perf_counter()
     elif time.perf_counter() - _started > SLOW:
         gc.freeze()
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """No garbage collection while a big table is loaded; what is alive at the end is frozen (see the module's
+    docstring). Only for code that makes no reference cycles: one made meanwhile, by any thread, is never freed."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()  # the objects made meanwhile never went through a collection: moving them all costs nothing
+        if enabled:
+            gc.enable()

@@ -15,14 +15,20 @@ import os
 import threading
 
 
+def _schedstat(pid: int, tid: int | None) -> tuple[float, float]:
+    """(seconds run on a CPU, seconds waited for one) by a thread since it started; zeros if unknown."""
+    try:
+        with open(f"/proc/{pid}/task/{tid or pid}/schedstat", "rb") as stat:
+            fields = stat.read().split()
+            return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0
+
+
 def waited(pid: int, tid: int | None = None) -> float:
     """Seconds thread ``tid`` of process ``pid`` (its main thread by default) has spent waiting for a CPU since it
     started; 0.0 if unknown (gone, or not counted here)."""
-    try:
-        with open(f"/proc/{pid}/task/{tid or pid}/schedstat", "rb") as stat:
-            return int(stat.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    return _schedstat(pid, tid)[1]
 
 
 class Starvation:
@@ -31,7 +37,7 @@ class Starvation:
 
     def __init__(self, pid: int, tid: int | None = None) -> None:
         self.pid, self.tid = pid, tid
-        self._at_mark = waited(pid, tid)
+        self._ran_at_mark, self._at_mark = _schedstat(pid, tid)
 
     @classmethod
     def of_this_thread(cls) -> Starvation:
@@ -40,8 +46,12 @@ class Starvation:
 
     def mark(self) -> None:
         """Count from now."""
-        self._at_mark = waited(self.pid, self.tid)
+        self._ran_at_mark, self._at_mark = _schedstat(self.pid, self.tid)
 
     def since_mark(self) -> float:
         """Seconds the thread waited for a CPU since the last :meth:`mark`."""
         return max(0.0, waited(self.pid, self.tid) - self._at_mark)
+
+    def ran_since_mark(self) -> float:
+        """Seconds the thread ran on a CPU since the last :meth:`mark` (0.0 if unknown)."""
+        return max(0.0, _schedstat(self.pid, self.tid)[0] - self._ran_at_mark)

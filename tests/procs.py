@@ -99,6 +99,26 @@ def gil_agent(block_file: str) -> None:
     hold_the_gil(re)
 
 
+def gil_step_agent(trigger: str, done: str) -> None:
+    """Answers the watchdog from a :class:`Liveness` thread while its main thread beats; once ``trigger`` appears,
+    holds the GIL in one C call for a few seconds of CPU (as freeing or collecting millions of objects does), writes
+    the CPU seconds it took into ``done``, and carries on."""
+    from onitu.heartbeat import Liveness
+
+    liveness = Liveness(lambda: {"role": "agent"})
+    while True:
+        liveness.beat()
+        if os.path.exists(trigger):
+            os.unlink(trigger)
+            began = time.thread_time()  # CPU time: a loaded machine stretches the wall time, not this
+            sum(range(2_000_000))
+            rate = 2_000_000 / max(time.thread_time() - began, 1e-6)
+            began = time.thread_time()
+            sum(range(int(4 * rate)))  # 4 s of CPU in a C loop over a C iterator: never lets another thread run
+            Path(done).write_text(str(time.thread_time() - began))
+        time.sleep(0.05)
+
+
 def busy_agent(trigger: str, done: str) -> None:
     """Beats a :class:`Liveness` of 1 s patience; once ``trigger`` appears, spends 4 s in a step that cannot beat
     (declared with ``busy()``), writes ``done``, and carries on."""
@@ -177,7 +197,7 @@ def starved_agent(kind: str, trigger: str, done: str) -> None:
 
 MODES = {"taker": taker, "leaser": leaser, "churn": churn, "committer": committer, "heartbeat_agent": heartbeat_agent,
          "starved_agent": starved_agent, "gil_agent": gil_agent,
-         "busy_agent": busy_agent}
+         "busy_agent": busy_agent, "gil_step_agent": gil_step_agent}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """onitu.gcpolicy: after a slow full collection, what survived is out of the collector's sight, so the next full
 collection walks only what was made since (a plug holding millions of objects was killed as hung in the middle of
 one, its stacks said "Garbage-collecting"); garbage is still freed, young cycles included; a fast collection (a
-small heap) freezes nothing. (Which collections count as slow is set here, not timed.)"""
+small heap) freezes nothing. (Which collections count as slow is set here, not timed.) A load collects nothing
+until it ends, then freezes what it built."""
 
 from __future__ import annotations
 
@@ -57,3 +58,26 @@ def test_the_sync_processes_collect_that_way() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["True", "True"], out.stderr
+
+
+def test_a_load_is_not_interrupted_by_collections_and_what_it_built_is_frozen() -> None:
+    script = textwrap.dedent("""
+        import gc
+        from onitu import gcpolicy
+
+        gcpolicy.for_big_tables()
+        collections = []
+        gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info["generation"]))
+        with gcpolicy.loading():
+            assert not gc.isenabled()
+            table = [[i] for i in range(300_000)]  # 30 young collections' worth, under the policy alone
+            with gcpolicy.loading():
+                pass
+            assert not gc.isenabled()  # a nested load does not end the outer one
+        assert collections == [], collections
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= 300_000, gc.get_freeze_count()
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -150,7 +150,9 @@ class SpaceServer:
 
     def load(self) -> None:
         """Fill the (empty) store and the cached replies from disk."""
-        for (sid, seq), body in self.durable.load(self.store).items():
+        with gcpolicy.loading():  # a million rows (see onitu.gcpolicy.loading)
+            loaded = self.durable.load(self.store)
+        for (sid, seq), body in loaded.items():
             self.replies.setdefault(sid, {})[seq] = body
 
     # ---- lifecycle ---------------------------------------------------------------------------------------

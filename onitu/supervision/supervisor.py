@@ -268,14 +268,20 @@ class Supervisor:
 
     def hung(self, child: Child, now: float) -> bool:
         """No answer for ``misses`` heartbeats (after the startup grace); or stopped, for a plain process. The time
-        the child's main thread spent waiting for a CPU does not count: starved by the machine's load is not hung."""
+        the child's main thread spent waiting for a CPU does not count: starved by the machine's load is not hung;
+        nor is one whose main thread ran for most of the silence, for up to ``heartbeat.busy`` seconds."""
         limit = self.hb.interval * self.hb.misses
         if child.spec.heartbeat:
             late, allowed = ((now - child.started, self.hb.startup) if child.last_heartbeat is None
                              else (now - child.last_heartbeat, limit))
             if late <= allowed:
                 return False  # not late: no need to read how long it was starved
-            return late - (child.starvation.since_mark() if child.starvation is not None else 0.0) > allowed
+            starvation = child.starvation
+            usable = late - (starvation.since_mark() if starvation is not None else 0.0)
+            if usable <= allowed:
+                return False
+            # its main thread ran for most of the silence: in a long C call holding the GIL, busy (see hb.busy)
+            return usable > self.hb.busy or starvation is None or starvation.ran_since_mark() < usable / 2
         try:
             stopped = psutil.Process(child.pid).status() == psutil.STATUS_STOPPED
         except psutil.Error:

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from onitu import heap
+from onitu import gcpolicy, heap
 from onitu.config import Config
 from onitu.config_watch import ConfigWatch
 from onitu.fairsort import fair_sorted
@@ -540,7 +540,7 @@ class Referee:
 
     def run(self) -> None:
         """Serve until :meth:`stop`."""
-        with self.liveness.busy():  # loading a million records outlasted the patience: killed again and again
+        with self.liveness.busy(), gcpolicy.loading():  # a million records: see onitu.gcpolicy.loading
             stream = self.start()
         liveness, last_tick = self.liveness, 0.0
         while not self._stop:

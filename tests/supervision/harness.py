@@ -16,19 +16,19 @@ from typing import Any
 import psutil
 
 FAST = """
-heartbeat: {interval: 0.2, misses: 5, startup: 10}
+heartbeat: {interval: 0.2, misses: 5, startup: 10, busy: %s}
 restart: {backoff: 0.1, max_backoff: 1, fast_crash: %s, max_fast_crashes: 3}
 """
 
 
 class Onitu:
     def __init__(self, tmp: Path, extra: str = "", fast_crash: float = 5.0, space: str = "  discovery_port: 0\n",
-                 defaults: bool = False, api: str = "") -> None:
+                 defaults: bool = False, api: str = "", busy: float = 15.0) -> None:
         """``defaults``: the default heartbeat and restart settings, as a user's config has them (else fast ones);
         ``api``: where the API listens (off by default: tests run side by side, and the default port is one)."""
         self.data = tmp / "data"
         self.config = tmp / "onitu.yaml"
-        timing = "" if defaults else FAST % fast_crash
+        timing = "" if defaults else FAST % (busy, fast_crash)
         self.config.write_text(f"data: {self.data}\n{timing}space:\n{space}{extra}api: {{listen: '{api}'}}\n")
         self.proc: subprocess.Popen | None = None
         self.prefix: list[str] = []  # a command that runs `onitu start` (setpriv to drop privileges, say)

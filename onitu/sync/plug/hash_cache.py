@@ -26,6 +26,8 @@ from typing import BinaryIO
 
 import msgpack
 
+from onitu import gcpolicy
+
 log = logging.getLogger(__name__)
 
 Entry = tuple[str, str]  # (fingerprint, sha256)
@@ -100,6 +102,10 @@ class HashCache:
             self._dirty = False
 
     def _load(self, file: Path, journal: Path) -> None:
+        with gcpolicy.loading():  # a million entries (see onitu.gcpolicy.loading)
+            self._read(file, journal)
+
+    def _read(self, file: Path, journal: Path) -> None:
         if file.exists():
             try:
                 with file.open("rb") as snapshot:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+from onitu.drain import drained
 from onitu.sync.decide.plan import Observed
 from onitu.sync.drivers.contract import Driver, DriverError, NotFound, RootUnavailable, Stat, is_under
 from onitu.sync.plug.hash_cache import HashCache
@@ -109,7 +110,7 @@ class Scanner:
                 stats.append(stat)
         except NotFound:
             return
-        for stat in stats:
+        for stat in drained(stats):  # each freed once looked at: a million at once would hold the GIL for seconds
             self.beat()
             where = self.locate(stat.path)
             if where is None or where[0] != folder:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from onitu.drain import drained
 from onitu.sync import tuples
 from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import content_of
@@ -113,7 +114,7 @@ class Ledger:
 
     def load(self, space: Any) -> None:
         """Read everything from the space, dropping (and logging) records that do not check."""
-        for _, key, record in space.read_all((tuples.META, None, None)):
+        for _, key, record in drained(space.read_all((tuples.META, None, None))):
             try:
                 folder, path = tuples.split_meta_key(key)
                 meta, holders, other = self._parse(path, record)

@@ -65,6 +65,32 @@ def test_one_tuple_per_path_and_a_reload_gives_the_same_state(space):
     assert state(reloaded(space)) == state(ledger)
 
 
+class Watched:
+    """A space whose answers to read_all are kept, to see what the reader left of them."""
+
+    def __init__(self, space: TupleSpace) -> None:
+        self.space, self.answers = space, []
+
+    def read_all(self, template):
+        self.answers.append(self.space.read_all(template))
+        return self.answers[-1]
+
+
+def test_a_load_lets_each_record_go_once_installed(space):
+    # a million decoded records freed at once at the end of the load held the GIL for seconds: the referee
+    # restarting a million-file hub was killed as hung there at every start
+    ledger = Ledger()
+    for n in range(5):
+        ledger.agree("f", meta(f"p{n}", str(n), ("a", 1)))
+        ledger.hold("a", "f", f"p{n}", meta(f"p{n}", str(n), ("a", 1)))
+    ledger.commit(space)
+    watched = Watched(space)
+    loaded = Ledger()
+    loaded.load(watched)
+    assert watched.answers == [[]]
+    assert state(loaded) == state(ledger)
+
+
 def test_changes_show_in_latest_before_the_commit_and_in_memory_only_after(space):
     ledger = Ledger()
     v1 = meta("x", "one", ("a", 1))

@@ -63,6 +63,8 @@ def pair(tmp_path):
              f"ipc://{tmp_path}/{name}/replica.sock", "--peer", f"ipc://{tmp_path}/{peer}/replica.sock",
              "--no-discovery"], env={**os.environ, "ONITU_WATCHDOG": f"ipc://{tmp_path}/wd.sock", "ONITU_NAME": name},
             stderr=subprocess.DEVNULL)
+    for name in procs:
+        wd.status(name, timeout=30)  # up: a start under load (tests run in parallel) takes seconds
     yield wd, procs
     for proc in procs.values():
         if proc.poll() is None:  # a test may have killed it

@@ -200,3 +200,16 @@ def test_a_write_is_answered_before_the_secondary_commits_and_survives_the_prima
     assert wd.ask("b", {"op": "command", "command": "promote", "epoch": 3}, timeout=30).get("ok")
     with connect(f"ipc://{tmp_path}/b/space.sock", connect_timeout=10) as space:
         assert space.read_all(["x", None]) == [("x", 1), ("x", 2)]
+
+
+def test_a_secondary_that_cannot_commit_an_acknowledged_batch_stops(secondary):
+    """Acknowledged before its commit, a batch the secondary then fails to commit must not leave it running without
+    it (a promotion would lose it): it exits (70), and the primary, which committed it, goes on alone."""
+    proc, send, answer = secondary
+    send("snap_begin", 1, "p", 3, {"sessions": [], "replies": [], "events": [], "next_id": 2, "event_id": 1})
+    send("snap_end", 1, 3)
+    assert answer() == ["synced", 1, 3]
+    send("batch", 1, "p", 4, [[[["not an id", b"", None, None]], [], [], []], [], {}, [], [3, 2]])  # SQLite refuses it
+    assert answer() == ["ack", 1, 4]
+    assert proc.wait(10) == 70
+    assert b"commit of an acknowledged batch" in proc.stderr.read()

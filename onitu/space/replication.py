@@ -4,7 +4,8 @@ Every space server binds a replication endpoint (a socket of :mod:`onitu.space.w
 wakeups per batch). The primary connects to its peer's, probes on each connection, and sends
 ``["batch", epoch, boot, lsn, body]`` after each commit (``body`` is what it committed: the rows, cached
 replies, acknowledgements and the events of the turn). The secondary applies a batch only if it continues the
-stream it is synced to (same primary boot, next lsn), commits it, and answers ``["ack", epoch, lsn]``; otherwise
+stream it is synced to (same primary boot, next lsn): it answers ``["ack", epoch, lsn]``, then commits it in the
+same turn (the primary's answer to its clients no longer waits for that commit: see SecondarySink.settle); otherwise
 it answers ``["need", epoch, lsn, its boot, [primary boot, last lsn] or None]``. If the replica holds this
 primary's own stream up to a batch the primary still keeps (a secondary that restarted, or missed a few), the
 primary sends it the batches after it, and the replica's acknowledgement of the last makes it a copy again;
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import zlib
 from collections import deque
@@ -319,9 +321,28 @@ class SecondarySink:
         # and after one is abandoned.
         self.live = True
         self._unmirrored: list[tuple[list, list, dict]] = []  # batches on disk, not yet in memory
+        self._uncommitted: list[tuple[list, tuple[str, int]]] = []  # batches acknowledged, not yet on disk
 
-    def mirror_pending(self) -> None:
-        """Bring the memory up to the disk (the batches acknowledged since the last call)."""
+    def settle(self) -> None:
+        """Commit the batches acknowledged since the last call, then bring the memory up to the disk.
+
+        A batch is acknowledged as soon as it continues our stream, before its commit (see :meth:`_apply`): the
+        primary then answers while we write. Anything acknowledged still survives the kill -9 of any one process:
+        the primary committed the batch before it reads our acknowledgement (in the turn that shipped it), and we
+        commit it in the turn that acknowledged it, before anything else, so whichever of us survives holds it.
+        """
+        pending, self._uncommitted = self._uncommitted, []
+        for body, stream in pending:
+            rows, replies, acks, events, counters = body
+            try:
+                self.server.durable.commit(rows, replies, acks, counters, stream)
+            except Exception:  # acknowledged and not on our disk: never be promoted with it missing
+                log.critical("commit of an acknowledged batch to %s failed; stopping", self.server.durable.path,
+                             exc_info=True)
+                os._exit(70)
+            if self.live:
+                self._unmirrored.append((rows, replies, acks))
+            self.history.extend(events)
         pending, self._unmirrored = self._unmirrored, []
         for rows, replies, acks in pending:
             self._mirror(rows, replies, acks)
@@ -350,7 +371,7 @@ class SecondarySink:
             answer = self.handle(msg)
             if answer is not None:
                 reply(stream, answer)
-            self.mirror_pending()  # after the acknowledgement left: the primary answers while our memory follows
+            self.settle()  # after the acknowledgement left: the primary answers while our disk and memory follow
             if msg[0] == "snap_rows":  # a chunk is thousands of rows to decode and index: one per loop turn
                 return
 
@@ -362,7 +383,7 @@ class SecondarySink:
             if time.monotonic() > until:
                 return False
             answer = self._apply(backlog.popleft())
-            self.mirror_pending()
+            self.settle()
             if answer[0] == "need":
                 break
         else:
@@ -380,7 +401,7 @@ class SecondarySink:
             self.abort_snapshot()
 
     def handle(self, msg: list) -> list | None:
-        self.mirror_pending()
+        self.settle()
         server = self.server
         kind, epoch = msg[0], msg[1]
         if epoch < server.epoch:
@@ -478,11 +499,7 @@ class SecondarySink:
         if self.stream is None or self.stream[0] != boot or lsn > self.stream[1] + 1:
             return self._need(lsn)
         if lsn == self.stream[1] + 1:
-            rows, replies, acks, events, counters = body
-            acks = dict(acks)
-            self.server.durable.commit(rows, replies, acks, counters, (boot, lsn))
-            if self.live:
-                self._unmirrored.append((rows, replies, acks))
-            self.history.extend(events)
+            rows, replies, acks, events, counters = body  # its shape checked before it is acknowledged
+            self._uncommitted.append(([rows, replies, dict(acks), events, counters], (boot, lsn)))
             self.stream = (boot, lsn)
-        return ["ack", self.server.epoch, lsn]
+        return ["ack", self.server.epoch, lsn]  # committed by settle, once this answer left

@@ -182,7 +182,7 @@ class Pairing:
         server.regexes.python.start()
         sink = server.sink
         if sink is not None:
-            sink.mirror_pending()
+            sink.settle()
         server.durable.forget_stream()
         if sink is not None:
             sink.abort_snapshot()

@@ -403,7 +403,7 @@ class SpaceServer:
             acks, self._acks, self._acks_since = self._acks, {}, time.monotonic()
         if changes or self._new_replies or acks:
             rows = self.durable.encode(changes)
-            if self.link is not None:  # first, so the secondary commits while we do: the replies wait for both
+            if self.link is not None:  # first, so the secondary works while we commit: the replies wait for both
                 self._ship(rows, acks)
             started = time.perf_counter()
             try:

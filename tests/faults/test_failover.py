@@ -87,6 +87,26 @@ def test_kill9_primary_repeatedly_under_load(onitu, tmp_path):
     assert promotions >= KILLS // 2, f"only {promotions} of {KILLS} kills led to a failover"
 
 
+
+@pytest.mark.timeout(300)
+def test_kill9_secondary_then_primary_in_turn_under_load(onitu, tmp_path):
+    """A secondary acknowledges a batch before committing it (the primary answers meanwhile): one killed right
+    there catches up from its disk's position, and after that a kill of the primary still loses nothing."""
+    onitu.start()
+    finish = churners(onitu, tmp_path)
+    for i in range(max(1, KILLS // 7)):
+        for role in ("secondary", "primary"):
+            status = onitu.wait(paired, 60, f"a synced pair before kill {i} of the {role}")
+            name = status["primary"] if role == "primary" else next(
+                p["name"] for p in status["processes"] if p["name"] != status["primary"])
+            pid = onitu.process(name)["pid"]
+            os.kill(pid, signal.SIGKILL)
+            onitu.wait(lambda s, old=name, dead=pid: onitu.process(old)["pid"] != dead, 30, f"{name} restarted")
+            time.sleep(0.2)
+    onitu.wait(paired, 60, "the pair after the last kill")
+    written, taken = finish()
+    check(onitu, written, taken)
+
 def test_sigstopped_primary_is_superseded_and_demotes_itself(onitu, tmp_path):
     onitu.start()
     finish = churners(onitu, tmp_path, 1)

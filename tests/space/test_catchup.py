@@ -142,6 +142,9 @@ def test_a_secondary_says_where_its_disk_stands_after_a_restart(tmp_path):
         assert answer() == ["synced", 1, 3]
         send("batch", 1, "p", 4, [[[[2, packb(["s", 2]), None, None]], [], [], []], [], {}, [], [3, 2]])
         assert answer() == ["ack", 1, 4]
+        # acknowledged before its commit, committed before the next message is handled: once the probe is answered
+        send("probe", 1, "p", 4)
+        assert answer() == ["ack", 1, 4]
         os.kill(pair.procs["b"].pid, signal.SIGKILL)
         pair.procs.pop("b").wait(10)
         pair.serve("b", "secondary", 1)

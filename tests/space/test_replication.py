@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -62,11 +63,14 @@ def pair(tmp_path):
              f"ipc://{tmp_path}/{name}/replica.sock", "--peer", f"ipc://{tmp_path}/{peer}/replica.sock",
              "--no-discovery"], env={**os.environ, "ONITU_WATCHDOG": f"ipc://{tmp_path}/wd.sock", "ONITU_NAME": name},
             stderr=subprocess.DEVNULL)
+    for name in procs:
+        wd.status(name, timeout=30)  # up: a start under load (tests run in parallel) takes seconds
     yield wd, procs
     for proc in procs.values():
-        os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        proc.wait(10)
+        if proc.poll() is None:  # a test may have killed it
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.terminate()
+            proc.wait(10)
     wd.close()
 
 
@@ -168,3 +172,44 @@ def test_a_secondary_stopped_mid_snapshot_exits_cleanly(secondary):
     time.sleep(0.5)
     proc.terminate()
     assert proc.wait(10) == 0, proc.stderr.read().decode()[-2000:]
+
+
+def test_a_write_is_answered_before_the_secondary_commits_and_survives_the_primary_kill9(pair, tmp_path):
+    """The secondary acknowledges a batch once it continues its stream, then commits it: a paired write no longer
+    waits for the secondary's SQLite commit (here held up by another connection's write lock), and a kill -9 of
+    the primary right after that answer loses nothing, the secondary committing what it acknowledged."""
+    wd, procs = pair
+    deadline = time.monotonic() + 10
+    while not wd.status("a").get("synced"):
+        assert time.monotonic() < deadline, "the secondary never got in sync"
+        time.sleep(0.1)
+    assert wd.ask("a", {"op": "command", "command": "pair", "epoch": 2}).get("ok")
+    with connect(f"ipc://{tmp_path}/a/space.sock", connect_timeout=5) as space:
+        space.write(["x", 1])
+        lock = sqlite3.connect(tmp_path / "b" / "space.db", isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the secondary's next commit waits for this lock
+        writer = threading.Thread(target=space.write, args=(["x", 2],), daemon=True)
+        writer.start()
+        writer.join(5)
+        answered = not writer.is_alive()
+        os.kill(procs["a"].pid, signal.SIGKILL)
+        procs["a"].wait(10)
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert answered, "a paired write waited for the secondary's commit"
+    assert wd.ask("b", {"op": "command", "command": "promote", "epoch": 3}, timeout=30).get("ok")
+    with connect(f"ipc://{tmp_path}/b/space.sock", connect_timeout=10) as space:
+        assert space.read_all(["x", None]) == [("x", 1), ("x", 2)]
+
+
+def test_a_secondary_that_cannot_commit_an_acknowledged_batch_stops(secondary):
+    """Acknowledged before its commit, a batch the secondary then fails to commit must not leave it running without
+    it (a promotion would lose it): it exits (70), and the primary, which committed it, goes on alone."""
+    proc, send, answer = secondary
+    send("snap_begin", 1, "p", 3, {"sessions": [], "replies": [], "events": [], "next_id": 2, "event_id": 1})
+    send("snap_end", 1, 3)
+    assert answer() == ["synced", 1, 3]
+    send("batch", 1, "p", 4, [[[["not an id", b"", None, None]], [], [], []], [], {}, [], [3, 2]])  # SQLite refuses it
+    assert answer() == ["ack", 1, 4]
+    assert proc.wait(10) == 70
+    assert b"commit of an acknowledged batch" in proc.stderr.read()

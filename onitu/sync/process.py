@@ -12,6 +12,7 @@ from typing import Protocol
 
 from onitu import gcpolicy
 from onitu.config import Config
+from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
 from onitu.space.errors import Unavailable
 
@@ -55,7 +56,12 @@ def serve(prog: str, doc: str, make: Callable[[Config, SpaceClient, argparse.Nam
     arguments(parser)
     args = parser.parse_args(argv)
     config = config_mod.load(args.config or config_mod.default_path())
-    space = connect_patiently(args.space, config, session_ttl)
+    # answering the watchdog meanwhile: a space loading a million rows takes longer than the startup grace
+    waiting = Liveness(lambda: {"starting": "waiting for the space"}, patience=CONNECT_PATIENCE)
+    try:
+        space = connect_patiently(args.space, config, session_ttl)
+    finally:
+        waiting.close()
     runner = make(config, space, args)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:

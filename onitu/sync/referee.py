@@ -351,7 +351,6 @@ class Referee:
                 unready = next((p for p in paths if not self._ready(folder, p, now)), None)
                 if unready is None:
                     self.pass_paths(folder, paths, states, ahead=ahead)
-                    self.liveness.beat()
                     self._stuck.pop(folder, None)
                 elif all(s is None for s in states.values()) and self.orders.is_busy(folder, unready) and \
                         now - self._stuck.setdefault(folder, now) < STUCK:
@@ -368,18 +367,13 @@ class Referee:
         deletions of the passes after it (so that every pass judges the whole deletion against the threshold)."""
         if len(paths) <= PASS_SIZE:
             return [(paths, {})]
-        beat = self.liveness.beat  # at a million paths each step takes seconds, all of them more than its patience
         replicas, ancestors = self._replicas(folder, paths, states)
         live = [r for r in replicas if r.unavailable is None]
         renames, gone = [], {}
         for replica in live:
-            beat()
             renames += find_renames(replica, ancestors)
-            beat()
             gone[replica.service] = deleted(replica, ancestors)
-        beat()
         passes = split(paths, renames, PASS_SIZE, lambda path: self._must_stay_whole(folder, path))
-        beat()
         ahead = {service: len(g) for service, g in gone.items()}
         out = []
         for chunk in passes:
@@ -559,7 +553,8 @@ class Referee:
                 stream = self._resubscribe(stream)
             self.ledger.commit(self.space)  # what the results recorded, in one go, before their tuples are taken
             if time.monotonic() - self._quiet_since >= SETTLE:
-                self.decide()
+                with liveness.busy():  # finite work on tables in memory, minutes of it at a million paths
+                    self.decide()
                 tuples.take_all(self.space, self.consumed)
             if time.monotonic() - last_tick >= 0.5:
                 last_tick = time.monotonic()

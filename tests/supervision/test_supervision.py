@@ -224,3 +224,17 @@ def test_a_space_server_that_keeps_failing_is_retried_and_says_why(onitu_factory
     slot.with_name(secondary + ".away").rename(slot)
     run.wait(lambda s: s.get("mode") == "paired" and run.process(secondary)["state"] == "running", 30,
              "the pair again once the server can start")
+
+
+def test_a_sync_process_waiting_for_its_space_answers_the_watchdog(onitu_factory, tmp_path):
+    """A space loading a million rows at start takes longer than the startup grace: the referee and the plugs, which
+    wait up to 30 s for it, answered no heartbeat meanwhile and were killed as hung before the space was up."""
+    nowhere = tmp_path / "nowhere.sock"
+    run = onitu_factory(
+        f"agents:\n  - name: waiter\n    heartbeat: true\n"
+        f"    command: [{sys.executable}, -m, onitu.sync.referee, --config, {tmp_path / 'onitu.yaml'}, "
+        f"--space, 'ipc://{nowhere}']\n").start(paired=False)
+    run.wait(lambda s: run.process("waiter")["last_heartbeat"] is not None, 10, "the waiter's first heartbeat")
+    time.sleep(12)  # past the startup grace (10 s), still within the 30 s it waits for the space
+    row = run.process("waiter")
+    assert row["restarts"] == 0 and row["state"] == "running" and "not answering" not in run.logs(), run.logs()

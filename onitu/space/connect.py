@@ -71,8 +71,10 @@ def security_for(endpoints: list[str], *, server_key: str | bytes | None, client
     return Security(key, public, secret)
 
 
-def _prepare(endpoint: Any, server_key: Any, client_key: Any, insecure: bool, data_dir: Path | None,
+def _prepare(endpoint: Any, server_key: Any, client_key: Any, insecure: bool, data_dir: str | Path | None,
              discovery_port: int | None) -> tuple[list[str], Security | None]:
+    data_dir = Path(data_dir) if data_dir is not None else None  # a str as given by a caller's script
+    client_key = Path(client_key) if client_key is not None else None
     endpoints, found_key, known = resolve(endpoint, data_dir, discovery_port)
     if known and found_key is None:  # the server published no key: it listens without CURVE
         insecure = True
@@ -82,7 +84,7 @@ def _prepare(endpoint: Any, server_key: Any, client_key: Any, insecure: bool, da
 
 
 def connect(endpoint: str | Sequence[str] | None = None, *, server_key: str | bytes | None = None,
-            client_key: Path | None = None, insecure: bool = False, data_dir: Path | None = None,
+            client_key: str | Path | None = None, insecure: bool = False, data_dir: str | Path | None = None,
             session_ttl: float = 5.0, connect_timeout: float = 10.0,
             discovery_port: int | None = None) -> SpaceClient:
     """A blocking client of the space (see the module docstring for how it is found)."""
@@ -91,7 +93,7 @@ def connect(endpoint: str | Sequence[str] | None = None, *, server_key: str | by
 
 
 async def aconnect(endpoint: str | Sequence[str] | None = None, *, server_key: str | bytes | None = None,
-                   client_key: Path | None = None, insecure: bool = False, data_dir: Path | None = None,
+                   client_key: str | Path | None = None, insecure: bool = False, data_dir: str | Path | None = None,
                    session_ttl: float = 5.0, connect_timeout: float = 10.0,
                    discovery_port: int | None = None) -> AsyncSpaceClient:
     """An asyncio client of the space: the same methods as :func:`connect`'s, as coroutines."""

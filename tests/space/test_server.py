@@ -196,6 +196,8 @@ def test_unknown_curve_key_is_refused(tmp_path):
                         "--data", str(data)], check=True, capture_output=True)
         with connect(srv.tcp_endpoint, data_dir=data, client_key=key, connect_timeout=5) as client:
             assert client.read_all(["curve", None]) == [("curve", 1)]
+        with connect(str(srv.tcp_endpoint), data_dir=str(data), client_key=str(key), connect_timeout=5) as client:
+            assert client.read_all(["curve", None]) == [("curve", 1)]  # paths as a script gives them: text
     finally:
         srv.stop()
 

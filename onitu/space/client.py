@@ -445,7 +445,8 @@ class SpaceClient:
                 self.core.seen_boot(self._call("ping", {}, give_up=self.core.ttl)["boot"])
             except SessionExpired:
                 try:
-                    self._reopen()
+                    if not self._closed.is_set():  # else closing: our own bye ended the session
+                        self._reopen()
                 except SpaceError as exc:
                     log.warning("cannot reopen session: %s", exc)
             except Refused as exc:  # sending it again would get the same answer

@@ -93,6 +93,7 @@ class Ledger:
         self._others_at: dict[str, set[str]] = defaultdict(set)
         self.held = _HeldTables(self)
         self._bits: dict[str, int] = {}
+        self._masks: dict[int, tuple[str, ...]] = {}  # mask -> its services (see services)
         self._pending: dict[tuple[str, str], _Path] = {}
         self._units: list[tuple[list[tuple[str, str]], list[tuple]]] = []  # (paths, operations), in order given
         # called when a path's agreed version changes in memory: (folder, path, before, after, the services that
@@ -104,11 +105,18 @@ class Ledger:
         found = self._bits.get(service)
         if found is None:
             found = self._bits[service] = 1 << len(self._bits)
+            self._masks.clear()
         return found
 
     def services(self, mask: int) -> list[str]:
         """The services whose bits are set in ``mask``."""
-        return [service for service, bit in self._bits.items() if mask & bit]
+        return list(self._services_of(mask))
+
+    def _services_of(self, mask: int) -> tuple[str, ...]:
+        found = self._masks.get(mask)
+        if found is None:  # a few masks stand for a million paths: each is worked out once
+            found = self._masks[mask] = tuple(service for service, bit in self._bits.items() if mask & bit)
+        return found
 
     # -- loading --------------------------------------------------------------------------------------------------
 
@@ -116,7 +124,9 @@ class Ledger:
         """Read everything from the space, dropping (and logging) records that do not check."""
         for _, key, record in drained(space.read_all((tuples.META, None, None))):
             try:
-                folder, path = tuples.split_meta_key(key)
+                if not isinstance(key, str) or "/" not in key:
+                    raise ValueError("not a folder/path key")
+                folder, _, path = key.partition("/")  # the path is checked as the record's own path must equal it
                 meta, holders, other = self._parse(path, record)
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("ignoring a corrupt sync record %r: %s", str(key)[:200], exc)
@@ -277,5 +287,5 @@ class Ledger:
             self._others_at[folder].add(path)
 
     def _count(self, folder: str, mask: int, step: int) -> None:
-        for service in self.services(mask):
+        for service in self._services_of(mask):
             self.counts[service, folder] += step

@@ -183,3 +183,33 @@ def test_a_report_stream_the_space_ends_is_followed_again(hub):
     finally:
         referee.stop()
         runner.join(10)
+
+
+def test_a_long_decision_is_answered_for(hub, monkeypatch):
+    """Deciding a million paths is minutes of work on tables in memory that does not beat as it goes: the referee
+    restarting a million-file hub was killed in the middle of it by its heartbeat's patience. Its decisions are
+    declared busy (its load too: the watchdog hears from it throughout)."""
+    monkeypatch.setattr(referee_module, "SETTLE", 0.0)
+    referee, _ = hub
+    busy_while_deciding, busy_while_starting = [], []
+    decide, start = referee.decide, referee.start
+
+    def watched_decide() -> None:
+        busy_while_deciding.append(referee.liveness._busy > 0)
+        decide()
+
+    def watched_start():
+        busy_while_starting.append(referee.liveness._busy > 0)
+        return start()
+
+    referee.decide, referee.start = watched_decide, watched_start
+    runner = threading.Thread(target=referee.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not busy_while_deciding and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        referee.stop()
+        runner.join(10)
+    assert busy_while_starting == [True] and busy_while_deciding and all(busy_while_deciding)

@@ -55,7 +55,7 @@ def space_runs_here(data: Path | None) -> bool:
     path = (data or paths.data_dir()) / "space.json"
     if not path.is_file():  # the common case, answered without loading the space client
         return False
-    from onitu.space.client import read_info
+    from onitu.space.connect import read_info
 
     return read_info(path.parent) is not None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import threading
@@ -18,7 +17,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -536,11 +534,18 @@ class RemoteNotification(EventStream):
         self._buffer: deque[Event] = deque()
         send(self.sock, self.state.request())
         # Return only once the server holds the subscription, so no later write can slip past it.
-        deadline = time.monotonic() + client.connect_timeout
+        deadline, reopened = time.monotonic() + client.connect_timeout, False
         while not self.state.confirmed:
             if time.monotonic() > deadline:
                 raise Unavailable(f"the space did not confirm a notify within {client.connect_timeout} s")
-            event = self._poll()
+            try:
+                event = self._poll()
+            except SessionExpired:  # refused before it existed (a starved process's session ran out): open again
+                if reopened:
+                    raise
+                client._reopen()
+                send(self.sock, self.state.request())
+                event, reopened = None, True
             if event is not None:
                 self._buffer.append(event)
 
@@ -590,11 +595,3 @@ class RemoteNotification(EventStream):
         if self.state.finish():
             with contextlib.suppress(SpaceError):
                 self.client._call("unnotify", {"seq": self.state.seq}, give_up=1.0)
-
-
-def read_info(data_dir: Path) -> dict[str, Any] | None:
-    """The ``space.json`` a running server publishes in its data dir, or None."""
-    try:
-        return json.loads((data_dir / "space.json").read_text())
-    except (OSError, ValueError):
-        return None

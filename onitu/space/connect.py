@@ -8,6 +8,7 @@ a server publishes in the data dir, then a discovery lookup on the LAN. ``ipc://
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,11 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from onitu import paths
 from onitu.space import auth
-from onitu.space.client import Security, SpaceClient, read_info
+from onitu.space.client import Security, SpaceClient
 from onitu.space.errors import Unavailable
 
 if TYPE_CHECKING:
     from onitu.space.aio import AsyncSpaceClient
+
+
+def read_info(data_dir: Path) -> dict[str, Any] | None:
+    """The ``space.json`` a running server publishes in its data dir, or None."""
+    try:
+        return json.loads((data_dir / "space.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def resolve(endpoint: str | Sequence[str] | None, data_dir: Path | None, discovery_port: int | None

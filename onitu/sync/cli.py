@@ -15,7 +15,8 @@ from rich.table import Table
 
 from onitu.config import Config
 from onitu.console import ConfigOpt, JsonOpt, console, err, error, load_config
-from onitu.space.client import SpaceClient, read_info
+from onitu.space.client import SpaceClient
+from onitu.space.connect import read_info
 from onitu.space.errors import SpaceError
 from onitu.sync import hub, tuples
 from onitu.sync.decide.plan import Copy, Delete, KeepConflict, Mkdir, Move, Plan

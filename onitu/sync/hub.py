@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from onitu.config import Config
-from onitu.space.client import SpaceClient, read_info
+from onitu.space.client import SpaceClient
+from onitu.space.connect import read_info
 from onitu.sync import settings, tuples
 from onitu.sync.decide.plan import HeldPlan, Observed, Plan, Replica
 from onitu.sync.decide.reconcile import reconcile

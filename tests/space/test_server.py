@@ -157,6 +157,18 @@ def test_a_client_whose_session_ended_opens_it_again_and_its_request_goes_throug
         space.take(["mine", 2])
 
 
+def test_a_subscription_asked_for_on_a_session_that_ended_opens_it_again(live):
+    """A plug starved past its session's TTL re-subscribed to its orders and was refused (the session was gone):
+    its order loop died, and the plug went on for minutes without taking an order, at a million files."""
+    srv, raw = live
+    with connect(srv.ipc, session_ttl=60) as space:
+        assert raw.send(request("bye", space.core.sid, 1, 0, {}))[1] == OK  # ended, as an expiry would
+        stream = space.notify("write", ["news", None])
+        space.write(["news", 1])
+        assert stream.next(5).tuple == ("news", 1)
+        stream.close()
+
+
 def test_malformed_frames_are_counted(live):
     _srv, raw = live
     before = raw.call("stats", {})[2]["malformed"]

@@ -130,10 +130,14 @@ class Plug:
     def run(self) -> None:
         """Serve until :meth:`stop` (or SIGTERM)."""
         liveness = self.liveness
-        self.scanner.beat = self.outbox.beat = liveness.beat
+        orders = threading.Thread(target=self._logged(self.taker.run), name="onitu-orders", daemon=True)
+
+        def beat() -> None:  # alive while both loops are: a listing of minutes must not hide a dead order loop
+            if orders.is_alive() or self._stop.is_set():
+                liveness.beat()
+        self.scanner.beat = self.outbox.beat = beat
         self._set_status(self.prepare())  # the reason shown at once (a server refusing a password may take seconds)
         self.driver.watch(self.events.put, scan_interval=self.config.sync.scan_interval)
-        orders = threading.Thread(target=self._logged(self.taker.run), name="onitu-orders", daemon=True)
         orders.start()
         last_progress = last_check = last_skipped = 0.0
         while not self._stop.is_set():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,28 @@ def test_a_new_tree_is_reported_as_it_is_read_and_a_moved_one_whole(plug, tmp_pa
     assert not any(p.startswith("moved") for p in seen_while_reading[0]), "a move's new side went before its old"
     now = reported(plug)
     assert now["new"] is None and now["moved/f24.txt"] is not None
+
+
+def test_a_listing_does_not_keep_a_plug_with_a_dead_order_loop_alive(plug):
+    """The order loop died (its re-subscription refused) while the main loop was in a listing of a million files:
+    the listing's beats kept the plug answering the watchdog, and it took no order for minutes. A listing beats
+    only while the order loop lives, so the watchdog restarts such a plug."""
+    def dies() -> None:
+        raise RuntimeError("the order loop failed")
+    plug.taker.run = dies
+    plug.reporter.listed.set()
+    errors = []
+
+    def run() -> None:
+        try:
+            plug.run()
+        except RuntimeError as exc:
+            errors.append(exc)
+    runner = threading.Thread(target=run)
+    runner.start()
+    runner.join(10)
+    assert errors, "the main loop noticed the dead order loop"
+    before = plug.liveness._last
+    time.sleep(0.01)
+    plug.scanner.beat()  # what a listing calls for each entry
+    assert plug.liveness._last == before

@@ -64,6 +64,7 @@ EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent,
           FileDeletedEvent, DirDeletedEvent]
 
 _UNNAMED = re.compile(r"#\d+")
+UNNAMED_KEPT = 100_000  # "#<inode>" names remembered as no file (forgotten all at once past this many)
 READABLE_LOOK = 1.0  # seconds between looks at the entries skipped as unreadable
 GATHER = 0.01  # seconds events are let gather in the kernel's queue after a read of a burst (one wake-up for many)
 BURST, BURST_WINDOW = 8, 0.1  # events read within that many seconds that make a burst (a file saved makes ~3)
@@ -141,6 +142,10 @@ class LocalWatcher:
         self.overflowed = threading.Event()
         self._raw: queue.SimpleQueue[tuple[FileSystemEvent, ObservedWatch]] = queue.SimpleQueue()  # from the emitter
         self._pending: dict[str, _Pending] = {}
+        # "#<inode>" names found to be no file, only a file written with no name yet (O_TMPFILE): each such write
+        # gives two events (modified, closed), each looked up otherwise. A real file of that name is created (or
+        # moved in) first, and that event drops the name from here.
+        self._unnamed: set[str] = set()
         self._stop = threading.Event()
         self._observer: _Emitter | None = None
         self._tick = max(0.02, min(0.2, driver.settle / 4))
@@ -260,6 +265,10 @@ class LocalWatcher:
             if event.is_synthetic:  # children of a moved directory: covered by the directory's move
                 return
             dst = self._relative(event.dest_path)
+            if is_dir:  # a directory moved in may hold real files of such names, with no event of their own
+                self._unnamed.clear()
+            else:
+                self._unnamed.discard(dst or "")
             if src is not None and _shadowing(os.fsdecode(event.src_path)):
                 # a twin set aside (or moved away) from under the name the hub knows: that name's entry stays
                 self._touch(src, is_dir)
@@ -270,10 +279,23 @@ class LocalWatcher:
         elif src is None or kind in ("opened", "closed_no_write") or (is_dir and kind in ("modified", "attrib")):
             return
         elif kind in ("modified", "closed") and _UNNAMED.fullmatch(os.path.basename(src)) \
-                and not os.path.lexists(event.src_path):
+                and self._no_name(src, event.src_path):
             return  # a file being written with no name yet (O_TMPFILE: the kernel calls it "#inode")
         else:
+            if kind == "created":
+                self._unnamed.discard(src)
             self._touch(src, is_dir, created=kind == "created", deleted=kind == "deleted")
+
+    def _no_name(self, path: str, absolute: bytes | str) -> bool:
+        """Whether an "#<inode>" name is no file (known so, or looked up: once per name, not per event)."""
+        if path in self._unnamed:
+            return True
+        if os.path.lexists(absolute):
+            return False
+        if len(self._unnamed) >= UNNAMED_KEPT:
+            self._unnamed.clear()
+        self._unnamed.add(path)
+        return True
 
     def _on_move(self, src: str | None, dst: str | None, is_dir: bool) -> None:
         if src is None and dst is not None:  # e.g. a staged write renamed into place
@@ -293,6 +315,8 @@ class LocalWatcher:
 
     def _touch(self, path: str, is_dir: bool, *, created: bool = False, deleted: bool = False) -> None:
         entry = self._pending.get(path)
+        if entry is None and not deleted and self.driver.own_writes.seen_here(path):
+            return  # the driver's own write, seen whole: the plug that ordered it knows it already
         fingerprint = None
         if not deleted:
             try:

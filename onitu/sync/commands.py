@@ -86,7 +86,7 @@ class Commands:
         found = []
         for path in ref.tree.children(folder, directory, agreed.is_live):
             meta = agreed[path]
-            found.append(hub.file_entry(meta.to_wire(), list(ref.ledger.services(agreed.holders(path)))))
+            found.append(hub.file_entry(meta.to_wire(), ref.ledger.services(agreed.holders(path))))
         return {"ok": True, "files": hub.sorted_entries(found, limit)}
 
     # -- held deletions -------------------------------------------------------------------------------------------

@@ -92,7 +92,6 @@ class Ledger:
         self._others_at: dict[str, set[str]] = defaultdict(set)
         self.held = _HeldTables(self)
         self._bits: dict[str, int] = {}
-        self._masks: dict[int, list[str]] = {}  # mask -> its services (a few masks stand for most paths)
         self._pending: dict[tuple[str, str], _Path] = {}
         self._units: list[tuple[list[tuple[str, str]], list[tuple]]] = []  # (paths, operations), in order given
         # called when a path's agreed version changes in memory: (folder, path, before, after, the services that
@@ -104,17 +103,11 @@ class Ledger:
         found = self._bits.get(service)
         if found is None:
             found = self._bits[service] = 1 << len(self._bits)
-            self._masks.clear()
         return found
 
     def services(self, mask: int) -> list[str]:
-        """The services whose bits are set in ``mask`` (a list of the ledger's: not to be changed)."""
-        found = self._masks.get(mask)
-        if found is None:
-            if len(self._masks) >= 1024:  # (as many as there are sets of services: bounded all the same)
-                self._masks.clear()
-            found = self._masks[mask] = [service for service, bit in self._bits.items() if mask & bit]
-        return found
+        """The services whose bits are set in ``mask``."""
+        return [service for service, bit in self._bits.items() if mask & bit]
 
     # -- loading --------------------------------------------------------------------------------------------------
 
@@ -251,7 +244,7 @@ class Ledger:
         ops: list[tuple] = [("take", (tuples.META, key, None))] if before[0] is not None else []
         if change.meta is not None:
             record = {"meta": change.meta.to_wire(),
-                      "holders": list(self.services(change.holders)),
+                      "holders": self.services(change.holders),
                       "other": {s: m.to_wire() for s, m in sorted(change.other.items())}}
             ops.append(("write", (tuples.META, key, record), None))
         return ops

@@ -220,3 +220,43 @@ def test_a_burst_of_events_is_taken_whole_and_the_drivers_own_writes_stay_silent
         assert not [e for e in events.seen if e.path.startswith("ours/") and e.path != "ours"]
     finally:
         driver.close()
+
+
+def test_files_named_like_a_write_with_no_name_yet_are_seen(tmp_path: Path) -> None:
+    """The driver stages a file with no name (O_TMPFILE), whose writes the kernel reports under "#<inode>": such
+    events are dropped, the name looked up once. A real file of that very name, made afterwards in the same
+    directory or moved in there, is still seen created and then changed in place."""
+    import hashlib
+
+    from onitu.sync.drivers.contract import WholeFile
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    driver = local(root)
+    driver.initialise()
+    events = Events()
+    driver.watch(events, scan_interval=3600)
+    try:
+        events.wait("rescan")
+        for directory in ("d", "e"):
+            (root / directory).mkdir()
+            events.wait("created", directory)
+        data = b"the driver's file"
+        written = driver.write_many([WholeFile(f"{d}/ours.txt", data, hashlib.sha256(data).hexdigest())
+                                     for d in ("d", "e")])
+        names = {d: f"#{(root / d / 'ours.txt').stat().st_ino}" for d in ("d", "e")}
+        assert all(not isinstance(w, Exception) for w in written)
+        time.sleep(0.5)  # the staged writes' events are read (and their names known as no file)
+        (root / "d" / names["d"]).write_text("someone's file")
+        events.wait("created", f"d/{names['d']}")
+        with (root / "d" / names["d"]).open("a") as f:
+            f.write(", changed in place")
+        events.wait("modified", f"d/{names['d']}")
+        outside.mkdir()
+        (outside / "theirs").write_text("brought along")
+        (outside / "theirs").rename(root / "e" / names["e"])
+        events.wait("created", f"e/{names['e']}")
+        with (root / "e" / names["e"]).open("a") as f:
+            f.write(", changed in place")
+        events.wait("modified", f"e/{names['e']}")
+    finally:
+        driver.close()

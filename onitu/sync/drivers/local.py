@@ -26,7 +26,7 @@ import logging
 import os
 import stat as st_mode
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -53,6 +53,7 @@ from onitu.sync.drivers.contract import (
     temp_name,
 )
 from onitu.sync.drivers.local_names import Found, kind_of, scan_directory, unreadable, untangle
+from onitu.sync.drivers.local_own import OwnWrites, stat_of
 from onitu.sync.drivers.local_watch import LocalWatcher
 from onitu.sync.drivers.naming import shown
 
@@ -78,12 +79,6 @@ class LocalOptions(BaseModel):
         return root
 
 
-def _stat(path: str, info: os.stat_result) -> Stat:
-    if st_mode.S_ISDIR(info.st_mode):
-        return Stat(path, True, 0, info.st_mtime_ns, f"d{info.st_ino}")
-    return Stat(path, False, info.st_size, info.st_mtime_ns, f"{info.st_size}-{info.st_mtime_ns}-{info.st_ino}")
-
-
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -105,7 +100,7 @@ class LocalDriver(Driver):
         self._real_root = os.path.realpath(self._root)
         self.settle = options.settle
         self._watcher: LocalWatcher | None = None
-        self._written: dict[str, str] = {}  # path -> fingerprint, of entries written here and not yet seen changed
+        self.own_writes = OwnWrites(self._root)
         self._inside: dict[str, tuple[int, int]] = {}  # directory -> (device, inode) when found inside the root
         self._folds_case: bool | None = None  # whether the disk under the root ignores case (None: not known yet)
 
@@ -165,11 +160,12 @@ class LocalDriver(Driver):
         """The on-disk name of a validated relative path, checked to stay inside the root."""
         return self._resolve_checked(path)[1]
 
-    def _resolve_checked(self, path: str) -> tuple[str, str]:
+    def _resolve_checked(self, path: str, parents: set[str] | None = None) -> tuple[str, str]:
         """(the path validated, its on-disk name checked to stay inside the root).
 
         Names are compared NFC-normalised, so a file stored decomposed (as macOS writes them) is found from the
-        composed name the hub uses instead of being duplicated beside it.
+        composed name the hub uses instead of being duplicated beside it. ``parents``: directories already found
+        inside the root and there, during a batch of writes (each looked at once for the batch; found ones added).
         """
         path = self.check(path)
         full = os.path.join(self._root, path)
@@ -180,11 +176,15 @@ class LocalDriver(Driver):
                 if not part.isascii() and not os.path.lexists(candidate):
                     candidate = os.path.join(full, self._match_nfc(full, part))
                 full = candidate
-        self._check_inside(os.path.dirname(full), path)
+        parent = os.path.dirname(full)
+        if parents is None:
+            self._check_inside(parent, path)
+        elif parent not in parents and self._check_inside(parent, path):
+            parents.add(parent)
         return path, full
 
-    def _check_inside(self, parent: str, path: str) -> None:
-        """Refuse a parent directory that resolves outside the root (through a symbolic link).
+    def _check_inside(self, parent: str, path: str) -> bool:
+        """Refuse a parent directory that resolves outside the root (through a symbolic link); whether it is there.
 
         A directory once resolved inside the root is remembered by identity (device, inode): while the name still
         leads to that same directory, one stat replaces walking every component again.
@@ -194,7 +194,7 @@ class LocalDriver(Driver):
         except OSError:
             info = None
         if info is not None and self._inside.get(parent) == (info.st_dev, info.st_ino):
-            return
+            return st_mode.S_ISDIR(info.st_mode)
         real = os.path.realpath(parent)
         if real != self._real_root and not real.startswith(self._real_root + os.sep):
             raise self.error(UnsafePath, path, "resolves outside the root (through a symbolic link)")
@@ -202,6 +202,7 @@ class LocalDriver(Driver):
             if len(self._inside) >= INSIDE_KEPT:
                 self._inside.clear()
             self._inside[parent] = (info.st_dev, info.st_ino)
+        return info is not None and st_mode.S_ISDIR(info.st_mode)
 
     @staticmethod
     def _match_nfc(directory: str, part: str) -> str:
@@ -254,7 +255,7 @@ class LocalDriver(Driver):
         if replaces is ANY:
             return
         try:
-            current = _stat(path, self._lstat(full)).fingerprint
+            current = stat_of(path, self._lstat(full)).fingerprint
         except (FileNotFoundError, NotADirectoryError):
             current = None
         if current != replaces:
@@ -279,7 +280,7 @@ class LocalDriver(Driver):
             self.skipped.add(path, problem, unreadable=st_mode.S_ISDIR(info.st_mode))
             return None
         self.skipped.discard(path, refused=False)
-        return _stat(path, info)
+        return stat_of(path, info)
 
     def readable_again(self) -> bool:
         """Whether an entry skipped as unreadable can be read now, or is gone."""
@@ -323,7 +324,7 @@ class LocalDriver(Driver):
                 if problem is not None:
                     skipped[child] = problem
                     continue
-                yield _stat(child, entry.info)
+                yield stat_of(child, entry.info)
                 if st_mode.S_ISDIR(entry.info.st_mode):
                     stack.append((entry.full, child))
         self._ensure()  # a listing of a root that vanished half-way must not look like mass deletion
@@ -393,9 +394,10 @@ class LocalDriver(Driver):
 
     # -- writing --------------------------------------------------------------------------------------------------
 
-    def _staging(self, path: str) -> tuple[str, str]:
-        full = self._resolve(path)
-        return full, os.path.join(os.path.dirname(full), temp_name(os.path.basename(full)))
+    def _staging(self, path: str, parents: set[str] | None = None) -> tuple[str, str, str]:
+        """(the path validated, its on-disk name, its staging name); ``parents`` as :meth:`_resolve_checked`'s."""
+        path, full = self._resolve_checked(path, parents)
+        return path, full, os.path.join(os.path.dirname(full), temp_name(os.path.basename(full)))
 
     def write(
         self, path: str, chunks: Iterable[bytes], *, expected_sha256: str, resume_from: int = 0,
@@ -403,8 +405,7 @@ class LocalDriver(Driver):
     ) -> Stat:
         """Stage, verify, fsync, give it its name (see :meth:`Driver.write` and :mod:`.local_stage`)."""
         self._ensure()
-        path = self.check(path)
-        full, temp = self._staging(path)
+        path, full, temp = self._staging(path)
         staged = self._stage(path, full, temp, chunks, resume_from, sync=True)
         return self._publish(path, full, temp, staged, expected_sha256, replaces)
 
@@ -414,12 +415,13 @@ class LocalDriver(Driver):
         self._ensure()
         done: list[Stat | DriverError | None] = [None] * len(files)
         staged: list[tuple[int, str, str, str, local_stage.Staged]] = []  # index, path, full, temp, staged
+        parents: set[str] = set()  # their directories, each looked at once (a replacement mid-batch is not seen)
         try:
             for n, one in enumerate(files):
                 try:
-                    path = self.check(one.path)
-                    full, temp = self._staging(path)
-                    staged.append((n, path, full, temp, self._stage(path, full, temp, [one.data], 0, sync=False)))
+                    path, full, temp = self._staging(one.path, parents)
+                    staged.append((n, path, full, temp,
+                                   self._stage(path, full, temp, [one.data], 0, sync=False, parents=parents)))
                 except DriverError as exc:
                     done[n] = exc
             local_stage.durable(s for *_, s in staged)
@@ -448,7 +450,7 @@ class LocalDriver(Driver):
         return done  # type: ignore[return-value]
 
     def _stage(self, path: str, full: str, temp: str, chunks: Iterable[bytes], resume_from: int, *,
-               sync: bool) -> local_stage.Staged:
+               sync: bool, parents: Container[str] = ()) -> local_stage.Staged:
         failed: list[BaseException] = []
 
         def source() -> Iterator[bytes]:
@@ -461,7 +463,7 @@ class LocalDriver(Driver):
         parent = os.path.dirname(full)
         self._check_case(full, path)  # before its directories are made: "docs/sub" would make "Docs/sub"
         try:
-            if not os.path.isdir(parent):
+            if parent not in parents and not os.path.isdir(parent):
                 os.makedirs(parent, exist_ok=True)
             return local_stage.stage(temp, source(), resume_from, sync=sync)
         except ValueError as exc:
@@ -488,7 +490,7 @@ class LocalDriver(Driver):
         # fingerprint cached with our content's hash). Recorded as ours before it has its name: the watcher can
         # see the name at once, and took it for someone else's file when it came first (a change to settle, then
         # report: work for nothing, per file).
-        written = self._wrote(_stat(path, staged.info))
+        written = self.own_writes.add(stat_of(path, staged.info))
         try:
             directory = None
             if directories is not None:
@@ -499,7 +501,7 @@ class LocalDriver(Driver):
             local_stage.publish(staged, temp, full, directory=directory)
             return written
         except OSError as exc:
-            self._written.pop(path, None)
+            self.own_writes.drop(path)
             self._unlink_quietly(temp)
             raise self._failure(exc, path) from None
 
@@ -512,14 +514,14 @@ class LocalDriver(Driver):
         """Bytes staged by an interrupted write to ``path``."""
         self._ensure()
         try:
-            return os.lstat(self._staging(path)[1]).st_size
+            return os.lstat(self._staging(path)[2]).st_size
         except (FileNotFoundError, NotADirectoryError):
             return 0
 
     def discard(self, path: str) -> None:
         """Remove the staged data of an interrupted write."""
         self._ensure()
-        self._unlink_quietly(self._staging(path)[1])
+        self._unlink_quietly(self._staging(path)[2])
 
     def delete(self, path: str, *, replaces: Precondition = ANY) -> None:
         """Remove a file or an empty directory."""
@@ -549,7 +551,7 @@ class LocalDriver(Driver):
                 raise self.error(DriverError, dst, "destination exists")
             os.makedirs(os.path.dirname(dst_full), exist_ok=True)
             os.rename(src_full, dst_full)
-            return _stat(dst, os.lstat(dst_full))
+            return stat_of(dst, os.lstat(dst_full))
         except OSError as exc:
             if exc.errno == errno.EINVAL:
                 raise self.error(DriverError, src, f"cannot move a directory into itself ({dst})") from None
@@ -564,23 +566,17 @@ class LocalDriver(Driver):
             self._check_case(full, path)  # "docs" would find "Docs"
             if not os.path.isdir(full):
                 os.makedirs(full)
-                return self._wrote(_stat(path, os.lstat(full)))
-            return _stat(path, os.lstat(full))
+                return self.own_writes.add(stat_of(path, os.lstat(full)))
+            return stat_of(path, os.lstat(full))
         except FileExistsError:
             raise self.error(DriverError, path, "a file is in the way") from None
         except OSError as exc:
             raise self._failure(exc, path) from None
 
-    def _wrote(self, stat: Stat) -> Stat:
-        if len(self._written) >= INSIDE_KEPT:  # (entries whose event was never seen, after an overflow say)
-            self._written.clear()
-        self._written[stat.path] = stat.fingerprint
-        return stat
-
     def wrote(self, path: str, fingerprint: str) -> bool:
         """Whether the entry at ``path``, now ``fingerprint``, is exactly as this driver just wrote it (the event it
         caused need not be reported: whoever wrote it knows). Each write answers once."""
-        return self._written.pop(path, None) == fingerprint
+        return self.own_writes.seen(path, fingerprint)
 
     # -- change detection -----------------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from watchdog.events import (
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyEmitter
 from watchdog.observers.inotify_buffer import InotifyBuffer
+from watchdog.observers.inotify_c import InotifyEvent
 
 from onitu.sync.drivers.contract import (
     Callback,
@@ -63,7 +64,8 @@ log = logging.getLogger(__name__)
 EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, DirMovedEvent,
           FileDeletedEvent, DirDeletedEvent]
 
-_UNNAMED = re.compile(r"#\d+")
+_UNNAMED = re.compile(rb"#\d+")
+UNNAMED_KEPT = 100_000  # "#<inode>" names remembered as no file (forgotten all at once past this many)
 READABLE_LOOK = 1.0  # seconds between looks at the entries skipped as unreadable
 GATHER = 0.01  # seconds events are let gather in the kernel's queue after a read of a burst (one wake-up for many)
 BURST, BURST_WINDOW = 8, 0.1  # events read within that many seconds that make a burst (a file saved makes ~3)
@@ -107,6 +109,12 @@ class _GatheringBuffer(InotifyBuffer):
 
     _since, _count = 0.0, 0  # when the current window of BURST_WINDOW began, and the events read in it
 
+    def __init__(self, path: bytes, *, recursive: bool = False, event_mask: int | None = None) -> None:
+        # "#<inode>" names found to be no file: only files being written with no name yet (O_TMPFILE) go by them.
+        # Set before the reader thread starts (in super().__init__); only that thread uses it.
+        self._unnamed: set[bytes] = set()
+        super().__init__(path, recursive=recursive, event_mask=event_mask)
+
     def _group_events(self, event_list: list) -> list:
         now = time.monotonic()
         if now - self._since > BURST_WINDOW:
@@ -114,7 +122,29 @@ class _GatheringBuffer(InotifyBuffer):
         self._count += len(event_list)
         if self._count >= BURST:
             time.sleep(GATHER)
-        return super()._group_events(event_list)
+        return super()._group_events([event for event in event_list if not self._unnamed_write(event)])
+
+    def _unnamed_write(self, event: InotifyEvent) -> bool:
+        """Whether ``event`` is a write to, or the close of, a file with no name yet (O_TMPFILE: the kernel calls it
+        "#<inode>"): dropped here, two events per staged file that watchdog and the watcher need not see. A name is
+        looked up once (a real file may be called so), then known as no file until a file of that name is created
+        or moved in, or a directory is moved in (with files of its own and no event for them)."""
+        if event.is_create or event.is_moved_to:
+            if event.is_directory and event.is_moved_to:
+                self._unnamed.clear()
+            else:
+                self._unnamed.discard(event.src_path)
+            return False
+        if not (event.is_modify or event.is_close_write) or not _UNNAMED.fullmatch(event.name):
+            return False
+        if event.src_path in self._unnamed:
+            return True
+        if os.path.lexists(event.src_path):
+            return False
+        if len(self._unnamed) >= UNNAMED_KEPT:
+            self._unnamed.clear()
+        self._unnamed.add(event.src_path)
+        return True
 
 
 class _Emitter(InotifyEmitter):
@@ -269,9 +299,6 @@ class LocalWatcher:
                 self._on_move(src, dst, is_dir)
         elif src is None or kind in ("opened", "closed_no_write") or (is_dir and kind in ("modified", "attrib")):
             return
-        elif kind in ("modified", "closed") and _UNNAMED.fullmatch(os.path.basename(src)) \
-                and not os.path.lexists(event.src_path):
-            return  # a file being written with no name yet (O_TMPFILE: the kernel calls it "#inode")
         else:
             self._touch(src, is_dir, created=kind == "created", deleted=kind == "deleted")
 
@@ -293,6 +320,8 @@ class LocalWatcher:
 
     def _touch(self, path: str, is_dir: bool, *, created: bool = False, deleted: bool = False) -> None:
         entry = self._pending.get(path)
+        if entry is None and not deleted and self.driver.own_writes.seen_here(path):
+            return  # the driver's own write, seen whole: the plug that ordered it knows it already
         fingerprint = None
         if not deleted:
             try:

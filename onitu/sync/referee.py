@@ -59,7 +59,7 @@ from onitu.sync.decide.reconcile import reconcile
 from onitu.sync.decide.renames import deleted, find_renames
 from onitu.sync.decide.rules import Rules
 from onitu.sync.decide.split_passes import split
-from onitu.sync.drivers.contract import is_under
+from onitu.sync.drivers.contract import ancestors, is_under
 from onitu.sync.majordomo import registry
 from onitu.sync.process import serve
 from onitu.sync.state.awaiting import Awaiting
@@ -339,16 +339,20 @@ class Referee:
             if not (dirty or queued) or self.orders.actions >= OUTSTANDING:
                 continue
             states = self.states(folder)
-            if "wait" in states.values():
+            shown = self.plugs.shown(folder, states)  # while listings are under way, what they showed so far
+            if shown is None:
                 continue
+            states = {s: None if state == "wait" else state for s, state in states.items()}
             if not queued:
-                ready = self._whole_trees(folder, {p for p in dirty if self._ready(folder, p, now)})
+                ready = self._whole_trees(folder, {p for p in dirty if self._ready(folder, p, now) and shown(p)})
+                for path in [p for p in ready if not shown(p)]:  # below a directory: it is decided with all below
+                    ready -= {path, *ancestors(path)}
                 dirty -= ready
                 queued.extend(self._passes(folder, fair_sorted(ready), states) if ready else ())
             kept: list[tuple[list[str], dict[str, int]]] = []
             while queued and self.orders.actions < OUTSTANDING:  # beyond: the rest waits for the plugs' results
                 paths, ahead = queued.popleft()
-                unready = next((p for p in paths if not self._ready(folder, p, now)), None)
+                unready = next((p for p in paths if not (self._ready(folder, p, now) and shown(p))), None)
                 if unready is None:
                     self.pass_paths(folder, paths, states, ahead=ahead)
                     self._stuck.pop(folder, None)

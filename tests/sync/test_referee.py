@@ -213,3 +213,39 @@ def test_a_long_decision_is_answered_for(hub, monkeypatch):
         referee.stop()
         runner.join(10)
     assert busy_while_starting == [True] and busy_while_deciding and all(busy_while_deciding)
+
+
+def test_what_a_listing_under_way_shows_is_decided_before_it_ends(hub):
+    """A first sync of a big folder: the source (a) is still being listed and hashed while the other replicas
+    have listed theirs (empty). What a's listing has shown so far is copied at once; what it has not shown, and
+    what the replicas hold that a has not shown yet, waits for its end (a path absent from a listing under way is
+    not a deletion)."""
+    referee, plugs = hub
+    for service in ("b", "c"):
+        plugs.report(service, [("old.txt", obs("old.txt"))], scan="begin")  # agreed below, from b and c
+        plugs.report(service, [], scan="end")
+    plugs.report("a", [("old.txt", obs("old.txt"))], scan="begin")
+    plugs.report("a", [], scan="end")
+    referee.decide()
+    referee.ledger.commit(referee.space)
+    assert not plugs.orders() and not referee.undecided("docs")
+
+    plugs.seq += 1  # a restarted plug of a lists again, from its first entries
+    plugs.space.take((tuples.PLUG, "a", None))
+    plugs.space.write((tuples.PLUG, "a", {"id": "plug-a2", "available": True}))
+    referee._refresh_plugs()
+    body = {"folder": "docs", "scan": "begin", "entries": [[p, tuples.obs_to_wire(obs(p))] for p in
+                                                               ("d", "d/new.txt", "other/x.txt")]}
+    referee.inbound((tuples.REPORT, "a", "plug-a2", plugs.seq, body))
+    assert referee.states("docs")["a"] == "wait"
+    referee.decide()
+    assert plugs.actions() == [("b", "copy", "d/new.txt"), ("b", "mkdir", "d"),
+                               ("c", "copy", "d/new.txt"), ("c", "mkdir", "d")], \
+        "shown with its directory: decided; other/x.txt waits for its directory; old.txt is not shown yet"
+    assert "other/x.txt" in referee.dirty["docs"]
+
+    plugs.seq += 1
+    body = {"folder": "docs", "scan": "end", "entries": []}
+    referee.inbound((tuples.REPORT, "a", "plug-a2", plugs.seq, body))
+    referee.decide()
+    assert ("b", "delete", "old.txt") in plugs.actions(), "not in the ended listing: gone from a, so everywhere"

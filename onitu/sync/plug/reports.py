@@ -2,9 +2,10 @@
 
 Reports are observations, not events: for each changed path, what is there now (kind, sha256, size, mtime) or None.
 A full listing (at start, after an event overflow, periodically, when the root comes back, and when a restarted
-referee asks) is sent whole, so the referee can tell what disappeared; orders carried out while it is being made
-are accounted for in it. Reports and results are numbered in one sequence and leave through one ordered outbox
-(:mod:`onitu.sync.plug.outbox`): the referee applies them in the order the plug saw things.
+referee asks) is sent as it is made, then ended: the referee decides what it shows as it arrives, and tells what
+disappeared at its end; orders carried out while it is being made are accounted for in it. Reports and results are
+numbered in one sequence and leave through one ordered outbox (:mod:`onitu.sync.plug.outbox`): the referee applies
+them in the order the plug saw things.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from onitu.fairsort import fair_sorted
 from onitu.sync import tuples
 from onitu.sync.decide.plan import Action, Observed
-from onitu.sync.drivers.contract import Availability, ChangeEvent, Driver, DriverError
+from onitu.sync.drivers.contract import Availability, ChangeEvent, Driver, DriverError, ancestors
 from onitu.sync.plug.outbox import Outbox
 from onitu.sync.plug.scanner import Scanner
 from onitu.sync.state.tree import Indexed
@@ -58,27 +58,23 @@ class Reporter:
         self._seq = 0
         self._scanning: set[tuple[str, str]] | None = None  # (folder, path) of orders carried out during a listing
 
-    def send(self, folder: str, entries: list[tuple[str, Observed | None]], scan: str | None = None,
+    def send(self, folder: str, entries: list[tuple[str, Observed | None]],
              set_aside: list[list[str]] | None = None) -> None:
         """Queue reports in the outbox (sent by the next :meth:`Outbox.flush`); ``set_aside``: [conflict copy,
         original] pairs the driver renamed, told with the first."""
         with self.lock:
             parts = [entries[i:i + REPORT_SIZE] for i in range(0, len(entries), REPORT_SIZE)] or [[]]
-            ops = []
             for n, part in enumerate(parts):
-                kind = scan if scan is None else "begin" if n == 0 else "part"
-                self._seq += 1
-                body = {"folder": folder, "scan": kind,
-                        "entries": [[path, tuples.obs_to_wire(obs)] for path, obs in part]}
-                if set_aside and n == 0:
-                    body["set_aside"] = set_aside
-                ops.append(("write", (tuples.REPORT, self.service, self.id, self._seq, body), None))
-            if scan is not None:
-                self._seq += 1
-                end = {"folder": folder, "scan": "end", "entries": []}
-                ops.append(("write", (tuples.REPORT, self.service, self.id, self._seq, end), None))
-            for op in ops:
-                self.outbox.put([op])
+                self._put(folder, None, part, set_aside if n == 0 else None)
+
+    def _put(self, folder: str, scan: str | None, entries: list[tuple[str, Observed | None]],
+             set_aside: list[list[str]] | None = None) -> None:
+        self._seq += 1
+        body: dict[str, Any] = {"folder": folder, "scan": scan,
+                                "entries": [[path, tuples.obs_to_wire(obs)] for path, obs in entries]}
+        if set_aside:
+            body["set_aside"] = set_aside
+        self.outbox.put([("write", (tuples.REPORT, self.service, self.id, self._seq, body), None)])
 
     def full_scan(self) -> None:
         """List every folder and send the whole of it (entries being written keep their last known state)."""
@@ -91,14 +87,7 @@ class Reporter:
             self._scanning = set()
         try:
             for folder, known in self.known.items():
-                seen = Indexed()
-                for path, obs, settled in self.scanner.below(folder):
-                    if obs is not None:
-                        seen[path] = obs
-                    elif not settled and path in known:
-                        seen[path] = known[path]
-                self._keep_unreadable(folder, known, seen)
-                listings[folder] = seen
+                listings[folder] = self._list(folder, known)
         except DriverError as exc:
             with self.lock:
                 self._scanning = None
@@ -106,19 +95,53 @@ class Reporter:
             return
         self.set_status(status)
         with self.lock:
-            self._amend_listings(listings)
-            self._replace_listings(listings)
+            self._end_listings(listings, self._amend_listings(listings))
         self.outbox.flush()
         self.listed.set()
         self.scanner.save()
 
-    def _keep_unreadable(self, folder: str, known: Indexed, seen: Indexed) -> None:
-        """What was last reported of entries that cannot be read now stands in a listing (they are not gone)."""
+    def _list(self, folder: str, known: Indexed) -> Indexed:
+        """Everything in ``folder`` now, sent as it is listed (a report's worth at a time, begun by a "begin"): the
+        referee decides what it shows as it arrives, and what it does not show once it ends (see
+        :meth:`_end_listings`). A big first sync starts copying as the source is listed, not once all of it is."""
+        seen, unsent, scan = Indexed(), [], "begin"
+        for path, obs, settled in self.scanner.below(folder):
+            if obs is None and (settled or path not in known):
+                continue
+            seen[path] = obs if obs is not None else known[path]
+            unsent.append(path)
+            if len(unsent) >= REPORT_SIZE:
+                with self.lock:
+                    self._send_part(folder, seen, unsent, scan)
+                self.outbox.flush()
+                unsent, scan = [], "part"
+        unsent += self._keep_unreadable(folder, known, seen)
+        with self.lock:
+            self._send_part(folder, seen, unsent, scan)
+        return seen
+
+    def _send_part(self, folder: str, seen: Indexed, paths: list[str], scan: str) -> None:
+        """One part of a listing: what ``seen`` holds at ``paths``, except where an order carried out since the
+        listing passed there left something else (what ``known`` holds now)."""
+        touched = {path for f, path in self._scanning or () if f == folder}
+        known, entries = self.known[folder], []
+        for path in paths:
+            if touched and (path in touched or any(up in touched for up in ancestors(path))):
+                if path in known:
+                    entries.append((path, known[path]))
+            else:
+                entries.append((path, seen[path]))
+        self._put(folder, scan, entries)
+
+    def _keep_unreadable(self, folder: str, known: Indexed, seen: Indexed) -> list[str]:
+        """What was last reported of entries that cannot be read now stands in a listing (they are not gone): the
+        paths added."""
         if not self.driver.skipped.unreadable_paths():
-            return
-        for path in known.keys() - seen.keys():
-            if self._unreadable(folder, path):
-                seen[path] = known[path]
+            return []
+        kept = [path for path in known.keys() - seen.keys() if self._unreadable(folder, path)]
+        for path in kept:
+            seen[path] = known[path]
+        return kept
 
     def _unreadable(self, folder: str, path: str) -> bool:
         return self.driver.skipped.unreadable(self.scanner.where(folder, path))
@@ -133,13 +156,19 @@ class Reporter:
                 del seen[gone]
             for found in known.at_and_below(path):
                 seen[found] = known[found]
+        return touched
 
-    def _replace_listings(self, listings: dict[str, Indexed]) -> None:
+    def _end_listings(self, listings: dict[str, Indexed], touched: set[tuple[str, str]]) -> None:
+        """Make the listings what the plug knows, and end them: the paths orders touched meanwhile go once more, as
+        they are now (their parts may have gone before the orders did), then the end (what it did not show is
+        gone)."""
         for folder, seen in listings.items():
             for gone in self.known[folder].keys() - seen.keys():
                 self.scanner.forget(folder, gone)
             self.known[folder] = seen
-            self.send(folder, fair_sorted(seen.items()), scan="full")
+            again = sorted({found for f, path in touched if f == folder for found in seen.at_and_below(path)})
+            self._send_part(folder, seen, again, "part")
+            self._put(folder, "end", [])
 
     def changed(self, folder: str, paths: Iterable[str]) -> None:
         """Report the paths whose observation differs from the one last reported."""

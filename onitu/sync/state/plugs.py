@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from onitu.sync.drivers.contract import ancestors
 
 
 @dataclass
@@ -23,3 +26,27 @@ class Plugs:
         if not info.get("available"):
             return str(info.get("reason") or "unavailable")
         return None if (service, folder, info.get("id")) in self.scanned else "wait"
+
+    def shown(self, folder: str, states: dict[str, str | None]) -> Callable[[str], bool] | None:
+        """Which paths of ``folder`` can be decided while the listings of the replicas in ``states`` that "wait" are
+        under way: those each of them has shown so far, with their parent directories. What a listing shows is true
+        as it arrives; only what it does not show waits for its end. (A first sync of a big folder starts copying
+        as the source is listed and hashed, not once all of it is.) None while one of those listings has not begun."""
+        shown_by = []
+        for service, state in states.items():
+            if state != "wait":
+                continue
+            staged = self.staging.get((service, folder))
+            if staged is None or staged[0] != self.info.get(service, {}).get("id"):
+                return None
+            shown_by.append(staged[1])
+        if not shown_by:
+            return _everything
+
+        def shown(path: str) -> bool:
+            return all(path in seen and all(parent in seen for parent in ancestors(path)) for seen in shown_by)
+        return shown
+
+
+def _everything(path: str) -> bool:
+    return True

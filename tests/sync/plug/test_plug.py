@@ -67,6 +67,31 @@ def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path)
     assert "made-meanwhile" in plug.reporter.known["docs"]
 
 
+def test_a_listing_is_sent_as_it_is_made(plug, tmp_path):
+    """A big first sync starts copying as the source is listed and hashed: the first parts of a listing reach the
+    space while it is being made (they were sent once every file was hashed: minutes at a million files)."""
+    root = tmp_path / "a"
+    root.mkdir(exist_ok=True)
+    names = {f"f{i:04}.txt" for i in range(2500)}
+    for name in names:
+        (root / name).write_text(name)
+    below, sent_midway = plug.scanner.below, []
+
+    def watched_listing(folder, path=""):
+        for n, item in enumerate(below(folder, path)):
+            if n == 2400:
+                reports = plug.space.read_all((tuples.REPORT, "a", None, None, None))
+                sent_midway.extend(sorted(body["scan"] for *_, body in reports if body["scan"] is not None))
+            yield item
+    plug.scanner.below = watched_listing
+    plug.reporter.full_scan()
+    assert sent_midway == ["begin", "part"], sent_midway
+    assert set(listing(plug.space)) == names
+    scans = [t[4]["scan"] for t in sorted(plug.space.read_all((tuples.REPORT, "a", None, None, None)),
+                                          key=lambda t: t[3]) if t[4]["scan"] is not None]
+    assert scans[0] == "begin" and scans[-1] == "end" and set(scans[1:-1]) == {"part"}
+
+
 def results(plug: Plug) -> list[dict]:
     """Every action's result the plug has sent, oldest first."""
     plug.outbox.flush()

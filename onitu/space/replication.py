@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from onitu.space.history import History
 from onitu.space.packed import unpack_stored
 from onitu.space.protocol import as_tuple, packb, unpackb
 from onitu.space.wire import Dialer, Listener, Stream
@@ -308,7 +309,7 @@ class SecondarySink:
         self.server, self.listener = server, listener
         self.stream = server.durable.stream()  # (primary boot, last lsn applied), kept on disk with each batch
         # the primary's events as they came (decoded only on promotion: most replicas never need them)
-        self.history: deque[list] = deque(maxlen=server.store.history.maxlen)
+        self.history = History(server.store.history.maxlen)
         self._in_snapshot: tuple[str, int] | None = None
         self._snapshot_from: Stream | None = None
         self._waiting: list[list] = []  # batches that came during a snapshot

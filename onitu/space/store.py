@@ -17,13 +17,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.space import numbers
 from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
+from onitu.space.history import History
 from onitu.space.index import FifoIndex, Index, RindaIndex
 from onitu.space.packed import held as _held
 from onitu.space.packed import same as _same
@@ -106,7 +106,7 @@ class Store:
         self.waiters: dict[Waiter, None] = {}  # registration order
         self.subs: dict[Subscription, None] = {}
         self.event_id = 0
-        self.history: deque[Event] = deque(maxlen=history)  # a packed store's tuples as their bytes
+        self.history = History(history)  # a packed store's tuples as their bytes
         self.changes: list[tuple] = []
         self._timers: list[tuple[float, int, Any]] = []
         self._tick = itertools.count()
@@ -404,14 +404,15 @@ class Store:
             raise InvalidTuple(f"notify events must be among {sorted(EVENT_KINDS)}, not {sorted(kinds)}")
         now = self.reap()
         if since is not None:
-            oldest = self.history[0][0] if self.history else self.event_id + 1
+            oldest = self.history.oldest()
+            oldest = self.event_id + 1 if oldest is None else oldest
             if since + 1 < oldest and since < self.event_id:
                 raise EventsLost(f"events {since + 1}..{oldest - 1} are no longer retained")
         deadline = lease_deadline(lease, now)
         owner = self.sessions.get(session) if session is not None else None
         sub = Subscription(template, kinds, callback, deadline, owner)
         if since is not None:
-            for event_id, kind, held in list(self.history):
+            for event_id, kind, held in self.history:
                 if event_id > since and kind in kinds:
                     # bytes: a packed store's event, or one its primary shipped (decoded only if replayed)
                     tup = unpack_stored(held) if type(held) is bytes else held

@@ -1,0 +1,66 @@
+"""The server's memory per tuple and per event, counted by tracemalloc (allocations, not timing): a sync hub holds
+a tuple per file and a full notify history, so bookkeeping bytes per entry multiply by hundreds of thousands."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import tracemalloc
+
+from onitu.space import Template
+from onitu.space.history import History
+from onitu.space.protocol import unpackb
+from onitu.space.store import Store
+
+N = 5_000
+
+
+def _allocated(build):
+    """(what ``build()`` returns, the bytes it left allocated)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        built = build()
+        gc.collect()
+        return built, tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def _hub_record(i: int) -> tuple:
+    path = f"d{i // 100:05d}/f{i:07d}.txt"
+    return ("sync.meta", f"f/{path}", {"meta": {"path": path, "sha256": f"{i:064x}"}, "holders": ["source"]})
+
+
+def test_a_history_event_costs_a_few_bytes_beside_its_body():
+    def fill():
+        store = Store(history=2 * N, packed=True)
+        for i in range(N):  # a write and a take each: 2 N events, whose bodies only the history keeps
+            store.write(_hub_record(i))
+            store.take(Template(("sync.meta", None, None)))
+            store.drain()  # the change records a server commits at each turn
+        return store
+
+    store, allocated = _allocated(fill)
+    assert len(store.history) == 2 * N
+    bodies = sum(sys.getsizeof(body) for _, kind, body in store.history if kind == "take")  # shared with its write
+    assert (allocated - bodies) / (2 * N) < 32  # a tuple and an int per event were over 100 bytes (17 in a History)
+
+
+def test_a_secondarys_history_shares_the_kinds_it_receives():
+    events = [unpackb(b"\x93\xcd\x03\xe8\xa5write\xc4\x01x") for _ in range(3)]  # [1000, "write", b"x"], 3 copies
+    history = History(10)
+    history.extend([[i, kind, body] for i, (_, kind, body) in enumerate(events, 1000)])
+    assert len({id(kind) for _, kind, _ in history}) == 1
+
+
+def test_history_keeps_the_newest_events_in_order_across_gaps():
+    history = History(4)
+    for event_id in (1, 2, 3, 7, 8, 20):  # a promoted secondary numbers on from a new generation
+        history.append((event_id, "take", bytes([event_id])))
+    assert [e[0] for e in history] == [3, 7, 8, 20] and history.oldest() == 3
+    assert list(reversed(history)) == list(history)[::-1]
+    assert [body for _, _, body in history] == [b"\x03", b"\x07", b"\x08", b"\x14"]
+    history.clear()
+    assert list(history) == [] and history.oldest() is None

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from onitu import heap
 from onitu.space.errors import SpaceError
 from onitu.space.protocol import packb
 from onitu.space.store import Store
@@ -84,6 +85,7 @@ class Durable:
         # (primary boot, generations of its counters) as a replica last committed them: see commit
         self._replica_head: tuple[str, int, int] | None = None
         self._stop = threading.Event()
+        self.commits = 0  # for the checkpointer to see a burst end (see _checkpoint)
         # Held by each commit and by the checkpointer's last step: that step then comes between two commits at once,
         # where SQLite's busy handler, polling, could miss every gap between a busy server's commits.
         self._turns = threading.Lock()
@@ -100,12 +102,21 @@ class Durable:
         while the server goes on (every half second, back to back while the WAL is past ``wal_limit``); once it is
         past the bound and only the frames of the last step's few commits remain, a RESTART checkpoint holds the
         writer for those alone, and the server's next commit writes the WAL from its start again.
+
+        A step with no commit since the last one, after a step that saw some, is the end of a burst: the C heap
+        gives back what the burst freed (:func:`onitu.heap.give_back`, off the event loop's thread).
         """
         db = sqlite3.connect(self.path, isolation_level=None, timeout=RESTART_WAIT)
         try:
             limit = self.wal_limit // db.execute("PRAGMA page_size").fetchone()[0]  # in frames
             every = CHECKPOINT_EVERY
+            seen, given = self.commits, True
             while not self._stop.wait(every):
+                if self.commits != seen:
+                    seen, given = self.commits, False
+                elif not given:
+                    given = True
+                    heap.give_back()
                 _, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 every = CHECKPOINT_EVERY
                 # Past 4 x the bound, the writer waits for a longer step rather than let the WAL grow on and on.
@@ -189,6 +200,7 @@ class Durable:
         """
         with self._writing(), self._turns:
             self._commit(rows, replies, acks, counters, stream)
+        self.commits += 1
 
     def _commit(self, rows: list[list], replies: Iterable[tuple[bytes, int, bytes]], acks: dict[bytes, int],
                 counters: tuple[int, int] | None, stream: tuple[str, int] | None) -> None:

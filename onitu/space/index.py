@@ -6,8 +6,9 @@ leading constants only visits tuples that share them. Buckets are append-only id
 id stays as a tombstone until the bucket is walked or compacted, which keeps removal O(1) and memory near 8 bytes
 per id per level (ids are held in arrays: a tombstone keeps no int object alive). Unique second elements (a task
 number, a path) are the common case, and a decoded key is the biggest object an entry has besides its bytes (80
-bytes for a path): a key held by one tuple is filed under a 30-bit hash of it in ``single`` (a 32-byte int), and
-only a key shared by several tuples, or whose hash another key has too, under itself in ``second``. An id found
+bytes for a path): a key held by one tuple is filed under a 30-bit hash of it in ``single`` (12 bytes a slot, see
+:mod:`onitu.space.slots`), and only a key shared by several tuples, or whose hash another key has too, under itself
+in ``second``. An id found
 through ``single`` is only a candidate (its key is not known to be the template's), so such a lookup is not exact.
 
 :class:`RindaIndex` reproduces Ruby Rinda's bins (symbol-headed tuples per symbol, LIFO for take/read) for the
@@ -21,6 +22,7 @@ from collections.abc import Hashable, Iterator
 from typing import Protocol
 
 from onitu.space.packed import unpack_held
+from onitu.space.slots import HashSlots
 from onitu.space.template import Symbol, Template
 
 _NO_KEY = object()
@@ -99,7 +101,7 @@ class HeadBucket(Bucket):
     def __init__(self) -> None:
         super().__init__()
         self.second: dict[Hashable, int | Bucket] = {}
-        self.single: dict[int, int] = {}
+        self.single = HashSlots()
 
 
 class Index(Protocol):
@@ -147,10 +149,10 @@ class FifoIndex:
             single, hashed = head.single, hash(h1) & _HASH_BITS
             other = single.get(hashed)
             if other is None:
-                single[hashed] = eid
+                single.add(hashed, eid)
                 return
             # A second tuple whose key has this hash (most often the same key): both keys are filed as themselves.
-            del single[hashed]
+            single.pop(hashed)
             other_key = _key(unpack_held(self.live[other])[1])
             sub[other_key] = other
             held = sub.get(h1)
@@ -174,7 +176,7 @@ class FifoIndex:
             sub = head.second
             held = sub.get(h1)
             if held is None:
-                del head.single[hash(h1) & _HASH_BITS]
+                head.single.pop(hash(h1) & _HASH_BITS)
             elif type(held) is int or len(held) <= 1:
                 del sub[h1]
             else:

@@ -57,6 +57,16 @@ class History:
         for event in events:
             self.append(event)
 
+    def extend_sharing(self, events: Iterable[Sequence], puts: Iterable[Sequence]) -> None:
+        """Add the events of a primary's batch, sharing their bodies with its rows (``[id, body, ...]``) and with
+        one another: decoded from the wire, a tuple's write event, its take event and its row are three copies of
+        the same bytes, where a primary keeps one (the row's is the one the secondary's store keeps)."""
+        seen = {row[1]: row[1] for row in puts if type(row[1]) is bytes}
+        for event_id, kind, body in events:
+            if type(body) is bytes:
+                body = seen.setdefault(body, body)
+            self.append((event_id, kind, body))
+
     def clear(self) -> None:
         for part in (self._bodies, self._kinds, self._runs):
             part.clear()

@@ -484,6 +484,6 @@ class SecondarySink:
             self.server.durable.commit(rows, replies, acks, counters, (boot, lsn))
             if self.live:
                 self._unmirrored.append((rows, replies, acks))
-            self.history.extend(events)
+            self.history.extend_sharing(events, rows[0])
             self.stream = (boot, lsn)
         return ["ack", self.server.epoch, lsn]

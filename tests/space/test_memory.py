@@ -134,3 +134,16 @@ def test_hash_slots_answer_as_a_dict_does():
     assert all(slots.get(h) == e for h, e in model.items())
     with pytest.raises(KeyError):
         slots.pop(1 << 29)
+
+
+def test_a_secondarys_history_keeps_one_copy_of_each_body():
+    def copy(body: bytes) -> bytes:  # as the wire brings them: equal bytes, distinct objects
+        return bytes(bytearray(body))
+
+    row = [7, copy(b"meta"), None, None]
+    events = [[1, "write", copy(b"meta")], [2, "write", copy(b"order")], [3, "take", copy(b"order")]]
+    history = History(10)
+    history.extend_sharing(events, [row])
+    bodies = [body for _, _, body in history]
+    assert bodies == [b"meta", b"order", b"order"]
+    assert bodies[0] is row[1] and bodies[1] is bodies[2]

@@ -73,7 +73,7 @@ class HashSlots:
         """Twice the room for the live entries (or as much, if removals left the slots mostly _GONE)."""
         old = [(h, e) for h, e in zip(self.hashes, self.ids, strict=True) if h >= 0]
         capacity = len(self.hashes)
-        while (len(old) + 1) * 3 > capacity:  # at most a third full after: room for as many again
+        while (len(old) + 1) * 2 > capacity:  # at most half full after (a third wasted a doubling, at 87,382)
             capacity *= 2
         self.__init__(capacity)
         for hashed, eid in old:

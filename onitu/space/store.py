@@ -23,6 +23,7 @@ from typing import Any
 
 from onitu.space import numbers
 from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
+from onitu.space.fitted import fitted
 from onitu.space.history import History
 from onitu.space.index import FifoIndex, Index, RindaIndex
 from onitu.space.packed import held as _held
@@ -81,9 +82,8 @@ def lease_deadline(lease: Lease, now: float) -> float | None:
     return None if lease is None or lease == SESSION else now + lease
 
 
-# Events kept so that a notify stream can resume after a reconnection or a failover (older: EventsLost, and the
-# client reads the space again). Events keep their tuples alive after a take: a count, not a byte bound, so it is
-# kept modest; resuming needs only the events of the few seconds a reconnection takes.
+# Events kept for a notify stream to resume after a reconnection or failover (older: EventsLost). They keep taken
+# tuples alive: a modest count (see onitu.space.history), the few seconds a reconnection takes.
 HISTORY = 20_000
 
 
@@ -533,6 +533,7 @@ class Store:
         for sid, ttl in sessions:
             if ttl is None:  # its tuples were deleted in this same batch
                 self.sessions.pop(sid, None)
+        self._fit()
 
     def _hold_quietly(self, eid: int, deadline: float | None, owner: Session | None) -> None:
         old = self.owner.pop(eid, None)
@@ -571,18 +572,17 @@ class Store:
     def drain(self) -> list[tuple]:
         """Take the change records accumulated since the last drain."""
         changes, self.changes = self.changes, []
+        self._fit()
         return changes
 
+    def _fit(self) -> None:  # between turns (no walk of the index under way), the live table sized for its tuples
+        if (live := fitted(self.live)) is not self.live:
+            self.live = self.index.live = live
+
     def stats(self) -> dict[str, Any]:
-        return {
-            "tuples": len(self.live),
-            "leased": len(self.leases) + len(self.owner),
-            "sessions": len(self.sessions),
-            "waiting": len(self.waiters),
-            "subscriptions": len(self.subs),
-            "last_event": self.event_id,
-            **self.index.stats(),
-        }
+        return {"tuples": len(self.live), "leased": len(self.leases) + len(self.owner), "sessions": len(self.sessions),
+                "waiting": len(self.waiters), "subscriptions": len(self.subs), "last_event": self.event_id,
+                **self.index.stats()}
 
 
 def _check_op(op: Any) -> tuple:

@@ -147,3 +147,17 @@ def test_a_secondarys_history_keeps_one_copy_of_each_body():
     bodies = [body for _, _, body in history]
     assert bodies == [b"meta", b"order", b"order"]
     assert bodies[0] is row[1] and bodies[1] is bodies[2]
+
+
+def test_the_live_table_is_sized_again_after_churn():
+    store = Store(packed=True)
+    for i in range(40_000):  # records that stay, and orders written and taken among them
+        store.write(("rec", i))
+        store.write(("order", i))
+        store.take(Template(("order", i)))
+    roomy = sys.getsizeof(store.live)
+    store.drain()  # the end of a turn
+    assert sys.getsizeof(store.live) <= 64 * len(store.live) < roomy  # 105 bytes per tuple before: grown, kept
+    assert store.index.live is store.live
+    assert store.take(Template(("rec", 7))) == ("rec", 7)
+    assert len(store.read_all(Template(("rec", None)))) == 39_999

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from onitu import heap
 from onitu.space.errors import SpaceError
 from onitu.space.protocol import packb
 from onitu.space.store import Store
@@ -35,6 +36,10 @@ CHASE_EVERY = 0.1  # the same, while the WAL is past its bound and the last step
 RESTART_GAP = 512  # frames left to copy under which the checkpointer holds the writer to start the WAL over
 COMMIT_WAIT = 60.0  # seconds a commit waits for the checkpointer's lock before the server gives up (exit 70)
 RESTART_WAIT = 1.0  # seconds the checkpointer waits for a snapshot's transaction to end before trying again
+# SQLite's page cache (KiB) for the server's writes: a group's rows (a few hundred KiB for a hub's batch of 500
+# files) and the paths down the table's tree. Its default, 2 MiB, held 14 bytes per file of a 100,000-file hub,
+# and found little again: a tuple's row is written once and deleted once, long after.
+CACHE_KIB = 1024
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -70,6 +75,7 @@ class Durable:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=COMMIT_WAIT)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={sync.upper()}")
+            self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             # Checkpoints (WAL -> database file) run in a thread of their own, off the commit path (see _checkpoint).
             self.db.execute("PRAGMA wal_autocheckpoint=0")
             # A WAL that outgrew the bound once (a restart, a burst) is cut back when it starts over.
@@ -84,6 +90,7 @@ class Durable:
         # (primary boot, generations of its counters) as a replica last committed them: see commit
         self._replica_head: tuple[str, int, int] | None = None
         self._stop = threading.Event()
+        self.commits = 0  # for the checkpointer to see a burst end (see _checkpoint)
         # Held by each commit and by the checkpointer's last step: that step then comes between two commits at once,
         # where SQLite's busy handler, polling, could miss every gap between a busy server's commits.
         self._turns = threading.Lock()
@@ -100,12 +107,21 @@ class Durable:
         while the server goes on (every half second, back to back while the WAL is past ``wal_limit``); once it is
         past the bound and only the frames of the last step's few commits remain, a RESTART checkpoint holds the
         writer for those alone, and the server's next commit writes the WAL from its start again.
+
+        A step with no commit since the last one, after a step that saw some, is the end of a burst: the C heap
+        gives back what the burst freed (:func:`onitu.heap.give_back`, off the event loop's thread).
         """
         db = sqlite3.connect(self.path, isolation_level=None, timeout=RESTART_WAIT)
         try:
             limit = self.wal_limit // db.execute("PRAGMA page_size").fetchone()[0]  # in frames
             every = CHECKPOINT_EVERY
+            seen, given = self.commits, True
             while not self._stop.wait(every):
+                if self.commits != seen:
+                    seen, given = self.commits, False
+                elif not given:
+                    given = True
+                    heap.give_back()
                 _, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 every = CHECKPOINT_EVERY
                 # Past 4 x the bound, the writer waits for a longer step rather than let the WAL grow on and on.
@@ -189,6 +205,7 @@ class Durable:
         """
         with self._writing(), self._turns:
             self._commit(rows, replies, acks, counters, stream)
+        self.commits += 1
 
     def _commit(self, rows: list[list], replies: Iterable[tuple[bytes, int, bytes]], acks: dict[bytes, int],
                 counters: tuple[int, int] | None, stream: tuple[str, int] | None) -> None:

@@ -4,8 +4,12 @@
 then by ``(shape, first element)``, and inside a head bucket by second element, so a template with one or two
 leading constants only visits tuples that share them. Buckets are append-only id lists with lazy deletion: a removed
 id stays as a tombstone until the bucket is walked or compacted, which keeps removal O(1) and memory near 8 bytes
-per id per level. Single-tuple second-level buckets are stored as the bare id, because unique keys (a task number, a
-path) are the common case and a list per tuple would double the memory.
+per id per level (ids are held in arrays: a tombstone keeps no int object alive). Unique second elements (a task
+number, a path) are the common case, and a decoded key is the biggest object an entry has besides its bytes (80
+bytes for a path): a key held by one tuple is filed under a 30-bit hash of it in ``single`` (12 bytes a slot, see
+:mod:`onitu.space.slots`), and only a key shared by several tuples, or whose hash another key has too, under itself
+in ``second``. An id found
+through ``single`` is only a candidate (its key is not known to be the template's), so such a lookup is not exact.
 
 :class:`RindaIndex` reproduces Ruby Rinda's bins (symbol-headed tuples per symbol, LIFO for take/read) for the
 differential tests; it scans and is not meant for large spaces.
@@ -13,13 +17,17 @@ differential tests; it scans and is not meant for large spaces.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Hashable, Iterator
 from typing import Protocol
 
+from onitu.space.packed import unpack_held
+from onitu.space.slots import HashSlots
 from onitu.space.template import Symbol, Template
 
 _NO_KEY = object()
-_SCALARS = frozenset({str, int, float, bool, bytes, Symbol, type(None)})  # hashable without asking
+_SCALARS = frozenset({str, int, bool, bytes, Symbol, type(None)})  # hashable without asking (floats: see _key)
+_HASH_BITS = (1 << 30) - 1  # a hash in a one-digit int (cached ints aside, the smallest there is)
 
 
 def _key(v: object) -> Hashable:
@@ -27,6 +35,8 @@ def _key(v: object) -> Hashable:
     kind = type(v)
     if kind in _SCALARS:
         return v
+    if kind is float:  # NaN equals nothing, not even its own decoded copy: such a tuple could never be found again
+        return v if v == v else _NO_KEY
     if kind in (list, tuple, dict):
         return _NO_KEY
     try:
@@ -49,7 +59,7 @@ class Bucket:
     __slots__ = ("dead", "ids", "start")
 
     def __init__(self) -> None:
-        self.ids: list[int] = []
+        self.ids = array("q")
         self.start = 0
         self.dead = 0
 
@@ -63,7 +73,7 @@ class Bucket:
         """Count one tombstone; compact when half the bucket is dead."""
         self.dead += 1
         if self.dead * 2 > len(self.ids) - self.start and self.dead > 8:
-            self.ids = [e for e in self.ids[self.start :] if e in live]
+            self.ids = array("q", [e for e in self.ids[self.start :] if e in live])
             self.start = self.dead = 0
 
     def walk(self, live: dict) -> Iterator[int]:
@@ -82,14 +92,16 @@ class Bucket:
 
 
 class HeadBucket(Bucket):
-    """The tuples of one (shape, first element), and inside it ``second``: {second element: id | Bucket}. One
-    lookup of the head key reaches both levels."""
+    """The tuples of one (shape, first element), and inside it by second element: ``second`` {element: id |
+    Bucket}, ``single`` {hash of an element held by one tuple: its id} (see the module's docstring). One lookup of
+    the head key reaches both levels."""
 
-    __slots__ = ("second",)
+    __slots__ = ("second", "single")
 
     def __init__(self) -> None:
         super().__init__()
         self.second: dict[Hashable, int | Bucket] = {}
+        self.single = HashSlots()
 
 
 class Index(Protocol):
@@ -134,11 +146,22 @@ class FifoIndex:
         sub = head.second
         held = sub.get(h1)
         if held is None:
-            sub[h1] = eid
-        else:
-            if type(held) is int:
-                held = sub[h1] = _bucket_of(held)
-            held.ids.append(eid)
+            single, hashed = head.single, hash(h1) & _HASH_BITS
+            other = single.get(hashed)
+            if other is None:
+                single.add(hashed, eid)
+                return
+            # A second tuple whose key has this hash (most often the same key): both keys are filed as themselves.
+            single.pop(hashed)
+            other_key = _key(unpack_held(self.live[other])[1])
+            sub[other_key] = other
+            held = sub.get(h1)
+            if held is None:
+                sub[h1] = eid
+                return
+        if type(held) is int:
+            held = sub[h1] = _bucket_of(held)
+        held.ids.append(eid)
 
     def remove(self, eid: int, tup: tuple | dict, taken: bool) -> None:
         # Called after eid left `live`.
@@ -149,9 +172,12 @@ class FifoIndex:
             return
         hk = (sk, h0)
         if len(tup) >= 2 and (h1 := _key(tup[1])) is not _NO_KEY:
-            sub = self.by_head[hk].second
-            held = sub[h1]
-            if type(held) is int or len(held) <= 1:
+            head = self.by_head[hk]
+            sub = head.second
+            held = sub.get(h1)
+            if held is None:
+                head.single.pop(hash(h1) & _HASH_BITS)
+            elif type(held) is int or len(held) <= 1:
                 del sub[h1]
             else:
                 held.discard(live)
@@ -179,17 +205,27 @@ class FifoIndex:
         h1 = _key(head2[1]) if head2 else _NO_KEY
         if h1 is not _NO_KEY:
             head = self.by_head.get(hk)
-            held = head.second.get(h1) if head is not None else None
-            if held is None:
+            if head is None:
                 return iter(())
+            held = head.second.get(h1)
+            if held is None:
+                held = head.single.get(hash(h1) & _HASH_BITS)
+                return iter(()) if held is None else iter((held,))
             return iter((held,)) if type(held) is int else held.walk(self.live)
         bucket = self.by_head.get(hk)
         return bucket.walk(self.live) if bucket else iter(())
 
     def exact(self, template: Template) -> bool:
         """Does every candidate match (the template is the one or two leading constants its bucket is keyed by)?
-        For tuples decoded from msgpack, whose strings are never of a subclass."""
-        return 1 <= template.exact_head <= 2
+        For tuples decoded from msgpack, whose strings are never of a subclass. Asked just before
+        :meth:`candidates`: a key filed by its hash (``single``) gives a candidate to check."""
+        if template.exact_head == 1:
+            return True
+        if template.exact_head != 2:
+            return False
+        h0, h1 = template.head(2)
+        head = self.by_head.get((template.size, h0))
+        return head is None or h1 in head.second
 
     def stats(self) -> dict[str, int]:
         return {"shapes": len(self.by_shape), "heads": len(self.by_head)}

@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from onitu.space.history import History
 from onitu.space.packed import unpack_stored
 from onitu.space.protocol import as_tuple, packb, unpackb
 from onitu.space.wire import Dialer, Listener, Stream
@@ -310,7 +311,7 @@ class SecondarySink:
         self.server, self.listener = server, listener
         self.stream = server.durable.stream()  # (primary boot, last lsn applied), kept on disk with each batch
         # the primary's events as they came (decoded only on promotion: most replicas never need them)
-        self.history: deque[list] = deque(maxlen=server.store.history.maxlen)
+        self.history = History(server.store.history.maxlen)
         self._in_snapshot: tuple[str, int] | None = None
         self._snapshot_from: Stream | None = None
         self._waiting: list[list] = []  # batches that came during a snapshot
@@ -342,7 +343,7 @@ class SecondarySink:
                 os._exit(70)
             if self.live:
                 self._unmirrored.append((rows, replies, acks))
-            self.history.extend(events)
+            self.history.extend_sharing(events, rows[0])
         pending, self._unmirrored = self._unmirrored, []
         for rows, replies, acks in pending:
             self._mirror(rows, replies, acks)

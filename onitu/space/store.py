@@ -17,13 +17,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.space import numbers
 from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
+from onitu.space.fitted import fitted
+from onitu.space.history import History
 from onitu.space.index import FifoIndex, Index, RindaIndex
 from onitu.space.packed import held as _held
 from onitu.space.packed import same as _same
@@ -81,9 +82,8 @@ def lease_deadline(lease: Lease, now: float) -> float | None:
     return None if lease is None or lease == SESSION else now + lease
 
 
-# Events kept so that a notify stream can resume after a reconnection or a failover (older: EventsLost, and the
-# client reads the space again). Events keep their tuples alive after a take: a count, not a byte bound, so it is
-# kept modest; resuming needs only the events of the few seconds a reconnection takes.
+# Events kept for a notify stream to resume after a reconnection or failover (older: EventsLost). They keep taken
+# tuples alive: a modest count (see onitu.space.history), the few seconds a reconnection takes.
 HISTORY = 20_000
 
 
@@ -106,7 +106,7 @@ class Store:
         self.waiters: dict[Waiter, None] = {}  # registration order
         self.subs: dict[Subscription, None] = {}
         self.event_id = 0
-        self.history: deque[Event] = deque(maxlen=history)  # a packed store's tuples as their bytes
+        self.history = History(history)  # a packed store's tuples as their bytes
         self.changes: list[tuple] = []
         self._timers: list[tuple[float, int, Any]] = []
         self._tick = itertools.count()
@@ -123,7 +123,8 @@ class Store:
         body = self._pack(tup)  # first: a tuple that cannot be encoded is refused before it has any effect
         held = _held(tup, body) if self.packed else tup
         eid = self.next_id
-        self.next_id += 1
+        # Not += 1: a sum gets a digit more than it needs (48 bytes allocated, not 32), kept by the live tuple it keys
+        self.next_id = eid + 2 - 1
         waiters = self.waiters
         if waiters:
             self._offer_to_readers(tup)
@@ -298,7 +299,7 @@ class Store:
 
     def _reserve_id(self, tup: Tuple) -> int:
         eid = self.next_id
-        self.next_id += 1
+        self.next_id = eid + 2 - 1  # as _write gives ids
         self._emit("write", tup)
         return eid
 
@@ -404,14 +405,14 @@ class Store:
             raise InvalidTuple(f"notify events must be among {sorted(EVENT_KINDS)}, not {sorted(kinds)}")
         now = self.reap()
         if since is not None:
-            oldest = self.history[0][0] if self.history else self.event_id + 1
+            oldest = self.event_id + 1 if (first := self.history.oldest()) is None else first
             if since + 1 < oldest and since < self.event_id:
                 raise EventsLost(f"events {since + 1}..{oldest - 1} are no longer retained")
         deadline = lease_deadline(lease, now)
         owner = self.sessions.get(session) if session is not None else None
         sub = Subscription(template, kinds, callback, deadline, owner)
         if since is not None:
-            for event_id, kind, held in list(self.history):
+            for event_id, kind, held in self.history:
                 if event_id > since and kind in kinds:
                     # bytes: a packed store's event, or one its primary shipped (decoded only if replayed)
                     tup = unpack_stored(held) if type(held) is bytes else held
@@ -532,6 +533,7 @@ class Store:
         for sid, ttl in sessions:
             if ttl is None:  # its tuples were deleted in this same batch
                 self.sessions.pop(sid, None)
+        self._fit()
 
     def _hold_quietly(self, eid: int, deadline: float | None, owner: Session | None) -> None:
         old = self.owner.pop(eid, None)
@@ -570,18 +572,17 @@ class Store:
     def drain(self) -> list[tuple]:
         """Take the change records accumulated since the last drain."""
         changes, self.changes = self.changes, []
+        self._fit()
         return changes
 
+    def _fit(self) -> None:  # between turns (no walk of the index under way), the live table sized for its tuples
+        if (live := fitted(self.live)) is not self.live:
+            self.live = self.index.live = live
+
     def stats(self) -> dict[str, Any]:
-        return {
-            "tuples": len(self.live),
-            "leased": len(self.leases) + len(self.owner),
-            "sessions": len(self.sessions),
-            "waiting": len(self.waiters),
-            "subscriptions": len(self.subs),
-            "last_event": self.event_id,
-            **self.index.stats(),
-        }
+        return {"tuples": len(self.live), "leased": len(self.leases) + len(self.owner), "sessions": len(self.sessions),
+                "waiting": len(self.waiters), "subscriptions": len(self.subs), "last_event": self.event_id,
+                **self.index.stats()}
 
 
 def _check_op(op: Any) -> tuple:

@@ -43,9 +43,9 @@ def mentions(hub: Hub) -> list[str]:
 def hub(tmp_path):
     hub = Hub(tmp_path, ("a", "b"))
     text = hub.config.read_text()
-    assert "startup: 10}" in text
+    assert "heartbeat: {" in text
     # and an agent that cannot hear heartbeats: the kernel tells it when the watchdog dies
-    hub.config.write_text(text.replace("startup: 10}", f"startup: 10, orphan: {ORPHAN}}}")
+    hub.config.write_text(text.replace("heartbeat: {", f"heartbeat: {{orphan: {ORPHAN}, ")
                           + "agents:\n  - {name: sleeper, command: sleep 600}\n")
     yield hub
     try:

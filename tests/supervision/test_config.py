@@ -136,7 +136,7 @@ BAD = {
     ),
     "unknown nested key": (
         "heartbeat:\n  interval: 1\n  intervall: 2\n",
-        3, "heartbeat.intervall", "unknown setting (expected one of: interval, misses, startup, orphan)",
+        3, "heartbeat.intervall", "unknown setting (expected one of: interval, misses, startup, busy, orphan)",
     ),
     "unknown key in an agent": (
         "agents:\n  - name: a\n    command: x\n    heartbeats: true\n",

@@ -23,7 +23,9 @@ class ConfigWatch:
         self.path: Path | None = config.source
         self.config = config
         self.report = report
-        self._stamp = self._stat()
+        # No stamp yet: the file may have changed between the load that made ``config`` and now (a service added
+        # while this process started); the first look reads it and compares.
+        self._stamp: tuple[int, int, int] | None = None
         self._next = 0.0
 
     def _stat(self) -> tuple[int, int, int] | None:
@@ -48,6 +50,8 @@ class ConfigWatch:
         except ConfigError as exc:
             if self.report:
                 log.error("the changed config cannot be used (nothing applied): %s", exc)
+            return None
+        if new == self.config:  # rewritten as it was, or the first look at a file unchanged since it was loaded
             return None
         for section in NOT_LIVE if self.report else ():
             if getattr(new, section) != getattr(self.config, section):

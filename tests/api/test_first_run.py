@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.api.harness import free_port
-from tests.supervision.harness import kill_all
+from tests.supervision.harness import kill_started
 
 
 def start(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, float]:
@@ -84,7 +84,7 @@ def test_first_run_needs_no_yaml(tmp_path):
         assert onitu("stop").returncode == 0
         assert proc.wait(30) == 0
     finally:
-        kill_all(str(tmp_path))
+        kill_started(proc, str(tmp_path))
 
 
 def test_a_tcp_client_without_keys_is_told_what_to_pass(tmp_path):
@@ -116,4 +116,4 @@ def test_first_run_when_the_default_port_is_taken(tmp_path):
         assert proc.wait(30) == 0
     finally:
         taken.close()
-        kill_all(str(tmp_path))
+        kill_started(proc, str(tmp_path))

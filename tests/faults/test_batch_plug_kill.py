@@ -30,9 +30,10 @@ def held_by(hub: Hub, name: str) -> dict[str, str]:
 
 
 def wait_for_progress(hub: Hub, root: Path, since: int, timeout: float = 60.0) -> None:
-    """Until the plug of ``root`` runs and has written more files than ``since`` (so a kill lands mid-sync)."""
+    """Until the plug of ``root`` runs and has written more files than ``since`` (so a kill lands mid-sync), or all of
+    them (the last few can come in less than a batch)."""
     deadline = time.monotonic() + timeout
-    while sum(len(files) for _, _, files in os.walk(root)) <= since + PER_DIR // 2:
+    while sum(len(files) for _, _, files in os.walk(root)) <= min(since + PER_DIR // 2, DIRS * PER_DIR - 1):
         assert time.monotonic() < deadline, f"no progress on {root}\n{hub.agent_logs()}"
         time.sleep(0.02)
 

@@ -73,6 +73,9 @@ def test_nobody_answering_is_a_clear_error():
 def test_cli_without_endpoint_reports_how_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("ONITU_DATA", str(tmp_path))
     monkeypatch.delenv("ONITU_SPACE", raising=False)
+    # An Onitu running on this host (another test's, or the user's) would rightly answer a lookup on loopback:
+    # ask only a documentation address (RFC 5737) where nothing answers.
+    monkeypatch.setenv("ONITU_DISCOVERY_HOSTS", "192.0.2.1")
     out = subprocess.run([sys.executable, "-m", "onitu.cli", "space", "ls"], capture_output=True, text=True,
                          timeout=30, env={**__import__("os").environ})
     assert out.returncode == 1 and "discovery" in out.stderr

@@ -103,6 +103,16 @@ def kill_all(*markers: str) -> None:
                     proc.kill()
 
 
+def kill_started(launcher: subprocess.Popen, *markers: str) -> None:
+    """Leave nothing of an ``onitu start`` behind, even after a failure: its launcher's group first (the launcher's
+    command line names no path, and it would start a new watchdog that adopts what still runs), then
+    :func:`kill_all`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    kill_all(*markers)
+
+
 def leftovers(data: Path, config: Path) -> list[str]:
     """Processes, sockets, pid and lock files an Onitu run left behind."""
     found = [f"process {p.pid}: {' '.join(p.info['cmdline'])}" for p in psutil.process_iter(["cmdline"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from onitu.space import connect
-from tests.supervision.harness import kill_all, leftovers
+from tests.supervision.harness import kill_started, leftovers
 
 
 def shm() -> set[str]:
@@ -202,7 +202,7 @@ def test_embedded_default_without_a_config(tmp_path):
         assert out.returncode == 0, out.stderr
         assert proc.wait(30) == 0
     finally:
-        kill_all(str(tmp_path))
+        kill_started(proc, str(tmp_path))
 
 
 def test_a_space_server_that_keeps_failing_is_retried_and_says_why(onitu_factory):

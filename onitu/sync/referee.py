@@ -63,6 +63,7 @@ from onitu.sync.drivers.contract import ancestors, is_under
 from onitu.sync.majordomo import registry
 from onitu.sync.process import serve
 from onitu.sync.state.awaiting import Awaiting
+from onitu.sync.state.backoff import Backoff
 from onitu.sync.state.ledger import Ledger
 from onitu.sync.state.orders import Orders
 from onitu.sync.state.plugs import Plugs
@@ -74,7 +75,6 @@ log = logging.getLogger(__name__)
 
 SETTLE = 0.05  # seconds of quiet after a report before deciding (lets a burst of reports arrive together)
 DRAIN = 0.25  # seconds at most spent on what is already here before the recorded changes are committed
-RETRY = (0.5, 30.0)  # first and longest delay before a failed order's path is decided again
 PASS_SIZE = 2000  # paths per decision batch
 # Orders under way beyond which nothing more is decided until results come back: a tree of a million files arriving
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
@@ -99,7 +99,7 @@ class Referee:
         self.dirty: dict[str, set[str]] = defaultdict(set)
         self.queued: dict[str, deque[tuple[list[str], dict[str, int]]]] = defaultdict(deque)  # passes to decide
         self.orders = Orders(self.ledger, space)
-        self.retry: dict[tuple[str, str], tuple[float, float]] = {}  # (folder, path) -> (not before, last delay)
+        self.backoff = Backoff()  # failed paths: when to decide them again
         self.awaiting = Awaiting(self.ledger)
         self.settled = Settled(space, self.ledger, self.mirror)
         self.deletions = Deletions()
@@ -264,12 +264,14 @@ class Referee:
                 self._refresh_plugs()
 
     def _observe(self, service: str, folder: str, entries: list[tuple[str, Observed | None]]) -> list[str]:
-        """Record what ``service`` has now at each path; the paths whose content changed."""
+        """Record what ``service`` has now at each path; the paths whose content changed (a failed order's path
+        that changed is tried again at once: the failure was about what it held before)."""
         changed = []
         for path, obs in entries:
             if self.mirror.set(service, folder, path, obs):
                 changed.append(path)
                 self.tree.add(folder, path)
+                self.backoff.clear(folder, path)
         return changed
 
     def _agreed_changed(self, folder: str, path: str, before: FileMeta | None, after: FileMeta | None,
@@ -290,7 +292,7 @@ class Referee:
             if result["ok"]:
                 self._record(service, folder, action, meta)
                 for path in paths_of(action):  # a later failure starts again from the shortest delay
-                    self.retry.pop((folder, path), None)
+                    self.backoff.clear(folder, path)
                 continue
             log.info("%s: order on %s/%s failed: %s", service, folder, paths_of(action)[0], result.get("error"))
             for path in paths_of(action):
@@ -323,9 +325,7 @@ class Referee:
                     ledger.hold(service, folder, path, agreed[path])
 
     def _later(self, folder: str, path: str) -> None:
-        _, delay = self.retry.get((folder, path), (0.0, RETRY[0] / 2))
-        delay = min(delay * 2, RETRY[1])
-        self.retry[folder, path] = (time.monotonic() + delay, delay)
+        self.backoff.failed(folder, path)
         self.dirty[folder].add(path)
 
     # -- decisions ------------------------------------------------------------------------------------------------
@@ -397,7 +397,7 @@ class Referee:
         return False
 
     def _ready(self, folder: str, path: str, now: float) -> bool:
-        if self.retry.get((folder, path), (0.0, 0.0))[0] > now:
+        if self.backoff.waiting(folder, path, now):
             return False
         if self.orders.is_busy(folder, path):
             return False

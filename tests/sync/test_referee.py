@@ -249,3 +249,20 @@ def test_what_a_listing_under_way_shows_is_decided_before_it_ends(hub):
     referee.inbound((tuples.REPORT, "a", "plug-a2", plugs.seq, body))
     referee.decide()
     assert ("b", "delete", "old.txt") in plugs.actions(), "not in the ended listing: gone from a, so everywhere"
+
+
+def test_a_failed_path_that_changes_is_tried_again_at_once(hub):
+    """A failed order's path waits (a delay that doubles with each failure), unless its content changes: the
+    failure was about what it held before, so the new content is decided at once."""
+    referee, plugs = hub
+    plugs.listing([])
+    plugs.report("a", [("f.txt", obs("f.txt"))])
+    referee.decide()
+    for order in plugs.orders():
+        plugs.done(order, ok=False)
+    referee.decide()
+    assert not plugs.orders(), "the failed path waits its delay"
+    newer = Observed("file", "0" * 64, 9, 2, "f:f.txt")
+    plugs.report("a", [("f.txt", newer)])
+    referee.decide()
+    assert {(s, op, p) for s, op, p in plugs.actions()} == {("b", "copy", "f.txt"), ("c", "copy", "f.txt")}

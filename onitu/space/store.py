@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,10 +205,6 @@ class Store:
     def entry(self, eid: int) -> Tuple:
         """The live tuple of an entry id (KeyError if there is none)."""
         return self._unpack(self.live[eid])
-
-    def bodies(self) -> Iterator[tuple[int, bytes]]:
-        """Every live tuple as (entry id, msgpack bytes), oldest first: a snapshot's rows."""
-        return ((eid, held if type(held) is bytes else packb(held)) for eid, held in self.live.items())
 
     def _find(self, template: Template, skip: set[int] | frozenset = frozenset()) -> tuple[int, Tuple] | None:
         """The first match: (entry id, tuple), or None."""

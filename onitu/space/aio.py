@@ -13,19 +13,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from onitu.space.client import (
-    BLOCKED_RESEND,
-    RETRY_INTERVAL,
-    SILENT,
-    Core,
-    NotifyState,
-    Parts,
-    Security,
-    _decode_found,
-    _pattern,
-    result_of,
-    send,
-)
+from onitu.space.client import BLOCKED_RESEND, RETRY_INTERVAL, SILENT, NotifyState, Parts, _decode_found, _pattern
+from onitu.space.core import Core, Security, result_of, send
 from onitu.space.errors import NotPrimary, RequestExpired, SessionExpired, SpaceError, Unavailable
 from onitu.space.handles import Entry, Event
 from onitu.space.local import TemplateLike, check_timeout

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from onitu import paths
 from onitu.space import auth
-from onitu.space.client import Security, SpaceClient
+from onitu.space.client import SpaceClient
+from onitu.space.core import Security
 from onitu.space.errors import Unavailable
 
 if TYPE_CHECKING:

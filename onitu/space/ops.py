@@ -195,7 +195,8 @@ class Operations:
         server = self.server
         stats = {**self.store.stats(), **server.counters, "boot": server.boot, "pid": os.getpid(),
                  "endpoints": server.endpoints, "by_key": server.limits.stats(),
-                 "requests_by_op": dict(server.requests_by_op), "commit_seconds": round(server.commit_seconds, 6)}
+                 "requests_by_op": dict(server.requests_by_op), "commit_seconds": round(server.commit_seconds, 6),
+                 "cached_replies": sum(len(cache) for cache in server.replies.values())}
         server.answer(route, stats, False)
 
 

@@ -189,6 +189,22 @@ def test_retried_mutations_are_applied_once(live):
     assert raw.call("read_all", {"p": ["once", None]})[2] == [["once", 2]]
 
 
+def test_a_subscription_does_not_keep_the_replies_after_it_cached(live):
+    """A hub's plugs and referee each hold a subscription open for their whole life; the replies of the mutations
+    they send meanwhile are forgotten once they arrived, not cached (in memory, on disk, on the secondary) for as
+    long as the subscription runs: gigabytes at a million files."""
+    srv, _raw = live
+    with connect(srv.ipc, session_ttl=60) as space:
+        stream = space.notify("write", ["ticker", None])
+        for i in range(200):
+            space.batch([("write", ("ticker", i)), ("write", ("ticker-other", i))])
+            space.take(("ticker-other", i))
+        stats = space.stats()
+        assert stats["cached_replies"] <= 5, stats["cached_replies"]
+        assert stream.next(5).tuple == ("ticker", 0)
+        stream.close()
+
+
 def test_unknown_curve_key_is_refused(tmp_path):
     data = tmp_path / "space"
     data.mkdir()

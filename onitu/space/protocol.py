@@ -1,8 +1,8 @@
 """Wire format: msgpack frames with a protocol version, ext types for the template specials. Never pickle.
 
 Request  ``[VERSION, op, session, seq, ack, args]``: ``session`` is 16 bytes naming the client's session,
-``seq`` numbers the client's requests (a retry reuses it), ``ack`` says every reply below it arrived (the
-server may forget them), ``args`` is a map.
+``seq`` numbers the client's requests (a retry reuses it), ``ack`` says every cached reply (a mutation's) below it
+arrived (the server may forget them: see :mod:`onitu.space.core`), ``args`` is a map.
 Reply    ``[VERSION, seq, status, body]``: status OK (body: the result), ERROR (body: ``[code, message]``),
 EVENT (an unsolicited notify event, ``seq`` = the notify request's seq, body: ``[event id, kind, tuple]``) or
 PART (a piece of a big read_all answer, body: ``[offset, [tuples]]``; the OK that ends it has the count).

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from onitu.space import Unavailable, connect
+from onitu.space.core import REMEMBERED
 from onitu.space.protocol import ERROR, OK, VERSION, parse_reply, request
 from tests.helpers import ServerProcess
 
@@ -203,6 +204,33 @@ def test_a_subscription_does_not_keep_the_replies_after_it_cached(live):
         assert stats["cached_replies"] <= 5, stats["cached_replies"]
         assert stream.next(5).tuple == ("ticker", 0)
         stream.close()
+
+
+def test_clients_hold_the_ack_back_for_exactly_the_replies_the_server_caches(live):
+    """The client lets its acknowledgement pass every outstanding request but mutations (REMEMBERED): were the
+    server to cache the reply of another op, a retry could find it forgotten; were it not to cache a mutation's, a
+    retried take would take twice."""
+    srv, _raw = live
+    raw = Raw(srv.ipc)
+    try:
+        assert raw.call("hello", {"ttl": 60})[1] == OK
+        eid = raw.call("write", {"t": ["acks", 0], "lease": 60})[2]
+        calls = [("write", {"t": ["acks", 1]}), ("take", {"p": ["acks", 1], "timeout": 0}),
+                 ("read", {"p": ["acks", 0], "timeout": 0}), ("read_all", {"p": ["acks", None]}),
+                 ("batch", {"ops": [["read", ["acks", 0]]]}), ("renew", {"id": eid, "lease": 60}),
+                 ("cancel", {"id": eid}), ("ping", {}), ("stats", {}),
+                 ("notify", {"events": ["write"], "p": ["acks", None]}), ("unnotify", {"seq": 1}),
+                 ("withdraw", {"seq": 1})]
+        cached = {}
+        for op, args in calls:  # this client never acknowledges: every reply the server caches stays
+            before = raw.call("stats", {})[2]["cached_replies"]
+            assert raw.call(op, args)[1] == OK, op
+            cached[op] = raw.call("stats", {})[2]["cached_replies"] - before
+        assert {op for op, n in cached.items() if n} == REMEMBERED & set(cached), cached
+        assert set(cached) >= REMEMBERED
+    finally:
+        raw.call("bye", {})
+        raw.close()
 
 
 def test_unknown_curve_key_is_refused(tmp_path):

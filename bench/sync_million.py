@@ -113,8 +113,9 @@ def first_run(hub: common.Hub, staging: Path, expected: dict, opts: argparse.Nam
     os.rename(staging / "tree", hub.roots["source"] / "tree")
     took = common.wait_converged(hub, expected, moved, opts.timeout, replicas=("r1",))
     used = common.cpu_used(cpu, pids)
-    peaks = peak.stop()
+    # the peak until the hub is idle: the files are there before the referee has recorded every result
     waited = common.wait_idle(hub.processes(), timeout=600)
+    peaks = peak.stop()
     return {"sync": took, "cpu": used, "before": before, "peak": peaks, "idle_after": waited,
             "after": common.rss(hub.processes()), "tuples": hub.tuples()}
 

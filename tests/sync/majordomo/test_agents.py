@@ -38,8 +38,11 @@ class Setup:
         return self.agents[name]
 
     def logs(self) -> str:
-        return "".join(f"--- agent {n}\n{a.output()[-2000:]}\n" for n, a in self.agents.items()) + \
-            self.hub.agent_logs()
+        """What a failure needs to be understood, the shortest first (a CI log keeps only a part): what the hub says
+        of each service, each agent's output, then the hub's plugs, referee and majordomo."""
+        status = self.hub.onitu("status", "--json", check=False)
+        return f"--- status\n{status.stdout[-3000:] or status.stderr[-1000:]}\n" + \
+            "".join(f"--- agent {n}\n{a.output()[-2000:]}\n" for n, a in self.agents.items()) + self.hub.agent_logs()
 
     def wait(self, pred: object, what: str, timeout: float = 60) -> None:
         wait_for(pred, timeout, what, self.logs)  # type: ignore[arg-type]

@@ -196,7 +196,8 @@ class Operations:
         stats = {**self.store.stats(), **server.counters, "boot": server.boot, "pid": os.getpid(),
                  "endpoints": server.endpoints, "by_key": server.limits.stats(),
                  "requests_by_op": dict(server.requests_by_op), "commit_seconds": round(server.commit_seconds, 6),
-                 "cached_replies": sum(len(cache) for cache in server.replies.values())}
+                 "cached_replies": len(server.replies), "cached_reply_bytes": server.replies.size(),
+                 "evicted_replies": server.replies.evicted}
         server.answer(route, stats, False)
 
 

@@ -252,7 +252,7 @@ class PrimaryLink:
         # where encoding every row at once, or the history and every cached reply in one message, took seconds
         # at 300,000 files and had the watchdog fence both servers.
         state = (list(store.live.items()), dict(store.leases), {eid: s.sid for eid, s in store.owner.items()},
-                 [[sid, seq, body] for sid, cache in server.replies.items() for seq, body in cache.items()],
+                 [[sid, seq, body] for sid, seq, body in server.replies.items()],
                  list(store.history))
         begin = ["snap_begin", server.epoch, server.boot, self.lsn,
                  {"sessions": [[s.sid, s.ttl] for s in store.sessions.values()], "replies": [], "events": [],
@@ -469,12 +469,9 @@ class SecondarySink:
             if ttl is None:
                 server.forget_session(sid)
         for sid, seq, body in replies:
-            server.replies.setdefault(sid, {})[seq] = body
+            server.replies.put(sid, seq, body)
         for sid, ack in acks.items():
-            cache = server.replies.get(sid)
-            if cache:
-                for seq in [s for s in cache if s < ack]:
-                    del cache[seq]
+            server.replies.acknowledge(sid, ack)
 
     def events(self) -> list[tuple]:
         """The event history received so far, decoded (for a promotion)."""

@@ -45,6 +45,7 @@ from onitu.space.peers import Peers
 from onitu.space.protocol import MAX_FRAME, error_reply, parse_request, reply
 from onitu.space.quietlog import QuietLog
 from onitu.space.replication import PrimaryLink, SecondarySink
+from onitu.space.replies import ReplyCache
 from onitu.space.roles import Pairing
 from onitu.space.store import HISTORY, Store, Subscription, Waiter
 from onitu.space.wire import Listener
@@ -56,7 +57,6 @@ from onitu.space.zmqfast import send as _send
 log = logging.getLogger("onitu.space.server")
 
 MAX_BATCH = 4096  # requests per turn: bounds the latency one turn adds to the next
-MAX_CACHED_REPLIES = 10_000  # per session, for clients that never acknowledge
 HARD_CAP = 4  # libzmq's own cap on a frame, in max_frames: the server never even reads a bigger one
 
 
@@ -102,7 +102,7 @@ class SpaceServer:
         self.durable = Durable(self.data_dir / "space.db", sync)
         self.epoch = max(epoch, self.durable.meta("epoch", 0))
         self.durable.set_meta("epoch", self.epoch)
-        self.replies: dict[bytes, dict[int, bytes]] = {}
+        self.replies = ReplyCache()
         if role == "primary":
             self.durable.forget_stream()
             self.load()
@@ -153,7 +153,7 @@ class SpaceServer:
         with gcpolicy.loading():  # a million rows (see onitu.gcpolicy.loading)
             loaded = self.durable.load(self.store)
         for (sid, seq), body in loaded.items():
-            self.replies.setdefault(sid, {})[seq] = body
+            self.replies.put(sid, seq, body)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -501,7 +501,7 @@ class SpaceServer:
         if route is not None:  # a retry of a request still waiting: answer it on the new connection
             route.sock, route.ident = sock, ident
             return None
-        cached = self.replies.get(sid, {}).get(seq)
+        cached = self.replies.get(sid, seq)
         if cached is not None:
             self.counters["retries_answered"] += 1
             self.outbox.append((sock, ident, cached))
@@ -544,10 +544,7 @@ class SpaceServer:
     def answer(self, route: Route, result: Any, remember: bool) -> None:
         body = reply(route.seq, result)
         if remember:
-            cache = self.replies.setdefault(route.sid, {})
-            cache[route.seq] = body
-            if len(cache) > MAX_CACHED_REPLIES:
-                del cache[next(iter(cache))]
+            self.replies.put(route.sid, route.seq, body)
             self._new_replies.append((route.sid, route.seq, body))
         self.outbox.append((route.sock, route.ident, body))
 
@@ -564,7 +561,7 @@ class SpaceServer:
         return self.keyring.name_of(key) if key and self.keyring is not None else key
 
     def forget_session(self, sid: bytes) -> None:
-        self.replies.pop(sid, None)
+        self.replies.forget(sid)
         self._acked.pop(sid, None)
         self.limits.ended(sid)
 
@@ -572,10 +569,7 @@ class SpaceServer:
         if ack <= self._acked.get(sid, 0):
             return
         self._acked[sid] = ack
-        cache = self.replies.get(sid)
-        if cache:
-            for seq in [s for s in cache if s < ack]:
-                del cache[seq]
+        if self.replies.acknowledge(sid, ack):
             self._acks[sid] = ack
 
 

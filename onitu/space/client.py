@@ -1,4 +1,5 @@
-"""Network clients of the space: the protocol logic both share, and the blocking client.
+"""The blocking network client of the space, and the notify and answer handling it shares with the asyncio client
+(their session, numbering and connection state is :mod:`onitu.space.core`).
 
 Every request carries (session, sequence number). A request is re-sent, with the same number, when its reply is
 late or the server restarted (its boot id changed); the server answers a retry of a finished mutation from its

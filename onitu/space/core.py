@@ -73,18 +73,15 @@ class Core:
             self._outstanding.discard(seq)
             self._uncached.discard(seq)
 
-    def ack(self) -> int:
-        """Every cached reply below this number has arrived, or was given up on (the server may forget them): the
-        oldest outstanding request the server caches a reply of, else the next number. Never decreases."""
-        with self._lock:
-            return min(self._outstanding - self._uncached, default=self._next)
-
     def frame(self, op: str, seq: int, args: dict[str, Any]) -> bytes:
-        if op not in REMEMBERED:
-            with self._lock:
-                if seq in self._outstanding:
-                    self._uncached.add(seq)
-        frame = request(op, self.sid, seq, self.ack(), args)
+        """Request ``seq`` encoded, with the acknowledgement: every cached reply below it has arrived or was given
+        up on (the server may forget them). That is the oldest outstanding request the server caches a reply of,
+        else the next number; it never decreases."""
+        with self._lock:
+            if op not in REMEMBERED and seq in self._outstanding:
+                self._uncached.add(seq)
+            ack = min(self._outstanding - self._uncached, default=self._next)
+        frame = request(op, self.sid, seq, ack, args)
         if len(frame) > TRANSPORT_CAP:
             raise InvalidTuple(f"a {op} request of {len(frame)} bytes is over the {TRANSPORT_CAP} bytes a space "
                                "server takes in one frame; send less at a time")

@@ -10,8 +10,9 @@ plug reports an order done, the versions its replica now holds are recorded.
 
 A replica takes part in a decision only when its plug is alive, its root available and its full listing received
 since the plug (or the referee) started; until then nothing is inferred from it and nothing is addressed to it. A
-path with orders under way waits for their results before it is decided again, so orders never race each other, and
-no more is decided while 4,000 actions are under way. A replica's deletions are judged whole against the deletion
+path with orders under way waits for their results before it is decided again, so orders never race each other (the
+orders of a replica whose plug is gone are withdrawn, its paths decided again without it), and no more is decided
+while 4,000 actions are under way. A replica's deletions are judged whole against the deletion
 threshold (:mod:`onitu.sync.decide.deletions`). Everything the referee knows that matters survives it: agreed and
 held versions, orders and pending plans are in the space; the replicas' current entries are asked again (a rescan)
 when it starts. A changed ``onitu.yaml`` is applied in place (:meth:`Referee.reconfigure`): no restart, no rescan.
@@ -170,10 +171,7 @@ class Referee:
         for folder in old.folders.keys() - config.folders.keys():
             self.dirty.pop(folder, None)
             self.queued.pop(folder, None)
-        withdrawn = self.orders.forget(lambda o: o.folder in self.folders and o.service in self.folders[o.folder])
-        if withdrawn:
-            log.info("withdrew %d orders of removed replicas", len(withdrawn))
-            self.space.batch([("take", (tuples.ORDER, service, oid, None)) for service, oid in withdrawn])
+        self.orders.withdraw(lambda o: o.folder in self.folders and o.service in self.folders[o.folder])
         new = config.services.keys() - old.services.keys()
         if new:
             self.space.batch([("write", (tuples.RESCAN, s, secrets.token_hex(4), {}), 60.0) for s in new])
@@ -192,6 +190,8 @@ class Referee:
                 for folder in self.folders:  # decisions made without it are due again
                     self.dirty[folder].update(self._undecided_if_settled(folder))
         self.plugs.info = found
+        for folder, paths in self.orders.withdraw(lambda o: o.service in found).items():
+            self.decide_again(folder, paths)  # an agent away for a week must not hold them for everyone meanwhile
 
     # -- what comes in --------------------------------------------------------------------------------------------
 

@@ -266,3 +266,26 @@ def test_a_failed_path_that_changes_is_tried_again_at_once(hub):
     plugs.report("a", [("f.txt", newer)])
     referee.decide()
     assert {(s, op, p) for s, op, p in plugs.actions()} == {("b", "copy", "f.txt"), ("c", "copy", "f.txt")}
+
+
+def test_the_orders_of_a_replica_whose_plug_is_gone_are_withdrawn(hub):
+    """An order to a replica whose plug went away (an agent offline for days) does not hold its path for the others:
+    it is withdrawn (its tuple taken back), and the path is decided again without that replica. A result of the
+    withdrawn order that comes later is still recorded."""
+    referee, plugs = hub
+    plugs.listing([])
+    plugs.report("a", [("f.txt", obs("f.txt"))])
+    referee.decide()
+    orders = {t[1]: t for t in plugs.orders()}
+    plugs.done(orders["b"])
+    referee.ledger.commit(referee.space)
+    plugs.space.take((tuples.PLUG, "c", None))  # c's plug is gone, its order not done
+    referee._refresh_plugs()
+    assert not plugs.orders() and not referee.orders, "c's order withdrawn"
+    newer = Observed("file", "0" * 64, 9, 2, "f:f.txt")
+    plugs.report("a", [("f.txt", newer)])
+    referee.decide()
+    assert plugs.actions() == [("b", "copy", "f.txt")], "decided again, for b alone"
+    plugs.space.write(orders["c"])  # c, back, had carried the withdrawn order out: its result, order gone
+    plugs.done(orders["c"])
+    assert referee.ledger.holds("c", "docs", "f.txt") == tuples.meta_from_wire(orders["c"][3]["metas"][0])

@@ -40,9 +40,10 @@ class Outbox:
     def flush(self) -> None:
         """Send everything queued, including what other threads queue meanwhile; return once it is recorded.
 
-        An item the space refuses (a take of an order already taken: a repeated order whose result an earlier try
-        sent) is dropped alone. While the space cannot record anything (a failover), this retries until it can or the
-        plug stops; what is left unsent then stays queued, first in line.
+        An item whose take finds nothing (its order was withdrawn, its plug having been gone a while; or it was a
+        repeated order whose result an earlier try sent) is sent without that take: the result still tells the referee
+        what the actions did. An item the space refuses is dropped alone. While the space cannot record anything (a
+        failover), this retries until it can or the plug stops; what is left unsent then stays queued, first in line.
         """
         with self._sending:
             with self._lock:
@@ -70,7 +71,8 @@ class Outbox:
                 for item in group:  # find the one that cannot go, send the others
                     self._send([item])
             elif isinstance(exc, RequestExpired):
-                log.debug("%s: dropping a result already sent: %s", self.service, exc)
+                log.debug("%s: a result whose order was withdrawn or already taken: %s", self.service, exc)
+                self._send([[op for op in group[0] if op[0] != "take"]])
             else:
                 log.error("%s: the space refuses a report or result, dropped: %s", self.service, exc)
 

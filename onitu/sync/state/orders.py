@@ -115,17 +115,25 @@ class Orders:
                 self._mark_busy(order.folder, path, -1)
         return order, self._waiting.pop(oid, [])
 
-    def forget(self, keep: Callable[[Outstanding], bool]) -> list[tuple[str, int]]:
-        """Stop waiting for the orders ``keep`` refuses (their replica was removed from the config), and for what
-        waited on them; their (service, id), whose tuples the caller takes back."""
+    def withdraw(self, keep: Callable[[Outstanding], bool]) -> dict[str, set[str]]:
+        """Stop waiting for the orders ``keep`` refuses, and for what waited on them, and take their tuples back
+        (those a plug took meanwhile with its result are skipped: that result still comes, and is read with the
+        actions it tells, see :meth:`as_sent`). The paths they held busy, by folder, to be decided again."""
         gone = [oid for oid, order in self.sent.items() if not keep(order)]
-        found = []
+        freed: dict[str, set[str]] = defaultdict(set)
+        taken = []
         for oid in gone:
-            order, _ = self.done(oid)
+            order, waited = self.done(oid)
             assert order is not None
             self.transferred[order.service] -= order.size  # not transferred after all
-            found.append((order.service, oid))
-        return found
+            taken.append((tuples.ORDER, order.service, oid, None))
+            freed[order.folder].update(order.paths)
+            for folder, action in waited:
+                freed[folder].update(paths_of(action))
+        if taken:
+            log.info("withdrew %d orders of %s", len(taken), ", ".join(sorted({t[1] for t in taken})))
+            tuples.take_all(self.space, taken)
+        return freed
 
     def is_busy(self, folder: str, path: str) -> bool:
         """Whether an order under way touches ``path``, a directory above it or anything below it."""

@@ -135,12 +135,17 @@ def test_refusals_are_logged_with_the_key(setup: Setup) -> None:
 
 def test_offline_agent_is_not_empty(setup: Setup) -> None:
     """An agent silent for 10 s (its network cut): offline, nothing deleted; changes on both sides meanwhile are
-    reconciled when it comes back."""
-    hub, laptop = setup.hub, setup.agents["laptop"]
+    reconciled when it comes back. A file sent to it as it went silent is not held back for the others: they get
+    its next version while the agent is away."""
+    hub, laptop, reader = setup.hub, setup.agents["laptop"], setup.agents["reader"]
     before = tree(hub.docs)
     laptop.proc.send_signal(signal.SIGSTOP)
     try:
+        (hub.docs / "as-it-left.txt").write_text("first")  # an order goes to the laptop, which will not do it
+        setup.wait(lambda: (reader.root / "as-it-left.txt").exists(), "the reader gets the first version")
         setup.wait(lambda: state(hub, "laptop-files").startswith("offline"), "laptop offline", 30)
+        (hub.docs / "as-it-left.txt").write_text("second")
+        setup.wait(lambda: (reader.root / "as-it-left.txt").read_text() == "second", "the next version meanwhile")
         (hub.docs / "while-away.txt").write_text("hub, while the laptop was away")
         (laptop.root / "offline-edit.txt").write_text("made offline")
         time.sleep(max(0.0, 10 - 5))

@@ -40,7 +40,7 @@ class Setup:
     def logs(self) -> str:
         """What a failure needs to be understood, the shortest first (a CI log keeps only a part): what the hub says
         of each service, each agent's output, then the hub's plugs, referee and majordomo."""
-        status = self.hub.onitu("status", "--json", check=False)
+        status = self.hub.onitu("status", check=False)  # (its table: --json took all of CI's excerpt)
         return f"--- status\n{status.stdout[-3000:] or status.stderr[-1000:]}\n" + \
             "".join(f"--- agent {n}\n{a.output()[-2000:]}\n" for n, a in self.agents.items()) + self.hub.agent_logs()
 

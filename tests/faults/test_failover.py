@@ -139,7 +139,7 @@ def test_sigstopped_primary_is_superseded_and_demotes_itself(onitu, tmp_path):
     assert all(status == ERROR for _, status, _ in replies), replies
     assert not any(status == OK for _, status, _ in replies)
     onitu.wait(lambda s: onitu.process(old)["pid"] != old_pid, 30, "the old primary to step down")
-    assert "demoted itself" in onitu.logs()
+    assert "demoted itself" in onitu.watchdog_log(), onitu.logs()
     onitu.wait(paired, 60, "the old primary back as secondary")
     check(onitu, written, taken)
     with connect(data_dir=onitu.data) as space:
@@ -175,7 +175,7 @@ def test_secondary_then_watchdog_killed_the_space_keeps_serving(onitu, tmp_path)
     time.sleep(1.0)
     assert len(acked) > n, "writes stopped while the watchdog was down"
     onitu.wait(lambda s: s["watchdog"]["pid"] != watchdog and paired(s), 60, "a new watchdog and a new pair")
-    assert "adopted" in onitu.logs()
+    assert "adopted" in onitu.watchdog_log()
     time.sleep(0.5)
     stop.set()
     thread.join(60)

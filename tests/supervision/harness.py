@@ -73,8 +73,13 @@ class Onitu:
         raise AssertionError(f"timed out waiting for {what}; status {self.status()}\n{self.logs()}")
 
     def logs(self) -> str:
+        """The end of the watchdog's log (for a failure's message)."""
+        return self.watchdog_log()[-4000:]
+
+    def watchdog_log(self) -> str:
+        """The watchdog's whole log (what a test looks for in it may be followed by much more on a busy machine)."""
         path = self.data / "run" / "watchdog.log"
-        return path.read_text()[-4000:] if path.exists() else ""
+        return path.read_text() if path.exists() else ""
 
     def primary_pid(self) -> int:
         status = self.status()

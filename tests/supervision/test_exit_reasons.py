@@ -21,7 +21,7 @@ def test_an_api_port_already_taken_fails_the_api_with_the_reason_and_leaves_the_
             api = run.process("api")
             assert "Address already in use" in api["reason"] and f"127.0.0.1:{port}" in api["reason"], api
             assert "listen" in api["reason"], api
-            assert "demoted" not in run.logs()
+            assert "demoted" not in run.watchdog_log()
             assert all(p["restarts"] == 0 for p in status["processes"] if p["name"].startswith("space-")), status
             assert status["mode"] == "paired"
             assert "api.listen" in run.cli("status").stdout.replace("\n", "")

@@ -61,7 +61,7 @@ def test_crash_loop_is_marked_failed(onitu_factory):
     assert flaky["restarts"] == 2  # three fast crashes: the first start and two restarts
     time.sleep(1.0)
     assert run.process("flaky")["restarts"] == 2 and run.process("flaky")["state"] == "failed"
-    assert "failed" in run.logs() and "flaky" in run.logs()
+    assert "failed" in run.watchdog_log() and "flaky" in run.watchdog_log()
 
 
 def test_stopped_process_is_detected_and_restarted(onitu_factory):
@@ -101,14 +101,14 @@ def left_alone(run, name: str, pid: int, trigger: Path, done: Path, within: floa
     run.wait(lambda s: done.exists() or run.process(name)["pid"] != pid, within, "the long step to end")
     time.sleep(1.0)
     row = run.process(name)
-    assert row["pid"] == pid and row["restarts"] == 0 and "not answering" not in run.logs(), run.logs()
+    assert row["pid"] == pid and row["restarts"] == 0 and "not answering" not in run.watchdog_log(), run.logs()
 
 
 def test_stuck_event_loop_is_detected_and_restarted(onitu_factory, tmp_path):
     run = restarted_once_stuck(onitu_factory, tmp_path, "looper", "heartbeat_agent", 10)
     run.wait(lambda s: run.process("looper")["state"] == "running" and run.process("looper")["restarts"] == 1,
              10, "looper to answer again")
-    assert "not answering" in run.logs()
+    assert "not answering" in run.watchdog_log()
 
 
 def test_a_process_killed_as_hung_leaves_where_it_was_stuck_in_its_log(onitu_factory, tmp_path):
@@ -117,7 +117,7 @@ def test_a_process_killed_as_hung_leaves_where_it_was_stuck_in_its_log(onitu_fac
     run = restarted_once_stuck(onitu_factory, tmp_path, "hog", "gil_agent", 30, busy=2)
     log = (run.data / "run" / "hog.log").read_text()
     assert "Current thread" in log and "in hold_the_gil" in log, log
-    assert f"where its threads were: the end of {run.data / 'run' / 'hog.log'}" in run.logs()
+    assert f"where its threads were: the end of {run.data / 'run' / 'hog.log'}" in run.watchdog_log()
 
 
 def test_a_long_step_declared_busy_is_not_taken_for_a_hang(onitu_factory, tmp_path):
@@ -237,4 +237,4 @@ def test_a_sync_process_waiting_for_its_space_answers_the_watchdog(onitu_factory
     run.wait(lambda s: run.process("waiter")["last_heartbeat"] is not None, 10, "the waiter's first heartbeat")
     time.sleep(12)  # past the startup grace (10 s), still within the 30 s it waits for the space
     row = run.process("waiter")
-    assert row["restarts"] == 0 and row["state"] == "running" and "not answering" not in run.logs(), run.logs()
+    assert row["restarts"] == 0 and row["state"] == "running" and "not answering" not in run.watchdog_log(), run.logs()

@@ -5,7 +5,8 @@ the same path at once), then the order is taken together with its result in one 
 half-way finds the order again when it restarts and carries it out again, and an action that finds its work
 already done succeeds. Every action names the content the referee based it on: the plug checks that this is
 what it last reported there, and has the driver check that the entry still has the fingerprint it had then.
-Contents come from the other plugs' chunk servers (:mod:`onitu.sync.plug.transfer`), never through the space.
+Contents come from the other plugs' chunk servers (:mod:`onitu.sync.plug.transfer`), never through the space, or,
+from a local service of the same hub, straight from its root (:mod:`onitu.sync.plug.direct`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from onitu.sync.drivers.contract import (
     is_under,
     safe_path,
 )
+from onitu.sync.plug import direct
 from onitu.sync.plug.apart import SetApart
 from onitu.sync.plug.reports import OrderRun, Reporter
 from onitu.sync.plug.scanner import Scanner
@@ -188,6 +190,7 @@ class OrderTaker:
         self.config, self.service, self.space, self.driver, self.scanner = config, service, space, driver, scanner
         self.reporter, self.events, self._stop = reporter, events, stop
         self.pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix=f"onitu-copy-{service}")
+        self.direct = direct.DirectReads(config)  # the roots of local sources, read here without their plugs
         self.progress: dict[str, list[int]] = {}  # path -> [bytes done, size], transfers under way
         self._plugs: tuple[float, list[tuple]] = (0.0, [])  # when read, the plug tuples
         self.apart = SetApart(service, reporter)
@@ -394,13 +397,15 @@ class OrderTaker:
                 outcomes[i] = Outcome()  # already there
                 continue
             sources = self._sources(copy.sources)
-            if sources and sources[0]["endpoint"]:
+            if sources and (sources[0]["endpoint"] or self.direct.reader(sources[0])):
                 by_source.setdefault(sources[0]["service"], (sources[0], []))[1].append(i)
         files, placed = [], []
         for name, (source, numbers) in by_source.items():
+            paths = [self._source_path(source, folder, copies[i]) for i in numbers]
+            reader = self.direct.reader(source)
             try:
-                got = fetch_many(source, name, [self._source_path(source, folder, copies[i]) for i in numbers],
-                                 lambda source=source: self._still_serving(source))
+                got = direct.many(reader, paths) if reader else \
+                    fetch_many(source, name, paths, lambda source=source: self._still_serving(source))
             except TransferError as exc:
                 log.debug("%s: %d small files from %s go one by one: %s", self.service, len(numbers), name, exc)
                 continue
@@ -469,15 +474,17 @@ class OrderTaker:
         sources = self._sources(action.sources)
         failure: Exception | None = None if sources else TransferError(
             f"{self.service}: {action.path}: no live source among {', '.join(action.sources)}")
-        for source in sources:
+        for source, reader in [(s, way) for s in sources for way in self.direct.ways(s)]:
             # a file of one chunk arrives whole or not at all: nothing of it can be staged to resume from
             offset = self.driver.partial(where) if action.size > CHUNK else 0
             self.progress[where] = [offset, action.size]
 
             def advance(n: int, where: str = where) -> None:
                 self.progress[where][0] += n
-            chunks = fetch(source, source["service"], self._source_path(source, folder, action), offset, action.size,
-                           advance, lambda source=source: self._still_serving(source))
+            path = self._source_path(source, folder, action)
+            chunks = direct.chunks(reader, path, offset, advance) if reader else \
+                fetch(source, source["service"], path, offset, action.size, advance,
+                      lambda source=source: self._still_serving(source))
             try:
                 written = self.driver.write(where, chunks, expected_sha256=action.sha256, resume_from=offset,
                                             replaces=self._precondition(folder, action.path, action.replaces))

@@ -11,6 +11,7 @@ from typing import Any
 
 from onitu.sync import tuples
 from onitu.sync.decide.plan import Copy, Mkdir
+from onitu.sync.drivers.contract import DriverError
 from onitu.sync.plug.orders import Batch, Running, Started
 from onitu.sync.plug.plug import Plug
 
@@ -129,7 +130,9 @@ def test_small_copies_side_by_side_go_in_one_batch_and_overlapping_ones_do_not()
     assert batch.takes(copy("d/x")), "a cleared batch takes anything"
 
 
-def test_small_copies_go_together_and_one_the_source_cannot_read_fails_alone(pair, tmp_path):
+def small_copies(pair: dict[str, Plug], tmp_path: Any) -> tuple[list[Copy], dict[str, bytes], list[list[Any]]]:
+    """Six small files on b, and one b reported and deleted since, copied to a in one order: the copies, the files'
+    contents, and the requests b's chunk server answered meanwhile."""
     a, b = pair["a"], pair["b"]
     contents = {f"s{i}.txt": f"small {i}\n".encode() * (i + 1) for i in range(6)}
     for name, data in contents.items():
@@ -147,8 +150,6 @@ def test_small_copies_go_together_and_one_the_source_cannot_read_fails_alone(pai
     a.taker.start(tup, Running())
     a.taker.pool.shutdown(wait=True)
     a.outbox.flush()
-    assert requests[0] == [[c.path for c in copies]], "the small files were not asked for in one request"
-    assert {r[0] for r in requests[1:]} == {"gone.txt"}, "only the one the batch could not bring goes alone"
     (result,) = a.space.read_all((tuples.DONE, "a", None, None, None))
     outcomes = result[4]["results"]
     assert [r["ok"] for r in outcomes] == [True, True, True, False, True, True, True]
@@ -156,3 +157,48 @@ def test_small_copies_go_together_and_one_the_source_cannot_read_fails_alone(pai
     assert {name: (tmp_path / "a" / name).read_bytes() for name in contents} == contents
     assert not (tmp_path / "a" / "gone.txt").exists()
     assert a.reporter.known["docs"]["s5.txt"].sha256 == copies[6].sha256
+    return copies, contents, requests
+
+
+def test_small_copies_go_together_and_one_the_source_cannot_read_fails_alone(pair, tmp_path, monkeypatch):
+    """Through the source's chunk server (a source whose root cannot be read here)."""
+    monkeypatch.setattr(pair["a"].taker.direct, "reader", lambda source: None)
+    copies, _, requests = small_copies(pair, tmp_path)
+    assert requests[0] == [[c.path for c in copies]], "the small files were not asked for in one request"
+    assert {r[0] for r in requests[1:]} == {"gone.txt"}, "only the one the batch could not bring goes alone"
+
+
+def test_a_local_source_is_read_from_its_root_not_through_its_plug(pair, tmp_path):
+    """A local service of the same hub: its files are read here, its plug is asked nothing (only the file it cannot
+    read either is then asked of it, alone, and fails)."""
+    _, _, requests = small_copies(pair, tmp_path)
+    assert requests == [["gone.txt", 0, 1 << 20]], requests
+
+
+def test_a_file_the_root_does_not_give_comes_through_the_plug(pair, tmp_path, monkeypatch):
+    """A failure to read a source's root directly (a root this process may not read, say) is no failure of the
+    copy: the file is asked of the source's plug."""
+    a, b = pair["a"], pair["b"]
+    data = os.urandom(3 << 20)
+    (tmp_path / "b" / "big.bin").write_bytes(data)
+    b.reporter.changed("docs", ["big.bin"])
+    reader = a.taker.direct.reader({"service": "b", "root": str(tmp_path / "b")})
+    assert reader is not None, "b's root should be readable here"
+
+    def refused(path: str, offset: int = 0, size: int = 0) -> Any:
+        raise reader.error(DriverError, path, "permission denied")
+        yield b""
+    monkeypatch.setattr(reader, "chunks", refused)
+    requests: list[list[Any]] = []
+    serve = b.server.handle
+    b.server.handle = lambda peer, args: (requests.append(args), serve(peer, args))[1]
+    copy = Copy("big.bin", "a", ("b",), hashlib.sha256(data).hexdigest(), len(data), None)
+    tup = (tuples.ORDER, "a", 8, {"folder": "docs", "actions": [tuples.action_to_wire(copy)], "metas": [None]})
+    a.space.write(tup)
+    a.taker.start(tup, Running())
+    a.taker.pool.shutdown(wait=True)
+    a.outbox.flush()
+    (result,) = a.space.read_all((tuples.DONE, "a", None, None, None))
+    assert result[4]["results"][0]["ok"], result
+    assert (tmp_path / "a" / "big.bin").read_bytes() == data
+    assert [r[1] for r in requests] == [0, 1 << 20, 2 << 20], "asked of b's plug, chunk by chunk"

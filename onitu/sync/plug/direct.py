@@ -37,11 +37,12 @@ class DirectReads:
         self.config = config
         self._roots: dict[str, tuple[float, LocalDriver | None]] = {}  # service -> (when looked at, its driver)
 
-    def reader(self, source: dict[str, Any]) -> LocalDriver | None:
-        """A driver of the root the plug ``source`` (its plug tuple's info) serves, if it can be read here."""
+    def reader(self, source: dict[str, Any], folder: str) -> LocalDriver | None:
+        """A driver of the root the plug ``source`` (its plug tuple's info) serves, if it can be read here for
+        ``folder`` (one it replicates: nothing else of its root is read, as its plug would serve nothing else)."""
         name = source.get("service")
         settings = self.config.services.get(name) if isinstance(name, str) else None
-        if settings is None or settings.driver != "local" or source.get("remote"):
+        if settings is None or settings.driver != "local" or source.get("remote") or folder not in source["folders"]:
             return None
         when, driver = self._roots.get(name, (0.0, None))
         if not when or time.monotonic() - when > LOOK_EVERY:
@@ -49,9 +50,9 @@ class DirectReads:
             self._roots[name] = (time.monotonic(), driver)
         return driver if driver is not None and source.get("root") == driver.root else None
 
-    def ways(self, source: dict[str, Any]) -> list[LocalDriver | None]:
+    def ways(self, source: dict[str, Any], folder: str) -> list[LocalDriver | None]:
         """How to read from ``source``, in order: its root directly if possible, then its chunk server (None)."""
-        reader = self.reader(source)
+        reader = self.reader(source, folder)
         return [reader, None] if reader is not None else [None]
 
     @staticmethod

@@ -397,12 +397,12 @@ class OrderTaker:
                 outcomes[i] = Outcome()  # already there
                 continue
             sources = self._sources(copy.sources)
-            if sources and (sources[0]["endpoint"] or self.direct.reader(sources[0])):
+            if sources and (sources[0]["endpoint"] or self.direct.reader(sources[0], folder)):
                 by_source.setdefault(sources[0]["service"], (sources[0], []))[1].append(i)
         files, placed = [], []
         for name, (source, numbers) in by_source.items():
             paths = [self._source_path(source, folder, copies[i]) for i in numbers]
-            reader = self.direct.reader(source)
+            reader = self.direct.reader(source, folder)
             try:
                 got = direct.many(reader, paths) if reader else \
                     fetch_many(source, name, paths, lambda source=source: self._still_serving(source))
@@ -474,7 +474,7 @@ class OrderTaker:
         sources = self._sources(action.sources)
         failure: Exception | None = None if sources else TransferError(
             f"{self.service}: {action.path}: no live source among {', '.join(action.sources)}")
-        for source, reader in [(s, way) for s in sources for way in self.direct.ways(s)]:
+        for source, reader in [(s, way) for s in sources for way in self.direct.ways(s, folder)]:
             # a file of one chunk arrives whole or not at all: nothing of it can be staged to resume from
             offset = self.driver.partial(where) if action.size > CHUNK else 0
             self.progress[where] = [offset, action.size]

@@ -162,7 +162,7 @@ def small_copies(pair: dict[str, Plug], tmp_path: Any) -> tuple[list[Copy], dict
 
 def test_small_copies_go_together_and_one_the_source_cannot_read_fails_alone(pair, tmp_path, monkeypatch):
     """Through the source's chunk server (a source whose root cannot be read here)."""
-    monkeypatch.setattr(pair["a"].taker.direct, "reader", lambda source: None)
+    monkeypatch.setattr(pair["a"].taker.direct, "reader", lambda source, folder: None)
     copies, _, requests = small_copies(pair, tmp_path)
     assert requests[0] == [[c.path for c in copies]], "the small files were not asked for in one request"
     assert {r[0] for r in requests[1:]} == {"gone.txt"}, "only the one the batch could not bring goes alone"
@@ -173,6 +173,10 @@ def test_a_local_source_is_read_from_its_root_not_through_its_plug(pair, tmp_pat
     read either is then asked of it, alone, and fails)."""
     _, _, requests = small_copies(pair, tmp_path)
     assert requests == [["gone.txt", 0, 1 << 20]], requests
+    b = {"service": "b", "root": str(tmp_path / "b"), "folders": {"docs": ""}}
+    assert pair["a"].taker.direct.reader(b, "docs") is not None
+    assert pair["a"].taker.direct.reader(b, "music") is None, "a folder b does not replicate: its plug's to refuse"
+    assert pair["a"].taker.direct.reader({**b, "root": "/elsewhere"}, "docs") is None, "not the root b serves"
 
 
 def test_a_file_the_root_does_not_give_comes_through_the_plug(pair, tmp_path, monkeypatch):
@@ -182,7 +186,7 @@ def test_a_file_the_root_does_not_give_comes_through_the_plug(pair, tmp_path, mo
     data = os.urandom(3 << 20)
     (tmp_path / "b" / "big.bin").write_bytes(data)
     b.reporter.changed("docs", ["big.bin"])
-    reader = a.taker.direct.reader({"service": "b", "root": str(tmp_path / "b")})
+    reader = a.taker.direct.reader({"service": "b", "root": str(tmp_path / "b"), "folders": {"docs": ""}}, "docs")
     assert reader is not None, "b's root should be readable here"
 
     def refused(path: str, offset: int = 0, size: int = 0) -> Any:

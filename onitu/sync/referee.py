@@ -11,8 +11,8 @@ plug reports an order done, the versions its replica now holds are recorded.
 A replica takes part in a decision only when its plug is alive, its root available and its full listing received
 since the plug (or the referee) started; until then nothing is inferred from it and nothing is addressed to it. A
 path with orders under way waits for their results before it is decided again, so orders never race each other (the
-orders of a replica whose plug is gone are withdrawn, its paths decided again without it), and no more is decided
-while 4,000 actions are under way. A replica's deletions are judged whole against the deletion
+orders of a replica whose plug has been gone 10 s are withdrawn, its paths decided again without it), and no more is
+decided while 4,000 actions are under way. A replica's deletions are judged whole against the deletion
 threshold (:mod:`onitu.sync.decide.deletions`). Everything the referee knows that matters survives it: agreed and
 held versions, orders and pending plans are in the space; the replicas' current entries are asked again (a rescan)
 when it starts. A changed ``onitu.yaml`` is applied in place (:meth:`Referee.reconfigure`): no restart, no rescan.
@@ -81,6 +81,7 @@ PASS_SIZE = 2000  # paths per decision batch
 # at once is decided as the plugs keep up, not queued whole (in the referee's memory, the space's and the plugs').
 OUTSTANDING = 4000
 STUCK = 5.0  # seconds queued passes wait on orders under way, none decided meanwhile, before being split again
+ABSENT = 10.0  # seconds a replica's plug is gone before its orders are withdrawn (not for a restart or a failover)
 INBOUND = (re.compile(r"^sync\.(report|done|query)$"), None, None, None, None)
 
 
@@ -190,7 +191,8 @@ class Referee:
                 for folder in self.folders:  # decisions made without it are due again
                     self.dirty[folder].update(self._undecided_if_settled(folder))
         self.plugs.info = found
-        for folder, paths in self.orders.withdraw(lambda o: o.service in found).items():
+        absent = self.plugs.absent({o.service for o in self.orders.sent.values()}, ABSENT)
+        for folder, paths in self.orders.withdraw(lambda o: o.service not in absent).items():
             self.decide_again(folder, paths)  # an agent away for a week must not hold them for everyone meanwhile
 
     # -- what comes in --------------------------------------------------------------------------------------------
@@ -397,13 +399,8 @@ class Referee:
         return False
 
     def _ready(self, folder: str, path: str, now: float) -> bool:
-        if self.backoff.waiting(folder, path, now):
-            return False
-        if self.orders.is_busy(folder, path):
-            return False
-        if self.deletions.waiting(folder, path):
-            return False
-        return not self.awaiting.is_held(folder, path)
+        return not (self.backoff.waiting(folder, path, now) or self.orders.is_busy(folder, path)
+                    or self.deletions.waiting(folder, path) or self.awaiting.is_held(folder, path))
 
     def _whole_trees(self, folder: str, ready: set[str]) -> set[str]:
         """``ready`` with everything known below its directories (a directory is decided with its content)."""

@@ -268,10 +268,11 @@ def test_a_failed_path_that_changes_is_tried_again_at_once(hub):
     assert {(s, op, p) for s, op, p in plugs.actions()} == {("b", "copy", "f.txt"), ("c", "copy", "f.txt")}
 
 
-def test_the_orders_of_a_replica_whose_plug_is_gone_are_withdrawn(hub):
+def test_the_orders_of_a_replica_whose_plug_is_gone_are_withdrawn(hub, monkeypatch):
     """An order to a replica whose plug went away (an agent offline for days) does not hold its path for the others:
-    it is withdrawn (its tuple taken back), and the path is decided again without that replica. A result of the
-    withdrawn order that comes later is still recorded."""
+    once the plug has been gone ABSENT seconds (not for a restart), the order is withdrawn (its tuple taken back),
+    and the path is decided again without that replica. A result of the withdrawn order that comes later is still
+    recorded."""
     referee, plugs = hub
     plugs.listing([])
     plugs.report("a", [("f.txt", obs("f.txt"))])
@@ -280,6 +281,9 @@ def test_the_orders_of_a_replica_whose_plug_is_gone_are_withdrawn(hub):
     plugs.done(orders["b"])
     referee.ledger.commit(referee.space)
     plugs.space.take((tuples.PLUG, "c", None))  # c's plug is gone, its order not done
+    referee._refresh_plugs()
+    assert [t[1] for t in plugs.orders()] == ["c"], "gone a moment (a plug restarting): its order waits for it"
+    monkeypatch.setattr(referee_module, "ABSENT", 0.0)
     referee._refresh_plugs()
     assert not plugs.orders() and not referee.orders, "c's order withdrawn"
     newer = Observed("file", "0" * 64, 9, 2, "f:f.txt")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,14 @@ class Plugs:
     scanned: set[tuple[str, str, str]] = field(default_factory=set)  # (service, folder, plug id)
     staging: dict[tuple[str, str], tuple[str, set[str]]] = field(default_factory=dict)  # listings: paths seen
     last_seq: dict[str, int] = field(default_factory=dict)  # plug id -> last applied sequence number
+    missing: dict[str, float] = field(default_factory=dict)  # service -> since when it has no plug (monotonic)
+
+    def absent(self, services: Iterable[str], seconds: float) -> set[str]:
+        """Of ``services``, those without a plug for ``seconds`` at least (as :attr:`info` says, and said at each
+        call before): a plug being restarted, or a failover of the space, is not an absence."""
+        now = time.monotonic()
+        self.missing = {s: self.missing.get(s, now) for s in services if s not in self.info}
+        return {s for s, since in self.missing.items() if now - since >= seconds}
 
     def state(self, service: str, folder: str) -> str | None:
         """None when the replica can take part; "wait" while its listing is due; else why it cannot."""

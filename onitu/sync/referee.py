@@ -192,8 +192,10 @@ class Referee:
                     self.dirty[folder].update(self._undecided_if_settled(folder))
         self.plugs.info = found
         absent = self.plugs.absent({o.service for o in self.orders.sent.values()}, ABSENT)
-        for folder, paths in self.orders.withdraw(lambda o: o.service not in absent).items():
-            self.decide_again(folder, paths)  # an agent away for a week must not hold them for everyone meanwhile
+        for folder, action in self.orders.withdraw(lambda o: o.service not in absent):
+            self.decide_again(folder, paths_of(action))  # an agent away for a week must not hold them for everyone
+            if isinstance(action, KeepConflict):
+                self.awaiting.never_made(folder, action.conflict, self.orders.is_busy(folder, action.conflict))
 
     # -- what comes in --------------------------------------------------------------------------------------------
 

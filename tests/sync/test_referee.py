@@ -293,3 +293,47 @@ def test_the_orders_of_a_replica_whose_plug_is_gone_are_withdrawn(hub, monkeypat
     plugs.space.write(orders["c"])  # c, back, had carried the withdrawn order out: its result, order gone
     plugs.done(orders["c"])
     assert referee.ledger.holds("c", "docs", "f.txt") == tuples.meta_from_wire(orders["c"][3]["metas"][0])
+
+
+def test_a_conflict_copy_whose_order_is_withdrawn_is_not_listed(hub, monkeypatch):
+    """The replica that was to set its losing version aside went away before it did: the conflict copy nobody holds
+    is neither listed nor agreed on (nobody could copy it from anywhere); its path is decided again."""
+    referee, plugs = hub
+    plugs.listing(["f.txt"])
+    referee.decide()  # the same on every replica: agreed, nothing to do
+    referee.ledger.commit(referee.space)
+    plugs.report("a", [("f.txt", Observed("file", "a" * 64, 5, 2, "f:a"))])
+    plugs.report("c", [("f.txt", Observed("file", "c" * 64, 5, 3, "f:c"))])
+    referee.decide()
+    referee.ledger.commit(referee.space)
+    (loser, conflict) = next((t[1], a["dst"]) for t in plugs.orders() for a in t[3]["actions"]
+                             if a["op"] == "conflict")
+    assert referee.awaiting.conflict_count("docs") == 1, (plugs.actions(), referee.awaiting.conflicts)
+    plugs.space.take((tuples.PLUG, loser, None))
+    monkeypatch.setattr(referee_module, "ABSENT", 0.0)
+    referee._refresh_plugs()
+    referee.ledger.commit(referee.space)
+    assert referee.awaiting.conflict_count("docs") == 0, "a conflict copy never made is not listed"
+    assert referee.ledger.agreed["docs"][conflict].tombstone, "nor agreed on"
+    assert "f.txt" in referee.dirty["docs"]
+    assert not plugs.space.read_all((tuples.CONFLICT, None, None, None))
+
+
+def test_a_conflict_copy_another_replica_still_makes_stays_listed(hub, monkeypatch):
+    """Two replicas hold the losing version: one going away does not unlist the copy the other is making."""
+    referee, plugs = hub
+    plugs.listing(["f.txt"])
+    referee.decide()
+    referee.ledger.commit(referee.space)
+    for service in ("a", "b"):
+        plugs.report(service, [("f.txt", Observed("file", "a" * 64, 5, 2, "f:a"))])
+    plugs.report("c", [("f.txt", Observed("file", "c" * 64, 5, 3, "f:c"))])
+    referee.decide()
+    referee.ledger.commit(referee.space)
+    assert sorted(s for s, op, _ in plugs.actions() if op == "conflict") == ["a", "b"]
+    monkeypatch.setattr(referee_module, "ABSENT", 0.0)
+    for gone, listed in (("a", 1), ("b", 0)):
+        plugs.space.take((tuples.PLUG, gone, None))
+        referee._refresh_plugs()
+        referee.ledger.commit(referee.space)
+        assert referee.awaiting.conflict_count("docs") == listed, gone

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from onitu.sync import tuples
+from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import HeldPlan, KeepConflict, paths_of
 from onitu.sync.state.ledger import Ledger
 
@@ -100,6 +101,19 @@ class Awaiting:
         """Forget a conflict copy (its record is taken with the ledger's next commit)."""
         self.ledger.also([("take", (tuples.CONFLICT, folder, conflict, None))])
         del self.conflicts[folder, conflict]
+
+    def never_made(self, folder: str, conflict: str, busy: bool) -> None:
+        """The conflict copy ``conflict`` will not be made: the order that was to set it aside was withdrawn (its
+        replica went away). Unless a replica holds it or another order under way (``busy``) is making it, it is
+        neither listed nor agreed on any more: nobody could copy it from anywhere, and when the path is decided
+        again, a conflict that still is one gets a new name."""
+        meta = self.ledger.agreed[folder].get(conflict)
+        if busy or (folder, conflict) not in self.conflicts or self.ledger.agreed[folder].holders(conflict):
+            return
+        if meta is not None and not meta.tombstone:
+            self.ledger.agree(folder, FileMeta(conflict, meta.kind, version=meta.version.bump("onitu"),
+                                               tombstone=True, mtime_ns=meta.mtime_ns))
+        self.resolved(folder, conflict)
 
     def conflict_count(self, folder: str) -> int:
         """The conflicts of ``folder``."""

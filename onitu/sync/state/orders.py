@@ -115,21 +115,19 @@ class Orders:
                 self._mark_busy(order.folder, path, -1)
         return order, self._waiting.pop(oid, [])
 
-    def withdraw(self, keep: Callable[[Outstanding], bool]) -> dict[str, set[str]]:
+    def withdraw(self, keep: Callable[[Outstanding], bool]) -> list[tuple[str, Action]]:
         """Stop waiting for the orders ``keep`` refuses, and for what waited on them, and take their tuples back
         (those a plug took meanwhile with its result are skipped: that result still comes, and is read with the
-        actions it tells, see :meth:`as_sent`). The paths they held busy, by folder, to be decided again."""
+        actions it tells, see :meth:`as_sent`). Their actions and those that waited, by folder, to be decided again."""
         gone = [oid for oid, order in self.sent.items() if not keep(order)]
-        freed: dict[str, set[str]] = defaultdict(set)
+        freed: list[tuple[str, Action]] = []
         taken = []
         for oid in gone:
             order, waited = self.done(oid)
             assert order is not None
             self.transferred[order.service] -= order.size  # not transferred after all
             taken.append((tuples.ORDER, order.service, oid, None))
-            freed[order.folder].update(order.paths)
-            for folder, action in waited:
-                freed[folder].update(paths_of(action))
+            freed += [(order.folder, action) for action in order.actions] + waited
         if taken:
             log.info("withdrew %d orders of %s", len(taken), ", ".join(sorted({t[1] for t in taken})))
             tuples.take_all(self.space, taken)

@@ -295,6 +295,19 @@ def test_the_orders_of_a_replica_whose_plug_is_gone_are_withdrawn(hub, monkeypat
     assert referee.ledger.holds("c", "docs", "f.txt") == tuples.meta_from_wire(orders["c"][3]["metas"][0])
 
 
+def test_the_orders_of_a_replica_whose_root_is_unavailable_are_withdrawn(hub, monkeypatch):
+    """A plug that runs but whose root is gone (a disk unplugged) cannot carry its orders out either."""
+    referee, plugs = hub
+    plugs.listing([])
+    plugs.report("a", [("f.txt", obs("f.txt"))])
+    referee.decide()
+    monkeypatch.setattr(referee_module, "ABSENT", 0.0)
+    plugs.space.take((tuples.PLUG, "c", None))
+    plugs.space.write((tuples.PLUG, "c", {"id": "plug-c", "available": False, "reason": "root unmounted"}))
+    referee._refresh_plugs()
+    assert [t[1] for t in plugs.orders()] == ["b"], "c's order withdrawn, b's kept"
+
+
 def test_a_conflict_copy_whose_order_is_withdrawn_is_not_listed(hub, monkeypatch):
     """The replica that was to set its losing version aside went away before it did: the conflict copy nobody holds
     is neither listed nor agreed on (nobody could copy it from anywhere); its path is decided again."""

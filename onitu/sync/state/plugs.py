@@ -21,10 +21,10 @@ class Plugs:
     missing: dict[str, float] = field(default_factory=dict)  # service -> since when it has no plug (monotonic)
 
     def absent(self, services: Iterable[str], seconds: float) -> set[str]:
-        """Of ``services``, those without a plug for ``seconds`` at least (as :attr:`info` says, and said at each
-        call before): a plug being restarted, or a failover of the space, is not an absence."""
+        """Of ``services``, those without an available plug for ``seconds`` at least (as :attr:`info` says, and said
+        at each call before): a plug being restarted, or a failover of the space, is not an absence."""
         now = time.monotonic()
-        self.missing = {s: self.missing.get(s, now) for s in services if s not in self.info}
+        self.missing = {s: self.missing.get(s, now) for s in services if not self.info.get(s, {}).get("available")}
         return {s for s, since in self.missing.items() if now - since >= seconds}
 
     def state(self, service: str, folder: str) -> str | None:

@@ -107,9 +107,10 @@ class Awaiting:
         replica went away). Unless a replica holds it or another order under way (``busy``) is making it, it is
         neither listed nor agreed on any more: nobody could copy it from anywhere, and when the path is decided
         again, a conflict that still is one gets a new name."""
-        meta = self.ledger.agreed[folder].get(conflict)
-        if busy or (folder, conflict) not in self.conflicts or self.ledger.agreed[folder].holders(conflict):
+        agreed = self.ledger.agreed[folder]
+        if busy or (folder, conflict) not in self.conflicts or agreed.holders(conflict):
             return
+        meta = agreed.get(conflict)
         if meta is not None and not meta.tombstone:
             self.ledger.agree(folder, FileMeta(conflict, meta.kind, version=meta.version.bump("onitu"),
                                                tombstone=True, mtime_ns=meta.mtime_ns))

@@ -118,7 +118,8 @@ class Orders:
     def withdraw(self, keep: Callable[[Outstanding], bool]) -> list[tuple[str, Action]]:
         """Stop waiting for the orders ``keep`` refuses, and for what waited on them, and take their tuples back
         (those a plug took meanwhile with its result are skipped: that result still comes, and is read with the
-        actions it tells, see :meth:`as_sent`). Their actions and those that waited, by folder, to be decided again."""
+        actions it tells, see :meth:`as_sent`). The (folder, action) of each of their actions and of those that
+        waited on them, to be decided again."""
         gone = [oid for oid, order in self.sent.items() if not keep(order)]
         freed: list[tuple[str, Action]] = []
         taken = []

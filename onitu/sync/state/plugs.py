@@ -18,7 +18,7 @@ class Plugs:
     scanned: set[tuple[str, str, str]] = field(default_factory=set)  # (service, folder, plug id)
     staging: dict[tuple[str, str], tuple[str, set[str]]] = field(default_factory=dict)  # listings: paths seen
     last_seq: dict[str, int] = field(default_factory=dict)  # plug id -> last applied sequence number
-    missing: dict[str, float] = field(default_factory=dict)  # service -> since when it has no plug (monotonic)
+    missing: dict[str, float] = field(default_factory=dict)  # service -> since when it has no available plug
 
     def absent(self, services: Iterable[str], seconds: float) -> set[str]:
         """Of ``services``, those without an available plug for ``seconds`` at least (as :attr:`info` says, and said

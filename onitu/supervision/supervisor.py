@@ -163,8 +163,11 @@ class Supervisor:
 
     def ask_for_stacks(self, child: Child, wait: bool = True) -> None:
         """Have a heartbeat process write its threads' stacks to its log (see :data:`onitu.heartbeat.STACKS`), and
-        give it a moment to: a process that does not speak the protocol is left alone (the signal would kill it)."""
-        if child.spec.heartbeat and child.pid is not None:
+        give it a moment to: a process that does not speak the protocol is left alone (the signal would kill it).
+        So is a stopped one (SIGSTOP): it is stuck nowhere, and it would write them only once continued, from a
+        signal handler walking threads that run on meanwhile, which crashed a fenced primary with SIGSEGV instead of
+        letting it step down."""
+        if child.spec.heartbeat and child.pid is not None and not _stopped(child.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(child.pid, STACKS)
                 if wait:
@@ -282,11 +285,7 @@ class Supervisor:
                 return False
             # its main thread ran for most of the silence: in a long C call holding the GIL, busy (see hb.busy)
             return usable > self.hb.busy or starvation is None or starvation.ran_since_mark() < usable / 2
-        try:
-            stopped = psutil.Process(child.pid).status() == psutil.STATUS_STOPPED
-        except psutil.Error:
-            return False
-        if not stopped:
+        if not _stopped(child.pid):
             child.last_heartbeat = now
             return False
         return child.last_heartbeat is not None and now - child.last_heartbeat > limit
@@ -345,3 +344,11 @@ def last_error(log: Path, tail: int = 8192) -> str:
         if line.startswith("Traceback ") and i + 1 < len(lines):
             return lines[-1].strip()[:300]
     return ""
+
+
+def _stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.Error:
+        return False

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from onitu.api.context import Context
 
 PAIR = ("folder", "service")
+TAKING_PART = ("in sync", "syncing", "listing")  # the states of onitu status in which a replica takes part
 
 
 def _hub(overview: dict[str, Any]) -> Iterator[Metric]:
@@ -42,7 +43,7 @@ def _hub(overview: dict[str, Any]) -> Iterator[Metric]:
             gauges["pending_files"].add_metric(labels, row.get("files", 0))
             gauges["pending_bytes"].add_metric(labels, row.get("bytes", 0))
             gauges["lag_seconds"].add_metric(labels, row.get("lag", 0.0))
-            gauges["available"].add_metric(labels, 0 if str(row.get("state", "")).startswith("unavailable") else 1)
+            gauges["available"].add_metric(labels, int(row.get("state") in TAKING_PART))
             gauges["held_deletions"].add_metric(labels, row.get("held", 0))
             gauges["skipped"].add_metric(labels, row.get("skipped", 0))
     transferred = CounterMetricFamily("onitu_sync_transferred_bytes", "Bytes copied to the replica by orders done "

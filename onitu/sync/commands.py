@@ -16,6 +16,7 @@ from onitu.space.errors import SpaceError
 from onitu.sync import hub, tuples
 from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import Copy
+from onitu.sync.state.plugs import NOT_STARTED
 
 if TYPE_CHECKING:
     from onitu.sync.referee import Referee
@@ -190,8 +191,8 @@ class Commands:
                 files, size, oldest = pending.get((folder, service), (0, 0, now))
                 if state not in (None, "wait"):  # no orders go to it: what it will be sent once back
                     files, size = self._owed(folder, service)
-                label = ("listing" if state == "wait" else f"unavailable: {state}" if state
-                         else "syncing" if files else "in sync")
+                label = ("listing" if state == "wait" else "starting" if state == NOT_STARTED
+                         else f"unavailable: {state}" if state else "syncing" if files else "in sync")
                 rows[service] = {"state": label, "files": files, "bytes": size,
                                  "held": len(ref.awaiting.held_paths(folder, service)),
                                  "lag": round(now - oldest, 3)}

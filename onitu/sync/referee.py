@@ -191,6 +191,7 @@ class Referee:
                 for folder in self.folders:  # decisions made without it are due again
                     self.dirty[folder].update(self._undecided_if_settled(folder))
         self.plugs.info = found
+        self.plugs.seen |= found.keys()
         absent = self.plugs.absent(self.config.services, ABSENT)
         for folder, action in self.orders.withdraw(lambda o: o.service not in absent) if absent else ():
             self.decide_again(folder, paths_of(action))  # an agent away for a week must not hold them for everyone

@@ -350,3 +350,21 @@ def test_a_conflict_copy_another_replica_still_makes_stays_listed(hub, monkeypat
         referee._refresh_plugs()
         referee.ledger.commit(referee.space)
         assert referee.awaiting.conflict_count("docs") == listed, gone
+
+
+def test_a_plug_not_started_yet_is_shown_starting_and_one_gone_unavailable(tmp_path):
+    """Right after `onitu start` a plug's process may run before its plug announced itself: status says
+    "starting", not a failure; a plug that was there and went away is "unavailable"."""
+    hub = pretend_hub(tmp_path)
+    referee, plugs = next(hub)
+    try:
+        plugs.space.take((tuples.PLUG, "c", None))
+        fresh = Referee(referee.config, plugs.space)
+        fresh._refresh_plugs()
+        states = {s: row["state"] for s, row in fresh.commands.summary()["folders"]["docs"]["services"].items()}
+        assert states == {"a": "listing", "b": "listing", "c": "starting"}
+        referee._refresh_plugs()
+        assert (referee.commands.summary()["folders"]["docs"]["services"]["c"]["state"]
+                == "unavailable: its plug is not running")
+    finally:
+        next(hub, None)

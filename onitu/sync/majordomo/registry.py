@@ -16,6 +16,7 @@ from typing import Any, Final
 from onitu.config import Config
 from onitu.sync.drivers.contract import safe_path
 from onitu.sync.settings import ServiceConfig, ServiceFolderConfig
+from onitu.sync.state.plugs import NOT_RUNNING
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,6 @@ def mark_remote(status: dict[str, Any], remote: dict[str, dict[str, Any]]) -> di
         for service, row in info.get("services", {}).items():
             if service in remote:
                 row["remote"] = remote[service]["agent"]
-                if row.get("state") == "unavailable: its plug is not running":
+                if row.get("state") in (f"unavailable: {NOT_RUNNING}", "starting"):
                     row["state"] = f"offline (agent {row['remote']} not connected)"
     return status

@@ -9,6 +9,9 @@ from typing import Any
 
 from onitu.sync.drivers.contract import ancestors
 
+NOT_RUNNING = "its plug is not running"
+NOT_STARTED = "its plug has not started yet"  # since the referee started: shown as starting, not as a failure
+
 
 @dataclass
 class Plugs:
@@ -19,6 +22,7 @@ class Plugs:
     staging: dict[tuple[str, str], tuple[str, set[str]]] = field(default_factory=dict)  # listings: paths seen
     last_seq: dict[str, int] = field(default_factory=dict)  # plug id -> last applied sequence number
     missing: dict[str, float] = field(default_factory=dict)  # service -> since when it has no available plug
+    seen: set[str] = field(default_factory=set)  # services that had a plug since the referee started
 
     def absent(self, services: Iterable[str], seconds: float) -> set[str]:
         """Of ``services``, those without an available plug for ``seconds`` at least (as :attr:`info` says, and said
@@ -31,7 +35,7 @@ class Plugs:
         """None when the replica can take part; "wait" while its listing is due; else why it cannot."""
         info = self.info.get(service)
         if info is None:
-            return "its plug is not running"
+            return NOT_RUNNING if service in self.seen else NOT_STARTED
         if not info.get("available"):
             return str(info.get("reason") or "unavailable")
         return None if (service, folder, info.get("id")) in self.scanned else "wait"

@@ -35,6 +35,7 @@ from onitu.space.local import OnWait, TemplateLike, WaitingRequest, check_timeou
 from onitu.space.protocol import ERROR, EVENT, PART, as_tuple, error_from, parse_reply
 from onitu.space.store import Lease
 from onitu.space.template import Template, check_tuple
+from onitu.space.unixconn import UnixConnection
 from onitu.space.zmqfast import NOBLOCK, wait_readable
 from onitu.space.zmqfast import recv as _recv
 from onitu.space.zmqfast import send as _send
@@ -74,6 +75,26 @@ class Parts:
         if body != len(self.items):
             raise ProtocolError(f"an answer of {body} items arrived with {len(self.items)}")
         return self.items
+
+
+def _wait(sock: zmq.Socket | UnixConnection, timeout_ms: int) -> bool:
+    if type(sock) is UnixConnection:
+        return bool(sock.poll(timeout_ms))
+    return wait_readable(sock, timeout_ms)
+
+
+def _recv_now(sock: zmq.Socket | UnixConnection) -> bytes:
+    """A frame known to be waiting (raises zmq.Again if it is not)."""
+    if type(sock) is UnixConnection:
+        return sock.recv(NOBLOCK)
+    return _recv(sock, NOBLOCK)  # a blocking client's own socket: pyzmq's Cython calls, without the Python layer
+
+
+def _send_now(sock: zmq.Socket | UnixConnection, frame: bytes) -> None:
+    if type(sock) is UnixConnection:
+        sock.send(frame)
+    else:
+        _send(sock, frame, NOBLOCK)
 
 
 def _decode_found(body: Any) -> Any:
@@ -177,7 +198,7 @@ class SpaceClient:
     def _sock(self) -> zmq.Socket:
         sock = getattr(self._local, "sock", None)
         if sock is None:
-            sock = self._local.sock = self.core.socket(self.ctx)
+            sock = self._local.sock = self.core.socket(self.ctx, streams=True)
             with self._socks_lock:
                 self._socks.append(sock)
         return sock
@@ -215,9 +236,9 @@ class SpaceClient:
             while True:
                 # poll, then recv: a recv blocked in libzmq (a receive timeout) aborts the process when another
                 # thread closes the client meanwhile (libzmq's signaler.cpp assertion, seen at the end of builds)
-                if wait_readable(sock, WAIT_SLICE):
+                if _wait(sock, WAIT_SLICE):
                     try:
-                        frame = _recv(sock, NOBLOCK)
+                        frame = _recv_now(sock)
                     except zmq.Again:  # poll said a message waits; never block on recv regardless
                         continue
                     got, status, body = parse_reply(frame)
@@ -269,8 +290,8 @@ class SpaceClient:
     def _send(self, sock: zmq.Socket, op: str, seq: int, args: dict, blocking: float | None, start: float) -> float:
         if blocking:  # a re-sent blocked request keeps its original deadline
             args = {**args, "timeout": max(0.0, blocking - (time.monotonic() - start))}
-        try:  # a blocking client's own socket: pyzmq's Cython send, without the Python layer
-            _send(sock, self.core.frame(op, seq, args), NOBLOCK)
+        try:
+            _send_now(sock, self.core.frame(op, seq, args))
         except zmq.Again:
             log.debug("space not connected; will retry")
         return time.monotonic()
@@ -366,7 +387,7 @@ class RemoteNotification(EventStream):
                  since: int | None) -> None:
         self.client = client
         self.state = NotifyState(client.core, events, pattern, lease, since)
-        self.sock = client.core.socket(client.ctx)
+        self.sock = client.core.socket(client.ctx, streams=True)
         with client._socks_lock:
             client._socks.append(self.sock)
         self._buffer: deque[Event] = deque()

@@ -1,4 +1,4 @@
-"""The space server: ZeroMQ ROUTER sockets on an asyncio loop, durable before it answers.
+"""The space server: zmq ROUTER sockets (and local clients' stream sockets) on an asyncio loop, durable first.
 
 Each loop turn drains every request waiting on the sockets, applies them to the :class:`Store`, commits the
 resulting changes (and the replies to mutating requests, for idempotent retries) in one SQLite transaction, and
@@ -35,7 +35,7 @@ from onitu.heartbeat import Responder
 from onitu.space import numbers, ring
 from onitu.space.bounded import Regexes
 from onitu.space.durable import Durable
-from onitu.space.endpoints import ConfigError, check_endpoint
+from onitu.space.endpoints import ConfigError, bind_router, check_endpoint
 from onitu.space.errors import KeyRevoked, NotPrimary, ProtocolError, SessionExpired, SpaceError
 from onitu.space.eventloop import event_loop_runner
 from onitu.space.keyring import RELOAD_EVERY, Keyring
@@ -48,7 +48,8 @@ from onitu.space.replication import PrimaryLink, SecondarySink
 from onitu.space.replies import ReplyCache
 from onitu.space.roles import Pairing
 from onitu.space.store import HISTORY, Store, Subscription, Waiter
-from onitu.space.wire import Listener
+from onitu.space.streams import LocalStreams
+from onitu.space.wire import Listener, Stream
 from onitu.space.zmqfast import EVENTS, NOBLOCK, POLLIN, RCVMORE, SNDMORE_NOBLOCK
 from onitu.space.zmqfast import get as _get
 from onitu.space.zmqfast import recv as _recv
@@ -60,14 +61,14 @@ MAX_BATCH = 4096  # requests per turn: bounds the latency one turn adds to the n
 HARD_CAP = 4  # libzmq's own cap on a frame, in max_frames: the server never even reads a bigger one
 
 
-Outbox = list[tuple[zmq.Socket, bytes, bytes]]
+Outbox = list[tuple[zmq.Socket | Stream, bytes, bytes]]
 
 
 @dataclass(eq=False)
 class Route:
     """Where the reply (or the events) of a request go; a retry from a new connection moves it."""
 
-    sock: zmq.Socket
+    sock: zmq.Socket | Stream
     ident: bytes
     sid: bytes
     seq: int
@@ -129,6 +130,7 @@ class SpaceServer:
         self.public_key: bytes | None = None
         self.ctx = zmq.Context()
         self.socks: list[zmq.Socket] = []
+        self.streams = LocalStreams(max_frame * HARD_CAP)  # local blocking clients' way in
         self._secure: set[zmq.Socket] = set()
         self.keyring: Keyring | None = None
         self.peers = Peers(self.counters, max_frame * HARD_CAP, self._handshake_failed)
@@ -170,6 +172,8 @@ class SpaceServer:
     def _open(self, endpoints: list[str]) -> list[zmq.Socket]:
         plain = [ep for ep in endpoints if not self.curve[ep]]
         secure = [ep for ep in endpoints if self.curve[ep]]
+        for ep in plain:  # first: a client that finds the zmq socket without its stream socket uses zmq
+            self.streams.listen(ep)
         opened = []
         if plain:
             opened.append(self._router(plain, None))
@@ -243,23 +247,8 @@ class SpaceServer:
                 self.forget_session(sid)
 
     def _router(self, endpoints: list[str], secret: bytes | None) -> zmq.Socket:
-        sock = self.ctx.socket(zmq.ROUTER)
-        sock.linger = 0
-        sock.sndhwm = sock.rcvhwm = 100_000
-        sock.maxmsgsize = self.max_frame * HARD_CAP  # frames above max_frame get a clear error reply; above this,
-        # libzmq drops the connection (counted by self.peers)
-        if secret is not None:
-            sock.curve_server = True
-            sock.curve_secretkey = secret
-        for ep in endpoints:
-            if ep.startswith("ipc://"):
-                Path(ep[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                sock.bind(ep)
-            except zmq.ZMQError as exc:
-                sock.close()
-                raise ConfigError(f"cannot listen on {ep}: {exc}") from exc
-            self.endpoints.append(sock.last_endpoint.decode())
+        sock, bound = bind_router(self.ctx, endpoints, secret, self.max_frame * HARD_CAP)
+        self.endpoints.extend(bound)
         return sock
 
     def write_info(self) -> None:
@@ -276,6 +265,7 @@ class SpaceServer:
         self._stopped = asyncio.Event()
         for sock in self.socks:
             self.loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        self.streams.start(self.loop, self._schedule_drain)
         for mon in self.peers.monitors:
             self.loop.add_reader(mon.getsockopt(zmq.FD), self.peers.handle, mon)
         self._look_around()
@@ -330,6 +320,7 @@ class SpaceServer:
             self.sink.listener.close()
         if self.link is not None:
             self.link.close()
+        self.streams.close()
         for sock in self.socks + self.peers.monitors:
             if self.loop is not None:
                 with contextlib.suppress(ValueError, zmq.ZMQError):
@@ -379,6 +370,10 @@ class SpaceServer:
                 self._request(sock, frames, LOCAL)
             if n >= MAX_BATCH:  # stopped with messages perhaps waiting: _rearm looks again
                 self.touched.add(sock)
+        self.streams.receive(self._from_stream, MAX_BATCH - n)
+
+    def _from_stream(self, stream: Stream, frames: list[bytes]) -> None:
+        self._request(stream, frames, LOCAL)
 
     def turn(self, work: Callable[[], Any]) -> None:
         """Do some work, make its effects durable, then let its replies and events out."""
@@ -444,6 +439,10 @@ class SpaceServer:
     def send_all(self, outbox: Outbox) -> None:
         touched = self.touched
         for sock, ident, frame in outbox:
+            if type(sock) is Stream:
+                if not sock.send(frame):  # the client hung up (it asks again if it still waits)
+                    self.counters["dropped_replies"] += 1
+                continue
             touched.add(sock)
             try:
                 _send(sock, ident, SNDMORE_NOBLOCK)
@@ -468,6 +467,8 @@ class SpaceServer:
         for sock in touched:
             if _get(sock, EVENTS) & POLLIN:
                 self._schedule_drain()
+        if self.streams.waiting():
+            self._schedule_drain()
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
@@ -475,7 +476,7 @@ class SpaceServer:
 
     # ---- one request -------------------------------------------------------------------------------------
 
-    def _request(self, sock: zmq.Socket, frames: list[bytes], key: str) -> None:
+    def _request(self, sock: zmq.Socket | Stream, frames: list[bytes], key: str) -> None:
         ident = frames[0]
         self.counters["requests"] += 1
         if len(frames) != 2:
@@ -532,12 +533,12 @@ class SpaceServer:
             if change[0] == "put":
                 self.limits.stored(key, change[1], len(change[2]))  # a packed store's put: the tuple's bytes
 
-    def _malformed(self, sock: zmq.Socket, ident: bytes, exc: SpaceError) -> None:
+    def _malformed(self, sock: zmq.Socket | Stream, ident: bytes, exc: SpaceError) -> None:
         self.counters["malformed"] += 1
         self._quiet.warn("malformed", "malformed request from %s: %s", ident.hex(), exc)
         self.send_error(sock, ident, 0, exc)
 
-    def send_error(self, sock: zmq.Socket, ident: bytes, seq: int, exc: SpaceError) -> None:
+    def send_error(self, sock: zmq.Socket | Stream, ident: bytes, seq: int, exc: SpaceError) -> None:
         self.counters["errors"] += 1
         self.outbox.append((sock, ident, error_reply(seq, exc)))
 

@@ -1,9 +1,11 @@
-"""The replication link's transport: length-prefixed frames over one stream socket (Unix or TCP) per peer.
+"""Length-prefixed frames over one stream socket (Unix or TCP) per peer: the replication link's transport, and the
+one local blocking clients use (:mod:`onitu.space.unixconn`).
 
-Clients speak zmq to the server; the pair's own link does not. A zmq message crosses the sender's I/O thread and
-the receiver's before the receiving thread sees it: a paired write's batch and its acknowledgement made six thread
-wakeups on its critical path besides the two processes' own, most of what pairing added to a write on two shared
-cores (bench/space_vs_rinda.py). Here each event loop writes to and reads from the kernel socket itself.
+A zmq message crosses the sender's I/O thread and the receiver's before the receiving thread sees it: a paired
+write's batch and its acknowledgement made six thread wakeups on its critical path besides the two processes' own,
+most of what pairing added to a write on two shared cores (bench/space_vs_rinda.py), and a client's request and
+reply four more. Here each event loop writes to and reads from the kernel socket itself. Remote clients keep zmq
+(CURVE); a local one reaches the server's ``ipc://`` endpoint through the stream socket beside it.
 
 A frame is its length (4 bytes, big-endian) then its bytes: one msgpack message of the replication protocol. The
 secondary listens (:class:`Listener`, any number of primaries: an old one may still be connected); the primary
@@ -49,7 +51,7 @@ class Stream:
     """One connection: frames out (kept while the kernel's buffer is full), frames in (:attr:`inbox`)."""
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, on_frames: Callable[[], None],
-                 on_close: Callable[[Stream], None]) -> None:
+                 on_close: Callable[[Stream], None], max_frame: int = MAX_FRAME) -> None:
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a batch waits for no further bytes
@@ -59,6 +61,7 @@ class Stream:
         self._in = bytearray()
         self._out = bytearray()
         self._on_frames, self._on_close = on_frames, on_close
+        self.max_frame = max_frame
         loop.add_reader(self.fd, self._readable)
 
     def send(self, frame: bytes) -> bool:
@@ -125,7 +128,7 @@ class Stream:
         buf, at = self._in, 0
         while len(buf) - at >= HEADER:
             size = int.from_bytes(buf[at:at + HEADER], "big")
-            if size > MAX_FRAME:
+            if size > self.max_frame:
                 return False
             if len(buf) - at - HEADER < size:
                 break
@@ -225,8 +228,9 @@ class Listener:
     """The secondary's end: bound at once (peers that come before the loop runs wait in the backlog); each
     accepted connection is a :class:`Stream`, whose frames are answered on it."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, max_frame: int = MAX_FRAME) -> None:
         self.family, addr = address(endpoint)
+        self.max_frame = max_frame
         self.sock = socket.socket(self.family, socket.SOCK_STREAM)
         try:
             if self.family == socket.AF_UNIX:
@@ -255,7 +259,7 @@ class Listener:
         try:
             while True:
                 sock, _ = self.sock.accept()
-                self.streams.append(Stream(sock, self.loop, self._on_frames, self._closed))
+                self.streams.append(Stream(sock, self.loop, self._on_frames, self._closed, self.max_frame))
         except OSError:  # BlockingIOError: none left; anything else: the peer gave up meanwhile
             pass
 

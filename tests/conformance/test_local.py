@@ -182,6 +182,41 @@ def test_changes_inside_a_directory_moved_into_a_new_one_are_seen(tmp_path: Path
         driver.close()
 
 
+def test_changes_inside_a_directory_moved_in_from_outside_the_root_are_seen(tmp_path: Path) -> None:
+    """`mv ~/Downloads/album ~/Onitu/`, then an edit inside it: watchdog watches a directory created in the tree,
+    not one moved in from elsewhere (it only simulates the creation of what it holds, once), so every later change
+    inside it, at any depth, went unseen until the next full scan (ten minutes later by default)."""
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    driver = local(root)
+    driver.initialise()
+    (root / "already").mkdir()
+    (outside / "album" / "deep").mkdir(parents=True)
+    (outside / "album" / "a.txt").write_text("a")
+    (outside / "album" / "deep" / "b.txt").write_text("b")
+    events = Events()
+    driver.watch(events, scan_interval=3600)
+    try:
+        events.wait("rescan")
+        (outside / "album").rename(root / "album")  # into the root
+        events.wait("created", "album/deep/b.txt")
+        (outside / "second").mkdir()
+        (outside / "second" / "c.txt").write_text("c")
+        (outside / "second").rename(root / "already" / "second")  # into a directory of the root
+        events.wait("created", "already/second/c.txt")
+        (root / "album" / "a.txt").write_text("changed inside the moved-in directory")
+        events.wait("modified", "album/a.txt")
+        (root / "album" / "deep" / "new.txt").write_text("new, two levels down")
+        events.wait("created", "album/deep/new.txt")
+        (root / "already" / "second" / "c.txt").write_text("changed")
+        events.wait("modified", "already/second/c.txt")
+        (root / "album").rename(root / "already" / "album")  # then moved within the root: still watched
+        time.sleep(0.5)
+        (root / "already" / "album" / "deep" / "b.txt").write_text("changed after a move inside")
+        events.wait("modified", "already/album/deep/b.txt")
+    finally:
+        driver.close()
+
+
 def test_a_burst_of_events_is_taken_whole_and_the_drivers_own_writes_stay_silent(tmp_path: Path) -> None:
     """Events reach the watcher in batches (watchdog's reader lets them gather, with no observer thread in between):
     in a burst of hundreds of files written by someone, each is reported once settled, none lost; a move in the

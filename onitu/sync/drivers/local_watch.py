@@ -122,7 +122,27 @@ class _GatheringBuffer(InotifyBuffer):
         self._count += len(event_list)
         if self._count >= BURST:
             time.sleep(GATHER)
+        for event in event_list:
+            if event.is_moved_to and event.is_directory:
+                self._watch_moved_in(event.src_path)
         return super()._group_events([event for event in event_list if not self._unnamed_write(event)])
+
+    def _watch_moved_in(self, path: bytes) -> None:
+        """Watch a directory moved in from outside the tree, and every directory in it. watchdog watches one
+        created in the tree, or moved within it, but not one that comes from elsewhere (it simulates the creation
+        of what it holds, once): every later change inside it, at any depth, went unseen until the next full scan.
+        Added here, before the emitter walks the directory for those creations: what changes after a watch is
+        added is an event, what changed before is in the walk."""
+        inotify = self._inotify
+        try:
+            with inotify._lock:
+                if path not in inotify._wd_for_path:
+                    inotify._add_dir_watch(path, inotify.event_mask, recursive=True)
+        except OSError as exc:  # gone meanwhile (its deletion is an event of its own), or the watch limit is reached
+            if os.path.isdir(path):
+                log.warning("cannot watch %s, moved into the root: %s; rescanning", os.fsdecode(path), exc)
+                for watcher in list(_watchers):
+                    watcher.overflowed.set()
 
     def _unnamed_write(self, event: InotifyEvent) -> bool:
         """Whether ``event`` is a write to, or the close of, a file with no name yet (O_TMPFILE: the kernel calls it

@@ -54,6 +54,22 @@ def test_every_operation_reaches_every_replica(hub):
     assert not any(".onitu-tmp-" in p for r in h.roots.values() for p in os.listdir(r))
 
 
+def test_a_folder_moved_in_from_elsewhere_keeps_syncing_what_changes_inside_it(hub, tmp_path):
+    """`mv ~/Downloads/album ~/Onitu/`: its files reach the replicas, and so does every later edit inside it."""
+    h = hub().start()
+    a, b, c = h.roots.values()
+    album = tmp_path / "downloads" / "album"
+    (album / "disc 2").mkdir(parents=True)
+    (album / "cover.jpg").write_bytes(b"cover")
+    (album / "disc 2" / "track.flac").write_bytes(b"track")
+    album.rename(a / "album")
+    h.wait_converged(expect=lambda t: "album/disc 2/track.flac" in t)
+    (a / "album" / "disc 2" / "track.flac").write_bytes(b"track, retagged")
+    (a / "album" / "notes.txt").write_text("added later")
+    h.wait_converged(expect=lambda t: t.get("album/disc 2/track.flac") == sha(b"track, retagged")
+                     and "album/notes.txt" in t)
+
+
 def test_deletions_made_while_stopped_and_files_rewritten_during_transfer(hub):
     h = hub().start()
     a, b, c = h.roots.values()

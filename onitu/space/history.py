@@ -5,6 +5,12 @@ An event is ``(event id, kind, held)``. Kept as tuples in a deque, each cost a t
 bookkeeping per event, 2-4 MB for a full history. :class:`History` keeps the bodies and the kinds (shared
 strings) in two deques and the ids as runs of consecutive numbers (a space numbers its events one by one, so
 there is one run per primary a history spans), about 16 bytes per event; it yields the same tuples back.
+
+The history is bounded in events and in the bytes of the bodies it holds alone. A hub's events are mostly records
+of a few hundred bytes, but a plug's listing goes by reports of a thousand entries (150 KB each, written then
+taken: two events), and a restarted hub at a million files lists everything again: 20,000 such events would be
+gigabytes in each space server. Past :data:`MAX_BYTES`, the oldest events go; a client that resumes from before
+them gets EventsLost and reads again, as it does after a longer absence.
 """
 
 from __future__ import annotations
@@ -15,15 +21,21 @@ from typing import Any
 
 # One string per kind, whatever object an event came with (a secondary decodes each event's kind anew).
 _KINDS = {kind: kind for kind in ("write", "take", "delete", "close")}
+MAX_BYTES = 32 << 20  # bytes of event bodies a history holds at most (bodies a live tuple shares count too)
+
+
+def _size(body: Any) -> int:
+    return len(body) if type(body) is bytes else 0  # decoded: an in-process space's (a list from an older primary)
 
 
 class History:
     """Events in id order, at most ``maxlen`` of them (the oldest are dropped), iterated as tuples."""
 
-    __slots__ = ("_bodies", "_kinds", "_runs", "maxlen")
+    __slots__ = ("_bodies", "_kinds", "_runs", "max_bytes", "maxlen", "size")
 
-    def __init__(self, maxlen: int) -> None:
-        self.maxlen = maxlen
+    def __init__(self, maxlen: int, max_bytes: int = MAX_BYTES) -> None:
+        self.maxlen, self.max_bytes = maxlen, max_bytes
+        self.size = 0  # bytes of the bodies held
         self._bodies: deque[Any] = deque()
         self._kinds: deque[str] = deque()
         self._runs: deque[list[int]] = deque()  # [first id, count]: consecutive ids, oldest run first
@@ -41,11 +53,12 @@ class History:
             runs.append([event_id, 1])
         self._kinds.append(_KINDS.get(kind, kind))
         self._bodies.append(body)
-        if len(self._bodies) > self.maxlen:
+        self.size += _size(body)
+        while len(self._bodies) > self.maxlen or (self.size > self.max_bytes and len(self._bodies) > 1):
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        self._bodies.popleft()
+        self.size -= _size(self._bodies.popleft())
         self._kinds.popleft()
         run = self._runs[0]
         run[0] += 1
@@ -70,6 +83,7 @@ class History:
     def clear(self) -> None:
         for part in (self._bodies, self._kinds, self._runs):
             part.clear()
+        self.size = 0
 
     def oldest(self) -> int | None:
         """The id of the oldest event held, None if there is none."""

@@ -311,7 +311,7 @@ class SecondarySink:
         self.server, self.listener = server, listener
         self.stream = server.durable.stream()  # (primary boot, last lsn applied), kept on disk with each batch
         # the primary's events as they came (decoded only on promotion: most replicas never need them)
-        self.history = History(server.store.history.maxlen)
+        self.history = History(server.store.history.maxlen, server.store.history.max_bytes)
         self._in_snapshot: tuple[str, int] | None = None
         self._snapshot_from: Stream | None = None
         self._waiting: list[list] = []  # batches that came during a snapshot

@@ -10,7 +10,7 @@ import tracemalloc
 
 import pytest
 
-from onitu.space import Template
+from onitu.space import EventsLost, Template
 from onitu.space.history import History
 from onitu.space.packed import unpack_held
 from onitu.space.protocol import unpackb
@@ -69,6 +69,32 @@ def test_history_keeps_the_newest_events_in_order_across_gaps():
     assert [body for _, _, body in history] == [b"\x03", b"\x07", b"\x08", b"\x14"]
     history.clear()
     assert list(history) == [] and history.oldest() is None
+
+
+def test_history_holds_a_bounded_number_of_bytes_and_a_resume_from_before_them_is_refused():
+    """A restarted hub lists every file again in reports of 150 KB (written, then taken): held by event count
+    alone, 20,000 of them were gigabytes in each space server."""
+    history = History(1000, max_bytes=10_000)
+    for event_id in range(1, 11):
+        history.append((event_id, "write", b"r" * 3000))
+    assert [e[0] for e in history] == [8, 9, 10] and history.size == 9000
+    history.append((11, "take", b"x" * 50_000))  # bigger than the bound alone: still the newest event, kept
+    assert [e[0] for e in history] == [11] and history.size == 50_000
+    history.append((12, "write", b"small"))
+    assert [e[0] for e in history] == [12] and history.oldest() == 12
+
+    store = Store(history=1000, packed=True)
+    store.history.max_bytes = 20_000
+    store.write(("first", 0))
+    since = store.event_id
+    for i in range(20):
+        store.write(("report", i, "e" * 3000))
+    assert len(store.history) < 10
+    with pytest.raises(EventsLost):
+        store.subscribe(["write"], Template(("report", None, None)), lambda e: None, since=since)
+    replayed: list = []
+    store.subscribe(["write"], Template(("report", None, None)), replayed.append, since=store.event_id - 2)
+    assert [tup[1] for _, _, tup in replayed] == [18, 19]
 
 
 def test_a_stored_record_costs_little_beside_its_bytes():

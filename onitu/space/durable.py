@@ -143,7 +143,10 @@ class Durable:
         """Fill an empty store from disk; returns the cached replies by (session, seq)."""
         try:
             # Tuples of sessions that ended while we were down died with them.
-            self.db.execute("DELETE FROM tuples WHERE owner IS NOT NULL AND owner NOT IN (SELECT sid FROM sessions)")
+            pruned = self.db.execute(
+                "DELETE FROM tuples WHERE owner IS NOT NULL AND owner NOT IN (SELECT sid FROM sessions)").rowcount
+            if pruned > 0:  # no longer the state of the stream position it is labelled with
+                self.forget_stream()
             for sid, ttl in self.db.execute("SELECT sid, ttl FROM sessions"):
                 store.restore_session(sid, ttl)
             rows = self.db.execute("SELECT id, body, deadline, owner FROM tuples ORDER BY id")
@@ -249,15 +252,21 @@ class Durable:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def stream(self) -> tuple[str, int] | None:
-        """(primary boot, last lsn) of the primary's stream this replica's disk holds, committed with each batch:
-        a replica that comes back can ask for the batches after it instead of a whole snapshot."""
+        """(primary boot, last lsn) of the primary's stream this disk holds, committed with each batch (a paired
+        primary labels its own commits so too): a replica that comes back can ask for the batches after it instead
+        of a whole snapshot, and a pair restarted with the same label on both disks needs none."""
         boot, lsn = self.meta("stream_boot"), self.meta("stream_lsn")
         return (boot, lsn) if type(boot) is str and type(lsn) is int else None
 
     def forget_stream(self) -> None:
-        """This disk serves as a primary now: it goes on from its own turns, no longer from anyone's stream."""
+        """This disk goes on from commits no stream position labels (a primary without a secondary)."""
         self._replica_head = None
         self.db.execute("DELETE FROM meta WHERE key IN ('stream_boot', 'stream_lsn')")
+
+    def rebase(self, stream: tuple[str, int]) -> None:
+        """Label this disk, unchanged, with another stream's position (a primary's stream that starts from it)."""
+        self._replica_head = None  # the next batch writes its primary's counters too
+        self.db.execute(_SET_STREAM, stream)
 
     # ---- a replica's snapshot: one transaction from begin to end, so a crash midway keeps the old state ----
 

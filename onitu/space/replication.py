@@ -8,14 +8,17 @@ stream it is synced to (same primary boot, next lsn): it answers ``["ack", epoch
 same turn (the primary's answer to its clients no longer waits for that commit: see SecondarySink.settle); otherwise
 it answers ``["need", epoch, lsn, its boot, [primary boot, last lsn] or None]``. If the replica holds this
 primary's own stream up to a batch the primary still keeps (a secondary that restarted, or missed a few), the
-primary sends it the batches after it, and the replica's acknowledgement of the last makes it a copy again;
-otherwise the primary streams a snapshot taken at a turn boundary (``snap_begin``, then ``snap_replies``,
+primary sends it the batches after it, and the replica's acknowledgement of the last makes it a copy again.
+A paired primary labels its own disk with its stream position too, and its stream starts from the position its
+disk held (``base``): a replica whose disk holds the same (both servers of a pair stopped cleanly, then started)
+is told ``["base", epoch, boot, position]`` and continues the new stream from its lsn 0, with no snapshot.
+Otherwise the primary streams a snapshot taken at a turn boundary (``snap_begin``, then ``snap_replies``,
 ``snap_events`` and ``snap_rows`` chunks, ``snap_end``), then the batches after it. A replica whose disk comes from
-another primary (another boot: the old primary coming back, say) always gets a snapshot, so it never keeps a batch
-the current primary never had. The replica applies the snapshot in one transaction, then the batches that arrived
-meanwhile, and only then answers ``["synced", epoch, lsn]``: with the acknowledgement that ends a catch-up, the
-one answer that makes it a copy the watchdog may promote. A ``need`` about a batch that an already-sent snapshot
-covers is stale and ignored.
+another primary's stream at another position (the old primary coming back, say) always gets a snapshot, so it never
+keeps a batch the current primary never had. The replica applies the snapshot in one transaction, then the batches
+that arrived meanwhile, and only then answers ``["synced", epoch, lsn]``: with the acknowledgement that ends a
+catch-up, the one answer that makes it a copy the watchdog may promote. A ``need`` about a batch that an
+already-sent snapshot covers is stale and ignored.
 
 Each step is bounded in time, so that both servers keep answering the watchdog's heartbeat and their clients
 while a big space is copied: a snapshot message holds a chunk (of rows, cached replies or events) and one is sent
@@ -157,6 +160,14 @@ class PrimaryLink:
         self._retained = Retained()
         self._catching_up: int | None = None  # the lsn whose acknowledgement ends a catch-up
         self.snapshots = self.catch_ups = 0  # sent so far
+        # Where our stream starts: the position in a primary's stream (ours before a restart, or the one we copied
+        # as a secondary) our disk holds, as its label says. A replica holding the same holds our lsn 0.
+        self.base = server.durable.stream()
+
+    def label(self) -> tuple[tuple[int, int], tuple[str, int]]:
+        """The counters and the stream position a commit of the batch just shipped labels our disk with."""
+        store = self.server.store
+        return (store.next_id, store.event_id), (self.server.boot, self.lsn)
 
     def ship(self, body: list) -> int:
         self.lsn += 1
@@ -226,20 +237,24 @@ class PrimaryLink:
 
     def _catch_up(self, replica: str, has: Any) -> bool:
         """Send a replica that holds our stream up to some batch the batches after it, if we still have them all
-        (it says where it stands: ``[our boot, its last lsn]``). A replica whose disk comes from another primary
-        (another boot) may hold batches we never had: it gets a snapshot instead."""
-        if not (isinstance(has, list) and len(has) == 2 and has[0] == self.server.boot and type(has[1]) is int):
+        (it says where it stands: ``[our boot, its last lsn]``, or our :attr:`base`, our lsn 0). A replica whose
+        disk stands anywhere else may hold batches we never had: it gets a snapshot instead."""
+        server = self.server
+        rebased = self.base is not None and has == list(self.base)  # our lsn 0: a pair restarted after a clean stop
+        if not rebased and not (isinstance(has, list) and len(has) == 2 and has[0] == server.boot
+                                and type(has[1]) is int):
             return False
-        start = has[1] + 1
+        start = 1 if rebased else has[1] + 1
         first = self._retained.first()
         if not 0 < start <= self.lsn + 1 or (start <= self.lsn and (first is None or first > start)):
             return False
         self.synced, self._snap_to, self._catching_up = False, (replica, self.lsn), self.lsn
         self.catch_ups += 1
-        server = self.server
+        if rebased:  # it labels its disk as our lsn 0, and acknowledges it
+            self._send(["base", server.epoch, server.boot, has])
         for lsn, body in self._retained.since(start):
             self._send_frame(_batch_frame(server.epoch, server.boot, lsn, body))
-        log.info("catching %s up from lsn %d to %d, without a snapshot", self.peer, has[1], self.lsn)
+        log.info("catching %s up from lsn %d to %d, without a snapshot", self.peer, start - 1, self.lsn)
         return True
 
     def _start_snapshot(self, replica: str) -> None:
@@ -455,6 +470,8 @@ class SecondarySink:
                 self._waiting.append(msg)
                 return None
             return self._apply(msg)
+        if kind == "base" and len(msg) == 4 and self._in_snapshot is None:
+            return self._rebase(msg[2], msg[3])
         if kind == "probe" and len(msg) == 4 and self._in_snapshot is None:
             if self.stream is not None and self.stream == (msg[2], msg[3]):
                 return ["ack", server.epoch, msg[3]]
@@ -476,6 +493,14 @@ class SecondarySink:
     def events(self) -> list[tuple]:
         """The event history received so far, decoded (for a promotion)."""
         return [_event(e) for e in self.history]
+
+    def _rebase(self, boot: Any, base: Any) -> list:
+        """A primary whose stream starts from what our disk holds (both labelled ``base``): we hold its lsn 0."""
+        if not isinstance(boot, str) or self.stream is None or list(self.stream) != base:
+            return self._need(0)
+        self.stream = (boot, 0)
+        self.server.durable.rebase(self.stream)
+        return ["ack", self.server.epoch, 0]
 
     def _need(self, lsn: int) -> list:
         """Ask for what we lack, saying which message made us ask, who we are (a restarted replica asks anew) and

@@ -183,10 +183,10 @@ class Pairing:
         sink = server.sink
         if sink is not None:
             sink.settle()
-        server.durable.forget_stream()
-        if sink is not None:
             sink.abort_snapshot()
             sink.stream = None
+        if not server.peer:  # else the disk keeps the label of the stream it holds: its own starts from there
+            server.durable.forget_stream()
         if sink is not None and sink.live:  # the memory holds every acknowledged batch already
             server.durable.new_generation(server.store)
             server.store.arm()

@@ -105,7 +105,8 @@ class SpaceServer:
         self.durable.set_meta("epoch", self.epoch)
         self.replies = ReplyCache()
         if role == "primary":
-            self.durable.forget_stream()
+            if not peer:  # else its commits go on labelling it (see PrimaryLink.base)
+                self.durable.forget_stream()
             self.load()
         else:  # its memory holds its disk from the start: batches then apply to both, and promotion loads nothing
             self.load()
@@ -402,7 +403,7 @@ class SpaceServer:
                 self._ship(rows, acks)
             started = time.perf_counter()
             try:
-                self.durable.commit(rows, self._new_replies, acks)
+                self.durable.commit(rows, self._new_replies, acks, *(self.link.label() if self.link else (None,) * 2))
             except Exception:
                 # Memory and disk now disagree: stop without answering; a restart recovers from disk.
                 log.critical("commit to %s failed; stopping without replying", self.durable.path, exc_info=True)

@@ -54,6 +54,12 @@ class Pair:
     def endpoint(self, name: str) -> str:
         return f"ipc://{self.tmp}/{name}/space.sock"
 
+    def stop(self, name: str) -> None:
+        """SIGTERM, as `onitu stop` does: a clean stop."""
+        proc = self.procs.pop(name)
+        proc.terminate()
+        assert proc.wait(10) == 0
+
     def close(self) -> None:
         for proc in self.procs.values():
             proc.terminate()
@@ -158,4 +164,81 @@ def test_a_secondary_says_where_its_disk_stands_after_a_restart(tmp_path):
         assert pair.wd.status("b")["tuples"] == 4  # its memory holds its disk and what came since
     finally:
         primary.close()
+        pair.close()
+
+
+def _fill_and_settle(pair: Pair, n: int) -> None:
+    with connect(pair.endpoint("a"), connect_timeout=10) as space:
+        space.batch([("write", ["row", i, "z" * 50], None) for i in range(n)])
+        space.take(["row", 0, None])
+        status = pair.wait_synced("a")
+        while pair.wd.status("b").get("applied", 0) < status["lsn"]:
+            time.sleep(0.05)
+
+
+def test_a_pair_restarted_after_a_clean_stop_pairs_again_without_a_snapshot(tmp_path):
+    """Both disks end labelled with the same position of the old primary's stream: the new primary's stream starts
+    from there, and the secondary continues it as it is (a full snapshot of a million tuples took both servers
+    seconds and hundreds of MB at every `onitu start`)."""
+    pair = Pair(tmp_path)
+    try:
+        pair.serve("b", "secondary", 1)
+        pair.serve("a", "primary", 1)
+        _fill_and_settle(pair, 500)
+        pair.stop("a")
+        pair.stop("b")
+        pair.serve("b", "secondary", 2)
+        pair.serve("a", "primary", 2)
+        status = pair.wait_synced("a", sent=1)
+        assert status["snapshots"] == 0 and status["catch_ups"] == 1, status
+        with connect(pair.endpoint("a"), connect_timeout=10) as space:
+            space.write(["row", 500, "after the restart"])
+            status = pair.wait_synced("a")
+            while pair.wd.status("b").get("applied", 0) < status["lsn"]:
+                time.sleep(0.05)
+        pair.stop("b")  # and once more, b restarting alone: its label is the new stream's
+        pair.serve("b", "secondary", 2)
+        with connect(pair.endpoint("a"), connect_timeout=10) as space:
+            space.write(["row", 501, "b back"])
+            status = pair.wait_synced("a")
+            while pair.wd.status("b").get("applied", 0) < status["lsn"]:
+                time.sleep(0.05)
+        assert pair.wd.status("a")["snapshots"] == 0
+        pair.kill("a")
+        pair.promote("b", 3)
+        with connect(pair.endpoint("b"), connect_timeout=10) as space:
+            assert [t[1] for t in space.read_all(["row", None, None])] == list(range(1, 502))
+    finally:
+        pair.close()
+
+
+def test_a_restarted_pair_whose_disks_differ_gets_a_snapshot(tmp_path):
+    """The primary committed a batch the secondary never got (it was stopped): their labels differ, and the
+    secondary keeps nothing of its own."""
+    pair = Pair(tmp_path)
+    try:
+        pair.serve("b", "secondary", 1)
+        pair.serve("a", "primary", 1)
+        _fill_and_settle(pair, 50)
+        os.kill(pair.procs["b"].pid, signal.SIGSTOP)
+        with connect(pair.endpoint("a"), connect_timeout=10) as space:
+            space.write(["only a had it", 1])
+        pair.stop("a")
+        pair.kill("b")
+        pair.serve("b", "secondary", 2)
+        pair.serve("a", "primary", 2)
+        status = pair.wait_synced("a", sent=1)
+        assert status["snapshots"] == 1 and status["catch_ups"] == 0, status
+        with connect(pair.endpoint("a"), connect_timeout=10) as space:
+            space.write(["after", 1])
+            status = pair.wait_synced("a")
+            while pair.wd.status("b").get("applied", 0) < status["lsn"]:
+                time.sleep(0.05)
+        pair.kill("a")
+        pair.promote("b", 3)
+        with connect(pair.endpoint("b"), connect_timeout=10) as space:
+            assert space.read_all(["only a had it", None]) == [("only a had it", 1)]
+            assert space.read_all(["after", None]) == [("after", 1)]
+            assert len(space.read_all(["row", None, None])) == 49
+    finally:
         pair.close()

@@ -144,9 +144,11 @@ class Watchdog:
         tmp.replace(self.run / "status.json")
 
     def shutdown(self) -> None:
-        """Agents first (newest first), then the secondary, then the primary; then every file we made."""
+        """Agents first (newest first), then the primary, then the secondary (which applies the primary's last
+        batches meanwhile: both disks end at the same position of its stream, and the next start pairs them
+        without a snapshot); then every file we made."""
         names = [n for n in self.sup.children if n not in (self.pair.state.primary, self.pair.state.secondary)]
-        for name in [*reversed(names), self.pair.state.secondary, self.pair.state.primary]:
+        for name in [*reversed(names), self.pair.state.primary, self.pair.state.secondary]:
             self.sup.stop(self.sup.children[name])
             log.info("stopped %s", name)
         if self.ring is not None:

@@ -26,7 +26,6 @@ from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry,
 from onitu.space.fitted import fitted
 from onitu.space.history import History
 from onitu.space.index import FifoIndex, Index, RindaIndex
-from onitu.space.packed import held as _held
 from onitu.space.packed import same as _same
 from onitu.space.packed import unpack_held as _unpack_held
 from onitu.space.packed import unpack_stored
@@ -97,7 +96,7 @@ class Store:
         # Unpacked (in-process), a tuple is held as given: any Python values, returned as the same objects.
         self._pack: Callable[[Tuple], Any] = packb if packed else _same
         self._unpack: Callable[[Any], Tuple] = _unpack_held if packed else _same
-        self.live: dict[int, Any] = {}  # id -> tuple, or its bytes when packed (see _held)
+        self.live: dict[int, Any] = {}  # id -> tuple, or its bytes when packed (see onitu.space.packed)
         self.index: Index = RindaIndex(self.live) if rinda_order else FifoIndex(self.live)
         self.next_id = 1
         self.leases: dict[int, float] = {}  # id -> deadline, leased tuples only
@@ -121,7 +120,7 @@ class Store:
         deadline = None if lease is None else lease_deadline(lease, now)
         owner = None if lease is None else self._owner(lease, session)
         body = self._pack(tup)  # first: a tuple that cannot be encoded is refused before it has any effect
-        held = _held(tup, body) if self.packed else tup
+        held = body if self.packed else tup
         eid = self.next_id
         # Not += 1: a sum gets a digit more than it needs (48 bytes allocated, not 32), kept by the live tuple it keys
         self.next_id = eid + 2 - 1
@@ -491,7 +490,7 @@ class Store:
         if owner is not None and session is None:
             return  # its session is gone: the tuple died with it
         tup = unpack_stored(body)
-        self._store(eid, tup, _held(tup, body) if self.packed else tup, deadline, session)
+        self._store(eid, tup, body if self.packed else tup, deadline, session)
         self.next_id = max(self.next_id, eid + 1)
 
     def restore_session(self, sid: bytes, ttl: float) -> None:
@@ -515,7 +514,7 @@ class Store:
             if owner is not None and session is None:
                 continue
             tup = decode(body)
-            live[eid] = _held(tup, body) if self.packed else tup
+            live[eid] = body if self.packed else tup
             index.add(eid, tup)
             self._hold_quietly(eid, deadline, session)
         for eid in dels:

@@ -97,6 +97,24 @@ def test_history_holds_a_bounded_number_of_bytes_and_a_resume_from_before_them_i
     assert [tup[1] for _, _, tup in replayed] == [18, 19]
 
 
+def test_a_big_tuple_of_many_small_entries_is_held_as_its_bytes():
+    """A plug's report (a thousand entries) took four times its bytes decoded; a restarted hub held hundreds."""
+    entries = [[f"d{i // 100:04d}/f{i:06d}.txt", ["file", f"{i:064x}", 4096, 1733600000 + i]] for i in range(1000)]
+    report = ("sync.report", "source", "plug", 7, {"folder": "docs", "entries": entries})
+    store, allocated = _allocated(lambda: _store_with(report))
+    body = next(iter(store.live.values()))
+    assert type(body) is bytes and allocated < 1.3 * len(body), (allocated, len(body))
+    assert store.take(Template(("sync.report", "source", None, 7, None))) == report
+    assert list(store.history)[-1][2] is body  # the take's event shares the bytes, as the write's does
+
+
+def _store_with(tup: tuple) -> Store:
+    store = Store(packed=True)
+    store.write(tup)
+    store.drain()
+    return store
+
+
 def test_a_stored_record_costs_little_beside_its_bytes():
     def fill():
         store = Store(packed=True)

@@ -23,11 +23,10 @@ from collections import deque
 
 import zmq
 
-from onitu.space.wire import HEADER, frame_header
+from onitu.space.wire import CHUNK, MAX_FRAME, frame_header, read_frames
 
 SUFFIX = ".stream"
 SUN_PATH_MAX = 107  # bytes of a Unix socket path, as Linux's sockaddr_un holds them (and zmq's ipc)
-CHUNK = 65536
 QUEUED = 10_000  # frames kept while no connection is up (zmq's high-water mark, in spirit): older ones are dropped
 REDIAL_MIN, REDIAL_MAX = 0.01, 1.0  # seconds between attempts to reach a server that is not there (zmq's pace)
 SEND_STALL = 2.0  # seconds a send may wait for a server that reads nothing (stopped) before the connection is cut
@@ -186,29 +185,5 @@ class UnixConnection:
                     raise ConnectionResetError("the space server hung up")
 
     def _read(self) -> None:
-        sock = self.sock
-        try:
-            while True:
-                data = sock.recv(CHUNK)
-                if not data:
-                    self._hang_up()
-                    return
-                self._in += data
-                if len(data) < CHUNK:
-                    break
-        except BlockingIOError:
-            pass
-        except OSError:
+        if not read_frames(self.sock, self._in, self.inbox, MAX_FRAME):
             self._hang_up()
-            return
-        self._split()
-
-    def _split(self) -> None:
-        buf, at = self._in, 0
-        while len(buf) - at >= HEADER:
-            size = int.from_bytes(buf[at:at + HEADER], "big")
-            if len(buf) - at - HEADER < size:
-                break
-            self.inbox.append(bytes(buf[at + HEADER:at + HEADER + size]))
-            at += HEADER + size
-        del buf[:at]

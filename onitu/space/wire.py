@@ -47,6 +47,38 @@ def frame_header(frame: bytes) -> bytes:
     return len(frame).to_bytes(HEADER, "big")
 
 
+def read_frames(sock: socket.socket, buf: bytearray, inbox: deque[bytes], max_frame: int) -> bool:
+    """Read what a non-blocking socket has (at most READS chunks: a peer that sends as fast as we read does not hold
+    a loop), keep it in ``buf``, and move the complete frames to ``inbox``; False once the connection ended, or
+    sent a length that is no frame of ours (what came before it is in ``inbox`` all the same)."""
+    ended = False
+    try:
+        for _ in range(READS):
+            data = sock.recv(CHUNK)
+            if not data:
+                ended = True
+                break
+            buf += data
+            if len(data) < CHUNK:
+                break
+    except BlockingIOError:
+        pass
+    except OSError:
+        ended = True
+    at = 0
+    while len(buf) - at >= HEADER:
+        size = int.from_bytes(buf[at:at + HEADER], "big")
+        if size > max_frame:
+            ended = True
+            break
+        if len(buf) - at - HEADER < size:
+            break
+        inbox.append(bytes(buf[at + HEADER:at + HEADER + size]))
+        at += HEADER + size
+    del buf[:at]
+    return not ended
+
+
 class Stream:
     """One connection: frames out (kept while the kernel's buffer is full), frames in (:attr:`inbox`)."""
 
@@ -102,40 +134,11 @@ class Stream:
             self.loop.remove_writer(self.fd)
 
     def _readable(self) -> None:
-        ended = False
-        try:
-            for _ in range(READS):  # then the loop's other work; the reader is called again while data waits
-                data = self.sock.recv(CHUNK)
-                if not data:
-                    ended = True
-                    break
-                self._in += data
-                if len(data) < CHUNK:
-                    break
-        except BlockingIOError:
-            pass
-        except OSError:
-            ended = True
-        if not self._split():
-            ended = True
+        alive = read_frames(self.sock, self._in, self.inbox, self.max_frame)
         if self.inbox:
             self._on_frames()
-        if ended:
+        if not alive:
             self.close()
-
-    def _split(self) -> bool:
-        """Move the complete frames received to the inbox; False on a length that is no frame of ours."""
-        buf, at = self._in, 0
-        while len(buf) - at >= HEADER:
-            size = int.from_bytes(buf[at:at + HEADER], "big")
-            if size > self.max_frame:
-                return False
-            if len(buf) - at - HEADER < size:
-                break
-            self.inbox.append(bytes(buf[at + HEADER:at + HEADER + size]))
-            at += HEADER + size
-        del buf[:at]
-        return True
 
     def close(self) -> None:
         if self.closed:

@@ -167,13 +167,20 @@ def test_a_secondary_says_where_its_disk_stands_after_a_restart(tmp_path):
         pair.close()
 
 
-def _fill_and_settle(pair: Pair, n: int) -> None:
+def _write_and_settle(pair: Pair, *tuples: list) -> None:
+    """Write on a, and wait until b applied it."""
     with connect(pair.endpoint("a"), connect_timeout=10) as space:
-        space.batch([("write", ["row", i, "z" * 50], None) for i in range(n)])
-        space.take(["row", 0, None])
+        space.batch([("write", tup, None) for tup in tuples])
         status = pair.wait_synced("a")
         while pair.wd.status("b").get("applied", 0) < status["lsn"]:
             time.sleep(0.05)
+
+
+def _restart_pair(pair: Pair) -> dict:
+    """Start b then a at epoch 2 (b as secondary); a's status once b is a copy again."""
+    pair.serve("b", "secondary", 2)
+    pair.serve("a", "primary", 2)
+    return pair.wait_synced("a", sent=1)
 
 
 def test_a_pair_restarted_after_a_clean_stop_pairs_again_without_a_snapshot(tmp_path):
@@ -184,25 +191,15 @@ def test_a_pair_restarted_after_a_clean_stop_pairs_again_without_a_snapshot(tmp_
     try:
         pair.serve("b", "secondary", 1)
         pair.serve("a", "primary", 1)
-        _fill_and_settle(pair, 500)
+        _write_and_settle(pair, *(["row", i, "z" * 50] for i in range(1, 500)))
         pair.stop("a")
         pair.stop("b")
-        pair.serve("b", "secondary", 2)
-        pair.serve("a", "primary", 2)
-        status = pair.wait_synced("a", sent=1)
+        status = _restart_pair(pair)
         assert status["snapshots"] == 0 and status["catch_ups"] == 1, status
-        with connect(pair.endpoint("a"), connect_timeout=10) as space:
-            space.write(["row", 500, "after the restart"])
-            status = pair.wait_synced("a")
-            while pair.wd.status("b").get("applied", 0) < status["lsn"]:
-                time.sleep(0.05)
+        _write_and_settle(pair, ["row", 500, "after the restart"])
         pair.stop("b")  # and once more, b restarting alone: its label is the new stream's
         pair.serve("b", "secondary", 2)
-        with connect(pair.endpoint("a"), connect_timeout=10) as space:
-            space.write(["row", 501, "b back"])
-            status = pair.wait_synced("a")
-            while pair.wd.status("b").get("applied", 0) < status["lsn"]:
-                time.sleep(0.05)
+        _write_and_settle(pair, ["row", 501, "b back"])
         assert pair.wd.status("a")["snapshots"] == 0
         pair.kill("a")
         pair.promote("b", 3)
@@ -219,21 +216,15 @@ def test_a_restarted_pair_whose_disks_differ_gets_a_snapshot(tmp_path):
     try:
         pair.serve("b", "secondary", 1)
         pair.serve("a", "primary", 1)
-        _fill_and_settle(pair, 50)
+        _write_and_settle(pair, *(["row", i, "z" * 50] for i in range(1, 50)))
         os.kill(pair.procs["b"].pid, signal.SIGSTOP)
         with connect(pair.endpoint("a"), connect_timeout=10) as space:
             space.write(["only a had it", 1])
         pair.stop("a")
         pair.kill("b")
-        pair.serve("b", "secondary", 2)
-        pair.serve("a", "primary", 2)
-        status = pair.wait_synced("a", sent=1)
+        status = _restart_pair(pair)
         assert status["snapshots"] == 1 and status["catch_ups"] == 0, status
-        with connect(pair.endpoint("a"), connect_timeout=10) as space:
-            space.write(["after", 1])
-            status = pair.wait_synced("a")
-            while pair.wd.status("b").get("applied", 0) < status["lsn"]:
-                time.sleep(0.05)
+        _write_and_settle(pair, ["after", 1])
         pair.kill("a")
         pair.promote("b", 3)
         with connect(pair.endpoint("b"), connect_timeout=10) as space:

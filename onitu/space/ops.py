@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from onitu.space import numbers
 from onitu.space.bounded import BoundedTemplate
 from onitu.space.errors import InvalidTuple, RequestExpired, SpaceError
-from onitu.space.protocol import as_stored, event_message, packb, reply_parts
+from onitu.space.protocol import as_stored, event_message, reply_parts
 from onitu.space.store import Subscription, Waiter
 from onitu.space.template import Template
 
@@ -108,9 +108,7 @@ class Operations:
         """Up to :data:`CHUNK` bytes of the answer now, the rest on later turns (the loop stays free)."""
         packed, size, end = [], 0, offset
         while end < len(found) and size < CHUNK:
-            item = found[end]
-            if type(item) is not bytes:  # the store's bytes go as they are; a big tuple it holds decoded
-                item = packb(item)
+            item = found[end]  # the store's bytes, sent as they are
             packed.append(item)
             size += len(item)
             end += 1

@@ -437,8 +437,7 @@ class Store:
         event = (self.event_id, kind, tup)
         if not self.packed:
             self.history.append(event)
-        else:  # bytes even for a big tuple: its decoded objects cost several times as much, and it is decoded
-            # only if replayed (its bytes are what the secondary receives anyway)
+        else:  # its bytes, shared with the tuple while it lives: decoded only if replayed
             self.history.append((self.event_id, kind, body if type(body) is bytes else packb(tup)))
         if self.subs:
             for sub in list(self.subs):

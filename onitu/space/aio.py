@@ -73,7 +73,10 @@ class AsyncSpaceClient:
         args = {"p": _pattern(template), "timeout": timeout}
         return _decode_found(await self._call("read", args, blocking=timeout))
 
-    async def read_all(self, template: TemplateLike, limit: int | None = None) -> list[Any]:
+    async def read_all(self, template: TemplateLike, limit: int | None = None, packed: bool = False) -> list[Any]:
+        """See :meth:`onitu.space.TupleSpace.read_all`."""
+        if packed:
+            return await self._call("read_all", {"p": _pattern(template), "limit": limit, "packed": True})
         return [as_tuple(t) for t in await self._call("read_all", {"p": _pattern(template), "limit": limit})]
 
     async def batch(self, ops: Iterable[Sequence]) -> list[Any]:

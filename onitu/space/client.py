@@ -146,7 +146,10 @@ class SpaceClient:
         args = {"p": _pattern(template), "timeout": timeout}
         return _decode_found(self._call(op, args, blocking=timeout, on_wait=on_wait))
 
-    def read_all(self, template: TemplateLike, limit: int | None = None) -> list[Any]:
+    def read_all(self, template: TemplateLike, limit: int | None = None, packed: bool = False) -> list[Any]:
+        """See :meth:`onitu.space.TupleSpace.read_all`."""
+        if packed:
+            return self._call("read_all", {"p": _pattern(template), "limit": limit, "packed": True})
         return [as_tuple(t) for t in self._call("read_all", {"p": _pattern(template), "limit": limit})]
 
     def batch(self, ops: Iterable[Sequence]) -> list[Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from onitu.space import numbers
 from onitu.space.errors import Cancelled, RequestExpired, SpaceError
 from onitu.space.handles import Entry, Event, EventStream
+from onitu.space.protocol import packb
 from onitu.space.store import HISTORY, Lease, Store
 from onitu.space.template import Template
 
@@ -90,9 +91,13 @@ class TupleSpace:
         """Like :meth:`take`, but leaves the tuple in place."""
         return self._find(as_template(template), False, timeout, on_wait)
 
-    def read_all(self, template: TemplateLike, limit: int | None = None) -> list[Any]:
+    def read_all(self, template: TemplateLike, limit: int | None = None, packed: bool = False) -> list[Any]:
+        """Every match, oldest first (at most ``limit``). ``packed``: each as its msgpack bytes, to decode one at a
+        time with :func:`onitu.space.protocol.unpack_tuple` (a sync record decoded takes about five times its
+        bytes: a million of them at once, gigabytes)."""
         with self._lock:
-            return self._store.read_all(as_template(template), limit)
+            found = self._store.read_all(as_template(template), limit)
+        return [packb(tup) for tup in found] if packed else found
 
     def batch(self, ops: Iterable[Sequence]) -> list[Any]:
         """Atomic ``[("write", tup, lease), ("take", template), ("read", template)]``: all or nothing."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from onitu.space import numbers
 from onitu.space.bounded import BoundedTemplate
 from onitu.space.errors import InvalidTuple, RequestExpired, SpaceError
-from onitu.space.protocol import as_stored, event_message, reply_parts
+from onitu.space.protocol import as_stored, event_message, packb, reply_parts
 from onitu.space.store import Subscription, Waiter
 from onitu.space.template import Template
 
@@ -102,21 +102,22 @@ class Operations:
         template = self._template(args.get("p"))
         found = self.store.read_all(template, args.get("limit"), encoded=True)
         _raise_bound(template)
-        self._send_parts(route, found, 0)
+        self._send_parts(route, found, 0, args.get("packed") is True)
 
-    def _send_parts(self, route: Route, found: list, offset: int) -> None:
-        """Up to :data:`CHUNK` bytes of the answer now, the rest on later turns (the loop stays free)."""
+    def _send_parts(self, route: Route, found: list, offset: int, as_bytes: bool) -> None:
+        """Up to :data:`CHUNK` bytes of the answer now, the rest on later turns (the loop stays free). The store's
+        bytes go as they are: as the tuples, or (``as_bytes``) as msgpack bytes holding each."""
         packed, size, end = [], 0, offset
         while end < len(found) and size < CHUNK:
-            item = found[end]  # the store's bytes, sent as they are
-            packed.append(item)
+            item = found[end]
+            packed.append(packb(item) if as_bytes else item)
             size += len(item)
             end += 1
         last = end == len(found)
         for frame in reply_parts(route.seq, offset, packed, last):
             self.server.outbox.append((route.sock, route.ident, frame))
         if not last:
-            self.server.call_soon(lambda: self._send_parts(route, found, end))
+            self.server.call_soon(lambda: self._send_parts(route, found, end, as_bytes))
 
     def cancel(self, route: Route, args: dict) -> None:
         self.store.cancel(numbers.counter(args.get("id"), "entry id"))

@@ -119,6 +119,11 @@ def as_tuple(value: Any) -> tuple | dict:
     return check_tuple(value)
 
 
+def unpack_tuple(body: bytes) -> tuple | dict:
+    """One tuple of ``read_all(..., packed=True)``, decoded."""
+    return as_tuple(unpackb(body))
+
+
 def as_stored(value: Any) -> tuple | dict:
     """The top level of a decoded tuple that a server stores: not interned, unlike :func:`as_tuple`. A packed store
     keeps the tuple's bytes and, in its index, its first two values (one copy per distinct value): interning would

@@ -10,9 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onitu.space import TupleSpace
+from onitu.space.protocol import unpack_tuple
 from onitu.sync import tuples
 from onitu.sync.decide.metadata import FileMeta, VersionVector
 from onitu.sync.decide.plan import Observed, is_clean
+from onitu.sync.state import ledger as ledger_module
 from onitu.sync.state.ledger import Ledger
 from onitu.sync.state.replicas import Mirror
 from onitu.sync.state.tree import Tree
@@ -71,8 +73,8 @@ class Watched:
     def __init__(self, space: TupleSpace) -> None:
         self.space, self.answers = space, []
 
-    def read_all(self, template):
-        self.answers.append(self.space.read_all(template))
+    def read_all(self, template, limit=None, packed=False):
+        self.answers.append(self.space.read_all(template, limit, packed))
         return self.answers[-1]
 
 
@@ -88,6 +90,20 @@ def test_a_load_lets_each_record_go_once_installed(space):
     loaded = Ledger()
     loaded.load(watched)
     assert watched.answers == [[]]
+    assert state(loaded) == state(ledger)
+
+
+def test_a_load_holds_the_records_packed_until_each_is_installed(space, monkeypatch):
+    """Decoded at once, a million records took gigabytes at each start of the referee: they come as their bytes,
+    and each is decoded as it is installed."""
+    ledger = Ledger()
+    ledger.agree("f", meta("p", "x", ("a", 1)))
+    ledger.commit(space)
+    decoded = []
+    monkeypatch.setattr(ledger_module, "unpack_tuple", lambda body: decoded.append(type(body)) or unpack_tuple(body))
+    loaded = Ledger()
+    loaded.load(Watched(space))
+    assert decoded == [bytes]
     assert state(loaded) == state(ledger)
 
 

@@ -90,6 +90,12 @@ def _recv_now(sock: zmq.Socket | UnixConnection) -> bytes:
     return _recv(sock, NOBLOCK)  # a blocking client's own socket: pyzmq's Cython calls, without the Python layer
 
 
+def _dialled(sock: zmq.Socket | UnixConnection) -> int:
+    """How many connections a socket made (a request sent on an earlier one must be sent again: the server
+    answers on the connection a request came by). zmq keeps one connection's identity: 0."""
+    return sock.dialled if type(sock) is UnixConnection else 0
+
+
 def _send_now(sock: zmq.Socket | UnixConnection, frame: bytes) -> None:
     if type(sock) is UnixConnection:
         sock.send(frame)
@@ -231,7 +237,7 @@ class SpaceClient:
         start = time.monotonic()
         limit = give_up if give_up is not None else self.connect_timeout
         try:
-            sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+            sent_at, generation, dialled = self._send(sock, op, seq, args, blocking, start)
             sends = 1
             if on_wait is not None and blocking != 0:
                 on_wait(WaitingRequest(lambda: self._call("withdraw", {"seq": seq})))
@@ -258,7 +264,7 @@ class SpaceClient:
                     except NotPrimary:  # a secondary, or a demoted primary: on to the next server
                         core.rotate(core.where(sock))
                         core.follow(sock)
-                        sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+                        sent_at, generation, dialled = self._send(sock, op, seq, args, blocking, start)
                         sends += 1
                         time.sleep(0.05)
                         continue
@@ -266,7 +272,7 @@ class SpaceClient:
                         if sends > 1 or op in _SESSION_OPS:
                             raise
                         self._reopen()
-                        sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+                        sent_at, generation, dialled = self._send(sock, op, seq, args, blocking, start)
                         sends += 2  # once is enough
                         continue
                 # closing: close() releases the sockets once its keepalive thread is out of here
@@ -284,20 +290,22 @@ class SpaceClient:
                     core.reconnect(sock)
                 elif core.generation != generation:
                     core.follow(sock)
-                if core.generation != generation or now - sent_at > resend:
-                    sent_at, generation = self._send(sock, op, seq, args, blocking, start), core.generation
+                if core.generation != generation or now - sent_at > resend or _dialled(sock) != dialled:
+                    sent_at, generation, dialled = self._send(sock, op, seq, args, blocking, start)
                     sends += 1
         finally:
             core.end(seq)
 
-    def _send(self, sock: zmq.Socket, op: str, seq: int, args: dict, blocking: float | None, start: float) -> float:
+    def _send(self, sock: zmq.Socket, op: str, seq: int, args: dict, blocking: float | None, start: float
+              ) -> tuple[float, int, int]:
+        """Send a request; when, at which server generation, and on which connection (see :func:`_dialled`)."""
         if blocking:  # a re-sent blocked request keeps its original deadline
             args = {**args, "timeout": max(0.0, blocking - (time.monotonic() - start))}
         try:
             _send_now(sock, self.core.frame(op, seq, args))
         except zmq.Again:
             log.debug("space not connected; will retry")
-        return time.monotonic()
+        return time.monotonic(), self.core.generation, _dialled(sock)
 
     def _keep_alive(self) -> None:
         while not self._closed.wait(self.core.ttl / 3):
@@ -394,7 +402,7 @@ class RemoteNotification(EventStream):
         with client._socks_lock:
             client._socks.append(self.sock)
         self._buffer: deque[Event] = deque()
-        send(self.sock, self.state.request())
+        self._subscribe()
         # Return only once the server holds the subscription, so no later write can slip past it.
         deadline, reopened = time.monotonic() + client.connect_timeout, False
         while not self.state.confirmed:
@@ -406,7 +414,7 @@ class RemoteNotification(EventStream):
                 if reopened:
                     raise
                 client._reopen()
-                send(self.sock, self.state.request())
+                self._subscribe()
                 event, reopened = None, True
             if event is not None:
                 self._buffer.append(event)
@@ -435,17 +443,22 @@ class RemoteNotification(EventStream):
                 result = NotifyState.RESUBSCRIBE
             if result is NotifyState.RESUBSCRIBE:
                 core.follow(self.sock)
-                send(self.sock, state.request())
+                self._subscribe()
             elif result is not None:
                 return result
         elif (refused := core.refusal(self.sock)) is not None:
             raise refused
-        elif state.stale():
+        elif state.stale() or _dialled(self.sock) != self._dialled:  # (a new connection: the server lost our route)
             if not state.confirmed:
                 core.rotate(core.where(self.sock), SILENT)
             core.follow(self.sock)
-            send(self.sock, state.request())
+            self._subscribe()
         return None
+
+    def _subscribe(self) -> None:
+        """(Re)send the subscription, from the last event seen."""
+        send(self.sock, self.state.request())
+        self._dialled = _dialled(self.sock)
 
     @property
     def last(self) -> int | None:

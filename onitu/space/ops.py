@@ -20,11 +20,14 @@ from onitu.space.errors import InvalidTuple, RequestExpired, SpaceError
 from onitu.space.protocol import as_stored, event_message, packb, reply_parts
 from onitu.space.store import Subscription, Waiter
 from onitu.space.template import Template
+from onitu.space.wire import Stream
 
 if TYPE_CHECKING:
     from onitu.space.server import Route, SpaceServer
 
 CHUNK = 1 << 20  # bytes of a read_all answer packed and sent per loop turn
+BACKLOG = 4 * CHUNK  # bytes of it waiting for a local client to read before the next part waits too
+WAIT_FOR_READER = 0.005  # seconds between looks at a slow reader's backlog
 
 
 class Operations:
@@ -105,8 +108,18 @@ class Operations:
         self._send_parts(route, found, 0, args.get("packed") is True)
 
     def _send_parts(self, route: Route, found: list, offset: int, as_bytes: bool) -> None:
-        """Up to :data:`CHUNK` bytes of the answer now, the rest on later turns (the loop stays free). The store's
-        bytes go as they are: as the tuples, or (``as_bytes``) as msgpack bytes holding each."""
+        """Up to :data:`CHUNK` bytes of the answer now, the rest on later turns (the loop stays free), and only as
+        fast as a local client reads them (its stream's unsent bytes stay under :data:`BACKLOG`: a client is cut
+        off past MAX_UNSENT). The store's bytes go as they are: as the tuples, or (``as_bytes``) as msgpack bytes
+        holding each."""
+        stream = route.sock if type(route.sock) is Stream else None
+        if stream is not None and stream.closed:
+            return  # the client is gone: it asks again
+        if stream is not None and stream.unsent() > BACKLOG:
+            server = self.server
+            server.loop.call_later(WAIT_FOR_READER, server.turn, lambda: self._send_parts(route, found, offset,
+                                                                                        as_bytes))
+            return
         packed, size, end = [], 0, offset
         while end < len(found) and size < CHUNK:
             item = found[end]

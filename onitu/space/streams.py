@@ -19,6 +19,7 @@ from onitu.space.wire import Listener, Stream
 
 log = logging.getLogger("onitu.space.server")
 
+MAX_UNSENT = 64 << 20  # bytes of replies and events waiting for a client that reads nothing before it is cut off
 Handler = Callable[[Stream, list[bytes]], None]  # (stream, [identity, frame]) as a zmq ROUTER gives them
 
 
@@ -40,7 +41,7 @@ class LocalStreams:
                 log.info("no stream socket beside %s (its path is too long): local clients use zmq", endpoint)
             return
         try:
-            listener = Listener(f"ipc://{path}", self.max_frame)
+            listener = Listener(f"ipc://{path}", self.max_frame, MAX_UNSENT)
         except ConfigError as exc:
             log.warning("%s: local clients use zmq", exc)
             return
@@ -79,4 +80,8 @@ class LocalStreams:
 
 
 def _closed(stream: Stream) -> None:
-    """A client hung up: its held requests stay routed to the stream until it asks again (as with zmq)."""
+    """A client hung up, or was cut off: its held requests stay routed to the stream until it asks again (it does
+    once it reconnects, see onitu.space.unixconn)."""
+    if stream.cut:
+        log.warning("a local client read nothing while %d MiB waited for it: its connection is cut (it resumes "
+                    "once it reads again)", MAX_UNSENT >> 20)

@@ -63,6 +63,7 @@ class UnixConnection:
         self._redial_at = 0.0
         self._redial_wait = REDIAL_MIN
         self.closed = False
+        self.dialled = 0  # connections made so far: the server forgets where to answer a lost one's requests
 
     # ---- what the client calls, as on a zmq socket ------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class UnixConnection:
             return False
         sock.setblocking(False)
         self.sock, self._redial_wait = sock, REDIAL_MIN
+        self.dialled += 1
         self._poller.register(sock.fileno(), select.POLLIN)
         while self._queued and self.sock is not None:
             self._write(self._queued.popleft())

@@ -83,7 +83,8 @@ class Stream:
     """One connection: frames out (kept while the kernel's buffer is full), frames in (:attr:`inbox`)."""
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, on_frames: Callable[[], None],
-                 on_close: Callable[[Stream], None], max_frame: int = MAX_FRAME) -> None:
+                 on_close: Callable[[Stream], None], max_frame: int = MAX_FRAME,
+                 max_unsent: int | None = None) -> None:
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a batch waits for no further bytes
@@ -93,7 +94,8 @@ class Stream:
         self._in = bytearray()
         self._out = bytearray()
         self._on_frames, self._on_close = on_frames, on_close
-        self.max_frame = max_frame
+        self.max_frame, self.max_unsent = max_frame, max_unsent
+        self.cut = False  # closed for reading nothing while max_unsent bytes waited for it
         loop.add_reader(self.fd, self._readable)
 
     def send(self, frame: bytes) -> bool:
@@ -104,6 +106,10 @@ class Stream:
         if self._out:
             self._out += header
             self._out += frame
+            if self.max_unsent is not None and len(self._out) > self.max_unsent:
+                self.cut = True  # a peer that reads nothing must not grow our memory without bound
+                self.close()
+                return False
             return True
         try:
             sent = self.sock.sendmsg((header, frame))
@@ -231,9 +237,9 @@ class Listener:
     """The secondary's end: bound at once (peers that come before the loop runs wait in the backlog); each
     accepted connection is a :class:`Stream`, whose frames are answered on it."""
 
-    def __init__(self, endpoint: str, max_frame: int = MAX_FRAME) -> None:
+    def __init__(self, endpoint: str, max_frame: int = MAX_FRAME, max_unsent: int | None = None) -> None:
         self.family, addr = address(endpoint)
-        self.max_frame = max_frame
+        self.max_frame, self.max_unsent = max_frame, max_unsent
         self.sock = socket.socket(self.family, socket.SOCK_STREAM)
         try:
             if self.family == socket.AF_UNIX:
@@ -262,7 +268,8 @@ class Listener:
         try:
             while True:
                 sock, _ = self.sock.accept()
-                self.streams.append(Stream(sock, self.loop, self._on_frames, self._closed, self.max_frame))
+                self.streams.append(Stream(sock, self.loop, self._on_frames, self._closed, self.max_frame,
+                                           self.max_unsent))
         except OSError:  # BlockingIOError: none left; anything else: the peer gave up meanwhile
             pass
 

@@ -7,6 +7,7 @@ import asyncio
 import socket
 import threading
 import time
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -175,5 +176,38 @@ def test_frames_of_any_size_arrive_whole(tmp_path, size):
             c.write(("big", "x" * size))
             assert c.read(("big", None))[1] == "x" * size
             assert len(c.read_all(("big", None))) == 1
+    finally:
+        assert srv.stop() == 0, srv.read_log()
+
+
+def test_a_local_client_that_reads_nothing_is_cut_off_and_resumes_after(tmp_path):
+    """Events for a notify client that reads nothing (a stopped plug) once grew the server's buffer without bound
+    (zmq's high-water mark bounded it before): past MAX_UNSENT the server cuts the connection, and the client,
+    reading again, reconnects and resubscribes from the last event it saw (or learns it lost some)."""
+    from onitu.space import EventsLost
+
+    srv = ServerProcess(tmp_path).start()
+    blob = "x" * (1 << 20)
+    try:
+        with connect(srv.ipc) as reader, connect(srv.ipc) as writer:
+            events = reader.notify("write", ("big", None, None))
+            for i in range(160):  # 160 MiB of events for the reader; each tuple taken at once
+                writer.write(("big", i, blob))
+                writer.take(("big", i, None))
+            status = Path(f"/proc/{srv.proc.pid}/status").read_text()
+            rss = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+            assert rss < 200 * 1024, f"{rss} KiB: the server kept what the reader did not read"
+            seen, lost = [], False
+            try:
+                while len(seen) < 160:
+                    seen.append(events.next(10).tuple[1])
+            except EventsLost:  # the history (32 MiB) no longer holds where it stood: it reads again, as told
+                lost = True
+            assert seen == list(range(len(seen))), "in order, from the start, no gap"
+            assert lost or len(seen) == 160
+            again = reader.notify("write", ("big", None, None))
+            writer.write(("big", 999, "small"))
+            assert again.next(10).tuple[1] == 999, "the cut client works on"
+            assert "connection is cut" in srv.read_log()
     finally:
         assert srv.stop() == 0, srv.read_log()

@@ -158,9 +158,9 @@ class Operations:
         self.server.answer(route, result, True)
 
     def _batch_op(self, op: Any) -> tuple:
-        if not isinstance(op, list) or not op or op[0] not in ("write", "take", "read"):
-            raise InvalidTuple(f"batch op must be ['write', tuple, lease], ['take', template] or ['read', template], "
-                               f"not {op!r}")
+        if not isinstance(op, list) or not op or op[0] not in ("write", "take", "read", "discard"):
+            raise InvalidTuple(f"batch op must be ['write', tuple, lease], ['take', template], ['read', template] "
+                               f"or ['discard', template], not {op!r}")
         if op[0] == "write":
             if len(op) not in (2, 3):
                 raise InvalidTuple(f"batch write must be ['write', tuple] or ['write', tuple, lease]: {op!r}")

@@ -196,7 +196,7 @@ def take_all(space: Any, templates: list[tuple]) -> None:
     templates.clear()
     for i in range(0, len(consumed), 256):
         try:
-            space.batch([("take", t) for t in consumed[i:i + 256]])
+            space.batch([("discard", t) for t in consumed[i:i + 256]])  # taken, not sent back: we have them
         except SpaceError:
             for tup in consumed[i:i + 256]:  # one was already gone: take the others one by one
                 with contextlib.suppress(SpaceError):

@@ -217,12 +217,12 @@ class AgentSession:
             if op[0] == "write":
                 tup, lease = self.grant.check_write(op[1], op[2] if len(op) > 2 else None)
                 wire.append(("write", self._registered(tup), lease))
-            elif op[0] == "take" and len(op) == 2:
+            elif op[0] in ("take", "discard") and len(op) == 2:  # discard: a take whose answer holds no tuple
                 self.grant.check_template("take", op[1])
                 if op[1][0] == tuples.PLUG:
                     await self.space.take((tuples.PLUG, op[1][1], None), 0)
                 else:
-                    wire.append(("take", op[1]))
+                    wire.append((op[0], op[1]))
             else:
                 raise Refused(f"batch op {str(op)[:40]}")
         await self.space.batch(wire)

@@ -72,7 +72,7 @@ class Outbox:
                     self._send([item])
             elif isinstance(exc, RequestExpired):
                 log.debug("%s: a result whose order was withdrawn or already taken: %s", self.service, exc)
-                self._send([[op for op in group[0] if op[0] != "take"]])
+                self._send([[op for op in group[0] if op[0] not in ("take", "discard")]])
             else:
                 log.error("%s: the space refuses a report or result, dropped: %s", self.service, exc)
 

@@ -259,7 +259,7 @@ class Ledger:
         if (change.meta, change.holders, change.other) == before:
             return []
         key = tuples.meta_key(folder, path)
-        ops: list[tuple] = [("take", (tuples.META, key, None))] if before[0] is not None else []
+        ops: list[tuple] = [("discard", (tuples.META, key, None))] if before[0] is not None else []
         if change.meta is not None:
             record = {"meta": change.meta.to_wire(),
                       "holders": self.services(change.holders),

@@ -9,7 +9,9 @@ besides the two processes' own, about half of what a sequential request cost the
 :class:`UnixConnection` has the few calls of a zmq socket the client makes, with zmq's behaviour where the client
 relies on it: ``send`` never blocks on a server that is not there (frames wait, up to a bound, and go once it is),
 the connection is dialled again after it is lost, and a frame lost with a connection is the client's retry's
-business (every request carries its session and number, so a re-sent one is answered once).
+business (every request carries its session and number, so a re-sent one is answered once). The server answers on
+the connection a request came by: the client sends its pending requests and notifies again once :attr:`dialled`
+says the connection was replaced. A server cuts off a client that reads nothing for long (onitu.space.streams).
 """
 
 from __future__ import annotations

@@ -75,9 +75,8 @@ class AsyncSpaceClient:
 
     async def read_all(self, template: TemplateLike, limit: int | None = None, packed: bool = False) -> list[Any]:
         """See :meth:`onitu.space.TupleSpace.read_all`."""
-        if packed:
-            return await self._call("read_all", {"p": _pattern(template), "limit": limit, "packed": True})
-        return [as_tuple(t) for t in await self._call("read_all", {"p": _pattern(template), "limit": limit})]
+        found = await self._call("read_all", {"p": _pattern(template), "limit": limit, "packed": packed})
+        return found if packed else [as_tuple(t) for t in found]
 
     async def batch(self, ops: Iterable[Sequence]) -> list[Any]:
         wire = [[op[0], _pattern(op[1]) if op[0] != "write" else check_tuple(op[1]), *op[2:]] for op in ops]

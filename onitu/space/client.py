@@ -154,12 +154,11 @@ class SpaceClient:
 
     def read_all(self, template: TemplateLike, limit: int | None = None, packed: bool = False) -> list[Any]:
         """See :meth:`onitu.space.TupleSpace.read_all`."""
-        if packed:
-            return self._call("read_all", {"p": _pattern(template), "limit": limit, "packed": True})
-        return [as_tuple(t) for t in self._call("read_all", {"p": _pattern(template), "limit": limit})]
+        found = self._call("read_all", {"p": _pattern(template), "limit": limit, "packed": packed})
+        return found if packed else [as_tuple(t) for t in found]
 
     def batch(self, ops: Iterable[Sequence]) -> list[Any]:
-        """Atomic ``[("write", tup, lease), ("take", template), ("read", template)]``: all or nothing."""
+        """See :meth:`onitu.space.TupleSpace.batch`."""
         wire = [[op[0], _pattern(op[1]) if op[0] != "write" else check_tuple(op[1]), *op[2:]] for op in ops]
         return [_decode_found(r) for r in self._call("batch", {"ops": wire})]
 

@@ -100,7 +100,8 @@ class TupleSpace:
         return [packb(tup) for tup in found] if packed else found
 
     def batch(self, ops: Iterable[Sequence]) -> list[Any]:
-        """Atomic ``[("write", tup, lease), ("take", template), ("read", template)]``: all or nothing."""
+        """Atomic ``[("write", tup, lease), ("take", template), ("read", template), ("discard", template)]``: all or
+        nothing (see :meth:`onitu.space.store.Store.batch`)."""
         with self._lock:
             before = self._store.next_deadline()
             results = self._store.batch(ops, self._session)

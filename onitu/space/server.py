@@ -402,8 +402,9 @@ class SpaceServer:
             if self.link is not None:  # first, so the secondary works while we commit: the replies wait for both
                 self._ship(rows, acks)
             started = time.perf_counter()
+            counters, label = self.link.label() if self.link is not None else (None, None)  # see PrimaryLink.base
             try:
-                self.durable.commit(rows, self._new_replies, acks, *(self.link.label() if self.link else (None,) * 2))
+                self.durable.commit(rows, self._new_replies, acks, counters, label)
             except Exception:
                 # Memory and disk now disagree: stop without answering; a restart recovers from disk.
                 log.critical("commit to %s failed; stopping without replying", self.durable.path, exc_info=True)

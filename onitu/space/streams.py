@@ -55,8 +55,8 @@ class LocalStreams:
         for listener in self.listeners:
             listener.start(loop, on_frames, _closed)
 
-    def receive(self, handle: Handler, budget: int) -> int:
-        """Hand up to ``budget`` waiting requests to ``handle``, connection by connection; how many it was."""
+    def receive(self, handle: Handler, budget: int) -> None:
+        """Hand up to ``budget`` waiting requests to ``handle``, connection by connection."""
         n = 0
         for listener in self.listeners:
             for stream in list(listener.streams):
@@ -64,7 +64,6 @@ class LocalStreams:
                 while inbox and n < budget:
                     n += 1
                     handle(stream, [b"", inbox.popleft()])
-        return n
 
     def waiting(self) -> bool:
         """Is a request left (a turn stopped at its budget)?"""

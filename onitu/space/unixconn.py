@@ -152,18 +152,12 @@ class UnixConnection:
         self._redial_at = time.monotonic() + self._redial_wait  # a server that just cut us: not at once again
 
     def _write(self, frame: bytes) -> None:
-        data = memoryview(frame_header(frame) + frame) if len(frame) < CHUNK else None
         try:
-            if data is not None:
-                sent = self.sock.send(data)
-                if sent == len(data):
-                    return
-                data = data[sent:]
-            else:
-                data = memoryview(frame_header(frame))
-                self._send_all(data)
-                data = memoryview(frame)
-            self._send_all(data)
+            if len(frame) < CHUNK:  # one send
+                self._send_all(memoryview(frame_header(frame) + frame))
+            else:  # not copied to put its header first
+                self._send_all(memoryview(frame_header(frame)))
+                self._send_all(memoryview(frame))
         except OSError:  # the server went away (or is stopped with its buffer full): its frames are lost
             self._hang_up()
 

@@ -21,28 +21,29 @@ import psutil
 from space_failover import Run
 
 from onitu.sync import tuples
+from onitu.sync.decide.metadata import FileMeta, VersionVector
+from onitu.sync.state import record
 
 BATCH = 500  # files per round, as a plug reports and the referee commits
 REPLICAS = ("r1", "r2")
 
 
-def record(path: str, holders: list[str]) -> dict:
-    meta = {"path": path, "kind": "file", "size": len(path), "sha256": hashlib.sha256(path.encode()).hexdigest(),
-            "version": {"source": 1}, "tombstone": False, "mtime_ns": 1_764_000_000_000_000_000 + len(path)}
-    return {"meta": meta, "holders": holders, "other": {}}
+def meta(path: str) -> FileMeta:
+    return FileMeta(path, "file", len(path), hashlib.sha256(path.encode()).hexdigest(), VersionVector({"source": 1}),
+                    mtime_ns=1_764_000_000_000_000_000 + len(path))
 
 
 def one_round(space, paths: list[str], seq: int) -> None:
     """What the hub writes for a batch of new files, from the source's report to both replicas holding them."""
-    entries = [[p, ["file", record(p, [])["meta"]["sha256"], len(p), 1]] for p in paths]
+    entries = [[p, ["file", meta(p).sha256, len(p), 1]] for p in paths]
     space.write((tuples.REPORT, "source", "plug-source", seq, {"folder": "f", "scan": None, "entries": entries}))
     space.take((tuples.REPORT, "source", None, None, None))
     ops: list[tuple] = []
     for p in paths:
-        ops.append(("write", (tuples.META, tuples.meta_key("f", p), record(p, ["source"])), None))
+        ops.append(("write", (tuples.META, tuples.meta_key("f", p), record.encode(meta(p), ["source"], {})), None))
         for r in REPLICAS:
             order = {"action": {"op": "copy", "path": p, "on": r, "sources": ["source"], "sha256": "0" * 64,
-                                "size": len(p), "replaces": None, "source_path": None}, "meta": record(p, [])["meta"]}
+                                "size": len(p), "replaces": None, "source_path": None}, "meta": meta(p).to_wire()}
             ops.append(("write", (tuples.ORDER, r, f"{r}-{seq}-{p}", order), None))
     space.batch(ops)
     holders = ["source"]
@@ -55,7 +56,8 @@ def one_round(space, paths: list[str], seq: int) -> None:
         ops = []
         for p in paths:
             key = tuples.meta_key("f", p)
-            ops += [("take", (tuples.META, key, None)), ("write", (tuples.META, key, record(p, holders)), None)]
+            stored = record.encode(meta(p), holders, {})
+            ops += [("discard", (tuples.META, key, None)), ("write", (tuples.META, key, stored), None)]
         space.batch(ops)
 
 

@@ -29,6 +29,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from onitu.space.aio import AsyncNotification, AsyncSpaceClient
 from onitu.space.errors import EventsLost, SpaceError
 from onitu.sync import tuples
+from onitu.sync.state import record
 
 __all__ = ["EVENT", "EventSourceResponse", "Events"]
 
@@ -63,10 +64,10 @@ def translate(kind: str, tup: Any) -> tuple[str, dict[str, Any]] | None:
     try:
         if tag == tuples.META and kind == "write":
             folder, path = tuples.split_meta_key(tup[1])
-            meta = tup[2]["meta"]
-            name = "file.deleted" if meta.get("tombstone") else "file.changed"
-            return name, {"folder": folder, "path": path, "kind": meta.get("kind"), "size": meta.get("size"),
-                          "sha256": meta.get("sha256"), "holders": list(tup[2].get("holders", []))}
+            meta, holders, _ = record.decode(path, tup[2])
+            name = "file.deleted" if meta.tombstone else "file.changed"
+            return name, {"folder": folder, "path": path, "kind": meta.kind, "size": meta.size,
+                          "sha256": meta.sha256, "holders": holders}
         if tag == tuples.PLUG and kind in ("write", "delete"):
             info = tup[2] if kind == "write" and isinstance(tup[2], dict) else {}
             up = bool(info.get("available"))

@@ -12,6 +12,7 @@ Everything returns plain data and raises :class:`HubError` (with a message for p
 from __future__ import annotations
 
 import glob
+import logging
 import re
 import secrets
 from collections.abc import Sequence
@@ -28,7 +29,10 @@ from onitu.sync.drivers import open_driver
 from onitu.sync.drivers.contract import DriverError
 from onitu.sync.majordomo import registry
 from onitu.sync.plug.scanner import Scanner
+from onitu.sync.state import record
 from onitu.sync.state.ledger import Ledger
+
+log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 30.0  # seconds the referee has to answer a command
 QUERY_TIMEOUT = 5.0  # seconds it has to answer a files query, before the records are read from the space instead
@@ -199,10 +203,14 @@ def scan_files(space: SpaceClient, folder: str, directory: str, limit: int) -> l
     prefix = f"{directory}/" if directory else ""
     key = re.compile("^" + re.escape(tuples.meta_key(folder, prefix)) + "[^/]+$")
     found = []
-    for _, _, record in space.read_all((tuples.META, key, None)):
-        meta = record.get("meta") if isinstance(record, dict) else None
-        if isinstance(meta, dict) and not meta.get("tombstone"):
-            found.append(file_entry(meta, record.get("holders", [])))
+    for _, stored_key, stored in space.read_all((tuples.META, key, None)):
+        try:
+            meta, holders, _ = record.decode(tuples.split_meta_key(stored_key)[1], stored)
+        except ValueError as exc:
+            log.warning("ignoring a corrupt sync record %r: %s", str(stored_key)[:200], exc)
+            continue
+        if not meta.tombstone:
+            found.append(file_entry(meta.to_wire(), holders))
     return sorted_entries(found, limit)
 
 

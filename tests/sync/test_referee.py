@@ -12,6 +12,7 @@ from onitu.sync import referee as referee_module
 from onitu.sync import tuples
 from onitu.sync.decide.plan import Observed
 from onitu.sync.referee import Referee
+from onitu.sync.state.record import decode
 from tests.sync.pretend import SERVICES, Plugs, obs, pretend_hub
 
 
@@ -109,7 +110,7 @@ def test_queries_without_a_pause_do_not_hold_back_what_reports_recorded(hub):
         deadline, record = time.monotonic() + 10, None
         while record is None and time.monotonic() < deadline:
             found = space.read_all((tuples.META, key, None))
-            record = found[0][2] if found and len(found[0][2]["holders"]) == 3 else None
+            record = found[0][2] if found and len(decode("same.txt", found[0][2])[1]) == 3 else None
             time.sleep(0.05)
         assert record is not None, f"never committed as held by a, b and c: {space.read_all((tuples.META, key, None))}"
     finally:

@@ -173,6 +173,28 @@ class FileMeta:
         except ValueError as exc:
             raise ValueError(f"file metadata: {exc}") from None
 
+    def to_row(self) -> list[Any]:
+        """A compact list, for a record stored under the path's own key: kind, size, the hash as 32 raw bytes,
+        version, tombstone, mtime_ns (no path)."""
+        sha256 = None if self.sha256 is None else bytes.fromhex(self.sha256)
+        return [self.kind, self.size, sha256, self.version.to_wire(), self.tombstone, self.mtime_ns]
+
+    @classmethod
+    def from_row(cls, path: str, row: Any) -> FileMeta:
+        """Parse and check a list made by :meth:`to_row`, the metadata of ``path``."""
+        if not isinstance(row, list | tuple) or len(row) != 6:
+            raise ValueError("file metadata: a row must be a list of 6 values (kind, size, sha256, version, "
+                             "tombstone, mtime_ns)")
+        kind, size, sha256, version, tombstone, mtime_ns = row
+        if sha256 is not None:
+            if not isinstance(sha256, bytes) or len(sha256) != 32:
+                raise ValueError(f"file metadata: a sha256 must be 32 bytes, not {sha256!r:.70}")
+            sha256 = sha256.hex()
+        try:
+            return cls(path, kind, size, sha256, VersionVector.from_wire(version), tombstone, mtime_ns)
+        except ValueError as exc:
+            raise ValueError(f"file metadata: {exc}") from None
+
 
 # the slots' own setters: a frozen dataclass refuses attribute assignment, and FileMeta.trusted is on a hot path
 (_set_path, _set_kind, _set_size, _set_sha256, _set_version, _set_tombstone,

@@ -1,11 +1,11 @@
 """What the hub agreed, kept in the space: per folder and path the agreed :class:`FileMeta` (tombstones included),
 and which version each service holds.
 
-One tuple per path, ``(META, "folder/path", record)``, with ``record = {"meta": agreed, "holders": [services holding
-the agreed version], "other": {service: the other version it holds}}``: replicas in sync cost a name each, not a
-tuple each. The referee keeps a copy in memory, as compact: per folder an :class:`~onitu.sync.state.agreed.Agreed` table
-(each path's agreed version and the bit mask of the services holding it, packed in one row), and apart the other
-versions some services hold (they are rare).
+One tuple per path, ``(META, "folder/path", record)`` (:mod:`onitu.sync.state.record`: the agreed version, the
+services holding it, the other versions some services hold): replicas in sync cost a name each, not a tuple each.
+The referee keeps a copy in memory, as compact: per folder an :class:`~onitu.sync.state.agreed.Agreed` table (each
+path's agreed version and the bit mask of the services holding it, packed in one row), and apart the other versions
+some services hold (they are rare).
 
 Changes are recorded, then committed together (:meth:`Ledger.commit`): everything about one path (its record and
 the orders about it) goes in one atomic batch, and memory is updated once the space has it.
@@ -27,6 +27,7 @@ from onitu.space.protocol import unpack_tuple
 from onitu.sync import tuples
 from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import content_of
+from onitu.sync.state import record
 from onitu.sync.state.agreed import Agreed
 
 log = logging.getLogger(__name__)
@@ -126,32 +127,22 @@ class Ledger:
 
     def load(self, space: Any) -> None:
         """Read everything from the space, dropping (and logging) records that do not check."""
-        # packed: decoded at once, a million records take well over a gigabyte at each start; their bytes, 270 MB
+        # packed: decoded at once, a million records take well over a gigabyte at each start; their bytes, 110 MB
         for body in drained(space.read_all((tuples.META, None, None), packed=True)):
             key = None
             try:
-                _, key, record = unpack_tuple(body)
+                _, key, stored = unpack_tuple(body)
                 if not isinstance(key, str) or "/" not in key:
                     raise ValueError("not a folder/path key")
                 folder, _, path = key.partition("/")  # the path is checked as the record's own path must equal it
-                meta, holders, other = self._parse(path, record)
+                meta, holders, other = self._parse(path, stored)
             except (ValueError, TypeError, KeyError, SpaceError, UnpackException) as exc:
                 log.warning("ignoring a corrupt sync record %r: %s", str(key)[:200], exc)
                 continue
             self._install(folder, meta.path, _Path(meta, holders, other))
 
-    def _parse(self, path: str, record: Any) -> tuple[FileMeta, int, dict[str, FileMeta]]:
-        if not isinstance(record, dict) or set(record) != {"meta", "holders", "other"}:
-            raise ValueError("a record must have exactly the keys meta, holders and other")
-        meta = FileMeta.from_wire(record["meta"])
-        holders, other = record["holders"], record["other"]
-        if not isinstance(holders, list) or not all(isinstance(s, str) and s for s in holders):
-            raise ValueError("holders must be a list of service names")
-        if not isinstance(other, dict) or not all(isinstance(s, str) and s for s in other):
-            raise ValueError("other must map service names to versions")
-        versions = {service: FileMeta.from_wire(value) for service, value in other.items()}
-        if any(m.path != path for m in (meta, *versions.values())):
-            raise ValueError(f"metadata stored under another path ({path!r:.80})")
+    def _parse(self, path: str, stored: Any) -> tuple[FileMeta, int, dict[str, FileMeta]]:
+        meta, holders, versions = record.decode(path, stored)
         mask = 0
         for service in holders:
             mask |= self.bit(service)
@@ -261,10 +252,8 @@ class Ledger:
         key = tuples.meta_key(folder, path)
         ops: list[tuple] = [("discard", (tuples.META, key, None))] if before[0] is not None else []
         if change.meta is not None:
-            record = {"meta": change.meta.to_wire(),
-                      "holders": self.services(change.holders),
-                      "other": {s: m.to_wire() for s, m in sorted(change.other.items())}}
-            ops.append(("write", (tuples.META, key, record), None))
+            stored = record.encode(change.meta, self.services(change.holders), change.other)
+            ops.append(("write", (tuples.META, key, stored), None))
         return ops
 
     def _install(self, folder: str, path: str, change: _Path) -> None:

@@ -122,12 +122,32 @@ def test_corrupt_records_are_skipped_and_named(space, caplog):
     space.write((tuples.META, "f/bad", {"meta": "not a mapping", "holders": [], "other": {}}))
     space.write((tuples.META, "f/elsewhere", {"meta": good.to_wire(), "holders": [], "other": {}}))
     space.write((tuples.META, "f/odd", ["a", "list"]))
+    space.write((tuples.META, "f/short", [["file", 4], ["a"], {}]))
+    space.write((tuples.META, "f/hex", [["file", 4, good.sha256, good.version.to_wire(), False, 0], ["a"], {}]))
     space.write((tuples.META, "no-folder", {"meta": good.to_wire(), "holders": [], "other": {}}))
     space.write((tuples.META, "f/../up", {"meta": good.to_wire(), "holders": [], "other": {}}))
     ledger = reloaded(space)
     assert list(ledger.agreed["f"]) == ["ok"] and ledger.holding("a", "f") == 1
     named = {word.rstrip(":") for r in caplog.records for word in r.getMessage().split()}
-    assert {"'f/bad'", "'f/elsewhere'", "'f/odd'", "'no-folder'", "'f/../up'"} <= named
+    assert {"'f/bad'", "'f/elsewhere'", "'f/odd'", "'f/short'", "'f/hex'", "'no-folder'", "'f/../up'"} <= named
+
+
+def test_records_of_the_earlier_form_load_and_a_change_rewrites_them_compact(space):
+    """A space written by an older Onitu holds records as dicts of dicts: they load as they were, and the next
+    change of a path stores its record in the compact form."""
+    v1, v2 = meta("x", "one", ("a", 1)), meta("y", "two", ("b", 1))
+    space.write((tuples.META, "f/x", {"meta": v1.to_wire(), "holders": ["a", "b"], "other": {}}))
+    space.write((tuples.META, "f/y", {"meta": v2.to_wire(), "holders": ["b"], "other": {"a": v1.to_wire() | {
+        "path": "y"}}}))
+    ledger = reloaded(space)
+    assert ledger.agreed["f"]["x"] == v1 and ledger.services(ledger.agreed["f"].holders("x")) == ["a", "b"]
+    assert ledger.holds("a", "f", "y") == FileMeta.from_wire(v1.to_wire() | {"path": "y"})
+    ledger.agree("f", meta("x", "three", ("a", 2)))
+    ledger.hold("a", "f", "x", meta("x", "three", ("a", 2)))
+    ledger.commit(space)
+    (_, _, stored), = space.read_all((tuples.META, "f/x", None))
+    assert isinstance(stored, list) and stored[1] == ["a"] and stored[2] == {"b": v1.to_row()}
+    assert state(reloaded(space)) == state(ledger)
 
 
 @given(st.lists(st.tuples(st.sampled_from(["agree", "hold", "drop"]), st.sampled_from(["a", "b", "c"]),

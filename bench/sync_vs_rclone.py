@@ -313,7 +313,7 @@ def wait_converged(hub: Hub, expected: dict[str, tuple[int, str]], since: float,
             last_note = ended
             counts = ", ".join(f"{n} {sum(1 for p in f if p in sizes)}/{len(sizes)}" for n, f in found.items())
             say(f"  ... {ended - since:.0f} s: {counts} files")
-        time.sleep(max(0.05, 0.5 * (ended - began)))  # the poll takes at most a third of a core
+        time.sleep(max(0.05, 2 * (ended - began)))  # the poll takes at most a third of a core
     found = {name: listing(hub.roots[name]) for name in replicas}
     say(f"  NOT CONVERGED after {timeout:.0f} s: " + ", ".join(
         f"{n}: {sum(1 for p in f if f[p] == sizes.get(p))}/{len(sizes)} right, "

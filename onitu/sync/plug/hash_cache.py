@@ -9,7 +9,9 @@ last snapshot, written only once a listing was complete: it started again from t
 again before the end never got anywhere. Now it loses at most the last thousand. Neither file is flushed to the
 disk: it is a cache, and a torn end of the journal (a crash mid-append) is where reading it stops.
 
-Both are read and written an entry at a time: msgpack's C code holds the GIL for a whole call, and a million
+In memory an entry is one bytes object, the raw hash then the fingerprint (about 100 bytes): as a tuple of two
+strings, the hash in hex, it took about 260, and a plug holds one per file of its replica. Both files are read and
+written an entry at a time: msgpack's C code holds the GIL for a whole call, and a million
 entries in one call keep the plug's heartbeat thread from answering for longer than the watchdog waits on a busy
 machine.
 """
@@ -27,10 +29,12 @@ from typing import BinaryIO
 import msgpack
 
 from onitu import gcpolicy
+from onitu.sync.decide.metadata import SHA256
 
 log = logging.getLogger(__name__)
 
 Entry = tuple[str, str]  # (fingerprint, sha256)
+Row = bytes | Entry  # as held: packed (see _pack), or as given when the hash is not 64 hex digits
 JOURNAL_EVERY = 1000  # changes gathered before they are appended to the journal
 _WRITE_EVERY = 1 << 20  # bytes packed before they are written
 
@@ -42,7 +46,7 @@ class HashCache:
     def __init__(self, file: Path | None, label: str, writes: bool = True) -> None:
         self.file, self.label, self.writes = file, label, writes and file is not None
         self.journal = None if file is None else file.with_name(file.name + ".new")
-        self.entries: dict[str, Entry] = {}
+        self.entries: dict[str, Row] = {}
         self._pending: list[tuple[str, str | None, str | None]] = []
         self._lock = threading.Lock()  # the journal file: copying threads remember hashes too
         self._dirty = False  # changed since the snapshot
@@ -50,13 +54,19 @@ class HashCache:
             self._load(file, self.journal)
 
     def get(self, path: str) -> Entry | None:
-        return self.entries.get(path)
+        row = self.entries.get(path)
+        return None if row is None else _unpack(row)
 
     def put(self, path: str, fingerprint: str, sha256: str) -> None:
         """Record a file's hash (journaled if it is new)."""
-        if self.entries.get(path) != (fingerprint, sha256):
-            self.entries[path] = (fingerprint, sha256)
+        row = _pack(fingerprint, sha256)
+        if self.entries.get(path) != row:
+            self.entries[path] = row
             self._changed(path, fingerprint, sha256)
+
+    def as_dict(self) -> dict[str, Entry]:
+        """Every entry, ``{path: (fingerprint, sha256)}``."""
+        return {path: _unpack(row) for path, row in self.entries.items()}
 
     def drop(self, path: str) -> None:
         """Forget a path that is gone."""
@@ -109,7 +119,7 @@ class HashCache:
         if file.exists():
             try:
                 with file.open("rb") as snapshot:
-                    self.entries = dict(_read_entries(snapshot))
+                    self.entries = {path: _pack(*entry) for path, entry in _read_entries(snapshot)}
             except (ValueError, TypeError, OSError, msgpack.UnpackException) as exc:
                 log.warning("%s: ignoring the hash cache %s: %s", self.label, file, exc)
                 self.entries = {}
@@ -129,12 +139,25 @@ class HashCache:
                     if fingerprint is None:
                         self.entries.pop(path, None)
                     else:
-                        self.entries[path] = (fingerprint, sha256)
+                        self.entries[path] = _pack(fingerprint, sha256)
                     count += 1
         except (ValueError, TypeError, OSError, msgpack.UnpackException) as exc:
             log.warning("%s: the hash cache's journal %s is read up to entry %d only: %s", self.label, journal, count,
                         exc)
         return count
+
+
+def _pack(fingerprint: str, sha256: str) -> Row:
+    """An entry as held: the 32 bytes of the hash, then the fingerprint in UTF-8."""
+    if type(sha256) is str and type(fingerprint) is str and SHA256.fullmatch(sha256):
+        return bytes.fromhex(sha256) + fingerprint.encode("utf-8", "surrogatepass")
+    return (fingerprint, sha256)  # kept as given: a hash in another form comes back the same
+
+
+def _unpack(row: Row) -> Entry:
+    if type(row) is bytes:
+        return row[32:].decode("utf-8", "surrogatepass"), row[:32].hex()
+    return row  # type: ignore[return-value]
 
 
 def _read_entries(file: BinaryIO) -> Iterator[tuple[str, Entry]]:
@@ -146,12 +169,12 @@ def _read_entries(file: BinaryIO) -> Iterator[tuple[str, Entry]]:
             yield path, (fingerprint, sha)
 
 
-def _write_entries(file: BinaryIO, entries: Mapping[str, Entry]) -> None:
+def _write_entries(file: BinaryIO, entries: Mapping[str, Row]) -> None:
     packer = msgpack.Packer(autoreset=False)
     packer.pack_map_header(len(entries))
-    for path, entry in entries.items():
+    for path, row in entries.items():
         packer.pack(path)
-        packer.pack(entry)
+        packer.pack(_unpack(row))
         if packer.getbuffer().nbytes >= _WRITE_EVERY:
             file.write(packer.bytes())
             packer.reset()

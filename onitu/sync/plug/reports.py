@@ -20,9 +20,9 @@ from typing import Any
 from onitu.sync import tuples
 from onitu.sync.decide.plan import Action, Observed
 from onitu.sync.drivers.contract import Availability, ChangeEvent, Driver, DriverError, ancestors
+from onitu.sync.plug.known import Known
 from onitu.sync.plug.outbox import Outbox
 from onitu.sync.plug.scanner import Scanner
-from onitu.sync.state.tree import Indexed
 
 REPORT_SIZE = 1000  # entries per report tuple
 
@@ -53,7 +53,7 @@ class Reporter:
                  outbox: Outbox, lock: threading.RLock, set_status: Callable[[Availability], None]) -> None:
         self.service, self.id, self.driver, self.scanner, self.outbox = service, plug_id, driver, scanner, outbox
         self.lock, self.set_status = lock, set_status
-        self.known: dict[str, Indexed] = {folder: Indexed() for folder in folders}
+        self.known: dict[str, Known] = {folder: Known() for folder in folders}
         self.listed = threading.Event()  # the first listing is sent: orders are checked against what it saw
         self._seq = 0
         self._scanning: set[tuple[str, str]] | None = None  # (folder, path) of orders carried out during a listing
@@ -100,11 +100,11 @@ class Reporter:
         self.listed.set()
         self.scanner.save()
 
-    def _list(self, folder: str, known: Indexed) -> Indexed:
+    def _list(self, folder: str, known: Known) -> Known:
         """Everything in ``folder`` now, sent as it is listed (a report's worth at a time, begun by a "begin"): the
         referee decides what it shows as it arrives, and what it does not show once it ends (see
         :meth:`_end_listings`). A big first sync starts copying as the source is listed, not once all of it is."""
-        seen, unsent, scan = Indexed(), [], "begin"
+        seen, unsent, scan = Known(), [], "begin"
         for path, obs, settled in self.scanner.below(folder):
             if obs is None and (settled or path not in known):
                 continue
@@ -120,7 +120,7 @@ class Reporter:
             self._send_part(folder, seen, unsent, scan)
         return seen
 
-    def _send_part(self, folder: str, seen: Indexed, paths: list[str], scan: str) -> None:
+    def _send_part(self, folder: str, seen: Known, paths: list[str], scan: str) -> None:
         """One part of a listing: what ``seen`` holds at ``paths``, except where an order carried out since the
         listing passed there left something else (what ``known`` holds now)."""
         touched = {path for f, path in self._scanning or () if f == folder}
@@ -133,7 +133,7 @@ class Reporter:
                 entries.append((path, seen[path]))
         self._put(folder, scan, entries)
 
-    def _keep_unreadable(self, folder: str, known: Indexed, seen: Indexed) -> list[str]:
+    def _keep_unreadable(self, folder: str, known: Known, seen: Known) -> list[str]:
         """What was last reported of entries that cannot be read now stands in a listing (they are not gone): the
         paths added."""
         if not self.driver.skipped.unreadable_paths():
@@ -146,7 +146,7 @@ class Reporter:
     def _unreadable(self, folder: str, path: str) -> bool:
         return self.driver.skipped.unreadable(self.scanner.where(folder, path))
 
-    def _amend_listings(self, listings: dict[str, Indexed]) -> None:
+    def _amend_listings(self, listings: dict[str, Known]) -> None:
         """What orders carried out while the listing was made left at their paths, instead of what the listing saw
         before (it would report a file just copied here as deleted: its creation is not reported by the watcher)."""
         touched, self._scanning = self._scanning or set(), None
@@ -158,7 +158,7 @@ class Reporter:
                 seen[found] = known[found]
         return touched
 
-    def _end_listings(self, listings: dict[str, Indexed], touched: set[tuple[str, str]]) -> None:
+    def _end_listings(self, listings: dict[str, Known], touched: set[tuple[str, str]]) -> None:
         """Make the listings what the plug knows, and end them: the paths orders touched meanwhile go once more, as
         they are now (their parts may have gone before the orders did), then the end (what it did not show is
         gone)."""

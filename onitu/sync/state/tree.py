@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 from onitu.fairsort import fair_sorted
-from onitu.sync.decide.plan import Observed
 
 MERGE_AT = 4096  # paths added, unqueried, before they are merged anyway (a set of them costs more than a list)
 RECENT_SHARE = 8  # the recent run is merged into the big one once it holds an eighth as many paths
@@ -145,29 +144,6 @@ class Tree:
         """Merge in the paths added since the last query."""
         for paths in self._folders.values():
             paths.settle()
-
-
-class Indexed(dict[str, Observed]):
-    """What a plug last reported per path, with the paths kept sorted for :meth:`at_and_below`. Set entries
-    with ``table[path] = value`` (or build it from a mapping): ``update`` and ``setdefault`` would bypass the index."""
-
-    def __init__(self, entries: Mapping[str, Observed] | None = None) -> None:
-        super().__init__(entries or {})
-        self.paths = SortedPaths(self, self.__contains__)
-
-    def __setitem__(self, path: str, value: Observed) -> None:
-        new = path not in self
-        super().__setitem__(path, value)
-        if new:  # once in the table: a rebuild of the index that this add sets off keeps only the paths there
-            self.paths.add(path)
-
-    def at_and_below(self, path: str) -> list[str]:
-        """``path`` (if present) and every present path below it: no look at the index for a file, which is most
-        of what is deleted (a query merges the paths added since)."""
-        entry = self.get(path)
-        if entry is not None and entry.kind == "file":
-            return [path]
-        return ([path] if entry is not None else []) + self.paths.below(path, self.__contains__)
 
 
 def _present(paths: list[str], candidates: Iterable[str]) -> set[str]:

@@ -29,14 +29,30 @@ def test_a_big_cache_round_trips(tmp_path: Path) -> None:
     first.save()
     assert msgpack.unpackb((tmp_path / "a.hashes").read_bytes(), raw=False) == {p: list(e) for p, e in table.items()}
     assert (tmp_path / "a.hashes.new").stat().st_size == 0  # in the snapshot now
-    assert scanner(tmp_path).hashes.entries == table
+    assert scanner(tmp_path).hashes.as_dict() == table
+
+
+def test_entries_come_back_exactly_as_they_were_put(tmp_path: Path) -> None:
+    """Entries are held packed (the hash as 32 bytes): one whose hash is not 64 lowercase hex digits, or whose
+    fingerprint is not ASCII, comes back as it was put, from memory and from the disk."""
+    first = scanner(tmp_path)
+    table = {"plain": ("4-1764000000000000000-123", "ab" * 32), "upper": ("fp", "AB" * 32), "short": ("fp", "abc"),
+             "unicode": ("été-ß", "cd" * 32), "empty": ("", "00" * 32)}
+    for path, (fingerprint, sha) in table.items():
+        first.hashes.put(path, fingerprint, sha)
+    assert {path: first.hashes.get(path) for path in table} == table
+    assert type(first.hashes.entries["plain"]) is bytes and len(first.hashes.entries["plain"]) == 32 + 25
+    first.hashes.flush()
+    assert scanner(tmp_path).hashes.as_dict() == table  # from the journal
+    first.save()
+    assert scanner(tmp_path).hashes.as_dict() == table  # from the snapshot
 
 
 def test_a_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "a.hashes").write_bytes(msgpack.packb({"x": ["f", "s"]})[:-3])
-    assert scanner(tmp_path).hashes.entries == {}
+    assert scanner(tmp_path).hashes.as_dict() == {}
     (tmp_path / "a.hashes").write_bytes(msgpack.packb([1, 2]))
-    assert scanner(tmp_path).hashes.entries == {}
+    assert scanner(tmp_path).hashes.as_dict() == {}
 
 
 def test_a_plug_killed_while_it_hashes_keeps_all_but_the_last_thousand(tmp_path: Path) -> None:
@@ -48,7 +64,7 @@ def test_a_plug_killed_while_it_hashes_keeps_all_but_the_last_thousand(tmp_path:
     seen = {path: obs.sha256 for path, obs, _ in first.below("docs")}
     assert len(seen) == 2500 and not (tmp_path / "a.hashes").exists()  # no snapshot: killed before the end
     again = scanner(tmp_path)
-    journaled = again.hashes.entries
+    journaled = again.hashes.as_dict()
     assert len(journaled) == 2000 and all(seen[path] == sha for path, (_, sha) in journaled.items())
     read = []
     checksum = again.driver.checksum
@@ -67,7 +83,7 @@ def test_the_journal_replays_forgets_and_stops_at_a_torn_end(tmp_path: Path) -> 
     journal = tmp_path / "a.hashes.new"
     with journal.open("ab") as file:
         file.write(msgpack.packb(["p5", "fp5-torn", "5" * 64])[:-7])  # a crash in the middle of an append
-    entries = scanner(tmp_path).hashes.entries
+    entries = scanner(tmp_path).hashes.as_dict()
     assert "p3" not in entries and entries["p4"] == ("fp4-changed", "4" * 64) and entries["p5"] == ("fp5", f"{5:064x}")
     assert len(entries) == hash_cache.JOURNAL_EVERY - 1
 
@@ -81,7 +97,7 @@ def test_a_crash_between_the_snapshot_and_the_journal_truncation_reads_the_same(
     kept = (tmp_path / "a.hashes.new").read_bytes()
     first.save()
     (tmp_path / "a.hashes.new").write_bytes(kept)  # as if the plug died between the rename and the truncation
-    assert scanner(tmp_path).hashes.entries == first.hashes.entries
+    assert scanner(tmp_path).hashes.as_dict() == first.hashes.as_dict()
 
 
 def test_a_preview_beside_a_running_plug_writes_nothing(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from onitu.sync.decide.plan import Observed
 from onitu.sync.drivers.contract import is_under
+from onitu.sync.plug.known import Known
 from onitu.sync.state import tree
-from onitu.sync.state.tree import Indexed
 
 # names chosen to sort around "/" and "0": "a-b" and "a.b" sort between "a" and "a/x", "a0" after it
 names = st.sampled_from(["a", "a-b", "a.b", "a0", "b", "é", "a b"])
@@ -28,7 +28,7 @@ def scan(table: dict, path: str) -> list[str]:
 def test_at_and_below_is_a_scan(ops, queries, merge_at):
     tree.MERGE_AT = merge_at  # merged on every add, every few adds, or only when queried
     try:
-        table = Indexed({"a": DIR})
+        table = Known({"a": DIR})
         for i, (add, path) in enumerate(ops):
             if add:
                 table[path] = DIR
@@ -44,7 +44,7 @@ def test_at_and_below_is_a_scan(ops, queries, merge_at):
 
 
 def test_many_deletions_are_dropped_from_the_index_when_it_is_rebuilt():
-    table = Indexed({f"d/{i:05}": FILE for i in range(3000)})
+    table = Known({f"d/{i:05}": FILE for i in range(3000)})
     for i in range(2900):
         del table[f"d/{i:05}"]
     for i in range(100):
@@ -75,7 +75,7 @@ def test_a_tree_moved_in_rebuilds_the_big_run_a_few_dozen_times_not_once_per_mer
 
 
 def test_a_file_has_nothing_below_it():
-    table = Indexed({"f": FILE, "d": DIR, "d/x": FILE})
+    table = Known({"f": FILE, "d": DIR, "d/x": FILE})
     assert table.at_and_below("f") == ["f"] and table.at_and_below("d") == ["d", "d/x"]
     assert table.at_and_below("gone") == []
 

@@ -1,0 +1,91 @@
+"""What a plug last reported per path of a folder (:class:`Known`): a table of :class:`Observed`, held packed, with
+the paths kept sorted for "this path and everything below it".
+
+A plug holds one entry per file of its replica. As objects, one costs about 330 bytes (the Observed, its hash as 64
+hex digits, its fingerprint, size and time); here it is one bytes row of about 110: flags, time and size, the raw
+32-byte hash, then the fingerprint. The Observed is rebuilt when read. What does not fit a row (a size beyond 64
+bits, a hash that is not 64 lowercase hex digits) is kept as the Observed itself: correct, only not packed.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, KeysView, Mapping, MutableMapping
+
+from onitu.sync.decide.metadata import SHA256
+from onitu.sync.decide.plan import Observed
+from onitu.sync.state.tree import SortedPaths
+
+_ROW = struct.Struct("<BqQ")  # flags, mtime_ns, size; then the sha256 if any, then the fingerprint in UTF-8
+_DIR, _SHA = 1, 2
+_KINDS = {"file": 0, "dir": _DIR}
+Row = bytes | Observed
+
+
+def _pack(obs: Observed) -> Row:
+    flags = _KINDS.get(obs.kind)
+    if flags is None or not (0 <= obs.size < 1 << 64 and -(1 << 63) <= obs.mtime_ns < 1 << 63) \
+            or type(obs.fingerprint) is not str:
+        return obs
+    fingerprint = obs.fingerprint.encode("utf-8", "surrogatepass")
+    if obs.sha256 is None:
+        return _ROW.pack(flags, obs.mtime_ns, obs.size) + fingerprint
+    if type(obs.sha256) is not str or not SHA256.fullmatch(obs.sha256):
+        return obs
+    return _ROW.pack(flags | _SHA, obs.mtime_ns, obs.size) + bytes.fromhex(obs.sha256) + fingerprint
+
+
+def _unpack(row: Row) -> Observed:
+    if type(row) is not bytes:
+        return row  # type: ignore[return-value]
+    flags, mtime_ns, size = _ROW.unpack_from(row)
+    start = _ROW.size + 32 if flags & _SHA else _ROW.size
+    sha256 = row[_ROW.size:start].hex() if flags & _SHA else None
+    return Observed("dir" if flags & _DIR else "file", sha256, size, mtime_ns,
+                    row[start:].decode("utf-8", "surrogatepass"))
+
+
+class Known(MutableMapping[str, Observed]):
+    """path -> :class:`Observed`, packed, with the paths sorted for :meth:`at_and_below`."""
+
+    __slots__ = ("_rows", "paths")
+
+    def __init__(self, entries: Mapping[str, Observed] | None = None) -> None:
+        self._rows: dict[str, Row] = {path: _pack(obs) for path, obs in (entries or {}).items()}
+        self.paths = SortedPaths(self._rows, self._rows.__contains__)
+
+    def __getitem__(self, path: str) -> Observed:
+        return _unpack(self._rows[path])
+
+    def get(self, path: str, default: Observed | None = None) -> Observed | None:  # type: ignore[override]
+        row = self._rows.get(path)
+        return default if row is None else _unpack(row)
+
+    def __setitem__(self, path: str, value: Observed) -> None:
+        new = path not in self._rows
+        self._rows[path] = _pack(value)
+        if new:  # once in the table: a rebuild of the index that this add sets off keeps only the paths there
+            self.paths.add(path)
+
+    def __delitem__(self, path: str) -> None:
+        del self._rows[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def keys(self) -> KeysView[str]:
+        return self._rows.keys()
+
+    def at_and_below(self, path: str) -> list[str]:
+        """``path`` (if present) and every present path below it: no look at the index for a file, which is most
+        of what is deleted (a query merges the paths added since)."""
+        entry = self.get(path)
+        if entry is not None and entry.kind == "file":
+            return [path]
+        return ([path] if entry is not None else []) + self.paths.below(path, self._rows.__contains__)

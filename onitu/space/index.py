@@ -181,7 +181,21 @@ class FifoIndex:
                 del sub[h1]
             else:
                 held.discard(live)
+                if len(held) == 1:
+                    self._unshare(head, h1, next(held.walk(live)))
         self._discard(self.by_head, hk)
+
+    @staticmethod
+    def _unshare(head: HeadBucket, key: Hashable, eid: int) -> None:
+        """A key left with one tuple is filed under its hash again if that slot is free (else as itself, without
+        its bucket): a key shared for a moment (a record written before the old one is taken) would otherwise
+        keep its decoded key and a bucket for good, two thirds as much again as the tuple's own bytes."""
+        del head.second[key]
+        hashed = hash(key) & _HASH_BITS
+        if head.single.get(hashed) is None:
+            head.single.add(hashed, eid)
+        else:
+            head.second[key] = eid
 
     def _discard(self, table: dict, key: Hashable) -> None:
         bucket = table[key]

@@ -512,6 +512,13 @@ class Store:
             if ttl is not None:
                 self.sessions.setdefault(sid, Session(sid, ttl, 0.0)).ttl = ttl
         live, index = self.live, self.index
+        # Removals first (they are of older tuples, never of this batch's): a record replaced by a discard and a
+        # write would else share its key with the old one for a moment, filed under the key itself at that moment.
+        for eid in dels:
+            held = live.pop(eid, None)
+            if held is not None:
+                index.remove(eid, self._unpack(held), False)
+                self._hold_quietly(eid, None, None)
         for eid, body, deadline, owner in puts:
             session = self.sessions.get(owner) if owner is not None else None
             if owner is not None and session is None:
@@ -520,11 +527,6 @@ class Store:
             live[eid] = body if self.packed else tup
             index.add(eid, tup)
             self._hold_quietly(eid, deadline, session)
-        for eid in dels:
-            held = live.pop(eid, None)
-            if held is not None:
-                index.remove(eid, self._unpack(held), False)
-                self._hold_quietly(eid, None, None)
         for deadline, owner, eid in leases:
             if eid in live:
                 self._hold_quietly(eid, deadline, self.sessions.get(owner) if owner is not None else None)

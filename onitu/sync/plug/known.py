@@ -10,10 +10,11 @@ bits, a hash that is not 64 lowercase hex digits) is kept as the Observed itself
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, KeysView, Mapping, MutableMapping
+from collections.abc import KeysView, Mapping, MutableMapping
 
 from onitu.sync.decide.metadata import SHA256
 from onitu.sync.decide.plan import Observed
+from onitu.sync.state.rows import PackedTable
 from onitu.sync.state.tree import SortedPaths
 
 _ROW = struct.Struct("<BqQ")  # flags, mtime_ns, size; then the sha256 if any, then the fingerprint in UTF-8
@@ -45,21 +46,18 @@ def _unpack(row: Row) -> Observed:
                     row[start:].decode("utf-8", "surrogatepass"))
 
 
-class Known(MutableMapping[str, Observed]):
+class Known(PackedTable[Observed], MutableMapping[str, Observed]):
     """path -> :class:`Observed`, packed, with the paths sorted for :meth:`at_and_below`."""
 
-    __slots__ = ("_rows", "paths")
+    __slots__ = ("paths",)
 
     def __init__(self, entries: Mapping[str, Observed] | None = None) -> None:
-        self._rows: dict[str, Row] = {path: _pack(obs) for path, obs in (entries or {}).items()}
+        super().__init__()
+        self._rows.update((path, _pack(obs)) for path, obs in (entries or {}).items())
         self.paths = SortedPaths(self._rows, self._rows.__contains__)
 
-    def __getitem__(self, path: str) -> Observed:
-        return _unpack(self._rows[path])
-
-    def get(self, path: str, default: Observed | None = None) -> Observed | None:  # type: ignore[override]
-        row = self._rows.get(path)
-        return default if row is None else _unpack(row)
+    def _read(self, path: str, row: Row) -> Observed:
+        return _unpack(row)
 
     def __setitem__(self, path: str, value: Observed) -> None:
         new = path not in self._rows
@@ -69,15 +67,6 @@ class Known(MutableMapping[str, Observed]):
 
     def __delitem__(self, path: str) -> None:
         del self._rows[path]
-
-    def __contains__(self, path: object) -> bool:
-        return path in self._rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
 
     def keys(self) -> KeysView[str]:
         return self._rows.keys()

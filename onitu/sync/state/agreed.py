@@ -15,10 +15,11 @@ What does not fit a row (an integer beyond 64 bits, more distinct versions than 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from onitu.sync.decide.metadata import FileMeta, VersionVector
 from onitu.sync.decide.plan import content_of
+from onitu.sync.state.rows import PackedTable
 
 VERSIONS = 1 << 20  # distinct versions numbered; later ones are kept unpacked
 _ROW = struct.Struct("<QqIB")  # size, mtime_ns, version number, flags; then the sha256 if any, then the two masks
@@ -77,20 +78,11 @@ def _masks_of(row: Row) -> tuple[int, int]:
     return int.from_bytes(row[start:middle], "little"), int.from_bytes(row[middle:], "little")
 
 
-class Agreed(Mapping[str, FileMeta]):
+class Agreed(PackedTable[FileMeta]):
     """path -> agreed FileMeta of one folder, with the services holding it and those matching it, packed."""
 
-    __slots__ = ("_rows",)
-
-    def __init__(self) -> None:
-        self._rows: dict[str, Row] = {}
-
-    def __getitem__(self, path: str) -> FileMeta:
-        return _unpack(path, self._rows[path])
-
-    def get(self, path: str, default: FileMeta | None = None) -> FileMeta | None:  # type: ignore[override]
-        row = self._rows.get(path)
-        return default if row is None else _unpack(path, row)
+    __slots__ = ()
+    _read = staticmethod(_unpack)
 
     def holders(self, path: str) -> int:
         """The bit mask of the services recorded holding the agreed version of ``path`` (0: none, or unknown)."""
@@ -122,15 +114,6 @@ class Agreed(Mapping[str, FileMeta]):
     def remove(self, path: str) -> None:
         """Forget ``path`` (no error if unknown)."""
         self._rows.pop(path, None)
-
-    def __contains__(self, path: object) -> bool:
-        return path in self._rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
 
     def held_by(self, bit: int) -> Iterator[str]:
         """The paths whose agreed version the service of ``bit`` holds (an iterator: the table must not change

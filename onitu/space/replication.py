@@ -3,7 +3,8 @@
 Every space server binds a replication endpoint (a socket of :mod:`onitu.space.wire`, not zmq: fewer thread
 wakeups per batch). The primary connects to its peer's, probes on each connection, and sends
 ``["batch", epoch, boot, lsn, body]`` after each commit (``body`` is what it committed: the rows, cached
-replies, acknowledgements and the events of the turn). The secondary applies a batch only if it continues the
+replies, acknowledgements and the events of the turn; a write event's tuple, which is its row's too, is sent once:
+the event names the row's id, see :func:`by_row`). The secondary applies a batch only if it continues the
 stream it is synced to (same primary boot, next lsn): it answers ``["ack", epoch, lsn]``, then commits it in the
 same turn (the primary's answer to its clients no longer waits for that commit: see SecondarySink.settle); otherwise
 it answers ``["need", epoch, lsn, its boot, [primary boot, last lsn] or None]``. If the replica holds this
@@ -96,6 +97,31 @@ def _split(items: Iterable[Any], size: Callable[[Any], int]) -> Iterator[list]:
             chunk, total = [], 0
     if chunk:
         yield chunk
+
+
+def by_row(events: list, puts: list) -> list:
+    """A batch's events as shipped: a write event whose tuple is the body of one of the batch's rows (the same bytes
+    object: a packed store keeps one) carries that row's id instead. A hub's reports and records are each written
+    once, and were sent twice; a big turn's batch, packed, compressed and retained, was twice its size."""
+    rows = {id(row[1]): row[0] for row in puts}
+    return [(e[0], e[1], rows.get(id(e[2]), e[2])) if e[1] == "write" else e for e in events]
+
+
+def _resolved(events: list, puts: list) -> list | None:
+    """The events of a received batch with each tuple sent as a row's id (see :func:`by_row`) given back; None if
+    one names no row of the batch (not a batch of ours)."""
+    bodies: dict | None = None
+    resolved = []
+    for event in events:
+        if type(event[2]) is int:
+            if bodies is None:
+                bodies = {row[0]: row[1] for row in puts}
+            body = bodies.get(event[2])
+            if body is None:
+                return None
+            event = [event[0], event[1], body]
+        resolved.append(event)
+    return resolved
 
 
 def _event(event: list) -> tuple:
@@ -523,6 +549,10 @@ class SecondarySink:
             return self._need(lsn)
         if lsn == self.stream[1] + 1:
             rows, replies, acks, events, counters = body  # its shape checked before it is acknowledged
+            events = _resolved(events, rows[0])
+            if events is None:
+                self.server.counters["replication_malformed"] += 1
+                return self._need(lsn)
             self._uncommitted.append(([rows, replies, dict(acks), events, counters], (boot, lsn)))
             self.stream = (boot, lsn)
         return ["ack", self.server.epoch, lsn]  # committed by settle, once this answer left

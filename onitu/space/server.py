@@ -44,7 +44,7 @@ from onitu.space.ops import OPERATIONS, Operations
 from onitu.space.peers import Peers
 from onitu.space.protocol import MAX_FRAME, error_reply, parse_request, reply
 from onitu.space.quietlog import QuietLog
-from onitu.space.replication import PrimaryLink, SecondarySink
+from onitu.space.replication import PrimaryLink, SecondarySink, by_row
 from onitu.space.replies import ReplyCache
 from onitu.space.roles import Pairing
 from onitu.space.store import HISTORY, Store, Subscription, Waiter
@@ -436,7 +436,8 @@ class SpaceServer:
             events.append(event)
         events.reverse()
         self._shipped_event = self.store.event_id
-        self.link.ship([rows, self._new_replies, acks, events, (self.store.next_id, self.store.event_id)])
+        self.link.ship([rows, self._new_replies, acks, by_row(events, rows[0]), (self.store.next_id,
+                                                                                self.store.event_id)])
 
     def send_all(self, outbox: Outbox) -> None:
         touched = self.touched

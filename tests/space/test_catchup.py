@@ -233,3 +233,49 @@ def test_a_restarted_pair_whose_disks_differ_gets_a_snapshot(tmp_path):
             assert len(space.read_all(["row", None, None])) == 49
     finally:
         pair.close()
+
+
+def test_write_events_are_shipped_by_row_and_replay_whole_after_a_promotion(tmp_path):
+    """A write event's tuple is sent once, as the id of the row holding it; the promoted secondary's history still
+    gives every event its whole tuple (writes, takes, a record replaced by a discard and a write)."""
+    pair = Pair(tmp_path)
+    try:
+        pair.serve("b", "secondary", 1)
+        pair.serve("a", "primary", 1)
+        pair.wait_synced("a")
+        with connect(pair.endpoint("a"), connect_timeout=10) as space:
+            since = space.stats()["last_event"]
+            space.batch([("write", ["rec", f"p{i}", "x" * 50], None) for i in range(20)])
+            space.batch([("discard", ["rec", "p0", None]), ("write", ["rec", "p0", "new"], None)])
+            space.take(["rec", "p1", None])
+            space.write(["rec", "big", "y" * 100_000])
+            status = pair.wait_synced("a")
+            while pair.wd.status("b").get("applied", 0) < status["lsn"]:
+                time.sleep(0.05)
+        pair.kill("a")
+        pair.promote("b", 2)
+        expected = [("write", ("rec", f"p{i}", "x" * 50)) for i in range(20)] + [
+            ("take", ("rec", "p0", "x" * 50)), ("write", ("rec", "p0", "new")), ("take", ("rec", "p1", "x" * 50)),
+            ("write", ("rec", "big", "y" * 100_000))]
+        with connect(pair.endpoint("b"), connect_timeout=10) as space:
+            events = space.notify(["write", "take"], ["rec", None, None], since=since)
+            got = [events.next(5) for _ in expected]
+            events.close()
+        assert [(kind, tup) for _, kind, tup in got] == expected
+    finally:
+        pair.close()
+
+
+def test_a_batch_names_the_row_of_each_write_event_and_the_secondary_gives_it_back():
+    from onitu.space.protocol import packb
+    from onitu.space.replication import _resolved, by_row
+
+    bodies = [packb(["rec", f"p{i}", "x" * 200]) for i in range(3)]
+    puts = [[100 + i, body, None, None] for i, body in enumerate(bodies)]
+    taken = packb(["rec", "old", 1])  # a take event's tuple: no row of this batch holds it
+    events = [[7, "write", bodies[0]], [8, "take", taken], [9, "write", bodies[2]], [10, "write", bodies[1]]]
+    shipped = by_row(events, puts)
+    assert [e[2] for e in shipped] == [100, taken, 102, 101]
+    assert len(packb(shipped)) < len(packb(events)) - 3 * 200
+    assert [list(e) for e in _resolved(shipped, puts)] == events
+    assert _resolved([[11, "write", 999]], puts) is None  # names no row: not a batch of ours

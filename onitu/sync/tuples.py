@@ -28,13 +28,16 @@ Every tuple starts with its tag. Plugs and the referee write and read them; noth
 
 from __future__ import annotations
 
-import contextlib
+import logging
+from collections import deque
 from typing import Any, Final
 
-from onitu.space.errors import SpaceError
+from onitu.space.errors import RequestExpired, SpaceError
 from onitu.sync.decide.metadata import SHA256, FileMeta
 from onitu.sync.decide.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed
 from onitu.sync.drivers.contract import safe_path
+
+log = logging.getLogger(__name__)
 
 PLUG: Final = "sync.plug"
 KNOWN: Final = "sync.known"
@@ -191,13 +194,34 @@ def meta_from_wire(value: Any) -> FileMeta | None:
 
 
 def take_all(space: Any, templates: list[tuple]) -> None:
-    """Take the tuples of ``templates`` (emptying the list), 256 to an atomic batch; those already gone are skipped."""
-    consumed = templates[:]
+    """Take the tuples of ``templates`` (emptying the list), 256 to an atomic batch; those already gone are skipped.
+
+    A batch that fails because one of its tuples is gone (taken twice: a report applied from the space's backlog and
+    again from the stream that replaced a lost one) is split in halves until that one is found: a few round trips.
+    Taking the 256 one by one, on a space busy with a million files' listings, took long enough for the watchdog to
+    take the referee for hung."""
+    consumed = _distinct(templates)
     templates.clear()
-    for i in range(0, len(consumed), 256):
+    groups = deque(consumed[i:i + 256] for i in range(0, len(consumed), 256))
+    while groups:
+        group = groups.popleft()
         try:
-            space.batch([("discard", t) for t in consumed[i:i + 256]])  # taken, not sent back: we have them
-        except SpaceError:
-            for tup in consumed[i:i + 256]:  # one was already gone: take the others one by one
-                with contextlib.suppress(SpaceError):
-                    space.take(tup, timeout=0)
+            space.batch([("discard", t) for t in group])  # taken, not sent back: we have them
+        except RequestExpired:
+            if len(group) > 1:
+                half = len(group) // 2
+                groups.extendleft((group[half:], group[:half]))
+        except SpaceError as exc:  # the space is away: what is left is taken next time
+            log.info("taking %d consumed tuples later: %s", len(group) + sum(map(len, groups)), exc)
+            templates.extend(group)
+            for rest in groups:
+                templates.extend(rest)
+            return
+
+
+def _distinct(templates: list[tuple]) -> list[tuple]:
+    """``templates`` without repeats, in order (as they are, if some cannot be hashed)."""
+    try:
+        return list(dict.fromkeys(templates))
+    except TypeError:
+        return templates[:]

@@ -187,6 +187,11 @@ def test_a_write_is_answered_before_the_secondary_commits_and_survives_the_prima
     with connect(f"ipc://{tmp_path}/a/space.sock", connect_timeout=5) as space:
         space.write(["x", 1])
         lock = sqlite3.connect(tmp_path / "b" / "space.db", isolation_level=None)
+        # ["x", 1] committed on b first: its commit follows the answer, and one still to come would wait for the
+        # lock below, holding up b's loop and the acknowledgement of ["x", 2] with it (seen under a loaded suite)
+        while not lock.execute("SELECT count(*) FROM tuples").fetchone()[0]:
+            assert time.monotonic() < deadline + 10, "b never committed the first write"
+            time.sleep(0.01)
         lock.execute("BEGIN IMMEDIATE")  # the secondary's next commit waits for this lock
         writer = threading.Thread(target=space.write, args=(["x", 2],), daemon=True)
         writer.start()

@@ -33,6 +33,12 @@ class Pair:
             stderr=subprocess.DEVNULL)
         self.wd.status(name, timeout=30)  # up: a start under load (tests run in parallel) takes seconds
 
+    def start(self) -> None:
+        """b as the secondary, a as the primary, paired."""
+        self.serve("b", "secondary", 1)
+        self.serve("a", "primary", 1)
+        self.wait_synced("a")
+
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
         proc.kill()
@@ -70,9 +76,7 @@ class Pair:
 def test_a_returning_secondary_catches_up_without_a_snapshot(tmp_path):
     pair = Pair(tmp_path)
     try:
-        pair.serve("b", "secondary", 1)
-        pair.serve("a", "primary", 1)
-        pair.wait_synced("a")
+        pair.start()
         with connect(pair.endpoint("a"), connect_timeout=10) as space:
             space.batch([("write", ["x", i], None) for i in range(100)])
             space.write(["leased", 1], lease=600)
@@ -240,9 +244,7 @@ def test_write_events_are_shipped_by_row_and_replay_whole_after_a_promotion(tmp_
     gives every event its whole tuple (writes, takes, a record replaced by a discard and a write)."""
     pair = Pair(tmp_path)
     try:
-        pair.serve("b", "secondary", 1)
-        pair.serve("a", "primary", 1)
-        pair.wait_synced("a")
+        pair.start()
         with connect(pair.endpoint("a"), connect_timeout=10) as space:
             since = space.stats()["last_event"]
             space.batch([("write", ["rec", f"p{i}", "x" * 50], None) for i in range(20)])

@@ -1,21 +1,10 @@
-"""Taking the reports and results a referee applied (:func:`onitu.sync.tuples.take_all`), on a real server."""
+"""Taking the reports and results a referee applied (:func:`onitu.sync.tuples.take_all`), on a real server (the
+``server`` fixture of tests.helpers)."""
 
 from __future__ import annotations
 
-import pytest
-
 from onitu.space import connect
 from onitu.sync import tuples
-from tests.helpers import ServerProcess
-
-
-@pytest.fixture
-def server(tmp_path):
-    data = tmp_path / "space"
-    data.mkdir()
-    srv = ServerProcess(data).start()
-    yield srv
-    srv.stop()
 
 
 def test_tuples_taken_twice_or_already_gone_cost_a_few_round_trips(server):

@@ -119,6 +119,11 @@ class Codec:
             return RUBY_TYPES[arg]
         if key == "$range":
             return self._range(arg)
+        if key == "$bytes" and isinstance(arg, str):
+            try:
+                return bytes.fromhex(arg)
+            except ValueError:
+                raise Malformed(f"$bytes needs hex digits, not {arg!r:.60}") from None
         raise Malformed(f"unknown or malformed special {obj!r}")
 
     def _hash(self, arg: Any) -> dict:
@@ -164,6 +169,8 @@ class Codec:
             return v
         if isinstance(v, Symbol):
             return {"$sym": v.name}
+        if isinstance(v, bytes):  # a hash kept raw (a sync record's), say: as hex, which reads as hashes are shown
+            return {"$bytes": v.hex()}
         if isinstance(v, list | tuple):
             return [self.encode(e) for e in v]
         if isinstance(v, dict):

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from onitu.space import connect
+
 
 def onitu(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     out = subprocess.run([sys.executable, "-m", "onitu.cli", *args], capture_output=True, text=True, timeout=60)
@@ -28,6 +30,21 @@ def test_write_ls_take_stats(server):
     assert missing.returncode == 2 and "no tuple matches" in missing.stderr
     stats = json.loads(onitu("space", "stats", "--json", *space).stdout)
     assert stats["tuples"] == 1 and stats["requests"] > 0
+
+
+def test_bytes_are_shown_and_given_as_hex(server):
+    """A sync record keeps its hash as raw bytes: ls shows them (it used to stop with "cannot encode"), and a
+    template or tuple can hold them; digits that are not hex are a clear error."""
+    space = ["--space", server.ipc]
+    with connect(server.ipc) as client:
+        client.write(("sync.meta", "docs/a.txt", [["file", 1, bytes(range(32))], ["a"], {}]))
+    listed = json.loads(onitu("space", "ls", '["sync.meta", null, null]', *space).stdout)
+    assert listed[2][0][2] == {"$bytes": bytes(range(32)).hex()}
+    onitu("space", "write", '["raw", {"$bytes": "00ff"}]', *space)
+    assert json.loads(onitu("space", "take", '["raw", {"$bytes": "00ff"}]', *space).stdout) == ["raw", {
+        "$bytes": "00ff"}]
+    bad = onitu("space", "ls", '["raw", {"$bytes": "zz"}]', *space, check=False)
+    assert bad.returncode == 1 and "$bytes needs hex digits" in bad.stderr
 
 
 def test_bad_json_is_a_clear_error(server):

@@ -172,7 +172,7 @@ def test_a_subscription_asked_for_on_a_session_that_ended_opens_it_again(live):
 
 def test_malformed_frames_are_counted(live):
     _srv, raw = live
-    before = raw.call("stats", {})[2]["malformed"]
+    before = raw.call("stats", {})[2].get("malformed", 0)  # a counter is there once it counted (the fixture is shared)
     raw.send(b"\xc1")
     assert raw.call("stats", {})[2]["malformed"] == before + 1
 

@@ -29,7 +29,7 @@ from typing import BinaryIO
 import msgpack
 
 from onitu import gcpolicy
-from onitu.sync.decide.metadata import SHA256
+from onitu.sync.plug.known import pack_hashed, unpack_hashed
 
 log = logging.getLogger(__name__)
 
@@ -148,15 +148,15 @@ class HashCache:
 
 
 def _pack(fingerprint: str, sha256: str) -> Row:
-    """An entry as held: the 32 bytes of the hash, then the fingerprint in UTF-8."""
-    if type(sha256) is str and type(fingerprint) is str and SHA256.fullmatch(sha256):
-        return bytes.fromhex(sha256) + fingerprint.encode("utf-8", "surrogatepass")
-    return (fingerprint, sha256)  # kept as given: a hash in another form comes back the same
+    """An entry as held (see :func:`onitu.sync.plug.known.pack_hashed`), or as given if that cannot hold it."""
+    hashed = pack_hashed(sha256, fingerprint)
+    return (fingerprint, sha256) if hashed is None else hashed
 
 
 def _unpack(row: Row) -> Entry:
     if type(row) is bytes:
-        return row[32:].decode("utf-8", "surrogatepass"), row[:32].hex()
+        sha256, fingerprint = unpack_hashed(row)
+        return fingerprint, sha256
     return row  # type: ignore[return-value]
 
 

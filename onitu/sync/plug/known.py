@@ -23,27 +23,39 @@ _KINDS = {"file": 0, "dir": _DIR}
 Row = bytes | Observed
 
 
+def pack_hashed(sha256: str, fingerprint: str) -> bytes | None:
+    """A file's hash and fingerprint as held by a plug: the hash's 32 raw bytes, then the fingerprint in UTF-8; None
+    if the hash is not 64 lowercase hex digits (kept as given then: it must come back the same)."""
+    if type(sha256) is not str or type(fingerprint) is not str or not SHA256.fullmatch(sha256):
+        return None
+    return bytes.fromhex(sha256) + fingerprint.encode("utf-8", "surrogatepass")
+
+
+def unpack_hashed(data: bytes) -> tuple[str, str]:
+    """(sha256, fingerprint) of :func:`pack_hashed`'s bytes."""
+    return data[:32].hex(), data[32:].decode("utf-8", "surrogatepass")
+
+
 def _pack(obs: Observed) -> Row:
     flags = _KINDS.get(obs.kind)
     if flags is None or not (0 <= obs.size < 1 << 64 and -(1 << 63) <= obs.mtime_ns < 1 << 63) \
             or type(obs.fingerprint) is not str:
         return obs
-    fingerprint = obs.fingerprint.encode("utf-8", "surrogatepass")
     if obs.sha256 is None:
-        return _ROW.pack(flags, obs.mtime_ns, obs.size) + fingerprint
-    if type(obs.sha256) is not str or not SHA256.fullmatch(obs.sha256):
-        return obs
-    return _ROW.pack(flags | _SHA, obs.mtime_ns, obs.size) + bytes.fromhex(obs.sha256) + fingerprint
+        return _ROW.pack(flags, obs.mtime_ns, obs.size) + obs.fingerprint.encode("utf-8", "surrogatepass")
+    hashed = pack_hashed(obs.sha256, obs.fingerprint)
+    return obs if hashed is None else _ROW.pack(flags | _SHA, obs.mtime_ns, obs.size) + hashed
 
 
 def _unpack(row: Row) -> Observed:
     if type(row) is not bytes:
         return row  # type: ignore[return-value]
     flags, mtime_ns, size = _ROW.unpack_from(row)
-    start = _ROW.size + 32 if flags & _SHA else _ROW.size
-    sha256 = row[_ROW.size:start].hex() if flags & _SHA else None
-    return Observed("dir" if flags & _DIR else "file", sha256, size, mtime_ns,
-                    row[start:].decode("utf-8", "surrogatepass"))
+    kind = "dir" if flags & _DIR else "file"
+    if flags & _SHA:
+        sha256, fingerprint = unpack_hashed(row[_ROW.size:])
+        return Observed(kind, sha256, size, mtime_ns, fingerprint)
+    return Observed(kind, None, size, mtime_ns, row[_ROW.size:].decode("utf-8", "surrogatepass"))
 
 
 class Known(PackedTable[Observed], MutableMapping[str, Observed]):

@@ -207,6 +207,22 @@ def test_a_write_is_answered_before_the_secondary_commits_and_survives_the_prima
         assert space.read_all(["x", None]) == [("x", 1), ("x", 2)]
 
 
+def test_a_batch_whose_write_event_names_no_row_of_it_is_refused_and_asked_for_again(secondary):
+    """A write event is shipped as the id of its row in the same batch (replication.by_row): one naming a row the
+    batch does not hold is not acknowledged (a primary would have to send it again, whole), and the next good batch
+    at that position is."""
+    proc, send, answer = secondary
+    send("snap_begin", 1, "p", 3, {"sessions": [], "replies": [], "events": [], "next_id": 2, "event_id": 1})
+    send("snap_end", 1, 3)
+    assert answer() == ["synced", 1, 3]
+    body = b"\x92\xa1x\x01"  # ("x", 1), as a packed store holds it
+    send("batch", 1, "p", 4, [[[[7, body, None, None]], [], [], []], [], {}, [[2, "write", 999]], [8, 3]])
+    assert answer()[:3] == ["need", 1, 4]
+    send("batch", 1, "p", 4, [[[[7, body, None, None]], [], [], []], [], {}, [[2, "write", 7]], [8, 3]])
+    assert answer() == ["ack", 1, 4]
+    assert proc.poll() is None
+
+
 def test_a_secondary_that_cannot_commit_an_acknowledged_batch_stops(secondary):
     """Acknowledged before its commit, a batch the secondary then fails to commit must not leave it running without
     it (a promotion would lose it): it exits (70), and the primary, which committed it, goes on alone."""

@@ -105,7 +105,7 @@ class Reporter:
         referee decides what it shows as it arrives, and what it does not show once it ends (see
         :meth:`_end_listings`). A big first sync starts copying as the source is listed, not once all of it is."""
         seen, unsent, scan = Known(), [], "begin"
-        for path, obs, settled in self.scanner.below(folder):
+        for path, obs, settled in self.scanner.below(folder, streamed=True):
             if obs is None and (settled or path not in known):
                 continue
             seen[path] = obs if obs is not None else known[path]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from onitu.drain import drained
@@ -99,30 +99,41 @@ class Scanner:
             return None
         return self.observe(stat)
 
-    def below(self, folder: str, path: str = "") -> Iterator[tuple[str, Observed | None, bool]]:
-        """(path in folder, observation, settled) of everything below ``path`` in ``folder``."""
+    def below(self, folder: str, path: str = "", *, streamed: bool = False
+              ) -> Iterator[tuple[str, Observed | None, bool]]:
+        """(path in folder, observation, settled) of everything below ``path`` in ``folder``.
+
+        By default the driver's whole listing is taken before any entry is looked at, so a root lost midway raises
+        before anything is handed out. ``streamed``: each entry is looked at as the driver lists it, for a caller
+        that acts on nothing until the listing ends (a full listing, whose end is what tells deletions): a million
+        entries are then never held at once, only the current directory's."""
         now = time.time_ns()
         top = self.where(folder, path)
-        stats = []
         try:
-            for stat in self.driver.list(top):  # whole before any is looked at (a root lost midway raises first)
+            listed = self.driver.list(top)
+            stats = listed if streamed else drained(self._whole(listed))
+            for stat in stats:
                 self.beat()  # walking a million entries outlasts the heartbeat's patience
-                stats.append(stat)
+                where = self.locate(stat.path)
+                if where is None or where[0] != folder:
+                    continue  # another folder nested here
+                if not self.driver.settled(stat, time.time_ns() if streamed else now):  # as of when it was listed
+                    yield where[1], None, False
+                    continue
+                try:
+                    obs = self.observe(stat)
+                except NotFound:
+                    continue
+                yield where[1], obs, obs is not None
         except NotFound:
             return
-        for stat in drained(stats):  # each freed once looked at: a million at once would hold the GIL for seconds
+
+    def _whole(self, listed: Iterable[Stat]) -> list[Stat]:
+        whole = []
+        for stat in listed:
             self.beat()
-            where = self.locate(stat.path)
-            if where is None or where[0] != folder:
-                continue  # another folder nested here
-            if not self.driver.settled(stat, now):
-                yield where[1], None, False
-                continue
-            try:
-                obs = self.observe(stat)
-            except NotFound:
-                continue
-            yield where[1], obs, obs is not None
+            whole.append(stat)
+        return whole
 
     def forget(self, folder: str, path: str) -> None:
         """Drop the cached hash of a path that is gone."""

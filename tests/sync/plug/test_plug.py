@@ -55,8 +55,8 @@ def test_an_order_carried_out_during_a_listing_is_in_the_listing(plug, tmp_path)
     (root / "old").mkdir()
     below = plug.scanner.below
 
-    def slow_listing(folder, path=""):  # the order is carried out after the listing has looked at the root
-        yield from below(folder, path)
+    def slow_listing(folder, path="", **how):  # the order is carried out after the listing has looked at the root
+        yield from below(folder, path, **how)
         if path == "":
             plug.scanner.below = below
             obey(plug, 1, Mkdir("made-meanwhile", "a"))
@@ -77,8 +77,8 @@ def test_a_listing_is_sent_as_it_is_made(plug, tmp_path):
         (root / name).write_text(name)
     below, sent_midway = plug.scanner.below, []
 
-    def watched_listing(folder, path=""):
-        for n, item in enumerate(below(folder, path)):
+    def watched_listing(folder, path="", **how):
+        for n, item in enumerate(below(folder, path, **how)):
             if n == 2400:
                 reports = plug.space.read_all((tuples.REPORT, "a", None, None, None))
                 sent_midway.extend(sorted(body["scan"] for *_, body in reports if body["scan"] is not None))
@@ -90,6 +90,55 @@ def test_a_listing_is_sent_as_it_is_made(plug, tmp_path):
     scans = [t[4]["scan"] for t in sorted(plug.space.read_all((tuples.REPORT, "a", None, None, None)),
                                           key=lambda t: t[3]) if t[4]["scan"] is not None]
     assert scans[0] == "begin" and scans[-1] == "end" and set(scans[1:-1]) == {"part"}
+
+
+def test_a_listing_looks_at_each_entry_as_the_driver_lists_it(plug, tmp_path):
+    """A million entries are never held at once: the first entry is hashed and handed out before the driver has
+    walked past its directory (the whole walk was kept first: hundreds of MB at a million files, never returned)."""
+    root = tmp_path / "a"
+    for d in range(20):
+        (root / f"d{d:02}").mkdir()
+        for i in range(50):
+            (root / f"d{d:02}" / f"f{i}").write_text(f"{d}/{i}")
+    walk, listed = plug.driver.list, []
+
+    def counted(prefix=""):
+        for stat in walk(prefix):
+            listed.append(stat.path)
+            yield stat
+    plug.driver.list = counted
+    handed = [(len(listed), path) for path, _, _ in plug.scanner.below("docs", streamed=True)]
+    assert len(handed) == 20 * 51
+    assert all(n <= 51 for n, _ in handed[:10]), handed[:10]
+    listed.clear()
+    whole = [(len(listed), path) for path, _, _ in plug.scanner.below("docs")]
+    assert [p for _, p in whole] == [p for _, p in handed] and whole[0][0] == 20 * 51
+
+
+def test_a_root_lost_midway_through_a_listing_reports_nothing_as_gone(plug, tmp_path):
+    """Parts already sent stand (they were true), but the listing is not ended: the referee learns of no deletion,
+    and the plug keeps what it knew."""
+    root = tmp_path / "a"
+    for i in range(2500):
+        (root / f"f{i:04}").write_text(str(i))
+    plug.reporter.full_scan()
+    before = dict(plug.reporter.known["docs"].items())
+    for t in plug.space.read_all((tuples.REPORT, "a", None, None, None)):
+        plug.space.take(t)
+    walk = plug.driver.list
+
+    def unmounted_midway(prefix=""):
+        for n, stat in enumerate(walk(prefix)):
+            if n == 1500:
+                root.rename(root.with_name("a-unmounted"))
+            yield stat
+    plug.driver.list = unmounted_midway
+    plug.reporter.full_scan()
+    assert not plug.status and "missing" in plug.status.reason, plug.status
+    sent = [body for *_, body in plug.space.read_all((tuples.REPORT, "a", None, None, None))]
+    assert not root.exists() and "end" not in {body["scan"] for body in sent}
+    assert all(obs is not None for body in sent for _, obs in body["entries"]), "something was reported as gone"
+    assert dict(plug.reporter.known["docs"].items()) == before
 
 
 def results(plug: Plug) -> list[dict]:

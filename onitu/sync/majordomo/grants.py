@@ -2,11 +2,11 @@
 
 An agent's plugs get the space operations an ordinary plug uses, on their own services only: register their plug
 tuple (always session-leased, and rewritten by the majordomo so its endpoint is the relay's), mark their root
-known, report (only about folders granted to the key), publish (and replace) their transfers under way and skipped
-paths, read and take their orders. They may read the plug tuples of the services sharing a granted folder (their
-folders limited to those, their endpoints hidden), and fetch chunks only of files under such a folder, and only
-when the key may receive. Anything else is refused with :class:`onitu.space.errors.Refused` naming the agent and
-what it asked.
+known, report (only about folders granted to the key) and see which of their reports still wait, publish (and
+replace) their transfers under way and skipped paths, read and take their orders. They may read the plug tuples of
+the services sharing a granted folder (their folders limited to those, their endpoints hidden), and fetch chunks
+only of files under such a folder, and only when the key may receive. Anything else is refused with
+:class:`onitu.space.errors.Refused` naming the agent and what it asked.
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ class Grant:
             self._own(service, "take of an order")
         elif head in _LEASED and op in ("read_all", "take") and len(template) == 3:
             self._own(service, f"{op} of a {head} tuple")
+        elif head == tuples.REPORT and op == "read_all" and len(template) == 5:  # how far the referee has read
+            self._own(service, f"{op} of its reports")
         elif head == tuples.KNOWN and op != "take" and len(template) == 2:
             self._own(service, f"{op} of a known marker")
         elif head == tuples.PLUG and len(template) == 3:

@@ -15,11 +15,13 @@ from collections.abc import Callable
 
 from onitu.space.client import SpaceClient
 from onitu.space.errors import InvalidTuple, RequestExpired, SpaceError
+from onitu.space.local import TemplateLike
 
 log = logging.getLogger(__name__)
 
 BATCH = 64  # operations per space batch
 RETRY = 0.2  # seconds between tries while the space cannot record anything
+HOLD_POLL = (0.05, 1.0)  # seconds between looks while a sender is held: first, then doubling up to the second
 
 
 class Outbox:
@@ -62,6 +64,24 @@ class Outbox:
                     raise
                 items = items[count:]
                 self.beat()
+
+    def hold(self, waiting: TemplateLike) -> None:
+        """Return once nothing matches ``waiting`` (what was sent and not yet taken by its reader), the plug stops,
+        or the space cannot tell (the outbox's own retries deal with an absent space). A plug listing a million
+        files this way sends no faster than the referee takes: the reports waiting in the space stay a few MB, where
+        a restarted hub's two plugs had put 2,000 reports of 142 KB there while the referee loaded its ledger, and
+        the referee's notify stream was cut for falling 64 MiB behind."""
+        delay = HOLD_POLL[0]
+        while not self.stop.is_set():
+            try:
+                if not self.space.read_all(waiting, limit=1):
+                    return
+            except SpaceError as exc:
+                log.debug("%s: not holding back: %s", self.service, exc)
+                return
+            self.beat()
+            self.stop.wait(delay)
+            delay = min(delay * 2, HOLD_POLL[1])
 
     def _send(self, group: list[list[tuple]]) -> None:
         try:

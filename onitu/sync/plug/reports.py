@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from onitu.space.template import Range
 from onitu.sync import tuples
 from onitu.sync.decide.plan import Action, Observed
 from onitu.sync.drivers.contract import Availability, ChangeEvent, Driver, DriverError, ancestors
@@ -25,6 +26,7 @@ from onitu.sync.plug.outbox import Outbox
 from onitu.sync.plug.scanner import Scanner
 
 REPORT_SIZE = 1000  # entries per report tuple
+WINDOW = 32  # parts of a listing that may wait in the space for the referee before the listing pauses
 
 
 @dataclass(eq=False)
@@ -113,7 +115,9 @@ class Reporter:
             if len(unsent) >= REPORT_SIZE:
                 with self.lock:
                     self._send_part(folder, seen, unsent, scan)
+                    sent = self._seq
                 self.outbox.flush()
+                self.outbox.hold((tuples.REPORT, self.service, self.id, Range(None, sent - WINDOW), None))
                 unsent, scan = [], "part"
         unsent += self._keep_unreadable(folder, known, seen)
         with self.lock:

@@ -13,6 +13,7 @@ from onitu.config import Config
 from onitu.space import TupleSpace
 from onitu.sync import tuples
 from onitu.sync.decide.plan import Delete, Mkdir, Move, tree_content_id
+from onitu.sync.plug import reports
 from onitu.sync.plug.orders import Running
 from onitu.sync.plug.plug import Plug
 
@@ -139,6 +140,40 @@ def test_a_root_lost_midway_through_a_listing_reports_nothing_as_gone(plug, tmp_
     assert not root.exists() and "end" not in {body["scan"] for body in sent}
     assert all(obs is not None for body in sent for _, obs in body["entries"]), "something was reported as gone"
     assert dict(plug.reporter.known["docs"].items()) == before
+
+
+def test_a_listing_waits_for_the_referee_to_take_its_parts(plug, tmp_path, monkeypatch):
+    """A listing sends no faster than the referee takes: once WINDOW parts wait in the space it pauses, and goes on
+    as they are taken (a restarted hub's plugs had put every part of a million files' listings there at once)."""
+    monkeypatch.setattr(reports, "REPORT_SIZE", 10)
+    monkeypatch.setattr(reports, "WINDOW", 3)
+    root = tmp_path / "a"
+    names = {f"f{i:03}" for i in range(300)}
+    for name in names:
+        (root / name).write_text(name)
+    waiting = (tuples.REPORT, "a", None, None, None)
+    scan = threading.Thread(target=plug.reporter.full_scan)
+    scan.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(plug.space.read_all(waiting)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
+        assert len(plug.space.read_all(waiting)) == 4 and scan.is_alive(), "the listing did not pause"
+        taken, most = [], 0
+        while scan.is_alive() or plug.space.read_all(waiting):
+            there = sorted(plug.space.read_all(waiting), key=lambda t: t[3])
+            most = max(most, len(there))
+            if there:
+                taken.append(plug.space.take(there[0]))
+            time.sleep(0.005)
+    finally:
+        plug.stop()
+        scan.join(10)
+    assert most <= 3 + 3, most  # WINDOW, the part just sent, and the two that end the listing
+    scans = [t[4]["scan"] for t in taken]
+    assert scans[0] == "begin" and scans[-1] == "end" and [t[3] for t in taken] == sorted(t[3] for t in taken)
+    assert {path for t in taken for path, _ in t[4]["entries"]} == names
 
 
 def results(plug: Plug) -> list[dict]:

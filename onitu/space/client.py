@@ -252,28 +252,29 @@ class SpaceClient:
                     got, status, body = parse_reply(frame)
                     if got == 0 and status == ERROR:
                         raise error_from(body)
-                    if got != seq:
-                        continue
-                    if status == PART:
+                    # another request's frame (a late answer) goes on to the checks below: a stream of them must
+                    # not hold this call past its limit
+                    if got == seq and status == PART:
                         parts.add(body)
                         sent_at = time.monotonic()  # the answer is on its way
                         continue
-                    try:
-                        return parts.result(result_of(status, body))
-                    except NotPrimary:  # a secondary, or a demoted primary: on to the next server
-                        core.rotate(core.where(sock))
-                        core.follow(sock)
-                        sent_at, generation, dialled = self._send(sock, op, seq, args, blocking, start)
-                        sends += 1
-                        time.sleep(0.05)
-                        continue
-                    except SessionExpired:  # refused before it ran, if sent once (else a copy may have run)
-                        if sends > 1 or op in _SESSION_OPS:
-                            raise
-                        self._reopen()
-                        sent_at, generation, dialled = self._send(sock, op, seq, args, blocking, start)
-                        sends += 2  # once is enough
-                        continue
+                    if got == seq:
+                        try:
+                            return parts.result(result_of(status, body))
+                        except NotPrimary:  # a secondary, or a demoted primary: on to the next server
+                            core.rotate(core.where(sock))
+                            core.follow(sock)
+                            sent_at, generation, dialled = self._send(sock, op, seq, args, blocking, start)
+                            sends += 1
+                            time.sleep(0.05)
+                            continue
+                        except SessionExpired:  # refused before it ran, if sent once (else a copy may have run)
+                            if sends > 1 or op in _SESSION_OPS:
+                                raise
+                            self._reopen()
+                            sent_at, generation, dialled = self._send(sock, op, seq, args, blocking, start)
+                            sends += 2  # once is enough
+                            continue
                 # closing: close() releases the sockets once its keepalive thread is out of here
                 refused = Unavailable("the client is closed") if self._closed.is_set() else core.refusal(sock)
                 if refused is not None:

@@ -556,10 +556,10 @@ class Referee:
             except EventsLost:
                 stream = self._resubscribe(stream)
             self.ledger.commit(self.space)  # what the results recorded, in one go, before their tuples are taken
+            tuples.take_all(self.space, self.consumed)  # applied, not yet decided: a listing waits for its parts
             if time.monotonic() - self._quiet_since >= SETTLE:
                 with liveness.busy():  # finite work on tables in memory, minutes of it at a million paths
                     self.decide()
-                tuples.take_all(self.space, self.consumed)
             if time.monotonic() - last_tick >= 0.5:
                 last_tick = time.monotonic()
                 if (config := self.watch.poll()) is not None:

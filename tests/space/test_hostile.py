@@ -447,3 +447,44 @@ def test_a_frame_over_the_transport_cap_is_counted_and_logged_with_its_peer(srv)
     log = srv.read_log()
     assert f"dropped the connection of {peers[0]}: it sent a frame over the {cap}-byte limit" in log, log
     assert log.count("dropped the connection of") == 1  # quiet: one line, the others counted
+
+
+def test_a_stream_of_answers_to_other_requests_does_not_hold_a_call_past_its_limit():
+    """A server that never answers this request but keeps sending frames for other sequence numbers (late answers,
+    or a hostile peer): the call still ends when its limit is past, with the usual error."""
+    from onitu.space.client import SpaceClient
+    from onitu.space.protocol import parse_request, reply
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def serve() -> None:
+        peers = []
+        while not stop.is_set():
+            if router.poll(2):
+                ident, frame = router.recv_multipart()
+                op, _, seq, _, _ = parse_request(frame)
+                if op in ("hello", "ping"):
+                    router.send_multipart([ident, reply(seq, {"boot": "fake", "event_id": 0, "epoch": 0})])
+                else:
+                    peers.append((ident, seq))
+            for ident, seq in peers:  # never this one's answer: another's, every 2 ms
+                router.send_multipart([ident, reply(seq + 1000, None)])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = SpaceClient([f"tcp://127.0.0.1:{port}"], connect_timeout=1.0)
+    try:
+        start = time.monotonic()
+        with pytest.raises(Unavailable, match="no answer from the space"):
+            client.read_all(("x", None))
+        assert time.monotonic() - start < 5
+    finally:
+        client.close()
+        stop.set()
+        thread.join(5)
+        router.close()
+        ctx.term()

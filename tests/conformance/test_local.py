@@ -198,11 +198,11 @@ def test_changes_inside_a_directory_moved_in_from_outside_the_root_are_seen(tmp_
     try:
         events.wait("rescan")
         (outside / "album").rename(root / "album")  # into the root
-        events.wait("created", "album/deep/b.txt")
+        events.wait("created", "album")  # covering what it holds: the consumer lists it
         (outside / "second").mkdir()
         (outside / "second" / "c.txt").write_text("c")
         (outside / "second").rename(root / "already" / "second")  # into a directory of the root
-        events.wait("created", "already/second/c.txt")
+        events.wait("created", "already/second")
         (root / "album" / "a.txt").write_text("changed inside the moved-in directory")
         events.wait("modified", "album/a.txt")
         (root / "album" / "deep" / "new.txt").write_text("new, two levels down")
@@ -213,6 +213,10 @@ def test_changes_inside_a_directory_moved_in_from_outside_the_root_are_seen(tmp_
         time.sleep(0.5)
         (root / "already" / "album" / "deep" / "b.txt").write_text("changed after a move inside")
         events.wait("modified", "already/album/deep/b.txt")
+        # what the directories held as they came in was not reported entry by entry (a million files moved in
+        # were stat'ed three times each and queued as a million pending changes): their consumer lists them
+        assert not {"album/a.txt", "album/deep", "album/deep/b.txt", "already/second/c.txt"} & {
+            e.path for e in events.seen if e.kind == "created"}, events.seen
     finally:
         driver.close()
 

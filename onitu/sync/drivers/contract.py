@@ -217,9 +217,11 @@ class ChangeEvent:
     """A change seen by a watcher.
 
     ``created``/``modified``: ``path`` is settled (stable for the driver's settle time). ``deleted`` and ``moved``
-    (``path`` to ``dest``) on a directory cover everything below it. ``rescan``: events may have been missed (start,
-    overflow, periodic check, root back after an outage): list the replica and compare with what you know, skipping
-    entries for which :meth:`Driver.settled` is false (the watcher reports those once they settle).
+    (``path`` to ``dest``) on a directory cover everything below it, and so does ``created`` on one: what it held
+    when it appeared (moved in whole) may or may not be reported entry by entry; its consumer lists it. ``rescan``:
+    events may have been missed (start, overflow, periodic check, root back after an outage): list the replica and
+    compare with what you know, skipping entries for which :meth:`Driver.settled` is false (the watcher reports
+    those once they settle).
     ``unavailable``: the root went away; ``path`` is empty and ``dest`` holds the reason.
     """
 

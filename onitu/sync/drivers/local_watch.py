@@ -304,11 +304,14 @@ class LocalWatcher:
             return None  # internal (.onitu-*) or a name the listing skips as well
 
     def _on_raw(self, event: FileSystemEvent) -> None:
+        if event.is_synthetic:
+            # what a directory moved (or moved in) holds, walked by watchdog: covered by that directory's own event,
+            # whose consumer lists it (a million files moved in were stat'ed three times each and queued as a million
+            # pending changes, only to find them listed already)
+            return
         kind, is_dir = event.event_type, event.is_directory
         src = self._relative(event.src_path)
         if kind == "moved":
-            if event.is_synthetic:  # children of a moved directory: covered by the directory's move
-                return
             dst = self._relative(event.dest_path)
             if src is not None and _shadowing(os.fsdecode(event.src_path)):
                 # a twin set aside (or moved away) from under the name the hub knows: that name's entry stays

@@ -115,9 +115,8 @@ class Reporter:
             if len(unsent) >= REPORT_SIZE:
                 with self.lock:
                     self._send_part(folder, seen, unsent, scan)
-                    sent = self._seq
                 self.outbox.flush()
-                self.outbox.hold((tuples.REPORT, self.service, self.id, Range(None, sent - WINDOW), None))
+                self._pace()
                 unsent, scan = [], "part"
         unsent += self._keep_unreadable(folder, known, seen)
         with self.lock:
@@ -214,6 +213,11 @@ class Reporter:
         sequence)."""
         self.send(folder, entries)
         self.outbox.flush()
+        self._pace()
+
+    def _pace(self) -> None:
+        """Wait while WINDOW of this plug's reports wait for the referee (see :meth:`Outbox.hold`)."""
+        self.outbox.hold((tuples.REPORT, self.service, self.id, Range(None, self._seq - WINDOW), None))
 
     def below_locked(self, folder: str, path: str, obs: Observed,
                      sink: Callable[[list[tuple[str, Observed | None]]], None] | None = None
@@ -224,7 +228,7 @@ class Reporter:
         ``sink``, entries are handed to it as they are read, a report's worth at a time; the rest is returned."""
         known, entries, present = self.known[folder], [], set()
         if obs.kind == "dir":
-            for below, child, _ in self.scanner.below(folder, path):
+            for below, child, _ in self.scanner.below(folder, path, streamed=sink is not None):
                 present.add(below)
                 if child is not None and known.get(below) != child:
                     known[below] = child

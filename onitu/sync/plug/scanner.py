@@ -104,9 +104,10 @@ class Scanner:
         """(path in folder, observation, settled) of everything below ``path`` in ``folder``.
 
         By default the driver's whole listing is taken before any entry is looked at, so a root lost midway raises
-        before anything is handed out. ``streamed``: each entry is looked at as the driver lists it, for a caller
-        that acts on nothing until the listing ends (a full listing, whose end is what tells deletions): a million
-        entries are then never held at once, only the current directory's."""
+        before anything is handed out. ``streamed``: each entry is looked at as the driver lists it, a million
+        entries never held at once, for a caller that a root lost midway leaves right: one whose listing tells
+        deletions only at its end, or one reporting what it finds (what it had not sent yet goes with the full
+        listing that follows the root's return)."""
         now = time.time_ns()
         top = self.where(folder, path)
         try:

@@ -142,17 +142,20 @@ def test_a_root_lost_midway_through_a_listing_reports_nothing_as_gone(plug, tmp_
     assert dict(plug.reporter.known["docs"].items()) == before
 
 
-def test_a_listing_waits_for_the_referee_to_take_its_parts(plug, tmp_path, monkeypatch):
+@pytest.mark.parametrize("what", ["a full listing", "a tree moved in"])
+def test_a_listing_waits_for_the_referee_to_take_its_parts(plug, tmp_path, monkeypatch, what):
     """A listing sends no faster than the referee takes: once WINDOW parts wait in the space it pauses, and goes on
     as they are taken (a restarted hub's plugs had put every part of a million files' listings there at once)."""
     monkeypatch.setattr(reports, "REPORT_SIZE", 10)
     monkeypatch.setattr(reports, "WINDOW", 3)
-    root = tmp_path / "a"
-    names = {f"f{i:03}" for i in range(300)}
-    for name in names:
-        (root / name).write_text(name)
+    under = "tree/" if what == "a tree moved in" else ""
+    (tmp_path / "a" / under).mkdir(exist_ok=True)
+    names = {f"{under}f{i:03}" for i in range(300)} | ({"tree"} if under else set())
+    for name in names - {"tree"}:
+        (tmp_path / "a" / name).write_text(name)
     waiting = (tuples.REPORT, "a", None, None, None)
-    scan = threading.Thread(target=plug.reporter.full_scan)
+    scan = threading.Thread(target=plug.reporter.full_scan if what == "a full listing" else
+                            lambda: plug.reporter.changed("docs", ["tree"]))
     scan.start()
     try:
         deadline = time.monotonic() + 10
@@ -170,9 +173,11 @@ def test_a_listing_waits_for_the_referee_to_take_its_parts(plug, tmp_path, monke
     finally:
         plug.stop()
         scan.join(10)
-    assert most <= 3 + 3, most  # WINDOW, the part just sent, and the two that end the listing
-    scans = [t[4]["scan"] for t in taken]
-    assert scans[0] == "begin" and scans[-1] == "end" and [t[3] for t in taken] == sorted(t[3] for t in taken)
+    assert most <= 3 + 3, most  # WINDOW, the part just sent, and the two that end a full listing
+    assert [t[3] for t in taken] == sorted(t[3] for t in taken)
+    if what == "a full listing":
+        scans = [t[4]["scan"] for t in taken]
+        assert scans[0] == "begin" and scans[-1] == "end"
     assert {path for t in taken for path, _ in t[4]["entries"]} == names
 
 
@@ -307,8 +312,8 @@ def test_a_new_tree_is_reported_as_it_is_read_and_a_moved_one_whole(plug, tmp_pa
         (root / "new" / f"f{i:02}.txt").write_text(str(i))
     below, seen_while_reading = plug.scanner.below, []
 
-    def watched(folder, path=""):
-        for n, item in enumerate(below(folder, path)):
+    def watched(folder, path="", **how):
+        for n, item in enumerate(below(folder, path, **how)):
             if n == 20:
                 seen_while_reading.append(set(reported(plug)))
             yield item

@@ -102,3 +102,27 @@ def test_a_long_flush_tells_the_heartbeat_it_moves(space):
     box.flush()
     assert len(written(space)) == 10 * BATCH
     assert len(beats) == 10 and beats == sorted(beats) and beats[0] == BATCH
+
+
+def test_a_held_sender_goes_on_once_its_items_are_taken_or_the_plug_stops(space, monkeypatch):
+    """``hold`` waits while something matches, beating meanwhile; it returns at once when nothing does, when the
+    plug stops, and when the space cannot tell (the outbox's own retries deal with an absent space)."""
+    monkeypatch.setattr("onitu.sync.plug.outbox.HOLD_POLL", (0.01, 0.05))
+    stop = threading.Event()
+    box = Outbox(space, stop, "svc")
+    beats: list[int] = []
+    box.beat = lambda: beats.append(1)
+    box.hold(("item", None))  # nothing waits
+    space.write(("item", 1))
+    threading.Timer(0.3, lambda: space.take(("item", 1))).start()
+    box.hold(("item", None))
+    assert not space.read_all(("item", None)) and len(beats) >= 3
+    space.write(("item", 2))
+    threading.Timer(0.2, stop.set).start()
+    box.hold(("item", None))
+    assert stop.is_set() and space.read_all(("item", None))
+
+    class Away:
+        def read_all(self, template, limit=None):
+            raise Unavailable("failing over")
+    Outbox(Away(), threading.Event(), "svc").hold(("item", None))  # type: ignore[arg-type]

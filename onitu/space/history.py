@@ -21,7 +21,10 @@ from typing import Any
 
 # One string per kind, whatever object an event came with (a secondary decodes each event's kind anew).
 _KINDS = {kind: kind for kind in ("write", "take", "delete", "close")}
-MAX_BYTES = 32 << 20  # bytes of event bodies a history holds at most (bodies a live tuple shares count too)
+# Bytes of event bodies a history holds at most (bodies a live tuple shares count too): 20,000 records of a few
+# hundred bytes fit; at 32 MiB, the last reports of a listing stayed in each server of an idle hub (28 MiB, 290
+# bytes per file at 100,000 files).
+MAX_BYTES = 8 << 20
 
 
 def _size(body: Any) -> int:
@@ -31,11 +34,15 @@ def _size(body: Any) -> int:
 class History:
     """Events in id order, at most ``maxlen`` of them (the oldest are dropped), iterated as tuples."""
 
-    __slots__ = ("_bodies", "_kinds", "_runs", "max_bytes", "maxlen", "size")
+    __slots__ = ("_bodies", "_kinds", "_runs", "max_bytes", "maxlen", "size", "unshipped")
 
     def __init__(self, maxlen: int, max_bytes: int = MAX_BYTES) -> None:
         self.maxlen, self.max_bytes = maxlen, max_bytes
         self.size = 0  # bytes of the bodies held
+        # A primary's events after this id are not shipped to its secondary yet: none of them is dropped, whatever
+        # the bounds (a turn of many big events is held whole until the end of the turn ships it; dropped before,
+        # the secondary's history had a gap that a client resuming across it would not see). None: no secondary.
+        self.unshipped: int | None = None
         self._bodies: deque[Any] = deque()
         self._kinds: deque[str] = deque()
         self._runs: deque[list[int]] = deque()  # [first id, count]: consecutive ids, oldest run first
@@ -54,7 +61,8 @@ class History:
         self._kinds.append(_KINDS.get(kind, kind))
         self._bodies.append(body)
         self.size += _size(body)
-        while len(self._bodies) > self.maxlen or (self.size > self.max_bytes and len(self._bodies) > 1):
+        while (len(self._bodies) > self.maxlen or (self.size > self.max_bytes and len(self._bodies) > 1)) \
+                and (self.unshipped is None or self._runs[0][0] <= self.unshipped):
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:

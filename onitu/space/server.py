@@ -382,6 +382,7 @@ class SpaceServer:
             return
         regexes = self.regexes.python
         regexes.new_turn()
+        self.store.history.unshipped = None if self.link is None else self._shipped_event
         work()
         if regexes.poisoned:
             self._end_poisoned()

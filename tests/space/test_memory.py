@@ -97,6 +97,20 @@ def test_history_holds_a_bounded_number_of_bytes_and_a_resume_from_before_them_i
     assert [tup[1] for _, _, tup in replayed] == [18, 19]
 
 
+def test_events_not_shipped_yet_are_kept_past_the_bounds_until_they_are():
+    """A primary's turn of big events is held whole until it is shipped; then the bounds apply again."""
+    history = History(5, max_bytes=10_000)
+    for event_id in range(1, 4):
+        history.append((event_id, "write", b"s"))
+    history.unshipped = 3
+    for event_id in range(4, 12):
+        history.append((event_id, "write", b"b" * 3000))
+    assert [e[0] for e in history] == list(range(4, 12)), "an event not shipped yet was dropped"
+    history.unshipped = 11
+    history.append((12, "write", b"s"))
+    assert [e[0] for e in history] == [9, 10, 11, 12] and history.size == 9001
+
+
 def test_a_big_tuple_of_many_small_entries_is_held_as_its_bytes():
     """A plug's report (a thousand entries) took four times its bytes decoded; a restarted hub held hundreds."""
     entries = [[f"d{i // 100:04d}/f{i:06d}.txt", ["file", f"{i:064x}", 4096, 1733600000 + i]] for i in range(1000)]

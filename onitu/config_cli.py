@@ -68,9 +68,17 @@ def service_add(name: str,
                 option: list[str] = OptionOpt,
                 folder: list[str] = typer.Option([], "--folder", "-f", help="FOLDER[:PATH]: a folder this "
                                                  "service holds, at PATH in it (default: its root); repeatable."),
+                root: str | None = typer.Option(None, "--root", "-r", help="Where its files are: a local "
+                                                "directory, a bucket's key prefix, a remote directory (the "
+                                                "option root=, which every driver has)."),
                 config: Path = ConfigOpt) -> None:
     """Add a storage service holding some folders."""
     options = _options(option)
+    if root is not None:
+        if options.get("root", root) != root:
+            error(f"--root {root!r} and -o root={options['root']!r} disagree: give one")
+            raise typer.Exit(2)
+        options["root"] = root
     folders = {}
     for item in folder:
         name_, _, path = item.partition(":")

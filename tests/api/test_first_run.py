@@ -62,10 +62,11 @@ def test_first_run_needs_no_yaml(tmp_path):
         out = onitu("plan")
         assert out.returncode == 0 and "no folders configured: nothing to do" in out.stdout, out.stderr
         assert onitu("folder", "add", "docs", "-o", "blacklist=[\"*.tmp\"]").returncode == 0
-        for name in ("one", "two"):
-            out = onitu("service", "add", name, "--driver", "local", "-o", f"root={tmp_path / name}",
-                        "-o", "settle=0.1", "--folder", "docs")
+        for name, where in (("one", ["-o", f"root={tmp_path / 'one'}"]), ("two", ["--root", str(tmp_path / "two")])):
+            out = onitu("service", "add", name, "--driver", "local", *where, "-o", "settle=0.1", "--folder", "docs")
             assert out.returncode == 0, out.stdout + out.stderr
+        both = onitu("service", "add", "four", "-d", "local", "--root", "/x", "-o", "root=/y", "--folder", "docs")
+        assert both.returncode == 2 and "disagree" in both.stderr, both.stderr
         bad = onitu("service", "add", "three", "--driver", "local", "--folder", "docs")
         assert bad.returncode == 2 and "services.three.options.root: missing required option" in bad.stderr
         while not (tmp_path / "two").exists() and time.monotonic() < deadline + 60:

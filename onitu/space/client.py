@@ -254,11 +254,11 @@ class SpaceClient:
                         raise error_from(body)
                     # another request's frame (a late answer) goes on to the checks below: a stream of them must
                     # not hold this call past its limit
-                    if got == seq and status == PART:
-                        parts.add(body)
-                        sent_at = time.monotonic()  # the answer is on its way
-                        continue
                     if got == seq:
+                        if status == PART:
+                            parts.add(body)
+                            sent_at = time.monotonic()  # the answer is on its way
+                            continue
                         try:
                             return parts.result(result_of(status, body))
                         except NotPrimary:  # a secondary, or a demoted primary: on to the next server

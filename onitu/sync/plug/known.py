@@ -31,9 +31,9 @@ def pack_hashed(sha256: str, fingerprint: str) -> bytes | None:
     return bytes.fromhex(sha256) + fingerprint.encode("utf-8", "surrogatepass")
 
 
-def unpack_hashed(data: bytes) -> tuple[str, str]:
-    """(sha256, fingerprint) of :func:`pack_hashed`'s bytes."""
-    return data[:32].hex(), data[32:].decode("utf-8", "surrogatepass")
+def unpack_hashed(data: bytes, start: int = 0) -> tuple[str, str]:
+    """(sha256, fingerprint) of :func:`pack_hashed`'s bytes, found at ``start`` in ``data``."""
+    return data[start:start + 32].hex(), data[start + 32:].decode("utf-8", "surrogatepass")
 
 
 def _pack(obs: Observed) -> Row:
@@ -53,7 +53,7 @@ def _unpack(row: Row) -> Observed:
     flags, mtime_ns, size = _ROW.unpack_from(row)
     kind = "dir" if flags & _DIR else "file"
     if flags & _SHA:
-        sha256, fingerprint = unpack_hashed(row[_ROW.size:])
+        sha256, fingerprint = unpack_hashed(row, _ROW.size)  # no copy of the row's tail first: read per entry listed
         return Observed(kind, sha256, size, mtime_ns, fingerprint)
     return Observed(kind, None, size, mtime_ns, row[_ROW.size:].decode("utf-8", "surrogatepass"))
 

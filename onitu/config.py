@@ -350,9 +350,25 @@ class _Walker:
             at = loc
             while at not in self.lines:  # a missing key: point at the mapping that lacks it
                 at = at[:-1]
-            found.append((self.lines[at], loc, _problem(err, loc, isinstance(cause, Located))))
-        line, loc, problem = min(found, key=lambda f: f[0])
+            found.append((self.lines[at], loc, _problem(err, loc, isinstance(cause, Located)), err["type"]))
+        line, loc, problem, _ = min(_typos_first(found), key=lambda f: f[0])
         return ConfigError(self.file, line, _dotted(loc), problem)
+
+
+def _typos_first(found: list[tuple[int, tuple, str, str]]) -> list[tuple[int, tuple, str, str]]:
+    """``(line, loc, problem, kind)`` with a setting both missing and, in the same mapping, mistyped (``drivr:
+    local``) told once: as the unknown name, on its own line, naming the setting it may stand for."""
+    missing = {loc[:-1]: loc[-1] for _, loc, _, kind in found if kind == "missing"}
+    typos = {loc[:-1] for _, loc, _, kind in found if kind == "extra_forbidden" and loc[:-1] in missing}
+    kept = []
+    for line, loc, problem, kind in found:
+        if loc[:-1] in typos:
+            if kind == "missing":
+                continue
+            if kind == "extra_forbidden":
+                problem = f"{problem}; a typo of {missing[loc[:-1]]}?"
+        kept.append((line, loc, problem, kind))
+    return kept
 
 
 # pydantic's wording for these talks about Python classes; people editing YAML think in mappings and paths.

@@ -103,6 +103,10 @@ BAD = {
         "      music: Music\n",
         8, "services.a.folders.music", "unknown folder (declared: docs)",
     ),
+    "a required setting mistyped": (
+        "services:\n  a:\n    options: {root: /x}\n    drivr: local\n", 4, "services.a.drivr",
+        "unknown setting (expected one of: driver, options, folders); a typo of driver?",
+    ),
     "unknown folder option": (
         "folders:\n  docs:\n    mode: rw\n    blacklst: []\n", 4, "folders.docs.blacklst",
         "unknown setting (expected one of: mode, file_size, mimetypes, blacklist, whitelist)",

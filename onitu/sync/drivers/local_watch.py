@@ -65,7 +65,7 @@ EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent,
           FileDeletedEvent, DirDeletedEvent]
 
 _UNNAMED = re.compile(rb"#\d+")
-UNNAMED_KEPT = 100_000  # "#<inode>" names remembered as no file (forgotten all at once past this many)
+UNNAMED_KEPT = 10_000  # "#<inode>" names remembered as no file (forgotten all at once past this many)
 READABLE_LOOK = 1.0  # seconds between looks at the entries skipped as unreadable
 GATHER = 0.01  # seconds events are let gather in the kernel's queue after a read of a burst (one wake-up for many)
 BURST, BURST_WINDOW = 8, 0.1  # events read within that many seconds that make a burst (a file saved makes ~3)
@@ -147,8 +147,9 @@ class _GatheringBuffer(InotifyBuffer):
     def _unnamed_write(self, event: InotifyEvent) -> bool:
         """Whether ``event`` is a write to, or the close of, a file with no name yet (O_TMPFILE: the kernel calls it
         "#<inode>"): dropped here, two events per staged file that watchdog and the watcher need not see. A name is
-        looked up once (a real file may be called so), then known as no file until a file of that name is created
-        or moved in, or a directory is moved in (with files of its own and no event for them)."""
+        looked up once (a real file may be called so), then known as no file until its close (its last event: the
+        name was held once per file staged, 140 bytes each, for good), or until a file of that name is created or
+        moved in, or a directory is moved in (with files of its own and no event for them)."""
         if event.is_create or event.is_moved_to:
             if event.is_directory and event.is_moved_to:
                 self._unnamed.clear()
@@ -158,12 +159,15 @@ class _GatheringBuffer(InotifyBuffer):
         if not (event.is_modify or event.is_close_write) or not _UNNAMED.fullmatch(event.name):
             return False
         if event.src_path in self._unnamed:
+            if event.is_close_write:
+                self._unnamed.discard(event.src_path)
             return True
         if os.path.lexists(event.src_path):
             return False
-        if len(self._unnamed) >= UNNAMED_KEPT:
-            self._unnamed.clear()
-        self._unnamed.add(event.src_path)
+        if not event.is_close_write:
+            if len(self._unnamed) >= UNNAMED_KEPT:
+                self._unnamed.clear()
+            self._unnamed.add(event.src_path)
         return True
 
 

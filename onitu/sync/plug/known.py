@@ -10,7 +10,7 @@ bits, a hash that is not 64 lowercase hex digits) is kept as the Observed itself
 from __future__ import annotations
 
 import struct
-from collections.abc import KeysView, Mapping, MutableMapping
+from collections.abc import Iterator, KeysView, Mapping, MutableMapping
 
 from onitu.sync.decide.metadata import SHA256
 from onitu.sync.decide.plan import Observed
@@ -82,6 +82,20 @@ class Known(PackedTable[Observed], MutableMapping[str, Observed]):
 
     def keys(self) -> KeysView[str]:
         return self._rows.keys()
+
+    def hashed(self, path: str) -> bytes | None:
+        """The hash and fingerprint held for the file at ``path``, as :func:`pack_hashed` gives them (None: not a
+        file with a packed hash): the plug's hash cache holds no second copy of them (see
+        :class:`onitu.sync.plug.hash_cache.HashCache`)."""
+        row = self._rows.get(path)
+        return row[_ROW.size:] if type(row) is bytes and row[0] & _SHA else None
+
+    def hashed_rows(self) -> Iterator[tuple[str, bytes]]:
+        """(path, :meth:`hashed`) of every file with a packed hash; the table must not change meanwhile."""
+        start = _ROW.size
+        for path, row in self._rows.items():
+            if type(row) is bytes and row[0] & _SHA:
+                yield path, row[start:]
 
     def at_and_below(self, path: str) -> list[str]:
         """``path`` (if present) and every present path below it: no look at the index for a file, which is most

@@ -227,7 +227,7 @@ class Plug:
     def close(self) -> None:
         """Release the driver, the chunk server and the pool."""
         self.driver.close()
-        self.scanner.save()
+        self.reporter.save()
         self.taker.close()
         self.server.close()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ class Reporter:
         self.service, self.id, self.driver, self.scanner, self.outbox = service, plug_id, driver, scanner, outbox
         self.lock, self.set_status = lock, set_status
         self.known: dict[str, Known] = {folder: Known() for folder in folders}
+        scanner.hashes.beside = self  # holds most of the hashes: the cache keeps no second copy of them
         self.listed = threading.Event()  # the first listing is sent: orders are checked against what it saw
         self._seq = 0
         self._scanning: set[tuple[str, str]] | None = None  # (folder, path) of orders carried out during a listing
@@ -100,7 +101,25 @@ class Reporter:
             self._end_listings(listings, self._amend_listings(listings))
         self.outbox.flush()
         self.listed.set()
-        self.scanner.save()
+        self.save()
+
+    def save(self) -> None:
+        """Write the hash cache's snapshot (see :meth:`hashed_rows`)."""
+        with self.lock:
+            self.scanner.save()
+
+    def hashed(self, path: str) -> bytes | None:
+        """The hash and fingerprint last reported for a service path (:class:`onitu.sync.plug.hash_cache.Beside`):
+        read without the lock, one dict lookup."""
+        found = self.scanner.locate(path)
+        known = None if found is None else self.known.get(found[0])
+        return None if known is None or found is None else known.hashed(found[1])
+
+    def hashed_rows(self) -> Iterator[tuple[str, bytes]]:
+        """(service path, :meth:`hashed`) of every file last reported; called with the lock held."""
+        for folder, known in self.known.items():
+            for path, row in known.hashed_rows():
+                yield self.scanner.where(folder, path), row
 
     def _list(self, folder: str, known: Known) -> Known:
         """Everything in ``folder`` now, sent as it is listed (a report's worth at a time, begun by a "begin"): the

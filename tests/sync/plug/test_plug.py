@@ -353,3 +353,37 @@ def test_a_listing_does_not_keep_a_plug_with_a_dead_order_loop_alive(plug):
     time.sleep(0.01)
     plug.scanner.beat()  # what a listing calls for each entry
     assert plug.liveness._last == before
+
+
+def test_the_hash_cache_keeps_no_second_copy_of_what_the_plug_reported(plug, tmp_path):
+    """A file's hash and fingerprint are in what the plug reported (its Known tables): once a listing is made, its
+    hash cache lets go of the same in memory (130 bytes per file), yet still answers for every file, writes them all
+    in its snapshot, and a restarted plug reads none of the files again."""
+    root = tmp_path / "a"
+    for d in range(3):
+        (root / f"d{d}" / "sub").mkdir(parents=True)
+        for i in range(10):
+            (root / f"d{d}" / "sub" / f"f{i}.txt").write_text(f"{d}/{i}")
+    plug._set_status(plug.driver.available())
+    plug.reporter.full_scan()
+    hashes, known = plug.scanner.hashes, plug.reporter.known["docs"]
+    files = [path for path in known if known[path].kind == "file"]
+    assert len(files) == 30 and hashes.entries == {}
+    assert all(hashes.get(path) == (known[path].fingerprint, known[path].sha256) for path in files)
+    (root / "d0" / "sub" / "f0.txt").write_text("changed")
+    changed = plug.scanner.stat("docs", "d0/sub/f0.txt")
+    assert changed is not None and changed.sha256 != known["d0/sub/f0.txt"].sha256
+    assert hashes.get("d0/sub/f0.txt") == (changed.fingerprint, changed.sha256)  # newer than the one reported
+    assert list(hashes.entries) == ["d0/sub/f0.txt"]
+
+    plug.reporter.save()
+    again = Plug(plug.config, "a", plug.space)
+    assert again.scanner.hashes.as_dict() == {path: hashes.get(path) for path in files}
+    read = []
+    checksum = again.driver.checksum
+    again.driver.checksum = lambda path: read.append(path) or checksum(path)
+    again.prepare()
+    again._set_status(again.driver.available())
+    again.reporter.full_scan()
+    again.close()
+    assert read == [] and again.scanner.hashes.entries == {}

@@ -108,3 +108,33 @@ def test_a_preview_beside_a_running_plug_writes_nothing(tmp_path: Path) -> None:
     assert len(list(preview.below("docs"))) == hash_cache.JOURNAL_EVERY + 10
     preview.save()
     assert not [name for name in os.listdir(tmp_path) if name.startswith("a.hashes")]
+
+
+def test_entries_the_plug_holds_beside_are_let_go_a_flush_later_and_forgets_still_reach_the_disk(tmp_path):
+    """Hashes put now are compared with what the plug reported at the next flush (by then the plug has reported
+    them), not at once (it has not yet); one it reported differently stays. Forgetting a path held only beside is
+    journaled all the same: the next plug must not read it back."""
+    from onitu.sync.decide.plan import Observed
+    from onitu.sync.plug.known import Known
+
+    known = Known()
+
+    class Reported:
+        hashed = known.hashed
+        hashed_rows = known.hashed_rows
+
+    cache = scanner(tmp_path).hashes
+    cache.beside = Reported()
+    batch = [(f"f{i}", f"fp{i}", f"{i:064x}") for i in range(hash_cache.JOURNAL_EVERY)]
+    for path, fingerprint, sha in batch:
+        cache.put(path, fingerprint, sha)  # the last one flushes: nothing reported yet, all kept
+        known[path] = Observed("file", sha if path != "f7" else "ee" * 32, 1, 1, fingerprint)
+    assert len(cache.entries) == len(batch)
+    cache.put("late", "fp", "ff" * 32)
+    cache.flush()
+    assert set(cache.entries) == {"f7", "late"}
+    assert cache.get("f1") == ("fp1", f"{1:064x}") and cache.get("f7") == ("fp7", f"{7:064x}")
+    cache.drop("f1")
+    cache.flush()
+    entries = scanner(tmp_path).hashes.as_dict()
+    assert "f1" not in entries and len(entries) == len(batch) and entries["f7"] == ("fp7", f"{7:064x}")

@@ -30,7 +30,7 @@ from typing import Any
 
 import zmq
 
-from onitu import gcpolicy
+from onitu import gcpolicy, heaptrim
 from onitu.heartbeat import Responder
 from onitu.space import numbers, ring
 from onitu.space.bounded import Regexes
@@ -585,6 +585,7 @@ def run(data_dir: Path, listen: list[str], **options: Any) -> int:
     # cycles (a blocked request's route and its callback) are still collected within 10,000 allocations. A full
     # collection at a million tuples outlasted the watchdog's patience (a secondary fenced at a million files).
     gcpolicy.for_big_tables()
+    heaptrim.after_bursts()
     server = SpaceServer(data_dir, listen, **options)
 
     async def main() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from onitu import gcpolicy
+from onitu import gcpolicy, heaptrim
 from onitu.config import Config
 from onitu.heartbeat import Liveness
 from onitu.space.client import SpaceClient
@@ -50,6 +50,7 @@ def serve(prog: str, doc: str, make: Callable[[Config, SpaceClient, argparse.Nam
 
     configure_logging("INFO")
     gcpolicy.for_big_tables()
+    heaptrim.after_bursts()
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--space", default=os.environ.get("ONITU_SPACE"))

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from onitu import gcpolicy
+from onitu import gcpolicy, heaptrim
 from onitu.config import Config
 from onitu.space.auth import KeysError, client_keys, load_pair
 from onitu.sync.majordomo.link import Link
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging("INFO")
     gcpolicy.for_big_tables()  # its plugs hold what a hub's do
+    heaptrim.after_bursts()
     parser = argparse.ArgumentParser(prog="onitu agent", description=__doc__.splitlines()[0])
     parser.add_argument("--hub", required=True, help="the majordomo's endpoint, tcp://HOST:7652")
     parser.add_argument("--hub-key", required=True, type=Path, help="the hub's public key file (server.key)")

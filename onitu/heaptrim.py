@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 PERIOD = 2.0  # seconds between two looks at the CPU time
 BUSY = 0.2  # CPU seconds in a period that make it busy
-QUIET = 0.02  # CPU seconds in a period under which the process is idle
+QUIET = 0.05  # CPU seconds in a period under which the process is idle (an idle space primary uses 0.02)
 _started = False
 
 

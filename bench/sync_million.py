@@ -114,10 +114,10 @@ def first_run(hub: common.Hub, staging: Path, expected: dict, opts: argparse.Nam
     took = common.wait_converged(hub, expected, moved, opts.timeout, replicas=("r1",))
     used = common.cpu_used(cpu, pids)
     # the peak until the hub is idle: the files are there before the referee has recorded every result
-    waited = common.wait_idle(hub.processes(), timeout=600)
+    waited, after = common.idle_rss(hub.processes(), timeout=600)
     peaks = peak.stop()
     return {"sync": took, "cpu": used, "before": before, "peak": peaks, "idle_after": waited,
-            "after": common.rss(hub.processes()), "tuples": hub.tuples()}
+            "after": after, "tuples": hub.tuples()}
 
 
 def restart(hub: common.Hub, timeout: float) -> dict:
@@ -137,9 +137,9 @@ def restart(hub: common.Hub, timeout: float) -> dict:
         time.sleep(0.5)
     in_sync = time.perf_counter() - began if states and all(s == "in sync" for s in states.values()) else None
     pids = hub.processes()
-    common.wait_idle(pids, timeout=600)
+    _, after = common.idle_rss(pids, timeout=600)
     return {"stop": stopped, "running": running, "in_sync": in_sync, "states": states, "peak": peak.stop(),
-            "syscr": read_syscalls(pids), "after": common.rss(pids)}
+            "syscr": read_syscalls(pids), "after": after}
 
 
 def main() -> None:

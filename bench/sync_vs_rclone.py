@@ -57,6 +57,8 @@ from pathlib import Path
 
 import psutil
 
+from onitu import heaptrim
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("source", "r1", "r2")
 RESTARTS: list[str] = []  # processes the watchdog restarted, per hub: a number measured across a restart is suspect
@@ -330,6 +332,15 @@ def wait_converged(hub: Hub, expected: dict[str, tuple[int, str]], since: float,
     return None
 
 
+def idle_rss(pids: dict[str, int], timeout: float = 120.0) -> tuple[float, dict[str, float]]:
+    """Seconds waited for the hub to be idle (:func:`wait_idle`), and then each process's RSS as ``top`` shows it a
+    few seconds later: a process gives the memory a burst freed back to the system once it is quiet
+    (:mod:`onitu.heaptrim`), not at once."""
+    waited = wait_idle(pids, timeout)
+    time.sleep(2 * heaptrim.PERIOD + 1)
+    return waited, rss(pids)
+
+
 def rss(pids: dict[str, int], samples: int = 3) -> dict[str, float]:
     """Mean RSS of each process over a few samples 0.3 s apart."""
     got: dict[str, list[int]] = {label: [] for label in pids}
@@ -563,8 +574,7 @@ def memory(opts: argparse.Namespace, scratch: Path, results: dict) -> None:
         results["mem_sync"], results["mem_cpu"] = move_in(hub, staging / "mem", "mem", expected,
                                                           opts.timeout_memory, opts.profile, "memory")
         pids = hub.processes()  # the same, unless the watchdog restarted one (then reported)
-        waited = wait_idle(pids)
-        after = rss(pids)
+        waited, after = idle_rss(pids)
         say(f"  converged in {results['mem_sync']} s; idle after {waited:.0f} s more")
         results["memory"] = (before, after)
         results["tuples"] = (tuples, hub.tuples())

@@ -33,7 +33,7 @@ from typing import BinaryIO, Protocol
 import msgpack
 
 from onitu import gcpolicy
-from onitu.sync.plug.known import pack_hashed, unpack_hashed
+from onitu.sync.state.observations import pack_hashed, unpack_hashed
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ order was decided on back into it (see :meth:`onitu.sync.decide.plan.Observed.co
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from collections.abc import Iterator
 
 from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import Observed, content_of
 from onitu.sync.state.ledger import Ledger
+from onitu.sync.state.observations import Observations
 
 
 def observed(meta: FileMeta) -> Observed:
@@ -28,14 +28,17 @@ class Mirror:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self.other: dict[tuple[str, str], dict[str, Observed]] = defaultdict(dict)  # (service, folder) -> path
+        # (service, folder) -> path -> entry, packed: a first sync holds every file of the source here until its
+        # copies are agreed (a million, at 330 bytes each as objects: the referee's peak)
+        self.other: dict[tuple[str, str], Observations] = defaultdict(Observations)
 
     def get(self, service: str, folder: str, path: str) -> Observed | None:
         """What ``service`` has at ``path`` (None: nothing)."""
         agreed = self.ledger.agreed[folder]
         if agreed.matching(path) & self.ledger.bit(service):
             return observed(agreed[path])
-        return self.other.get((service, folder), {}).get(path)
+        table = self.other.get((service, folder))
+        return None if table is None else table.get(path)
 
     def set(self, service: str, folder: str, path: str, obs: Observed | None) -> bool:
         """Record what ``service`` has at ``path`` now; whether its content changed."""
@@ -63,9 +66,8 @@ class Mirror:
     def compact(self) -> None:
         """Give back the room of tables that shrank (dicts keep their largest size: a bulk copy passes through
         ``other`` before its files are agreed)."""
-        for key, table in self.other.items():
-            if sys.getsizeof(table) > 4096 and len(table) * 4 * 64 < sys.getsizeof(table):
-                self.other[key] = dict(table)
+        for table in self.other.values():
+            table.shrink()
 
     def known(self, folder: str) -> Iterator[str]:
         """The paths where some replica has something that is not agreed (what is, the ledger knows)."""

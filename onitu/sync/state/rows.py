@@ -6,6 +6,7 @@ The referee's agreed versions (:mod:`onitu.sync.state.agreed`) and a plug's repo
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -38,3 +39,9 @@ class PackedTable(Mapping[str, V], Generic[V]):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def shrink(self) -> None:
+        """Give back the room of a table that shrank a lot (a dict keeps its largest size until it is copied)."""
+        room = sys.getsizeof(self._rows)
+        if room > 4096 and len(self._rows) * 4 * 64 < room:
+            self._rows = dict(self._rows)

@@ -4,6 +4,7 @@ replicas' entries beside it, and the sorted path index."""
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import pytest
 from hypothesis import given
@@ -196,6 +197,31 @@ def test_the_mirror_keeps_entries_with_the_agreed_content_as_one_bit(space):
     ledger.agree("f", FileMeta("x", "file", version=VersionVector({"a": 3}), tombstone=True))  # deleted
     ledger.commit(space)
     assert ledger.agreed["f"].matching("x") == 0 and mirror.get("a", "f", "x").content == obs("two").content
+
+
+def test_the_mirror_holds_entries_apart_packed_and_gives_back_their_room(space):
+    """A first sync holds every file of the source apart until its copies are agreed: as rows (about 80 bytes, not
+    330 as objects), read back as they were set, whatever they hold; and the room they took is given back once
+    they are agreed."""
+    ledger = Ledger()
+    mirror = Mirror(ledger)
+    ledger.on_agreed = mirror.rebase
+    odd = {"upper": Observed("file", "AB" * 32, 1, 2), "huge": Observed("file", "ab" * 32, 1 << 70, -5),
+           "dir": Observed("dir", None, 0, 9), "none": Observed("file", None, 3, 4)}
+    for path, entry in odd.items():
+        mirror.set("a", "f", path, entry)
+    for i in range(2000):
+        mirror.set("a", "f", f"d/{i}", obs(str(i)))
+    table = mirror.other["a", "f"]
+    assert all(type(table._rows[f"d/{i}"]) is bytes for i in range(2000))
+    assert {path: mirror.get("a", "f", path) for path in odd} == odd
+    assert mirror.get("a", "f", "d/7") == Observed("file", obs("7").sha256, 1, 7)  # no fingerprint kept
+    room = sys.getsizeof(table._rows)
+    for i in range(2000):
+        ledger.agree("f", meta(f"d/{i}", str(i), ("a", 1)))
+    ledger.commit(space)
+    mirror.compact()
+    assert sorted(mirror.other["a", "f"]) == sorted(odd) and sys.getsizeof(mirror.other["a", "f"]._rows) < room / 8
 
 
 def test_tree_finds_what_is_below_a_directory_and_nothing_beside_it():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import queue
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from onitu.sync.drivers import open_driver
-from onitu.sync.drivers.contract import MARKER, Driver, RootUnavailable, UnsafePath
+from onitu.sync.drivers.contract import MARKER, Driver, RootUnavailable, UnsafePath, WholeFile
 from onitu.sync.drivers.local import LocalDriver
 from tests.conformance.suite import DriverConformance, Events, Harness, listing, local_outside, put
 
@@ -27,6 +28,25 @@ def local(root: Path, **options: object) -> LocalDriver:
     driver = open_driver("disk", "local", {"root": str(root), "settle": 0.2, **options})
     assert isinstance(driver, LocalDriver)
     return driver
+
+
+def whole(path: str, data: bytes) -> WholeFile:
+    """A small file for :meth:`LocalDriver.write_many`."""
+    return WholeFile(path, data, hashlib.sha256(data).hexdigest())
+
+
+@contextlib.contextmanager
+def watched(root: Path) -> Iterator[tuple[LocalDriver, Events]]:
+    """A driver on ``root``, watched, its first rescan seen; closed at the end."""
+    driver = local(root)
+    driver.initialise()
+    events = Events()
+    driver.watch(events, scan_interval=3600)
+    try:
+        events.wait("rescan")
+        yield driver, events
+    finally:
+        driver.close()
 
 
 @pytest.fixture
@@ -225,17 +245,8 @@ def test_a_burst_of_events_is_taken_whole_and_the_drivers_own_writes_stay_silent
     """Events reach the watcher in batches (watchdog's reader lets them gather, with no observer thread in between):
     in a burst of hundreds of files written by someone, each is reported once settled, none lost; a move in the
     middle of it is still one move; the files the driver wrote itself in the same burst are never reported."""
-    import hashlib
-
-    from onitu.sync.drivers.contract import WholeFile
-
     root = tmp_path / "root"
-    driver = local(root)
-    driver.initialise()
-    events = Events()
-    driver.watch(events, scan_interval=3600)
-    try:
-        events.wait("rescan")
+    with watched(root) as (driver, events):
         (root / "theirs").mkdir()
         (root / "keep.txt").write_text("before the burst")
         events.wait("created", "keep.txt")
@@ -245,7 +256,7 @@ def test_a_burst_of_events_is_taken_whole_and_the_drivers_own_writes_stay_silent
             if i == 150:
                 (root / "keep.txt").rename(root / "kept.txt")
             data = f"the driver's file {i}".encode()
-            ours.append(WholeFile(f"ours/{i}.txt", data, hashlib.sha256(data).hexdigest()))
+            ours.append(whole(f"ours/{i}.txt", data))
         assert all(not isinstance(w, Exception) for w in driver.write_many(ours))
         events.wait("moved", "keep.txt", "kept.txt")
         deadline = time.monotonic() + 10
@@ -257,31 +268,19 @@ def test_a_burst_of_events_is_taken_whole_and_the_drivers_own_writes_stay_silent
                 break
         assert {f"theirs/{i}.txt" for i in range(300)} <= {e.path for e in events.seen if e.kind == "created"}
         assert not [e for e in events.seen if e.path.startswith("ours/") and e.path != "ours"]
-    finally:
-        driver.close()
 
 
 def test_files_named_like_a_write_with_no_name_yet_are_seen(tmp_path: Path) -> None:
     """The driver stages a file with no name (O_TMPFILE), whose writes the kernel reports under "#<inode>": such
     events are dropped, the name looked up once. A real file of that very name, made afterwards in the same
     directory or moved in there, is still seen created and then changed in place."""
-    import hashlib
-
-    from onitu.sync.drivers.contract import WholeFile
-
     root, outside = tmp_path / "root", tmp_path / "outside"
-    driver = local(root)
-    driver.initialise()
-    events = Events()
-    driver.watch(events, scan_interval=3600)
-    try:
-        events.wait("rescan")
+    with watched(root) as (driver, events):
         for directory in ("d", "e"):
             (root / directory).mkdir()
             events.wait("created", directory)
         data = b"the driver's file"
-        written = driver.write_many([WholeFile(f"{d}/ours.txt", data, hashlib.sha256(data).hexdigest())
-                                     for d in ("d", "e")])
+        written = driver.write_many([whole(f"{d}/ours.txt", data) for d in ("d", "e")])
         names = {d: f"#{(root / d / 'ours.txt').stat().st_ino}" for d in ("d", "e")}
         assert all(not isinstance(w, Exception) for w in written)
         time.sleep(0.5)  # the staged writes' events are read (and their names known as no file)
@@ -297,27 +296,16 @@ def test_files_named_like_a_write_with_no_name_yet_are_seen(tmp_path: Path) -> N
         with (root / "e" / names["e"]).open("a") as f:
             f.write(", changed in place")
         events.wait("modified", f"e/{names['e']}")
-    finally:
-        driver.close()
 
 
 def test_the_watcher_forgets_each_write_with_no_name_once_it_is_closed(tmp_path: Path) -> None:
     """A staged file's writes are dropped by their "#<inode>" name, remembered until the file's close: not for
     good (a replica that received 100,000 files held 100,000 such names, 140 bytes each, 20% of its memory)."""
-    import hashlib
-
-    from onitu.sync.drivers.contract import WholeFile
-
     root = tmp_path / "root"
-    driver = local(root)
-    driver.initialise()
-    events = Events()
-    driver.watch(events, scan_interval=3600)
-    try:
-        events.wait("rescan")
+    with watched(root) as (driver, events):
         (root / "d").mkdir()
         events.wait("created", "d")
-        files = [WholeFile(f"d/{i}.txt", b"%d" % i, hashlib.sha256(b"%d" % i).hexdigest()) for i in range(200)]
+        files = [whole(f"d/{i}.txt", b"%d" % i) for i in range(200)]
         assert not any(isinstance(w, Exception) for w in driver.write_many(files))
         assert driver._watcher is not None and driver._watcher._observer is not None
         reader = driver._watcher._observer._inotify
@@ -329,5 +317,3 @@ def test_the_watcher_forgets_each_write_with_no_name_once_it_is_closed(tmp_path:
         (root / "d" / "theirs.txt").write_text("someone's")
         events.wait("created", "d/theirs.txt")
         assert not [e for e in events.seen if "#" in e.path]
-    finally:
-        driver.close()

@@ -18,8 +18,9 @@ from onitu.sync.decide.metadata import SHA256
 from onitu.sync.decide.plan import Observed
 from onitu.sync.state.rows import PackedTable
 
-_ROW = struct.Struct("<BqQ")  # flags, mtime_ns, size; then the sha256 if any, then the fingerprint in UTF-8
-_DIR, _SHA = 1, 2
+_ROW = struct.Struct("<BqQ")  # flags, mtime_ns, size; then the sha256 if any, then the fingerprint (see _tail)
+_DIR, _SHA, _INO = 1, 2, 4
+_INODE = struct.Struct("<Q")
 _KINDS = {"file": 0, "dir": _DIR}
 Row = bytes | Observed
 
@@ -32,9 +33,9 @@ def pack_hashed(sha256: str, fingerprint: str) -> bytes | None:
     return bytes.fromhex(sha256) + fingerprint.encode("utf-8", "surrogatepass")
 
 
-def unpack_hashed(data: bytes, start: int = 0) -> tuple[str, str]:
-    """(sha256, fingerprint) of :func:`pack_hashed`'s bytes, found at ``start`` in ``data``."""
-    return data[start:start + 32].hex(), data[start + 32:].decode("utf-8", "surrogatepass")
+def unpack_hashed(data: bytes) -> tuple[str, str]:
+    """(sha256, fingerprint) of :func:`pack_hashed`'s bytes."""
+    return data[:32].hex(), data[32:].decode("utf-8", "surrogatepass")
 
 
 def _pack(obs: Observed) -> Row:
@@ -42,10 +43,29 @@ def _pack(obs: Observed) -> Row:
     if flags is None or not (0 <= obs.size < 1 << 64 and -(1 << 63) <= obs.mtime_ns < 1 << 63) \
             or type(obs.fingerprint) is not str:
         return obs
-    if obs.sha256 is None:
-        return _ROW.pack(flags, obs.mtime_ns, obs.size) + obs.fingerprint.encode("utf-8", "surrogatepass")
-    hashed = pack_hashed(obs.sha256, obs.fingerprint)
-    return obs if hashed is None else _ROW.pack(flags | _SHA, obs.mtime_ns, obs.size) + hashed
+    if obs.sha256 is not None:
+        if type(obs.sha256) is not str or not SHA256.fullmatch(obs.sha256):
+            return obs  # kept as given: it must come back the same
+        flags |= _SHA
+    tail, short = _tail(obs.fingerprint, obs.size, obs.mtime_ns)
+    row = _ROW.pack(flags | short, obs.mtime_ns, obs.size)
+    return row + bytes.fromhex(obs.sha256) + tail if obs.sha256 is not None else row + tail
+
+
+def _tail(fingerprint: str, size: int, mtime_ns: int) -> tuple[bytes, int]:
+    """A fingerprint as a row holds it, and its flag: a local disk's ``size-mtime-inode`` (size and time are in the
+    row already) as the inode's 8 bytes (25 bytes less per file), any other in UTF-8."""
+    prefix = f"{size}-{mtime_ns}-"
+    inode = fingerprint[len(prefix):] if fingerprint.startswith(prefix) else ""
+    if inode.isascii() and inode.isdigit() and (inode == "0" or inode[0] != "0") and int(inode) < 1 << 64:
+        return _INODE.pack(int(inode)), _INO
+    return fingerprint.encode("utf-8", "surrogatepass"), 0
+
+
+def _fingerprint(row: bytes, start: int, flags: int, size: int, mtime_ns: int) -> str:
+    if flags & _INO:
+        return f"{size}-{mtime_ns}-{_INODE.unpack_from(row, start)[0]}"
+    return row[start:].decode("utf-8", "surrogatepass")
 
 
 def _unpack(row: Row) -> Observed:
@@ -53,10 +73,22 @@ def _unpack(row: Row) -> Observed:
         return row  # type: ignore[return-value]
     flags, mtime_ns, size = _ROW.unpack_from(row)
     kind = "dir" if flags & _DIR else "file"
-    if flags & _SHA:
-        sha256, fingerprint = unpack_hashed(row, _ROW.size)  # no copy of the row's tail first: read per entry listed
-        return Observed(kind, sha256, size, mtime_ns, fingerprint)
-    return Observed(kind, None, size, mtime_ns, row[_ROW.size:].decode("utf-8", "surrogatepass"))
+    start = _ROW.size
+    if flags & _SHA:  # read per entry listed: no copy of the row's tail first
+        return Observed(kind, row[start:start + 32].hex(), size, mtime_ns,
+                        _fingerprint(row, start + 32, flags, size, mtime_ns))
+    return Observed(kind, None, size, mtime_ns, _fingerprint(row, start, flags, size, mtime_ns))
+
+
+def _hashed(row: Row) -> bytes | None:
+    """What :func:`pack_hashed` makes of a file row's hash and fingerprint (None: not a file row with a hash)."""
+    if type(row) is not bytes or not row[0] & _SHA:
+        return None
+    flags, mtime_ns, size = _ROW.unpack_from(row)
+    start = _ROW.size
+    if not flags & _INO:
+        return row[start:]
+    return row[start:start + 32] + _fingerprint(row, start + 32, flags, size, mtime_ns).encode("ascii")
 
 
 
@@ -86,11 +118,11 @@ class Observations(PackedTable[Observed], MutableMapping[str, Observed]):
         file with a packed hash): a plug's hash cache holds no second copy of them (see
         :class:`onitu.sync.plug.hash_cache.HashCache`)."""
         row = self._rows.get(path)
-        return row[_ROW.size:] if type(row) is bytes and row[0] & _SHA else None
+        return None if row is None else _hashed(row)
 
     def hashed_rows(self) -> Iterator[tuple[str, bytes]]:
         """(path, :meth:`hashed`) of every file with a packed hash; the table must not change meanwhile."""
-        start = _ROW.size
         for path, row in self._rows.items():
-            if type(row) is bytes and row[0] & _SHA:
-                yield path, row[start:]
+            hashed = _hashed(row)
+            if hashed is not None:
+                yield path, hashed

@@ -6,9 +6,10 @@ The referee's agreed versions (:mod:`onitu.sync.state.agreed`) and a plug's repo
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, Generic, TypeVar
+
+from onitu.space.fitted import fitted
 
 V = TypeVar("V")
 
@@ -41,7 +42,5 @@ class PackedTable(Mapping[str, V], Generic[V]):
         return len(self._rows)
 
     def shrink(self) -> None:
-        """Give back the room of a table that shrank a lot (a dict keeps its largest size until it is copied)."""
-        room = sys.getsizeof(self._rows)
-        if room > 4096 and len(self._rows) * 4 * 64 < room:
-            self._rows = dict(self._rows)
+        """Give back the room of a table that shrank (see :func:`onitu.space.fitted.fitted`)."""
+        self._rows = fitted(self._rows)

@@ -210,14 +210,14 @@ def test_the_mirror_holds_entries_apart_packed_and_gives_back_their_room(space):
            "dir": Observed("dir", None, 0, 9), "none": Observed("file", None, 3, 4)}
     for path, entry in odd.items():
         mirror.set("a", "f", path, entry)
-    for i in range(2000):
+    for i in range(5000):
         mirror.set("a", "f", f"d/{i}", obs(str(i)))
     table = mirror.other["a", "f"]
-    assert all(type(table._rows[f"d/{i}"]) is bytes for i in range(2000))
+    assert all(type(table._rows[f"d/{i}"]) is bytes for i in range(5000))
     assert {path: mirror.get("a", "f", path) for path in odd} == odd
     assert mirror.get("a", "f", "d/7") == Observed("file", obs("7").sha256, 1, 7)  # no fingerprint kept
     room = sys.getsizeof(table._rows)
-    for i in range(2000):
+    for i in range(5000):
         ledger.agree("f", meta(f"d/{i}", str(i), ("a", 1)))
     ledger.commit(space)
     mirror.compact()

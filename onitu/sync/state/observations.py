@@ -113,6 +113,10 @@ class Observations(PackedTable[Observed], MutableMapping[str, Observed]):
     def keys(self) -> KeysView[str]:
         return self._rows.keys()
 
+    def discard(self, path: str) -> None:
+        """Forget ``path`` if it is there (``pop`` without rebuilding what it held)."""
+        self._rows.pop(path, None)
+
     def hashed(self, path: str) -> bytes | None:
         """The hash and fingerprint held for the file at ``path``, as :func:`pack_hashed` gives them (None: not a
         file with a packed hash): a plug's hash cache holds no second copy of them (see

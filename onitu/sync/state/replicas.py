@@ -49,7 +49,7 @@ class Mirror:
             mask &= ~bit
             agreed.set_matching(path, mask)
         other = self.other[service, folder]
-        other.pop(path, None)
+        other.discard(path)
         if obs is not None:
             meta = agreed.get(path)
             if meta is not None and content_of(meta) == obs.content:

@@ -373,15 +373,15 @@ class Referee:
     def _passes(self, folder: str, paths: list[str], states: dict[str, str | None]
                 ) -> list[tuple[list[str], dict[str, int]]]:
         """``paths`` split into passes (:func:`onitu.sync.decide.split_passes.split`), each with, per replica, the
-        deletions of the passes after it (so that every pass judges the whole deletion against the threshold)."""
+        deletions of the passes after it (every pass judges the whole deletion); renames sought only if one is gone."""
         if len(paths) <= PASS_SIZE:
             return [(paths, {})]
-        replicas, ancestors = self._replicas(folder, paths, states)
-        live = [r for r in replicas if r.unavailable is None]
-        renames, gone = [], {}
-        for replica in live:
-            renames += find_renames(replica, ancestors)
-            gone[replica.service] = deleted(replica, ancestors)
+        renames, gone = [], {service: set() for service, state in states.items() if state is None}
+        if self.mirror.lost_any(folder, paths, gone):  # else no view of all the paths: a first sync's peak memory
+            replicas, ancestors = self._replicas(folder, paths, states)
+            for replica in (r for r in replicas if r.unavailable is None):
+                renames += find_renames(replica, ancestors)
+                gone[replica.service] = deleted(replica, ancestors)
         passes = split(paths, renames, PASS_SIZE, lambda path: self._must_stay_whole(folder, path))
         ahead = {service: len(g) for service, g in gone.items()}
         out = []

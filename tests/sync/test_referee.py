@@ -43,6 +43,34 @@ def test_a_large_tree_is_ordered_as_the_plugs_keep_up(hub, monkeypatch):
     assert all(referee.ledger.held[s, "docs"].keys() >= set(files) for s in ("a", "b", "c"))
 
 
+def test_new_files_are_split_into_passes_without_a_view_of_them_all_and_a_deletion_among_them_is_seen(hub,
+                                                                                                       monkeypatch):
+    """Splitting a big batch into passes looks for renames and counts deletions across all of it: a view of every
+    path on every replica (600 bytes a path, the referee's peak in a first sync of a million files). Where no replica
+    lost a path it held, there is none to find, and no such view is made; one lost path brings it back."""
+    monkeypatch.setattr(referee_module, "PASS_SIZE", 10)
+    referee, plugs = hub
+    views = []
+    replicas = referee._replicas
+    monkeypatch.setattr(referee, "_replicas", lambda folder, paths, states: views.append(len(paths)) or
+                        replicas(folder, paths, states))
+    plugs.listing([])
+    plugs.report("a", [(f"f{i:02}.txt", obs(f"f{i:02}.txt")) for i in range(30)])
+    referee.decide()
+    assert views and max(views) == 10, "passes of 10, each viewed alone"
+    for _ in range(10):
+        for order in plugs.orders():
+            plugs.done(order)
+        referee.ledger.commit(referee.space)
+        referee.decide()
+    assert referee.ledger.held["c", "docs"].keys() >= {f"f{i:02}.txt" for i in range(30)}
+    views.clear()
+    plugs.report("a", [("f00.txt", None), *((f"g{i:02}.txt", obs(f"g{i:02}.txt")) for i in range(30))])
+    referee.deletions.bursts.clear()  # as if the deletions had paused: decided now
+    referee.decide()
+    assert max(views) == 31, "f00.txt is gone from a: the whole batch is viewed, to judge the deletion"
+
+
 def test_passes_below_a_directory_being_made_wait_their_turn(hub, monkeypatch):
     """The passes after the one that makes a directory wait, in the queue, for that order's result (their paths are
     busy meanwhile); they are not thrown back to be split again, unless that lasts (STUCK seconds)."""

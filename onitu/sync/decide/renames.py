@@ -51,11 +51,13 @@ def _trees(contents: Mapping[str, Content], roots: set[str]) -> dict[str, Tree]:
 def find_renames(replica: Replica, ancestors: Mapping[str, FileMeta]) -> list[tuple[str, str]]:
     """The (src, dst) renames made on ``replica`` since it last held the agreed versions; directories first."""
     held = {p: c for p, meta in replica.held.items() if (c := content_of(meta)) is not None}
+    gone = fair_sorted(p for p in held if p not in replica.now and is_clean(replica.held[p], ancestors.get(p)))
+    if not gone:  # nothing renamed: no look at what is new (a first sync's million files, their trees)
+        return []
     now = {p: obs.content for p, obs in replica.now.items()}
-    gone = fair_sorted(p for p in held if p not in now and is_clean(replica.held[p], ancestors.get(p)))
     new = fair_sorted(p for p in now if p not in held and content_of(ancestors.get(p)) is None)
     gone_dirs = [p for p in gone if held[p][0] == "dir"]
-    new_dirs = [p for p in new if now[p][0] == "dir"]
+    new_dirs = [p for p in new if now[p][0] == "dir"] if gone_dirs else []
     old_trees, new_trees = _trees(held, set(gone_dirs)), _trees(now, set(new_dirs))
     pairs: list[tuple[str, str]] = []
     for src in gone_dirs:  # sorted, so a directory comes before its subdirectories

@@ -10,7 +10,7 @@ order was decided on back into it (see :meth:`onitu.sync.decide.plan.Observed.co
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from onitu.sync.decide.metadata import FileMeta
 from onitu.sync.decide.plan import Observed, content_of
@@ -62,6 +62,16 @@ class Mirror:
         """The paths where ``service`` has something."""
         yield from list(self.ledger.agreed[folder].matched_by(self.ledger.bit(service)))
         yield from list(self.other.get((service, folder), ()))
+
+    def lost_any(self, folder: str, paths: Iterable[str], services: Iterable[str]) -> bool:
+        """Whether one of ``services`` has nothing now at one of ``paths`` where the ledger records it holding a
+        version. Without that, those paths hold no rename and no deletion: in a first sync, none of them."""
+        paths = list(paths)
+        for service in services:
+            held = self.ledger.held[service, folder]
+            if len(held) and any(p in held and self.get(service, folder, p) is None for p in paths):
+                return True
+        return False
 
     def compact(self) -> None:
         """Give back the room of tables that shrank (dicts keep their largest size: a bulk copy passes through

@@ -47,7 +47,8 @@ class Beside(Protocol):
     """Where most of the hashes are already held: what the plug last reported, by service path."""
 
     def hashed(self, path: str) -> bytes | None:
-        """The hash and fingerprint held for ``path`` (as :func:`~onitu.sync.plug.known.pack_hashed` gives them)."""
+        """The hash and fingerprint held for ``path``, as
+        :func:`~onitu.sync.state.observations.pack_hashed` gives them."""
 
     def hashed_rows(self) -> Iterator[tuple[str, bytes]]:
         """(path, :meth:`hashed`) of every file held; nothing changes them meanwhile."""
@@ -194,7 +195,7 @@ class HashCache:
 
 
 def _pack(fingerprint: str, sha256: str) -> Row:
-    """An entry as held (see :func:`onitu.sync.plug.known.pack_hashed`), or as given if that cannot hold it."""
+    """An entry as held (see :func:`onitu.sync.state.observations.pack_hashed`), or as given if that cannot hold it."""
     hashed = pack_hashed(sha256, fingerprint)
     return (fingerprint, sha256) if hashed is None else hashed
 

@@ -112,8 +112,10 @@ class Reporter:
         """The hash and fingerprint last reported for a service path (:class:`onitu.sync.plug.hash_cache.Beside`):
         read without the lock, one dict lookup."""
         found = self.scanner.locate(path)
-        known = None if found is None else self.known.get(found[0])
-        return None if known is None or found is None else known.hashed(found[1])
+        if found is None:
+            return None
+        known = self.known.get(found[0])
+        return None if known is None else known.hashed(found[1])
 
     def hashed_rows(self) -> Iterator[tuple[str, bytes]]:
         """(service path, :meth:`hashed`) of every file last reported; called with the lock held."""

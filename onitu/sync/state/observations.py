@@ -91,7 +91,6 @@ def _hashed(row: Row) -> bytes | None:
     return row[start:start + 32] + _fingerprint(row, start + 32, flags, size, mtime_ns).encode("ascii")
 
 
-
 class Observations(PackedTable[Observed], MutableMapping[str, Observed]):
     """path -> :class:`Observed`, packed."""
 

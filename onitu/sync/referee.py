@@ -100,7 +100,7 @@ class Referee:
         self.plugs = Plugs()
         self.dirty: dict[str, set[str]] = defaultdict(set)
         self.queued: dict[str, deque[tuple[list[str], dict[str, int]]]] = defaultdict(deque)  # passes to decide
-        self.orders = Orders(self.ledger, space)
+        self.orders = Orders(self.ledger, space, lambda service: bool(self.plugs.info.get(service, {}).get("rows")))
         self.backoff = Backoff()  # failed paths: when to decide them again
         self.awaiting = Awaiting(self.ledger)
         self.settled = Settled(space, self.ledger, self.mirror)

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from onitu.space.errors import RequestExpired, SpaceError
 from onitu.sync.decide.metadata import SHA256, FileMeta
-from onitu.sync.decide.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed
+from onitu.sync.decide.plan import Action, Copy, Delete, KeepConflict, Mkdir, Move, Observed, paths_of
 from onitu.sync.drivers.contract import safe_path
 
 log = logging.getLogger(__name__)
@@ -132,35 +132,61 @@ def set_aside_from_wire(value: Any) -> list[tuple[str, str]]:
     return [(safe_path(_text(c, "path")), safe_path(_text(o, "path"))) for c, o in value]
 
 
-def action_to_wire(action: Action) -> dict[str, Any]:
-    """An order's action as a plain dict (``op`` names its type)."""
+def action_to_wire(action: Action, rows: bool = False) -> dict[str, Any] | list[Any]:
+    """An order's action as a plain dict (``op`` names its type) or, with ``rows``, as a list: its op, then its
+    fields in :data:`_ORDER_FIELDS`'s order, a copy's hash as its 32 raw bytes (70 bytes where the dict took 190)."""
     if isinstance(action, Copy):
+        if rows:
+            return ["copy", action.path, action.to, list(action.sources), bytes.fromhex(action.sha256), action.size,
+                    action.replaces, action.source_path]
         return {"op": "copy", "path": action.path, "on": action.to, "sources": list(action.sources),
                 "sha256": action.sha256, "size": action.size, "replaces": action.replaces,
                 "source_path": action.source_path}
     if isinstance(action, Mkdir):
-        return {"op": "mkdir", "path": action.path, "on": action.on}
-    if isinstance(action, Delete):
-        return {"op": "delete", "path": action.path, "on": action.on, "replaces": action.replaces}
-    if isinstance(action, Move):
-        return {"op": "move", "path": action.src, "dst": action.dst, "on": action.on, "replaces": action.replaces}
-    if isinstance(action, KeepConflict):
-        return {"op": "conflict", "path": action.path, "on": action.on, "dst": action.conflict,
+        wire = {"op": "mkdir", "path": action.path, "on": action.on}
+    elif isinstance(action, Delete):
+        wire = {"op": "delete", "path": action.path, "on": action.on, "replaces": action.replaces}
+    elif isinstance(action, Move):
+        wire = {"op": "move", "path": action.src, "dst": action.dst, "on": action.on, "replaces": action.replaces}
+    elif isinstance(action, KeepConflict):
+        wire = {"op": "conflict", "path": action.path, "on": action.on, "dst": action.conflict,
                 "replaces": action.replaces}
-    raise ValueError(f"{type(action).__name__} is not an order")
+    else:
+        raise ValueError(f"{type(action).__name__} is not an order")
+    return [wire["op"], *(wire[key] for key in _ORDER_FIELDS[wire["op"]])] if rows else wire
 
 
-_ORDER_KEYS = {
-    "copy": {"op", "path", "on", "sources", "sha256", "size", "replaces", "source_path"},
-    "mkdir": {"op", "path", "on"},
-    "delete": {"op", "path", "on", "replaces"},
-    "move": {"op", "path", "dst", "on", "replaces"},
-    "conflict": {"op", "path", "dst", "on", "replaces"},
+# An action's fields as a row holds them, after its op.
+_ORDER_FIELDS = {
+    "copy": ("path", "on", "sources", "sha256", "size", "replaces", "source_path"),
+    "mkdir": ("path", "on"),
+    "delete": ("path", "on", "replaces"),
+    "move": ("path", "dst", "on", "replaces"),
+    "conflict": ("path", "dst", "on", "replaces"),
 }
+_ORDER_KEYS = {op: {"op", *fields} for op, fields in _ORDER_FIELDS.items()}
+
+
+def action_as_dict(value: Any) -> Any:
+    """An action in either form as a dict (``op`` and its fields; a copy's hash in hex), unchecked but for its shape:
+    :func:`action_from_wire` checks it."""
+    if not isinstance(value, list | tuple):
+        return value
+    row = value
+    fields = _ORDER_FIELDS.get(row[0]) if row and isinstance(row[0], str) else None
+    if fields is None or len(row) != len(fields) + 1:
+        raise ValueError("an order's action as a row must be [op, fields...] with op one of " + ", ".join(_ORDER_KEYS))
+    value = dict(zip(("op", *fields), row, strict=True))
+    if row[0] == "copy":
+        if type(value["sha256"]) is not bytes or len(value["sha256"]) != 32:
+            raise ValueError(f"{value['path']!r:.80}: a copy's sha256 must be 32 bytes in a row")
+        value["sha256"] = value["sha256"].hex()
+    return value
 
 
 def action_from_wire(value: Any) -> Action:
-    """The inverse of :func:`action_to_wire`, checked (paths through :func:`safe_path`)."""
+    """The inverse of :func:`action_to_wire` (either form), checked (paths through :func:`safe_path`)."""
+    value = action_as_dict(value)
     if not isinstance(value, dict) or value.get("op") not in _ORDER_KEYS:
         raise ValueError("an order must be a mapping whose 'op' is one of " + ", ".join(_ORDER_KEYS))
     op = value["op"]
@@ -188,9 +214,37 @@ def action_from_wire(value: Any) -> Action:
     return Move(path, dst, on, replaces) if op == "move" else KeepConflict(path, on, dst, replaces)
 
 
-def meta_from_wire(value: Any) -> FileMeta | None:
-    """An agreed version carried by an order (None when the order has none)."""
-    return None if value is None else FileMeta.from_wire(value)
+def order_body(folder: str, actions: list[Action], metas: list[FileMeta | None], rows: bool) -> dict[str, Any]:
+    """An order's body: its actions and the agreed version each brings about (None: none), as dicts, or as rows
+    for a plug that reads them (its plug tuple says ``"rows": true``; a plug of an earlier version reads dicts only).
+    A row is a third of a dict: a hub's orders and their results, one each per file, are most of what its space
+    commits, ships to its secondary and keeps in its history during a sync."""
+    if rows:
+        return {"folder": folder, "actions": [action_to_wire(a, True) for a in actions],
+                "metas": [None if m is None else m.to_row() for m in metas]}
+    return {"folder": folder, "actions": [action_to_wire(a) for a in actions],
+            "metas": [None if m is None else m.to_wire() for m in metas]}
+
+
+def order_from_wire(body: Any) -> tuple[list[Action], list[FileMeta | None]]:
+    """An order's (or its result's) actions and agreed versions, in either form, checked: ValueError says what is
+    wrong."""
+    if not isinstance(body, dict) or not isinstance(body.get("actions"), list | tuple) \
+            or not isinstance(body.get("metas"), list | tuple):
+        raise ValueError("an order body must be a mapping with actions and metas")
+    actions = [action_from_wire(a) for a in body["actions"]]
+    if len(body["metas"]) != len(actions):
+        raise ValueError("an order needs as many metas as actions")
+    return actions, [_meta(paths_of(action)[0], value) for action, value in zip(actions, body["metas"], strict=True)]
+
+
+def _meta(path: str, value: Any) -> FileMeta | None:
+    if value is None:
+        return None
+    meta = FileMeta.from_row(path, value) if isinstance(value, list | tuple) else FileMeta.from_wire(value)
+    if meta.path != path:
+        raise ValueError(f"an order's agreed version of {meta.path!r:.80} is for its action on {path!r:.80}")
+    return meta
 
 
 def take_all(space: Any, templates: list[tuple]) -> None:

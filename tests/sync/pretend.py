@@ -47,13 +47,14 @@ class Plugs:
 
     def actions(self) -> list[tuple[str, str, str]]:
         """(service, op, path) of every action of the orders waiting in the space, sorted."""
-        return sorted((t[1], a["op"], a["path"]) for t in self.orders() for a in t[3]["actions"])
+        return sorted((t[1], a["op"], a["path"]) for t in self.orders() for a in map(tuples.action_as_dict,
+                                                                                       t[3]["actions"]))
 
     def done(self, order: tuple, ok: bool = True) -> None:
         """The result of ``order``, as its plug would send it (the entries: what its actions left)."""
         _, service, oid, body = order
         entries = [[a["path"], tuples.obs_to_wire(obs(a["path"])) if ok and a["op"] != "delete" else None]
-                   for a in body["actions"]]
+                   for a in map(tuples.action_as_dict, body["actions"])]
         results = [{"ok": ok, "error": "" if ok else "failed"} for _ in body["actions"]]
         self.seq += 1
         self.space.take(order)

@@ -43,6 +43,24 @@ def test_a_large_tree_is_ordered_as_the_plugs_keep_up(hub, monkeypatch):
     assert all(referee.ledger.held[s, "docs"].keys() >= set(files) for s in ("a", "b", "c"))
 
 
+def test_orders_go_as_rows_to_a_plug_that_reads_them_and_as_dicts_to_one_of_an_earlier_version(hub):
+    referee, plugs = hub
+    plugs.space.take((tuples.PLUG, "b", None))
+    plugs.space.write((tuples.PLUG, "b", {"id": "plug-b", "available": True, "rows": True}))
+    referee._refresh_plugs()
+    plugs.listing([])
+    plugs.report("a", [("f.txt", obs("f.txt"))])
+    referee.decide()
+    forms = {t[1]: (type(t[3]["actions"][0]), type(t[3]["metas"][0])) for t in plugs.orders()}
+    assert forms == {"b": (list, list), "c": (dict, dict)}
+    for order in plugs.orders():
+        plugs.done(order)  # its result carries the order's body back, in its form
+    referee.ledger.commit(referee.space)
+    referee.decide()
+    assert not plugs.orders() and not referee.orders
+    assert all("f.txt" in referee.ledger.held[s, "docs"] for s in SERVICES)
+
+
 def test_new_files_are_split_into_passes_without_a_view_of_them_all_and_a_deletion_among_them_is_seen(hub,
                                                                                                        monkeypatch):
     """Splitting a big batch into passes looks for renames and counts deletions across all of it: a view of every
@@ -321,7 +339,7 @@ def test_the_orders_of_a_replica_whose_plug_is_gone_are_withdrawn(hub, monkeypat
     assert plugs.actions() == [("b", "copy", "f.txt")], "decided again, for b alone"
     plugs.space.write(orders["c"])  # c, back, had carried the withdrawn order out: its result, order gone
     plugs.done(orders["c"])
-    assert referee.ledger.holds("c", "docs", "f.txt") == tuples.meta_from_wire(orders["c"][3]["metas"][0])
+    assert referee.ledger.holds("c", "docs", "f.txt") == tuples.order_from_wire(orders["c"][3])[1][0]
 
 
 def test_the_orders_of_a_replica_whose_root_is_unavailable_are_withdrawn(hub, monkeypatch):

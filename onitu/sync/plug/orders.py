@@ -252,7 +252,7 @@ class OrderTaker:
             if not isinstance(body, dict) or not isinstance(body.get("folder"), str):
                 raise ValueError("an order body must be a mapping with a folder")
             actions = [tuples.action_from_wire(a) for a in body.get("actions") or ()]
-            metas = body.get("metas")
+            metas = body.get("metas")  # for the referee (it reads them back with the result): not looked at here
             if not actions or not isinstance(metas, list) or len(metas) != len(actions):
                 raise ValueError("an order needs actions, and as many metas")
             if body["folder"] not in self.reporter.known or any(service_of(a) != self.service for a in actions):

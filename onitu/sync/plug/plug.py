@@ -93,7 +93,7 @@ class Plug:
     def _info(self) -> dict[str, Any]:
         return {"id": self.id, "endpoint": self.server.endpoint, "key": self.server.key,
                 "secret": self.server.secret, "available": bool(self.status), "reason": self.status.reason,
-                "pid": os.getpid(), "root": self.driver.root,
+                "pid": os.getpid(), "root": self.driver.root, "rows": True,  # reads orders as rows
                 # where its folders live under its root: other plugs fetch from it by these, not by their own
                 # config, which may predate this service (added while Onitu runs)
                 "folders": {f: c.path for f, c in self.config.services[self.service].folders.items()}}

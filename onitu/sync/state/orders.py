@@ -45,8 +45,9 @@ class Outstanding:
 class Orders:
     """The orders under way, by id; they are written to the space with the ledger's records (:meth:`send`)."""
 
-    def __init__(self, ledger: Ledger, space: Any) -> None:
+    def __init__(self, ledger: Ledger, space: Any, reads_rows: Callable[[str], bool] = lambda service: False) -> None:
         self.ledger, self.space = ledger, space
+        self.reads_rows = reads_rows  # whether a service's plug reads orders as rows (see tuples.order_body)
         self.sent: dict[int, Outstanding] = {}
         self.actions = 0  # actions of the orders under way
         self.transferred: Counter[str] = Counter()  # service -> bytes of the copies in orders done, since start
@@ -63,10 +64,7 @@ class Orders:
         """Take up the orders waiting in the space (sent by an earlier referee)."""
         for _, service, oid, body in self.space.read_all((tuples.ORDER, None, None, None)):
             try:
-                actions = [tuples.action_from_wire(a) for a in body["actions"]]
-                metas = [tuples.meta_from_wire(m) for m in body["metas"]]
-                if len(metas) != len(actions):
-                    raise ValueError("an order needs as many metas as actions")
+                actions, metas = tuples.order_from_wire(body)
             except (ValueError, TypeError, KeyError):
                 continue
             self._track(oid, service, body["folder"], actions, metas)
@@ -88,8 +86,7 @@ class Orders:
             for action in actions:
                 meta = self.ledger.latest(folder, paths_of(action)[0])  # as agreed with these orders
                 metas.append(meta if isinstance(action, Copy | Mkdir) else None)
-            body = {"folder": folder, "actions": [tuples.action_to_wire(a) for a in actions],
-                    "metas": [None if m is None else m.to_wire() for m in metas]}
+            body = tuples.order_body(folder, actions, metas, self.reads_rows(service))
             self.ledger.also([("write", (tuples.ORDER, service, oid, body), None)],
                              [(folder, paths_of(a)[0]) for a in actions])
             self._track(oid, service, folder, actions, metas)
@@ -163,8 +160,8 @@ class Orders:
         order = self.sent.get(oid) if type(oid) is int else None
         if order is not None and order.folder == folder:
             return order.actions, order.metas
-        return (tuple(tuples.action_from_wire(a) for a in body["actions"]),
-                tuple(tuples.meta_from_wire(m) for m in body["metas"]))
+        actions, metas = tuples.order_from_wire(body)
+        return tuple(actions), tuple(metas)
 
     def _track(self, oid: int, service: str, folder: str, actions: list[Action],
                metas: list[FileMeta | None]) -> None:

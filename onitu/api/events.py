@@ -89,7 +89,8 @@ def translate(kind: str, tup: Any) -> tuple[str, dict[str, Any]] | None:
             return "deletions.held", {"folder": tup[1], "service": tup[2], "deleted": tup[3].get("deleted"),
                                       "total": tup[3].get("total")}
         if tag == tuples.ORDER:
-            copies = [a for a in tup[3].get("actions", []) if isinstance(a, dict) and a.get("op") == "copy"]
+            actions = map(tuples.action_as_dict, tup[3].get("actions", []))  # rows or dicts (tuples.order_body)
+            copies = [a for a in actions if isinstance(a, dict) and a.get("op") == "copy"]
             if copies:
                 name = "transfer.done" if kind == "take" else "transfer.started"
                 return name, {"service": tup[1], "folder": tup[3].get("folder"), "files": len(copies),

@@ -30,6 +30,11 @@ def test_a_change_arrives_live(api_hub: ApiHub):
                           and len(d["holders"]) == 3, what="held everywhere")
         print(f"\nfile written -> file.changed event: median {sorted(latencies)[2] * 1000:.0f} ms "
               f"(local driver settle 0.1 s)")
+        for name in ("transfer.started", "transfer.done"):  # each replica's copies, from its orders (as rows)
+            for service in ("b", "c"):
+                _, _, data = stream.expect(lambda n, d, name=name, s=service: n == name and d["service"] == s
+                                           and "live-4.txt" in d["paths"], what=f"{name} on {service}")
+                assert data["folder"] and data["files"] >= 1 and data["bytes"] >= len("live 4")
     finally:
         stream.close()
 

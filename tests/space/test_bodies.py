@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tracemalloc
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onitu.space.bodies import BIG, YOUNG, Bodies
+from onitu.space import bodies
+from onitu.space.bodies import BIG, SEGMENT, YOUNG, Bodies
 
 _op = st.one_of(
     st.tuples(st.just("write"), st.integers(1, 3), st.binary(max_size=40)),  # the next ids: the common case
@@ -19,9 +21,15 @@ _op = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(_op, max_size=60))
-def test_the_table_answers_as_a_dict_whatever_is_written_taken_and_compacted(ops):
+@settings(max_examples=80, deadline=None)
+@given(st.lists(_op, max_size=60), st.sampled_from([(16, 4), (SEGMENT, YOUNG)]))
+def test_the_table_answers_as_a_dict_whatever_is_written_taken_and_compacted(ops, sizes):
+    with mock.patch.object(bodies, "SEGMENT", sizes[0]), mock.patch.object(bodies, "YOUNG", sizes[1]), \
+            mock.patch.object(bodies, "MOST_YOUNG", 4 * sizes[1]):
+        _compare(ops)
+
+
+def _compare(ops):
     table, model, newest = Bodies(), {}, 0
     for kind, n, body in ops:
         if kind in ("write", "big"):

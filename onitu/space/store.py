@@ -17,13 +17,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from onitu.space import numbers
-from onitu.space.bodies import Bodies, fit
 from onitu.space.errors import Cancelled, EventsLost, InvalidTuple, NoSuchEntry, RequestExpired, SpaceError
+from onitu.space.fitted import fitted
 from onitu.space.history import History
 from onitu.space.index import FifoIndex, Index, RindaIndex
 from onitu.space.packed import same as _same
@@ -92,11 +92,12 @@ class Store:
 
     def __init__(self, *, rinda_order: bool = False, clock: Callable[[], float] = time.time,
                  history: int = HISTORY, packed: bool = False) -> None:
-        self.clock, self.packed = clock, packed
+        self.clock = clock
+        self.packed = packed
         # Unpacked (in-process), a tuple is held as given: any Python values, returned as the same objects.
         self._pack: Callable[[Tuple], Any] = packb if packed else _same
         self._unpack: Callable[[Any], Tuple] = _unpack_held if packed else _same
-        self.live: MutableMapping[int, Any] = Bodies() if packed else {}  # id -> tuple, or its bytes (packed)
+        self.live: dict[int, Any] = {}  # id -> tuple, or its bytes when packed (see onitu.space.packed)
         self.index: Index = RindaIndex(self.live) if rinda_order else FifoIndex(self.live)
         self.next_id = 1
         self.leases: dict[int, float] = {}  # id -> deadline, leased tuples only
@@ -575,7 +576,7 @@ class Store:
         return changes
 
     def _fit(self) -> None:  # between turns (no walk of the index under way), the live table sized for its tuples
-        if (live := fit(self.live)) is not self.live:
+        if (live := fitted(self.live)) is not self.live:
             self.live = self.index.live = live
 
     def stats(self) -> dict[str, Any]:

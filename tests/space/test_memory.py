@@ -144,23 +144,6 @@ def test_a_stored_record_costs_little_beside_its_bytes():
     assert (allocated - bodies) / N < 135
 
 
-def test_records_past_the_notify_history_cost_their_bytes_and_about_a_hundred_more():
-    n = 100_000  # the history holds the write events of the last 20,000 (their bodies, which the table shares)
-
-    def fill():
-        store = Store(packed=True)
-        for i in range(n):
-            store.write(_hub_record(i))
-            if i % 100 == 99:
-                store.drain()  # the end of a server's turn
-        return store
-
-    store, allocated = _allocated(fill)
-    # index and young tuples included: 170 as a dict of bytes (a 32-byte id, a bytes header, a slot with room)
-    assert (allocated - sum(len(body) for body in store.live.values())) / n < 110
-    assert store.take(Template(("sync.meta", _hub_record(7)[1], None))) == _hub_record(7)
-
-
 def _colliding_keys() -> tuple[str, str]:
     """Two strings whose hashes agree in the 30 bits the index files a unique key under (hashes vary per process)."""
     seen: dict[int, str] = {}
@@ -224,8 +207,8 @@ def test_a_secondarys_history_keeps_one_copy_of_each_body():
     assert bodies[0] is row[1] and bodies[1] is bodies[2]
 
 
-def test_an_unpacked_live_table_is_sized_again_after_churn():
-    store = Store()  # in-process: a dict (a packed store's table has no room to give back, see onitu.space.bodies)
+def test_the_live_table_is_sized_again_after_churn():
+    store = Store(packed=True)
     for i in range(40_000):  # records that stay, and orders written and taken among them
         store.write(("rec", i))
         store.write(("order", i))

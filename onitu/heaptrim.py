@@ -45,18 +45,17 @@ def after_bursts() -> None:
     _started = True
     if "MALLOC_ARENA_MAX" not in os.environ:
         libc.mallopt(_M_ARENA_MAX, ARENAS)
-    trim = libc.malloc_trim
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    threading.Thread(target=_watch, args=(trim,), name="onitu-heap-trim", daemon=True).start()
+    threading.Thread(target=_watch, args=(libc.malloc_trim,), name="onitu-heap-trim", daemon=True).start()
 
 
 def _glibc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL(None)
-        libc.malloc_trim, libc.mallopt  # noqa: B018 (glibc's, or not glibc)
+        trim, mallopt = libc.malloc_trim, libc.mallopt  # (not glibc: neither is there)
     except (OSError, AttributeError):
         return None
-    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return libc
 
 

@@ -136,13 +136,10 @@ def action_to_wire(action: Action, rows: bool = False) -> dict[str, Any] | list[
     """An order's action as a plain dict (``op`` names its type) or, with ``rows``, as a list: its op, then its
     fields in :data:`_ORDER_FIELDS`'s order, a copy's hash as its 32 raw bytes (70 bytes where the dict took 190)."""
     if isinstance(action, Copy):
-        if rows:
-            return ["copy", action.path, action.to, list(action.sources), bytes.fromhex(action.sha256), action.size,
-                    action.replaces, action.source_path]
-        return {"op": "copy", "path": action.path, "on": action.to, "sources": list(action.sources),
+        wire = {"op": "copy", "path": action.path, "on": action.to, "sources": list(action.sources),
                 "sha256": action.sha256, "size": action.size, "replaces": action.replaces,
                 "source_path": action.source_path}
-    if isinstance(action, Mkdir):
+    elif isinstance(action, Mkdir):
         wire = {"op": "mkdir", "path": action.path, "on": action.on}
     elif isinstance(action, Delete):
         wire = {"op": "delete", "path": action.path, "on": action.on, "replaces": action.replaces}
@@ -153,7 +150,10 @@ def action_to_wire(action: Action, rows: bool = False) -> dict[str, Any] | list[
                 "replaces": action.replaces}
     else:
         raise ValueError(f"{type(action).__name__} is not an order")
-    return [wire["op"], *(wire[key] for key in _ORDER_FIELDS[wire["op"]])] if rows else wire
+    if not rows:
+        return wire
+    return [wire["op"], *(bytes.fromhex(wire[key]) if key == "sha256" else wire[key]
+                          for key in _ORDER_FIELDS[wire["op"]])]
 
 
 # An action's fields as a row holds them, after its op.
@@ -172,12 +172,11 @@ def action_as_dict(value: Any) -> Any:
     :func:`action_from_wire` checks it."""
     if not isinstance(value, list | tuple):
         return value
-    row = value
-    fields = _ORDER_FIELDS.get(row[0]) if row and isinstance(row[0], str) else None
-    if fields is None or len(row) != len(fields) + 1:
+    fields = _ORDER_FIELDS.get(value[0]) if value and isinstance(value[0], str) else None
+    if fields is None or len(value) != len(fields) + 1:
         raise ValueError("an order's action as a row must be [op, fields...] with op one of " + ", ".join(_ORDER_KEYS))
-    value = dict(zip(("op", *fields), row, strict=True))
-    if row[0] == "copy":
+    value = dict(zip(("op", *fields), value, strict=True))
+    if value["op"] == "copy":
         if type(value["sha256"]) is not bytes or len(value["sha256"]) != 32:
             raise ValueError(f"{value['path']!r:.80}: a copy's sha256 must be 32 bytes in a row")
         value["sha256"] = value["sha256"].hex()
@@ -219,11 +218,8 @@ def order_body(folder: str, actions: list[Action], metas: list[FileMeta | None],
     for a plug that reads them (its plug tuple says ``"rows": true``; a plug of an earlier version reads dicts only).
     A row is a third of a dict: a hub's orders and their results, one each per file, are most of what its space
     commits, ships to its secondary and keeps in its history during a sync."""
-    if rows:
-        return {"folder": folder, "actions": [action_to_wire(a, True) for a in actions],
-                "metas": [None if m is None else m.to_row() for m in metas]}
-    return {"folder": folder, "actions": [action_to_wire(a) for a in actions],
-            "metas": [None if m is None else m.to_wire() for m in metas]}
+    return {"folder": folder, "actions": [action_to_wire(a, rows) for a in actions],
+            "metas": [None if m is None else m.to_row() if rows else m.to_wire() for m in metas]}
 
 
 def order_from_wire(body: Any) -> tuple[list[Action], list[FileMeta | None]]:
